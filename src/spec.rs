@@ -1,0 +1,397 @@
+//! The desired state as Convoy's own types: fleet, hosts, stacks, services and the normalised
+//! container spec, plus the label scheme that records ownership on the engines and the spec hash.
+//!
+//! This module is the contract between `manifest` (which produces these values from files) and
+//! the planning core (`schedule`, `plan`, `render`). It does no I/O and knows nothing of Compose
+//! syntax or of bollard: every value here is already validated and normalised, so two manifests
+//! that mean the same container produce equal `ContainerSpec`s and equal hashes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Label naming the fleet that owns a container, network or volume (DESIGN.md, invariant 2).
+pub const LABEL_FLEET: &str = "convoy.fleet";
+pub const LABEL_STACK: &str = "convoy.stack";
+pub const LABEL_SERVICE: &str = "convoy.service";
+pub const LABEL_SLOT: &str = "convoy.slot";
+pub const LABEL_SPEC_HASH: &str = "convoy.spec-hash";
+pub const LABEL_COMMIT: &str = "convoy.commit";
+/// On networks and volumes: the Compose-level name (`default`, `data`) inside the stack.
+pub const LABEL_RESOURCE: &str = "convoy.resource";
+
+/// Everything one commit of a fleet repository asks for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredState {
+    pub fleet: String,
+    /// Hosts by name; a repository without `hosts:` has one host `local`.
+    pub hosts: BTreeMap<String, HostSpec>,
+    pub stacks: BTreeMap<String, StackSpec>,
+    pub settings: FleetSettings,
+}
+
+/// Fleet-wide settings from `convoy.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FleetSettings {
+    /// How long a host may be unreachable before its replicas are placed elsewhere.
+    pub host_down_after_secs: u64,
+    /// How long `apply` waits for a dependency to become healthy or complete.
+    pub dependency_timeout_secs: u64,
+}
+
+impl Default for FleetSettings {
+    fn default() -> Self {
+        FleetSettings {
+            host_down_after_secs: 30,
+            dependency_timeout_secs: 120,
+        }
+    }
+}
+
+/// One host of the fleet as `convoy.yaml` declares it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostSpec {
+    pub name: String,
+    pub address: HostAddress,
+    /// Path of the Docker socket on the host (used for `ssh://` hosts).
+    pub docker_socket: String,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: Option<Capacity>,
+    pub images: ImagePolicy,
+    pub ssh: SshSettings,
+    pub cordon: bool,
+    pub drain: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum HostAddress {
+    /// A local engine socket: `unix:///var/run/docker.sock`.
+    Unix { path: PathBuf },
+    /// An engine reached over SSH: `ssh://user@host:port`.
+    Ssh {
+        user: Option<String>,
+        host: String,
+        port: Option<u16>,
+    },
+}
+
+impl std::fmt::Display for HostAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostAddress::Unix { path } => write!(f, "unix://{}", path.display()),
+            HostAddress::Ssh { user, host, port } => {
+                write!(f, "ssh://")?;
+                if let Some(u) = user {
+                    write!(f, "{u}@")?;
+                }
+                write!(f, "{host}")?;
+                if let Some(p) = port {
+                    write!(f, ":{p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// SSH settings; fleet-wide defaults already merged with the host's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SshSettings {
+    pub user: Option<String>,
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub config_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImagePolicy {
+    /// The host pulls images from its registry.
+    #[default]
+    Pull,
+    /// Convoy copies images from the local engine to the host.
+    Push,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Capacity {
+    pub nano_cpus: Option<i64>,
+    pub memory_bytes: Option<i64>,
+}
+
+/// One stack: a Compose file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StackSpec {
+    pub name: String,
+    /// Repository-relative path of the Compose file, for messages.
+    pub file: String,
+    pub services: BTreeMap<String, ServiceSpec>,
+    /// Networks by their Compose name (`default` included when a service uses it).
+    pub networks: BTreeMap<String, NetworkSpec>,
+    /// Named volumes by their Compose name.
+    pub volumes: BTreeMap<String, VolumeSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkSpec {
+    /// The engine-side name: `<stack>_<network>`.
+    pub engine_name: String,
+    pub driver: String,
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
+    /// `external: true`: Convoy neither creates nor removes it.
+    pub external: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumeSpec {
+    /// The engine-side name: `<stack>_<volume>`, or the `name:`/external name as written.
+    pub engine_name: String,
+    pub driver: String,
+    pub driver_opts: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub external: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployMode {
+    Replicated,
+    Global,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependsCondition {
+    ServiceStarted,
+    ServiceHealthy,
+    ServiceCompletedSuccessfully,
+}
+
+/// Where a service may run. Filled by `manifest`, read by `schedule`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Placement {
+    /// `x-convoy.hosts`: the hosts the service may run on (None: all).
+    pub hosts: Option<Vec<String>>,
+    /// `deploy.placement.constraints`, parsed.
+    pub constraints: Vec<Constraint>,
+    /// `deploy.placement.preferences[].spread`: label keys (`node.labels.` stripped).
+    pub spread: Vec<String>,
+    pub max_replicas_per_node: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Constraint {
+    pub attribute: ConstraintAttribute,
+    pub equal: bool,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConstraintAttribute {
+    Hostname,
+    Label(String),
+}
+
+/// One service of a stack.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub mode: DeployMode,
+    /// Total replicas for `replicated`; ignored for `global`.
+    pub replicas: u32,
+    pub depends_on: BTreeMap<String, DependsCondition>,
+    pub placement: Placement,
+    /// Reservations used for placement (memory reservation is also applied to the container).
+    pub reserve_nano_cpus: Option<i64>,
+    pub reserve_memory_bytes: Option<i64>,
+    /// Names of environment variables whose values must never be shown (secret-looking names and
+    /// everything read from an `env_file`).
+    pub secret_env: BTreeSet<String>,
+    pub container: ContainerSpec,
+}
+
+impl ServiceSpec {
+    /// A service that runs to completion: its container having exited 0 is converged.
+    pub fn is_one_shot(&self) -> bool {
+        self.container.restart.name == RestartName::No
+    }
+}
+
+/// The normalised container configuration: what the engine is asked to run. Every collection is
+/// ordered (BTree or sorted Vec) so the hash and the rendered diff are deterministic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// The image reference exactly as written in the manifest.
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub ports: Vec<PortBinding>,
+    pub mounts: Vec<MountSpec>,
+    /// User labels (Convoy's own labels are added by the executor, not here).
+    pub labels: BTreeMap<String, String>,
+    pub restart: RestartPolicy,
+    pub healthcheck: Option<Healthcheck>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub hostname: Option<String>,
+    pub stop_signal: Option<String>,
+    pub stop_grace_period_secs: Option<i64>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub read_only: bool,
+    /// Container path → mount options (`size=64m`); empty string when none.
+    pub tmpfs: BTreeMap<String, String>,
+    pub init: Option<bool>,
+    /// `host:ip` entries, sorted.
+    pub extra_hosts: Vec<String>,
+    pub dns: Vec<String>,
+    pub sysctls: BTreeMap<String, String>,
+    pub ulimits: BTreeMap<String, Ulimit>,
+    pub logging: Option<Logging>,
+    /// Engine network name → aliases (the service name is always an alias).
+    pub networks: BTreeMap<String, NetworkAttachment>,
+    pub memory_bytes: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub memory_reservation_bytes: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PortBinding {
+    /// Host IP, empty for all interfaces.
+    pub host_ip: String,
+    /// Host port; None lets the engine choose.
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MountSpec {
+    pub kind: MountKind,
+    /// Absolute host path for binds; engine volume name for volumes.
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    Bind,
+    Volume,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartName {
+    No,
+    Always,
+    OnFailure,
+    #[default]
+    UnlessStopped,
+}
+
+impl RestartName {
+    /// The engine's spelling.
+    pub fn as_engine_str(self) -> &'static str {
+        match self {
+            RestartName::No => "no",
+            RestartName::Always => "always",
+            RestartName::OnFailure => "on-failure",
+            RestartName::UnlessStopped => "unless-stopped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub name: RestartName,
+    /// Only meaningful with `on-failure`.
+    pub max_attempts: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healthcheck {
+    /// Engine form: `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`.
+    pub test: Vec<String>,
+    pub interval_ns: Option<i64>,
+    pub timeout_ns: Option<i64>,
+    pub retries: Option<i64>,
+    pub start_period_ns: Option<i64>,
+    pub start_interval_ns: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    pub soft: i64,
+    pub hard: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Logging {
+    pub driver: String,
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAttachment {
+    pub aliases: Vec<String>,
+}
+
+impl ContainerSpec {
+    /// A short, stable hash of the normalised spec. The commit is never part of it, so a commit
+    /// that does not change a service leaves its containers alone.
+    pub fn hash(&self) -> String {
+        // serde_json over ordered collections is deterministic; the struct's field order is fixed.
+        let bytes = serde_json::to_vec(self).expect("a ContainerSpec always serialises");
+        let digest = Sha256::digest(&bytes);
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The engine name of a replica: `<stack>-<service>-<slot>`.
+pub fn container_name(stack: &str, service: &str, slot: &str) -> String {
+    format!("{stack}-{service}-{slot}")
+}
+
+/// Whether an environment variable's name looks secret: its value is masked everywhere.
+pub fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["PASSWORD", "SECRET", "TOKEN", "KEY", "CREDENTIAL"]
+        .iter()
+        .any(|word| upper.contains(word))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_stable_and_sensitive() {
+        let a = ContainerSpec {
+            image: "busybox:1".into(),
+            ..Default::default()
+        };
+        let mut b = a.clone();
+        assert_eq!(a.hash(), b.hash());
+        assert_eq!(a.hash().len(), 16);
+        b.env.insert("A".into(), "1".into());
+        assert_ne!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn secret_names() {
+        assert!(is_secret_name("DB_PASSWORD"));
+        assert!(is_secret_name("api_key"));
+        assert!(is_secret_name("GithubToken"));
+        assert!(!is_secret_name("PORT"));
+    }
+}
