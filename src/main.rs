@@ -1,8 +1,59 @@
-//! The `convoy` binary: parses arguments, runs the command, and owns the exit-code policy.
+//! The `convoy` binary: parses arguments, sets up logging, runs the command, and owns the
+//! exit-code policy (0 success or in sync, 1 differences or not converged, 2 error).
 
+mod app;
+mod cli;
+mod docker;
+mod drift;
+mod executor;
+mod fleet;
 mod manifest;
+mod observed;
+mod plan;
+mod render;
+mod schedule;
+mod source;
 mod spec;
 
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
 fn main() {
-    std::process::exit(0);
+    let cli = cli::Cli::parse();
+    init_logging(cli.verbose, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(app::EXIT_ERROR);
+        }
+    };
+    let code = match runtime.block_on(app::run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            // The chain once, lowercase, subject first (DESIGN.md: errors, logs, output).
+            eprintln!("error: {e:#}");
+            app::EXIT_ERROR
+        }
+    };
+    std::process::exit(code);
+}
+
+fn init_logging(verbose: u8, format: cli::LogFormat) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Text => builder.init(),
+        cli::LogFormat::Json => builder.json().init(),
+    }
 }

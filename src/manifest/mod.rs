@@ -63,7 +63,10 @@ pub struct ManifestErrors(pub Vec<ManifestError>);
 
 /// Reads and validates the whole repository. `env` is the process environment used for
 /// interpolation and for the default local engine (`DOCKER_HOST`).
-pub fn load(tree: &dyn RepoTree, env: &BTreeMap<String, String>) -> Result<DesiredState, ManifestErrors> {
+pub fn load(
+    tree: &dyn RepoTree,
+    env: &BTreeMap<String, String>,
+) -> Result<DesiredState, ManifestErrors> {
     let _ = (tree, env);
     Err(ManifestErrors(vec![ManifestError {
         file: "convoy.yaml".into(),

@@ -1,0 +1,411 @@
+//! The commands: each reads the repository, runs the one pipeline (observe, place, plan) and
+//! either shows the plan (`diff`), executes it (`apply`) or summarises what runs (`status`).
+//!
+//! Every command goes through `prepare` and `pipeline::observe_and_plan`; there is no second
+//! code path that previews a change. This module returns an exit code and prints the command's
+//! own output on stdout; diagnostics go through `tracing` on stderr.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::cli::{Command, Output, RepoArgs};
+use crate::executor::{self, ExecOptions};
+use crate::fleet::Fleet;
+use crate::manifest::{self, ManifestErrors};
+use crate::observed::{ObservedHost, ObservedState, RunState};
+use crate::plan::{self, Plan, JSON_VERSION};
+use crate::render::{self, Style};
+use crate::schedule::{self, Placement};
+use crate::source;
+use crate::spec::DesiredState;
+
+/// Exit codes, as DESIGN.md sets them per command.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_DIFF: i32 = 1;
+pub const EXIT_ERROR: i32 = 2;
+
+pub async fn run(command: Command) -> Result<i32> {
+    match command {
+        Command::Validate { repo } => validate(&repo),
+        Command::Diff { repo, base, output } => diff(&repo, base.as_deref(), output).await,
+        Command::Apply { repo, pull, output } => apply(&repo, pull, output).await,
+        Command::Status { repo, output } => status(&repo, output).await,
+    }
+}
+
+/// The desired state of a repository at a revision, or the errors that make it invalid.
+pub struct Loaded {
+    pub desired: DesiredState,
+    pub commit: String,
+}
+
+fn process_env() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+/// Reads and validates; prints every manifest error to stderr. `Ok(None)` means invalid.
+pub fn load(repo: &RepoArgs, rev: Option<&str>) -> Result<Option<Loaded>> {
+    let src = source::open(&repo.repo, rev)
+        .with_context(|| format!("cannot read the fleet repository `{}`", repo.repo.display()))?;
+    match manifest::load(src.tree.as_ref(), &process_env()) {
+        Ok(desired) => Ok(Some(Loaded {
+            desired,
+            commit: src.commit,
+        })),
+        Err(ManifestErrors(errors)) => {
+            let mut err = std::io::stderr().lock();
+            for e in &errors {
+                let _ = writeln!(err, "error: {e}");
+            }
+            let _ = writeln!(
+                err,
+                "{} error(s) in {}; nothing was changed",
+                errors.len(),
+                src.tree.describe()
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn validate(repo: &RepoArgs) -> Result<i32> {
+    match load(repo, repo.rev.as_deref())? {
+        Some(l) => {
+            let services: usize = l.desired.stacks.values().map(|s| s.services.len()).sum();
+            println!(
+                "valid: fleet `{}` at {}, {} host(s), {} stack(s), {} service(s)",
+                l.desired.fleet,
+                l.commit,
+                l.desired.hosts.len(),
+                l.desired.stacks.len(),
+                services
+            );
+            Ok(EXIT_OK)
+        }
+        None => Ok(EXIT_ERROR),
+    }
+}
+
+fn style() -> Style {
+    Style {
+        colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+/// One pass of the pipeline against the real fleet.
+pub struct Pass {
+    pub fleet: Fleet,
+    pub placement: Placement,
+    pub observed: ObservedState,
+    pub plan: Plan,
+}
+
+pub async fn observe_and_plan(loaded: &Loaded, fleet: Fleet) -> Pass {
+    let placement = schedule::place(&loaded.desired);
+    let observed = fleet.observe(&loaded.desired, &placement).await;
+    let plan = plan::plan(&loaded.desired, &placement, &observed, &loaded.commit);
+    Pass {
+        fleet,
+        placement,
+        observed,
+        plan,
+    }
+}
+
+async fn diff(repo: &RepoArgs, base: Option<&str>, output: Output) -> Result<i32> {
+    let Some(loaded) = load(repo, repo.rev.as_deref())? else {
+        return Ok(EXIT_ERROR);
+    };
+    let plan = match base {
+        Some(base_rev) => {
+            // A review of what a change will do: the base's desired state stands in for what
+            // runs, so no engine is contacted.
+            let Some(base) = load(repo, Some(base_rev))? else {
+                return Ok(EXIT_ERROR);
+            };
+            let base_placement = schedule::place(&base.desired);
+            let assumed = plan::assume_converged(&base.desired, &base_placement, &base.commit);
+            let placement = schedule::place(&loaded.desired);
+            plan::plan(&loaded.desired, &placement, &assumed, &loaded.commit)
+        }
+        None => {
+            let fleet = Fleet::connect(&loaded.desired).await;
+            observe_and_plan(&loaded, fleet).await.plan
+        }
+    };
+    match output {
+        Output::Text => print!("{}", render::plan_text(&plan, style())),
+        Output::Json => println!("{}", render::plan_json(&plan)),
+    }
+    // "In sync" is never claimed about an engine Convoy could not see.
+    Ok(if !plan.unreachable.is_empty() {
+        EXIT_ERROR
+    } else if plan.is_converged() {
+        EXIT_OK
+    } else {
+        EXIT_DIFF
+    })
+}
+
+async fn apply(repo: &RepoArgs, pull: bool, output: Output) -> Result<i32> {
+    let Some(loaded) = load(repo, repo.rev.as_deref())? else {
+        return Ok(EXIT_ERROR);
+    };
+    let fleet = Fleet::connect(&loaded.desired).await;
+    let mut pull_failures = Vec::new();
+    if pull {
+        pull_failures = pull_images(&loaded, &fleet).await;
+    }
+    let pass = observe_and_plan(&loaded, fleet).await;
+    let text = output == Output::Text;
+    if text {
+        print!("{}", render::plan_text(&pass.plan, style()));
+    }
+    let show_progress = text && std::io::stderr().is_terminal();
+    let opts = ExecOptions {
+        dependency_timeout: std::time::Duration::from_secs(
+            loaded.desired.settings.dependency_timeout_secs,
+        ),
+        ..Default::default()
+    };
+    let report = executor::execute(&pass.plan, &pass.fleet.engines, &opts, move |o| {
+        if show_progress {
+            let mark = if o.error.is_some() { "failed" } else { "done" };
+            eprintln!("  [{}] {} {}", o.host, mark, o.step);
+        }
+    })
+    .await;
+    // Observe again: the report says what was attempted, the engines say what is.
+    let after = observe_and_plan(&loaded, pass.fleet).await;
+    let converged = after.plan.is_converged() && pull_failures.is_empty();
+    match output {
+        Output::Text => {
+            let mut out = std::io::stdout().lock();
+            for f in report.failures() {
+                let _ = writeln!(
+                    out,
+                    "failed on host {}: {}: {}",
+                    f.host,
+                    f.step,
+                    f.error.as_deref().unwrap_or_default()
+                );
+            }
+            for f in &pull_failures {
+                let _ = writeln!(out, "failed: {f}");
+            }
+            let done = report.outcomes.len() - report.failures().count();
+            if converged {
+                let _ = writeln!(
+                    out,
+                    "\nApplied {done} step(s). Converged: the fleet matches {}.",
+                    loaded.commit
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "\nApplied {done} step(s), {} failed. Not converged; what remains:",
+                    report.failures().count()
+                );
+                let _ = write!(out, "{}", render::plan_text(&after.plan, style()));
+            }
+        }
+        Output::Json => {
+            #[derive(Serialize)]
+            struct Doc<'a> {
+                version: u32,
+                converged: bool,
+                plan: &'a Plan,
+                outcomes: &'a [executor::StepOutcome],
+                pull_failures: &'a [String],
+                remaining: &'a Plan,
+            }
+            let doc = Doc {
+                version: JSON_VERSION,
+                converged,
+                plan: &pass.plan,
+                outcomes: &report.outcomes,
+                pull_failures: &pull_failures,
+                remaining: &after.plan,
+            };
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+    }
+    Ok(if converged { EXIT_OK } else { EXIT_DIFF })
+}
+
+/// `apply --pull`: pull every image a host runs, so a tag that moved shows as drift.
+async fn pull_images(loaded: &Loaded, fleet: &Fleet) -> Vec<String> {
+    let placement = schedule::place(&loaded.desired);
+    let mut wanted: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for (key, a) in &placement.replicas {
+        if let schedule::Assignment::Host { host } = a {
+            if let Some(svc) = loaded
+                .desired
+                .stacks
+                .get(&key.stack)
+                .and_then(|s| s.services.get(&key.service))
+            {
+                wanted
+                    .entry((host.clone(), svc.container.image.clone()))
+                    .or_default()
+                    .push(format!("{}/{}", key.stack, key.service));
+            }
+        }
+    }
+    let results = futures_util::future::join_all(wanted.into_iter().filter_map(
+        |((host, image), services)| {
+            let engine = fleet.engines.get(&host)?.clone();
+            Some(async move {
+                let r = engine.ensure_image(&image, true).await;
+                (services, r)
+            })
+        },
+    ))
+    .await;
+    let mut failures = Vec::new();
+    for (mut services, r) in results {
+        if let Err(e) = r {
+            services.dedup();
+            failures.push(format!("{e} (needed by {})", services.join(", ")));
+        }
+    }
+    failures
+}
+
+#[derive(Debug, Serialize)]
+struct ServiceStatus {
+    stack: String,
+    service: String,
+    desired: usize,
+    running: usize,
+    replicas: Vec<ReplicaStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReplicaStatus {
+    name: String,
+    host: String,
+    state: Option<RunState>,
+    health: Option<crate::observed::Health>,
+    restarts: i64,
+    exit_code: Option<i64>,
+}
+
+async fn status(repo: &RepoArgs, output: Output) -> Result<i32> {
+    let Some(loaded) = load(repo, repo.rev.as_deref())? else {
+        return Ok(EXIT_ERROR);
+    };
+    let fleet = Fleet::connect(&loaded.desired).await;
+    let pass = observe_and_plan(&loaded, fleet).await;
+    let mut services: BTreeMap<(String, String), ServiceStatus> = BTreeMap::new();
+    for (key, a) in &pass.placement.replicas {
+        let entry = services
+            .entry((key.stack.clone(), key.service.clone()))
+            .or_insert_with(|| ServiceStatus {
+                stack: key.stack.clone(),
+                service: key.service.clone(),
+                desired: 0,
+                running: 0,
+                replicas: Vec::new(),
+            });
+        entry.desired += 1;
+        let name = crate::spec::container_name(&key.stack, &key.service, &key.slot);
+        let host = match a {
+            schedule::Assignment::Host { host } => host.clone(),
+            schedule::Assignment::Pending { .. } => String::new(),
+        };
+        let observed = pass
+            .observed
+            .hosts
+            .get(&host)
+            .and_then(ObservedHost::snapshot)
+            .and_then(|s| s.containers.get(&name));
+        if observed.is_some_and(|c| c.state == RunState::Running) {
+            entry.running += 1;
+        }
+        entry.replicas.push(ReplicaStatus {
+            name,
+            host,
+            state: observed.map(|c| c.state),
+            health: observed.and_then(|c| c.health),
+            restarts: observed.map(|c| c.restart_count).unwrap_or(0),
+            exit_code: observed
+                .filter(|c| c.state == RunState::Exited)
+                .map(|c| c.exit_code),
+        });
+    }
+    let unreachable = &pass.plan.unreachable;
+    match output {
+        Output::Json => {
+            #[derive(Serialize)]
+            struct Doc<'a> {
+                version: u32,
+                fleet: &'a str,
+                commit: &'a str,
+                services: Vec<&'a ServiceStatus>,
+                unreachable: &'a BTreeMap<String, String>,
+                orphan_volumes: &'a [plan::OrphanVolume],
+            }
+            let doc = Doc {
+                version: JSON_VERSION,
+                fleet: &loaded.desired.fleet,
+                commit: &loaded.commit,
+                services: services.values().collect(),
+                unreachable,
+                orphan_volumes: &pass.plan.orphan_volumes,
+            };
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Output::Text => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "fleet `{}` at {}", loaded.desired.fleet, loaded.commit);
+            for s in services.values() {
+                let _ = writeln!(
+                    out,
+                    "\n{}/{}  {}/{} running",
+                    s.stack, s.service, s.running, s.desired
+                );
+                for r in &s.replicas {
+                    let state = match (r.state, r.exit_code) {
+                        (None, _) => "missing".to_string(),
+                        (Some(RunState::Exited), Some(code)) => format!("exited ({code})"),
+                        (Some(st), _) => format!("{st:?}").to_lowercase(),
+                    };
+                    let health = r
+                        .health
+                        .map(|h| format!(", {}", format!("{h:?}").to_lowercase()))
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        "  {:<32} {:<12} {state}{health}, {} restart(s)",
+                        r.name,
+                        if r.host.is_empty() {
+                            "(pending)"
+                        } else {
+                            &r.host
+                        },
+                        r.restarts
+                    );
+                }
+            }
+            for (host, reason) in unreachable {
+                let _ = writeln!(out, "\n! host {host} is unreachable: {reason}");
+            }
+            for v in &pass.plan.orphan_volumes {
+                let _ = writeln!(
+                    out,
+                    "  orphaned volume `{}` on host {} (stack `{}`): kept",
+                    v.name, v.host, v.stack
+                );
+            }
+        }
+    }
+    Ok(if unreachable.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_DIFF
+    })
+}

@@ -1,0 +1,89 @@
+//! Command-line definitions: one enum of commands, their flags, and nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "convoy",
+    version,
+    about = "Declarative GitOps reconciler for Docker fleets, agentless over SSH"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output on stderr (-v info, -vv debug). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "CONVOY_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    /// Where Convoy keeps history, caches and connection sockets (never needed to converge).
+    #[arg(long, global = true, env = "CONVOY_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// The fleet repository's root (where `convoy.yaml` is).
+    #[arg(long, default_value = ".", env = "CONVOY_REPO")]
+    pub repo: PathBuf,
+    /// Read the files at this git revision instead of the working files.
+    #[arg(long)]
+    pub rev: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and validate the repository; print every error. Exit 0 valid, 2 invalid.
+    Validate {
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
+    /// Show what `apply` would do. Exit 0 in sync, 1 differences, 2 error.
+    Diff {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Plan `--rev` against this revision's desired state as if it ran (no engine contacted).
+        #[arg(long)]
+        base: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Make the fleet match the repository. Exit 0 converged, 1 not fully, 2 invalid input.
+    Apply {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Pull every image first and replace containers whose image changed behind its tag.
+        #[arg(long)]
+        pull: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Desired and running replicas per service, with health and restarts.
+    Status {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+}

@@ -1,0 +1,485 @@
+//! Field-level comparison of a desired `ContainerSpec` with what the engine really runs.
+//!
+//! Drift is read from inspect, not from labels: a container changed with `docker update`, or
+//! recreated by hand with Convoy's labels and another setting, shows here field by field. Fields
+//! the spec leaves out are compared with what the image supplies by default, so an unset
+//! `command` does not look like drift. Pure: no I/O. Values of secret variables never leave this
+//! module in clear: they are reported as changed, never shown.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::observed::ImageDefaults;
+use crate::spec::{ContainerSpec, MountKind, RestartName};
+
+/// One field whose desired value differs from the observed one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldChange {
+    /// Dotted name as the user writes it: `environment.DB_URL`, `deploy.resources.limits.memory`.
+    pub field: String,
+    /// Observed value, rendered; `(secret)` for masked values, `(none)` when absent.
+    pub old: String,
+    /// Desired value, rendered the same way.
+    pub new: String,
+}
+
+pub const MASK: &str = "(secret)";
+const NONE: &str = "(none)";
+
+/// Every field where `actual` (from inspect) differs from `desired`, in a fixed order.
+pub fn container_drift(
+    desired: &ContainerSpec,
+    actual: &ContainerSpec,
+    image: &ImageDefaults,
+    secret_env: &BTreeSet<String>,
+) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    let mut push = |field: &str, old: String, new: String| {
+        if old != new {
+            out.push(FieldChange {
+                field: field.to_string(),
+                old,
+                new,
+            });
+        }
+    };
+
+    push("image", actual.image.clone(), desired.image.clone());
+
+    // An entrypoint set at create resets the image's command (Docker's rule), so the effective
+    // command is computed the same way here.
+    let want_entry = desired
+        .entrypoint
+        .clone()
+        .or_else(|| image.entrypoint.clone());
+    let want_cmd = match (&desired.command, &desired.entrypoint) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Some(_)) => None,
+        (None, None) => image.command.clone(),
+    };
+    push("entrypoint", words(&actual.entrypoint), words(&want_entry));
+    push("command", words(&actual.command), words(&want_cmd));
+
+    // Environment: the image's variables overlaid with the spec's, compared per variable.
+    let mut want_env = image.env.clone();
+    want_env.extend(desired.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    diff_maps(
+        "environment",
+        &actual.env,
+        &want_env,
+        |k| secret_env.contains(k) || crate::spec::is_secret_name(k),
+        &mut out,
+    );
+
+    // Labels: the image's overlaid with the user's; Convoy's own labels are compared elsewhere.
+    let mut want_labels = image.labels.clone();
+    want_labels.extend(desired.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let actual_labels: BTreeMap<String, String> = actual
+        .labels
+        .iter()
+        .filter(|(k, _)| !k.starts_with("convoy."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    want_labels.retain(|k, _| !k.starts_with("convoy."));
+    diff_maps("labels", &actual_labels, &want_labels, |_| false, &mut out);
+
+    let mut push = |field: &str, old: String, new: String| {
+        if old != new {
+            out.push(FieldChange {
+                field: field.to_string(),
+                old,
+                new,
+            });
+        }
+    };
+    push(
+        "ports",
+        list(actual.ports.iter().map(port_str)),
+        list(desired.ports.iter().map(port_str)),
+    );
+    // Anonymous volumes for paths the image declares are the engine's doing, not drift.
+    let actual_mounts: Vec<String> = actual
+        .mounts
+        .iter()
+        .filter(|m| {
+            !(m.kind == MountKind::Volume
+                && image.volumes.contains(&m.target)
+                && !desired.mounts.iter().any(|d| d.target == m.target))
+        })
+        .map(mount_str)
+        .collect();
+    push(
+        "volumes",
+        list(actual_mounts.into_iter()),
+        list(desired.mounts.iter().map(mount_str)),
+    );
+    push("restart", restart_str(actual), restart_str(desired));
+    let want_health = desired
+        .healthcheck
+        .clone()
+        .or_else(|| image.healthcheck.clone());
+    push(
+        "healthcheck",
+        format!("{:?}", actual.healthcheck),
+        format!("{want_health:?}"),
+    );
+    push(
+        "user",
+        opt(&actual.user.clone().filter(|u| !u.is_empty())),
+        opt(&desired
+            .user
+            .clone()
+            .or_else(|| image.user.clone())
+            .filter(|u| !u.is_empty())),
+    );
+    push(
+        "working_dir",
+        opt(&actual.working_dir.clone().filter(|u| !u.is_empty())),
+        opt(&desired
+            .working_dir
+            .clone()
+            .or_else(|| image.working_dir.clone())
+            .filter(|u| !u.is_empty())),
+    );
+    // Without a hostname the engine uses the container ID: only a declared one is compared.
+    if desired.hostname.is_some() {
+        push("hostname", opt(&actual.hostname), opt(&desired.hostname));
+    }
+    push(
+        "stop_signal",
+        opt(&actual.stop_signal.clone().filter(|s| !s.is_empty())),
+        opt(&desired
+            .stop_signal
+            .clone()
+            .or_else(|| image.stop_signal.clone())
+            .filter(|s| !s.is_empty())),
+    );
+    push(
+        "stop_grace_period",
+        opt_num(actual.stop_grace_period_secs, "s"),
+        opt_num(desired.stop_grace_period_secs, "s"),
+    );
+    push(
+        "cap_add",
+        list(actual.cap_add.iter().cloned()),
+        list(desired.cap_add.iter().cloned()),
+    );
+    push(
+        "cap_drop",
+        list(actual.cap_drop.iter().cloned()),
+        list(desired.cap_drop.iter().cloned()),
+    );
+    push(
+        "read_only",
+        actual.read_only.to_string(),
+        desired.read_only.to_string(),
+    );
+    push("tmpfs", map_str(&actual.tmpfs), map_str(&desired.tmpfs));
+    push(
+        "init",
+        actual.init.unwrap_or(false).to_string(),
+        desired.init.unwrap_or(false).to_string(),
+    );
+    push(
+        "extra_hosts",
+        list(actual.extra_hosts.iter().cloned()),
+        list(desired.extra_hosts.iter().cloned()),
+    );
+    push(
+        "dns",
+        list(actual.dns.iter().cloned()),
+        list(desired.dns.iter().cloned()),
+    );
+    push(
+        "sysctls",
+        map_str(&actual.sysctls),
+        map_str(&desired.sysctls),
+    );
+    push(
+        "ulimits",
+        list(
+            actual
+                .ulimits
+                .iter()
+                .map(|(k, u)| format!("{k}={}:{}", u.soft, u.hard)),
+        ),
+        list(
+            desired
+                .ulimits
+                .iter()
+                .map(|(k, u)| format!("{k}={}:{}", u.soft, u.hard)),
+        ),
+    );
+    // Without `logging` the engine's default driver applies: only a declared one is compared.
+    if let Some(want) = &desired.logging {
+        let have = actual
+            .logging
+            .as_ref()
+            .map(|l| format!("{} {}", l.driver, map_str(&l.options)))
+            .unwrap_or_else(|| NONE.into());
+        push(
+            "logging",
+            have,
+            format!("{} {}", want.driver, map_str(&want.options)),
+        );
+    }
+    push(
+        "networks",
+        list(actual.networks.keys().cloned()),
+        list(desired.networks.keys().cloned()),
+    );
+    push(
+        "deploy.resources.limits.memory",
+        opt_bytes(actual.memory_bytes),
+        opt_bytes(desired.memory_bytes),
+    );
+    push(
+        "deploy.resources.limits.cpus",
+        opt_cpus(actual.nano_cpus),
+        opt_cpus(desired.nano_cpus),
+    );
+    push(
+        "deploy.resources.limits.pids",
+        opt_num(actual.pids_limit, ""),
+        opt_num(desired.pids_limit, ""),
+    );
+    push(
+        "deploy.resources.reservations.memory",
+        opt_bytes(actual.memory_reservation_bytes),
+        opt_bytes(desired.memory_reservation_bytes),
+    );
+    out
+}
+
+fn diff_maps(
+    prefix: &str,
+    actual: &BTreeMap<String, String>,
+    desired: &BTreeMap<String, String>,
+    is_secret: impl Fn(&str) -> bool,
+    out: &mut Vec<FieldChange>,
+) {
+    let keys: BTreeSet<&String> = actual.keys().chain(desired.keys()).collect();
+    for key in keys {
+        let (old, new) = (actual.get(key), desired.get(key));
+        if old == new {
+            continue;
+        }
+        let show = |v: Option<&String>| match v {
+            None => NONE.to_string(),
+            Some(_) if is_secret(key) => MASK.to_string(),
+            Some(v) => format!("{v:?}"),
+        };
+        out.push(FieldChange {
+            field: format!("{prefix}.{key}"),
+            old: show(old),
+            new: show(new),
+        });
+    }
+}
+
+fn words(v: &Option<Vec<String>>) -> String {
+    match v {
+        None => NONE.into(),
+        Some(w) if w.is_empty() => NONE.into(),
+        Some(w) => format!("{w:?}"),
+    }
+}
+
+fn opt(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| NONE.into())
+}
+
+fn opt_num(v: Option<i64>, unit: &str) -> String {
+    v.map(|n| format!("{n}{unit}"))
+        .unwrap_or_else(|| NONE.into())
+}
+
+pub fn opt_bytes(v: Option<i64>) -> String {
+    match v {
+        None => NONE.into(),
+        Some(b) if b % (1 << 30) == 0 => format!("{}GiB", b >> 30),
+        Some(b) if b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
+        Some(b) if b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
+        Some(b) => format!("{b}B"),
+    }
+}
+
+fn opt_cpus(v: Option<i64>) -> String {
+    v.map(|n| format!("{}", n as f64 / 1e9))
+        .unwrap_or_else(|| NONE.into())
+}
+
+fn list(items: impl Iterator<Item = String>) -> String {
+    let v: Vec<String> = items.collect();
+    if v.is_empty() {
+        NONE.into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn map_str(m: &BTreeMap<String, String>) -> String {
+    list(m.iter().map(|(k, v)| {
+        if v.is_empty() {
+            k.clone()
+        } else {
+            format!("{k}={v}")
+        }
+    }))
+}
+
+fn port_str(p: &crate::spec::PortBinding) -> String {
+    let host = match (p.host_ip.as_str(), p.host_port) {
+        ("", Some(port)) => format!("{port}:"),
+        (ip, Some(port)) => format!("{ip}:{port}:"),
+        ("", None) => String::new(),
+        (ip, None) => format!("{ip}::"),
+    };
+    format!("{host}{}/{}", p.container_port, p.protocol)
+}
+
+fn mount_str(m: &crate::spec::MountSpec) -> String {
+    format!(
+        "{}:{}{}",
+        m.source,
+        m.target,
+        if m.read_only { ":ro" } else { "" }
+    )
+}
+
+fn restart_str(c: &ContainerSpec) -> String {
+    match (c.restart.name, c.restart.max_attempts) {
+        (RestartName::OnFailure, Some(n)) if n > 0 => format!("on-failure:{n}"),
+        (name, _) => name.as_engine_str().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{MountSpec, RestartPolicy};
+
+    fn base() -> ContainerSpec {
+        ContainerSpec {
+            image: "busybox:1".into(),
+            command: Some(vec!["sleep".into(), "1000".into()]),
+            ..Default::default()
+        }
+    }
+
+    fn image() -> ImageDefaults {
+        ImageDefaults {
+            env: [("PATH".to_string(), "/bin".to_string())].into(),
+            command: Some(vec!["sh".into()]),
+            ..Default::default()
+        }
+    }
+
+    /// What the engine reports for a container created from `spec` on `image()`.
+    fn as_engine_reports(spec: &ContainerSpec) -> ContainerSpec {
+        let mut a = spec.clone();
+        let mut env = image().env;
+        env.extend(spec.env.clone());
+        a.env = env;
+        if a.command.is_none() {
+            a.command = image().command;
+        }
+        a
+    }
+
+    #[test]
+    fn identical_container_has_no_drift() {
+        let d = base();
+        assert!(container_drift(&d, &as_engine_reports(&d), &image(), &BTreeSet::new()).is_empty());
+        let mut no_cmd = base();
+        no_cmd.command = None;
+        let actual = as_engine_reports(&no_cmd);
+        assert!(container_drift(&no_cmd, &actual, &image(), &BTreeSet::new()).is_empty());
+    }
+
+    #[test]
+    fn memory_changed_by_docker_update_is_drift() {
+        let mut d = base();
+        d.memory_bytes = Some(64 << 20);
+        let mut a = as_engine_reports(&d);
+        a.memory_bytes = Some(128 << 20);
+        let drift = container_drift(&d, &a, &image(), &BTreeSet::new());
+        assert_eq!(
+            drift,
+            vec![FieldChange {
+                field: "deploy.resources.limits.memory".into(),
+                old: "128MiB".into(),
+                new: "64MiB".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn secret_values_are_masked() {
+        let mut d = base();
+        d.env.insert("DB_PASSWORD".into(), "hunter2".into());
+        d.env.insert("FROM_FILE".into(), "s3cret".into());
+        let mut a = as_engine_reports(&d);
+        a.env.insert("DB_PASSWORD".into(), "old-pass".into());
+        a.env.insert("FROM_FILE".into(), "old".into());
+        let secret: BTreeSet<String> = ["FROM_FILE".to_string()].into();
+        let drift = container_drift(&d, &a, &image(), &secret);
+        assert_eq!(drift.len(), 2);
+        let text = format!("{drift:?}");
+        assert!(!text.contains("hunter2") && !text.contains("old-pass"));
+        assert!(!text.contains("s3cret"));
+        assert!(drift.iter().all(|c| c.old == MASK && c.new == MASK));
+    }
+
+    #[test]
+    fn every_field_change_is_seen() {
+        let d = base();
+        let cases: Vec<(&str, Box<dyn Fn(&mut ContainerSpec)>)> = vec![
+            ("image", Box::new(|c| c.image = "busybox:2".into())),
+            (
+                "environment.A",
+                Box::new(|c| {
+                    c.env.insert("A".into(), "1".into());
+                }),
+            ),
+            (
+                "restart",
+                Box::new(|c| {
+                    c.restart = RestartPolicy {
+                        name: RestartName::Always,
+                        max_attempts: None,
+                    }
+                }),
+            ),
+            (
+                "volumes",
+                Box::new(|c| {
+                    c.mounts.push(MountSpec {
+                        kind: MountKind::Bind,
+                        source: "/srv".into(),
+                        target: "/data".into(),
+                        read_only: true,
+                    })
+                }),
+            ),
+            ("read_only", Box::new(|c| c.read_only = true)),
+            ("user", Box::new(|c| c.user = Some("1000".into()))),
+            (
+                "cap_add",
+                Box::new(|c| c.cap_add = vec!["NET_ADMIN".into()]),
+            ),
+            (
+                "deploy.resources.limits.cpus",
+                Box::new(|c| c.nano_cpus = Some(500_000_000)),
+            ),
+        ];
+        for (field, change) in cases {
+            let mut want = d.clone();
+            change(&mut want);
+            let drift = container_drift(&want, &as_engine_reports(&d), &image(), &BTreeSet::new());
+            assert_eq!(drift.len(), 1, "{field}: {drift:?}");
+            assert_eq!(drift[0].field, field);
+        }
+    }
+}

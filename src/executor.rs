@@ -1,0 +1,316 @@
+//! Runs a `Plan`: the only place where steps become Docker calls.
+//!
+//! Steps form a graph (`Step::after`): networks and volumes before the containers that use
+//! them, dependencies before dependents. Independent steps run in parallel with a global bound
+//! and a bound per host; a step whose prerequisite failed is skipped, not attempted. `depends_on`
+//! conditions (healthy, completed) are waited for by polling the engine with a deadline. A host
+//! that fails never blocks steps on other hosts (DESIGN.md, invariant 4). The executor decides
+//! nothing: it does what the plan says, and the next observation tells what really happened.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{watch, OnceCell, Semaphore};
+
+use crate::docker::{ContainerStatus, DockerError, Engine};
+use crate::observed::{Health, RunState};
+use crate::plan::{Action, Gate, Plan, Replica, Step};
+use crate::render::step_line;
+use crate::spec::DependsCondition;
+
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// Steps in flight across the fleet.
+    pub parallel: usize,
+    /// Steps in flight on one host.
+    pub parallel_per_host: usize,
+    /// How long a `depends_on` condition may take.
+    pub dependency_timeout: Duration,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            parallel: 32,
+            parallel_per_host: 16,
+            dependency_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepOutcome {
+    pub id: usize,
+    pub host: String,
+    /// The step as one line (`+ web-app-1 (missing, image ...)`).
+    pub step: String,
+    /// `None` when it succeeded.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub outcomes: Vec<StepOutcome>,
+}
+
+impl Report {
+    pub fn failures(&self) -> impl Iterator<Item = &StepOutcome> {
+        self.outcomes.iter().filter(|o| o.error.is_some())
+    }
+}
+
+/// Executes every step of `plan` on `engines` (hosts without an engine fail their steps).
+/// `progress` is called as each step ends, in completion order.
+pub async fn execute(
+    plan: &Plan,
+    engines: &BTreeMap<String, Engine>,
+    opts: &ExecOptions,
+    progress: impl Fn(&StepOutcome) + Send + Sync + 'static,
+) -> Report {
+    let progress = Arc::new(progress);
+    let global = Arc::new(Semaphore::new(opts.parallel.max(1)));
+    let per_host: BTreeMap<String, Arc<Semaphore>> = engines
+        .keys()
+        .map(|h| {
+            (
+                h.clone(),
+                Arc::new(Semaphore::new(opts.parallel_per_host.max(1))),
+            )
+        })
+        .collect();
+    // One pull per (host, image), however many replicas need it.
+    let mut pulls: BTreeMap<(String, String), Arc<OnceCell<Result<(), String>>>> = BTreeMap::new();
+    for step in &plan.steps {
+        if let Action::Create { replica, .. } | Action::Replace { replica, .. } = &step.action {
+            pulls
+                .entry((step.host.clone(), replica.spec.image.clone()))
+                .or_default();
+        }
+    }
+    let pulls = Arc::new(pulls);
+    let (senders, receivers): (Vec<_>, Vec<_>) = plan
+        .steps
+        .iter()
+        .map(|_| watch::channel::<Option<bool>>(None))
+        .unzip();
+    let engines = Arc::new(engines.clone());
+    let mut tasks = Vec::new();
+    for (step, tx) in plan.steps.iter().cloned().zip(senders) {
+        let deps: Vec<watch::Receiver<Option<bool>>> =
+            step.after.iter().map(|i| receivers[*i].clone()).collect();
+        let ctx = StepContext {
+            engines: engines.clone(),
+            global: global.clone(),
+            host_limit: per_host.get(&step.host).cloned(),
+            pulls: pulls.clone(),
+            fleet: plan.fleet.clone(),
+            opts: opts.clone(),
+        };
+        let progress = progress.clone();
+        tasks.push(tokio::spawn(async move {
+            let error = run_step(&ctx, &step, deps).await.err();
+            let _ = tx.send(Some(error.is_none()));
+            let outcome = StepOutcome {
+                id: step.id,
+                host: step.host.clone(),
+                step: step_line(&step.action),
+                error,
+            };
+            progress(&outcome);
+            outcome
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(o) => outcomes.push(o),
+            Err(e) => tracing::error!(error = %e, "step task failed"),
+        }
+    }
+    outcomes.sort_by_key(|o| o.id);
+    Report { outcomes }
+}
+
+struct StepContext {
+    engines: Arc<BTreeMap<String, Engine>>,
+    global: Arc<Semaphore>,
+    host_limit: Option<Arc<Semaphore>>,
+    pulls: Arc<BTreeMap<(String, String), Arc<OnceCell<Result<(), String>>>>>,
+    fleet: String,
+    opts: ExecOptions,
+}
+
+async fn run_step(
+    ctx: &StepContext,
+    step: &Step,
+    deps: Vec<watch::Receiver<Option<bool>>>,
+) -> Result<(), String> {
+    for mut rx in deps {
+        let ok = match rx.wait_for(|v| v.is_some()).await {
+            Ok(v) => v.unwrap_or(false),
+            Err(_) => false,
+        };
+        if !ok {
+            return Err("skipped: a step it depends on failed".into());
+        }
+    }
+    for gate in &step.gates {
+        wait_gate(ctx, gate).await?;
+    }
+    let engine = ctx
+        .engines
+        .get(&step.host)
+        .ok_or_else(|| format!("host `{}` is not connected", step.host))?;
+    let _global = ctx.global.acquire().await.map_err(|e| e.to_string())?;
+    let _host = match &ctx.host_limit {
+        Some(s) => Some(s.acquire().await.map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let span = tracing::info_span!("step", host = %step.host, id = step.id);
+    let _enter = span.enter();
+    let result: Result<(), DockerError> = match &step.action {
+        Action::CreateNetwork { stack, network } => {
+            engine.create_network(&ctx.fleet, stack, network).await
+        }
+        Action::CreateVolume { stack, volume } => {
+            engine.create_volume(&ctx.fleet, stack, volume).await
+        }
+        Action::RemoveNetwork { name } => engine.remove_network(name).await,
+        Action::Create { replica, .. } => {
+            ensure_image(ctx, engine, &step.host, replica).await?;
+            create_and_start(engine, replica).await
+        }
+        Action::Replace {
+            replica, old_id, ..
+        } => {
+            ensure_image(ctx, engine, &step.host, replica).await?;
+            // Stop-first: the old container frees its name and host ports before the new one
+            // is created (rolling updates come later).
+            match engine
+                .remove(old_id, &replica.name, replica.spec.stop_grace_period_secs)
+                .await
+            {
+                Ok(()) => create_and_start(engine, replica).await,
+                Err(e) => Err(e),
+            }
+        }
+        Action::Start {
+            id, name, reason, ..
+        } => {
+            if reason == "paused" {
+                engine.unpause(id, name).await
+            } else {
+                engine.start(id, name).await
+            }
+        }
+        Action::Remove { id, name, .. } => engine.remove(id, name, None).await,
+    };
+    drop(_enter);
+    result.map_err(|e| e.to_string())
+}
+
+async fn ensure_image(
+    ctx: &StepContext,
+    engine: &Engine,
+    host: &str,
+    replica: &Replica,
+) -> Result<(), String> {
+    let Some(cell) = ctx
+        .pulls
+        .get(&(host.to_string(), replica.spec.image.clone()))
+    else {
+        return Ok(());
+    };
+    cell.get_or_init(|| async {
+        engine
+            .ensure_image(&replica.spec.image, false)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .clone()
+}
+
+async fn create_and_start(engine: &Engine, replica: &Replica) -> Result<(), DockerError> {
+    let id = engine.create_container(replica).await?;
+    engine.start(&id, &replica.name).await
+}
+
+/// Waits until every container of a dependency meets the condition, or fails at the deadline
+/// or as soon as the condition can no longer hold (unhealthy, exited non-zero).
+async fn wait_gate(ctx: &StepContext, gate: &Gate) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + ctx.opts.dependency_timeout;
+    let what = match gate.condition {
+        DependsCondition::ServiceStarted => "started",
+        DependsCondition::ServiceHealthy => "healthy",
+        DependsCondition::ServiceCompletedSuccessfully => "completed successfully",
+    };
+    for (host, name) in &gate.containers {
+        let Some(engine) = ctx.engines.get(host) else {
+            return Err(format!(
+                "dependency `{}` runs on host `{host}`, which is not connected",
+                gate.service
+            ));
+        };
+        loop {
+            let status = engine.status(name).await.map_err(|e| e.to_string())?;
+            match gate_verdict(gate.condition, status) {
+                Verdict::Met => break,
+                Verdict::Failed(why) => {
+                    return Err(format!(
+                        "dependency `{}` ({name} on host `{host}`) did not become {what}: {why}",
+                        gate.service
+                    ))
+                }
+                Verdict::Wait => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "dependency `{}` ({name} on host `{host}`) not {what} after {}s",
+                    gate.service,
+                    ctx.opts.dependency_timeout.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+enum Verdict {
+    Met,
+    Wait,
+    Failed(String),
+}
+
+fn gate_verdict(cond: DependsCondition, status: Option<ContainerStatus>) -> Verdict {
+    let Some(s) = status else {
+        return Verdict::Wait;
+    };
+    match cond {
+        DependsCondition::ServiceStarted => match s.state {
+            RunState::Running | RunState::Exited => Verdict::Met,
+            _ => Verdict::Wait,
+        },
+        DependsCondition::ServiceHealthy => match (s.state, s.health) {
+            (_, Some(Health::Healthy)) => Verdict::Met,
+            (_, Some(Health::Unhealthy)) => Verdict::Failed("it is unhealthy".into()),
+            // No healthcheck: running is as healthy as it gets (Compose would refuse; the
+            // manifest already warns about it).
+            (RunState::Running, None) => Verdict::Met,
+            (RunState::Exited | RunState::Dead, _) => {
+                Verdict::Failed(format!("it exited with code {}", s.exit_code))
+            }
+            _ => Verdict::Wait,
+        },
+        DependsCondition::ServiceCompletedSuccessfully => match s.state {
+            RunState::Exited if s.exit_code == 0 => Verdict::Met,
+            RunState::Exited | RunState::Dead => {
+                Verdict::Failed(format!("it exited with code {}", s.exit_code))
+            }
+            _ => Verdict::Wait,
+        },
+    }
+}

@@ -1,0 +1,121 @@
+//! What the engines report, in Convoy's own types: the input of the planner on the observed side.
+//!
+//! `docker` builds these values from bollard's types; nothing past this boundary sees bollard.
+//! The module holds data only: no I/O, no clock. Every collection is ordered, so a plan made from
+//! an `ObservedState` is deterministic.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::spec::ContainerSpec;
+
+/// Every host of the fleet as observed in one pass.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ObservedState {
+    pub hosts: BTreeMap<String, ObservedHost>,
+}
+
+/// One host: either what its engine reported, or why it could not be observed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum ObservedHost {
+    Reachable(HostSnapshot),
+    Unreachable { reason: String },
+}
+
+impl ObservedHost {
+    pub fn snapshot(&self) -> Option<&HostSnapshot> {
+        match self {
+            ObservedHost::Reachable(s) => Some(s),
+            ObservedHost::Unreachable { .. } => None,
+        }
+    }
+}
+
+/// What one reachable engine reported.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HostSnapshot {
+    pub engine_version: String,
+    pub nano_cpus: i64,
+    pub memory_bytes: i64,
+    /// Containers carrying this fleet's ownership label, by name.
+    pub containers: BTreeMap<String, ObservedContainer>,
+    /// Names of every container Convoy does not own (another fleet's or nobody's): only their
+    /// names are kept, to report clashes. They never appear in a plan (invariant 2).
+    pub foreign_names: BTreeSet<String>,
+    /// Networks carrying this fleet's label, by engine name.
+    pub networks: BTreeMap<String, ObservedResource>,
+    /// Volumes carrying this fleet's label, by engine name.
+    pub volumes: BTreeMap<String, ObservedResource>,
+    /// Network names present on the engine that this fleet does not own (clash detection).
+    pub foreign_networks: BTreeSet<String>,
+    /// Image reference as written → image ID, for the references the desired state uses and
+    /// the host has.
+    pub image_ids: BTreeMap<String, String>,
+}
+
+/// A network or volume Convoy owns on a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObservedResource {
+    pub stack: String,
+    /// In-use count is not known from a list; the planner decides from desired containers.
+    pub resource: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+/// One container Convoy owns, as inspected.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObservedContainer {
+    pub id: String,
+    pub name: String,
+    pub stack: String,
+    pub service: String,
+    pub slot: String,
+    /// `convoy.spec-hash` label; empty when missing.
+    pub spec_hash: String,
+    pub commit: String,
+    pub image_id: String,
+    pub state: RunState,
+    pub exit_code: i64,
+    pub health: Option<Health>,
+    pub restart_count: i64,
+    /// The container's real settings, read from inspect, for drift detection.
+    pub actual: ContainerSpec,
+    /// What the image supplies when the spec leaves a field out.
+    pub image_defaults: ImageDefaults,
+}
+
+/// The parts of an image's config that the engine applies to a container by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImageDefaults {
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub stop_signal: Option<String>,
+    /// Container paths the image declares as volumes (they get anonymous volumes).
+    pub volumes: BTreeSet<String>,
+    pub healthcheck: Option<crate::spec::Healthcheck>,
+}

@@ -1,0 +1,808 @@
+//! The diff: desired state, placement and observed state in, an ordered `Plan` out.
+//!
+//! Every step names its host and why it exists; a `Replace` carries the field-level drift that
+//! caused it. `convoy diff`, `convoy apply` and every daemon pass use this one function; dry-run
+//! stops before the executor. Pure (DESIGN.md, invariant 1): no I/O, no clock, ordered maps only.
+//! It never emits a step on a container, network or volume that the fleet does not own
+//! (invariant 2), and plans nothing on a host that could not be observed (invariant 4).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::drift::{container_drift, FieldChange};
+use crate::observed::{HostSnapshot, ObservedContainer, ObservedHost, ObservedState, RunState};
+use crate::schedule::{Assignment, Placement, ReplicaKey};
+use crate::spec::{
+    container_name, ContainerSpec, DependsCondition, DesiredState, MountKind, NetworkSpec,
+    ServiceSpec, VolumeSpec, LABEL_COMMIT, LABEL_FLEET, LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC_HASH,
+    LABEL_STACK,
+};
+
+/// Version of the JSON form of plans and reports; bump on incompatible change.
+pub const JSON_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub fleet: String,
+    /// The commit the desired state was read from (recorded on containers).
+    pub commit: String,
+    pub steps: Vec<Step>,
+    /// Desired names held by containers the fleet does not own: never touched.
+    pub conflicts: Vec<Conflict>,
+    /// Hosts that could not be observed, with the reason: nothing is planned there.
+    pub unreachable: BTreeMap<String, String>,
+    pub pending: Vec<PendingReplica>,
+    /// Volumes the fleet owns that nothing desired uses any more: reported, never removed.
+    pub orphan_volumes: Vec<OrphanVolume>,
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// True when nothing is to be done and nothing stands in the way of convergence.
+    pub fn is_converged(&self) -> bool {
+        self.steps.is_empty()
+            && self.conflicts.is_empty()
+            && self.unreachable.is_empty()
+            && self.pending.is_empty()
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for step in &self.steps {
+            match &step.action {
+                Action::Create { .. } => s.create += 1,
+                Action::Replace { .. } => s.replace += 1,
+                Action::Start { .. } => s.start += 1,
+                Action::Remove { .. } => s.remove += 1,
+                Action::CreateNetwork { .. }
+                | Action::CreateVolume { .. }
+                | Action::RemoveNetwork { .. } => s.resources += 1,
+            }
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub replace: usize,
+    pub start: usize,
+    pub remove: usize,
+    pub resources: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub id: usize,
+    pub host: String,
+    pub action: Action,
+    /// Steps that must finish first (networks before containers, dependencies first).
+    pub after: Vec<usize>,
+    /// Conditions on other services to wait for before this step creates or starts anything.
+    pub gates: Vec<Gate>,
+}
+
+/// A `depends_on` condition, resolved to the containers that must satisfy it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Gate {
+    pub stack: String,
+    pub service: String,
+    pub condition: DependsCondition,
+    /// (host, container name) of every placed replica of the dependency.
+    pub containers: Vec<(String, String)>,
+}
+
+/// A replica as the executor creates it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Replica {
+    pub stack: String,
+    pub service: String,
+    pub slot: String,
+    pub name: String,
+    pub spec_hash: String,
+    pub image: String,
+    /// Never serialised: it holds environment values, some of them secret.
+    #[serde(skip)]
+    pub spec: ContainerSpec,
+    /// Every label to put on the container: the user's plus Convoy's own.
+    pub labels: BTreeMap<String, String>,
+    /// Names whose values are never shown (see `ServiceSpec::secret_env`).
+    #[serde(skip)]
+    pub secret_env: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    CreateNetwork {
+        stack: String,
+        network: NetworkSpec,
+    },
+    CreateVolume {
+        stack: String,
+        volume: VolumeSpec,
+    },
+    Create {
+        replica: Box<Replica>,
+        reason: String,
+    },
+    Replace {
+        replica: Box<Replica>,
+        old_id: String,
+        changes: Vec<FieldChange>,
+        reason: String,
+    },
+    Start {
+        stack: String,
+        service: String,
+        name: String,
+        id: String,
+        reason: String,
+    },
+    Remove {
+        stack: String,
+        service: String,
+        name: String,
+        id: String,
+        reason: String,
+    },
+    RemoveNetwork {
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    pub host: String,
+    pub name: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingReplica {
+    pub stack: String,
+    pub service: String,
+    pub slot: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrphanVolume {
+    pub host: String,
+    pub name: String,
+    pub stack: String,
+}
+
+/// Computes the plan that takes `observed` to `desired` under `placement`.
+pub fn plan(
+    desired: &DesiredState,
+    placement: &Placement,
+    observed: &ObservedState,
+    commit: &str,
+) -> Plan {
+    let mut p = Planner {
+        desired,
+        placement,
+        observed,
+        commit,
+        plan: Plan {
+            fleet: desired.fleet.clone(),
+            commit: commit.to_string(),
+            steps: Vec::new(),
+            conflicts: Vec::new(),
+            unreachable: BTreeMap::new(),
+            pending: Vec::new(),
+            orphan_volumes: Vec::new(),
+            notes: Vec::new(),
+        },
+        replica_steps: BTreeMap::new(),
+    };
+    p.run();
+    p.plan
+}
+
+struct Planner<'a> {
+    desired: &'a DesiredState,
+    placement: &'a Placement,
+    observed: &'a ObservedState,
+    commit: &'a str,
+    plan: Plan,
+    /// Step ids of every container step, by (stack, service): what dependents wait for.
+    replica_steps: BTreeMap<(String, String), Vec<usize>>,
+}
+
+impl<'a> Planner<'a> {
+    fn run(&mut self) {
+        for (host, obs) in &self.observed.hosts {
+            if let ObservedHost::Unreachable { reason } = obs {
+                self.plan.unreachable.insert(host.clone(), reason.clone());
+            }
+        }
+        // A host in the fleet file that observation did not cover is not claimed in sync.
+        for host in self.desired.hosts.keys() {
+            if !self.observed.hosts.contains_key(host) {
+                self.plan
+                    .unreachable
+                    .insert(host.clone(), "not observed".into());
+            }
+        }
+        for (key, assignment) in &self.placement.replicas {
+            if let Assignment::Pending { reason } = assignment {
+                self.plan.pending.push(PendingReplica {
+                    stack: key.stack.clone(),
+                    service: key.service.clone(),
+                    slot: key.slot.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        self.note_stacks_spanning_hosts();
+
+        // Replicas placed per host, in placement order.
+        let mut by_host: BTreeMap<&str, Vec<&ReplicaKey>> = BTreeMap::new();
+        for (key, assignment) in &self.placement.replicas {
+            if let Assignment::Host { host } = assignment {
+                by_host.entry(host.as_str()).or_default().push(key);
+            }
+        }
+
+        // Services in dependency order so that a dependency's steps exist before its
+        // dependents name them in `after`.
+        let order = self.service_order();
+        let mut resource_steps: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for (stack, service) in &order {
+            let spec = &self.desired.stacks[stack].services[service];
+            for (host, keys) in &by_host {
+                let Some(snap) = self.snapshot(host) else {
+                    continue;
+                };
+                for key in keys
+                    .iter()
+                    .filter(|k| &k.stack == stack && &k.service == service)
+                {
+                    let needs = self.ensure_resources(host, snap, stack, spec, &mut resource_steps);
+                    self.plan_replica(host, snap, key, spec, needs);
+                }
+            }
+        }
+        self.plan_removals(&by_host);
+    }
+
+    fn snapshot(&self, host: &str) -> Option<&'a HostSnapshot> {
+        self.observed.hosts.get(host).and_then(|h| h.snapshot())
+    }
+
+    /// Stack services ordered so that every service comes after what it depends on; ties and
+    /// cycles (rejected by the manifest) fall back to name order.
+    fn service_order(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (stack_name, stack) in &self.desired.stacks {
+            let mut done: BTreeSet<&String> = BTreeSet::new();
+            let mut remaining: Vec<&String> = stack.services.keys().collect();
+            while !remaining.is_empty() {
+                let ready: Vec<&String> = remaining
+                    .iter()
+                    .copied()
+                    .filter(|s| {
+                        stack.services[*s]
+                            .depends_on
+                            .keys()
+                            .all(|d| done.contains(d) || !stack.services.contains_key(d))
+                    })
+                    .collect();
+                let batch = if ready.is_empty() {
+                    vec![remaining[0]]
+                } else {
+                    ready
+                };
+                for s in batch {
+                    done.insert(s);
+                    remaining.retain(|r| *r != s);
+                    out.push((stack_name.clone(), s.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Creates (once per host) the networks and volumes a replica needs; returns their steps.
+    fn ensure_resources(
+        &mut self,
+        host: &str,
+        snap: &HostSnapshot,
+        stack: &str,
+        service: &ServiceSpec,
+        made: &mut BTreeMap<(String, String), usize>,
+    ) -> Vec<usize> {
+        let stack_spec = &self.desired.stacks[stack];
+        let mut needs = Vec::new();
+        for engine_name in service.container.networks.keys() {
+            let Some(net) = stack_spec
+                .networks
+                .values()
+                .find(|n| &n.engine_name == engine_name)
+            else {
+                continue;
+            };
+            if net.external || snap.networks.contains_key(engine_name) {
+                continue;
+            }
+            let key = (host.to_string(), format!("network/{engine_name}"));
+            if let Some(id) = made.get(&key) {
+                needs.push(*id);
+                continue;
+            }
+            if snap.foreign_networks.contains(engine_name) {
+                // A network of that name exists but is not ours: using it would attach our
+                // containers to someone else's network, so report it instead.
+                if !self
+                    .plan
+                    .conflicts
+                    .iter()
+                    .any(|c| c.host == host && &c.name == engine_name)
+                {
+                    self.plan.conflicts.push(Conflict {
+                        host: host.to_string(),
+                        name: engine_name.clone(),
+                        reason: format!(
+                            "network `{engine_name}` exists and is not owned by fleet `{}`",
+                            self.desired.fleet
+                        ),
+                    });
+                }
+                continue;
+            }
+            let id = self.push(
+                host,
+                Action::CreateNetwork {
+                    stack: stack.to_string(),
+                    network: net.clone(),
+                },
+                vec![],
+                vec![],
+            );
+            made.insert(key, id);
+            needs.push(id);
+        }
+        for mount in &service.container.mounts {
+            if mount.kind != MountKind::Volume {
+                continue;
+            }
+            let Some(vol) = stack_spec
+                .volumes
+                .values()
+                .find(|v| v.engine_name == mount.source)
+            else {
+                continue;
+            };
+            if vol.external || snap.volumes.contains_key(&vol.engine_name) {
+                continue;
+            }
+            let key = (host.to_string(), format!("volume/{}", vol.engine_name));
+            if let Some(id) = made.get(&key) {
+                needs.push(*id);
+                continue;
+            }
+            let id = self.push(
+                host,
+                Action::CreateVolume {
+                    stack: stack.to_string(),
+                    volume: vol.clone(),
+                },
+                vec![],
+                vec![],
+            );
+            made.insert(key, id);
+            needs.push(id);
+        }
+        needs
+    }
+
+    fn plan_replica(
+        &mut self,
+        host: &str,
+        snap: &HostSnapshot,
+        key: &ReplicaKey,
+        service: &ServiceSpec,
+        mut after: Vec<usize>,
+    ) {
+        let name = container_name(&key.stack, &key.service, &key.slot);
+        let replica = self.replica(key, service, &name);
+        let (dep_steps, gates) = self.dependencies(&key.stack, service);
+        after.extend(dep_steps);
+
+        let step = match snap.containers.get(&name) {
+            Some(c) => self.compare(c, replica, service, snap),
+            None if snap.foreign_names.contains(&name) => {
+                self.plan.conflicts.push(Conflict {
+                    host: host.to_string(),
+                    name: name.clone(),
+                    reason: format!(
+                        "a container named `{name}` exists and is not owned by fleet `{}`",
+                        self.desired.fleet
+                    ),
+                });
+                None
+            }
+            None => Some(Action::Create {
+                replica: Box::new(replica),
+                reason: "missing".into(),
+            }),
+        };
+        if let Some(action) = step {
+            let id = self.push(host, action, after, gates);
+            self.replica_steps
+                .entry((key.stack.clone(), key.service.clone()))
+                .or_default()
+                .push(id);
+        }
+    }
+
+    /// What to do with an owned container that holds a desired replica's name.
+    fn compare(
+        &self,
+        c: &ObservedContainer,
+        replica: Replica,
+        service: &ServiceSpec,
+        snap: &HostSnapshot,
+    ) -> Option<Action> {
+        let mut changes = container_drift(
+            &replica.spec,
+            &c.actual,
+            &c.image_defaults,
+            &service.secret_env,
+        );
+        // The image behind the tag moved (a pull happened): Compose recreates, so do we.
+        if let Some(current) = snap.image_ids.get(&replica.spec.image) {
+            if !c.image_id.is_empty()
+                && current != &c.image_id
+                && !changes.iter().any(|ch| ch.field == "image")
+            {
+                changes.push(FieldChange {
+                    field: "image id".into(),
+                    old: short_id(&c.image_id),
+                    new: short_id(current),
+                });
+            }
+        }
+        if c.state == RunState::Dead {
+            return Some(Action::Replace {
+                old_id: c.id.clone(),
+                changes,
+                reason: "dead".into(),
+                replica: Box::new(replica),
+            });
+        }
+        if !changes.is_empty() {
+            return Some(Action::Replace {
+                old_id: c.id.clone(),
+                changes,
+                reason: "drift".into(),
+                replica: Box::new(replica),
+            });
+        }
+        if c.spec_hash != replica.spec_hash {
+            // The engine shows no difference, but the spec says something changed (a field
+            // the engine does not report the way it was written): replace to be sure.
+            return Some(Action::Replace {
+                old_id: c.id.clone(),
+                changes,
+                reason: "spec changed".into(),
+                replica: Box::new(replica),
+            });
+        }
+        let stopped = matches!(
+            c.state,
+            RunState::Exited | RunState::Created | RunState::Paused
+        );
+        let one_shot_done = service.is_one_shot() && c.state == RunState::Exited;
+        if stopped && !one_shot_done {
+            return Some(Action::Start {
+                stack: replica.stack,
+                service: replica.service,
+                name: c.name.clone(),
+                id: c.id.clone(),
+                reason: match c.state {
+                    RunState::Paused => "paused".into(),
+                    RunState::Created => "created, never started".into(),
+                    _ => format!("stopped (exit code {})", c.exit_code),
+                },
+            });
+        }
+        None
+    }
+
+    fn replica(&self, key: &ReplicaKey, service: &ServiceSpec, name: &str) -> Replica {
+        let spec = service.container.clone();
+        let spec_hash = spec.hash();
+        let mut labels = spec.labels.clone();
+        labels.insert(LABEL_FLEET.into(), self.desired.fleet.clone());
+        labels.insert(LABEL_STACK.into(), key.stack.clone());
+        labels.insert(LABEL_SERVICE.into(), key.service.clone());
+        labels.insert(LABEL_SLOT.into(), key.slot.clone());
+        labels.insert(LABEL_SPEC_HASH.into(), spec_hash.clone());
+        labels.insert(LABEL_COMMIT.into(), self.commit.to_string());
+        Replica {
+            stack: key.stack.clone(),
+            service: key.service.clone(),
+            slot: key.slot.clone(),
+            name: name.to_string(),
+            spec_hash,
+            image: spec.image.clone(),
+            spec,
+            labels,
+            secret_env: service.secret_env.clone(),
+        }
+    }
+
+    /// The steps and gates of a service's `depends_on`.
+    fn dependencies(&self, stack: &str, service: &ServiceSpec) -> (Vec<usize>, Vec<Gate>) {
+        let mut after = Vec::new();
+        let mut gates = Vec::new();
+        for (dep, condition) in &service.depends_on {
+            if let Some(ids) = self.replica_steps.get(&(stack.to_string(), dep.clone())) {
+                after.extend(ids.iter().copied());
+            }
+            let containers = self
+                .placement
+                .replicas
+                .iter()
+                .filter(|(k, _)| k.stack == stack && &k.service == dep)
+                .filter_map(|(k, a)| match a {
+                    Assignment::Host { host } => {
+                        Some((host.clone(), container_name(&k.stack, &k.service, &k.slot)))
+                    }
+                    Assignment::Pending { .. } => None,
+                })
+                .collect();
+            gates.push(Gate {
+                stack: stack.to_string(),
+                service: dep.clone(),
+                condition: *condition,
+                containers,
+            });
+        }
+        (after, gates)
+    }
+
+    /// Owned containers that no desired replica on their host claims, and owned networks no
+    /// desired container on their host uses.
+    fn plan_removals(&mut self, by_host: &BTreeMap<&str, Vec<&ReplicaKey>>) {
+        for (host, obs) in &self.observed.hosts {
+            let Some(snap) = obs.snapshot() else { continue };
+            let wanted: BTreeSet<String> = by_host
+                .get(host.as_str())
+                .map(|keys| {
+                    keys.iter()
+                        .map(|k| container_name(&k.stack, &k.service, &k.slot))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut removals = Vec::new();
+            for (name, c) in &snap.containers {
+                if wanted.contains(name) {
+                    continue;
+                }
+                let reason = self.removal_reason(host, c);
+                let id = self.push(
+                    host,
+                    Action::Remove {
+                        stack: c.stack.clone(),
+                        service: c.service.clone(),
+                        name: name.clone(),
+                        id: c.id.clone(),
+                        reason,
+                    },
+                    vec![],
+                    vec![],
+                );
+                removals.push(id);
+            }
+            // Networks and volumes the desired containers on this host use.
+            let mut used_networks = BTreeSet::new();
+            let mut used_volumes = BTreeSet::new();
+            for key in by_host.get(host.as_str()).into_iter().flatten() {
+                if let Some(svc) = self
+                    .desired
+                    .stacks
+                    .get(&key.stack)
+                    .and_then(|s| s.services.get(&key.service))
+                {
+                    used_networks.extend(svc.container.networks.keys().cloned());
+                    used_volumes.extend(
+                        svc.container
+                            .mounts
+                            .iter()
+                            .filter(|m| m.kind == MountKind::Volume)
+                            .map(|m| m.source.clone()),
+                    );
+                }
+            }
+            let replaced: Vec<usize> = self
+                .plan
+                .steps
+                .iter()
+                .filter(|s| &s.host == host && matches!(s.action, Action::Replace { .. }))
+                .map(|s| s.id)
+                .collect();
+            for name in snap.networks.keys() {
+                if !used_networks.contains(name) {
+                    let mut after = removals.clone();
+                    after.extend(replaced.iter().copied());
+                    self.push(
+                        host,
+                        Action::RemoveNetwork { name: name.clone() },
+                        after,
+                        vec![],
+                    );
+                }
+            }
+            for (name, vol) in &snap.volumes {
+                if !used_volumes.contains(name) {
+                    self.plan.orphan_volumes.push(OrphanVolume {
+                        host: host.clone(),
+                        name: name.clone(),
+                        stack: vol.stack.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn removal_reason(&self, host: &str, c: &ObservedContainer) -> String {
+        let Some(stack) = self.desired.stacks.get(&c.stack) else {
+            return format!("stack `{}` removed", c.stack);
+        };
+        let Some(service) = stack.services.get(&c.service) else {
+            return format!("service `{}` removed", c.service);
+        };
+        let key = ReplicaKey {
+            stack: c.stack.clone(),
+            service: c.service.clone(),
+            slot: c.slot.clone(),
+        };
+        match self.placement.host_of(&key) {
+            Some(other) if other != host => format!("moved to host `{other}`"),
+            Some(_) => "not a desired replica".into(),
+            None if service.mode == crate::spec::DeployMode::Replicated => {
+                format!("scaled down to {}", service.replicas)
+            }
+            None => "host no longer eligible".into(),
+        }
+    }
+
+    fn note_stacks_spanning_hosts(&mut self) {
+        let mut hosts_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for (key, a) in &self.placement.replicas {
+            if let Assignment::Host { host } = a {
+                hosts_of.entry(&key.stack).or_default().insert(host);
+            }
+        }
+        for (stack, hosts) in hosts_of {
+            if hosts.len() > 1 {
+                self.plan.notes.push(format!(
+                    "stack `{stack}` spans {} hosts: its services reach each other by name only on the same host",
+                    hosts.len()
+                ));
+            }
+        }
+    }
+
+    fn push(
+        &mut self,
+        host: &str,
+        action: Action,
+        mut after: Vec<usize>,
+        gates: Vec<Gate>,
+    ) -> usize {
+        let id = self.plan.steps.len();
+        after.sort_unstable();
+        after.dedup();
+        self.plan.steps.push(Step {
+            id,
+            host: host.to_string(),
+            action,
+            after,
+            gates,
+        });
+        id
+    }
+}
+
+/// The observed state of a fleet where `desired` runs exactly as placed: what `diff --base`
+/// compares against, so a review needs no engine. Pure.
+pub fn assume_converged(
+    desired: &DesiredState,
+    placement: &Placement,
+    commit: &str,
+) -> ObservedState {
+    let mut hosts: BTreeMap<String, HostSnapshot> = desired
+        .hosts
+        .keys()
+        .map(|h| (h.clone(), HostSnapshot::default()))
+        .collect();
+    for (key, a) in &placement.replicas {
+        let Assignment::Host { host } = a else {
+            continue;
+        };
+        let Some(stack) = desired.stacks.get(&key.stack) else {
+            continue;
+        };
+        let Some(service) = stack.services.get(&key.service) else {
+            continue;
+        };
+        let snap = hosts.entry(host.clone()).or_default();
+        let name = container_name(&key.stack, &key.service, &key.slot);
+        let spec = service.container.clone();
+        for net in stack
+            .networks
+            .values()
+            .filter(|n| spec.networks.contains_key(&n.engine_name))
+        {
+            if !net.external {
+                snap.networks.insert(
+                    net.engine_name.clone(),
+                    crate::observed::ObservedResource {
+                        stack: key.stack.clone(),
+                        resource: net.engine_name.clone(),
+                    },
+                );
+            }
+        }
+        for vol in stack.volumes.values() {
+            if !vol.external
+                && spec
+                    .mounts
+                    .iter()
+                    .any(|m| m.kind == MountKind::Volume && m.source == vol.engine_name)
+            {
+                snap.volumes.insert(
+                    vol.engine_name.clone(),
+                    crate::observed::ObservedResource {
+                        stack: key.stack.clone(),
+                        resource: vol.engine_name.clone(),
+                    },
+                );
+            }
+        }
+        snap.containers.insert(
+            name.clone(),
+            ObservedContainer {
+                id: format!("assumed-{name}"),
+                name,
+                stack: key.stack.clone(),
+                service: key.service.clone(),
+                slot: key.slot.clone(),
+                spec_hash: spec.hash(),
+                commit: commit.to_string(),
+                image_id: String::new(),
+                state: if service.is_one_shot() {
+                    RunState::Exited
+                } else {
+                    RunState::Running
+                },
+                exit_code: 0,
+                health: None,
+                restart_count: 0,
+                actual: spec,
+                image_defaults: Default::default(),
+            },
+        );
+    }
+    ObservedState {
+        hosts: hosts
+            .into_iter()
+            .map(|(h, s)| (h, ObservedHost::Reachable(s)))
+            .collect(),
+    }
+}
+
+fn short_id(id: &str) -> String {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    id.chars().take(12).collect()
+}
+
+#[cfg(test)]
+mod tests;
