@@ -1,0 +1,271 @@
+//! The end-to-end harness: a throwaway fleet repository with its own fleet id, the real
+//! `convoy` binary, and the Docker CLI as the independent judge of what runs.
+//!
+//! Every test gets a unique fleet id and unique stack names, so tests run in parallel on one
+//! engine and never see each other. Dropping a `TestFleet` removes every container, network
+//! and volume carrying its fleet label, also when the test failed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+pub const IMAGE: &str = "convoy-test/busybox:1";
+pub const IMAGE2: &str = "convoy-test/busybox:2";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+static IMAGES: Once = Once::new();
+
+/// Whether Docker must be there: under CI a missing engine is a failure, never a skip.
+fn docker_required() -> bool {
+    std::env::var_os("CI").is_some() || std::env::var_os("CONVOY_REQUIRE_DOCKER").is_some()
+}
+
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `true` when the local engine answers; panics when it does not and Docker is required.
+pub fn docker_available() -> bool {
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        if docker_required() {
+            panic!("Docker is required (CI or CONVOY_REQUIRE_DOCKER set) but `docker info` fails: run scripts/ensure-docker");
+        }
+        eprintln!("SKIPPED: no Docker engine answers; run scripts/ensure-docker (set CONVOY_REQUIRE_DOCKER=1 to make this a failure)");
+        return false;
+    }
+    IMAGES.call_once(|| {
+        let status = Command::new("bash")
+            .arg(project_root().join("scripts/test-image"))
+            .status()
+            .expect("run scripts/test-image");
+        assert!(status.success(), "scripts/test-image failed");
+    });
+    true
+}
+
+/// Runs the docker CLI; panics with its stderr when it fails.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs the docker CLI; `None` when it fails.
+pub fn docker_try(args: &[&str]) -> Option<String> {
+    let out = Command::new("docker").args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Polls `cond` every 100 ms until it holds or `timeout` passes; panics with `what` then.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts the exit code, showing both streams when it is wrong.
+    pub fn code(self, want: i32) -> Run {
+        assert_eq!(
+            self.code, want,
+            "exit code {} (want {want})\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A fleet repository in a temporary directory, with its own fleet id.
+pub struct TestFleet {
+    pub id: String,
+    pub dir: tempfile::TempDir,
+    extra_env: Vec<(String, String)>,
+}
+
+impl TestFleet {
+    pub fn new() -> TestFleet {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        // Short and lowercase: it prefixes stack names, which become container names.
+        let id = format!("e{}x{n}", std::process::id() % 100_000);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = TestFleet {
+            id,
+            dir,
+            extra_env: Vec::new(),
+        };
+        t.write("convoy.yaml", &format!("fleet: {}\n", t.id));
+        t
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The real stack name for a short one: unique per test.
+    pub fn stack(&self, short: &str) -> String {
+        format!("{}{short}", self.id)
+    }
+
+    /// The engine name of a replica.
+    pub fn cname(&self, stack: &str, service: &str, slot: u32) -> String {
+        format!("{}-{service}-{slot}", self.stack(stack))
+    }
+
+    pub fn write(&self, rel: &str, contents: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, contents).expect("write");
+    }
+
+    /// Writes `stacks/<unique name>/compose.yaml`.
+    pub fn compose(&self, short: &str, yaml: &str) {
+        self.write(&format!("stacks/{}/compose.yaml", self.stack(short)), yaml);
+    }
+
+    pub fn remove_stack(&self, short: &str) {
+        std::fs::remove_dir_all(self.path().join("stacks").join(self.stack(short)))
+            .expect("remove stack");
+    }
+
+    pub fn env(&mut self, k: &str, v: &str) {
+        self.extra_env.push((k.into(), v.into()));
+    }
+
+    /// Runs `convoy <args> --repo <dir>`.
+    pub fn convoy(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_convoy"));
+        cmd.args(args)
+            .arg("--repo")
+            .arg(self.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG");
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        Run::from(cmd.output().expect("run convoy"))
+    }
+
+    /// Names of this fleet's containers, as the engine reports them, sorted.
+    pub fn containers(&self) -> Vec<String> {
+        let out = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=convoy.fleet={}", self.id),
+            "--format",
+            "{{.Names}}",
+        ]);
+        let mut v: Vec<String> = out
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// `docker inspect -f FORMAT NAME`.
+    pub fn inspect(&self, name: &str, format: &str) -> String {
+        docker(&["inspect", "-f", format, name])
+    }
+
+    pub fn id_of(&self, name: &str) -> String {
+        self.inspect(name, "{{.Id}}")
+    }
+
+    /// Every container's (name, id, state), for before/after comparisons.
+    pub fn engine_view(&self) -> Vec<(String, String, String)> {
+        self.containers()
+            .into_iter()
+            .map(|n| {
+                let id = self.id_of(&n);
+                let st = self.inspect(&n, "{{.State.Status}}");
+                (n, id, st)
+            })
+            .collect()
+    }
+}
+
+impl Drop for TestFleet {
+    fn drop(&mut self) {
+        let label = format!("label=convoy.fleet={}", self.id);
+        if let Some(ids) = docker_try(&["ps", "-aq", "--filter", &label]) {
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f", "-v"];
+                args.extend(ids);
+                let _ = docker_try(&args);
+            }
+        }
+        if let Some(nets) = docker_try(&["network", "ls", "-q", "--filter", &label]) {
+            for n in nets.split_whitespace() {
+                let _ = docker_try(&["network", "rm", n]);
+            }
+        }
+        if let Some(vols) = docker_try(&["volume", "ls", "-q", "--filter", &label]) {
+            for v in vols.split_whitespace() {
+                let _ = docker_try(&["volume", "rm", "-f", v]);
+            }
+        }
+    }
+}
+
+/// A container the fleet does not own, removed on drop.
+pub struct Unowned(pub String);
+
+impl Unowned {
+    pub fn run(name: &str, labels: &[&str]) -> Unowned {
+        let mut args = vec!["run", "-d", "--name", name];
+        for l in labels {
+            args.push("--label");
+            args.push(l);
+        }
+        args.extend([IMAGE, "sleep", "3600"]);
+        docker(&args);
+        Unowned(name.to_string())
+    }
+}
+
+impl Drop for Unowned {
+    fn drop(&mut self) {
+        let _ = docker_try(&["rm", "-f", &self.0]);
+    }
+}

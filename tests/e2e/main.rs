@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `convoy` binary against real Docker engines (and, for the fleet
+//! tests, real SSH to hosts in network namespaces), with real git repositories. One binary,
+//! one module per feature.
+
+mod apply;
+mod bad_input;
+mod git_rev;
+mod harness;
