@@ -33,8 +33,10 @@ pub struct ExecOptions {
 impl Default for ExecOptions {
     fn default() -> Self {
         ExecOptions {
-            parallel: 32,
-            parallel_per_host: 16,
+            parallel: 64,
+            // Engines queue what they cannot run at once; a high bound keeps the engine, not
+            // Convoy, the bottleneck (measured by benches/apply.rs).
+            parallel_per_host: 32,
             dependency_timeout: Duration::from_secs(120),
         }
     }
