@@ -1,0 +1,3 @@
+//! Tests of the whole reader through `load`, on in-memory repositories.
+
+use super::*;
