@@ -297,6 +297,8 @@ impl Builder<'_> {
                     let item_path = format!("{path}[{}]", items.len());
                     items.push(self.node(ev, m, &item_path, depth + 1)?);
                 }
+                // Same as for maps: the first item is where the list is written.
+                let (line, col) = items.first().map_or((line, col), |i| (i.line, i.col));
                 let node = Node {
                     kind: Kind::Seq(items),
                     line,
@@ -395,6 +397,11 @@ impl Builder<'_> {
             }
             explicit.push((key, value));
         }
+        // The parser marks a block map where its first key ends; point at the first key written
+        // instead, which is where a reader looks for the map.
+        let (line, col) = explicit
+            .first()
+            .map_or((line, col), |(k, _)| (k.line, k.col));
         // Explicit keys win over merged ones; among merged maps the first one wins (YAML merge).
         for (k, v) in merged {
             let name = k.scalar().unwrap_or_default();
