@@ -7,10 +7,24 @@
 //! invariant 5), and an empty repository is an error, not a request to remove everything
 //! (invariant 6).
 
-use std::collections::BTreeMap;
+// The binary does not call into the manifest reader yet (the CLI is being written alongside);
+// until it does, its public items would all be reported as dead code.
+#![allow(dead_code)]
+
+mod compose;
+mod fleet;
+mod interpolate;
+#[cfg(test)]
+mod tests;
+mod typed;
+mod values;
+mod yaml;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::spec::DesiredState;
+use crate::spec::{DesiredState, StackSpec};
+use typed::Diag;
 
 /// Read access to the files of a repository at one revision. Paths are relative to the fleet
 /// root and use `/`.
@@ -61,18 +75,329 @@ impl fmt::Display for ManifestError {
 #[error("{} error(s) in the fleet repository", .0.len())]
 pub struct ManifestErrors(pub Vec<ManifestError>);
 
+/// Names a Compose file may have inside a stack folder, in Compose's order of preference.
+const COMPOSE_FILES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
 /// Reads and validates the whole repository. `env` is the process environment used for
 /// interpolation and for the default local engine (`DOCKER_HOST`).
 pub fn load(
     tree: &dyn RepoTree,
     env: &BTreeMap<String, String>,
 ) -> Result<DesiredState, ManifestErrors> {
-    let _ = (tree, env);
-    Err(ManifestErrors(vec![ManifestError {
-        file: "convoy.yaml".into(),
+    let mut errors: Vec<ManifestError> = Vec::new();
+
+    let fleet = read_fleet(tree, env, &mut errors);
+    let host_names: Option<BTreeSet<String>> =
+        fleet.as_ref().map(|f| f.hosts.keys().cloned().collect());
+
+    // Which folders to read: the list in convoy.yaml, or every folder under stacks/.
+    let mut folders: Vec<String> = Vec::new();
+    let listed = fleet.as_ref().and_then(|f| f.stacks.clone());
+    let entries = match tree.list("stacks") {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(file_error("stacks", format!("cannot list: {e}")));
+            Vec::new()
+        }
+    };
+    let dirs: BTreeSet<String> = entries
+        .iter()
+        .filter(|e| e.is_dir)
+        .map(|e| e.name.clone())
+        .collect();
+    match &listed {
+        Some(list) => {
+            for (name, node) in list {
+                if dirs.contains(name) {
+                    folders.push(name.clone());
+                } else {
+                    errors.push(ManifestError {
+                        file: fleet::FLEET_FILE.into(),
+                        line: node.line,
+                        column: node.col,
+                        key: "stacks".into(),
+                        message: format!("stack folder `stacks/{name}` does not exist"),
+                    });
+                }
+            }
+        }
+        None => folders.extend(dirs.iter().cloned()),
+    }
+    if listed.is_none() && folders.is_empty() && fleet.is_some() {
+        errors.push(file_error(
+            "stacks",
+            "no stacks found under `stacks/`; write `stacks: []` in convoy.yaml to run none on purpose",
+        ));
+    }
+
+    let mut stacks: BTreeMap<String, StackSpec> = BTreeMap::new();
+    for folder in &folders {
+        if let Some(stack) = read_stack(tree, env, folder, host_names.as_ref(), &mut errors) {
+            if let Some(other) = stacks.get(&stack.name) {
+                errors.push(file_error(
+                    &stack.file,
+                    format!(
+                        "stack name `{}` is also used by `{}`",
+                        stack.name, other.file
+                    ),
+                ));
+                continue;
+            }
+            stacks.insert(stack.name.clone(), stack);
+        }
+    }
+
+    errors.sort_by(|a, b| {
+        (&a.file, a.line, a.column, &a.key, &a.message)
+            .cmp(&(&b.file, b.line, b.column, &b.key, &b.message))
+    });
+    errors.dedup();
+    match fleet {
+        Some(f) if errors.is_empty() => Ok(DesiredState {
+            fleet: f.fleet,
+            hosts: f.hosts,
+            stacks,
+            settings: f.settings,
+        }),
+        _ => {
+            if errors.is_empty() {
+                errors.push(file_error(fleet::FLEET_FILE, "invalid fleet file"));
+            }
+            Err(ManifestErrors(errors))
+        }
+    }
+}
+
+fn file_error(file: &str, message: impl Into<String>) -> ManifestError {
+    ManifestError {
+        file: file.to_string(),
         line: 0,
         column: 0,
         key: String::new(),
-        message: "not implemented yet".into(),
-    }]))
+        message: message.into(),
+    }
+}
+
+/// A file's text, or a file-level error.
+fn read_text(
+    tree: &dyn RepoTree,
+    path: &str,
+    errors: &mut Vec<ManifestError>,
+) -> Option<Option<String>> {
+    match tree.read(path) {
+        Ok(None) => Some(None),
+        Ok(Some(bytes)) => match String::from_utf8(bytes) {
+            Ok(s) => Some(Some(s)),
+            Err(_) => {
+                errors.push(file_error(path, "not valid utf-8"));
+                None
+            }
+        },
+        Err(e) => {
+            errors.push(file_error(path, format!("cannot read: {e}")));
+            None
+        }
+    }
+}
+
+/// Parses YAML, turning its issues into errors of `file`.
+fn parse_yaml(file: &str, text: &str, errors: &mut Vec<ManifestError>) -> Option<yaml::Node> {
+    let (node, issues) = yaml::parse(text);
+    let clean = issues.is_empty();
+    errors.extend(issues.into_iter().map(|i| ManifestError {
+        file: file.to_string(),
+        line: i.line,
+        column: i.col,
+        key: i.key,
+        message: i.message,
+    }));
+    node.filter(|_| clean)
+}
+
+fn read_fleet(
+    tree: &dyn RepoTree,
+    env: &BTreeMap<String, String>,
+    errors: &mut Vec<ManifestError>,
+) -> Option<fleet::Fleet> {
+    let text = match read_text(tree, fleet::FLEET_FILE, errors)? {
+        Some(t) => t,
+        None => {
+            errors.push(file_error(
+                fleet::FLEET_FILE,
+                format!(
+                    "missing: the fleet file `convoy.yaml` must be at the root of {}",
+                    tree.describe()
+                ),
+            ));
+            return None;
+        }
+    };
+    let root = parse_yaml(fleet::FLEET_FILE, &text, errors)?;
+    let mut d = Diag::new(fleet::FLEET_FILE);
+    let fleet = fleet::read(&mut d, &root, env);
+    errors.extend(d.errors);
+    fleet
+}
+
+fn read_stack(
+    tree: &dyn RepoTree,
+    env: &BTreeMap<String, String>,
+    folder: &str,
+    hosts: Option<&BTreeSet<String>>,
+    errors: &mut Vec<ManifestError>,
+) -> Option<StackSpec> {
+    let dir = format!("stacks/{folder}");
+    let listing = match tree.list(&dir) {
+        Ok(l) => l,
+        Err(e) => {
+            errors.push(file_error(&dir, format!("cannot list: {e}")));
+            return None;
+        }
+    };
+    let found: Vec<&str> = COMPOSE_FILES
+        .iter()
+        .copied()
+        .filter(|f| listing.iter().any(|e| !e.is_dir && e.name == *f))
+        .collect();
+    let file_name = match found.as_slice() {
+        [one] => *one,
+        [] => {
+            errors.push(file_error(
+                &dir,
+                "no compose file (expected `compose.yaml`, `compose.yml`, `docker-compose.yaml` or `docker-compose.yml`)",
+            ));
+            return None;
+        }
+        many => {
+            errors.push(file_error(
+                &dir,
+                format!(
+                    "more than one compose file ({}); keep one",
+                    many.iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+            return None;
+        }
+    };
+    let file = format!("{dir}/{file_name}");
+    let text = read_text(tree, &file, errors)??;
+    let mut root = parse_yaml(&file, &text, errors)?;
+
+    // Variables: `.env` beside the compose file, overridden by the environment (as Compose).
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    let dotenv_path = format!("{dir}/.env");
+    if let Some(Some(dotenv)) = read_text(tree, &dotenv_path, errors) {
+        let outer = |n: &str| env.get(n).cloned();
+        match values::parse_dotenv(&dotenv).and_then(|e| values::dotenv_map(&e, &outer)) {
+            Ok(map) => vars = map,
+            Err((line, message)) => errors.push(ManifestError {
+                file: dotenv_path,
+                line,
+                column: usize::from(line > 0),
+                key: String::new(),
+                message,
+            }),
+        }
+    }
+    for (k, v) in env {
+        vars.insert(k.clone(), v.clone());
+    }
+
+    let mut interp_errors = Vec::new();
+    let lookup = |n: &str| vars.get(n).cloned();
+    interpolate::interpolate_tree(&mut root, "", &lookup, &mut interp_errors);
+    if !interp_errors.is_empty() {
+        errors.extend(
+            interp_errors
+                .into_iter()
+                .map(|(line, column, key, message)| ManifestError {
+                    file: file.clone(),
+                    line,
+                    column,
+                    key,
+                    message,
+                }),
+        );
+        return None;
+    }
+
+    let mut d = Diag::new(&file);
+    let input = compose::Input {
+        folder_name: folder,
+        dir: &dir,
+        vars: &vars,
+        tree,
+        hosts,
+    };
+    let stack = compose::read(&mut d, &root, &input);
+    errors.extend(d.errors);
+    stack
+}
+
+/// A repository held in memory: files by repository-relative path. For tests, and for callers
+/// that already hold the files.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryTree {
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl MemoryTree {
+    pub fn new() -> MemoryTree {
+        MemoryTree::default()
+    }
+
+    /// Adds a file (builder style).
+    pub fn with(mut self, path: &str, contents: &str) -> MemoryTree {
+        self.insert(path, contents);
+        self
+    }
+
+    pub fn insert(&mut self, path: &str, contents: &str) {
+        self.files.insert(
+            path.trim_start_matches('/').to_string(),
+            contents.as_bytes().to_vec(),
+        );
+    }
+}
+
+impl RepoTree for MemoryTree {
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.files.get(path).cloned())
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", dir.trim_end_matches('/'))
+        };
+        let mut out: BTreeSet<DirEntry> = BTreeSet::new();
+        for path in self.files.keys() {
+            if let Some(rest) = path.strip_prefix(&prefix) {
+                match rest.split_once('/') {
+                    Some((d, _)) => out.insert(DirEntry {
+                        name: d.to_string(),
+                        is_dir: true,
+                    }),
+                    None => out.insert(DirEntry {
+                        name: rest.to_string(),
+                        is_dir: false,
+                    }),
+                };
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn describe(&self) -> String {
+        "the in-memory repository".into()
+    }
 }

@@ -1,0 +1,454 @@
+//! The fleet file `convoy.yaml`: the fleet id, the hosts (address, labels, capacity, SSH
+//! settings), which stacks to read, and fleet-wide settings.
+//!
+//! It is read as written: no variable interpolation (explicit is simpler to review); only `~/`
+//! in SSH paths is expanded with the `HOME` of the environment map handed in. No I/O.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::typed::{Diag, Keys};
+use super::values::{parse_bytes, parse_duration_ns};
+use super::yaml::{Kind, Node};
+use crate::spec::{Capacity, FleetSettings, HostAddress, HostSpec, ImagePolicy, SshSettings};
+
+pub const FLEET_FILE: &str = "convoy.yaml";
+const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+
+const TOP: Keys = Keys {
+    supported: &[
+        "fleet",
+        "hosts",
+        "stacks",
+        "images",
+        "ssh",
+        "host_down_after",
+        "dependency_timeout",
+    ],
+    unsupported: &[],
+    extensions: false,
+};
+const HOST: Keys = Keys {
+    supported: &[
+        "address",
+        "docker_socket",
+        "labels",
+        "capacity",
+        "images",
+        "ssh",
+        "cordon",
+        "drain",
+    ],
+    unsupported: &[],
+    extensions: false,
+};
+const CAPACITY: Keys = Keys {
+    supported: &["cpus", "memory"],
+    unsupported: &[],
+    extensions: false,
+};
+const SSH: Keys = Keys {
+    supported: &["user", "identity_file", "known_hosts", "config_file"],
+    unsupported: &[],
+    extensions: false,
+};
+
+/// What `convoy.yaml` says.
+pub struct Fleet {
+    pub fleet: String,
+    pub hosts: BTreeMap<String, HostSpec>,
+    /// `stacks:` as written (None: read every folder under `stacks/`), with each name's node.
+    pub stacks: Option<Vec<(String, Node)>>,
+    pub settings: FleetSettings,
+}
+
+/// `[a-zA-Z0-9_.-]+`: fleet ids and host names end up in labels and file names.
+pub fn is_plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// SSH settings as written, each still unset when absent, so a host can override key by key.
+#[derive(Default, Clone)]
+struct SshPartial {
+    user: Option<String>,
+    identity_file: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    config_file: Option<PathBuf>,
+}
+
+pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option<Fleet> {
+    let entries = match &root.kind {
+        Kind::Map(entries) => entries,
+        _ => {
+            if root.is_null() {
+                d.file_level("the fleet file is empty; it needs at least `fleet: <id>`");
+            } else {
+                d.at(root, "", "expected a map with `fleet:` and `hosts:`");
+            }
+            return None;
+        }
+    };
+    let before = d.errors.len();
+    let mut fleet = None;
+    let mut hosts_node = None;
+    let mut stacks = None;
+    let mut images = ImagePolicy::default();
+    let mut ssh = SshPartial::default();
+    let mut settings = FleetSettings::default();
+    for (name, _k, v, path) in d.fields(entries, "", &TOP) {
+        match name {
+            "fleet" => {
+                if let Some(s) = d.string(v, &path) {
+                    if is_plain_name(&s) {
+                        fleet = Some(s);
+                    } else {
+                        d.at(
+                            v,
+                            &path,
+                            "a fleet id is a non-empty string of letters, digits, `_`, `.` and `-`",
+                        );
+                    }
+                }
+            }
+            "hosts" => hosts_node = Some((v, path)),
+            "stacks" => {
+                if let Some(list) = d.string_list(v, &path) {
+                    let mut names: Vec<(String, Node)> = Vec::new();
+                    for (i, (s, n)) in list.into_iter().enumerate() {
+                        if names.iter().any(|(o, _)| *o == s) {
+                            d.at(
+                                n,
+                                &format!("{path}[{i}]"),
+                                format!("stack `{s}` is listed twice"),
+                            );
+                        } else {
+                            names.push((s, n.clone()));
+                        }
+                    }
+                    stacks = Some(names);
+                }
+            }
+            "images" => images = read_images(d, v, &path).unwrap_or_default(),
+            "ssh" => ssh = read_ssh(d, v, &path, env, SshPartial::default()),
+            "host_down_after" => {
+                if let Some(s) = read_secs(d, v, &path) {
+                    settings.host_down_after_secs = s;
+                }
+            }
+            "dependency_timeout" => {
+                if let Some(s) = read_secs(d, v, &path) {
+                    settings.dependency_timeout_secs = s;
+                }
+            }
+            _ => {}
+        }
+    }
+    if fleet.is_none() && !entries.iter().any(|(k, _)| k.scalar() == Some("fleet")) {
+        d.at(root, "fleet", "missing `fleet: <id>`");
+    }
+
+    let mut hosts = BTreeMap::new();
+    match hosts_node {
+        Some((node, path)) => {
+            if let Some(entries) = d.map(node, &path) {
+                for (k, v) in entries {
+                    let name = k.scalar().unwrap_or_default().to_string();
+                    let hpath = format!("{path}.{name}");
+                    if !is_plain_name(&name) {
+                        d.at(
+                            k,
+                            &hpath,
+                            "a host name is letters, digits, `_`, `.` and `-`",
+                        );
+                        continue;
+                    }
+                    if let Some(h) = read_host(d, &name, k, v, &hpath, env, images, &ssh) {
+                        hosts.insert(name, h);
+                    }
+                }
+            }
+        }
+        None => {
+            // No `hosts:`: the engine this process would talk to anyway.
+            let path = env
+                .get("DOCKER_HOST")
+                .and_then(|h| h.strip_prefix("unix://"))
+                .filter(|p| !p.is_empty())
+                .unwrap_or(DEFAULT_SOCKET)
+                .to_string();
+            hosts.insert(
+                "local".to_string(),
+                HostSpec {
+                    name: "local".into(),
+                    address: HostAddress::Unix {
+                        path: PathBuf::from(&path),
+                    },
+                    docker_socket: path,
+                    labels: BTreeMap::new(),
+                    capacity: None,
+                    images,
+                    ssh: finish_ssh(ssh.clone()),
+                    cordon: false,
+                    drain: false,
+                },
+            );
+        }
+    }
+    if d.errors.len() > before {
+        return None;
+    }
+    Some(Fleet {
+        fleet: fleet?,
+        hosts,
+        stacks,
+        settings,
+    })
+}
+
+fn read_images(d: &mut Diag, v: &Node, path: &str) -> Option<ImagePolicy> {
+    match d.string(v, path)?.as_str() {
+        "pull" => Some(ImagePolicy::Pull),
+        "push" => Some(ImagePolicy::Push),
+        _ => {
+            d.at(v, path, "expected `pull` or `push`");
+            None
+        }
+    }
+}
+
+fn read_secs(d: &mut Diag, v: &Node, path: &str) -> Option<u64> {
+    let s = d.string(v, path)?;
+    match parse_duration_ns(&s) {
+        Ok(ns) if ns > 0 => Some((ns as u64).div_ceil(1_000_000_000)),
+        Ok(_) => {
+            d.at(v, path, "expected a positive duration");
+            None
+        }
+        Err(m) => {
+            d.at(v, path, m);
+            None
+        }
+    }
+}
+
+fn read_ssh(
+    d: &mut Diag,
+    v: &Node,
+    path: &str,
+    env: &BTreeMap<String, String>,
+    base: SshPartial,
+) -> SshPartial {
+    let mut out = base;
+    let Some(entries) = d.map(v, path) else {
+        return out;
+    };
+    for (name, _k, v, kpath) in d.fields(entries, path, &SSH) {
+        let Some(s) = d.string(v, &kpath) else {
+            continue;
+        };
+        if name == "user" {
+            out.user = Some(s);
+            continue;
+        }
+        let p = match s.strip_prefix("~/") {
+            Some(rest) => match env.get("HOME") {
+                Some(home) => PathBuf::from(home).join(rest),
+                None => {
+                    d.at(v, &kpath, "cannot expand `~/`: HOME is not set");
+                    continue;
+                }
+            },
+            None => PathBuf::from(s),
+        };
+        match name {
+            "identity_file" => out.identity_file = Some(p),
+            "known_hosts" => out.known_hosts = Some(p),
+            "config_file" => out.config_file = Some(p),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn finish_ssh(p: SshPartial) -> SshSettings {
+    SshSettings {
+        user: p.user,
+        identity_file: p.identity_file,
+        known_hosts: p.known_hosts,
+        config_file: p.config_file,
+    }
+}
+
+/// `unix:///path` or `ssh://[user@]host[:port]`.
+pub fn parse_address(s: &str) -> Result<HostAddress, String> {
+    if let Some(path) = s.strip_prefix("unix://") {
+        if !path.starts_with('/') {
+            return Err(
+                "a unix address needs an absolute path: `unix:///var/run/docker.sock`".into(),
+            );
+        }
+        return Ok(HostAddress::Unix {
+            path: PathBuf::from(path),
+        });
+    }
+    if let Some(rest) = s.strip_prefix("ssh://") {
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (user, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) if !u.is_empty() => (Some(u.to_string()), h),
+            Some(_) => return Err("empty user in ssh address".into()),
+            None => (None, rest),
+        };
+        // `[::1]:22` keeps its brackets off the host; a bare IPv6 address has no port.
+        let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
+            match inner.split_once(']') {
+                Some((h, "")) => (h.to_string(), None),
+                Some((h, p)) => match p.strip_prefix(':') {
+                    Some(p) => (h.to_string(), Some(p)),
+                    None => return Err("invalid ssh address".into()),
+                },
+                None => return Err("invalid ssh address: unclosed `[`".into()),
+            }
+        } else {
+            match hostport.split_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (hostport.to_string(), None),
+            }
+        };
+        if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+            return Err("invalid ssh address: expected `ssh://[user@]host[:port]`".into());
+        }
+        let port = match port {
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => return Err("invalid ssh port".into()),
+            },
+            None => None,
+        };
+        return Ok(HostAddress::Ssh { user, host, port });
+    }
+    Err("expected `unix:///path/docker.sock` or `ssh://[user@]host[:port]`".into())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_host(
+    d: &mut Diag,
+    name: &str,
+    key: &Node,
+    v: &Node,
+    path: &str,
+    env: &BTreeMap<String, String>,
+    fleet_images: ImagePolicy,
+    fleet_ssh: &SshPartial,
+) -> Option<HostSpec> {
+    let entries = d.map(v, path)?;
+    let before = d.errors.len();
+    let mut address = None;
+    let mut host = HostSpec {
+        name: name.to_string(),
+        address: HostAddress::Unix {
+            path: PathBuf::from(DEFAULT_SOCKET),
+        },
+        docker_socket: DEFAULT_SOCKET.to_string(),
+        labels: BTreeMap::new(),
+        capacity: None,
+        images: fleet_images,
+        ssh: SshSettings::default(),
+        cordon: false,
+        drain: false,
+    };
+    let mut ssh = fleet_ssh.clone();
+    for (field, _k, v, kpath) in d.fields(entries, path, &HOST) {
+        match field {
+            "address" => {
+                if let Some(s) = d.string(v, &kpath) {
+                    match parse_address(&s) {
+                        Ok(a) => address = Some(a),
+                        Err(m) => d.at(v, &kpath, m),
+                    }
+                }
+            }
+            "docker_socket" => {
+                if let Some(s) = d.string(v, &kpath) {
+                    if s.starts_with('/') {
+                        host.docker_socket = s;
+                    } else {
+                        d.at(v, &kpath, "expected an absolute path");
+                    }
+                }
+            }
+            "labels" => {
+                if let Some(m) = d.string_map(v, &kpath, false) {
+                    host.labels = m;
+                }
+            }
+            "capacity" => host.capacity = read_capacity(d, v, &kpath),
+            "images" => {
+                if let Some(i) = read_images(d, v, &kpath) {
+                    host.images = i;
+                }
+            }
+            "ssh" => ssh = read_ssh(d, v, &kpath, env, ssh),
+            "cordon" => host.cordon = d.bool(v, &kpath).unwrap_or(false),
+            "drain" => host.drain = d.bool(v, &kpath).unwrap_or(false),
+            _ => {}
+        }
+    }
+    match address {
+        Some(a) => host.address = a,
+        None if !entries.iter().any(|(k, _)| k.scalar() == Some("address")) => {
+            d.at(
+                key,
+                path,
+                "missing `address` (`unix:///...` or `ssh://host`)",
+            );
+        }
+        None => {}
+    }
+    host.ssh = finish_ssh(ssh);
+    (d.errors.len() == before).then_some(host)
+}
+
+fn read_capacity(d: &mut Diag, v: &Node, path: &str) -> Option<Capacity> {
+    let entries = d.map(v, path)?;
+    let mut cap = Capacity {
+        nano_cpus: None,
+        memory_bytes: None,
+    };
+    for (field, _k, v, kpath) in d.fields(entries, path, &CAPACITY) {
+        match field {
+            "cpus" => {
+                if let Some(n) = d.number(v, &kpath) {
+                    if n > 0.0 && n < 1e9 {
+                        cap.nano_cpus = Some((n * 1e9).round() as i64);
+                    } else {
+                        d.at(v, &kpath, "expected a positive number of cpus");
+                    }
+                }
+            }
+            "memory" => cap.memory_bytes = read_bytes(d, v, &kpath),
+            _ => {}
+        }
+    }
+    Some(cap)
+}
+
+/// A byte size written as a number of bytes or a string like `8g`.
+pub fn read_bytes(d: &mut Diag, v: &Node, path: &str) -> Option<i64> {
+    if let Some(n) = v.as_int() {
+        if n < 0 {
+            d.at(v, path, "expected a non-negative size");
+            return None;
+        }
+        return Some(n);
+    }
+    let s = d.string(v, path)?;
+    match parse_bytes(&s) {
+        Ok(n) => Some(n),
+        Err(m) => {
+            d.at(v, path, m);
+            None
+        }
+    }
+}
