@@ -56,15 +56,36 @@ fn main() {
         for k in 0..3 {
             match (round + k) % 3 {
                 0 => {
-                    let t = timed(|| run_ok(Command::new(env!("CARGO_BIN_EXE_convoy")).args(["apply", "--repo"]).arg(&repo)));
+                    let t = timed(|| {
+                        run_ok(
+                            Command::new(env!("CARGO_BIN_EXE_convoy"))
+                                .args(["apply", "--repo"])
+                                .arg(&repo),
+                        )
+                    });
                     assert_eq!(running(&format!("label=convoy.fleet={fleet}")), SERVICES);
                     cold_convoy.push(t);
-                    noop_convoy.push(timed(|| run_ok(Command::new(env!("CARGO_BIN_EXE_convoy")).args(["apply", "--repo"]).arg(&repo))));
+                    noop_convoy.push(timed(|| {
+                        run_ok(
+                            Command::new(env!("CARGO_BIN_EXE_convoy"))
+                                .args(["apply", "--repo"])
+                                .arg(&repo),
+                        )
+                    }));
                 }
                 1 => {
-                    let up = || run_ok(Command::new("docker-compose").args(["-p", &project, "up", "-d"]).current_dir(&compose_dir));
+                    let up = || {
+                        run_ok(
+                            Command::new("docker-compose")
+                                .args(["-p", &project, "up", "-d"])
+                                .current_dir(&compose_dir),
+                        )
+                    };
                     cold_compose.push(timed(up));
-                    assert_eq!(running(&format!("label=com.docker.compose.project={project}")), SERVICES);
+                    assert_eq!(
+                        running(&format!("label=com.docker.compose.project={project}")),
+                        SERVICES
+                    );
                     noop_compose.push(timed(up));
                 }
                 _ => {
@@ -98,9 +119,18 @@ fn main() {
     println!("  no-op convoy apply          {:8.1} ms", ms(nc));
     println!("  no-op docker-compose up -d  {:8.1} ms", ms(np));
     println!("ratios:");
-    println!("  cold convoy / compose   {:.2}x (target <= 1.0)", ms(cc) / ms(cp));
-    println!("  cold convoy / raw       {:.2}x (target <= 1.10)", ms(cc) / ms(cr));
-    println!("  no-op convoy / compose  {:.2}x (target <= 0.10)", ms(nc) / ms(np));
+    println!(
+        "  cold convoy / compose   {:.2}x (target <= 1.0)",
+        ms(cc) / ms(cp)
+    );
+    println!(
+        "  cold convoy / raw       {:.2}x (target <= 1.10)",
+        ms(cc) / ms(cr)
+    );
+    println!(
+        "  no-op convoy / compose  {:.2}x (target <= 0.10)",
+        ms(nc) / ms(np)
+    );
 }
 
 fn timed(f: impl FnOnce()) -> Duration {
@@ -175,7 +205,10 @@ fn cleanup(fleet: &str, project: &str, compose_dir: &Path) {
         .args(["-p", project, "down", "-t", "0"])
         .current_dir(compose_dir)
         .output();
-    for filter in [format!("label=convoy.fleet={fleet}"), format!("label=bench.raw={fleet}")] {
+    for filter in [
+        format!("label=convoy.fleet={fleet}"),
+        format!("label=bench.raw={fleet}"),
+    ] {
         let out = Command::new("docker")
             .args(["ps", "-aq", "--filter", &filter])
             .output()
@@ -185,10 +218,15 @@ fn cleanup(fleet: &str, project: &str, compose_dir: &Path) {
             .map(str::to_string)
             .collect();
         if !ids.is_empty() {
-            let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).output();
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .output();
         }
     }
     for net in [format!("{fleet}raw_default"), "bench_default".to_string()] {
-        let _ = Command::new("docker").args(["network", "rm", &net]).output();
+        let _ = Command::new("docker")
+            .args(["network", "rm", &net])
+            .output();
     }
 }

@@ -355,19 +355,18 @@ services:
     let api = t.cname("web", "api", 1);
     let worker = t.cname("web", "worker", 1);
     assert_eq!(t.inspect(&api, "{{.State.Health.Status}}"), "healthy");
-    // The first passing probe ended before the worker started.
-    let healthy_at = t.inspect(
+    // The first passing probe ended before the worker started. Both times as RFC 3339 in UTC
+    // with nine fraction digits, so that they compare as strings.
+    let probes = t.inspect(
         &api,
-        "{{range .State.Health.Log}}{{if eq .ExitCode 0}}{{.End.UnixNano}} {{end}}{{end}}",
+        "{{range .State.Health.Log}}{{if eq .ExitCode 0}}{{.End.UTC.Format \"2006-01-02T15:04:05.000000000Z\"}} {{end}}{{end}}",
     );
-    let first_ok: i128 = healthy_at
+    let first_ok = probes
         .split_whitespace()
         .next()
         .expect("a passing probe")
-        .parse()
-        .unwrap();
-    let started = t.inspect(&worker, "{{.State.StartedAt.UnixNano}}");
-    let started: i128 = started.parse().unwrap_or_else(|_| panic!("{started}"));
+        .to_string();
+    let started = nine_digits(&t.inspect(&worker, "{{.State.StartedAt}}"));
     assert!(
         started >= first_ok,
         "worker started {started} before api was healthy {first_ok}"
@@ -486,4 +485,11 @@ fn diff_json_is_stable_and_versioned() {
     assert_eq!(doc["summary"]["create"], 2);
     assert!(doc["unreachable"].as_object().unwrap().is_empty());
     assert!(doc["pending"].as_array().unwrap().is_empty());
+}
+
+/// `2026-01-01T00:00:00.5Z` → `2026-01-01T00:00:00.500000000Z`.
+fn nine_digits(rfc3339: &str) -> String {
+    let body = rfc3339.trim_end_matches('Z');
+    let (secs, frac) = body.split_once('.').unwrap_or((body, ""));
+    format!("{secs}.{frac:0<9}Z")
 }
