@@ -59,6 +59,8 @@ const SERVICE: Keys = Keys {
         "logging",
         "networks",
         "deploy",
+        // Convoy's own extension, read strictly (see `X_CONVOY`).
+        "x-convoy",
     ],
     unsupported: &[
         ("annotations", ""),
@@ -491,7 +493,7 @@ fn port_label(p: &PortBinding) -> String {
 
 fn report_cycles(d: &mut Diag, gathered: &BTreeMap<String, Gathered<'_>>) {
     for (start, g) in gathered {
-        for (first, node, path) in &g.depends {
+        for (first, node, path) in g.depends.iter().filter(|(dep, _, _)| dep != start) {
             // Depth-first from this edge; a path back to `start` is a cycle through it.
             let mut stack = vec![(first.clone(), vec![start.clone(), first.clone()])];
             let mut visited = BTreeSet::new();
@@ -809,15 +811,6 @@ impl Stack<'_> {
         let mut network_names: Vec<(String, Vec<String>)> = Vec::new();
         let mut saw_networks = false;
 
-        for (k, _knode, v, kpath) in entries.iter().map(|(k, v)| {
-            let n = k.scalar().unwrap_or_default();
-            (n, k, v, join(path, n))
-        }) {
-            if k == "x-convoy" {
-                svc.placement.hosts = self.read_x_convoy(d, v, &kpath);
-            }
-        }
-
         for (field, _k, v, fpath) in d.fields(entries, path, &SERVICE) {
             match field {
                 "image" => {
@@ -892,6 +885,7 @@ impl Stack<'_> {
                     network_names = self.read_attachments(d, v, &fpath);
                 }
                 "deploy" => deploy_restart = read_deploy(d, v, &fpath, &mut svc, &mut c),
+                "x-convoy" => svc.placement.hosts = self.read_x_convoy(d, v, &fpath),
                 _ => {}
             }
         }
