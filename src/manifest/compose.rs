@@ -296,6 +296,14 @@ const X_CONVOY: Keys = Keys {
     extensions: false,
 };
 
+const ANONYMOUS_VOLUME: &str =
+    "anonymous volumes are not supported yet: declare a named volume in the top-level `volumes`";
+const RELATIVE_BIND: &str = "is not supported: the hosts do not have the repository; \
+     use an absolute path or a named volume";
+const DEPENDS_CONDITIONS: &str =
+    "(expected service_started, service_healthy or service_completed_successfully)";
+const NOT_REQUIRED: &str = "`required: false` is not supported yet: every dependency is required";
+
 /// Compose's rule for project names, which become the prefix of every engine name.
 pub fn is_stack_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -1146,7 +1154,7 @@ impl Stack<'_> {
         source: &str,
     ) -> Option<(MountKind, String)> {
         if source.is_empty() {
-            d.at(node, path, "anonymous volumes are not supported yet: declare a named volume in the top-level `volumes`");
+            d.at(node, path, ANONYMOUS_VOLUME);
             return None;
         }
         let looks_relative = source.starts_with('.') || source.starts_with('~');
@@ -1161,7 +1169,7 @@ impl Stack<'_> {
                     d.at(
                         node,
                         path,
-                        format!("relative bind-mount source `{source}` is not supported: the hosts do not have the repository; use an absolute path or a named volume"),
+                        format!("relative bind-mount source `{source}` {RELATIVE_BIND}"),
                     );
                     return None;
                 }
@@ -1334,7 +1342,7 @@ impl Stack<'_> {
                         continue;
                     };
                     let mut cond = DependsCondition::ServiceStarted;
-                    for (field, _fk, fv, fpath) in d.fields(fields, &dpath, &DEPENDS) {
+                    for (field, fk, fv, fpath) in d.fields(fields, &dpath, &DEPENDS) {
                         match field {
                             "condition" => match d.string(fv, &fpath).as_deref() {
                                 Some("service_started") => cond = DependsCondition::ServiceStarted,
@@ -1342,15 +1350,20 @@ impl Stack<'_> {
                                 Some("service_completed_successfully") => {
                                     cond = DependsCondition::ServiceCompletedSuccessfully
                                 }
-                                Some(other) => d.at(fv, &fpath, format!("invalid condition `{other}` (expected service_started, service_healthy or service_completed_successfully)")),
+                                Some(other) => d.at(
+                                    fv,
+                                    &fpath,
+                                    format!("invalid condition `{other}` {DEPENDS_CONDITIONS}"),
+                                ),
                                 None => {}
                             },
                             "required" => {
-                                if d.bool(fv, &fpath) == Some(false) {
-                                    d.at(fv, &fpath, "`required: false` is not supported yet: every dependency is required");
+                                let required = d.bool(fv, &fpath);
+                                if required == Some(false) {
+                                    d.at(fv, &fpath, NOT_REQUIRED);
                                 }
                             }
-                            "restart" => d.at(_fk, &fpath, "`restart` is not supported yet"),
+                            "restart" => d.at(fk, &fpath, "`restart` is not supported yet"),
                             _ => {}
                         }
                     }
