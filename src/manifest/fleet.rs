@@ -153,6 +153,13 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
     match hosts_node {
         Some((node, path)) => {
             if let Some(entries) = d.map(node, &path) {
+                if entries.is_empty() {
+                    d.at(
+                        node,
+                        &path,
+                        "no hosts listed; leave `hosts:` out to use the local engine",
+                    );
+                }
                 for (k, v) in entries {
                     let name = k.scalar().unwrap_or_default().to_string();
                     let hpath = format!("{path}.{name}");

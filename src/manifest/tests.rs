@@ -222,7 +222,7 @@ fn fleet_file_errors() {
             "convoy.yaml:11:1: imagse: unknown key, did you mean `images`?",
         ]
     );
-    let e = errs(&[("convoy.yaml", "hosts: {}\n")]);
+    let e = errs(&[("convoy.yaml", "stacks: []\n")]);
     assert_eq!(e, vec!["convoy.yaml:1:1: fleet: missing `fleet: <id>`"]);
     let e = errs(&[("convoy.yaml", "fleet: 'a b'\n")]);
     assert_eq!(
@@ -1007,4 +1007,25 @@ fn hostile_input_does_not_panic() {
         );
         let _ = load(&tree(&[("convoy.yaml", text)]), &BTreeMap::new());
     }
+}
+
+#[test]
+fn required_message_is_not_expanded() {
+    let e = errs_env(
+        &files(&web("services:\n  a:\n    image: ${IMG:?${DB_PASSWORD}}\n")),
+        &[("DB_PASSWORD", "hunter2")],
+    );
+    assert_eq!(
+        e,
+        vec!["stacks/web/compose.yaml:3:12: services.a.image: required variable `IMG` is missing a value: ${DB_PASSWORD}"]
+    );
+}
+
+#[test]
+fn empty_hosts_is_an_error() {
+    let e = errs(&[("convoy.yaml", "fleet: prod\nhosts: {}\nstacks: []\n")]);
+    assert_eq!(
+        e,
+        vec!["convoy.yaml:2:8: hosts: no hosts listed; leave `hosts:` out to use the local engine"]
+    );
 }
