@@ -159,6 +159,7 @@ fn hosts_are_parsed() {
     assert_eq!(s.settings.host_down_after_secs, 60);
     assert_eq!(s.settings.dependency_timeout_secs, 90);
     let a = &s.hosts["a"];
+    assert_eq!(a.docker_socket, "/var/run/docker.sock");
     assert_eq!(a.images, ImagePolicy::Push);
     assert_eq!(a.ssh.user.as_deref(), Some("deploy"));
     assert_eq!(
@@ -1028,4 +1029,25 @@ fn empty_hosts_is_an_error() {
         e,
         vec!["convoy.yaml:2:8: hosts: no hosts listed; leave `hosts:` out to use the local engine"]
     );
+}
+
+#[test]
+fn address_forms() {
+    assert_eq!(
+        fleet::parse_address("ssh://[::1]:2222"),
+        Ok(HostAddress::Ssh {
+            user: None,
+            host: "::1".into(),
+            port: Some(2222)
+        })
+    );
+    assert!(fleet::parse_address("ssh://").is_err());
+    assert!(fleet::parse_address("ssh://@h").is_err());
+    assert!(fleet::parse_address("unix://relative.sock").is_err());
+    assert!(fleet::parse_address("tcp://h:2375").is_err());
+    let s = ok(&[(
+        "convoy.yaml",
+        "fleet: prod\nstacks: []\nhosts:\n  a:\n    address: unix:///srv/d.sock\n",
+    )]);
+    assert_eq!(s.hosts["a"].docker_socket, "/srv/d.sock");
 }
