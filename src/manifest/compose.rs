@@ -59,6 +59,8 @@ const SERVICE: Keys = Keys {
         "logging",
         "networks",
         "deploy",
+        // Convoy's own extension, read strictly (see `X_CONVOY`).
+        "x-convoy",
     ],
     unsupported: &[
         ("annotations", ""),
@@ -294,6 +296,14 @@ const X_CONVOY: Keys = Keys {
     extensions: false,
 };
 
+const ANONYMOUS_VOLUME: &str =
+    "anonymous volumes are not supported yet: declare a named volume in the top-level `volumes`";
+const RELATIVE_BIND: &str = "is not supported: the hosts do not have the repository; \
+     use an absolute path or a named volume";
+const DEPENDS_CONDITIONS: &str =
+    "(expected service_started, service_healthy or service_completed_successfully)";
+const NOT_REQUIRED: &str = "`required: false` is not supported yet: every dependency is required";
+
 /// Compose's rule for project names, which become the prefix of every engine name.
 pub fn is_stack_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -491,7 +501,7 @@ fn port_label(p: &PortBinding) -> String {
 
 fn report_cycles(d: &mut Diag, gathered: &BTreeMap<String, Gathered<'_>>) {
     for (start, g) in gathered {
-        for (first, node, path) in &g.depends {
+        for (first, node, path) in g.depends.iter().filter(|(dep, _, _)| dep != start) {
             // Depth-first from this edge; a path back to `start` is a cycle through it.
             let mut stack = vec![(first.clone(), vec![start.clone(), first.clone()])];
             let mut visited = BTreeSet::new();
@@ -809,15 +819,6 @@ impl Stack<'_> {
         let mut network_names: Vec<(String, Vec<String>)> = Vec::new();
         let mut saw_networks = false;
 
-        for (k, _knode, v, kpath) in entries.iter().map(|(k, v)| {
-            let n = k.scalar().unwrap_or_default();
-            (n, k, v, join(path, n))
-        }) {
-            if k == "x-convoy" {
-                svc.placement.hosts = self.read_x_convoy(d, v, &kpath);
-            }
-        }
-
         for (field, _k, v, fpath) in d.fields(entries, path, &SERVICE) {
             match field {
                 "image" => {
@@ -892,6 +893,7 @@ impl Stack<'_> {
                     network_names = self.read_attachments(d, v, &fpath);
                 }
                 "deploy" => deploy_restart = read_deploy(d, v, &fpath, &mut svc, &mut c),
+                "x-convoy" => svc.placement.hosts = self.read_x_convoy(d, v, &fpath),
                 _ => {}
             }
         }
@@ -1152,7 +1154,7 @@ impl Stack<'_> {
         source: &str,
     ) -> Option<(MountKind, String)> {
         if source.is_empty() {
-            d.at(node, path, "anonymous volumes are not supported yet: declare a named volume in the top-level `volumes`");
+            d.at(node, path, ANONYMOUS_VOLUME);
             return None;
         }
         let looks_relative = source.starts_with('.') || source.starts_with('~');
@@ -1167,7 +1169,7 @@ impl Stack<'_> {
                     d.at(
                         node,
                         path,
-                        format!("relative bind-mount source `{source}` is not supported: the hosts do not have the repository; use an absolute path or a named volume"),
+                        format!("relative bind-mount source `{source}` {RELATIVE_BIND}"),
                     );
                     return None;
                 }
@@ -1340,7 +1342,7 @@ impl Stack<'_> {
                         continue;
                     };
                     let mut cond = DependsCondition::ServiceStarted;
-                    for (field, _fk, fv, fpath) in d.fields(fields, &dpath, &DEPENDS) {
+                    for (field, fk, fv, fpath) in d.fields(fields, &dpath, &DEPENDS) {
                         match field {
                             "condition" => match d.string(fv, &fpath).as_deref() {
                                 Some("service_started") => cond = DependsCondition::ServiceStarted,
@@ -1348,15 +1350,20 @@ impl Stack<'_> {
                                 Some("service_completed_successfully") => {
                                     cond = DependsCondition::ServiceCompletedSuccessfully
                                 }
-                                Some(other) => d.at(fv, &fpath, format!("invalid condition `{other}` (expected service_started, service_healthy or service_completed_successfully)")),
+                                Some(other) => d.at(
+                                    fv,
+                                    &fpath,
+                                    format!("invalid condition `{other}` {DEPENDS_CONDITIONS}"),
+                                ),
                                 None => {}
                             },
                             "required" => {
-                                if d.bool(fv, &fpath) == Some(false) {
-                                    d.at(fv, &fpath, "`required: false` is not supported yet: every dependency is required");
+                                let required = d.bool(fv, &fpath);
+                                if required == Some(false) {
+                                    d.at(fv, &fpath, NOT_REQUIRED);
                                 }
                             }
-                            "restart" => d.at(_fk, &fpath, "`restart` is not supported yet"),
+                            "restart" => d.at(fk, &fpath, "`restart` is not supported yet"),
                             _ => {}
                         }
                     }

@@ -153,6 +153,13 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
     match hosts_node {
         Some((node, path)) => {
             if let Some(entries) = d.map(node, &path) {
+                if entries.is_empty() {
+                    d.at(
+                        node,
+                        &path,
+                        "no hosts listed; leave `hosts:` out to use the local engine",
+                    );
+                }
                 for (k, v) in entries {
                     let name = k.scalar().unwrap_or_default().to_string();
                     let hpath = format!("{path}.{name}");
@@ -175,7 +182,7 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
             let path = env
                 .get("DOCKER_HOST")
                 .and_then(|h| h.strip_prefix("unix://"))
-                .filter(|p| !p.is_empty())
+                .filter(|p| p.starts_with('/'))
                 .unwrap_or(DEFAULT_SOCKET)
                 .to_string();
             hosts.insert(
@@ -395,8 +402,17 @@ fn read_host(
             _ => {}
         }
     }
+    let socket_set = entries
+        .iter()
+        .any(|(k, _)| k.scalar() == Some("docker_socket"));
     match address {
-        Some(a) => host.address = a,
+        Some(a) => {
+            // A local engine's socket is its address; keep the two in agreement.
+            if let (HostAddress::Unix { path }, false) = (&a, socket_set) {
+                host.docker_socket = path.to_string_lossy().into_owned();
+            }
+            host.address = a;
+        }
         None if !entries.iter().any(|(k, _)| k.scalar() == Some("address")) => {
             d.at(
                 key,

@@ -105,13 +105,14 @@ fn braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String
     } else {
         return Err(format!("invalid interpolation format: `${{{inner}}}`"));
     };
-    let word = || interpolate(word, lookup);
+    let expand = || interpolate(word, lookup);
     Ok(match op {
         "" => value.unwrap_or_default(),
-        ":-" if !non_empty => word()?,
-        "-" if !set => word()?,
+        ":-" if !non_empty => expand()?,
+        "-" if !set => expand()?,
         ":?" | "?" if (op == ":?" && !non_empty) || (op == "?" && !set) => {
-            let msg = word()?;
+            // The message is shown as written: expanding it could print another variable's value.
+            let msg = word;
             return Err(if msg.is_empty() {
                 format!("required variable `{name}` is missing a value")
             } else {
@@ -120,14 +121,14 @@ fn braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String
         }
         ":+" => {
             if non_empty {
-                word()?
+                expand()?
             } else {
                 String::new()
             }
         }
         "+" => {
             if set {
-                word()?
+                expand()?
             } else {
                 String::new()
             }
