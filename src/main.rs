@@ -2,6 +2,7 @@
 
 mod manifest;
 mod spec;
+mod ssh;
 
 fn main() {
     std::process::exit(0);
