@@ -1560,6 +1560,84 @@ mod tests {
         assert!(live.exists());
     }
 
+    /// Against the namespace fleet of `tests/fleet/up` when it is running (`CONVOY_FLEET_ENV`, or
+    /// its default `/var/tmp/convoy-fleet/fleet.env`): three hosts connected at once.
+    #[tokio::test]
+    async fn connects_to_the_namespace_fleet_at_once() {
+        let env_path = std::env::var("CONVOY_FLEET_ENV")
+            .unwrap_or_else(|_| "/var/tmp/convoy-fleet/fleet.env".to_string());
+        let Ok(text) = fs::read_to_string(&env_path) else {
+            eprintln!("skipped: no test fleet at {env_path}");
+            return;
+        };
+        let env: BTreeMap<&str, &str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .collect();
+        let get = |k: &str| env.get(k).copied().unwrap_or_default().to_string();
+        let hosts: Vec<HostSpec> = get("HOSTS")
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                let key = h.to_uppercase();
+                HostSpec {
+                    name: h.to_string(),
+                    address: HostAddress::Ssh {
+                        user: Some(get("FLEET_SSH_USER")),
+                        host: get(&format!("{key}_ADDR")),
+                        port: get("FLEET_SSH_PORT").parse().ok(),
+                    },
+                    docker_socket: get(&format!("{key}_DOCKER_SOCK")),
+                    labels: BTreeMap::new(),
+                    capacity: None,
+                    images: ImagePolicy::Pull,
+                    ssh: SshSettings {
+                        user: None,
+                        identity_file: Some(get("FLEET_SSH_KEY").into()),
+                        known_hosts: Some(get("FLEET_KNOWN_HOSTS").into()),
+                        config_file: None,
+                    },
+                    cordon: false,
+                    drain: false,
+                }
+            })
+            .collect();
+        let state = state_dir();
+        let transport = SshTransport::new(state.path()).expect("transport");
+        let timeouts = SshTimeouts::default();
+        let t = Instant::now();
+        let results =
+            futures_util::future::join_all(hosts.iter().map(|h| transport.connect(h, &timeouts)))
+                .await;
+        let elapsed = t.elapsed();
+        let mut tunnels = Vec::new();
+        for (host, result) in hosts.iter().zip(results) {
+            match result {
+                Ok(t) => tunnels.push(t),
+                Err(e) => {
+                    if std::env::var("CONVOY_REQUIRE_DOCKER").as_deref() == Ok("1") {
+                        panic!("fleet host {}: {e}", host.name);
+                    }
+                    eprintln!("fleet host {} not reachable, skipped: {e}", host.name);
+                }
+            }
+        }
+        eprintln!(
+            "{} fleet hosts connected at once in {elapsed:?}",
+            tunnels.len()
+        );
+        for tunnel in &tunnels {
+            let t = Instant::now();
+            tunnel.check().await.expect("check");
+            eprintln!("{}: check {:?}", tunnel.host(), t.elapsed());
+        }
+        for tunnel in tunnels {
+            tunnel.close().await;
+        }
+        transport.shutdown();
+    }
+
     #[test]
     fn generated_config_puts_convoy_settings_before_the_include() {
         let host = HostSpec {
