@@ -616,7 +616,17 @@ fn close_masters_in(dir: &Path) -> usize {
             closed
         })
     };
-    std::thread::spawn(work).join().unwrap_or(0)
+    // `Builder::spawn` reports a thread that cannot be created instead of panicking.
+    match std::thread::Builder::new()
+        .name("convoy-ssh-cleanup".into())
+        .spawn(work)
+    {
+        Ok(handle) => handle.join().unwrap_or(0),
+        Err(e) => {
+            warn!(error = %e, "cannot start the ssh cleanup thread");
+            0
+        }
+    }
 }
 
 /// A short file-name-safe name for a host: up to 16 safe characters of its name and 8 hex
@@ -1761,6 +1771,8 @@ mod tests {
         assert!(base.to_string_lossy().starts_with("/tmp/cvy-"));
         assert!(base.join("4194304").as_os_str().len() <= MAX_CONTROL_DIR_LEN);
         assert!(!long.exists(), "the long state dir is not created for this");
+        // Only if empty: another process may be using it.
+        let _ = fs::remove_dir(&base);
     }
 
     #[test]
