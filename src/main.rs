@@ -14,6 +14,7 @@ mod render;
 mod schedule;
 mod source;
 mod spec;
+mod ssh;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
