@@ -292,6 +292,9 @@ struct ReplicaStatus {
     health: Option<crate::observed::Health>,
     restarts: i64,
     exit_code: Option<i64>,
+    /// The last lines a restarting or failed container printed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    last_logs: Vec<String>,
 }
 
 async fn status(repo: &RepoArgs, output: Output) -> Result<i32> {
@@ -335,7 +338,19 @@ async fn status(repo: &RepoArgs, output: Output) -> Result<i32> {
             exit_code: observed
                 .filter(|c| c.state == RunState::Exited)
                 .map(|c| c.exit_code),
+            last_logs: Vec::new(),
         });
+    }
+    // A crash loop is reported with what the container said last.
+    for s in services.values_mut() {
+        for r in &mut s.replicas {
+            let troubled = r.restarts > 0
+                || r.state == Some(RunState::Restarting)
+                || r.exit_code.is_some_and(|c| c != 0);
+            if let (true, Some(engine)) = (troubled, pass.fleet.engines.get(&r.host)) {
+                r.last_logs = engine.recent_logs(&r.name, 5).await;
+            }
+        }
     }
     let unreachable = &pass.plan.unreachable;
     match output {
@@ -389,6 +404,9 @@ async fn status(repo: &RepoArgs, output: Output) -> Result<i32> {
                         },
                         r.restarts
                     );
+                    for line in &r.last_logs {
+                        let _ = writeln!(out, "      | {line}");
+                    }
                 }
             }
             for (host, reason) in unreachable {

@@ -47,12 +47,6 @@ pub struct DockerError {
     pub status: Option<u16>,
 }
 
-impl DockerError {
-    pub fn is_not_found(&self) -> bool {
-        self.status == Some(404)
-    }
-}
-
 /// One engine, reached through a unix socket.
 #[derive(Clone)]
 pub struct Engine {
@@ -88,10 +82,6 @@ impl Engine {
         })
     }
 
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
     fn err(&self, op: impl Into<String>, e: bollard::errors::Error) -> DockerError {
         let status = match &e {
             bollard::errors::Error::DockerResponseServerError { status_code, .. } => {
@@ -101,11 +91,7 @@ impl Engine {
         };
         let message = match e {
             bollard::errors::Error::DockerResponseServerError { message, .. } => message,
-            bollard::errors::Error::HyperResponseError { .. }
-            | bollard::errors::Error::IOError { .. } => {
-                format!("engine not reachable ({e})")
-            }
-            other => other.to_string(),
+            other => root_cause(&other),
         };
         DockerError {
             host: self.host.clone(),
@@ -520,6 +506,22 @@ impl Engine {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+}
+
+/// The innermost cause of an error chain, which is where hyper and tokio say what happened
+/// ("No such file or directory", "Connection refused") instead of "client error (Connect)".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let inner = cause.to_string();
+    let outer = e.to_string();
+    if inner == outer {
+        outer
+    } else {
+        format!("{inner} ({outer})")
     }
 }
 

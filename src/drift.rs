@@ -358,6 +358,8 @@ fn restart_str(c: &ContainerSpec) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type Edit = Box<dyn Fn(&mut ContainerSpec)>;
     use crate::spec::{MountSpec, RestartPolicy};
 
     fn base() -> ContainerSpec {
@@ -435,7 +437,7 @@ mod tests {
     #[test]
     fn every_field_change_is_seen() {
         let d = base();
-        let cases: Vec<(&str, Box<dyn Fn(&mut ContainerSpec)>)> = vec![
+        let cases: Vec<(&str, Edit)> = vec![
             ("image", Box::new(|c| c.image = "busybox:2".into())),
             (
                 "environment.A",

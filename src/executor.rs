@@ -20,6 +20,9 @@ use crate::plan::{Action, Gate, Plan, Replica, Step};
 use crate::render::step_line;
 use crate::spec::DependsCondition;
 
+/// One pull per (host, image): the first step that needs it pulls, the others wait for it.
+type Pulls = BTreeMap<(String, String), Arc<OnceCell<Result<(), String>>>>;
+
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
     /// Steps in flight across the fleet.
@@ -83,7 +86,7 @@ pub async fn execute(
         })
         .collect();
     // One pull per (host, image), however many replicas need it.
-    let mut pulls: BTreeMap<(String, String), Arc<OnceCell<Result<(), String>>>> = BTreeMap::new();
+    let mut pulls: Pulls = BTreeMap::new();
     for step in &plan.steps {
         if let Action::Create { replica, .. } | Action::Replace { replica, .. } = &step.action {
             pulls
@@ -139,7 +142,7 @@ struct StepContext {
     engines: Arc<BTreeMap<String, Engine>>,
     global: Arc<Semaphore>,
     host_limit: Option<Arc<Semaphore>>,
-    pulls: Arc<BTreeMap<(String, String), Arc<OnceCell<Result<(), String>>>>>,
+    pulls: Arc<Pulls>,
     fleet: String,
     opts: ExecOptions,
 }

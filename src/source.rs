@@ -21,8 +21,6 @@ pub enum SourceError {
         repo: PathBuf,
         message: String,
     },
-    #[error("git error in `{repo}`: {message}")]
-    Git { repo: PathBuf, message: String },
 }
 
 /// A repository's files at one revision, plus the commit to record on containers.

@@ -163,6 +163,8 @@ pub enum DeployMode {
     Global,
 }
 
+/// Named as Compose names them (`service_healthy`), hence the shared prefix.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DependsCondition {

@@ -7,10 +7,6 @@
 //! invariant 5), and an empty repository is an error, not a request to remove everything
 //! (invariant 6).
 
-// The binary does not call into the manifest reader yet (the CLI is being written alongside);
-// until it does, its public items would all be reported as dead code.
-#![allow(dead_code)]
-
 mod compose;
 mod fleet;
 mod interpolate;
@@ -342,13 +338,14 @@ fn read_stack(
     stack
 }
 
-/// A repository held in memory: files by repository-relative path. For tests, and for callers
-/// that already hold the files.
+/// A repository held in memory: files by repository-relative path, for tests.
+#[cfg(test)]
 #[derive(Debug, Clone, Default)]
 pub struct MemoryTree {
     pub files: BTreeMap<String, Vec<u8>>,
 }
 
+#[cfg(test)]
 impl MemoryTree {
     pub fn new() -> MemoryTree {
         MemoryTree::default()
@@ -368,6 +365,7 @@ impl MemoryTree {
     }
 }
 
+#[cfg(test)]
 impl RepoTree for MemoryTree {
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
         Ok(self.files.get(path).cloned())

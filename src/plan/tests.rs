@@ -11,6 +11,8 @@ use proptest::prelude::*;
 
 const FLEET: &str = "t";
 
+type Edit = Box<dyn Fn(&mut ContainerSpec)>;
+
 fn host(name: &str) -> HostSpec {
     HostSpec {
         name: name.into(),
@@ -225,7 +227,7 @@ fn every_field_change_replaces_exactly_that_container() {
         )],
     );
     let o = converge(&base);
-    let edits: Vec<(&str, Box<dyn Fn(&mut ContainerSpec)>)> = vec![
+    let edits: Vec<(&str, Edit)> = vec![
         ("image", Box::new(|c| c.image = "busybox:2".into())),
         (
             "command",

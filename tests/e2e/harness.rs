@@ -12,7 +12,6 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 pub const IMAGE: &str = "convoy-test/busybox:1";
-pub const IMAGE2: &str = "convoy-test/busybox:2";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 static IMAGES: Once = Once::new();
