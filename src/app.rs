@@ -11,9 +11,9 @@ use std::io::{IsTerminal, Write};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::cli::{Command, Output, RepoArgs};
-use crate::executor::{self, ExecOptions};
-use crate::fleet::Fleet;
+use crate::cli::{Command, ImageCommand, Output, RepoArgs};
+use crate::executor::{self, ExecOptions, ImageSource};
+use crate::fleet::{ConnectOptions, Fleet};
 use crate::manifest::{self, ManifestErrors};
 use crate::observed::{ObservedHost, ObservedState, RunState};
 use crate::plan::{self, Plan, JSON_VERSION};
@@ -27,12 +27,20 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_DIFF: i32 = 1;
 pub const EXIT_ERROR: i32 = 2;
 
-pub async fn run(command: Command) -> Result<i32> {
+pub async fn run(command: Command, state_dir: Option<std::path::PathBuf>) -> Result<i32> {
+    let state_dir = state_dir.unwrap_or_else(crate::fleet::default_state_dir);
+    let connect = ConnectOptions::new(&state_dir);
     match command {
         Command::Validate { repo } => validate(&repo),
-        Command::Diff { repo, base, output } => diff(&repo, base.as_deref(), output).await,
-        Command::Apply { repo, pull, output } => apply(&repo, pull, output).await,
-        Command::Status { repo, output } => status(&repo, output).await,
+        Command::Diff { repo, base, output } => {
+            diff(&repo, base.as_deref(), output, &connect).await
+        }
+        Command::Apply { repo, pull, output } => apply(&repo, pull, output, &connect).await,
+        Command::Status { repo, output } => status(&repo, output, &connect).await,
+        Command::Hosts { repo, output } => hosts(&repo, output, &connect).await,
+        Command::Image(ImageCommand::Push { image, repo, hosts }) => {
+            image_push(&repo, &image, &hosts, &connect).await
+        }
     }
 }
 
@@ -115,7 +123,12 @@ pub async fn observe_and_plan(loaded: &Loaded, fleet: Fleet) -> Pass {
     }
 }
 
-async fn diff(repo: &RepoArgs, base: Option<&str>, output: Output) -> Result<i32> {
+async fn diff(
+    repo: &RepoArgs,
+    base: Option<&str>,
+    output: Output,
+    connect: &ConnectOptions,
+) -> Result<i32> {
     let Some(loaded) = load(repo, repo.rev.as_deref())? else {
         return Ok(EXIT_ERROR);
     };
@@ -132,8 +145,10 @@ async fn diff(repo: &RepoArgs, base: Option<&str>, output: Output) -> Result<i32
             plan::plan(&loaded.desired, &placement, &assumed, &loaded.commit)
         }
         None => {
-            let fleet = Fleet::connect(&loaded.desired).await;
-            observe_and_plan(&loaded, fleet).await.plan
+            let fleet = Fleet::connect(&loaded.desired, connect).await;
+            let pass = observe_and_plan(&loaded, fleet).await;
+            pass.fleet.close().await;
+            pass.plan
         }
     };
     match output {
@@ -150,11 +165,17 @@ async fn diff(repo: &RepoArgs, base: Option<&str>, output: Output) -> Result<i32
     })
 }
 
-async fn apply(repo: &RepoArgs, pull: bool, output: Output) -> Result<i32> {
+async fn apply(
+    repo: &RepoArgs,
+    pull: bool,
+    output: Output,
+    connect: &ConnectOptions,
+) -> Result<i32> {
     let Some(loaded) = load(repo, repo.rev.as_deref())? else {
         return Ok(EXIT_ERROR);
     };
-    let fleet = Fleet::connect(&loaded.desired).await;
+    let fleet = Fleet::connect(&loaded.desired, connect).await;
+    let images = image_source(&loaded.desired).await;
     let mut pull_failures = Vec::new();
     if pull {
         pull_failures = pull_images(&loaded, &fleet).await;
@@ -171,7 +192,7 @@ async fn apply(repo: &RepoArgs, pull: bool, output: Output) -> Result<i32> {
         ),
         ..Default::default()
     };
-    let report = executor::execute(&pass.plan, &pass.fleet.engines, &opts, move |o| {
+    let report = executor::execute(&pass.plan, &pass.fleet.engines, &opts, &images, move |o| {
         if show_progress {
             let mark = if o.error.is_some() { "failed" } else { "done" };
             eprintln!("  [{}] {} {}", o.host, mark, o.step);
@@ -181,6 +202,7 @@ async fn apply(repo: &RepoArgs, pull: bool, output: Output) -> Result<i32> {
     // Observe again: the report says what was attempted, the engines say what is.
     let after = observe_and_plan(&loaded, pass.fleet).await;
     let converged = after.plan.is_converged() && pull_failures.is_empty();
+    after.fleet.close().await;
     match output {
         Output::Text => {
             let mut out = std::io::stdout().lock();
@@ -297,11 +319,11 @@ struct ReplicaStatus {
     last_logs: Vec<String>,
 }
 
-async fn status(repo: &RepoArgs, output: Output) -> Result<i32> {
+async fn status(repo: &RepoArgs, output: Output, connect: &ConnectOptions) -> Result<i32> {
     let Some(loaded) = load(repo, repo.rev.as_deref())? else {
         return Ok(EXIT_ERROR);
     };
-    let fleet = Fleet::connect(&loaded.desired).await;
+    let fleet = Fleet::connect(&loaded.desired, connect).await;
     let pass = observe_and_plan(&loaded, fleet).await;
     let mut services: BTreeMap<(String, String), ServiceStatus> = BTreeMap::new();
     for (key, a) in &pass.placement.replicas {
@@ -353,6 +375,11 @@ async fn status(repo: &RepoArgs, output: Output) -> Result<i32> {
         }
     }
     let unreachable = &pass.plan.unreachable;
+    let code = if unreachable.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_DIFF
+    };
     match output {
         Output::Json => {
             #[derive(Serialize)]
@@ -421,9 +448,206 @@ async fn status(repo: &RepoArgs, output: Output) -> Result<i32> {
             }
         }
     }
-    Ok(if unreachable.is_empty() {
-        EXIT_OK
+    pass.fleet.close().await;
+    Ok(code)
+}
+
+/// The local engine (for `images: push`) and the hosts that take pushed images.
+async fn image_source(desired: &DesiredState) -> ImageSource {
+    let push_hosts: std::collections::BTreeSet<String> = desired
+        .hosts
+        .values()
+        .filter(|h| h.images == crate::spec::ImagePolicy::Push)
+        .map(|h| h.name.clone())
+        .collect();
+    let local = if push_hosts.is_empty() {
+        None
     } else {
-        EXIT_DIFF
-    })
+        local_engine().await.ok()
+    };
+    ImageSource { push_hosts, local }
+}
+
+/// The engine of the machine Convoy runs on: `DOCKER_HOST` (unix) or the default socket.
+async fn local_engine() -> Result<crate::docker::Engine> {
+    let path = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".into());
+    let engine = crate::docker::Engine::unix("(local)", std::path::Path::new(&path))?;
+    engine
+        .ping()
+        .await
+        .with_context(|| format!("the local engine at unix://{path} does not answer"))?;
+    Ok(engine)
+}
+
+#[derive(Debug, Serialize)]
+struct HostReport {
+    name: String,
+    address: String,
+    reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    rtt_ms: Option<f64>,
+    docker_version: Option<String>,
+    cpus: Option<f64>,
+    memory_bytes: Option<i64>,
+    containers: Option<usize>,
+    labels: BTreeMap<String, String>,
+}
+
+async fn hosts(repo: &RepoArgs, output: Output, connect: &ConnectOptions) -> Result<i32> {
+    let Some(loaded) = load(repo, repo.rev.as_deref())? else {
+        return Ok(EXIT_ERROR);
+    };
+    let fleet = Fleet::connect(&loaded.desired, connect).await;
+    let pass = observe_and_plan(&loaded, fleet).await;
+    let mut rtt = BTreeMap::new();
+    for name in pass.fleet.engines.keys() {
+        if let Ok(d) = pass.fleet.probe(name).await {
+            rtt.insert(name.clone(), d);
+        }
+    }
+    let mut reports = Vec::new();
+    for (name, spec) in &loaded.desired.hosts {
+        let observed = pass.observed.hosts.get(name);
+        let snap = observed.and_then(ObservedHost::snapshot);
+        reports.push(HostReport {
+            name: name.clone(),
+            address: spec.address.to_string(),
+            reachable: snap.is_some(),
+            reason: match observed {
+                Some(ObservedHost::Unreachable { reason }) => Some(reason.clone()),
+                None => Some("not observed".into()),
+                _ => None,
+            },
+            rtt_ms: rtt
+                .get(name)
+                .map(|d: &std::time::Duration| d.as_secs_f64() * 1000.0),
+            docker_version: snap.map(|s| s.engine_version.clone()),
+            cpus: snap.map(|s| s.nano_cpus as f64 / 1e9),
+            memory_bytes: snap.map(|s| s.memory_bytes),
+            containers: snap.map(|s| s.containers.len()),
+            labels: spec.labels.clone(),
+        });
+    }
+    pass.fleet.close().await;
+    let all = reports.iter().all(|r| r.reachable);
+    match output {
+        Output::Json => {
+            #[derive(Serialize)]
+            struct Doc<'a> {
+                version: u32,
+                fleet: &'a str,
+                hosts: &'a [HostReport],
+            }
+            let doc = Doc {
+                version: JSON_VERSION,
+                fleet: &loaded.desired.fleet,
+                hosts: &reports,
+            };
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Output::Text => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "{:<16} {:<11} {:>8} {:<10} {:>5} {:>9} {:>10}  LABELS",
+                "HOST", "STATE", "RTT", "DOCKER", "CPUS", "MEMORY", "CONTAINERS"
+            );
+            for r in &reports {
+                let labels: Vec<String> =
+                    r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                if r.reachable {
+                    let _ = writeln!(
+                        out,
+                        "{:<16} {:<11} {:>6.1}ms {:<10} {:>5} {:>9} {:>10}  {}",
+                        r.name,
+                        "up",
+                        r.rtt_ms.unwrap_or(0.0),
+                        r.docker_version.as_deref().unwrap_or("?"),
+                        r.cpus.unwrap_or(0.0),
+                        crate::drift::opt_bytes(r.memory_bytes),
+                        r.containers.unwrap_or(0),
+                        labels.join(",")
+                    );
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "{:<16} {:<11} {}",
+                        r.name,
+                        "unreachable",
+                        r.reason.as_deref().unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(if all { EXIT_OK } else { EXIT_DIFF })
+}
+
+async fn image_push(
+    repo: &RepoArgs,
+    image: &str,
+    only: &[String],
+    connect: &ConnectOptions,
+) -> Result<i32> {
+    let Some(loaded) = load(repo, repo.rev.as_deref())? else {
+        return Ok(EXIT_ERROR);
+    };
+    for h in only {
+        if !loaded.desired.hosts.contains_key(h) {
+            anyhow::bail!("no host `{h}` in convoy.yaml");
+        }
+    }
+    let local = local_engine().await?;
+    if local.image_id(image).await?.is_none() {
+        anyhow::bail!("image `{image}` is not on the local engine");
+    }
+    let fleet = Fleet::connect(&loaded.desired, connect).await;
+    let targets: Vec<(&String, &crate::docker::Engine)> = fleet
+        .engines
+        .iter()
+        .filter(|(h, _)| only.is_empty() || only.contains(h))
+        .collect();
+    let progress = std::io::stderr().is_terminal();
+    if progress {
+        eprintln!("pushing `{image}` to {} host(s)...", targets.len());
+    }
+    let results = futures_util::future::join_all(targets.iter().map(|(host, engine)| {
+        let local = &local;
+        async move {
+            let r = crate::images::push_image(local, engine, host, image).await;
+            if progress {
+                eprintln!("  [{host}] {}", if r.is_ok() { "done" } else { "failed" });
+            }
+            (host.to_string(), r)
+        }
+    }))
+    .await;
+    let mut failed = 0;
+    let mut out = std::io::stdout().lock();
+    for (host, r) in &results {
+        match r {
+            Ok(crate::images::PushOutcome::Present) => {
+                let _ = writeln!(out, "{host}: already has `{image}` (same image ID)");
+            }
+            Ok(crate::images::PushOutcome::Sent { bytes }) => {
+                let _ = writeln!(out, "{host}: sent `{image}` ({bytes} bytes)");
+            }
+            Err(e) => {
+                failed += 1;
+                let _ = writeln!(out, "{host}: failed: {e}");
+            }
+        }
+    }
+    for (host, reason) in &fleet.failed {
+        if only.is_empty() || only.contains(host) {
+            failed += 1;
+            let _ = writeln!(out, "{host}: unreachable: {reason}");
+        }
+    }
+    fleet.close().await;
+    Ok(if failed == 0 { EXIT_OK } else { EXIT_DIFF })
 }

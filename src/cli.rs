@@ -79,11 +79,35 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Every host: reachability, round trip, Docker version, CPUs, memory, owned containers.
+    Hosts {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Images without a registry.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Desired and running replicas per service, with health and restarts.
     Status {
         #[command(flatten)]
         repo: RepoArgs,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Copy an image from the local engine to hosts that lack it (compared by image ID).
+    Push {
+        /// The image reference, as the stacks name it.
+        image: String,
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Only these hosts (repeatable); all hosts by default.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
     },
 }

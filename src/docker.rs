@@ -301,6 +301,50 @@ impl Engine {
         Ok(())
     }
 
+    /// The image as a tar stream (`docker save`), counting the bytes that pass.
+    pub fn save_image(
+        &self,
+        image: &str,
+        counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, bollard::errors::Error>> + Send + 'static
+    {
+        self.docker.export_image(image).inspect(move |chunk| {
+            if let Ok(b) = chunk {
+                counter.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    }
+
+    /// Loads a tar stream (`docker load`) into this engine.
+    pub async fn load_image<S>(&self, tar: S, host: &str, image: &str) -> Result<(), DockerError>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, bollard::errors::Error>>
+            + Send
+            + 'static,
+    {
+        let op = || format!("cannot load image `{image}` on host `{host}`");
+        let mut answers = self.docker.import_image_stream(
+            bollard::query_parameters::ImportImageOptions {
+                quiet: true,
+                ..Default::default()
+            },
+            tar,
+            None,
+        );
+        while let Some(a) = answers.next().await {
+            let info = a.map_err(|e| self.err(op(), e))?;
+            if let Some(detail) = info.error_detail {
+                return Err(DockerError {
+                    host: self.host.clone(),
+                    op: op(),
+                    message: detail.message.unwrap_or_else(|| "load failed".into()),
+                    status: None,
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub async fn create_network(
         &self,
         fleet: &str,

@@ -45,6 +45,14 @@ impl Default for ExecOptions {
     }
 }
 
+/// Where hosts get images from: hosts in `push_hosts` receive them from the local engine
+/// (`images: push`), the others pull from their registry.
+#[derive(Clone, Default)]
+pub struct ImageSource {
+    pub push_hosts: std::collections::BTreeSet<String>,
+    pub local: Option<Engine>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StepOutcome {
     pub id: usize,
@@ -72,6 +80,7 @@ pub async fn execute(
     plan: &Plan,
     engines: &BTreeMap<String, Engine>,
     opts: &ExecOptions,
+    images: &ImageSource,
     progress: impl Fn(&StepOutcome) + Send + Sync + 'static,
 ) -> Report {
     let progress = Arc::new(progress);
@@ -110,6 +119,7 @@ pub async fn execute(
             global: global.clone(),
             host_limit: per_host.get(&step.host).cloned(),
             pulls: pulls.clone(),
+            images: images.clone(),
             fleet: plan.fleet.clone(),
             opts: opts.clone(),
         };
@@ -143,6 +153,7 @@ struct StepContext {
     global: Arc<Semaphore>,
     host_limit: Option<Arc<Semaphore>>,
     pulls: Arc<Pulls>,
+    images: ImageSource,
     fleet: String,
     opts: ExecOptions,
 }
@@ -229,10 +240,23 @@ async fn ensure_image(
         return Ok(());
     };
     cell.get_or_init(|| async {
-        engine
-            .ensure_image(&replica.spec.image, false)
-            .await
-            .map_err(|e| e.to_string())
+        let image = &replica.spec.image;
+        if ctx.images.push_hosts.contains(host) {
+            let Some(local) = &ctx.images.local else {
+                return Err(format!(
+                    "host `{host}` takes pushed images (`images: push`) but the local engine is not reachable"
+                ));
+            };
+            crate::images::push_image(local, engine, host, image)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("cannot push image `{image}` to host `{host}`: {e}"))
+        } else {
+            engine
+                .ensure_image(image, false)
+                .await
+                .map_err(|e| e.to_string())
+        }
     })
     .await
     .clone()

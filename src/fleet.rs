@@ -1,49 +1,117 @@
 //! The fleet's hosts at run time: one connection per host, and observation of all of them in
 //! parallel.
 //!
+//! A local `unix://` host is its socket; an `ssh://` host is one multiplexed SSH master with a
+//! forward of its Docker socket (`ssh`), opened once and used by every call of the process.
+//! Connecting retries transient failures with exponential backoff and jitter inside a time
+//! budget, and never retries what cannot heal by waiting (a changed host key, a refused key).
 //! A host that cannot be connected to or observed becomes `ObservedHost::Unreachable` with the
 //! reason; it never fails or delays the others beyond its own timeout (DESIGN.md, invariant 4).
 //! This module decides nothing about what should run: it reports what is.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tracing::Instrument;
 
 use crate::docker::Engine;
 use crate::observed::{ObservedHost, ObservedState};
 use crate::schedule::{Assignment, Placement};
 use crate::spec::{DesiredState, HostAddress, HostSpec};
+use crate::ssh::{SshError, SshTimeouts, SshTransport, SshTunnel};
 
 /// How long one host may take to answer an observation.
 const OBSERVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Hosts connected or observed at once.
+const HOST_CONCURRENCY: usize = 16;
+
+/// How connections are made.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Where per-process SSH control sockets live (under `c/<pid>`).
+    pub state_dir: PathBuf,
+    pub ssh: SshTimeouts,
+    /// Total time to keep retrying a host whose failures may be transient.
+    pub budget: Duration,
+}
+
+impl ConnectOptions {
+    pub fn new(state_dir: &Path) -> ConnectOptions {
+        ConnectOptions {
+            state_dir: state_dir.to_path_buf(),
+            ssh: SshTimeouts {
+                connect: Duration::from_secs(5),
+                ..SshTimeouts::default()
+            },
+            budget: Duration::from_secs(8),
+        }
+    }
+}
 
 /// Connected engines by host name, and the reason for each host that could not be connected.
 pub struct Fleet {
     pub engines: BTreeMap<String, Engine>,
     pub failed: BTreeMap<String, String>,
-    /// Round-trip of the connection's first ping, per connected host.
-    pub rtt: BTreeMap<String, Duration>,
+    tunnels: BTreeMap<String, SshTunnel>,
+    transport: Option<Arc<SshTransport>>,
 }
 
 impl Fleet {
-    /// Connects to every host of `desired` at once.
-    pub async fn connect(desired: &DesiredState) -> Fleet {
-        let attempts = futures_util::future::join_all(
-            desired
-                .hosts
-                .values()
-                .map(|h| async move { (h.name.clone(), connect_host(h).await) }),
-        )
-        .await;
+    /// Connects to every host of `desired`, at most `HOST_CONCURRENCY` at once.
+    pub async fn connect(desired: &DesiredState, opts: &ConnectOptions) -> Fleet {
         let mut fleet = Fleet {
             engines: BTreeMap::new(),
             failed: BTreeMap::new(),
-            rtt: BTreeMap::new(),
+            tunnels: BTreeMap::new(),
+            transport: None,
         };
-        for (name, result) in attempts {
+        let needs_ssh = desired
+            .hosts
+            .values()
+            .any(|h| matches!(h.address, HostAddress::Ssh { .. }));
+        if needs_ssh {
+            match SshTransport::new(&opts.state_dir) {
+                Ok(t) => fleet.transport = Some(Arc::new(t)),
+                Err(e) => {
+                    // Without a control folder no ssh host can be reached; local ones still can.
+                    for h in desired.hosts.values() {
+                        if matches!(h.address, HostAddress::Ssh { .. }) {
+                            fleet.failed.insert(h.name.clone(), e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        let transport = fleet.transport.clone();
+        let hosts: Vec<&HostSpec> = desired
+            .hosts
+            .values()
+            .filter(|h| !fleet.failed.contains_key(&h.name))
+            .collect();
+        let results: Vec<_> = futures_util::stream::iter(hosts.into_iter().map(|h| {
+            let transport = transport.clone();
+            let span = tracing::info_span!("connect", host = %h.name);
+            async move {
+                (
+                    h.name.clone(),
+                    connect_host(h, transport.as_deref(), opts).await,
+                )
+            }
+            .instrument(span)
+        }))
+        .buffer_unordered(HOST_CONCURRENCY)
+        .collect()
+        .await;
+        for (name, result) in results {
             match result {
-                Ok((engine, rtt)) => {
-                    fleet.engines.insert(name.clone(), engine);
-                    fleet.rtt.insert(name, rtt);
+                Ok(conn) => {
+                    fleet.engines.insert(name.clone(), conn.engine);
+                    if let Some(t) = conn.tunnel {
+                        fleet.tunnels.insert(name, t);
+                    }
                 }
                 Err(reason) => {
                     tracing::warn!(host = %name, %reason, "host unreachable");
@@ -73,7 +141,7 @@ impl Fleet {
             }
         }
         let empty = BTreeSet::new();
-        let results = futures_util::future::join_all(self.engines.iter().map(|(name, engine)| {
+        let results: Vec<_> = futures_util::stream::iter(self.engines.iter().map(|(name, engine)| {
             let images = images.get(name.as_str()).unwrap_or(&empty);
             async move {
                 let started = Instant::now();
@@ -83,6 +151,8 @@ impl Fleet {
                 (name.clone(), r)
             }
         }))
+        .buffer_unordered(HOST_CONCURRENCY)
+        .collect()
         .await;
         let mut state = ObservedState::default();
         for (name, r) in results {
@@ -107,29 +177,173 @@ impl Fleet {
         }
         state
     }
+
+    /// One timed liveness probe of a connected host: for SSH hosts the master and a ping
+    /// through the forward (the master alone says Ok while the network is dead).
+    pub async fn probe(&self, host: &str) -> Result<Duration, String> {
+        let started = Instant::now();
+        if let Some(t) = self.tunnels.get(host) {
+            t.check().await.map_err(|e| e.to_string())?;
+        } else if let Some(e) = self.engines.get(host) {
+            tokio::time::timeout(Duration::from_secs(3), e.ping())
+                .await
+                .map_err(|_| format!("host `{host}` did not answer a ping within 3s"))?
+                .map_err(|e| e.to_string())?;
+        } else {
+            return Err(format!("host `{host}` is not connected"));
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Closes every SSH master and the process's control folder. Masters run as their own
+    /// processes and would outlive Convoy otherwise.
+    pub async fn close(mut self) {
+        let tunnels = std::mem::take(&mut self.tunnels);
+        futures_util::future::join_all(tunnels.into_values().map(SshTunnel::close)).await;
+        if let Some(t) = self.transport.take() {
+            t.shutdown();
+        }
+    }
 }
 
-async fn connect_host(host: &HostSpec) -> Result<(Engine, Duration), String> {
-    match &host.address {
-        HostAddress::Unix { path } => {
-            let engine = Engine::unix(&host.name, path).map_err(|e| e.to_string())?;
-            let started = Instant::now();
-            match tokio::time::timeout(Duration::from_secs(5), engine.ping()).await {
-                Ok(Ok(())) => Ok((engine, started.elapsed())),
-                Ok(Err(e)) => Err(format!(
-                    "cannot reach the engine at unix://{}: {}",
-                    path.display(),
-                    e.message
-                )),
-                Err(_) => Err(format!(
-                    "the engine at unix://{} did not answer within 5s",
-                    path.display()
-                )),
+struct Connection {
+    engine: Engine,
+    tunnel: Option<SshTunnel>,
+}
+
+/// Connects one host, retrying transient failures with exponential backoff and jitter until
+/// the budget is spent.
+async fn connect_host(
+    host: &HostSpec,
+    transport: Option<&SshTransport>,
+    opts: &ConnectOptions,
+) -> Result<Connection, String> {
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        let result = match &host.address {
+            HostAddress::Unix { path } => connect_unix(host, path).await,
+            HostAddress::Ssh { .. } => match transport {
+                Some(t) => connect_ssh(host, t, opts).await,
+                None => Err(Failure::Final("no ssh transport".into())),
+            },
+        };
+        match result {
+            Ok(c) => return Ok(c),
+            Err(Failure::Final(reason)) => return Err(reason),
+            Err(Failure::Transient(reason)) => {
+                let delay = backoff(attempt);
+                if started.elapsed() + delay >= opts.budget {
+                    return Err(reason);
+                }
+                tracing::debug!(host = %host.name, attempt, %reason, delay_ms = delay.as_millis() as u64, "retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
             }
         }
-        HostAddress::Ssh { .. } => Err(format!(
-            "ssh hosts are not supported by this build yet ({})",
-            host.address
-        )),
+    }
+}
+
+enum Failure {
+    /// Waiting will not help: say so at once.
+    Final(String),
+    Transient(String),
+}
+
+/// 200 ms, 400 ms, 800 ms ... capped at 5 s, each with up to 50% jitter so that many
+/// Convoy processes (or hosts) do not retry in lockstep.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = 200u64.saturating_mul(1 << attempt.min(5)).min(5_000);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    Duration::from_millis(base + nanos % (base / 2 + 1))
+}
+
+async fn connect_unix(host: &HostSpec, path: &Path) -> Result<Connection, Failure> {
+    let engine = Engine::unix(&host.name, path).map_err(|e| Failure::Final(e.to_string()))?;
+    match tokio::time::timeout(Duration::from_secs(5), engine.ping()).await {
+        Ok(Ok(())) => Ok(Connection {
+            engine,
+            tunnel: None,
+        }),
+        Ok(Err(e)) => Err(Failure::Transient(format!(
+            "cannot reach the engine at unix://{}: {}",
+            path.display(),
+            e.message
+        ))),
+        Err(_) => Err(Failure::Transient(format!(
+            "the engine at unix://{} did not answer within 5s",
+            path.display()
+        ))),
+    }
+}
+
+async fn connect_ssh(
+    host: &HostSpec,
+    transport: &SshTransport,
+    opts: &ConnectOptions,
+) -> Result<Connection, Failure> {
+    let tunnel = transport
+        .connect(host, &opts.ssh)
+        .await
+        .map_err(|e| match e {
+            SshError::HostKeyChanged { .. }
+            | SshError::UnknownHostKey { .. }
+            | SshError::AuthFailed { .. }
+            | SshError::EngineNotAnswering { .. }
+            | SshError::Other { .. } => Failure::Final(e.to_string()),
+            _ => Failure::Transient(e.to_string()),
+        })?;
+    let engine = match Engine::unix(&host.name, tunnel.docker_socket()) {
+        Ok(e) => e,
+        Err(e) => {
+            tunnel.close().await;
+            return Err(Failure::Final(e.to_string()));
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(5), engine.ping()).await {
+        Ok(Ok(())) => Ok(Connection {
+            engine,
+            tunnel: Some(tunnel),
+        }),
+        Ok(Err(e)) => {
+            tunnel.close().await;
+            Err(Failure::Transient(e.to_string()))
+        }
+        Err(_) => {
+            tunnel.close().await;
+            Err(Failure::Transient(format!(
+                "the engine of host `{}` did not answer within 5s",
+                host.name
+            )))
+        }
+    }
+}
+
+/// `--state-dir`, else `$XDG_STATE_HOME/convoy`, else `~/.local/state/convoy`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("convoy");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    home.join(".local/state/convoy")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let first = backoff(0);
+        assert!(first >= Duration::from_millis(200) && first <= Duration::from_millis(300));
+        let third = backoff(2);
+        assert!(third >= Duration::from_millis(800) && third <= Duration::from_millis(1200));
+        assert!(backoff(30) <= Duration::from_millis(7_500));
     }
 }

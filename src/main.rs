@@ -7,6 +7,7 @@ mod docker;
 mod drift;
 mod executor;
 mod fleet;
+mod images;
 mod manifest;
 mod observed;
 mod plan;
@@ -32,7 +33,7 @@ fn main() {
             std::process::exit(app::EXIT_ERROR);
         }
     };
-    let code = match runtime.block_on(app::run(cli.command)) {
+    let code = match runtime.block_on(app::run(cli.command, cli.state_dir)) {
         Ok(code) => code,
         Err(e) => {
             // The chain once, lowercase, subject first (DESIGN.md: errors, logs, output).

@@ -14,9 +14,6 @@
 //! folders whose lock nobody holds belong to dead processes and are cleaned up at start-up,
 //! masters included (a master started by `ssh -f` outlives a killed Convoy).
 
-// Nothing calls the transport yet (fleet.rs is being written against this interface).
-#![allow(dead_code)]
-
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -166,6 +163,7 @@ impl SshTransport {
     }
 
     /// This process's control folder.
+    #[cfg(test)]
     pub fn control_dir(&self) -> &Path {
         &self.dir
     }
@@ -358,6 +356,7 @@ impl SshTunnel {
     }
 
     /// The host's name in `convoy.yaml`.
+    #[cfg(test)]
     pub fn host(&self) -> &str {
         &self.host
     }
