@@ -4,5 +4,6 @@
 
 mod apply;
 mod bad_input;
+mod fleet;
 mod git_rev;
 mod harness;
