@@ -119,7 +119,9 @@ kill_engine_hard() {
   [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
   # shellcheck disable=SC2086
   wait_gone 15 $dpid $pids || fleet_log "warning: host $1: processes still alive after SIGKILL: $pids"
-  rm -f "$(host_dir "$1")/dockerd.pid"
+  # dockerd trusts exec/containerd/containerd.pid on start-up: if that pid still exists (a zombie
+  # not yet reaped, or a recycled pid) it waits for "its" containerd and times out. Remove it.
+  rm -f "$(host_dir "$1")/dockerd.pid" "$(host_dir "$1")/exec/containerd/containerd.pid"
 }
 
 # Stop host N's engine the orderly way: dockerd stops its containers (each within its own stop
