@@ -67,11 +67,23 @@ wait_gone() {
   done
 }
 
-# Descendants of a pid (children first found through /proc/*/stat's ppid field), deepest last.
+# Children of a pid, read from /proc/*/stat (field 4, after the command name, which may itself
+# hold spaces or ')'); /proc rather than ps: a fresh Debian 12 need not have procps.
+children_of() {
+  local f line rest
+  for f in /proc/[0-9]*/stat; do
+    { read -r line <"$f"; } 2>/dev/null || continue # the process may be gone by now
+    rest=${line##*) }
+    rest=${rest#* } # drop the state; the ppid comes next
+    [[ ${rest%% *} == "$1" ]] && { f=${f#/proc/}; printf '%s\n' "${f%/stat}"; }
+  done
+  return 0
+}
+
+# Descendants of a pid, parents before their children.
 descendants() {
-  local parent=$1 kids k
-  kids=$(ps -o pid= --ppid "$parent" 2>/dev/null || true)
-  for k in $kids; do
+  local k
+  for k in $(children_of "$1"); do
     printf '%s\n' "$k"
     descendants "$k"
   done
