@@ -111,9 +111,16 @@ pub struct Pass {
     pub plan: Plan,
 }
 
-pub async fn observe_and_plan(loaded: &Loaded, fleet: Fleet) -> Pass {
-    let placement = schedule::place(&loaded.desired);
-    let observed = fleet.observe(&loaded.desired, &placement).await;
+/// One pass: observe, place, plan. `down` names hosts lost for longer than
+/// `host_down_after` (only a daemon's clock knows; one-shot commands pass none).
+pub async fn observe_and_plan(
+    loaded: &Loaded,
+    fleet: Fleet,
+    down: &std::collections::BTreeSet<String>,
+) -> Pass {
+    let observed = fleet.observe(&loaded.desired).await;
+    let snap = schedule::snapshot(&loaded.desired, &observed, down);
+    let placement = schedule::place(&loaded.desired, &snap);
     let plan = plan::plan(&loaded.desired, &placement, &observed, &loaded.commit);
     Pass {
         fleet,
@@ -139,14 +146,20 @@ async fn diff(
             let Some(base) = load(repo, Some(base_rev))? else {
                 return Ok(EXIT_ERROR);
             };
-            let base_placement = schedule::place(&base.desired);
+            let none = Default::default();
+            let empty = plan::assume_converged(&base.desired, &Placement::default(), "");
+            let base_placement = schedule::place(
+                &base.desired,
+                &schedule::snapshot(&base.desired, &empty, &none),
+            );
             let assumed = plan::assume_converged(&base.desired, &base_placement, &base.commit);
-            let placement = schedule::place(&loaded.desired);
+            let snap = schedule::snapshot(&loaded.desired, &assumed, &none);
+            let placement = schedule::place(&loaded.desired, &snap);
             plan::plan(&loaded.desired, &placement, &assumed, &loaded.commit)
         }
         None => {
             let fleet = Fleet::connect(&loaded.desired, connect).await;
-            let pass = observe_and_plan(&loaded, fleet).await;
+            let pass = observe_and_plan(&loaded, fleet, &Default::default()).await;
             pass.fleet.close().await;
             pass.plan
         }
@@ -176,11 +189,13 @@ async fn apply(
     };
     let fleet = Fleet::connect(&loaded.desired, connect).await;
     let images = image_source(&loaded.desired).await;
+    let mut pass = observe_and_plan(&loaded, fleet, &Default::default()).await;
     let mut pull_failures = Vec::new();
     if pull {
-        pull_failures = pull_images(&loaded, &fleet).await;
+        // Pull where placement puts each service, then look again: a moved tag is drift.
+        pull_failures = pull_images(&loaded, &pass.fleet, &pass.placement).await;
+        pass = observe_and_plan(&loaded, pass.fleet, &Default::default()).await;
     }
-    let pass = observe_and_plan(&loaded, fleet).await;
     let text = output == Output::Text;
     if text {
         print!("{}", render::plan_text(&pass.plan, style()));
@@ -200,7 +215,7 @@ async fn apply(
     })
     .await;
     // Observe again: the report says what was attempted, the engines say what is.
-    let after = observe_and_plan(&loaded, pass.fleet).await;
+    let after = observe_and_plan(&loaded, pass.fleet, &Default::default()).await;
     let converged = after.plan.is_converged() && pull_failures.is_empty();
     after.fleet.close().await;
     match output {
@@ -259,8 +274,7 @@ async fn apply(
 }
 
 /// `apply --pull`: pull every image a host runs, so a tag that moved shows as drift.
-async fn pull_images(loaded: &Loaded, fleet: &Fleet) -> Vec<String> {
-    let placement = schedule::place(&loaded.desired);
+async fn pull_images(loaded: &Loaded, fleet: &Fleet, placement: &Placement) -> Vec<String> {
     let mut wanted: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for (key, a) in &placement.replicas {
         if let schedule::Assignment::Host { host } = a {
@@ -324,7 +338,7 @@ async fn status(repo: &RepoArgs, output: Output, connect: &ConnectOptions) -> Re
         return Ok(EXIT_ERROR);
     };
     let fleet = Fleet::connect(&loaded.desired, connect).await;
-    let pass = observe_and_plan(&loaded, fleet).await;
+    let pass = observe_and_plan(&loaded, fleet, &Default::default()).await;
     let mut services: BTreeMap<(String, String), ServiceStatus> = BTreeMap::new();
     for (key, a) in &pass.placement.replicas {
         let entry = services
@@ -502,7 +516,7 @@ async fn hosts(repo: &RepoArgs, output: Output, connect: &ConnectOptions) -> Res
         return Ok(EXIT_ERROR);
     };
     let fleet = Fleet::connect(&loaded.desired, connect).await;
-    let pass = observe_and_plan(&loaded, fleet).await;
+    let pass = observe_and_plan(&loaded, fleet, &Default::default()).await;
     let mut rtt = BTreeMap::new();
     for name in pass.fleet.engines.keys() {
         if let Ok(d) = pass.fleet.probe(name).await {

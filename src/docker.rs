@@ -110,12 +110,12 @@ impl Engine {
     }
 
     /// Everything this fleet owns on the engine, plus the names of what it does not own.
-    /// `images` are the references the desired state uses here: their current IDs are read so
-    /// a tag that moved shows as drift.
+    /// `images` gives the image each (stack, service) wants: for the services found here, the
+    /// current ID of that image is read, so a tag that moved shows as drift.
     pub async fn observe(
         &self,
         fleet: &str,
-        images: &BTreeSet<String>,
+        images: &BTreeMap<(String, String), String>,
     ) -> Result<HostSnapshot, DockerError> {
         let info = self
             .docker
@@ -227,7 +227,12 @@ impl Engine {
                 },
             );
         }
-        for image in images {
+        let wanted: BTreeSet<&String> = snap
+            .containers
+            .values()
+            .filter_map(|c| images.get(&(c.stack.clone(), c.service.clone())))
+            .collect();
+        for image in wanted {
             if let Some(id) = self.image_id(image).await? {
                 snap.image_ids.insert(image.clone(), id);
             }
@@ -768,6 +773,7 @@ fn observed_container(
         slot: label(LABEL_SLOT),
         spec_hash: label(LABEL_SPEC_HASH),
         commit: label(LABEL_COMMIT),
+        created: i.created.map(|d| d.to_string()).unwrap_or_default(),
         image_id: i.image.unwrap_or_default(),
         state: run_state(state.status),
         exit_code: state.exit_code.unwrap_or(0),

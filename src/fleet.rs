@@ -9,7 +9,7 @@
 //! reason; it never fails or delays the others beyond its own timeout (DESIGN.md, invariant 4).
 //! This module decides nothing about what should run: it reports what is.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +19,6 @@ use tracing::Instrument;
 
 use crate::docker::Engine;
 use crate::observed::{ObservedHost, ObservedState};
-use crate::schedule::{Assignment, Placement};
 use crate::spec::{DesiredState, HostAddress, HostSpec};
 use crate::ssh::{SshError, SshTimeouts, SshTransport, SshTunnel};
 
@@ -122,27 +121,22 @@ impl Fleet {
         fleet
     }
 
-    /// Observes every connected host in parallel. `placement` says which images each host
-    /// needs, so their current IDs are read too.
-    pub async fn observe(&self, desired: &DesiredState, placement: &Placement) -> ObservedState {
-        let mut images: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-        for (key, a) in &placement.replicas {
-            if let Assignment::Host { host } = a {
-                if let Some(svc) = desired
-                    .stacks
-                    .get(&key.stack)
-                    .and_then(|s| s.services.get(&key.service))
-                {
-                    images
-                        .entry(host.as_str())
-                        .or_default()
-                        .insert(svc.container.image.clone());
-                }
-            }
-        }
-        let empty = BTreeSet::new();
+    /// Observes every connected host in parallel.
+    pub async fn observe(&self, desired: &DesiredState) -> ObservedState {
+        // The image each service wants: a host reports the current ID of the images its
+        // containers should run, so a tag that moved shows as drift.
+        let images: BTreeMap<(String, String), String> = desired
+            .stacks
+            .iter()
+            .flat_map(|(st, stack)| {
+                stack
+                    .services
+                    .iter()
+                    .map(move |(sv, svc)| ((st.clone(), sv.clone()), svc.container.image.clone()))
+            })
+            .collect();
+        let images = &images;
         let results: Vec<_> = futures_util::stream::iter(self.engines.iter().map(|(name, engine)| {
-            let images = images.get(name.as_str()).unwrap_or(&empty);
             async move {
                 let started = Instant::now();
                 let r = tokio::time::timeout(OBSERVE_TIMEOUT, engine.observe(&desired.fleet, images))

@@ -1,21 +1,7 @@
 //! The `convoy` binary: parses arguments, sets up logging, runs the command, and owns the
 //! exit-code policy (0 success or in sync, 1 differences or not converged, 2 error).
 
-mod app;
-mod cli;
-mod docker;
-mod drift;
-mod executor;
-mod fleet;
-mod images;
-mod manifest;
-mod observed;
-mod plan;
-mod render;
-mod schedule;
-mod source;
-mod spec;
-mod ssh;
+use convoy::{app, cli};
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

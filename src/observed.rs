@@ -94,6 +94,8 @@ pub struct ObservedContainer {
     /// `convoy.spec-hash` label; empty when missing.
     pub spec_hash: String,
     pub commit: String,
+    /// Creation time as the engine reports it (RFC 3339).
+    pub created: String,
     pub image_id: String,
     pub state: RunState,
     pub exit_code: i64,

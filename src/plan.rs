@@ -777,6 +777,7 @@ pub fn assume_converged(
                 slot: key.slot.clone(),
                 spec_hash: spec.hash(),
                 commit: commit.to_string(),
+                created: String::new(),
                 image_id: String::new(),
                 state: if service.is_one_shot() {
                     RunState::Exited

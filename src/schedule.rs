@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::spec::{DeployMode, DesiredState};
+use crate::spec::{Capacity, DeployMode, DesiredState};
 
 /// One replica of one service.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -45,8 +45,117 @@ impl Placement {
     }
 }
 
+/// What placement knows about one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostFacts {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Declared in `convoy.yaml`, else read from the engine; `None` when neither is known.
+    pub capacity: Option<Capacity>,
+    pub state: HostState,
+    /// `cordon: true`: no new replicas.
+    pub cordon: bool,
+    /// `drain: true`: no replicas at all; its replicas move elsewhere.
+    pub drain: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    /// Observed in this pass.
+    Up,
+    /// Not observed, but within `host_down_after` of its last contact (or no clock has watched
+    /// it: a one-shot command). Its replicas stay assigned to it; nothing new goes there.
+    Unreachable,
+    /// Unreachable for longer than `host_down_after`: lost. Its replicas are placed elsewhere.
+    Down,
+}
+
+/// A replica that exists on a host now (an owned container).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExistingReplica {
+    pub key: ReplicaKey,
+    pub host: String,
+    /// Running (or a completed one-shot) and not unhealthy or dead: eligible to stay put.
+    pub healthy: bool,
+    /// Creation time (RFC 3339) as the engine reports it: of two copies of one slot (a host came
+    /// back after its replicas were placed elsewhere), the newer is the one placement made.
+    pub created: String,
+}
+
+/// Everything placement needs, gathered from the desired and the observed state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    pub hosts: BTreeMap<String, HostFacts>,
+    /// Sorted by key, then host.
+    pub existing: Vec<ExistingReplica>,
+}
+
+/// Builds the placement snapshot. `down` names the hosts unreachable for longer than
+/// `host_down_after` (the daemon's clock knows it; a one-shot command passes none).
+pub fn snapshot(
+    desired: &DesiredState,
+    observed: &crate::observed::ObservedState,
+    down: &std::collections::BTreeSet<String>,
+) -> Snapshot {
+    use crate::observed::{Health, ObservedHost, RunState};
+    let mut hosts = BTreeMap::new();
+    let mut existing = Vec::new();
+    for (name, spec) in &desired.hosts {
+        let observed_host = observed.hosts.get(name);
+        let snap = observed_host.and_then(ObservedHost::snapshot);
+        let state = match (snap, down.contains(name)) {
+            (Some(_), _) => HostState::Up,
+            (None, true) => HostState::Down,
+            (None, false) => HostState::Unreachable,
+        };
+        let engine_capacity = snap.map(|s| Capacity {
+            nano_cpus: Some(s.nano_cpus).filter(|n| *n > 0),
+            memory_bytes: Some(s.memory_bytes).filter(|n| *n > 0),
+        });
+        let capacity = match (spec.capacity, engine_capacity) {
+            (Some(c), Some(e)) => Some(Capacity {
+                nano_cpus: c.nano_cpus.or(e.nano_cpus),
+                memory_bytes: c.memory_bytes.or(e.memory_bytes),
+            }),
+            (c, e) => c.or(e),
+        };
+        hosts.insert(
+            name.clone(),
+            HostFacts {
+                name: name.clone(),
+                labels: spec.labels.clone(),
+                capacity,
+                state,
+                cordon: spec.cordon,
+                drain: spec.drain,
+            },
+        );
+        if let Some(snap) = snap {
+            for c in snap.containers.values() {
+                let one_shot_done = c.state == RunState::Exited && c.exit_code == 0;
+                existing.push(ExistingReplica {
+                    key: ReplicaKey {
+                        stack: c.stack.clone(),
+                        service: c.service.clone(),
+                        slot: c.slot.clone(),
+                    },
+                    host: name.clone(),
+                    healthy: (matches!(c.state, RunState::Running | RunState::Restarting)
+                        || one_shot_done)
+                        && c.health != Some(Health::Unhealthy),
+                    created: c.created.clone(),
+                });
+            }
+        }
+    }
+    existing.sort_by(|a, b| (&a.key, &a.host).cmp(&(&b.key, &b.host)));
+    Snapshot { hosts, existing }
+}
+
 /// Places every replica of every service of `desired`.
-pub fn place(desired: &DesiredState) -> Placement {
+pub fn place(desired: &DesiredState, snap: &Snapshot) -> Placement {
+    let _ = snap;
     let mut replicas = BTreeMap::new();
     for (stack_name, stack) in &desired.stacks {
         for (service_name, service) in &stack.services {

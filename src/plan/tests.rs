@@ -135,6 +135,7 @@ fn execute_in_memory(plan: &Plan, observed: &ObservedState) -> ObservedState {
                         slot: replica.slot.clone(),
                         spec_hash: replica.spec_hash.clone(),
                         commit: plan.commit.clone(),
+                        created: format!("{:08}", step.id),
                         image_id: String::new(),
                         state: RunState::Running,
                         exit_code: 0,
@@ -159,8 +160,13 @@ fn execute_in_memory(plan: &Plan, observed: &ObservedState) -> ObservedState {
     out
 }
 
+/// Placement as the pipeline makes it: from a snapshot of what is observed.
+fn placed(d: &DesiredState, o: &ObservedState) -> crate::schedule::Placement {
+    place(d, &crate::schedule::snapshot(d, o, &BTreeSet::new()))
+}
+
 fn plan_for(d: &DesiredState, o: &ObservedState) -> Plan {
-    plan(d, &place(d), o, "c1")
+    plan(d, &placed(d, o), o, "c1")
 }
 
 fn converge(d: &DesiredState) -> ObservedState {
@@ -213,7 +219,7 @@ fn converged_fleet_plans_nothing() {
 fn a_new_commit_alone_changes_nothing() {
     let d = desired(&["h1"], vec![stack("web", vec![service("web", "app", 1)])]);
     let o = converge(&d);
-    let p = plan(&d, &place(&d), &o, "c2");
+    let p = plan(&d, &placed(&d, &o), &o, "c2");
     assert!(p.steps.is_empty());
 }
 
@@ -615,9 +621,11 @@ fn diff_base_assumes_the_base_runs() {
         .container
         .env
         .insert("A".into(), "1".into());
-    let assumed = assume_converged(&a, &place(&a), "base");
-    assert!(plan(&a, &place(&a), &assumed, "base").steps.is_empty());
-    let p = plan(&b, &place(&b), &assumed, "head");
+    let assumed = assume_converged(&a, &placed(&a, &empty_observed(&a)), "base");
+    assert!(plan(&a, &placed(&a, &assumed), &assumed, "base")
+        .steps
+        .is_empty());
+    let p = plan(&b, &placed(&b, &assumed), &assumed, "head");
     assert_eq!(lines(&p), vec!["h1 ~ web-app-1  (drift)"]);
 }
 
@@ -754,6 +762,7 @@ fn mutate(o: &mut ObservedState, muts: &[Mutation]) {
                         slot: sl,
                         spec_hash: "old".into(),
                         commit: "c0".into(),
+                        created: String::new(),
                         image_id: String::new(),
                         state: RunState::Running,
                         exit_code: 0,

@@ -1,0 +1,3 @@
+//! Benchmark placeholder: filled in by the fleet benchmark work.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Benchmark placeholder: filled in by the placement benchmark work.
+
+fn main() {}
