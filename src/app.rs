@@ -41,6 +41,42 @@ pub async fn run(command: Command, state_dir: Option<std::path::PathBuf>) -> Res
         Command::Image(ImageCommand::Push { image, repo, hosts }) => {
             image_push(&repo, &image, &hosts, &connect).await
         }
+        Command::Daemon {
+            repo,
+            resync_secs,
+            heartbeat_ms,
+        } => {
+            let mut connect = connect;
+            // A daemon must notice a dead link within seconds: short keepalives (1 s x 2 is
+            // 2.1 s measured), and an observation that waits for nobody for long.
+            connect.ssh.keepalive_interval_secs = 1;
+            connect.ssh.keepalive_count = 2;
+            connect.observe_timeout = std::time::Duration::from_secs(3);
+            let opts = crate::daemon::DaemonOptions {
+                repo,
+                connect,
+                resync: std::time::Duration::from_secs(resync_secs.max(1)),
+                heartbeat: std::time::Duration::from_millis(heartbeat_ms.max(100)),
+            };
+            crate::daemon::run(opts, shutdown_signal()).await?;
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -467,7 +503,7 @@ async fn status(repo: &RepoArgs, output: Output, connect: &ConnectOptions) -> Re
 }
 
 /// The local engine (for `images: push`) and the hosts that take pushed images.
-async fn image_source(desired: &DesiredState) -> ImageSource {
+pub async fn image_source(desired: &DesiredState) -> ImageSource {
     let push_hosts: std::collections::BTreeSet<String> = desired
         .hosts
         .values()

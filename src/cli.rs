@@ -86,6 +86,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Reconcile continuously: on file changes, engine events, lost and returning hosts, and a
+    /// periodic full re-observation. Runs until SIGTERM.
+    Daemon {
+        /// The fleet repository's root (a local directory, watched for changes).
+        #[arg(long, default_value = ".", env = "CONVOY_REPO")]
+        repo: std::path::PathBuf,
+        /// Full re-observation at least this often, in seconds (events cover the rest).
+        #[arg(long = "resync", default_value_t = 30)]
+        resync_secs: u64,
+        /// Heartbeat ping of each host, in milliseconds.
+        #[arg(long = "heartbeat-ms", default_value_t = 1000)]
+        heartbeat_ms: u64,
+    },
     /// Images without a registry.
     #[command(subcommand)]
     Image(ImageCommand),

@@ -54,6 +54,16 @@ pub struct Engine {
     docker: Docker,
 }
 
+/// One engine event about a container of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineEvent {
+    /// `die`, `destroy`, `health_status: unhealthy`, `oom`, ...
+    pub action: String,
+    pub name: String,
+    /// Unix seconds.
+    pub time: i64,
+}
+
 /// The state of one container, for health gates and convergence checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContainerStatus {
@@ -529,6 +539,49 @@ impl Engine {
             }) => Ok(None),
             Err(e) => Err(self.err(format!("inspect container `{name}`"), e)),
         }
+    }
+
+    /// The engine's event stream for this fleet's containers (die, destroy, health, oom), from
+    /// `since` (Unix seconds) when given. The stream never times out on its own; it ends when
+    /// the connection does, which is one of the ways a lost host is noticed.
+    pub fn events(
+        &self,
+        fleet: &str,
+        since: Option<i64>,
+    ) -> impl futures_util::Stream<Item = Result<EngineEvent, DockerError>> + Send + 'static {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("label".to_string(), vec![format!("{LABEL_FLEET}={fleet}")]),
+            (
+                "event".to_string(),
+                ["die", "destroy", "health_status", "oom", "stop", "kill"]
+                    .map(str::to_string)
+                    .to_vec(),
+            ),
+        ]);
+        let host = self.host.clone();
+        self.docker
+            .events(Some(bollard::query_parameters::EventsOptions {
+                since: since.map(|s| s.to_string()),
+                until: None,
+                filters: Some(filters),
+            }))
+            .map(move |item| match item {
+                Ok(m) => {
+                    let attrs = m.actor.and_then(|a| a.attributes).unwrap_or_default();
+                    Ok(EngineEvent {
+                        action: m.action.unwrap_or_default(),
+                        name: attrs.get("name").cloned().unwrap_or_default(),
+                        time: m.time.unwrap_or(0),
+                    })
+                }
+                Err(e) => Err(DockerError {
+                    host: host.clone(),
+                    op: "follow events".into(),
+                    message: root_cause(&e),
+                    status: None,
+                }),
+            })
     }
 
     /// The last lines a container printed, for crash reports.

@@ -22,8 +22,6 @@ use crate::observed::{ObservedHost, ObservedState};
 use crate::spec::{DesiredState, HostAddress, HostSpec};
 use crate::ssh::{SshError, SshTimeouts, SshTransport, SshTunnel};
 
-/// How long one host may take to answer an observation.
-const OBSERVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Hosts connected or observed at once.
 const HOST_CONCURRENCY: usize = 16;
 
@@ -35,6 +33,8 @@ pub struct ConnectOptions {
     pub ssh: SshTimeouts,
     /// Total time to keep retrying a host whose failures may be transient.
     pub budget: Duration,
+    /// How long one host may take to answer an observation.
+    pub observe_timeout: Duration,
 }
 
 impl ConnectOptions {
@@ -46,6 +46,7 @@ impl ConnectOptions {
                 ..SshTimeouts::default()
             },
             budget: Duration::from_secs(8),
+            observe_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -56,9 +57,21 @@ pub struct Fleet {
     pub failed: BTreeMap<String, String>,
     tunnels: BTreeMap<String, SshTunnel>,
     transport: Option<Arc<SshTransport>>,
+    observe_timeout: Duration,
 }
 
 impl Fleet {
+    /// A fleet with no connections (a daemon whose repository does not validate yet).
+    pub fn empty() -> Fleet {
+        Fleet {
+            engines: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            tunnels: BTreeMap::new(),
+            transport: None,
+            observe_timeout: Duration::from_secs(20),
+        }
+    }
+
     /// Connects to every host of `desired`, at most `HOST_CONCURRENCY` at once.
     pub async fn connect(desired: &DesiredState, opts: &ConnectOptions) -> Fleet {
         let mut fleet = Fleet {
@@ -66,6 +79,7 @@ impl Fleet {
             failed: BTreeMap::new(),
             tunnels: BTreeMap::new(),
             transport: None,
+            observe_timeout: opts.observe_timeout,
         };
         let needs_ssh = desired
             .hosts
@@ -139,7 +153,7 @@ impl Fleet {
         let results: Vec<_> = futures_util::stream::iter(self.engines.iter().map(|(name, engine)| {
             async move {
                 let started = Instant::now();
-                let r = tokio::time::timeout(OBSERVE_TIMEOUT, engine.observe(&desired.fleet, images))
+                let r = tokio::time::timeout(self.observe_timeout, engine.observe(&desired.fleet, images))
                     .await;
                 tracing::debug!(host = %name, elapsed_ms = started.elapsed().as_millis() as u64, "observed");
                 (name.clone(), r)
@@ -156,7 +170,7 @@ impl Fleet {
                     reason: e.to_string(),
                 },
                 Err(_) => ObservedHost::Unreachable {
-                    reason: format!("no answer within {}s", OBSERVE_TIMEOUT.as_secs()),
+                    reason: format!("no answer within {:?}", self.observe_timeout),
                 },
             };
             state.hosts.insert(name, host);
@@ -170,6 +184,70 @@ impl Fleet {
             );
         }
         state
+    }
+
+    /// A handle that connects single hosts without borrowing the fleet, so that the daemon
+    /// can reconnect lost hosts in the background while passes go on.
+    pub fn connector(&mut self, desired: &DesiredState, opts: &ConnectOptions) -> Connector {
+        let needs_ssh = desired
+            .hosts
+            .values()
+            .any(|h| matches!(h.address, HostAddress::Ssh { .. }));
+        if needs_ssh && self.transport.is_none() {
+            if let Ok(t) = SshTransport::new(&opts.state_dir) {
+                self.transport = Some(Arc::new(t));
+            }
+        }
+        Connector {
+            transport: self.transport.clone(),
+            // One attempt per call: the caller paces retries with its own backoff.
+            opts: ConnectOptions {
+                budget: Duration::ZERO,
+                ..opts.clone()
+            },
+        }
+    }
+
+    /// Takes a connection made by a `Connector` into the fleet.
+    pub fn adopt(&mut self, host: &str, conn: Connection) {
+        self.failed.remove(host);
+        self.engines.insert(host.to_string(), conn.engine);
+        if let Some(t) = conn.tunnel {
+            self.tunnels.insert(host.to_string(), t);
+        }
+    }
+
+    /// Forgets a host's connection (closing its SSH master): it failed, and the next
+    /// `reconnect` opens a new one.
+    pub async fn disconnect(&mut self, host: &str, reason: &str) {
+        self.engines.remove(host);
+        if let Some(t) = self.tunnels.remove(host) {
+            t.close().await;
+        }
+        self.failed.insert(host.to_string(), reason.to_string());
+    }
+
+    /// Drops hosts that left the fleet file and notes new ones as not yet connected.
+    pub async fn align(&mut self, desired: &DesiredState) {
+        let gone: Vec<String> = self
+            .engines
+            .keys()
+            .chain(self.failed.keys())
+            .filter(|h| !desired.hosts.contains_key(*h))
+            .cloned()
+            .collect();
+        for h in gone {
+            self.engines.remove(&h);
+            self.failed.remove(&h);
+            if let Some(t) = self.tunnels.remove(&h) {
+                t.close().await;
+            }
+        }
+        for h in desired.hosts.keys() {
+            if !self.engines.contains_key(h) && !self.failed.contains_key(h) {
+                self.failed.insert(h.clone(), "not connected yet".into());
+            }
+        }
     }
 
     /// One timed liveness probe of a connected host: for SSH hosts the master and a ping
@@ -200,9 +278,23 @@ impl Fleet {
     }
 }
 
-struct Connection {
-    engine: Engine,
+/// One host's connection: its engine, and the SSH master behind it for `ssh://` hosts.
+pub struct Connection {
+    pub engine: Engine,
     tunnel: Option<SshTunnel>,
+}
+
+/// Connects single hosts; see `Fleet::connector`.
+#[derive(Clone)]
+pub struct Connector {
+    transport: Option<Arc<SshTransport>>,
+    opts: ConnectOptions,
+}
+
+impl Connector {
+    pub async fn connect(&self, host: &HostSpec) -> Result<Connection, String> {
+        connect_host(host, self.transport.as_deref(), &self.opts).await
+    }
 }
 
 /// Connects one host, retrying transient failures with exponential backoff and jitter until

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod daemon;
 pub mod docker;
 pub mod drift;
 pub mod executor;

@@ -198,6 +198,7 @@ pub fn plan(
             notes: Vec::new(),
         },
         replica_steps: BTreeMap::new(),
+        created_at: BTreeMap::new(),
     };
     p.run();
     p.plan
@@ -211,6 +212,9 @@ struct Planner<'a> {
     plan: Plan,
     /// Step ids of every container step, by (stack, service): what dependents wait for.
     replica_steps: BTreeMap<(String, String), Vec<usize>>,
+    /// The step that creates each replica on its assigned host, for moves: the copy on the
+    /// old host is removed only after the new one started.
+    created_at: BTreeMap<ReplicaKey, usize>,
 }
 
 impl<'a> Planner<'a> {
@@ -432,11 +436,15 @@ impl<'a> Planner<'a> {
             }),
         };
         if let Some(action) = step {
+            let creates = matches!(action, Action::Create { .. });
             let id = self.push(host, action, after, gates);
             self.replica_steps
                 .entry((key.stack.clone(), key.service.clone()))
                 .or_default()
                 .push(id);
+            if creates {
+                self.created_at.insert(key.clone(), id);
+            }
         }
     }
 
@@ -466,6 +474,18 @@ impl<'a> Planner<'a> {
                     new: short_id(current),
                 });
             }
+        }
+        // The engine restarts what crashes; what it reports unhealthy keeps running, so Convoy
+        // replaces it, as Swarm does. A new container cannot be unhealthy before its
+        // healthcheck failed `retries` times `interval` apart, which bounds how often this
+        // happens to once per interval x retries.
+        if c.health == Some(crate::observed::Health::Unhealthy) && c.state == RunState::Running {
+            return Some(Action::Replace {
+                old_id: c.id.clone(),
+                changes,
+                reason: "unhealthy".into(),
+                replica: Box::new(replica),
+            });
         }
         if c.state == RunState::Dead {
             return Some(Action::Replace {
@@ -586,6 +606,13 @@ impl<'a> Planner<'a> {
                     continue;
                 }
                 let reason = self.removal_reason(host, c);
+                // A replica moving to another host (drain) is started there first.
+                let key = ReplicaKey {
+                    stack: c.stack.clone(),
+                    service: c.service.clone(),
+                    slot: c.slot.clone(),
+                };
+                let after: Vec<usize> = self.created_at.get(&key).copied().into_iter().collect();
                 let id = self.push(
                     host,
                     Action::Remove {
@@ -595,7 +622,7 @@ impl<'a> Planner<'a> {
                         id: c.id.clone(),
                         reason,
                     },
-                    vec![],
+                    after,
                     vec![],
                 );
                 removals.push(id);

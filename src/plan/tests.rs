@@ -597,15 +597,42 @@ fn orphaned_volume_is_reported_never_removed() {
 }
 
 #[test]
-fn unhealthy_is_not_a_start() {
-    // Healing unhealthy containers is the daemon's job; a one-shot plan leaves the engine's
-    // restart policy to work.
+fn an_unhealthy_container_is_replaced_in_place() {
     let d = desired(&["h1"], vec![stack("web", vec![service("web", "app", 1)])]);
     let mut o = converge(&d);
     if let Some(ObservedHost::Reachable(s)) = o.hosts.get_mut("h1") {
         s.containers.get_mut("web-app-1").unwrap().health = Some(Health::Unhealthy);
     }
-    assert!(plan_for(&d, &o).steps.is_empty());
+    assert_eq!(
+        lines(&plan_for(&d, &o)),
+        vec!["h1 ~ web-app-1  (unhealthy)"]
+    );
+}
+
+#[test]
+fn a_moved_replica_is_removed_only_after_it_started_on_its_new_host() {
+    let d = desired(
+        &["h1", "h2"],
+        vec![stack("web", vec![service("web", "app", 2)])],
+    );
+    let o = converge(&d);
+    let mut drained = d.clone();
+    drained.hosts.get_mut("h2").unwrap().drain = true;
+    let p = plan_for(&drained, &o);
+    let create = p
+        .steps
+        .iter()
+        .find(|s| matches!(&s.action, Action::Create { replica, .. } if replica.slot == "2"));
+    let remove = p
+        .steps
+        .iter()
+        .find(|s| matches!(&s.action, Action::Remove { name, .. } if name == "web-app-2"));
+    // Only meaningful once placement honours `drain`; until then nothing moves.
+    if let (Some(create), Some(remove)) = (create, remove) {
+        assert_eq!(create.host, "h1");
+        assert_eq!(remove.host, "h2");
+        assert!(remove.after.contains(&create.id), "{:?}", lines(&p));
+    }
 }
 
 #[test]

@@ -1,0 +1,98 @@
+//! The daemon's triggers: file changes in the repository, and per host an engine event stream
+//! with a heartbeat.
+//!
+//! Watchers only report; they never plan or act. A host watcher ends when its events stream
+//! ends or a heartbeat ping fails or times out, and says so (`Lost`): the master's own check
+//! is not enough, it answers Ok while the network is dead (DESIGN.md).
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::docker::{Engine, EngineEvent};
+use crate::fleet::Connection;
+
+/// Why the loop should wake.
+pub enum Trigger {
+    /// A file of the repository changed.
+    Files,
+    /// The host answered a heartbeat.
+    Contact { host: String },
+    /// An engine event about one of the fleet's containers.
+    Event { host: String, event: EngineEvent },
+    /// The host's connection failed.
+    Lost { host: String, reason: String },
+    /// A background (re)connection finished.
+    Connected {
+        host: String,
+        result: Result<Box<Connection>, String>,
+    },
+}
+
+/// Watches the repository directory (recursively, `.git` aside) and sends `Files` on change.
+/// The returned watcher must be kept alive.
+pub fn watch_files(
+    dir: &Path,
+    tx: UnboundedSender<Trigger>,
+) -> anyhow::Result<notify::RecommendedWatcher> {
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(event) = res {
+            let relevant =
+                event.kind.is_modify() || event.kind.is_create() || event.kind.is_remove();
+            let in_git = event
+                .paths
+                .iter()
+                .all(|p| p.components().any(|c| c.as_os_str() == ".git"));
+            if relevant && !in_git {
+                let _ = tx.send(Trigger::Files);
+            }
+        }
+    })?;
+    watcher.watch(dir, RecursiveMode::Recursive)?;
+    Ok(watcher)
+}
+
+/// Follows one host: its events, and a ping every `heartbeat`. Ends with `Lost`.
+pub async fn watch_host(
+    host: String,
+    engine: Engine,
+    fleet: String,
+    since: Option<i64>,
+    heartbeat: Duration,
+    tx: UnboundedSender<Trigger>,
+) {
+    let events = engine.events(&fleet, since);
+    tokio::pin!(events);
+    let mut tick = tokio::time::interval(heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let reason = loop {
+        tokio::select! {
+            item = events.next() => match item {
+                Some(Ok(event)) => {
+                    if tx.send(Trigger::Event { host: host.clone(), event }).is_err() {
+                        return;
+                    }
+                }
+                Some(Err(e)) => break e.to_string(),
+                None => break "the engine's event stream ended".to_string(),
+            },
+            _ = tick.tick() => {
+                // A ping through the forward: fails fast when the master is gone, and times
+                // out when the network is silently dead.
+                match tokio::time::timeout(heartbeat.max(Duration::from_secs(1)) * 2, engine.ping()).await {
+                    Ok(Ok(())) => {
+                        if tx.send(Trigger::Contact { host: host.clone() }).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Err(e)) => break e.to_string(),
+                    Err(_) => break format!("no answer to a ping within {:?}", heartbeat.max(Duration::from_secs(1)) * 2),
+                }
+            }
+        }
+    };
+    let _ = tx.send(Trigger::Lost { host, reason });
+}
