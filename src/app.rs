@@ -363,7 +363,11 @@ struct ReplicaStatus {
     state: Option<RunState>,
     health: Option<crate::observed::Health>,
     restarts: i64,
+    /// The last exit code, for containers that exited or are restarting.
     exit_code: Option<i64>,
+    /// Restarting, or restarted three times or more: the engine keeps restarting it and it
+    /// keeps failing.
+    crash_loop: bool,
     /// The last lines a restarting or failed container printed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     last_logs: Vec<String>,
@@ -408,8 +412,15 @@ async fn status(repo: &RepoArgs, output: Output, connect: &ConnectOptions) -> Re
             health: observed.and_then(|c| c.health),
             restarts: observed.map(|c| c.restart_count).unwrap_or(0),
             exit_code: observed
-                .filter(|c| c.state == RunState::Exited)
+                .filter(|c| {
+                    matches!(
+                        c.state,
+                        RunState::Exited | RunState::Restarting | RunState::Dead
+                    ) || c.restart_count > 0
+                })
                 .map(|c| c.exit_code),
+            crash_loop: observed
+                .is_some_and(|c| c.state == RunState::Restarting || c.restart_count >= 3),
             last_logs: Vec::new(),
         });
     }
@@ -470,9 +481,14 @@ async fn status(repo: &RepoArgs, output: Output, connect: &ConnectOptions) -> Re
                         .health
                         .map(|h| format!(", {}", format!("{h:?}").to_lowercase()))
                         .unwrap_or_default();
+                    let looping = if r.crash_loop {
+                        format!(", crash loop (last exit code {})", r.exit_code.unwrap_or(0))
+                    } else {
+                        String::new()
+                    };
                     let _ = writeln!(
                         out,
-                        "  {:<32} {:<12} {state}{health}, {} restart(s)",
+                        "  {:<32} {:<12} {state}{health}, {} restart(s){looping}",
                         r.name,
                         if r.host.is_empty() {
                             "(pending)"

@@ -268,3 +268,65 @@ impl Drop for Unowned {
         let _ = docker_try(&["rm", "-f", &self.0]);
     }
 }
+
+/// A running `convoy daemon`, stopped with SIGTERM on drop (SIGKILL if it does not exit in
+/// time), so no test leaves one behind, also when it fails.
+pub struct Daemon {
+    child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(t: &TestFleet, extra: &[&str]) -> Daemon {
+        let log = t.path().join("daemon.log");
+        let file = std::fs::File::create(&log).expect("daemon log");
+        let child = Command::new(env!("CARGO_BIN_EXE_convoy"))
+            .arg("daemon")
+            .arg("--repo")
+            .arg(t.path())
+            .arg("--state-dir")
+            .arg(t.path().join("state"))
+            .args(extra)
+            .env("RUST_LOG", "convoy=debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn convoy daemon");
+        Daemon { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(mut self) -> i32 {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> i32 {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return -1;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+    }
+}

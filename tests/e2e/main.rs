@@ -4,6 +4,7 @@
 
 mod apply;
 mod bad_input;
+mod daemon;
 mod fleet;
 mod git_rev;
 mod harness;
