@@ -8,3 +8,4 @@ mod daemon;
 mod fleet;
 mod git_rev;
 mod harness;
+mod scheduling;
