@@ -301,7 +301,7 @@ fn fleet_env_path() -> PathBuf {
 /// One observe-and-plan pass; the fleet must be converged.
 async fn pass(fleet: &Fleet, desired: &DesiredState, commit: &str) {
     let observed = fleet.observe(desired).await;
-    let snap = schedule::snapshot(desired, &observed, &BTreeSet::new());
+    let snap = schedule::snapshot(desired, &observed, &BTreeSet::new(), &Default::default());
     let placement = schedule::place(desired, &snap);
     let p = plan::plan(desired, &placement, &observed, commit);
     assert!(

@@ -121,6 +121,7 @@ fn desired() -> DesiredState {
 fn bench(c: &mut Criterion) {
     let desired = desired();
     let cold = Snapshot {
+        unknown: Default::default(),
         hosts: hosts(),
         existing: Vec::new(),
     };
@@ -136,6 +137,7 @@ fn bench(c: &mut Criterion) {
         "the bench fleet is sized for every replica to fit"
     );
     let steady = Snapshot {
+        unknown: Default::default(),
         hosts: cold.hosts.clone(),
         existing: first
             .replicas

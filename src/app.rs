@@ -143,24 +143,30 @@ fn style() -> Style {
 pub struct Pass {
     pub fleet: Fleet,
     pub placement: Placement,
+    pub snapshot: schedule::Snapshot,
     pub observed: ObservedState,
     pub plan: Plan,
 }
 
-/// One pass: observe, place, plan. `down` names hosts lost for longer than
-/// `host_down_after` (only a daemon's clock knows; one-shot commands pass none).
-pub async fn observe_and_plan(
-    loaded: &Loaded,
-    fleet: Fleet,
-    down: &std::collections::BTreeSet<String>,
-) -> Pass {
+/// What a daemon remembers between passes, all of it rebuilt from observation: the hosts lost
+/// for longer than `host_down_after`, and what each host ran when last observed. One-shot
+/// commands have none: they move nothing off a host they cannot see.
+#[derive(Debug, Clone, Default)]
+pub struct HostMemory {
+    pub down: std::collections::BTreeSet<String>,
+    pub last_known: BTreeMap<String, Vec<schedule::ExistingReplica>>,
+}
+
+/// One pass: observe, place, plan.
+pub async fn observe_and_plan(loaded: &Loaded, fleet: Fleet, memory: &HostMemory) -> Pass {
     let observed = fleet.observe(&loaded.desired).await;
-    let snap = schedule::snapshot(&loaded.desired, &observed, down);
-    let placement = schedule::place(&loaded.desired, &snap);
+    let snapshot = schedule::snapshot(&loaded.desired, &observed, &memory.down, &memory.last_known);
+    let placement = schedule::place(&loaded.desired, &snapshot);
     let plan = plan::plan(&loaded.desired, &placement, &observed, &loaded.commit);
     Pass {
         fleet,
         placement,
+        snapshot,
         observed,
         plan,
     }
@@ -186,16 +192,16 @@ async fn diff(
             let empty = plan::assume_converged(&base.desired, &Placement::default(), "");
             let base_placement = schedule::place(
                 &base.desired,
-                &schedule::snapshot(&base.desired, &empty, &none),
+                &schedule::snapshot(&base.desired, &empty, &none, &BTreeMap::new()),
             );
             let assumed = plan::assume_converged(&base.desired, &base_placement, &base.commit);
-            let snap = schedule::snapshot(&loaded.desired, &assumed, &none);
+            let snap = schedule::snapshot(&loaded.desired, &assumed, &none, &BTreeMap::new());
             let placement = schedule::place(&loaded.desired, &snap);
             plan::plan(&loaded.desired, &placement, &assumed, &loaded.commit)
         }
         None => {
             let fleet = Fleet::connect(&loaded.desired, connect).await;
-            let pass = observe_and_plan(&loaded, fleet, &Default::default()).await;
+            let pass = observe_and_plan(&loaded, fleet, &HostMemory::default()).await;
             pass.fleet.close().await;
             pass.plan
         }
@@ -225,12 +231,12 @@ async fn apply(
     };
     let fleet = Fleet::connect(&loaded.desired, connect).await;
     let images = image_source(&loaded.desired).await;
-    let mut pass = observe_and_plan(&loaded, fleet, &Default::default()).await;
+    let mut pass = observe_and_plan(&loaded, fleet, &HostMemory::default()).await;
     let mut pull_failures = Vec::new();
     if pull {
         // Pull where placement puts each service, then look again: a moved tag is drift.
         pull_failures = pull_images(&loaded, &pass.fleet, &pass.placement).await;
-        pass = observe_and_plan(&loaded, pass.fleet, &Default::default()).await;
+        pass = observe_and_plan(&loaded, pass.fleet, &HostMemory::default()).await;
     }
     let text = output == Output::Text;
     if text {
@@ -251,7 +257,7 @@ async fn apply(
     })
     .await;
     // Observe again: the report says what was attempted, the engines say what is.
-    let after = observe_and_plan(&loaded, pass.fleet, &Default::default()).await;
+    let after = observe_and_plan(&loaded, pass.fleet, &HostMemory::default()).await;
     let converged = after.plan.is_converged() && pull_failures.is_empty();
     after.fleet.close().await;
     match output {
@@ -378,7 +384,7 @@ async fn status(repo: &RepoArgs, output: Output, connect: &ConnectOptions) -> Re
         return Ok(EXIT_ERROR);
     };
     let fleet = Fleet::connect(&loaded.desired, connect).await;
-    let pass = observe_and_plan(&loaded, fleet, &Default::default()).await;
+    let pass = observe_and_plan(&loaded, fleet, &HostMemory::default()).await;
     let mut services: BTreeMap<(String, String), ServiceStatus> = BTreeMap::new();
     for (key, a) in &pass.placement.replicas {
         let entry = services
@@ -568,7 +574,7 @@ async fn hosts(repo: &RepoArgs, output: Output, connect: &ConnectOptions) -> Res
         return Ok(EXIT_ERROR);
     };
     let fleet = Fleet::connect(&loaded.desired, connect).await;
-    let pass = observe_and_plan(&loaded, fleet, &Default::default()).await;
+    let pass = observe_and_plan(&loaded, fleet, &HostMemory::default()).await;
     let mut rtt = BTreeMap::new();
     for name in pass.fleet.engines.keys() {
         if let Ok(d) = pass.fleet.probe(name).await {

@@ -15,10 +15,13 @@
 //!    (of several copies: Up host first, then healthy, then newest `created`, then host name), and
 //!    if it still has room (ports, `max_replicas_per_node`, reservations against capacity);
 //!    otherwise it is placed anew in step 3. Sticky replicas consume room before any new one.
+//!    A slot with no known copy anywhere sticks to an `Unreachable` host whose replicas are
+//!    unknown if a placement that treats such hosts as up and empty puts it there: it may run
+//!    there, and a second copy must not be started blind.
 //! 3. New replicas, service by service: global services first (one possible host per replica),
 //!    then fewest eligible hosts, then largest memory then CPU reservation, then (stack, service);
-//!    a service waits for the services it `depends_on`. A service with a pending dependency is
-//!    pending as a whole and gives back its sticky room. Slots in numeric order; the host is,
+//!    a service waits for the services it `depends_on`. A service with a pending dependency
+//!    keeps its sticky replicas; its new ones are pending. Slots in numeric order; the host is,
 //!    among eligible hosts with room, the one with the fewest replicas of this service in its
 //!    spread group (per spread key, outermost first), then on the host, then the most free
 //!    memory, then the name. A replica is pending only if no eligible host has room at its turn.
@@ -107,20 +110,28 @@ pub struct ExistingReplica {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Snapshot {
     pub hosts: BTreeMap<String, HostFacts>,
+    /// Unreachable hosts whose replicas are not known (no observation of them in memory: a
+    /// one-shot command, or a daemon that started during the outage). A desired slot with no
+    /// known copy anywhere is presumed to run on one of them rather than started a second time.
+    pub unknown: std::collections::BTreeSet<String>,
     /// Sorted by key, then host.
     pub existing: Vec<ExistingReplica>,
 }
 
 /// Builds the placement snapshot. `down` names the hosts unreachable for longer than
 /// `host_down_after` (the daemon's clock knows it; a one-shot command passes none).
+/// `last_known` holds, for hosts not observed now, the replicas they ran when last observed
+/// (a daemon's memory); an unreachable host without an entry is `unknown`.
 pub fn snapshot(
     desired: &DesiredState,
     observed: &crate::observed::ObservedState,
     down: &std::collections::BTreeSet<String>,
+    last_known: &BTreeMap<String, Vec<ExistingReplica>>,
 ) -> Snapshot {
     use crate::observed::{Health, ObservedHost, RunState};
     let mut hosts = BTreeMap::new();
     let mut existing = Vec::new();
+    let mut unknown = std::collections::BTreeSet::new();
     for (name, spec) in &desired.hosts {
         let observed_host = observed.hosts.get(name);
         let snap = observed_host.and_then(ObservedHost::snapshot);
@@ -167,16 +178,48 @@ pub fn snapshot(
                     created: c.created.clone(),
                 });
             }
+        } else if state == HostState::Unreachable {
+            match last_known.get(name) {
+                Some(known) => existing.extend(known.iter().cloned()),
+                None => {
+                    unknown.insert(name.clone());
+                }
+            }
         }
     }
     existing.sort_by(|a, b| (&a.key, &a.host).cmp(&(&b.key, &b.host)));
-    Snapshot { hosts, existing }
+    Snapshot {
+        hosts,
+        unknown,
+        existing,
+    }
 }
 
 /// Places every replica of every service of `desired` on the hosts of `snap` (see the module
 /// comment for the order).
 pub fn place(desired: &DesiredState, snap: &Snapshot) -> Placement {
-    Placer::new(desired, snap).run()
+    if snap.unknown.is_empty() {
+        return Placer::new(desired, snap, &BTreeMap::new()).run();
+    }
+    // Where would the unseen hosts' replicas be? Place once as if they were up and empty: the
+    // slots that go to an unseen host there are presumed to run on it now.
+    let mut visible = snap.clone();
+    visible.unknown.clear();
+    for h in visible.hosts.values_mut() {
+        if snap.unknown.contains(&h.name) {
+            h.state = HostState::Up;
+        }
+    }
+    let presumed: BTreeMap<ReplicaKey, String> = Placer::new(desired, &visible, &BTreeMap::new())
+        .run()
+        .replicas
+        .into_iter()
+        .filter_map(|(k, a)| match a {
+            Assignment::Host { host } if snap.unknown.contains(&host) => Some((k, host)),
+            _ => None,
+        })
+        .collect();
+    Placer::new(desired, snap, &presumed).run()
 }
 
 /// The ip id of an unspecified host IP (``, `0.0.0.0`, `::`): it clashes with every IP.
@@ -242,7 +285,11 @@ struct Placer<'a> {
 }
 
 impl<'a> Placer<'a> {
-    fn new(desired: &'a DesiredState, snap: &'a Snapshot) -> Self {
+    fn new(
+        desired: &'a DesiredState,
+        snap: &'a Snapshot,
+        presumed: &BTreeMap<ReplicaKey, String>,
+    ) -> Self {
         let hosts: Vec<HostRt> = snap
             .hosts
             .values()
@@ -340,11 +387,13 @@ impl<'a> Placer<'a> {
             port_names,
             spread_values,
         }
-        .with_slots(snap)
+        .with_slots(snap, presumed)
     }
 
     /// Fills every service's desired slots and runs the sticky pass (step 2).
-    fn with_slots(mut self, snap: &'a Snapshot) -> Self {
+    /// The sticky pass. `presumed` places slots with no known copy on unseen hosts (see
+    /// `place`).
+    fn with_slots(mut self, snap: &'a Snapshot, presumed: &BTreeMap<ReplicaKey, String>) -> Self {
         let mut copies: BTreeMap<(&str, &str), BTreeMap<&str, Vec<&ExistingReplica>>> =
             BTreeMap::new();
         for e in &snap.existing {
@@ -390,24 +439,45 @@ impl<'a> Placer<'a> {
                 });
                 c
             };
+            // A slot with no known copy anywhere that would sit on an unseen host is presumed
+            // to run there: starting it elsewhere blind could make two.
+            let presumed_at = |slot: &str| -> Option<usize> {
+                if by_slot.contains_key(slot) {
+                    return None;
+                }
+                let key = ReplicaKey {
+                    stack: svc.stack.to_string(),
+                    service: svc.name.to_string(),
+                    slot: slot.to_string(),
+                };
+                let h = *host_index.get(presumed.get(&key)?.as_str())?;
+                svc.eligible.binary_search(&h).is_ok().then_some(h)
+            };
             let mut slots: Vec<(String, Vec<usize>)> = Vec::new();
             match svc.spec.mode {
                 DeployMode::Replicated => {
                     for i in 1..=svc.spec.replicas {
                         let slot = i.to_string();
-                        let c = candidates(&slot).into_iter().map(|(h, _)| h).collect();
+                        let mut c: Vec<usize> =
+                            candidates(&slot).into_iter().map(|(h, _)| h).collect();
+                        if c.is_empty() {
+                            c.extend(presumed_at(&slot));
+                        }
                         slots.push((slot, c));
                     }
                 }
                 DeployMode::Global => {
                     for &h in &svc.eligible {
                         let slot = self.hosts[h].facts.name.as_str();
-                        let c: Vec<usize> = candidates(slot)
+                        let mut c: Vec<usize> = candidates(slot)
                             .into_iter()
                             .map(|(ch, _)| ch)
                             .filter(|&ch| ch == h)
                             .take(1)
                             .collect();
+                        if c.is_empty() && presumed_at(slot) == Some(h) {
+                            c.push(h);
+                        }
                         if self.hosts[h].accepts_new() || !c.is_empty() {
                             slots.push((slot.to_string(), c));
                         }
@@ -476,15 +546,6 @@ impl<'a> Placer<'a> {
         host.used_mem += svc.mem;
         host.ports
             .extend(svc.ports.iter().map(|&(pp, ip)| (pp, ip, s)));
-    }
-
-    fn release(&mut self, h: usize, s: usize) {
-        let svc = &self.svcs[s];
-        let host = &mut self.hosts[h];
-        host.used_cpu -= svc.cpu;
-        host.used_mem -= svc.mem;
-        // Every replica of `s` is released together, so dropping all its ports here is right.
-        host.ports.retain(|&(_, _, owner)| owner != s);
     }
 
     /// Step 3: the services in greedy order, each waiting for its dependencies.
@@ -557,13 +618,15 @@ impl<'a> Placer<'a> {
         for s in self.order() {
             let assignments = match self.blocking_dependency(s, &pending) {
                 Some(dep) => {
-                    let sticky: Vec<usize> =
-                        self.svcs[s].sticky.iter().flatten().copied().collect();
-                    for h in sticky {
-                        self.release(h, s);
-                    }
+                    // Replicas that run stay: a dependency that cannot grow is no reason to
+                    // remove what works (removal is never the side effect of a problem). Only
+                    // new replicas wait.
                     let reason = format!("depends on pending service `{dep}`");
-                    vec![Err(reason); self.svcs[s].slots.len()]
+                    self.svcs[s]
+                        .sticky
+                        .iter()
+                        .map(|st| st.ok_or_else(|| reason.clone()))
+                        .collect()
                 }
                 None => {
                     for (p, &h) in self.svcs[s].eligible.iter().enumerate() {
@@ -1064,6 +1127,7 @@ mod tests {
 
     fn snap(hosts: Vec<HostFacts>, existing: Vec<ExistingReplica>) -> Snapshot {
         Snapshot {
+            unknown: Default::default(),
             hosts: hosts.into_iter().map(|h| (h.name.clone(), h)).collect(),
             existing,
         }
@@ -1292,10 +1356,55 @@ mod tests {
             &desired(vec![db, api, web, other]),
             &snap(hosts(&["a"]), vec![existing("api", "1", "a")]),
         );
-        assert_eq!(reason(&p, "api", "1"), "depends on pending service `db`");
+        // The running replica stays (nothing is removed because a dependency cannot grow);
+        // the new one waits, and so does everything that depends on the service.
+        assert_eq!(p.host_of(&key("api", "1")), Some("a"));
         assert_eq!(reason(&p, "api", "2"), "depends on pending service `db`");
         assert_eq!(reason(&p, "web", "1"), "depends on pending service `api`");
         assert_eq!(p.host_of(&key("other", "1")), Some("a"));
+    }
+
+    #[test]
+    fn slots_that_may_run_on_an_unseen_host_are_not_started_twice() {
+        // A one-shot command cannot see host b and does not know what it runs: the slots with
+        // no known copy are presumed there, not started a second time on a.
+        let mut h = hosts(&["a", "b", "c"]);
+        h[1].state = HostState::Unreachable;
+        h[2].state = HostState::Unreachable;
+        let mut s = snap(h, vec![existing("app", "1", "a")]);
+        s.unknown = ["b".to_string(), "c".to_string()].into();
+        let p = place(&desired(vec![svc("app", 3)]), &s);
+        assert_eq!(p.host_of(&key("app", "1")), Some("a"));
+        // Placed as if b and c were up: one replica each.
+        assert_eq!(p.host_of(&key("app", "2")), Some("b"));
+        assert_eq!(p.host_of(&key("app", "3")), Some("c"));
+        // A fourth slot would go to a visible host even with them up: it is started there.
+        let mut h = hosts(&["a", "b"]);
+        h[1].state = HostState::Unreachable;
+        let mut s = snap(h, vec![]);
+        s.unknown = ["b".to_string()].into();
+        let p = place(&desired(vec![svc("app", 2)]), &s);
+        assert_eq!(p.host_of(&key("app", "1")), Some("a"));
+        assert_eq!(p.host_of(&key("app", "2")), Some("b"));
+        // Known to be empty (a daemon saw it last): the slots are placed on a.
+        let mut h = hosts(&["a", "b"]);
+        h[1].state = HostState::Unreachable;
+        let p = place(
+            &desired(vec![svc("app", 2)]),
+            &snap(h, vec![existing("app", "1", "a")]),
+        );
+        assert_eq!(p.host_of(&key("app", "2")), Some("a"));
+    }
+
+    #[test]
+    fn a_down_host_is_never_presumed() {
+        let mut h = hosts(&["a", "b"]);
+        h[1].state = HostState::Down;
+        let mut s = snap(h, vec![]);
+        s.unknown = ["b".to_string()].into();
+        let p = place(&desired(vec![svc("app", 2)]), &s);
+        assert_eq!(p.host_of(&key("app", "1")), Some("a"));
+        assert_eq!(p.host_of(&key("app", "2")), Some("a"));
     }
 
     #[test]
@@ -1739,6 +1848,7 @@ mod tests {
             })
             .collect();
         Snapshot {
+            unknown: Default::default(),
             hosts: s.hosts.clone(),
             existing,
         }

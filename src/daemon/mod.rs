@@ -53,6 +53,9 @@ struct HostTrack {
     connecting: bool,
     /// Unix seconds of the last event seen: a resubscription starts there.
     last_event: Option<i64>,
+    /// The replicas it ran when last observed: while it cannot be seen they are presumed to
+    /// run there still (within the grace period), and they are what is placed elsewhere after.
+    last_known: Option<Vec<crate::schedule::ExistingReplica>>,
 }
 
 /// Runs passes until `shutdown` resolves; an in-flight pass finishes first.
@@ -185,6 +188,7 @@ async fn sync_hosts(
             attempt: 0,
             connecting: false,
             last_event: None,
+            last_known: None,
         });
     }
 }
@@ -354,10 +358,25 @@ async fn pass(l: &Loaded, fleet: &mut Fleet, hosts: &mut BTreeMap<String, HostTr
         })
         .map(|(n, _)| n.clone())
         .collect();
-    let mut p = app::observe_and_plan(l, taken, &down).await;
+    let memory = app::HostMemory {
+        last_known: hosts
+            .iter()
+            .filter_map(|(n, t)| Some((n.clone(), t.last_known.clone()?)))
+            .collect(),
+        down: down.clone(),
+    };
+    let mut p = app::observe_and_plan(l, taken, &memory).await;
     for (name, obs) in &p.observed.hosts {
         if let (ObservedHost::Reachable(_), Some(t)) = (obs, hosts.get_mut(name)) {
             t.last_contact = Instant::now();
+            t.last_known = Some(
+                p.snapshot
+                    .existing
+                    .iter()
+                    .filter(|e| &e.host == name)
+                    .cloned()
+                    .collect(),
+            );
         }
     }
     // A connected host that did not answer the observation: probe it; if that fails too, the
