@@ -1,17 +1,37 @@
-//! Placement: which host runs each replica of each service.
+//! Placement: which host runs each replica of each service (Compose's Swarm-style `deploy` keys).
 //!
-//! Pure: desired state and the names of the fleet's hosts in, an assignment of every replica
-//! slot to a host (or `Pending` with the reason) out. This is the simple rule: `x-convoy.hosts`
-//! (default: every host) lists where a service may run; a replicated service's replicas are dealt
-//! round-robin over those hosts in name order; a global service gets one replica on each, whose
-//! slot is the host's name. It must not read a clock or do I/O: the same input gives the same
-//! placement, byte for byte.
+//! Pure (DESIGN.md, invariant 1): a [`Snapshot`] of the hosts and of the replicas that exist in,
+//! an assignment of every desired replica slot to a host (or `Pending` with a reason) out. It must
+//! not do I/O, read a clock, draw random numbers or let `HashMap` order show: the same snapshot
+//! gives the same placement. It decides nothing about containers; `plan` turns a placement into
+//! steps (a replica assigned elsewhere than where it runs is moved, one with no assignment removed).
+//!
+//! The order, which makes the greedy bin packing reproducible:
+//! 1. Eligibility per service: host not `Down`, not `drain`, in `x-convoy.hosts` (when given),
+//!    every constraint holds (a missing label is `!=` anything, never `==`). New replicas go only
+//!    to eligible hosts that are `Up` and not `cordon`.
+//! 2. Sticky pass, services by (stack, service), slots in numeric order: an existing copy of a
+//!    desired slot stays where it is if its host is eligible and it is healthy or its host is Up
+//!    (of several copies: Up host first, then healthy, then newest `created`, then host name), and
+//!    if it still has room (ports, `max_replicas_per_node`, reservations against capacity);
+//!    otherwise it is placed anew in step 3. Sticky replicas consume room before any new one.
+//! 3. New replicas, service by service: global services first (one possible host per replica),
+//!    then fewest eligible hosts, then largest memory then CPU reservation, then (stack, service);
+//!    a service waits for the services it `depends_on`. A service with a pending dependency is
+//!    pending as a whole and gives back its sticky room. Slots in numeric order; the host is,
+//!    among eligible hosts with room, the one with the fewest replicas of this service in its
+//!    spread group (per spread key, outermost first), then on the host, then the most free
+//!    memory, then the name. A replica is pending only if no eligible host has room at its turn.
+//!
+//! Nothing moves to even out the spread: a new host only receives new replicas.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::spec::{Capacity, DeployMode, DesiredState};
+use crate::spec::{
+    Capacity, Constraint, ConstraintAttribute, DeployMode, DesiredState, ServiceSpec,
+};
 
 /// One replica of one service.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -153,43 +173,1614 @@ pub fn snapshot(
     Snapshot { hosts, existing }
 }
 
-/// Places every replica of every service of `desired`.
+/// Places every replica of every service of `desired` on the hosts of `snap` (see the module
+/// comment for the order).
 pub fn place(desired: &DesiredState, snap: &Snapshot) -> Placement {
-    let _ = snap;
-    let mut replicas = BTreeMap::new();
-    for (stack_name, stack) in &desired.stacks {
-        for (service_name, service) in &stack.services {
-            let eligible: Vec<&String> = match &service.placement.hosts {
-                Some(names) => desired.hosts.keys().filter(|h| names.contains(h)).collect(),
-                None => desired.hosts.keys().collect(),
+    Placer::new(desired, snap).run()
+}
+
+/// The ip id of an unspecified host IP (``, `0.0.0.0`, `::`): it clashes with every IP.
+/// Reservations are clamped at zero and summed in `i128`, so no input overflows.
+const WILDCARD_IP: u32 = 0;
+
+/// One host during placement; everything is indexed by the host's position in name order.
+struct HostRt<'a> {
+    facts: &'a HostFacts,
+    cap_cpu: Option<i128>,
+    cap_mem: Option<i128>,
+    used_cpu: i128,
+    used_mem: i128,
+    /// Published host ports in use: (protocol+port id, ip id, owning service index).
+    ports: Vec<(u32, u32, usize)>,
+}
+
+impl HostRt<'_> {
+    fn accepts_new(&self) -> bool {
+        self.facts.state == HostState::Up && !self.facts.cordon
+    }
+    fn free_mem(&self) -> i128 {
+        self.cap_mem.map_or(i128::MAX, |c| c - self.used_mem)
+    }
+}
+
+/// Why a host cannot take one more replica of a service.
+#[derive(Clone, Copy, PartialEq)]
+enum NoRoom {
+    Max(u32),
+    Port(u32),
+    Memory(i128),
+    Cpu(i128),
+}
+
+/// One service during placement.
+struct Svc<'a> {
+    stack: &'a str,
+    name: &'a str,
+    spec: &'a ServiceSpec,
+    /// Statically eligible hosts (step 1), ascending host index.
+    eligible: Vec<usize>,
+    /// Published host ports: (protocol+port id, ip id), deduplicated.
+    ports: Vec<(u32, u32)>,
+    cpu: i128,
+    mem: i128,
+    /// `max_replicas_per_node`; 0 means no limit, as in Swarm.
+    max: Option<u32>,
+    /// Desired slots in order: "1".."N", or host names for a global service.
+    slots: Vec<String>,
+    /// The host a slot keeps from the sticky pass.
+    sticky: Vec<Option<usize>>,
+    deps: Vec<usize>,
+}
+
+struct Placer<'a> {
+    hosts: Vec<HostRt<'a>>,
+    svcs: Vec<Svc<'a>>,
+    /// (protocol, port) for each port id, for messages.
+    port_names: Vec<(String, u16)>,
+    /// Spread label key → value id per host (0: the host lacks the label).
+    spread_values: BTreeMap<&'a str, Vec<u32>>,
+}
+
+impl<'a> Placer<'a> {
+    fn new(desired: &'a DesiredState, snap: &'a Snapshot) -> Self {
+        let hosts: Vec<HostRt> = snap
+            .hosts
+            .values()
+            .map(|facts| {
+                let cap = facts.capacity;
+                HostRt {
+                    facts,
+                    cap_cpu: cap.and_then(|c| c.nano_cpus).map(i128::from),
+                    cap_mem: cap.and_then(|c| c.memory_bytes).map(i128::from),
+                    used_cpu: 0,
+                    used_mem: 0,
+                    ports: Vec::new(),
+                }
+            })
+            .collect();
+        let mut port_ids: BTreeMap<(&str, u16), u32> = BTreeMap::new();
+        let mut port_names = Vec::new();
+        let mut ip_ids: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut svcs = Vec::new();
+        let mut index_of: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for (stack_name, stack) in &desired.stacks {
+            for (service_name, spec) in &stack.services {
+                index_of.insert((stack_name.as_str(), service_name.as_str()), svcs.len());
+                let eligible = (0..hosts.len())
+                    .filter(|&h| statically_eligible(hosts[h].facts, spec))
+                    .collect();
+                let mut ports = Vec::new();
+                for p in &spec.container.ports {
+                    let Some(port) = p.host_port else { continue };
+                    let next = port_ids.len() as u32;
+                    let pp = *port_ids
+                        .entry((p.protocol.as_str(), port))
+                        .or_insert_with(|| {
+                            port_names.push((p.protocol.clone(), port));
+                            next
+                        });
+                    let ip = match p.host_ip.as_str() {
+                        "" | "0.0.0.0" | "::" => WILDCARD_IP,
+                        other => {
+                            let next = ip_ids.len() as u32 + 1;
+                            *ip_ids.entry(other).or_insert(next)
+                        }
+                    };
+                    ports.push((pp, ip));
+                }
+                ports.sort_unstable();
+                ports.dedup();
+                svcs.push(Svc {
+                    stack: stack_name,
+                    name: service_name,
+                    spec,
+                    eligible,
+                    ports,
+                    cpu: i128::from(spec.reserve_nano_cpus.unwrap_or(0).max(0)),
+                    mem: i128::from(spec.reserve_memory_bytes.unwrap_or(0).max(0)),
+                    max: spec.placement.max_replicas_per_node.filter(|m| *m > 0),
+                    slots: Vec::new(),
+                    sticky: Vec::new(),
+                    deps: Vec::new(),
+                });
+            }
+        }
+        for (s, svc) in svcs.iter_mut().enumerate() {
+            // `depends_on` names services of the same stack; unknown names and the service
+            // itself block nothing.
+            svc.deps = svc
+                .spec
+                .depends_on
+                .keys()
+                .filter_map(|d| index_of.get(&(svc.stack, d.as_str())).copied())
+                .filter(|&d| d != s)
+                .collect();
+        }
+        let mut spread_values: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        for svc in &svcs {
+            for key in &svc.spec.placement.spread {
+                spread_values.entry(key.as_str()).or_insert_with(|| {
+                    let mut ids: BTreeMap<&str, u32> = BTreeMap::new();
+                    hosts
+                        .iter()
+                        .map(|h| match h.facts.labels.get(key) {
+                            None => 0,
+                            Some(v) => {
+                                let next = ids.len() as u32 + 1;
+                                *ids.entry(v.as_str()).or_insert(next)
+                            }
+                        })
+                        .collect()
+                });
+            }
+        }
+        Placer {
+            hosts,
+            svcs,
+            port_names,
+            spread_values,
+        }
+        .with_slots(snap)
+    }
+
+    /// Fills every service's desired slots and runs the sticky pass (step 2).
+    fn with_slots(mut self, snap: &'a Snapshot) -> Self {
+        let mut copies: BTreeMap<(&str, &str), BTreeMap<&str, Vec<&ExistingReplica>>> =
+            BTreeMap::new();
+        for e in &snap.existing {
+            copies
+                .entry((e.key.stack.as_str(), e.key.service.as_str()))
+                .or_default()
+                .entry(e.key.slot.as_str())
+                .or_default()
+                .push(e);
+        }
+        let host_index: BTreeMap<&str, usize> = self
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.facts.name.as_str(), i))
+            .collect();
+        let empty = BTreeMap::new();
+        // Replicas of the current service per host, reset after each service.
+        let mut count = vec![0u32; self.hosts.len()];
+        for s in 0..self.svcs.len() {
+            let svc = &self.svcs[s];
+            let by_slot = copies.get(&(svc.stack, svc.name)).unwrap_or(&empty);
+            // A copy is a candidate if its host is eligible and it is healthy or its host is Up.
+            let candidates = |slot: &str| -> Vec<(usize, &ExistingReplica)> {
+                let mut c: Vec<(usize, &ExistingReplica)> = by_slot
+                    .get(slot)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| {
+                        let h = *host_index.get(e.host.as_str())?;
+                        let up = self.hosts[h].facts.state == HostState::Up;
+                        (svc.eligible.binary_search(&h).is_ok() && (e.healthy || up))
+                            .then_some((h, *e))
+                    })
+                    .collect();
+                c.sort_by(|(ha, a), (hb, b)| {
+                    let up = |h: usize| self.hosts[h].facts.state == HostState::Up;
+                    up(*hb)
+                        .cmp(&up(*ha))
+                        .then(b.healthy.cmp(&a.healthy))
+                        .then(b.created.cmp(&a.created))
+                        .then(ha.cmp(hb))
+                });
+                c
             };
-            let key = |slot: String| ReplicaKey {
-                stack: stack_name.clone(),
-                service: service_name.clone(),
-                slot,
-            };
-            match service.mode {
-                DeployMode::Global => {
-                    for host in eligible {
-                        replicas.insert(key(host.clone()), Assignment::Host { host: host.clone() });
+            let mut slots: Vec<(String, Vec<usize>)> = Vec::new();
+            match svc.spec.mode {
+                DeployMode::Replicated => {
+                    for i in 1..=svc.spec.replicas {
+                        let slot = i.to_string();
+                        let c = candidates(&slot).into_iter().map(|(h, _)| h).collect();
+                        slots.push((slot, c));
                     }
                 }
-                DeployMode::Replicated => {
-                    for i in 0..service.replicas as usize {
-                        let assignment = if eligible.is_empty() {
-                            Assignment::Pending {
-                                reason: "no eligible host (x-convoy.hosts matches none)".into(),
+                DeployMode::Global => {
+                    for &h in &svc.eligible {
+                        let slot = self.hosts[h].facts.name.as_str();
+                        let c: Vec<usize> = candidates(slot)
+                            .into_iter()
+                            .map(|(ch, _)| ch)
+                            .filter(|&ch| ch == h)
+                            .take(1)
+                            .collect();
+                        if self.hosts[h].accepts_new() || !c.is_empty() {
+                            slots.push((slot.to_string(), c));
+                        }
+                    }
+                }
+            }
+            let mut sticky = Vec::with_capacity(slots.len());
+            let mut touched = Vec::new();
+            for (_, cands) in &slots {
+                let kept = cands
+                    .iter()
+                    .copied()
+                    .find(|&h| self.room(h, s, count[h]).is_ok());
+                if let Some(h) = kept {
+                    self.consume(h, s);
+                    count[h] += 1;
+                    touched.push(h);
+                }
+                sticky.push(kept);
+            }
+            for h in touched {
+                count[h] = 0;
+            }
+            let svc = &mut self.svcs[s];
+            svc.slots = slots.into_iter().map(|(slot, _)| slot).collect();
+            svc.sticky = sticky;
+        }
+        self
+    }
+
+    /// Whether host `h`, already running `count` replicas of service `s`, has room for one more.
+    fn room(&self, h: usize, s: usize, count: u32) -> Result<(), NoRoom> {
+        let host = &self.hosts[h];
+        let svc = &self.svcs[s];
+        if let Some(max) = svc.max {
+            if count >= max {
+                return Err(NoRoom::Max(max));
+            }
+        }
+        for &(pp, ip) in &svc.ports {
+            let clash = host
+                .ports
+                .iter()
+                .any(|&(p, i, _)| p == pp && (i == ip || i == WILDCARD_IP || ip == WILDCARD_IP));
+            if clash {
+                return Err(NoRoom::Port(pp));
+            }
+        }
+        if let Some(cap) = host.cap_mem {
+            if host.used_mem + svc.mem > cap {
+                return Err(NoRoom::Memory(cap - host.used_mem));
+            }
+        }
+        if let Some(cap) = host.cap_cpu {
+            if host.used_cpu + svc.cpu > cap {
+                return Err(NoRoom::Cpu(cap - host.used_cpu));
+            }
+        }
+        Ok(())
+    }
+
+    fn consume(&mut self, h: usize, s: usize) {
+        let svc = &self.svcs[s];
+        let host = &mut self.hosts[h];
+        host.used_cpu += svc.cpu;
+        host.used_mem += svc.mem;
+        host.ports
+            .extend(svc.ports.iter().map(|&(pp, ip)| (pp, ip, s)));
+    }
+
+    fn release(&mut self, h: usize, s: usize) {
+        let svc = &self.svcs[s];
+        let host = &mut self.hosts[h];
+        host.used_cpu -= svc.cpu;
+        host.used_mem -= svc.mem;
+        // Every replica of `s` is released together, so dropping all its ports here is right.
+        host.ports.retain(|&(_, _, owner)| owner != s);
+    }
+
+    /// Step 3: the services in greedy order, each waiting for its dependencies.
+    fn order(&self) -> Vec<usize> {
+        let key = |s: usize| {
+            let svc = &self.svcs[s];
+            let new_hosts = svc
+                .eligible
+                .iter()
+                .filter(|&&h| self.hosts[h].accepts_new())
+                .count();
+            (
+                svc.spec.mode != DeployMode::Global,
+                new_hosts,
+                std::cmp::Reverse(svc.mem),
+                std::cmp::Reverse(svc.cpu),
+                s, // (stack, service) order
+            )
+        };
+        let mut by_key: Vec<usize> = (0..self.svcs.len()).collect();
+        by_key.sort_by_key(|&s| key(s));
+        let mut rank = vec![0; self.svcs.len()];
+        for (r, &s) in by_key.iter().enumerate() {
+            rank[s] = r;
+        }
+        let mut waiting: Vec<usize> = self.svcs.iter().map(|s| s.deps.len()).collect();
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); self.svcs.len()];
+        for (s, svc) in self.svcs.iter().enumerate() {
+            for &d in &svc.deps {
+                dependents[d].push(s);
+            }
+        }
+        let mut ready: std::collections::BTreeSet<usize> = (0..self.svcs.len())
+            .filter(|&s| waiting[s] == 0)
+            .map(|s| rank[s])
+            .collect();
+        let mut done = vec![false; self.svcs.len()];
+        let mut out = Vec::with_capacity(self.svcs.len());
+        while out.len() < self.svcs.len() {
+            // A dependency cycle (rejected by the manifest, but not trusted here) is broken by
+            // taking the first service left in greedy order.
+            let r = match ready.pop_first() {
+                Some(r) => r,
+                None => match by_key.iter().position(|&s| !done[s]) {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            let s = by_key[r];
+            if done[s] {
+                continue;
+            }
+            done[s] = true;
+            out.push(s);
+            for &t in &dependents[s] {
+                waiting[t] = waiting[t].saturating_sub(1);
+                if waiting[t] == 0 && !done[t] {
+                    ready.insert(rank[t]);
+                }
+            }
+        }
+        out
+    }
+
+    fn run(mut self) -> Placement {
+        let mut out: BTreeMap<ReplicaKey, Assignment> = BTreeMap::new();
+        let mut pending = vec![false; self.svcs.len()];
+        // Position of a host in the current service's eligible list (usize::MAX: not eligible).
+        let mut pos_of = vec![usize::MAX; self.hosts.len()];
+        for s in self.order() {
+            let assignments = match self.blocking_dependency(s, &pending) {
+                Some(dep) => {
+                    let sticky: Vec<usize> =
+                        self.svcs[s].sticky.iter().flatten().copied().collect();
+                    for h in sticky {
+                        self.release(h, s);
+                    }
+                    let reason = format!("depends on pending service `{dep}`");
+                    vec![Err(reason); self.svcs[s].slots.len()]
+                }
+                None => {
+                    for (p, &h) in self.svcs[s].eligible.iter().enumerate() {
+                        pos_of[h] = p;
+                    }
+                    let a = self.place_service(s, &pos_of);
+                    for &h in &self.svcs[s].eligible {
+                        pos_of[h] = usize::MAX;
+                    }
+                    a
+                }
+            };
+            let svc = &self.svcs[s];
+            for (slot, a) in svc.slots.iter().zip(assignments) {
+                let assignment = match a {
+                    Ok(h) => Assignment::Host {
+                        host: self.hosts[h].facts.name.clone(),
+                    },
+                    Err(reason) => {
+                        pending[s] = true;
+                        Assignment::Pending { reason }
+                    }
+                };
+                let key = ReplicaKey {
+                    stack: svc.stack.to_string(),
+                    service: svc.name.to_string(),
+                    slot: slot.clone(),
+                };
+                out.insert(key, assignment);
+            }
+        }
+        Placement { replicas: out }
+    }
+
+    fn blocking_dependency(&self, s: usize, pending: &[bool]) -> Option<&'a str> {
+        self.svcs[s]
+            .deps
+            .iter()
+            .find(|&&d| pending[d])
+            .map(|&d| self.svcs[d].name)
+    }
+
+    /// Places the new replicas of service `s`; sticky ones keep their host.
+    fn place_service(&mut self, s: usize, pos_of: &[usize]) -> Vec<Result<usize, String>> {
+        let n_pos = self.svcs[s].eligible.len();
+        // Spread groups: per level, the group id of each eligible position.
+        let levels: Vec<Vec<u32>> = {
+            let svc = &self.svcs[s];
+            let mut parent = vec![0u32; n_pos];
+            let mut levels = Vec::new();
+            for key in &svc.spec.placement.spread {
+                let Some(values) = self.spread_values.get(key.as_str()) else {
+                    continue;
+                };
+                let mut ids: BTreeMap<(u32, u32), u32> = BTreeMap::new();
+                let gids: Vec<u32> = svc
+                    .eligible
+                    .iter()
+                    .zip(&parent)
+                    .map(|(&h, &par)| {
+                        let next = ids.len() as u32;
+                        *ids.entry((par, values[h])).or_insert(next)
+                    })
+                    .collect();
+                parent.clone_from(&gids);
+                levels.push(gids);
+            }
+            levels
+        };
+        let mut group_count: Vec<Vec<u32>> = levels.iter().map(|_| vec![0; n_pos]).collect();
+        let mut host_count = vec![0u32; n_pos];
+        let count_at = |p: usize, host_count: &mut [u32], group_count: &mut [Vec<u32>]| {
+            host_count[p] += 1;
+            for (l, gids) in levels.iter().enumerate() {
+                group_count[l][gids[p] as usize] += 1;
+            }
+        };
+        for h in self.svcs[s].sticky.iter().flatten() {
+            let p = pos_of[*h];
+            if p < n_pos {
+                count_at(p, &mut host_count, &mut group_count);
+            }
+        }
+        let mut result = Vec::with_capacity(self.svcs[s].slots.len());
+        let mut stuck: Option<String> = None;
+        for i in 0..self.svcs[s].slots.len() {
+            if let Some(h) = self.svcs[s].sticky[i] {
+                result.push(Ok(h));
+                continue;
+            }
+            if self.svcs[s].spec.mode == DeployMode::Global {
+                // The slot names its host: that host or nothing.
+                let h = self.svcs[s]
+                    .eligible
+                    .iter()
+                    .copied()
+                    .find(|&h| self.hosts[h].facts.name == self.svcs[s].slots[i]);
+                let Some(h) = h else {
+                    result.push(Err("host no longer eligible".to_string()));
+                    continue;
+                };
+                let p = pos_of[h];
+                let host = &self.hosts[h];
+                if !host.accepts_new() {
+                    let why = if host.facts.cordon {
+                        "cordoned"
+                    } else {
+                        "unreachable"
+                    };
+                    let reason = match self.room(h, s, host_count[p]) {
+                        Err(r) => self.no_room_text(r, s, h),
+                        Ok(()) => format!("host `{}` is {why}: no new replicas", host.facts.name),
+                    };
+                    result.push(Err(reason));
+                    continue;
+                }
+                match self.room(h, s, host_count[p]) {
+                    Ok(()) => {
+                        self.consume(h, s);
+                        count_at(p, &mut host_count, &mut group_count);
+                        result.push(Ok(h));
+                    }
+                    Err(r) => result.push(Err(self.no_room_text(r, s, h))),
+                }
+                continue;
+            }
+            // Once a replica of this service found no room, none after it will: room only
+            // shrinks during the service's turn.
+            if let Some(reason) = &stuck {
+                result.push(Err(reason.clone()));
+                continue;
+            }
+            let mut best: Option<usize> = None;
+            for p in 0..n_pos {
+                let h = self.svcs[s].eligible[p];
+                if !self.hosts[h].accepts_new() || self.room(h, s, host_count[p]).is_err() {
+                    continue;
+                }
+                let better = match best {
+                    None => true,
+                    Some(b) => {
+                        let mut ord = std::cmp::Ordering::Equal;
+                        for (l, gids) in levels.iter().enumerate() {
+                            ord = group_count[l][gids[p] as usize]
+                                .cmp(&group_count[l][gids[b] as usize]);
+                            if ord.is_ne() {
+                                break;
                             }
-                        } else {
-                            Assignment::Host {
-                                host: eligible[i % eligible.len()].clone(),
-                            }
+                        }
+                        let hb = self.svcs[s].eligible[b];
+                        ord.then(host_count[p].cmp(&host_count[b]))
+                            .then(self.hosts[hb].free_mem().cmp(&self.hosts[h].free_mem()))
+                            .then(h.cmp(&hb))
+                            .is_lt()
+                    }
+                };
+                if better {
+                    best = Some(p);
+                }
+            }
+            match best {
+                Some(p) => {
+                    let h = self.svcs[s].eligible[p];
+                    self.consume(h, s);
+                    count_at(p, &mut host_count, &mut group_count);
+                    result.push(Ok(h));
+                }
+                None => {
+                    let reason = self.pending_reason(s, &host_count);
+                    stuck = Some(reason.clone());
+                    result.push(Err(reason));
+                }
+            }
+        }
+        result
+    }
+
+    /// The reason no eligible host takes a new replica of service `s`.
+    fn pending_reason(&self, s: usize, host_count: &[u32]) -> String {
+        let svc = &self.svcs[s];
+        if svc.eligible.is_empty() {
+            return self.ineligible_reason(s);
+        }
+        let mut closed = Vec::new();
+        let mut failures: Vec<(usize, NoRoom)> = Vec::new();
+        for (p, &h) in svc.eligible.iter().enumerate() {
+            let host = &self.hosts[h];
+            if !host.accepts_new() {
+                let why = if host.facts.cordon {
+                    "cordoned"
+                } else {
+                    "unreachable"
+                };
+                closed.push(format!("{}: {why}", host.facts.name));
+                continue;
+            }
+            if let Err(r) = self.room(h, s, host_count[p]) {
+                failures.push((h, r));
+            }
+        }
+        if failures.is_empty() {
+            return format!(
+                "no eligible host takes new replicas ({})",
+                list(closed.iter().map(String::as_str))
+            );
+        }
+        let n = failures.len();
+        let first = failures[0].1;
+        let same_kind = failures.iter().all(|(_, r)| {
+            std::mem::discriminant(r) == std::mem::discriminant(&first)
+                && !matches!((r, first), (NoRoom::Port(a), NoRoom::Port(b)) if *a != b)
+        });
+        let mut text = if same_kind {
+            match first {
+                NoRoom::Max(max) => format!(
+                    "max_replicas_per_node {max} reached on all {n} eligible host{}",
+                    if n == 1 { "" } else { "s" }
+                ),
+                NoRoom::Port(pp) => {
+                    format!("port {} is taken on all eligible hosts", self.port_text(pp))
+                }
+                NoRoom::Memory(_) | NoRoom::Cpu(_) => {
+                    let per_host: Vec<String> = failures
+                        .iter()
+                        .map(|(h, r)| {
+                            let free = match r {
+                                NoRoom::Memory(f) => bytes_text(*f),
+                                NoRoom::Cpu(f) => cpu_text(*f),
+                                _ => String::new(),
+                            };
+                            format!("{}: {free} free", self.hosts[*h].facts.name)
+                        })
+                        .collect();
+                    let need = match first {
+                        NoRoom::Memory(_) => format!("{} memory", bytes_text(svc.mem)),
+                        _ => cpu_text(svc.cpu),
+                    };
+                    format!(
+                        "no host has room: needs {need} ({})",
+                        list(per_host.iter().map(String::as_str))
+                    )
+                }
+            }
+        } else {
+            let per_host: Vec<String> = failures
+                .iter()
+                .map(|&(h, r)| format!("{}: {}", self.hosts[h].facts.name, self.short_text(r, s)))
+                .collect();
+            format!(
+                "no eligible host has room ({})",
+                list(per_host.iter().map(String::as_str))
+            )
+        };
+        if !closed.is_empty() {
+            text.push_str(&format!(
+                "; no new replicas on {}",
+                list(closed.iter().map(String::as_str))
+            ));
+        }
+        text
+    }
+
+    /// The reason a service has no eligible host at all: the first filter that empties the fleet.
+    fn ineligible_reason(&self, s: usize) -> String {
+        let placement = &self.svcs[s].spec.placement;
+        if self.hosts.is_empty() {
+            return "the fleet has no hosts".into();
+        }
+        let mut pool: Vec<&HostFacts> = self.hosts.iter().map(|h| h.facts).collect();
+        if let Some(names) = &placement.hosts {
+            pool.retain(|h| names.contains(&h.name));
+            if pool.is_empty() {
+                return format!(
+                    "no host of the fleet is in x-convoy.hosts ({})",
+                    list(names.iter().map(String::as_str))
+                );
+            }
+        }
+        for c in &placement.constraints {
+            pool.retain(|h| constraint_holds(h, c));
+            if pool.is_empty() {
+                return format!("no host matches {}", constraint_text(c));
+            }
+        }
+        let states: Vec<String> = pool
+            .iter()
+            .map(|h| {
+                let why = if h.state == HostState::Down {
+                    "down"
+                } else {
+                    "drained"
+                };
+                format!("{}: {why}", h.name)
+            })
+            .collect();
+        format!(
+            "every matching host is down or drained ({})",
+            list(states.iter().map(String::as_str))
+        )
+    }
+
+    fn port_text(&self, pp: u32) -> String {
+        match self.port_names.get(pp as usize) {
+            Some((proto, port)) => format!("{port}/{proto}"),
+            None => "?".into(),
+        }
+    }
+
+    fn short_text(&self, r: NoRoom, s: usize) -> String {
+        match r {
+            NoRoom::Max(max) => format!("max_replicas_per_node {max} reached"),
+            NoRoom::Port(pp) => format!("port {} taken", self.port_text(pp)),
+            NoRoom::Memory(free) => format!(
+                "needs {} memory, {} free",
+                bytes_text(self.svcs[s].mem),
+                bytes_text(free)
+            ),
+            NoRoom::Cpu(free) => {
+                format!(
+                    "needs {}, {} free",
+                    cpu_text(self.svcs[s].cpu),
+                    cpu_text(free)
+                )
+            }
+        }
+    }
+
+    fn no_room_text(&self, r: NoRoom, s: usize, h: usize) -> String {
+        format!(
+            "no room on host `{}`: {}",
+            self.hosts[h].facts.name,
+            self.short_text(r, s)
+        )
+    }
+}
+
+/// Step 1 for one host and one service.
+fn statically_eligible(host: &HostFacts, spec: &ServiceSpec) -> bool {
+    host.state != HostState::Down
+        && !host.drain
+        && spec
+            .placement
+            .hosts
+            .as_ref()
+            .is_none_or(|names| names.contains(&host.name))
+        && spec
+            .placement
+            .constraints
+            .iter()
+            .all(|c| constraint_holds(host, c))
+}
+
+/// A missing label is `!=` anything and never `==`, as in Swarm.
+fn constraint_holds(host: &HostFacts, c: &Constraint) -> bool {
+    let actual = match &c.attribute {
+        ConstraintAttribute::Hostname => Some(&host.name),
+        ConstraintAttribute::Label(key) => host.labels.get(key),
+    };
+    (actual == Some(&c.value)) == c.equal
+}
+
+fn constraint_text(c: &Constraint) -> String {
+    let attribute = match &c.attribute {
+        ConstraintAttribute::Hostname => "node.hostname".to_string(),
+        ConstraintAttribute::Label(key) => format!("node.labels.{key}"),
+    };
+    let op = if c.equal { "==" } else { "!=" };
+    format!("{attribute}{op}{}", c.value)
+}
+
+/// A comma-separated list, cut after ten items so that a reason stays readable on a big fleet.
+fn list<'s>(items: impl Iterator<Item = &'s str>) -> String {
+    let items: Vec<&str> = items.collect();
+    let mut text = items
+        .iter()
+        .take(10)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > 10 {
+        text.push_str(&format!(", and {} more", items.len() - 10));
+    }
+    text
+}
+
+fn bytes_text(bytes: i128) -> String {
+    const MIB: i128 = 1 << 20;
+    const GIB: i128 = 1 << 30;
+    let (unit, size) = if bytes.abs() >= GIB {
+        ("GiB", GIB)
+    } else if bytes.abs() >= MIB {
+        ("MiB", MIB)
+    } else {
+        return format!("{bytes} B");
+    };
+    decimal_text(bytes, size, unit)
+}
+
+fn cpu_text(nano: i128) -> String {
+    decimal_text(nano, 1_000_000_000, "cpu")
+}
+
+/// `value / unit` with up to two decimals, trailing zeros dropped: `4 GiB`, `1.5 GiB`.
+fn decimal_text(value: i128, unit: i128, name: &str) -> String {
+    let hundredths = value.saturating_mul(100) / unit;
+    let (whole, frac) = (hundredths / 100, (hundredths % 100).abs());
+    let sign = if value < 0 && whole == 0 { "-" } else { "" };
+    match frac {
+        0 => format!("{sign}{whole} {name}"),
+        f if f % 10 == 0 => format!("{sign}{whole}.{} {name}", f / 10),
+        f => format!("{sign}{whole}.{f:02} {name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{
+        ContainerSpec, DependsCondition, FleetSettings, Placement as ServicePlacement, PortBinding,
+        StackSpec,
+    };
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    const GIB: i64 = 1 << 30;
+
+    fn host(name: &str, labels: &[(&str, &str)]) -> HostFacts {
+        HostFacts {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            capacity: None,
+            state: HostState::Up,
+            cordon: false,
+            drain: false,
+        }
+    }
+
+    fn hosts(names: &[&str]) -> Vec<HostFacts> {
+        names.iter().map(|n| host(n, &[])).collect()
+    }
+
+    fn svc(name: &str, replicas: u32) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            mode: DeployMode::Replicated,
+            replicas,
+            depends_on: BTreeMap::new(),
+            placement: ServicePlacement::default(),
+            reserve_nano_cpus: None,
+            reserve_memory_bytes: None,
+            secret_env: BTreeSet::new(),
+            container: ContainerSpec {
+                image: "busybox:1".into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn port(host_ip: &str, p: u16) -> PortBinding {
+        PortBinding {
+            host_ip: host_ip.into(),
+            host_port: Some(p),
+            container_port: 80,
+            protocol: "tcp".into(),
+        }
+    }
+
+    fn label(key: &str, equal: bool, value: &str) -> Constraint {
+        Constraint {
+            attribute: ConstraintAttribute::Label(key.into()),
+            equal,
+            value: value.into(),
+        }
+    }
+
+    /// One stack `s` holding `services`.
+    fn desired(services: Vec<ServiceSpec>) -> DesiredState {
+        DesiredState {
+            fleet: "t".into(),
+            hosts: BTreeMap::new(),
+            stacks: [(
+                "s".to_string(),
+                StackSpec {
+                    name: "s".into(),
+                    file: "stacks/s/compose.yaml".into(),
+                    services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
+                    networks: BTreeMap::new(),
+                    volumes: BTreeMap::new(),
+                },
+            )]
+            .into(),
+            settings: FleetSettings::default(),
+        }
+    }
+
+    fn snap(hosts: Vec<HostFacts>, existing: Vec<ExistingReplica>) -> Snapshot {
+        Snapshot {
+            hosts: hosts.into_iter().map(|h| (h.name.clone(), h)).collect(),
+            existing,
+        }
+    }
+
+    fn key(service: &str, slot: &str) -> ReplicaKey {
+        ReplicaKey {
+            stack: "s".into(),
+            service: service.into(),
+            slot: slot.into(),
+        }
+    }
+
+    fn existing(service: &str, slot: &str, host: &str) -> ExistingReplica {
+        ExistingReplica {
+            key: key(service, slot),
+            host: host.into(),
+            healthy: true,
+            created: "2024-01-01T00:00:00Z".into(),
+        }
+    }
+
+    /// Every replica of `service` as (slot, host or "-").
+    fn hosts_of(p: &Placement, service: &str) -> Vec<(String, String)> {
+        p.replicas
+            .iter()
+            .filter(|(k, _)| k.service == service)
+            .map(|(k, a)| {
+                let h = match a {
+                    Assignment::Host { host } => host.clone(),
+                    Assignment::Pending { .. } => "-".into(),
+                };
+                (k.slot.clone(), h)
+            })
+            .collect()
+    }
+
+    fn per_host(p: &Placement, service: &str) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for (_, h) in hosts_of(p, service) {
+            *m.entry(h).or_insert(0) += 1;
+        }
+        m
+    }
+
+    fn reason(p: &Placement, service: &str, slot: &str) -> String {
+        match &p.replicas[&key(service, slot)] {
+            Assignment::Pending { reason } => reason.clone(),
+            a => panic!("{service}.{slot} is not pending: {a:?}"),
+        }
+    }
+
+    fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+        pairs.iter().map(|(h, n)| (h.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn default_spread_is_over_hosts() {
+        let p = place(
+            &desired(vec![svc("web", 5)]),
+            &snap(hosts(&["a", "b", "c"]), vec![]),
+        );
+        assert_eq!(per_host(&p, "web"), counts(&[("a", 2), ("b", 2), ("c", 1)]));
+    }
+
+    #[test]
+    fn spread_by_zone_splits_evenly_over_zone_values() {
+        let mut web = svc("web", 4);
+        web.placement.spread = vec!["zone".into()];
+        let h = vec![
+            host("a1", &[("zone", "a")]),
+            host("a2", &[("zone", "a")]),
+            host("b1", &[("zone", "b")]),
+        ];
+        let p = place(&desired(vec![web]), &snap(h, vec![]));
+        assert_eq!(
+            per_host(&p, "web"),
+            counts(&[("a1", 1), ("a2", 1), ("b1", 2)])
+        );
+    }
+
+    #[test]
+    fn hierarchical_spread_and_hosts_without_the_label_form_a_group() {
+        let mut web = svc("web", 6);
+        web.placement.spread = vec!["zone".into(), "rack".into()];
+        let h = vec![
+            host("a1", &[("zone", "a"), ("rack", "1")]),
+            host("a2", &[("zone", "a"), ("rack", "1")]),
+            host("a3", &[("zone", "a"), ("rack", "2")]),
+            host("b1", &[("zone", "b"), ("rack", "1")]),
+            host("n1", &[]),
+        ];
+        let p = place(&desired(vec![web]), &snap(h, vec![]));
+        // Two per zone group (a, b, no zone); inside zone a one per rack.
+        assert_eq!(
+            per_host(&p, "web"),
+            counts(&[("a1", 1), ("a3", 1), ("b1", 2), ("n1", 2)])
+        );
+    }
+
+    #[test]
+    fn constraints_equal_not_equal_and_missing_label() {
+        let h = vec![
+            host("a", &[("zone", "a")]),
+            host("b", &[("zone", "b")]),
+            host("n", &[]),
+        ];
+        let mut eq = svc("eq", 2);
+        eq.placement.constraints = vec![label("zone", true, "a")];
+        let mut ne = svc("ne", 4);
+        ne.placement.constraints = vec![label("zone", false, "a")];
+        let mut host_ne = svc("hostne", 2);
+        host_ne.placement.constraints = vec![Constraint {
+            attribute: ConstraintAttribute::Hostname,
+            equal: false,
+            value: "b".into(),
+        }];
+        let mut none = svc("none", 1);
+        none.placement.constraints = vec![label("zone", true, "c")];
+        let p = place(&desired(vec![eq, ne, host_ne, none]), &snap(h, vec![]));
+        assert_eq!(per_host(&p, "eq"), counts(&[("a", 2)]));
+        assert_eq!(per_host(&p, "ne"), counts(&[("b", 2), ("n", 2)]));
+        assert_eq!(per_host(&p, "hostne"), counts(&[("a", 1), ("n", 1)]));
+        assert_eq!(
+            reason(&p, "none", "1"),
+            "no host matches node.labels.zone==c"
+        );
+    }
+
+    #[test]
+    fn x_convoy_hosts_limits_the_hosts() {
+        let mut web = svc("web", 3);
+        web.placement.hosts = Some(vec!["b".into(), "c".into(), "zz".into()]);
+        let mut lost = svc("lost", 1);
+        lost.placement.hosts = Some(vec!["zz".into()]);
+        let p = place(
+            &desired(vec![web, lost]),
+            &snap(hosts(&["a", "b", "c"]), vec![]),
+        );
+        assert_eq!(per_host(&p, "web"), counts(&[("b", 2), ("c", 1)]));
+        assert_eq!(
+            reason(&p, "lost", "1"),
+            "no host of the fleet is in x-convoy.hosts (zz)"
+        );
+    }
+
+    #[test]
+    fn max_replicas_per_node_caps_and_says_so() {
+        let mut web = svc("web", 5);
+        web.placement.max_replicas_per_node = Some(2);
+        let p = place(&desired(vec![web]), &snap(hosts(&["a", "b"]), vec![]));
+        assert_eq!(per_host(&p, "web"), counts(&[("a", 2), ("b", 2), ("-", 1)]));
+        assert_eq!(
+            reason(&p, "web", "5"),
+            "max_replicas_per_node 2 reached on all 2 eligible hosts"
+        );
+    }
+
+    #[test]
+    fn published_ports_are_exclusive_across_services() {
+        let mut a = svc("a", 1);
+        a.container.ports = vec![port("", 8080)];
+        let mut b = svc("b", 2);
+        b.container.ports = vec![port("127.0.0.1", 8080)];
+        // Different IPs do not clash with each other, but both clash with the wildcard.
+        let mut c = svc("c", 1);
+        c.container.ports = vec![port("127.0.0.2", 8080)];
+        let mut free = svc("free", 2);
+        free.container.ports = vec![PortBinding {
+            host_port: None,
+            ..port("", 0)
+        }];
+        let p = place(
+            &desired(vec![a, b, c, free]),
+            &snap(hosts(&["h1", "h2"]), vec![]),
+        );
+        let a_host = p.host_of(&key("a", "1")).unwrap().to_string();
+        let other = if a_host == "h1" { "h2" } else { "h1" };
+        assert_eq!(p.host_of(&key("b", "1")), Some(other));
+        assert_eq!(
+            reason(&p, "b", "2"),
+            "port 8080/tcp is taken on all eligible hosts"
+        );
+        assert_eq!(p.host_of(&key("c", "1")), Some(other));
+        assert_eq!(per_host(&p, "free"), counts(&[("h1", 1), ("h2", 1)]));
+    }
+
+    #[test]
+    fn reservation_that_fits_nowhere_names_memory_and_hosts() {
+        let mut h = hosts(&["edge-1", "edge-2"]);
+        h[0].capacity = Some(Capacity {
+            nano_cpus: None,
+            memory_bytes: Some(GIB),
+        });
+        h[1].capacity = Some(Capacity {
+            nano_cpus: Some(4_000_000_000),
+            memory_bytes: Some(2 * GIB),
+        });
+        let mut big = svc("big", 1);
+        big.reserve_memory_bytes = Some(4 * GIB);
+        let mut small = svc("small", 3);
+        small.reserve_memory_bytes = Some(GIB);
+        small.reserve_nano_cpus = Some(500_000_000);
+        let p = place(&desired(vec![big, small]), &snap(h, vec![]));
+        assert_eq!(
+            reason(&p, "big", "1"),
+            "no host has room: needs 4 GiB memory (edge-1: 1 GiB free, edge-2: 2 GiB free)"
+        );
+        // Most free memory first: edge-2 twice, then edge-1.
+        assert_eq!(
+            per_host(&p, "small"),
+            counts(&[("edge-1", 1), ("edge-2", 2)])
+        );
+    }
+
+    #[test]
+    fn a_service_depending_on_a_pending_one_is_pending_transitively() {
+        let mut db = svc("db", 1);
+        db.placement.constraints = vec![label("zone", true, "c")];
+        let mut api = svc("api", 2);
+        api.depends_on = [("db".to_string(), DependsCondition::ServiceStarted)].into();
+        let mut web = svc("web", 1);
+        web.depends_on = [("api".to_string(), DependsCondition::ServiceStarted)].into();
+        let other = svc("other", 1);
+        let p = place(
+            &desired(vec![db, api, web, other]),
+            &snap(hosts(&["a"]), vec![existing("api", "1", "a")]),
+        );
+        assert_eq!(reason(&p, "api", "1"), "depends on pending service `db`");
+        assert_eq!(reason(&p, "api", "2"), "depends on pending service `db`");
+        assert_eq!(reason(&p, "web", "1"), "depends on pending service `api`");
+        assert_eq!(p.host_of(&key("other", "1")), Some("a"));
+    }
+
+    #[test]
+    fn cordon_keeps_existing_but_takes_nothing_new() {
+        let mut h = hosts(&["a", "b"]);
+        h[0].cordon = true;
+        let ex = vec![existing("web", "1", "a")];
+        let p = place(&desired(vec![svc("web", 3)]), &snap(h.clone(), ex));
+        assert_eq!(per_host(&p, "web"), counts(&[("a", 1), ("b", 2)]));
+        h[1].cordon = true;
+        let p = place(&desired(vec![svc("web", 1)]), &snap(h, vec![]));
+        assert_eq!(
+            reason(&p, "web", "1"),
+            "no eligible host takes new replicas (a: cordoned, b: cordoned)"
+        );
+    }
+
+    #[test]
+    fn drain_moves_everything() {
+        let mut h = hosts(&["a", "b"]);
+        h[0].drain = true;
+        let ex = vec![existing("web", "1", "a"), existing("web", "2", "a")];
+        let p = place(&desired(vec![svc("web", 2)]), &snap(h, ex));
+        assert_eq!(per_host(&p, "web"), counts(&[("b", 2)]));
+    }
+
+    #[test]
+    fn unreachable_keeps_healthy_replicas_and_takes_nothing_new() {
+        let mut h = hosts(&["a", "b"]);
+        h[0].state = HostState::Unreachable;
+        let mut sick = existing("web", "2", "a");
+        sick.healthy = false;
+        let ex = vec![existing("web", "1", "a"), sick];
+        let p = place(&desired(vec![svc("web", 3)]), &snap(h, ex));
+        assert_eq!(
+            hosts_of(&p, "web"),
+            vec![
+                ("1".into(), "a".into()),
+                ("2".into(), "b".into()),
+                ("3".into(), "b".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn unhealthy_replica_on_an_up_host_stays() {
+        let mut sick = existing("web", "1", "b");
+        sick.healthy = false;
+        let p = place(
+            &desired(vec![svc("web", 1)]),
+            &snap(hosts(&["a", "b"]), vec![sick]),
+        );
+        assert_eq!(p.host_of(&key("web", "1")), Some("b"));
+    }
+
+    #[test]
+    fn down_moves_replicated_and_does_not_replace_global() {
+        let mut h = hosts(&["a", "b", "c"]);
+        h[0].state = HostState::Down;
+        let mut agent = svc("agent", 0);
+        agent.mode = DeployMode::Global;
+        let ex = vec![
+            existing("web", "1", "a"),
+            existing("web", "2", "b"),
+            existing("agent", "a", "a"),
+            existing("agent", "b", "b"),
+        ];
+        let p = place(&desired(vec![svc("web", 2), agent]), &snap(h, ex));
+        assert_eq!(
+            hosts_of(&p, "web"),
+            vec![("1".into(), "c".into()), ("2".into(), "b".into())]
+        );
+        assert_eq!(
+            hosts_of(&p, "agent"),
+            vec![("b".into(), "b".into()), ("c".into(), "c".into())]
+        );
+    }
+
+    #[test]
+    fn stickiness_survives_scaling_and_new_hosts() {
+        let d3 = desired(vec![svc("web", 3)]);
+        let first = place(&d3, &snap(hosts(&["a", "b", "c"]), vec![]));
+        let ex: Vec<ExistingReplica> = first
+            .replicas
+            .iter()
+            .map(|(k, a)| match a {
+                Assignment::Host { host } => existing(&k.service, &k.slot, host),
+                Assignment::Pending { .. } => panic!("pending"),
+            })
+            .collect();
+        // A fourth host and a scale-up: the existing three stay, the new ones go to fresh hosts.
+        let p = place(
+            &desired(vec![svc("web", 5)]),
+            &snap(hosts(&["a", "b", "c", "d"]), ex.clone()),
+        );
+        for (k, a) in &first.replicas {
+            assert_eq!(p.replicas.get(k), Some(a));
+        }
+        assert_eq!(p.host_of(&key("web", "4")), Some("d"));
+        // Scale down: the remaining ones stay put.
+        let p = place(
+            &desired(vec![svc("web", 2)]),
+            &snap(hosts(&["a", "b", "c", "d"]), ex),
+        );
+        assert_eq!(p.replicas.len(), 2);
+        for (k, a) in &p.replicas {
+            assert_eq!(first.replicas.get(k), Some(a));
+        }
+    }
+
+    #[test]
+    fn lowered_max_per_node_moves_the_later_sticky_replicas() {
+        let mut web = svc("web", 3);
+        web.placement.max_replicas_per_node = Some(1);
+        let ex = vec![
+            existing("web", "1", "a"),
+            existing("web", "2", "a"),
+            existing("web", "3", "a"),
+        ];
+        let p = place(&desired(vec![web]), &snap(hosts(&["a", "b", "c"]), ex));
+        assert_eq!(
+            hosts_of(&p, "web"),
+            vec![
+                ("1".into(), "a".into()),
+                ("2".into(), "b".into()),
+                ("3".into(), "c".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_copies_keep_the_newer_on_an_up_host() {
+        let mut old = existing("web", "1", "a");
+        old.created = "2024-01-01T00:00:00Z".into();
+        let mut new = existing("web", "1", "b");
+        new.created = "2024-02-01T00:00:00Z".into();
+        let ex = vec![old.clone(), new.clone()];
+        let p = place(&desired(vec![svc("web", 1)]), &snap(hosts(&["a", "b"]), ex));
+        assert_eq!(p.host_of(&key("web", "1")), Some("b"));
+        // The newer copy on a host that is not Up loses to the one on an Up host.
+        let mut h = hosts(&["a", "b"]);
+        h[1].state = HostState::Unreachable;
+        let p = place(&desired(vec![svc("web", 1)]), &snap(h, vec![old, new]));
+        assert_eq!(p.host_of(&key("web", "1")), Some("a"));
+    }
+
+    #[test]
+    fn global_mode_follows_constraints() {
+        let mut agent = svc("agent", 7);
+        agent.mode = DeployMode::Global;
+        agent.placement.constraints = vec![label("role", false, "db")];
+        let h = vec![
+            host("a", &[("role", "db")]),
+            host("b", &[("role", "web")]),
+            host("c", &[]),
+        ];
+        let p = place(&desired(vec![agent]), &snap(h, vec![]));
+        assert_eq!(
+            hosts_of(&p, "agent"),
+            vec![("b".into(), "b".into()), ("c".into(), "c".into())]
+        );
+    }
+
+    #[test]
+    fn an_empty_fleet_leaves_everything_pending() {
+        let p = place(&desired(vec![svc("web", 1)]), &Snapshot::default());
+        assert_eq!(reason(&p, "web", "1"), "the fleet has no hosts");
+    }
+
+    #[test]
+    fn units_read_well() {
+        assert_eq!(bytes_text(4 * i128::from(GIB)), "4 GiB");
+        assert_eq!(bytes_text(3 * i128::from(GIB) / 2), "1.5 GiB");
+        assert_eq!(bytes_text(512 << 20), "512 MiB");
+        assert_eq!(bytes_text(100), "100 B");
+        assert_eq!(cpu_text(250_000_000), "0.25 cpu");
+        assert_eq!(cpu_text(2_000_000_000), "2 cpu");
+    }
+
+    // ---- property tests ----
+
+    fn arb_host() -> impl Strategy<Value = HostFacts> {
+        (
+            prop::option::of(prop::sample::select(vec!["a", "b", "c"])),
+            prop::option::of(prop::sample::select(vec!["r1", "r2"])),
+            prop::option::of((prop::option::of(1i64..5), prop::option::of(1i64..5))),
+            prop::sample::select(vec![
+                HostState::Up,
+                HostState::Up,
+                HostState::Up,
+                HostState::Unreachable,
+                HostState::Down,
+            ]),
+            prop::bool::weighted(0.15),
+            prop::bool::weighted(0.1),
+        )
+            .prop_map(|(zone, rack, cap, state, cordon, drain)| {
+                let mut labels = BTreeMap::new();
+                if let Some(z) = zone {
+                    labels.insert("zone".to_string(), z.to_string());
+                }
+                if let Some(r) = rack {
+                    labels.insert("rack".to_string(), r.to_string());
+                }
+                HostFacts {
+                    name: String::new(),
+                    labels,
+                    capacity: cap.map(|(c, m)| Capacity {
+                        nano_cpus: c.map(|c| c * 1_000_000_000),
+                        memory_bytes: m.map(|m| m * GIB),
+                    }),
+                    state,
+                    cordon,
+                    drain,
+                }
+            })
+    }
+
+    fn arb_service() -> impl Strategy<Value = ServiceSpec> {
+        let constraint = (
+            prop::sample::select(vec!["zone", "rack", "host"]),
+            any::<bool>(),
+            prop::sample::select(vec!["a", "b", "r1", "h0", "h1"]),
+        )
+            .prop_map(|(attr, equal, value)| Constraint {
+                attribute: if attr == "host" {
+                    ConstraintAttribute::Hostname
+                } else {
+                    ConstraintAttribute::Label(attr.into())
+                },
+                equal,
+                value: value.into(),
+            });
+        (
+            (
+                prop::bool::weighted(0.2),
+                0u32..6,
+                prop::collection::vec(constraint, 0..2),
+                prop::sample::subsequence(vec!["zone", "rack"], 0..=2),
+                prop::option::of(0u32..3),
+            ),
+            (
+                prop::collection::vec(
+                    (
+                        prop::sample::select(vec![80u16, 81]),
+                        prop::sample::select(vec!["", "127.0.0.1", "127.0.0.2"]),
+                    ),
+                    0..2,
+                ),
+                prop::option::of(0i64..5),
+                prop::option::of(0i64..5),
+                prop::option::of(prop::sample::subsequence(vec!["h0", "h1", "h2"], 0..=3)),
+            ),
+        )
+            .prop_map(
+                |((global, replicas, constraints, spread, max), (ports, cpu, mem, only))| {
+                    let mut s = svc("", replicas);
+                    if global {
+                        s.mode = DeployMode::Global;
+                    }
+                    s.placement = ServicePlacement {
+                        hosts: only.map(|o| o.into_iter().map(String::from).collect()),
+                        constraints,
+                        spread: spread.into_iter().map(String::from).collect(),
+                        max_replicas_per_node: max,
+                    };
+                    s.container.ports = ports.into_iter().map(|(p, ip)| port(ip, p)).collect();
+                    s.reserve_nano_cpus = cpu.map(|c| c * 250_000_000);
+                    s.reserve_memory_bytes = mem.map(|m| m * (GIB / 4));
+                    s
+                },
+            )
+    }
+
+    fn arb_case() -> impl Strategy<Value = (DesiredState, Snapshot)> {
+        (
+            prop::collection::vec(arb_host(), 0..6),
+            prop::collection::vec(arb_service(), 0..8),
+            prop::collection::vec(
+                (0usize..8, 1u32..7, 0usize..6, any::<bool>(), 0u8..5),
+                0..20,
+            ),
+        )
+            .prop_map(|(mut hs, mut services, ex)| {
+                for (i, h) in hs.iter_mut().enumerate() {
+                    h.name = format!("h{i}");
+                }
+                for (i, s) in services.iter_mut().enumerate() {
+                    s.name = format!("svc{i}");
+                }
+                let existing = ex
+                    .into_iter()
+                    .filter(|(s, _, h, _, _)| *s < services.len() && *h < hs.len())
+                    .map(|(s, slot, h, healthy, created)| {
+                        let slot = match services[s].mode {
+                            DeployMode::Global => format!("h{}", slot as usize % hs.len()),
+                            DeployMode::Replicated => slot.to_string(),
                         };
-                        replicas.insert(key((i + 1).to_string()), assignment);
+                        ExistingReplica {
+                            key: key(&services[s].name, &slot),
+                            host: format!("h{h}"),
+                            healthy,
+                            created: format!("t{created}"),
+                        }
+                    })
+                    .collect();
+                (desired(services), snap(hs, existing))
+            })
+    }
+
+    fn service_of<'d>(d: &'d DesiredState, k: &ReplicaKey) -> &'d ServiceSpec {
+        &d.stacks[&k.stack].services[&k.service]
+    }
+
+    fn clashes(a: &PortBinding, b: &PortBinding) -> bool {
+        let wild = |ip: &str| ip.is_empty() || ip == "0.0.0.0" || ip == "::";
+        a.host_port.is_some()
+            && a.host_port == b.host_port
+            && a.protocol == b.protocol
+            && (wild(&a.host_ip) || wild(&b.host_ip) || a.host_ip == b.host_ip)
+    }
+
+    fn check_invariants(d: &DesiredState, s: &Snapshot, p: &Placement) {
+        let mut on_host: BTreeMap<&str, Vec<&ReplicaKey>> = BTreeMap::new();
+        for (k, a) in &p.replicas {
+            let Assignment::Host { host } = a else {
+                continue;
+            };
+            let spec = service_of(d, k);
+            let facts = &s.hosts[host];
+            // (1) eligibility, and new replicas only where new ones may go.
+            assert!(
+                statically_eligible(facts, spec),
+                "{k:?} on ineligible {host}"
+            );
+            let sticky = s.existing.iter().any(|e| &e.key == k && &e.host == host);
+            assert!(
+                sticky || (facts.state == HostState::Up && !facts.cordon),
+                "new {k:?} on {host} which takes no new replicas"
+            );
+            if spec.mode == DeployMode::Global {
+                assert_eq!(&k.slot, host);
+            }
+            on_host.entry(host).or_default().push(k);
+        }
+        for (host, keys) in &on_host {
+            let facts = &s.hosts[*host];
+            // (2) no clashing host ports.
+            for (i, a) in keys.iter().enumerate() {
+                for b in &keys[i + 1..] {
+                    for pa in &service_of(d, a).container.ports {
+                        for pb in &service_of(d, b).container.ports {
+                            assert!(!clashes(pa, pb), "{a:?} and {b:?} clash on {host}");
+                        }
+                    }
+                }
+            }
+            // (3) max per node.
+            let mut per_service: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+            for k in keys {
+                *per_service.entry((&k.stack, &k.service)).or_default() += 1;
+            }
+            for ((stack, service), n) in per_service {
+                let max = d.stacks[stack].services[service]
+                    .placement
+                    .max_replicas_per_node;
+                if let Some(max) = max.filter(|m| *m > 0) {
+                    assert!(n <= max, "{service}: {n} > {max} on {host}");
+                }
+            }
+            // (4) capacity.
+            let cpu: i64 = keys
+                .iter()
+                .map(|k| service_of(d, k).reserve_nano_cpus.unwrap_or(0))
+                .sum();
+            let mem: i64 = keys
+                .iter()
+                .map(|k| service_of(d, k).reserve_memory_bytes.unwrap_or(0))
+                .sum();
+            if let Some(c) = facts.capacity {
+                assert!(
+                    c.nano_cpus.is_none_or(|cap| cpu <= cap),
+                    "cpu over on {host}"
+                );
+                assert!(
+                    c.memory_bytes.is_none_or(|cap| mem <= cap),
+                    "mem over on {host}"
+                );
+            }
+        }
+        // (5) exact replica counts.
+        for (stack_name, stack) in &d.stacks {
+            for (name, spec) in &stack.services {
+                let slots: BTreeSet<&str> = p
+                    .replicas
+                    .keys()
+                    .filter(|k| &k.stack == stack_name && &k.service == name)
+                    .map(|k| k.slot.as_str())
+                    .collect();
+                match spec.mode {
+                    DeployMode::Replicated => {
+                        let want: BTreeSet<String> =
+                            (1..=spec.replicas).map(|i| i.to_string()).collect();
+                        assert_eq!(slots, want.iter().map(String::as_str).collect());
+                    }
+                    DeployMode::Global => {
+                        for h in s.hosts.values() {
+                            let open = statically_eligible(h, spec)
+                                && h.state == HostState::Up
+                                && !h.cordon;
+                            if open {
+                                assert!(
+                                    slots.contains(h.name.as_str()),
+                                    "{name} misses {}",
+                                    h.name
+                                );
+                            }
+                            if !statically_eligible(h, spec) {
+                                assert!(!slots.contains(h.name.as_str()));
+                            }
+                        }
                     }
                 }
             }
         }
     }
-    Placement { replicas }
+
+    /// The snapshot of a converged fleet: every assigned replica runs, healthy, where placed.
+    fn converged(s: &Snapshot, p: &Placement) -> Snapshot {
+        let existing = p
+            .replicas
+            .iter()
+            .filter_map(|(k, a)| match a {
+                Assignment::Host { host } => Some(ExistingReplica {
+                    key: k.clone(),
+                    host: host.clone(),
+                    healthy: true,
+                    created: "t".into(),
+                }),
+                Assignment::Pending { .. } => None,
+            })
+            .collect();
+        Snapshot {
+            hosts: s.hosts.clone(),
+            existing,
+        }
+    }
+
+    fn hosts_only(p: &Placement) -> BTreeMap<&ReplicaKey, Option<&str>> {
+        p.replicas.keys().map(|k| (k, p.host_of(k))).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn placement_invariants_hold((d, s) in arb_case()) {
+            let p = place(&d, &s);
+            check_invariants(&d, &s, &p);
+            // (7) determinism.
+            prop_assert_eq!(&p, &place(&d, &s));
+            // (6) stability: placing a converged fleet moves nothing.
+            let again = place(&d, &converged(&s, &p));
+            prop_assert_eq!(hosts_only(&p), hosts_only(&again));
+        }
+
+        #[test]
+        fn unconstrained_services_are_never_pending((d, s) in arb_case()) {
+            let mut d = d;
+            let mut s = s;
+            for stack in d.stacks.values_mut() {
+                for spec in stack.services.values_mut() {
+                    spec.placement = ServicePlacement::default();
+                    spec.container.ports.clear();
+                    spec.reserve_nano_cpus = None;
+                    spec.reserve_memory_bytes = None;
+                }
+            }
+            let open = host("open", &[]);
+            s.hosts.insert(open.name.clone(), open);
+            let p = place(&d, &s);
+            check_invariants(&d, &s, &p);
+            for (k, a) in &p.replicas {
+                prop_assert!(matches!(a, Assignment::Host { .. }), "{:?} pending: {:?}", k, a);
+            }
+        }
+    }
 }
