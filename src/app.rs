@@ -58,26 +58,26 @@ pub async fn run(command: Command, state_dir: Option<std::path::PathBuf>) -> Res
                 resync: std::time::Duration::from_secs(resync_secs.max(1)),
                 heartbeat: std::time::Duration::from_millis(heartbeat_ms.max(100)),
             };
-            crate::daemon::run(opts, shutdown_signal()).await?;
+            // Registered before anything slow (the first connect): a SIGTERM that arrives early
+            // is then a clean shutdown, not the default action that kills the process.
+            let shutdown = shutdown_signal()?;
+            crate::daemon::run(opts, shutdown).await?;
             Ok(EXIT_OK)
         }
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// A future that resolves on SIGTERM or SIGINT; both handlers are installed when this returns.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
 
 /// The desired state of a repository at a revision, or the errors that make it invalid.
