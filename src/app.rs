@@ -366,6 +366,9 @@ struct ServiceStatus {
 struct ReplicaStatus {
     name: String,
     host: String,
+    /// Why the replica has no host, when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<String>,
     state: Option<RunState>,
     health: Option<crate::observed::Health>,
     restarts: i64,
@@ -398,9 +401,9 @@ async fn status(repo: &RepoArgs, output: Output, connect: &ConnectOptions) -> Re
             });
         entry.desired += 1;
         let name = crate::spec::container_name(&key.stack, &key.service, &key.slot);
-        let host = match a {
-            schedule::Assignment::Host { host } => host.clone(),
-            schedule::Assignment::Pending { .. } => String::new(),
+        let (host, pending) = match a {
+            schedule::Assignment::Host { host } => (host.clone(), None),
+            schedule::Assignment::Pending { reason } => (String::new(), Some(reason.clone())),
         };
         let observed = pass
             .observed
@@ -414,6 +417,7 @@ async fn status(repo: &RepoArgs, output: Output, connect: &ConnectOptions) -> Re
         entry.replicas.push(ReplicaStatus {
             name,
             host,
+            pending,
             state: observed.map(|c| c.state),
             health: observed.and_then(|c| c.health),
             restarts: observed.map(|c| c.restart_count).unwrap_or(0),
@@ -503,6 +507,9 @@ async fn status(repo: &RepoArgs, output: Output, connect: &ConnectOptions) -> Re
                         },
                         r.restarts
                     );
+                    if let Some(reason) = &r.pending {
+                        let _ = writeln!(out, "      pending: {reason}");
+                    }
                     for line in &r.last_logs {
                         let _ = writeln!(out, "      | {line}");
                     }
