@@ -272,6 +272,7 @@ fn host_loss(lose: impl Fn(&Hosts), restore: impl Fn(&Hosts), partitioned: bool)
     );
     let h1 = hosts.names[0].clone();
     let lost = layout(&hosts, &t, true)[&h1].clone();
+    let _restore = crate::fleet::Restore(&hosts);
     let handshakes_before: usize = hosts.names.iter().map(|h| hosts.handshakes(h)).sum();
     lose(&hosts);
     // After host_down_after (3 s) the lost host's replica runs on the other two.
