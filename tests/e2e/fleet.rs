@@ -182,7 +182,7 @@ fn spread_stack(t: &TestFleet, replicas: u32) {
 }
 
 /// Removes this fleet's containers from every host (the harness's drop only sees the root engine).
-struct HostCleanup<'a>(&'a Hosts, String);
+pub struct HostCleanup<'a>(pub &'a Hosts, pub String);
 
 impl Drop for HostCleanup<'_> {
     fn drop(&mut self) {
@@ -190,8 +190,11 @@ impl Drop for HostCleanup<'_> {
             let sock = format!("unix://{}", self.0.sock(h));
             let label = format!("label=convoy.fleet={}", self.1);
             if let Some(ids) = docker_try(&["-H", &sock, "ps", "-aq", "--filter", &label]) {
-                for id in ids.split_whitespace() {
-                    let _ = docker_try(&["-H", &sock, "rm", "-f", id]);
+                let ids: Vec<&str> = ids.split_whitespace().collect();
+                if !ids.is_empty() {
+                    let mut args = vec!["-H", sock.as_str(), "rm", "-f"];
+                    args.extend(ids);
+                    let _ = docker_try(&args);
                 }
             }
             if let Some(nets) =

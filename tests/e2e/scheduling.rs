@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::fleet::Hosts;
+use crate::fleet::{HostCleanup, Hosts};
 use crate::harness::*;
 
 /// Writes the fleet file with a short `host_down_after` and per-host extra lines.
@@ -67,32 +67,6 @@ fn all_names(l: &BTreeMap<String, Vec<String>>) -> Vec<String> {
     let mut v: Vec<String> = l.values().flatten().cloned().collect();
     v.sort();
     v
-}
-
-struct Cleanup<'a>(&'a Hosts, String);
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        for h in &self.0.names {
-            let sock = format!("unix://{}", self.0.sock(h));
-            let label = format!("label=convoy.fleet={}", self.1);
-            if let Some(ids) = docker_try(&["-H", &sock, "ps", "-aq", "--filter", &label]) {
-                let ids: Vec<&str> = ids.split_whitespace().collect();
-                if !ids.is_empty() {
-                    let mut a = vec!["-H", sock.as_str(), "rm", "-f"];
-                    a.extend(ids);
-                    let _ = docker_try(&a);
-                }
-            }
-            if let Some(nets) =
-                docker_try(&["-H", &sock, "network", "ls", "-q", "--filter", &label])
-            {
-                for n in nets.split_whitespace() {
-                    let _ = docker_try(&["-H", &sock, "network", "rm", n]);
-                }
-            }
-        }
-    }
 }
 
 /// One unowned container per host, checked unchanged at the end.
@@ -157,7 +131,7 @@ fn sd(t: &TestFleet) -> String {
 fn placement_spreads_by_zone_and_honours_constraints_ports_caps_and_capacity() {
     let Some(hosts) = Hosts::get() else { return };
     let t = TestFleet::new();
-    let _c = Cleanup(&hosts, t.id.clone());
+    let _c = HostCleanup(&hosts, t.id.clone());
     fleet_file(&hosts, &t, &BTreeMap::new());
     let (h1, h2, h3) = (
         hosts.names[0].clone(),
@@ -253,7 +227,7 @@ services:
 fn host_loss(lose: impl Fn(&Hosts), restore: impl Fn(&Hosts), partitioned: bool) {
     let Some(hosts) = Hosts::get() else { return };
     let t = TestFleet::new();
-    let _c = Cleanup(&hosts, t.id.clone());
+    let _c = HostCleanup(&hosts, t.id.clone());
     let bystanders = Bystanders::start(&hosts, &t);
     fleet_file(&hosts, &t, &BTreeMap::new());
     t.compose(
@@ -330,7 +304,7 @@ fn a_partitioned_host_is_rescheduled_and_its_running_copies_fenced_on_return() {
 fn cordon_and_drain_through_the_watched_directory_and_one_connection_per_host() {
     let Some(hosts) = Hosts::get() else { return };
     let t = TestFleet::new();
-    let _c = Cleanup(&hosts, t.id.clone());
+    let _c = HostCleanup(&hosts, t.id.clone());
     let bystanders = Bystanders::start(&hosts, &t);
     fleet_file(&hosts, &t, &BTreeMap::new());
     let stack = |n: u32| {
