@@ -179,7 +179,7 @@ start_engine() {
     -H "unix://$h/docker.sock" \
     --containerd-namespace "$ns" \
     --containerd-plugins-namespace "$ns-plugins" \
-    >>"$h/dockerd.log" 2>&1 </dev/null &
+    >>"$h/dockerd.log" 2>&1 </dev/null 8>&- 9>&- &
   printf '%s\n' "$!" >"$h/dockerd.pid.start"
 }
 
@@ -205,7 +205,9 @@ start_sshd() {
   chmod 0755 /run/sshd
   rm -f "$h/sshd.pid"
   make_uts "$n"
-  host_nsenter "$n" /usr/sbin/sshd -f "$h/sshd_config" -E "$h/sshd.log" </dev/null
+  # 8>&- 9>&-: daemons must not inherit the callers' lock descriptors (scripts/test holds the
+  # fleet lock on 8), or a daemon that outlives its run keeps the lock forever.
+  host_nsenter "$n" /usr/sbin/sshd -f "$h/sshd_config" -E "$h/sshd.log" </dev/null 8>&- 9>&-
 }
 
 # Wait until host N answers over SSH with the generated config and known_hosts.
