@@ -115,14 +115,22 @@ pub fn container_drift(
         list(desired.mounts.iter().map(mount_str)),
     );
     push("restart", restart_str(actual), restart_str(desired));
-    let want_health = desired
+    let mut want_health = desired
         .healthcheck
         .clone()
         .or_else(|| image.healthcheck.clone());
+    // Engines before API 1.44 (Docker 25) do not know `start_interval` and drop it: when the
+    // engine reports none, the spec's cannot be told from a change, and counting it would
+    // replace the container on every pass.
+    if let (Some(want), Some(have)) = (&mut want_health, &actual.healthcheck) {
+        if have.start_interval_ns.is_none() {
+            want.start_interval_ns = None;
+        }
+    }
     push(
         "healthcheck",
-        format!("{:?}", actual.healthcheck),
-        format!("{want_health:?}"),
+        health_str(&actual.healthcheck),
+        health_str(&want_health),
     );
     push(
         "user",
@@ -276,6 +284,35 @@ fn diff_maps(
             new: show(new),
         });
     }
+}
+
+/// A healthcheck as people write it: `CMD true, interval 5s, retries 2`.
+fn health_str(h: &Option<crate::spec::Healthcheck>) -> String {
+    let Some(h) = h else {
+        return NONE.into();
+    };
+    let mut parts = vec![h.test.join(" ")];
+    let dur = |ns: i64| {
+        if ns % 1_000_000_000 == 0 {
+            format!("{}s", ns / 1_000_000_000)
+        } else {
+            format!("{}ms", ns / 1_000_000)
+        }
+    };
+    for (name, v) in [
+        ("interval", h.interval_ns),
+        ("timeout", h.timeout_ns),
+        ("start_period", h.start_period_ns),
+        ("start_interval", h.start_interval_ns),
+    ] {
+        if let Some(ns) = v {
+            parts.push(format!("{name} {}", dur(ns)));
+        }
+    }
+    if let Some(r) = h.retries {
+        parts.push(format!("retries {r}"));
+    }
+    parts.join(", ")
 }
 
 fn words(v: &Option<Vec<String>>) -> String {

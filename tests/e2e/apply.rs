@@ -493,3 +493,135 @@ fn nine_digits(rfc3339: &str) -> String {
     let (secs, frac) = body.split_once('.').unwrap_or((body, ""));
     format!("{secs}.{frac:0<9}Z")
 }
+
+/// Every supported key at once: after `apply`, the engine's view must compare equal to the spec
+/// (a field the engine reports differently would replace the container on every pass).
+#[test]
+fn every_supported_key_converges_and_stays_converged() {
+    if !docker_available() {
+        return;
+    }
+    let t = TestFleet::new();
+    let bind = t.path().join("bind");
+    std::fs::create_dir_all(&bind).unwrap();
+    t.write(
+        &format!("stacks/{}/app.env", t.stack("web")),
+        "FROM_FILE=1\nAPI_TOKEN=abc\n",
+    );
+    t.compose(
+        "web",
+        &format!(
+            r#"
+x-common: &common
+  image: {IMAGE}
+  labels:
+    team: core
+services:
+  db:
+    <<: *common
+    command: sleep 3600
+  app:
+    <<: *common
+    entrypoint: ["sh", "-c"]
+    command: ["exec sleep 3600"]
+    environment:
+      MODE: prod
+      LIST: "a,b"
+    env_file: app.env
+    ports:
+      - "127.0.0.1:18391:80"
+      - target: 81
+        published: "18392"
+        host_ip: 127.0.0.1
+        protocol: udp
+    volumes:
+      - data:/data
+      - {bind}:/bind:ro
+      - type: volume
+        source: cache
+        target: /cache
+    restart: on-failure:3
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 5s
+      timeout: 2s
+      retries: 2
+      start_period: 1s
+      start_interval: 1s
+    user: "1000:1000"
+    working_dir: /tmp
+    hostname: app-host
+    stop_signal: SIGINT
+    stop_grace_period: 3s
+    cap_add: [NET_ADMIN]
+    cap_drop: [MKNOD]
+    read_only: true
+    tmpfs:
+      - /run:size=16m
+      - /scratch
+    init: true
+    extra_hosts:
+      - "db.example:10.0.0.5"
+    dns: [10.0.0.53]
+    sysctls:
+      net.core.somaxconn: 1024
+    ulimits:
+      nofile:
+        soft: 1024
+        hard: 2048
+      nproc: 512
+    logging:
+      driver: json-file
+      options:
+        max-size: 1m
+    networks:
+      default:
+      back:
+        aliases: [api]
+    depends_on:
+      db:
+        condition: service_started
+    deploy:
+      replicas: 1
+      resources:
+        limits:
+          cpus: "0.5"
+          memory: 64m
+          pids: 100
+        reservations:
+          memory: 16m
+      restart_policy:
+        condition: on-failure
+        max_attempts: 3
+networks:
+  back: {{}}
+volumes:
+  data: {{}}
+  cache: {{}}
+"#,
+            bind = bind.display()
+        ),
+    );
+    t.convoy(&["apply"]).code(0);
+    let diff = t.convoy(&["diff"]).code(0);
+    assert!(diff.stdout.contains("No changes"), "{}", diff.stdout);
+    let app = t.cname("web", "app", 1);
+    assert_eq!(
+        t.inspect(&app, "{{.HostConfig.Memory}}"),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(
+        t.inspect(
+            &app,
+            "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}"
+        ),
+        "on-failure:3"
+    );
+    assert_eq!(t.inspect(&app, "{{.Config.Hostname}}"), "app-host");
+    assert!(t
+        .inspect(&app, "{{json .NetworkSettings.Networks}}")
+        .contains(&format!("{}_back", t.stack("web"))));
+    let before = t.engine_view();
+    t.convoy(&["apply"]).code(0);
+    assert_eq!(t.engine_view(), before, "a second apply replaced something");
+}
