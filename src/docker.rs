@@ -142,7 +142,7 @@ impl Engine {
             .map_err(|e| self.err("list containers", e))?;
         let mut snap = HostSnapshot {
             engine_version: info.server_version.unwrap_or_default(),
-            nano_cpus: info.ncpu.unwrap_or(0) * 1_000_000_000,
+            nano_cpus: info.ncpu.unwrap_or(0).saturating_mul(1_000_000_000),
             memory_bytes: info.mem_total.unwrap_or(0),
             ..Default::default()
         };
@@ -491,7 +491,7 @@ impl Engine {
             .stop_container(
                 id,
                 Some(StopContainerOptions {
-                    t: grace.map(|g| g as i32),
+                    t: grace.map(|g| g.clamp(0, i32::MAX as i64) as i32),
                     ..Default::default()
                 }),
             )
@@ -739,7 +739,8 @@ fn observed_container(
             })
         })
         .collect();
-    mounts.sort();
+    // The spec orders mounts by target; so does this, or two mounts compare as drift.
+    mounts.sort_by(|a, b| a.target.cmp(&b.target).then_with(|| a.cmp(b)));
 
     let restart = hc.restart_policy.unwrap_or_default();
     let restart = RestartPolicy {
@@ -758,8 +759,22 @@ fn observed_container(
         .unwrap_or_default()
         .into_iter()
         .map(|(name, ep)| {
-            let mut aliases = ep.aliases.unwrap_or_default();
+            // The engine adds the short container ID as an alias on user networks: not ours.
+            // (It adds the hostname too, when one is set; `drift` handles that one.)
+            let short_id: String =
+                i.id.as_deref()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(12)
+                    .collect();
+            let mut aliases: Vec<String> = ep
+                .aliases
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|a| *a != short_id)
+                .collect();
             aliases.sort();
+            aliases.dedup();
             (name, NetworkAttachment { aliases })
         })
         .collect();

@@ -109,10 +109,15 @@ pub fn container_drift(
         })
         .map(mount_str)
         .collect();
+    let mut want_mounts: Vec<String> = desired.mounts.iter().map(mount_str).collect();
+    let mut actual_mounts = actual_mounts;
+    // Compared as sets: the engine does not keep the order they were written in.
+    want_mounts.sort();
+    actual_mounts.sort();
     push(
         "volumes",
         list(actual_mounts.into_iter()),
-        list(desired.mounts.iter().map(mount_str)),
+        list(want_mounts.into_iter()),
     );
     push("restart", restart_str(actual), restart_str(desired));
     let mut want_health = desired
@@ -125,6 +130,20 @@ pub fn container_drift(
     if let (Some(want), Some(have)) = (&mut want_health, &actual.healthcheck) {
         if have.start_interval_ns.is_none() {
             want.start_interval_ns = None;
+        }
+    }
+    // Zero means "the default" to the engine, which then reports nothing.
+    if let Some(want) = &mut want_health {
+        for v in [
+            &mut want.interval_ns,
+            &mut want.timeout_ns,
+            &mut want.retries,
+            &mut want.start_period_ns,
+            &mut want.start_interval_ns,
+        ] {
+            if v.is_some_and(|n| n <= 0) {
+                *v = None;
+            }
         }
     }
     push(
@@ -219,43 +238,80 @@ pub fn container_drift(
                 .map(|(k, u)| format!("{k}={}:{}", u.soft, u.hard)),
         ),
     );
-    // Without `logging` the engine's default driver applies: only a declared one is compared.
+    // Without `logging`, or with options but no driver, the engine's default driver applies
+    // (and the daemon's default options are merged in): only what the spec declares is compared.
     if let Some(want) = &desired.logging {
-        let have = actual
-            .logging
-            .as_ref()
-            .map(|l| format!("{} {}", l.driver, map_str(&l.options)))
-            .unwrap_or_else(|| NONE.into());
-        push(
-            "logging",
-            have,
-            format!("{} {}", want.driver, map_str(&want.options)),
+        let have = actual.logging.clone().unwrap_or(crate::spec::Logging {
+            driver: String::new(),
+            options: BTreeMap::new(),
+        });
+        if !want.driver.is_empty() {
+            push("logging.driver", opt_str(&have.driver), want.driver.clone());
+        }
+        let have_opts: BTreeMap<String, String> = want
+            .options
+            .keys()
+            .filter_map(|k| Some((k.clone(), have.options.get(k)?.clone())))
+            .collect();
+        diff_maps(
+            "logging.options",
+            &have_opts,
+            &want.options,
+            |_| false,
+            &mut out,
         );
     }
-    push(
-        "networks",
-        list(actual.networks.keys().cloned()),
-        list(desired.networks.keys().cloned()),
-    );
+    let mut push = |field: &str, old: String, new: String| {
+        if old != new {
+            out.push(FieldChange {
+                field: field.to_string(),
+                old,
+                new,
+            });
+        }
+    };
+    // With a hostname set, the engine adds it as an alias on each network: not drift unless
+    // the spec names it.
+    let nets = |c: &ContainerSpec, engine: bool| {
+        list(c.networks.iter().map(|(name, a)| {
+            let wanted = desired.networks.get(name);
+            let mut aliases: Vec<String> = a
+                .aliases
+                .iter()
+                .filter(|al| {
+                    !engine
+                        || Some(al.as_str()) != c.hostname.as_deref()
+                        || wanted.is_some_and(|w| w.aliases.contains(al))
+                })
+                .cloned()
+                .collect();
+            aliases.sort();
+            aliases.dedup();
+            format!("{name} ({})", aliases.join(" "))
+        }))
+    };
+    push("networks", nets(actual, true), nets(desired, false));
+    // The engine reports 0 (or -1 for pids) for "no limit": so does a spec that writes it.
+    let limit = |v: Option<i64>| v.filter(|n| *n > 0);
     push(
         "deploy.resources.limits.memory",
-        opt_bytes(actual.memory_bytes),
-        opt_bytes(desired.memory_bytes),
+        opt_bytes(limit(actual.memory_bytes)),
+        opt_bytes(limit(desired.memory_bytes)),
     );
     push(
         "deploy.resources.limits.cpus",
-        opt_cpus(actual.nano_cpus),
-        opt_cpus(desired.nano_cpus),
+        opt_cpus(limit(actual.nano_cpus)),
+        opt_cpus(limit(desired.nano_cpus)),
     );
     push(
         "deploy.resources.limits.pids",
-        opt_num(actual.pids_limit, ""),
-        opt_num(desired.pids_limit, ""),
+        opt_num(limit(actual.pids_limit), ""),
+        opt_num(limit(desired.pids_limit), ""),
     );
     push(
         "deploy.resources.reservations.memory",
-        opt_bytes(actual.memory_reservation_bytes),
-        opt_bytes(desired.memory_reservation_bytes),
+        opt_bytes(limit(actual.memory_reservation_bytes)),
+        opt_bytes(limit(desired.memory_reservation_bytes)),
     );
     out
 }
@@ -320,6 +376,14 @@ fn words(v: &Option<Vec<String>>) -> String {
         None => NONE.into(),
         Some(w) if w.is_empty() => NONE.into(),
         Some(w) => format!("{w:?}"),
+    }
+}
+
+fn opt_str(v: &str) -> String {
+    if v.is_empty() {
+        NONE.into()
+    } else {
+        v.to_string()
     }
 }
 
@@ -520,5 +584,58 @@ mod tests {
             assert_eq!(drift.len(), 1, "{field}: {drift:?}");
             assert_eq!(drift[0].field, field);
         }
+    }
+
+    #[test]
+    fn engine_normal_forms_are_not_drift() {
+        let mut d = base();
+        d.mounts = vec![
+            MountSpec {
+                kind: MountKind::Bind,
+                source: "/srv/b".into(),
+                target: "/a".into(),
+                read_only: false,
+            },
+            MountSpec {
+                kind: MountKind::Bind,
+                source: "/srv/a".into(),
+                target: "/b".into(),
+                read_only: false,
+            },
+        ];
+        d.logging = Some(crate::spec::Logging {
+            driver: String::new(),
+            options: [("max-size".to_string(), "1m".to_string())].into(),
+        });
+        d.pids_limit = Some(0);
+        d.hostname = Some("h".into());
+        d.networks.insert(
+            "s_default".into(),
+            crate::spec::NetworkAttachment {
+                aliases: vec!["app".into()],
+            },
+        );
+        let mut a = as_engine_reports(&d);
+        a.mounts.reverse();
+        a.logging = Some(crate::spec::Logging {
+            driver: "json-file".into(),
+            options: [
+                ("max-size".to_string(), "1m".to_string()),
+                ("max-file".to_string(), "3".to_string()),
+            ]
+            .into(),
+        });
+        a.pids_limit = None;
+        a.networks
+            .get_mut("s_default")
+            .unwrap()
+            .aliases
+            .push("h".into());
+        assert_eq!(container_drift(&d, &a, &image(), &BTreeSet::new()), vec![]);
+        // An alias changed by hand is drift.
+        a.networks.get_mut("s_default").unwrap().aliases = vec!["other".into()];
+        let drift = container_drift(&d, &a, &image(), &BTreeSet::new());
+        assert_eq!(drift.len(), 1, "{drift:?}");
+        assert_eq!(drift[0].field, "networks");
     }
 }

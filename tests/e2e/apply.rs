@@ -504,6 +504,10 @@ fn every_supported_key_converges_and_stays_converged() {
     let t = TestFleet::new();
     let bind = t.path().join("bind");
     std::fs::create_dir_all(&bind).unwrap();
+    // Sources and targets in crossed order: the engine lists mounts in its own order.
+    let (src_a, src_b) = (t.path().join("a"), t.path().join("b"));
+    std::fs::create_dir_all(&src_a).unwrap();
+    std::fs::create_dir_all(&src_b).unwrap();
     t.write(
         &format!("stacks/{}/app.env", t.stack("web")),
         "FROM_FILE=1\nAPI_TOKEN=abc\n",
@@ -520,6 +524,14 @@ services:
   db:
     <<: *common
     command: sleep 3600
+    # Options without a driver: the engine's default driver is used.
+    logging:
+      options:
+        max-size: 2m
+    deploy:
+      resources:
+        limits:
+          pids: 0
   app:
     <<: *common
     entrypoint: ["sh", "-c"]
@@ -537,6 +549,8 @@ services:
     volumes:
       - data:/data
       - {bind}:/bind:ro
+      - {src_b}:/mnt/a
+      - {src_a}:/mnt/b
       - type: volume
         source: cache
         target: /cache
@@ -599,7 +613,9 @@ volumes:
   data: {{}}
   cache: {{}}
 "#,
-            bind = bind.display()
+            bind = bind.display(),
+            src_a = src_a.display(),
+            src_b = src_b.display()
         ),
     );
     t.convoy(&["apply"]).code(0);
