@@ -199,15 +199,15 @@ async fn run_step(
             create_and_start(engine, replica).await
         }
         Action::Replace {
-            replica, old_id, ..
+            replica,
+            old_id,
+            old_grace_secs,
+            ..
         } => {
             ensure_image(ctx, engine, &step.host, replica).await?;
             // Stop-first: the old container frees its name and host ports before the new one
             // is created (rolling updates come later).
-            match engine
-                .remove(old_id, &replica.name, replica.spec.stop_grace_period_secs)
-                .await
-            {
+            match engine.remove(old_id, &replica.name, *old_grace_secs).await {
                 Ok(()) => create_and_start(engine, replica).await,
                 Err(e) => Err(e),
             }
@@ -221,7 +221,12 @@ async fn run_step(
                 engine.start(id, name).await
             }
         }
-        Action::Remove { id, name, .. } => engine.remove(id, name, None).await,
+        Action::Remove {
+            id,
+            name,
+            grace_secs,
+            ..
+        } => engine.remove(id, name, *grace_secs).await,
     };
     drop(_enter);
     result.map_err(|e| e.to_string())

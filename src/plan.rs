@@ -131,6 +131,8 @@ pub enum Action {
     Replace {
         replica: Box<Replica>,
         old_id: String,
+        /// The old container's own stop grace period (it is the one being stopped).
+        old_grace_secs: Option<i64>,
         changes: Vec<FieldChange>,
         reason: String,
     },
@@ -146,6 +148,8 @@ pub enum Action {
         service: String,
         name: String,
         id: String,
+        /// The container's own stop grace period, as the engine reports it.
+        grace_secs: Option<i64>,
         reason: String,
     },
     RemoveNetwork {
@@ -482,6 +486,7 @@ impl<'a> Planner<'a> {
         if c.health == Some(crate::observed::Health::Unhealthy) && c.state == RunState::Running {
             return Some(Action::Replace {
                 old_id: c.id.clone(),
+                old_grace_secs: c.actual.stop_grace_period_secs,
                 changes,
                 reason: "unhealthy".into(),
                 replica: Box::new(replica),
@@ -490,6 +495,7 @@ impl<'a> Planner<'a> {
         if c.state == RunState::Dead {
             return Some(Action::Replace {
                 old_id: c.id.clone(),
+                old_grace_secs: c.actual.stop_grace_period_secs,
                 changes,
                 reason: "dead".into(),
                 replica: Box::new(replica),
@@ -498,6 +504,7 @@ impl<'a> Planner<'a> {
         if !changes.is_empty() {
             return Some(Action::Replace {
                 old_id: c.id.clone(),
+                old_grace_secs: c.actual.stop_grace_period_secs,
                 changes,
                 reason: "drift".into(),
                 replica: Box::new(replica),
@@ -508,6 +515,7 @@ impl<'a> Planner<'a> {
             // the engine does not report the way it was written): replace to be sure.
             return Some(Action::Replace {
                 old_id: c.id.clone(),
+                old_grace_secs: c.actual.stop_grace_period_secs,
                 changes,
                 reason: "spec changed".into(),
                 replica: Box::new(replica),
@@ -620,6 +628,7 @@ impl<'a> Planner<'a> {
                         service: c.service.clone(),
                         name: name.clone(),
                         id: c.id.clone(),
+                        grace_secs: c.actual.stop_grace_period_secs,
                         reason,
                     },
                     after,

@@ -86,6 +86,10 @@ pub async fn run(
     }
     let mut dirty = true;
     let mut reload = false;
+    // Files changed: reload once they have been quiet for FILE_QUIET.
+    let mut reload_at: Option<Instant> = None;
+    // Passes in a row whose steps failed: the next one waits longer (kube-rs' error policy).
+    let mut failing: u32 = 0;
     let mut next_resync = Instant::now() + opts.resync;
     tokio::pin!(shutdown);
     let mut passes: u64 = 0;
@@ -94,15 +98,27 @@ pub async fn run(
             start_watchers(&mut hosts, &fleet, l, &tx, opts.heartbeat);
             start_reconnects(&mut hosts, &mut fleet, l, &opts.connect, &tx);
         }
-        if !dirty {
-            let wake = next_wake(&hosts, &loaded, next_resync);
+        if reload {
+            reload = false;
+            reload_at = Some(Instant::now() + FILE_QUIET);
+        }
+        let files_settled = reload_at.is_some_and(|at| at <= Instant::now());
+        if !dirty && !files_settled {
+            let mut wake = next_wake(&hosts, &loaded, next_resync);
+            if let Some(at) = reload_at {
+                wake = wake.min(at);
+            }
             tokio::select! {
                 _ = &mut shutdown => break,
                 t = rx.recv() => {
                     let Some(t) = t else { break };
                     handle(t, &mut hosts, &mut fleet, &mut dirty, &mut reload).await;
                 }
-                _ = tokio::time::sleep_until(wake) => { dirty = true; }
+                _ = tokio::time::sleep_until(wake) => {
+                    if reload_at.is_none_or(|at| at > Instant::now()) {
+                        dirty = true;
+                    }
+                }
             }
             // Take whatever else has arrived: one pass answers a burst of events.
             while let Ok(t) = rx.try_recv() {
@@ -110,8 +126,8 @@ pub async fn run(
             }
             continue;
         }
-        if reload {
-            reload = false;
+        if files_settled {
+            reload_at = None;
             if let Some(l) = load(&repo) {
                 fleet.align(&l.desired).await;
                 loaded = Some(l);
@@ -125,10 +141,25 @@ pub async fn run(
         let Some(l) = &loaded else { continue };
         passes += 1;
         let span = tracing::info_span!("pass", n = passes, commit = %l.commit);
-        let requeue = pass(l, &mut fleet, &mut hosts).instrument(span).await;
-        if requeue {
-            // Something was done: look again shortly to confirm (or finish) convergence.
-            next_resync = next_resync.min(Instant::now() + Duration::from_millis(200));
+        let outcome = pass(l, &mut fleet, &mut hosts).instrument(span).await;
+        match outcome {
+            PassOutcome::Idle => failing = 0,
+            PassOutcome::Acted => {
+                failing = 0;
+                // Something was done: look again shortly to confirm (or finish) convergence.
+                next_resync = next_resync.min(Instant::now() + Duration::from_millis(200));
+            }
+            PassOutcome::Failed => {
+                // What failed will likely fail again at once (a pull, a rejected create): wait
+                // longer each time instead of retrying five times a second.
+                let delay = backoff(failing).max(Duration::from_millis(200));
+                failing = failing.saturating_add(1);
+                tracing::warn!(
+                    retry_in_ms = delay.as_millis() as u64,
+                    "steps failed; retrying later"
+                );
+                next_resync = next_resync.min(Instant::now() + delay);
+            }
         }
     }
     tracing::info!(passes, "shutting down");
@@ -177,8 +208,9 @@ async fn sync_hosts(
     });
     for name in l.desired.hosts.keys() {
         hosts.entry(name.clone()).or_insert_with(|| HostTrack {
-            // Never reached yet: the grace period starts with the daemon.
-            last_contact: started,
+            // Never reached yet: the grace period starts when the host is first tracked (a
+            // host cannot be lost before anyone tried to reach it).
+            last_contact: Instant::now().max(started),
             watcher: None,
             retry_at: if fleet.engines.contains_key(name) {
                 None
@@ -267,8 +299,9 @@ async fn handle(
 ) {
     match t {
         Trigger::Files => {
+            // Debounced by the loop: a checkout or an editor writes several files, and a
+            // half-written tree must not be applied.
             *reload = true;
-            *dirty = true;
         }
         Trigger::Contact { host } => {
             if let Some(t) = hosts.get_mut(&host) {
@@ -345,8 +378,25 @@ fn next_wake(
     wake
 }
 
-/// One pass: observe, place, plan, execute. Returns whether anything was done.
-async fn pass(l: &Loaded, fleet: &mut Fleet, hosts: &mut BTreeMap<String, HostTrack>) -> bool {
+/// How long the repository's files must be quiet before a change is read.
+const FILE_QUIET: Duration = Duration::from_millis(300);
+
+/// What a pass did, for when the next one runs.
+enum PassOutcome {
+    /// Nothing to do.
+    Idle,
+    /// Steps ran and all succeeded.
+    Acted,
+    /// Some steps failed.
+    Failed,
+}
+
+/// One pass: observe, place, plan, execute.
+async fn pass(
+    l: &Loaded,
+    fleet: &mut Fleet,
+    hosts: &mut BTreeMap<String, HostTrack>,
+) -> PassOutcome {
     let grace = Duration::from_secs(l.desired.settings.host_down_after_secs);
     let now = Instant::now();
     // The fleet is moved into the pass and back: the pipeline owns it while it runs.
@@ -405,6 +455,7 @@ async fn pass(l: &Loaded, fleet: &mut Fleet, hosts: &mut BTreeMap<String, HostTr
         tracing::warn!(host = %name, "host is down (unreachable past host_down_after): its replicas are placed elsewhere");
     }
     let steps = p.plan.steps.len();
+    let mut outcome = PassOutcome::Idle;
     if steps > 0 {
         let opts = ExecOptions {
             dependency_timeout: Duration::from_secs(l.desired.settings.dependency_timeout_secs),
@@ -418,10 +469,16 @@ async fn pass(l: &Loaded, fleet: &mut Fleet, hosts: &mut BTreeMap<String, HostTr
             }
         })
         .await;
-        tracing::info!(steps, failed = report.failures().count(), "pass executed");
+        let failed = report.failures().count();
+        tracing::info!(steps, failed, "pass executed");
+        outcome = if failed > 0 {
+            PassOutcome::Failed
+        } else {
+            PassOutcome::Acted
+        };
     } else {
         tracing::debug!(converged = p.plan.is_converged(), "pass: nothing to do");
     }
     *fleet = p.fleet;
-    steps > 0
+    outcome
 }
