@@ -111,6 +111,7 @@ fn desired() -> DesiredState {
         })
         .collect();
     DesiredState {
+        secret_values: Default::default(),
         fleet: "bench".into(),
         hosts: BTreeMap::new(),
         stacks,

@@ -124,8 +124,13 @@ pub async fn execute(
             opts: opts.clone(),
         };
         let progress = progress.clone();
+        let secrets = plan.secret_values.clone();
         tasks.push(tokio::spawn(async move {
-            let error = run_step(&ctx, &step, deps).await.err();
+            // Engines echo what they were given (a mount's options, say): mask secrets first.
+            let error = run_step(&ctx, &step, deps)
+                .await
+                .err()
+                .map(|e| crate::spec::mask_secrets(&e, &secrets));
             let _ = tx.send(Some(error.is_none()));
             let outcome = StepOutcome {
                 id: step.id,

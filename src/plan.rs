@@ -36,6 +36,9 @@ pub struct Plan {
     /// Volumes the fleet owns that nothing desired uses any more: reported, never removed.
     pub orphan_volumes: Vec<OrphanVolume>,
     pub notes: Vec<String>,
+    /// Values to mask wherever they would be shown (engine errors included).
+    #[serde(skip)]
+    pub secret_values: BTreeSet<String>,
 }
 
 impl Plan {
@@ -106,7 +109,9 @@ pub struct Replica {
     /// Never serialised: it holds environment values, some of them secret.
     #[serde(skip)]
     pub spec: ContainerSpec,
-    /// Every label to put on the container: the user's plus Convoy's own.
+    /// Every label to put on the container: the user's plus Convoy's own. Not serialised: a
+    /// label value may carry a secret (basic-auth labels of a proxy, say).
+    #[serde(skip)]
     pub labels: BTreeMap<String, String>,
     /// Names whose values are never shown (see `ServiceSpec::secret_env`).
     #[serde(skip)]
@@ -200,6 +205,7 @@ pub fn plan(
             pending: Vec::new(),
             orphan_volumes: Vec::new(),
             notes: Vec::new(),
+            secret_values: desired.secret_values.clone(),
         },
         replica_steps: BTreeMap::new(),
         created_at: BTreeMap::new(),
@@ -466,6 +472,25 @@ impl<'a> Planner<'a> {
             &c.image_defaults,
             &service.secret_env,
         );
+        // A secret interpolated into any field (`command: --password ${DB_PASSWORD}`) is
+        // masked too, not only those in `environment`. The old value may hold the previous
+        // secret, which the repository no longer names: a field that carries a secret on either
+        // side is shown as changed, never in clear. The old container's own secret-named
+        // variables count as secrets as well.
+        let mut secrets = std::borrow::Cow::Borrowed(&self.desired.secret_values);
+        for (k, v) in &c.actual.env {
+            if (crate::spec::is_secret_name(k) || service.secret_env.contains(k)) && v.len() >= 4 {
+                secrets.to_mut().insert(v.clone());
+            }
+        }
+        for ch in &mut changes {
+            let old = crate::spec::mask_secrets(&ch.old, &secrets);
+            let new = crate::spec::mask_secrets(&ch.new, &secrets);
+            if old != ch.old || new != ch.new {
+                ch.old = crate::drift::MASK.to_string();
+                ch.new = crate::drift::MASK.to_string();
+            }
+        }
         // The image behind the tag moved (a pull happened): Compose recreates, so do we.
         if let Some(current) = snap.image_ids.get(&replica.spec.image) {
             if !c.image_id.is_empty()

@@ -1108,6 +1108,7 @@ mod tests {
     /// One stack `s` holding `services`.
     fn desired(services: Vec<ServiceSpec>) -> DesiredState {
         DesiredState {
+            secret_values: Default::default(),
             fleet: "t".into(),
             hosts: BTreeMap::new(),
             stacks: [(

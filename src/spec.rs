@@ -30,6 +30,26 @@ pub struct DesiredState {
     pub hosts: BTreeMap<String, HostSpec>,
     pub stacks: BTreeMap<String, StackSpec>,
     pub settings: FleetSettings,
+    /// Values that must never be shown (see `manifest`): masked in diffs, reports and errors.
+    #[serde(skip)]
+    pub secret_values: BTreeSet<String>,
+}
+
+/// Replaces every occurrence of a secret value in `text` with `(secret)`, longest first so that
+/// a secret containing another is masked whole.
+pub fn mask_secrets(text: &str, secrets: &BTreeSet<String>) -> String {
+    if secrets.is_empty() || !secrets.iter().any(|s| text.contains(s.as_str())) {
+        return text.to_string();
+    }
+    let mut by_len: Vec<&String> = secrets.iter().collect();
+    by_len.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_string();
+    for s in by_len {
+        if !s.is_empty() {
+            out = out.replace(s.as_str(), "(secret)");
+        }
+    }
+    out
 }
 
 /// Fleet-wide settings from `convoy.yaml`.
@@ -151,6 +171,8 @@ pub struct VolumeSpec {
     /// The engine-side name: `<stack>_<volume>`, or the `name:`/external name as written.
     pub engine_name: String,
     pub driver: String,
+    /// Never serialised: driver options often carry credentials (`o: password=...`).
+    #[serde(skip)]
     pub driver_opts: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub external: bool,

@@ -6,9 +6,26 @@
 
 use super::yaml::{Kind, Node};
 
+/// How deeply `${A:-${B:-...}}` may nest: far beyond any real use, and a bound on the recursion
+/// (a manifest must never overflow the stack).
+const MAX_DEPTH: usize = 16;
+
 /// Replaces every reference in `text`. An unset variable without a default becomes empty, as in
 /// Compose (which only warns).
 pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    interpolate_at(text, lookup, 0)
+}
+
+fn interpolate_at(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+) -> Result<String, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "invalid interpolation format: `${{...}}` nested more than {MAX_DEPTH} deep"
+        ));
+    }
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -29,7 +46,7 @@ pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
                     "invalid interpolation format: `${` is never closed".to_string()
                 })?;
                 let inner: String = chars[i + 2..close].iter().collect();
-                out.push_str(&braced(&inner, lookup)?);
+                out.push_str(&braced(&inner, lookup, depth)?);
                 i = close + 1;
             }
             Some(&n) if n == '_' || n.is_ascii_alphabetic() => {
@@ -71,7 +88,11 @@ fn matching_brace(chars: &[char], start: usize) -> Option<usize> {
     None
 }
 
-fn braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+fn braced(
+    inner: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+) -> Result<String, String> {
     let name_len = inner
         .char_indices()
         .find(|(_, c)| !(*c == '_' || c.is_ascii_alphanumeric()))
@@ -81,8 +102,12 @@ fn braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String
         .chars()
         .next()
         .is_some_and(|c| c == '_' || c.is_ascii_alphabetic());
+    // The written text is not quoted back: in an env file or `.env` it may be a literal
+    // password that happens to contain `${`.
     if !valid {
-        return Err(format!("invalid interpolation format: `${{{inner}}}`"));
+        return Err(
+            "invalid interpolation format: `${` must be followed by a variable name".to_string(),
+        );
     }
     let rest = &inner[name_len..];
     let value = lookup(name);
@@ -103,9 +128,11 @@ fn braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String
     } else if let Some(w) = rest.strip_prefix('+') {
         ("+", w)
     } else {
-        return Err(format!("invalid interpolation format: `${{{inner}}}`"));
+        return Err(format!(
+            "invalid interpolation format after `${{{name}`: expected `}}`, `:-`, `-`, `:?`, `?`, `:+` or `+`"
+        ));
     };
-    let expand = || interpolate(word, lookup);
+    let expand = || interpolate_at(word, lookup, depth + 1);
     Ok(match op {
         "" => value.unwrap_or_default(),
         ":-" if !non_empty => expand()?,

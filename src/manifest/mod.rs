@@ -132,8 +132,16 @@ pub fn load(
     }
 
     let mut stacks: BTreeMap<String, StackSpec> = BTreeMap::new();
+    let mut secret_values: BTreeSet<String> = BTreeSet::new();
     for folder in &folders {
-        if let Some(stack) = read_stack(tree, env, folder, host_names.as_ref(), &mut errors) {
+        if let Some(stack) = read_stack(
+            tree,
+            env,
+            folder,
+            host_names.as_ref(),
+            &mut errors,
+            &mut secret_values,
+        ) {
             if let Some(other) = stacks.get(&stack.name) {
                 errors.push(file_error(
                     &stack.file,
@@ -157,6 +165,7 @@ pub fn load(
         Some(f) if errors.is_empty() => Ok(DesiredState {
             fleet: f.fleet,
             hosts: f.hosts,
+            secret_values: secret_values_of(&stacks, secret_values),
             stacks,
             settings: f.settings,
         }),
@@ -167,6 +176,28 @@ pub fn load(
             Err(ManifestErrors(errors))
         }
     }
+}
+
+/// Values shorter than this are not masked: they are not secrets anyone relies on, and masking
+/// `1` or `true` wherever it appears would make every diff unreadable.
+const MIN_SECRET_LEN: usize = 4;
+
+/// Every value to mask in output: those of secret-named variables used for interpolation
+/// (`found`), and the environment values of secret-named or env_file-set variables.
+fn secret_values_of(
+    stacks: &BTreeMap<String, StackSpec>,
+    mut found: BTreeSet<String>,
+) -> BTreeSet<String> {
+    for svc in stacks.values().flat_map(|s| s.services.values()) {
+        for name in &svc.secret_env {
+            if let Some(v) = svc.container.env.get(name) {
+                if v.chars().count() >= MIN_SECRET_LEN {
+                    found.insert(v.clone());
+                }
+            }
+        }
+    }
+    found
 }
 
 fn file_error(file: &str, message: impl Into<String>) -> ManifestError {
@@ -246,6 +277,7 @@ fn read_stack(
     folder: &str,
     hosts: Option<&BTreeSet<String>>,
     errors: &mut Vec<ManifestError>,
+    secrets: &mut BTreeSet<String>,
 ) -> Option<StackSpec> {
     let dir = format!("stacks/{folder}");
     let listing = match tree.list(&dir) {
@@ -306,6 +338,13 @@ fn read_stack(
     for (k, v) in env {
         vars.insert(k.clone(), v.clone());
     }
+    // A secret-named variable may be interpolated anywhere (`command: --password ${DB_PASSWORD}`):
+    // its value is masked wherever it shows up, not only in `environment`.
+    secrets.extend(
+        vars.iter()
+            .filter(|(k, v)| crate::spec::is_secret_name(k) && v.chars().count() >= MIN_SECRET_LEN)
+            .map(|(_, v)| v.clone()),
+    );
 
     let mut interp_errors = Vec::new();
     let lookup = |n: &str| vars.get(n).cloned();

@@ -768,7 +768,7 @@ fn interpolation_errors_are_located() {
             "stacks/web/compose.yaml:5:10: services.app.environment.A: required variable `NEEDED` is missing a value: set it in .env",
             "stacks/web/compose.yaml:6:10: services.app.environment.B: required variable `NEEDED` is missing a value",
             "stacks/web/compose.yaml:7:10: services.app.environment.C: invalid interpolation format: `${` is never closed",
-            "stacks/web/compose.yaml:8:10: services.app.environment.D: invalid interpolation format: `${1x}`",
+            "stacks/web/compose.yaml:8:10: services.app.environment.D: invalid interpolation format: `${` must be followed by a variable name",
         ]
     );
     // Keys are never interpolated, and convoy.yaml is read as written.
@@ -1050,4 +1050,64 @@ fn address_forms() {
         "fleet: prod\nstacks: []\nhosts:\n  a:\n    address: unix:///srv/d.sock\n",
     )]);
     assert_eq!(s.hosts["a"].docker_socket, "/srv/d.sock");
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let deep = format!("{}x{}", "${A:-".repeat(20_000), "}".repeat(20_000));
+    let compose = format!("services:\n  app:\n    image: busybox\n    command: \"{deep}\"\n");
+    let errs = load(
+        &tree(&[
+            ("convoy.yaml", "fleet: t\n"),
+            ("stacks/web/compose.yaml", &compose),
+        ]),
+        &env(&[]),
+    )
+    .expect_err("too deep");
+    assert!(
+        errs.0[0].message.contains("nested more than"),
+        "{:?}",
+        errs.0
+    );
+}
+
+#[test]
+fn interpolation_errors_do_not_quote_what_may_be_a_secret() {
+    let errs = load(
+        &tree(&[
+            ("convoy.yaml", "fleet: t\n"),
+            (
+                "stacks/web/compose.yaml",
+                "services:\n  app:\n    image: busybox\n    env_file: app.env\n",
+            ),
+            ("stacks/web/app.env", "DB_PASSWORD=pa${ss!w0rd}\n"),
+        ]),
+        &env(&[]),
+    )
+    .expect_err("malformed");
+    let text = format!("{:?}", errs.0);
+    assert!(!text.contains("ss!w0rd"), "{text}");
+    assert!(text.contains("app.env"), "{text}");
+}
+
+#[test]
+fn values_of_secret_variables_are_collected_for_masking() {
+    let d = ok_env(
+        &[
+            ("convoy.yaml", "fleet: t\n"),
+            ("stacks/web/.env", "REDIS_PASSWORD=hunter2secret\nPORT=6379\n"),
+            (
+                "stacks/web/compose.yaml",
+                "services:\n  app:\n    image: busybox\n    command: redis-server --requirepass ${REDIS_PASSWORD} --port ${PORT}\n    environment:\n      API_TOKEN: tok-123456\n",
+            ),
+        ],
+        &[],
+    );
+    assert!(d.secret_values.contains("hunter2secret"));
+    assert!(d.secret_values.contains("tok-123456"));
+    assert!(!d.secret_values.contains("6379"));
+    assert_eq!(
+        crate::spec::mask_secrets("--requirepass hunter2secret --port 6379", &d.secret_values),
+        "--requirepass (secret) --port 6379"
+    );
 }

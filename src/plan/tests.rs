@@ -78,6 +78,7 @@ fn stack(name: &str, services: Vec<ServiceSpec>) -> StackSpec {
 
 fn desired(hosts: &[&str], stacks: Vec<StackSpec>) -> DesiredState {
     DesiredState {
+        secret_values: Default::default(),
         fleet: FLEET.into(),
         hosts: hosts.iter().map(|h| (h.to_string(), host(h))).collect(),
         stacks: stacks.into_iter().map(|s| (s.name.clone(), s)).collect(),

@@ -405,10 +405,15 @@ fn secret_values_never_reach_diff_output() {
             &format!("stacks/{}/app.env", t.stack("web")),
             &format!("FROM_FILE={file_val}\n"),
         );
+        // A secret-named variable interpolated into `command` and a label, not `environment`.
+        t.write(
+            &format!("stacks/{}/.env", t.stack("web")),
+            &format!("REDIS_PASSWORD=redispass-{pw}\n"),
+        );
         t.compose(
             "web",
             &format!(
-                "services:\n  app:\n    image: {IMAGE}\n    command: sleep 3600\n    env_file: app.env\n    environment:\n      DB_PASSWORD: {pw}\n"
+                "services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"sleep 3600 # --requirepass ${{REDIS_PASSWORD}}\"]\n    labels:\n      auth: \"user:${{REDIS_PASSWORD}}\"\n    env_file: app.env\n    environment:\n      DB_PASSWORD: {pw}\n"
             ),
         );
     };
@@ -417,7 +422,8 @@ fn secret_values_never_reach_diff_output() {
     write("hunter2-new", "filesecret-new");
     for output in ["text", "json"] {
         let diff = t.convoy(&["diff", "--output", output]).code(1);
-        for secret in ["hunter2", "filesecret"] {
+        assert!(diff.stdout.contains("command"), "{output}: {}", diff.stdout);
+        for secret in ["hunter2", "filesecret", "redispass"] {
             assert!(!diff.stdout.contains(secret), "{output}: {}", diff.stdout);
             assert!(!diff.stderr.contains(secret), "{output}: {}", diff.stderr);
         }
