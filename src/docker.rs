@@ -379,10 +379,38 @@ impl Engine {
         };
         match self.docker.create_network(req).await {
             Ok(_) => Ok(()),
-            // Created by a concurrent step or pass: what we wanted exists.
+            // Created meanwhile: ours (a concurrent step or pass) is what we wanted; someone
+            // else's must not get our containers attached.
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 409, ..
-            }) => Ok(()),
+            }) => {
+                let existing = self
+                    .docker
+                    .inspect_network(
+                        &net.engine_name,
+                        None::<bollard::query_parameters::InspectNetworkOptions>,
+                    )
+                    .await
+                    .map_err(|e| self.err(format!("inspect network `{}`", net.engine_name), e))?;
+                let owner = existing
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_FLEET))
+                    .cloned()
+                    .unwrap_or_default();
+                if owner == fleet {
+                    Ok(())
+                } else {
+                    Err(DockerError {
+                        host: self.host.clone(),
+                        op: format!("create network `{}`", net.engine_name),
+                        message: format!(
+                            "a network of that name exists and is not owned by fleet `{fleet}`"
+                        ),
+                        status: Some(409),
+                    })
+                }
+            }
             Err(e) => Err(self.err(format!("create network `{}`", net.engine_name), e)),
         }
     }

@@ -47,16 +47,18 @@ pub fn container_drift(
 
     push("image", actual.image.clone(), desired.image.clone());
 
-    // An entrypoint set at create resets the image's command (Docker's rule), so the effective
-    // command is computed the same way here.
-    let want_entry = desired
-        .entrypoint
-        .clone()
-        .or_else(|| image.entrypoint.clone());
-    let want_cmd = match (&desired.command, &desired.entrypoint) {
-        (Some(c), _) => Some(c.clone()),
-        (None, Some(_)) => None,
-        (None, None) => image.command.clone(),
+    // The engine's merge of a container's config with its image's (moby's `merge`): an empty or
+    // absent entrypoint takes the image's command when no command is given, and an absent
+    // entrypoint takes the image's; a non-empty entrypoint leaves the command as given.
+    let nonempty = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
+    let want_entry = match &desired.entrypoint {
+        None => image.entrypoint.clone(),
+        Some(e) => Some(e.clone()),
+    };
+    let want_cmd = if nonempty(&desired.entrypoint) || nonempty(&desired.command) {
+        desired.command.clone()
+    } else {
+        image.command.clone()
     };
     push("entrypoint", words(&actual.entrypoint), words(&want_entry));
     push("command", words(&actual.command), words(&want_cmd));
@@ -120,10 +122,25 @@ pub fn container_drift(
         list(want_mounts.into_iter()),
     );
     push("restart", restart_str(actual), restart_str(desired));
-    let mut want_health = desired
-        .healthcheck
-        .clone()
-        .or_else(|| image.healthcheck.clone());
+    // The engine fills what a healthcheck leaves out from the image's, field by field.
+    let mut want_health = match (&desired.healthcheck, &image.healthcheck) {
+        (Some(d), Some(i)) => Some(crate::spec::Healthcheck {
+            test: if d.test.is_empty() {
+                i.test.clone()
+            } else {
+                d.test.clone()
+            },
+            interval_ns: d.interval_ns.filter(|n| *n > 0).or(i.interval_ns),
+            timeout_ns: d.timeout_ns.filter(|n| *n > 0).or(i.timeout_ns),
+            retries: d.retries.filter(|n| *n > 0).or(i.retries),
+            start_period_ns: d.start_period_ns.filter(|n| *n > 0).or(i.start_period_ns),
+            start_interval_ns: d
+                .start_interval_ns
+                .filter(|n| *n > 0)
+                .or(i.start_interval_ns),
+        }),
+        (d, i) => d.clone().or_else(|| i.clone()),
+    };
     // Engines before API 1.44 (Docker 25) do not know `start_interval` and drop it: when the
     // engine reports none, the spec's cannot be told from a change, and counting it would
     // replace the container on every pass.
@@ -637,5 +654,52 @@ mod tests {
         let drift = container_drift(&d, &a, &image(), &BTreeSet::new());
         assert_eq!(drift.len(), 1, "{drift:?}");
         assert_eq!(drift[0].field, "networks");
+    }
+
+    #[test]
+    fn the_engines_merge_with_the_image_is_not_drift() {
+        let img = ImageDefaults {
+            entrypoint: Some(vec!["/entry".into()]),
+            command: Some(vec!["serve".into()]),
+            healthcheck: Some(crate::spec::Healthcheck {
+                test: vec!["CMD".into(), "probe".into()],
+                interval_ns: Some(30_000_000_000),
+                timeout_ns: Some(5_000_000_000),
+                retries: Some(3),
+                start_period_ns: None,
+                start_interval_ns: None,
+            }),
+            ..Default::default()
+        };
+        // `entrypoint: []` with no command: the engine runs the image's command, no entrypoint.
+        let mut d = base();
+        d.command = None;
+        d.entrypoint = Some(vec![]);
+        // A healthcheck that sets only the interval: the rest comes from the image.
+        d.healthcheck = Some(crate::spec::Healthcheck {
+            test: vec![],
+            interval_ns: Some(2_000_000_000),
+            timeout_ns: None,
+            retries: None,
+            start_period_ns: None,
+            start_interval_ns: None,
+        });
+        let mut a = d.clone();
+        a.entrypoint = None;
+        a.command = Some(vec!["serve".into()]);
+        a.healthcheck = Some(crate::spec::Healthcheck {
+            test: vec!["CMD".into(), "probe".into()],
+            interval_ns: Some(2_000_000_000),
+            timeout_ns: Some(5_000_000_000),
+            retries: Some(3),
+            start_period_ns: None,
+            start_interval_ns: None,
+        });
+        assert_eq!(container_drift(&d, &a, &img, &BTreeSet::new()), vec![]);
+        // A non-empty entrypoint without a command: no command at all.
+        d.entrypoint = Some(vec!["sh".into()]);
+        a.entrypoint = Some(vec!["sh".into()]);
+        a.command = None;
+        assert_eq!(container_drift(&d, &a, &img, &BTreeSet::new()), vec![]);
     }
 }
