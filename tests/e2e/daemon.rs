@@ -5,25 +5,6 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-fn running(t: &TestFleet) -> Vec<String> {
-    let out = docker(&[
-        "ps",
-        "--filter",
-        &format!("label=convoy.fleet={}", t.id),
-        "--filter",
-        "status=running",
-        "--format",
-        "{{.Names}}",
-    ]);
-    let mut v: Vec<String> = out
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect();
-    v.sort();
-    v
-}
-
 fn replicas(t: &TestFleet, n: u32) {
     t.compose(
         "web",
@@ -41,7 +22,7 @@ fn a_removed_container_is_replaced_and_files_are_followed() {
     let d = Daemon::start(&t, &[]);
     let (a1, a2) = (t.cname("web", "app", 1), t.cname("web", "app", 2));
     wait_for("two replicas", Duration::from_secs(30), || {
-        running(&t) == vec![a1.clone(), a2.clone()]
+        t.running() == vec![a1.clone(), a2.clone()]
     });
     let old = t.id_of(&a1);
     let keep = t.id_of(&a2);
@@ -59,7 +40,7 @@ fn a_removed_container_is_replaced_and_files_are_followed() {
     // A change to the watched files starts a pass.
     replicas(&t, 3);
     wait_for("a third replica", Duration::from_secs(10), || {
-        running(&t).len() == 3
+        t.running().len() == 3
     });
 
     // A commit that does not validate changes nothing: the last good state keeps running.
@@ -74,7 +55,7 @@ fn a_removed_container_is_replaced_and_files_are_followed() {
     wait_for(
         "healing with the last good state",
         Duration::from_secs(10),
-        || running(&t).len() == 3,
+        || t.running().len() == 3,
     );
     assert_eq!(t.engine_view().len(), before.len());
     assert_eq!(d.stop(), 0, "daemon exits 0 on SIGTERM");

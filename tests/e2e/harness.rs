@@ -184,18 +184,23 @@ impl TestFleet {
 
     /// Names of this fleet's containers, as the engine reports them, sorted.
     pub fn containers(&self) -> Vec<String> {
-        let out = docker(&[
-            "ps",
-            "-a",
-            "--filter",
-            &format!("label=convoy.fleet={}", self.id),
-            "--format",
-            "{{.Names}}",
-        ]);
-        let mut v: Vec<String> = out
+        self.names(&["-a"])
+    }
+
+    /// Names of this fleet's running containers, sorted.
+    pub fn running(&self) -> Vec<String> {
+        self.names(&["--filter", "status=running"])
+    }
+
+    fn names(&self, filter: &[&str]) -> Vec<String> {
+        let label = format!("label=convoy.fleet={}", self.id);
+        let mut args = vec!["ps", "--filter", label.as_str()];
+        args.extend_from_slice(filter);
+        args.extend(["--format", "{{.Names}}"]);
+        let mut v: Vec<String> = docker(&args)
             .lines()
-            .map(str::to_string)
             .filter(|l| !l.is_empty())
+            .map(str::to_string)
             .collect();
         v.sort();
         v
