@@ -9,8 +9,8 @@
 //! 30 `deploy.mode: global` busybox `sleep` services: 30 containers on each host), applies it
 //! once with the real `convoy` binary, then measures, in the same run:
 //!
-//! 1. an observe-and-plan pass (`Fleet::observe`, `schedule::snapshot`, `schedule::place`,
-//!    `plan::plan`) on connections opened once and kept (target: under 100 ms);
+//! 1. an observe-and-plan pass (`reconcile::observe_and_plan`: `Fleet::observe` then
+//!    `core::pass::plan_pass`) on connections opened once and kept (target: under 100 ms);
 //! 2. the same pass on fresh connections each time (`Fleet::connect` + pass + `close`): what
 //!    reuse buys;
 //! 3. a whole `convoy diff` process (exit 0: the fleet is converged);
@@ -27,11 +27,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use convoy::docker::Engine;
-use convoy::fleet::{ConnectOptions, Fleet};
-use convoy::plan::Replica;
-use convoy::spec::{ContainerSpec, DesiredState};
-use convoy::{manifest, plan, schedule, source};
+use convoy::core::pass::HostMemory;
+use convoy::infra::docker::Engine;
+use convoy::infra::fleet::{ConnectOptions, Fleet};
+use convoy::infra::source;
+use convoy::model::plan::Replica;
+use convoy::model::spec::{ContainerSpec, DesiredState};
+use convoy::reconcile::{self, Loaded};
 
 const SERVICES: usize = 30;
 const IMAGE: &str = "convoy-test/busybox:1";
@@ -164,10 +166,10 @@ fn main() {
     );
 
     let src = source::open(&repo, None).expect("open the bench repository");
-    let commit = src.commit.clone();
-    let env: BTreeMap<String, String> = std::env::vars().collect();
-    let desired = manifest::load(src.tree.as_ref(), &env)
+    let loaded = reconcile::load(src.as_ref(), None)
         .unwrap_or_else(|e| panic!("bench repository invalid: {e:?}"));
+    let commit = loaded.commit.clone();
+    let desired = loaded.desired.clone();
 
     let load_start = loadavg();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -300,10 +302,14 @@ fn fleet_env_path() -> PathBuf {
 
 /// One observe-and-plan pass; the fleet must be converged.
 async fn pass(fleet: &Fleet, desired: &DesiredState, commit: &str) {
-    let observed = fleet.observe(desired).await;
-    let snap = schedule::snapshot(desired, &observed, &BTreeSet::new(), &Default::default());
-    let placement = schedule::place(desired, &snap);
-    let p = plan::plan(desired, &placement, &observed, commit);
+    let loaded = Loaded {
+        desired: desired.clone(),
+        commit: commit.to_string(),
+    };
+    let p = reconcile::observe_and_plan(fleet, &loaded, &HostMemory::default())
+        .await
+        .pass
+        .plan;
     assert!(
         p.is_converged(),
         "the fleet is not converged: {} steps, unreachable {:?}",

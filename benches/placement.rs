@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::hint::black_box;
 
-use convoy::schedule::{place, Assignment, ExistingReplica, HostFacts, HostState, Snapshot};
-use convoy::spec::{
+use convoy::core::schedule::{place, Assignment, ExistingReplica, HostFacts, HostState, Snapshot};
+use convoy::model::spec::{
     Capacity, Constraint, ConstraintAttribute, ContainerSpec, DeployMode, DesiredState,
     FleetSettings, Placement, PortBinding, ServiceSpec, StackSpec,
 };

@@ -1,10 +1,31 @@
 //! The `convoy` binary: parses arguments, sets up logging, runs the command, and owns the
-//! exit-code policy (0 success or in sync, 1 differences or not converged, 2 error).
+//! exit-code policy: `exit_code` is the one place where an outcome becomes a number (0 success
+//! or in sync, 1 differences or not converged, 2 invalid input or error, as `kubectl diff`).
 
-use convoy::{app, cli};
+use convoy::cli;
+use convoy::cmd::{self, Outcome};
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+
+const EXIT_ERROR: i32 = 2;
+
+fn exit_code(outcome: Outcome) -> i32 {
+    match outcome {
+        Outcome::Valid
+        | Outcome::InSync
+        | Outcome::Converged
+        | Outcome::AllReachable
+        | Outcome::Pushed
+        | Outcome::Stopped => 0,
+        Outcome::Differs
+        | Outcome::NotConverged
+        | Outcome::SomeUnreachable
+        | Outcome::PushFailed => 1,
+        // "In sync" is never claimed blind: a host that could not be observed is an error.
+        Outcome::Invalid | Outcome::Unobserved => EXIT_ERROR,
+    }
+}
 
 fn main() {
     let cli = cli::Cli::parse();
@@ -16,17 +37,22 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(app::EXIT_ERROR);
+            std::process::exit(EXIT_ERROR);
         }
     };
-    let code = match runtime.block_on(app::run(cli.command, cli.state_dir)) {
-        Ok(code) => code,
+    let code = match runtime.block_on(cmd::run(cli.command, cli.state_dir)) {
+        Ok(outcome) => {
+            tracing::debug!(outcome = outcome.name(), "command ended");
+            exit_code(outcome)
+        }
         Err(e) => {
-            // The chain once, lowercase, subject first (DESIGN.md: errors, logs, output).
+            // The chain once, lowercase, subject first.
             eprintln!("error: {e:#}");
-            app::EXIT_ERROR
+            EXIT_ERROR
         }
     };
+    // Tasks still running (a watcher that ignores cancellation) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     std::process::exit(code);
 }
 

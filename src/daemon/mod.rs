@@ -1,39 +1,49 @@
-//! `convoy daemon`: the reconcile loop (observe, compare, act, wait) that runs until SIGTERM.
+//! `convoy daemon`: the reconcile loop (observe, compare, act, wait) as a state machine that
+//! runs until its shutdown future resolves.
 //!
-//! A pass is the same pipeline as `convoy apply` (`app::observe_and_plan`, then the
-//! executor). What the loop adds is *when* passes run and what it remembers between them:
-//! a change to the repository's files, an engine event (die, destroy, health, oom), a host lost
-//! or regained, a host crossing `host_down_after`, and a periodic full re-observation as the
-//! safety net (events are missed while a connection is down, and an engine keeps only its last
-//! 256). Each host has one connection for the life of the process; a host that fails is
-//! reconnected in the background with exponential backoff, so a pass never waits for it. The
-//! loop keeps in memory only what observation rebuilds after a restart: when each host was last
-//! reached (DESIGN.md, invariant 3). A repository that stops validating leaves the last good
-//! desired state in force (invariant 5).
+//! A pass is `reconcile::run_pass`, the same as `convoy apply`'s. What the `Daemon` adds is
+//! *when* passes run and what it remembers between them. Triggers (`watch`: the repository's
+//! files, per host an engine events stream with a heartbeat; timers: resync, reconnects, a host
+//! crossing `host_down_after`, the error policy's requeue) become pass requests, each with its
+//! `PassReason`, which is on the pass's span and in its report. The requeue delay after a pass
+//! comes from one error policy (`policy`).
+//!
+//! Each host has one connection for the life of the process; a lost host is reconnected in the
+//! background with backoff, so a pass never waits for it; a host whose failure cannot heal by
+//! waiting (a changed host key) is parked, said once at warn level, and retried every minute.
+//! One cancellation token reaches the watchers, the reconnect tasks (all in one `JoinSet`) and
+//! the executor: on shutdown the step in flight finishes, nothing new starts, and the process
+//! exits. The daemon keeps in memory only what observation rebuilds after a restart ("git and
+//! the engines are the truth"), and a repository that stops validating leaves the last good
+//! desired state in force ("a commit that does not validate changes nothing"). Its status is
+//! published on a `watch` channel.
 
+mod policy;
 mod watch;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::Result;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch as status_watch};
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
-use tracing::Instrument;
+use tokio_util::sync::CancellationToken;
 
-use crate::app::{self, Loaded};
-use crate::cli::RepoArgs;
-use crate::executor::{self, ExecOptions};
-use crate::fleet::{backoff, ConnectOptions, Connection, Fleet};
-use crate::observed::ObservedHost;
+use crate::core::pass::HostMemory;
+use crate::core::schedule::ExistingReplica;
+use crate::exec::StepOutcome;
+use crate::infra::fleet::{backoff, ConnectError, ConnectOptions, Connection, Fleet};
+use crate::infra::source::Source;
+use crate::model::observed::ObservedHost;
+use crate::model::outcome::{HoldReason, PassReason, PassResult};
+use crate::reconcile::{self, LoadError, Loaded, PassObserver, PassOptions};
 
+pub use policy::requeue;
 pub use watch::Trigger;
 
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {
-    pub repo: PathBuf,
     pub connect: ConnectOptions,
     /// Full re-observation at least this often, whatever else happens.
     pub resync: Duration,
@@ -41,444 +51,613 @@ pub struct DaemonOptions {
     pub heartbeat: Duration,
 }
 
-/// Per-host bookkeeping of the loop.
+/// How long the repository's files must be quiet before a change is read: a checkout or an
+/// editor writes several files, and a half-written tree must not be applied.
+const FILE_QUIET: Duration = Duration::from_millis(300);
+
+/// How often a parked host (a failure that waiting does not heal) is tried again.
+const PARKED_RETRY: Duration = Duration::from_secs(60);
+
+/// How long shutdown waits for the watchers and reconnects to end after cancellation.
+const TASKS_GRACE: Duration = Duration::from_secs(2);
+
+/// What the daemon is doing, as the coming HTTP API will serve it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DaemonStatus {
+    /// `starting`, `idle`, `passing`, `stopping`.
+    pub phase: &'static str,
+    /// The commit of the desired state in force.
+    pub commit: Option<String>,
+    /// Set while the repository's current files do not validate (the last good state runs).
+    pub held: Option<HoldReason>,
+    pub passes: u64,
+    pub last_reason: Option<PassReason>,
+    pub last_result: Option<PassResult>,
+    pub converged: bool,
+    /// Hosts not connected, with the reason.
+    pub disconnected: BTreeMap<String, String>,
+}
+
+/// Per-host bookkeeping.
 struct HostTrack {
     /// The last time the host answered anything (a ping, an event, an observation).
     last_contact: Instant,
     /// The running watcher (events + heartbeat), when connected.
-    watcher: Option<JoinHandle<()>>,
-    /// Reconnection: when the next attempt is due, how many failed, and whether one is running.
+    watcher: Option<AbortHandle>,
+    /// Reconnection: when the next attempt is due, how many failed, and whether one runs.
     retry_at: Option<Instant>,
     attempt: u32,
     connecting: bool,
+    /// The failure that waiting does not heal, once said: the host is parked.
+    parked: Option<String>,
     /// Unix seconds of the last event seen: a resubscription starts there.
     last_event: Option<i64>,
     /// The replicas it ran when last observed: while it cannot be seen they are presumed to
     /// run there still (within the grace period), and they are what is placed elsewhere after.
-    last_known: Option<Vec<crate::schedule::ExistingReplica>>,
+    last_known: Option<Vec<ExistingReplica>>,
+    /// `HostDown` was requested for the current outage.
+    down_requested: bool,
 }
 
-/// Runs passes until `shutdown` resolves; an in-flight pass finishes first.
-pub async fn run(
+impl HostTrack {
+    fn new(now: Instant, connected: bool) -> HostTrack {
+        HostTrack {
+            // Never reached yet: the grace period starts when the host is first tracked (a
+            // host cannot be lost before anyone tried to reach it).
+            last_contact: now,
+            watcher: None,
+            retry_at: if connected { None } else { Some(now) },
+            attempt: 0,
+            connecting: false,
+            parked: None,
+            last_event: None,
+            last_known: None,
+            down_requested: false,
+        }
+    }
+}
+
+pub struct Daemon {
+    source: Box<dyn Source>,
     opts: DaemonOptions,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<()> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
-    let _files = watch::watch_files(&opts.repo, tx.clone())?;
-    let repo = RepoArgs {
-        repo: opts.repo.clone(),
-        rev: None,
-    };
-    let started = Instant::now();
-    let mut loaded: Option<Loaded> = load(&repo);
-    let mut fleet = match &loaded {
-        Some(l) => Fleet::connect(&l.desired, &opts.connect).await,
-        None => Fleet::empty(),
-    };
-    let mut hosts: BTreeMap<String, HostTrack> = BTreeMap::new();
-    if let Some(l) = &loaded {
-        sync_hosts(&mut hosts, &mut fleet, l, started).await;
-        for name in fleet.engines.keys() {
-            if let Some(t) = hosts.get_mut(name) {
-                t.last_contact = Instant::now();
+    loaded: Option<Loaded>,
+    fleet: Fleet,
+    hosts: BTreeMap<String, HostTrack>,
+    /// Passes requested now, oldest first; one pass answers all of them.
+    requests: Vec<PassReason>,
+    /// A pass the error policy asked for, and when.
+    requeued: Option<(Instant, PassReason)>,
+    /// Files changed: read them once they have been quiet until then.
+    reload_at: Option<Instant>,
+    /// Passes in a row that failed (the error policy's input).
+    failing: u32,
+    next_resync: Instant,
+    passes: u64,
+    tx: mpsc::UnboundedSender<Trigger>,
+    rx: mpsc::UnboundedReceiver<Trigger>,
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+    status: status_watch::Sender<DaemonStatus>,
+    _files: Option<notify::RecommendedWatcher>,
+}
+
+impl Daemon {
+    /// A daemon on `source`; nothing is connected or read until `run`.
+    pub fn new(source: Box<dyn Source>, opts: DaemonOptions) -> anyhow::Result<Daemon> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let files = match source.local_dir() {
+            Some(dir) => Some(watch::watch_files(dir, tx.clone())?),
+            None => None,
+        };
+        let (status, _) = status_watch::channel(DaemonStatus {
+            phase: "starting",
+            ..Default::default()
+        });
+        Ok(Daemon {
+            source,
+            next_resync: Instant::now() + opts.resync,
+            opts,
+            loaded: None,
+            fleet: Fleet::empty(),
+            hosts: BTreeMap::new(),
+            requests: vec![PassReason::Start],
+            requeued: None,
+            reload_at: None,
+            failing: 0,
+            passes: 0,
+            tx,
+            rx,
+            cancel: CancellationToken::new(),
+            tasks: JoinSet::new(),
+            status,
+            _files: files,
+        })
+    }
+
+    /// The daemon's status as it changes.
+    pub fn subscribe(&self) -> status_watch::Receiver<DaemonStatus> {
+        self.status.subscribe()
+    }
+
+    /// Runs passes until `shutdown` resolves. Then the step in flight finishes, nothing new
+    /// starts, every task ends and every connection closes.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+        let cancel = self.cancel.clone();
+        // The one cancellation: the signal cancels the token, everything else listens to it.
+        let signal = tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: finishing the steps in flight");
+            cancel.cancel();
+        });
+        self.reload();
+        if let Some(l) = &self.loaded {
+            let opts = self.opts.connect.clone();
+            self.fleet = tokio::select! {
+                f = Fleet::connect(&l.desired, &opts) => f,
+                _ = self.cancel.cancelled() => Fleet::empty(),
+            };
+            self.sync_hosts();
+        }
+        while !self.cancel.is_cancelled() {
+            self.start_watchers();
+            self.start_reconnects();
+            if !self.requests.is_empty() && self.loaded.is_some() {
+                self.pass().await;
+                continue;
+            }
+            let wake = self.next_wake();
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                t = self.rx.recv() => match t {
+                    Some(t) => self.handle(t).await,
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(wake) => self.on_timers().await,
+            }
+            // Take whatever else has arrived: one pass answers a burst of events.
+            while let Ok(t) = self.rx.try_recv() {
+                self.handle(t).await;
+            }
+        }
+        self.publish(|s| s.phase = "stopping");
+        tracing::info!(passes = self.passes, "shutting down");
+        self.cancel.cancel();
+        signal.abort();
+        let tasks = std::mem::take(&mut self.tasks);
+        if tokio::time::timeout(TASKS_GRACE, tasks.join_all())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not end in time; abandoned");
+        }
+        let fleet = std::mem::replace(&mut self.fleet, Fleet::empty());
+        fleet.close().await;
+    }
+
+    /// Reads the source; on success the new desired state is in force. On failure every error
+    /// is logged (as structured events, so JSON logs stay JSON) and the last good state stays.
+    fn reload(&mut self) -> bool {
+        match reconcile::load(self.source.as_ref(), None) {
+            Ok(l) => {
+                tracing::info!(commit = %l.commit, "desired state loaded");
+                self.publish(|s| {
+                    s.commit = Some(l.commit.clone());
+                    s.held = None;
+                });
+                self.loaded = Some(l);
+                true
+            }
+            Err(LoadError::Invalid { origin, errors }) => {
+                for e in &errors {
+                    tracing::error!(
+                        file = %e.file,
+                        line = e.line,
+                        column = e.column,
+                        key = %e.key,
+                        error = %e,
+                        "invalid manifest"
+                    );
+                }
+                tracing::error!(
+                    errors = errors.len(),
+                    origin = %origin,
+                    "the repository does not validate; keeping the last good state"
+                );
+                self.publish(|s| s.held = Some(HoldReason::InvalidCommit));
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the repository; keeping the last good state");
+                self.publish(|s| s.held = Some(HoldReason::InvalidCommit));
+                false
             }
         }
     }
-    let mut dirty = true;
-    let mut reload = false;
-    // Files changed: reload once they have been quiet for FILE_QUIET.
-    let mut reload_at: Option<Instant> = None;
-    // Passes in a row whose steps failed: the next one waits longer (kube-rs' error policy).
-    let mut failing: u32 = 0;
-    let mut next_resync = Instant::now() + opts.resync;
-    tokio::pin!(shutdown);
-    let mut passes: u64 = 0;
-    loop {
-        if let Some(l) = &loaded {
-            start_watchers(&mut hosts, &fleet, l, &tx, opts.heartbeat);
-            start_reconnects(&mut hosts, &mut fleet, l, &opts.connect, &tx);
+
+    /// Tracks exactly the hosts of the fleet file; hosts whose first connection failed for
+    /// good are parked at once.
+    fn sync_hosts(&mut self) {
+        let Some(l) = &self.loaded else { return };
+        self.hosts.retain(|name, t| {
+            let keep = l.desired.hosts.contains_key(name);
+            if !keep {
+                if let Some(w) = t.watcher.take() {
+                    w.abort();
+                }
+            }
+            keep
+        });
+        let now = Instant::now();
+        for name in l.desired.hosts.keys() {
+            let connected = self.fleet.engines.contains_key(name);
+            let t = self
+                .hosts
+                .entry(name.clone())
+                .or_insert_with(|| HostTrack::new(now, connected));
+            if let Some(e) = self.fleet.failed.get(name).filter(|e| e.is_final) {
+                if t.parked.is_none() {
+                    // Fleet::connect said it at warn level already.
+                    t.parked = Some(e.reason.clone());
+                    t.retry_at = Some(now + PARKED_RETRY);
+                }
+            }
         }
-        if reload {
-            reload = false;
-            reload_at = Some(Instant::now() + FILE_QUIET);
+    }
+
+    fn start_watchers(&mut self) {
+        let Some(l) = &self.loaded else { return };
+        for (name, engine) in &self.fleet.engines {
+            let Some(t) = self.hosts.get_mut(name) else {
+                continue;
+            };
+            if t.watcher.as_ref().is_some_and(|w| !w.is_finished()) {
+                continue;
+            }
+            t.watcher = Some(self.tasks.spawn(watch::watch_host(
+                name.clone(),
+                engine.clone(),
+                l.desired.fleet.clone(),
+                t.last_event,
+                self.opts.heartbeat,
+                self.tx.clone(),
+                self.cancel.child_token(),
+            )));
         }
-        let files_settled = reload_at.is_some_and(|at| at <= Instant::now());
-        if !dirty && !files_settled {
-            let mut wake = next_wake(&hosts, &loaded, next_resync);
-            if let Some(at) = reload_at {
+        // Reap what ended, so the set does not grow with every reconnect.
+        while self.tasks.try_join_next().is_some() {}
+    }
+
+    fn start_reconnects(&mut self) {
+        let Some(l) = &self.loaded else { return };
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|(name, t)| {
+                !t.connecting
+                    && t.retry_at.is_some_and(|at| at <= now)
+                    && !self.fleet.engines.contains_key(*name)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let connector = self.fleet.connector(&l.desired, &self.opts.connect);
+        for name in due {
+            let Some(spec) = l.desired.hosts.get(&name).cloned() else {
+                continue;
+            };
+            if let Some(t) = self.hosts.get_mut(&name) {
+                t.connecting = true;
+                tracing::debug!(host = %name, attempt = t.attempt, "reconnecting");
+            }
+            let connector = connector.clone();
+            let tx = self.tx.clone();
+            let cancel = self.cancel.clone();
+            self.tasks.spawn(async move {
+                let result = tokio::select! {
+                    r = connector.connect(&spec) => r,
+                    _ = cancel.cancelled() => return,
+                };
+                let _ = tx.send(Trigger::Connected {
+                    host: spec.name.clone(),
+                    result: result.map(Box::new),
+                });
+            });
+        }
+    }
+
+    async fn handle(&mut self, t: Trigger) {
+        match t {
+            Trigger::Files => self.reload_at = Some(Instant::now() + FILE_QUIET),
+            Trigger::Contact { host } => {
+                if let Some(t) = self.hosts.get_mut(&host) {
+                    t.last_contact = Instant::now();
+                }
+            }
+            Trigger::Event { host, event } => {
+                tracing::debug!(host = %host, action = %event.action, container = %event.name, "engine event");
+                if let Some(t) = self.hosts.get_mut(&host) {
+                    t.last_contact = Instant::now();
+                    t.last_event = Some(event.time);
+                }
+                self.request(PassReason::EngineEvent {
+                    host,
+                    action: event.action,
+                    container: event.name,
+                });
+            }
+            Trigger::Lost { host, reason } => {
+                tracing::warn!(host = %host, %reason, "lost the connection to the host");
+                self.fleet.disconnect(&host, &reason).await;
+                if let Some(t) = self.hosts.get_mut(&host) {
+                    t.watcher = None;
+                    t.attempt = 0;
+                    t.retry_at = Some(Instant::now());
+                }
+                self.request(PassReason::HostLost { host });
+            }
+            Trigger::Connected { host, result } => self.connected(host, result),
+        }
+    }
+
+    fn connected(&mut self, host: String, result: Result<Box<Connection>, ConnectError>) {
+        let Some(t) = self.hosts.get_mut(&host) else {
+            return;
+        };
+        t.connecting = false;
+        match result {
+            Ok(conn) => {
+                tracing::info!(host = %host, "connected");
+                self.fleet.adopt(&host, *conn);
+                t.last_contact = Instant::now();
+                t.attempt = 0;
+                t.retry_at = None;
+                t.parked = None;
+                t.down_requested = false;
+                // Observe it before anything else there (fencing happens in this pass).
+                self.request(PassReason::HostBack { host });
+            }
+            Err(e) if e.is_final => {
+                // Waiting will not heal it: say it once, and look again only now and then.
+                if t.parked.as_deref() != Some(e.reason.as_str()) {
+                    tracing::warn!(host = %host, reason = %e.reason, retry_in_secs = PARKED_RETRY.as_secs(), "cannot connect to the host; parked until it changes");
+                }
+                t.parked = Some(e.reason);
+                t.retry_at = Some(Instant::now() + PARKED_RETRY);
+            }
+            Err(e) => {
+                let delay = backoff(t.attempt);
+                tracing::debug!(host = %host, reason = %e.reason, attempt = t.attempt, delay_ms = delay.as_millis() as u64, "reconnect failed");
+                t.attempt = t.attempt.saturating_add(1);
+                t.retry_at = Some(Instant::now() + delay);
+            }
+        }
+    }
+
+    fn request(&mut self, reason: PassReason) {
+        if !self.requests.contains(&reason) {
+            self.requests.push(reason);
+        }
+    }
+
+    /// Turns the timers that are due into pass requests (or a reload).
+    async fn on_timers(&mut self) {
+        let now = Instant::now();
+        if self.reload_at.is_some_and(|at| at <= now) {
+            self.reload_at = None;
+            if self.reload() {
+                if let Some(l) = &self.loaded {
+                    self.fleet.align(&l.desired).await;
+                }
+                self.sync_hosts();
+                self.request(PassReason::FilesChanged);
+            }
+        }
+        if self.next_resync <= now {
+            self.request(PassReason::Resync);
+        }
+        if let Some((at, _)) = &self.requeued {
+            if *at <= now {
+                let (_, reason) = self.requeued.take().expect("checked above");
+                self.request(reason);
+            }
+        }
+        if let Some(grace) = self.grace() {
+            let crossed: Vec<String> = self
+                .hosts
+                .iter_mut()
+                .filter(|(name, t)| {
+                    !t.down_requested
+                        && !self.fleet.engines.contains_key(*name)
+                        && now.duration_since(t.last_contact) > grace
+                })
+                .map(|(name, t)| {
+                    t.down_requested = true;
+                    name.clone()
+                })
+                .collect();
+            for host in crossed {
+                self.request(PassReason::HostDown { host });
+            }
+        }
+    }
+
+    fn grace(&self) -> Option<Duration> {
+        self.loaded
+            .as_ref()
+            .map(|l| Duration::from_secs(l.desired.settings.host_down_after_secs))
+    }
+
+    /// The earliest of: the resync timer, the requeued pass, a settled file change, a due
+    /// reconnect, a host crossing `host_down_after`.
+    fn next_wake(&self) -> Instant {
+        let mut wake = self.next_resync;
+        if let Some((at, _)) = &self.requeued {
+            wake = wake.min(*at);
+        }
+        if let Some(at) = self.reload_at {
+            wake = wake.min(at);
+        }
+        let grace = self.grace();
+        let now = Instant::now();
+        for (name, t) in &self.hosts {
+            if let Some(at) = t.retry_at.filter(|_| !t.connecting) {
                 wake = wake.min(at);
             }
-            tokio::select! {
-                _ = &mut shutdown => break,
-                t = rx.recv() => {
-                    let Some(t) = t else { break };
-                    handle(t, &mut hosts, &mut fleet, &mut dirty, &mut reload).await;
-                }
-                _ = tokio::time::sleep_until(wake) => {
-                    if reload_at.is_none_or(|at| at > Instant::now()) {
-                        dirty = true;
-                    }
-                }
-            }
-            // Take whatever else has arrived: one pass answers a burst of events.
-            while let Ok(t) = rx.try_recv() {
-                handle(t, &mut hosts, &mut fleet, &mut dirty, &mut reload).await;
-            }
-            continue;
-        }
-        if files_settled {
-            reload_at = None;
-            if let Some(l) = load(&repo) {
-                fleet.align(&l.desired).await;
-                loaded = Some(l);
-                if let Some(l) = &loaded {
-                    sync_hosts(&mut hosts, &mut fleet, l, started).await;
+            if let (Some(grace), false) = (grace, self.fleet.engines.contains_key(name)) {
+                let down_at = t.last_contact + grace;
+                if !t.down_requested && down_at > now {
+                    // A little after the boundary, so the pass sees the host as down.
+                    wake = wake.min(down_at + Duration::from_millis(20));
                 }
             }
         }
-        dirty = false;
-        next_resync = Instant::now() + opts.resync;
-        let Some(l) = &loaded else { continue };
-        passes += 1;
-        let span = tracing::info_span!("pass", n = passes, commit = %l.commit);
-        let outcome = pass(l, &mut fleet, &mut hosts).instrument(span).await;
-        match outcome {
-            PassOutcome::Idle => failing = 0,
-            PassOutcome::Acted => {
-                failing = 0;
-                // Something was done: look again shortly to confirm (or finish) convergence.
-                next_resync = next_resync.min(Instant::now() + Duration::from_millis(200));
-            }
-            PassOutcome::Failed => {
-                // What failed will likely fail again at once (a pull, a rejected create): wait
-                // longer each time instead of retrying five times a second.
-                let delay = backoff(failing).max(Duration::from_millis(200));
-                failing = failing.saturating_add(1);
+        wake
+    }
+
+    /// One pass for every request queued.
+    async fn pass(&mut self) {
+        let Some(loaded) = &self.loaded else { return };
+        let requests = std::mem::take(&mut self.requests);
+        let reason = requests.first().cloned().unwrap_or(PassReason::Resync);
+        self.requeued = None;
+        self.next_resync = Instant::now() + self.opts.resync;
+        self.passes += 1;
+        let memory = self.memory(loaded);
+        for name in &memory.down {
+            tracing::warn!(host = %name, "host is down (unreachable past host_down_after): its replicas are placed elsewhere");
+        }
+        self.publish(|s| s.phase = "passing");
+        let report = reconcile::run_pass(
+            &self.fleet,
+            loaded,
+            &memory,
+            reason.clone(),
+            &PassOptions::default(),
+            &self.cancel,
+            StepLog,
+        )
+        .await;
+        if requests.len() > 1 {
+            tracing::debug!(
+                coalesced = requests.len(),
+                "one pass answered several requests"
+            );
+        }
+        self.remember(&report);
+        self.probe_silent(&report.observed).await;
+        match &report.result {
+            PassResult::Failed => self.failing = self.failing.saturating_add(1),
+            _ => self.failing = 0,
+        }
+        if let Some((delay, next)) = requeue(&report.result, self.failing) {
+            if report.result == PassResult::Failed {
                 tracing::warn!(
                     retry_in_ms = delay.as_millis() as u64,
                     "steps failed; retrying later"
                 );
-                next_resync = next_resync.min(Instant::now() + delay);
             }
+            self.requeued = Some((Instant::now() + delay, next));
         }
-    }
-    tracing::info!(passes, "shutting down");
-    for t in hosts.values_mut() {
-        if let Some(w) = t.watcher.take() {
-            w.abort();
-        }
-    }
-    fleet.close().await;
-    Ok(())
-}
-
-fn load(repo: &RepoArgs) -> Option<Loaded> {
-    match app::load(repo, None) {
-        Ok(Some(l)) => {
-            tracing::info!(commit = %l.commit, "desired state loaded");
-            Some(l)
-        }
-        // Errors were printed with their locations; the last good state stays in force.
-        Ok(None) => {
-            tracing::error!("the repository does not validate; keeping the last good state");
-            None
-        }
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "cannot read the repository; keeping the last good state");
-            None
-        }
-    }
-}
-
-/// Tracks exactly the hosts of the fleet file.
-async fn sync_hosts(
-    hosts: &mut BTreeMap<String, HostTrack>,
-    fleet: &mut Fleet,
-    l: &Loaded,
-    started: Instant,
-) {
-    hosts.retain(|name, t| {
-        let keep = l.desired.hosts.contains_key(name);
-        if !keep {
-            if let Some(w) = t.watcher.take() {
-                w.abort();
-            }
-        }
-        keep
-    });
-    for name in l.desired.hosts.keys() {
-        hosts.entry(name.clone()).or_insert_with(|| HostTrack {
-            // Never reached yet: the grace period starts when the host is first tracked (a
-            // host cannot be lost before anyone tried to reach it).
-            last_contact: Instant::now().max(started),
-            watcher: None,
-            retry_at: if fleet.engines.contains_key(name) {
-                None
-            } else {
-                Some(Instant::now())
-            },
-            attempt: 0,
-            connecting: false,
-            last_event: None,
-            last_known: None,
-        });
-    }
-}
-
-fn start_watchers(
-    hosts: &mut BTreeMap<String, HostTrack>,
-    fleet: &Fleet,
-    l: &Loaded,
-    tx: &mpsc::UnboundedSender<Trigger>,
-    heartbeat: Duration,
-) {
-    for (name, engine) in &fleet.engines {
-        let Some(t) = hosts.get_mut(name) else {
-            continue;
-        };
-        if t.watcher.as_ref().is_some_and(|w| !w.is_finished()) {
-            continue;
-        }
-        t.watcher = Some(tokio::spawn(watch::watch_host(
-            name.clone(),
-            engine.clone(),
-            l.desired.fleet.clone(),
-            t.last_event,
-            heartbeat,
-            tx.clone(),
-        )));
-    }
-}
-
-fn start_reconnects(
-    hosts: &mut BTreeMap<String, HostTrack>,
-    fleet: &mut Fleet,
-    l: &Loaded,
-    opts: &ConnectOptions,
-    tx: &mpsc::UnboundedSender<Trigger>,
-) {
-    let now = Instant::now();
-    let due: Vec<String> = hosts
-        .iter()
-        .filter(|(name, t)| {
-            !t.connecting
-                && t.retry_at.is_some_and(|at| at <= now)
-                && !fleet.engines.contains_key(*name)
-        })
-        .map(|(n, _)| n.clone())
-        .collect();
-    if due.is_empty() {
-        return;
-    }
-    let connector = fleet.connector(&l.desired, opts);
-    for name in due {
-        let Some(spec) = l.desired.hosts.get(&name).cloned() else {
-            continue;
-        };
-        if let Some(t) = hosts.get_mut(&name) {
-            t.connecting = true;
-        }
-        let connector = connector.clone();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let result = connector.connect(&spec).await;
-            let _ = tx.send(Trigger::Connected {
-                host: spec.name.clone(),
-                result: result.map(Box::new),
-            });
-        });
-    }
-}
-
-async fn handle(
-    t: Trigger,
-    hosts: &mut BTreeMap<String, HostTrack>,
-    fleet: &mut Fleet,
-    dirty: &mut bool,
-    reload: &mut bool,
-) {
-    match t {
-        Trigger::Files => {
-            // Debounced by the loop: a checkout or an editor writes several files, and a
-            // half-written tree must not be applied.
-            *reload = true;
-        }
-        Trigger::Contact { host } => {
-            if let Some(t) = hosts.get_mut(&host) {
-                t.last_contact = Instant::now();
-            }
-        }
-        Trigger::Event { host, event } => {
-            tracing::debug!(host = %host, action = %event.action, container = %event.name, "engine event");
-            if let Some(t) = hosts.get_mut(&host) {
-                t.last_contact = Instant::now();
-                t.last_event = Some(event.time);
-            }
-            *dirty = true;
-        }
-        Trigger::Lost { host, reason } => {
-            tracing::warn!(host = %host, %reason, "lost the connection to the host");
-            fleet.disconnect(&host, &reason).await;
-            if let Some(t) = hosts.get_mut(&host) {
-                t.watcher = None;
-                t.attempt = 0;
-                t.retry_at = Some(Instant::now());
-            }
-            *dirty = true;
-        }
-        Trigger::Connected { host, result } => {
-            let Some(t) = hosts.get_mut(&host) else {
-                return;
-            };
-            t.connecting = false;
-            match result {
-                Ok(conn) => {
-                    let conn: Connection = *conn;
-                    tracing::info!(host = %host, "connected");
-                    fleet.adopt(&host, conn);
-                    t.last_contact = Instant::now();
-                    t.attempt = 0;
-                    t.retry_at = None;
-                    // Observe it before anything else there (fencing happens in this pass).
-                    *dirty = true;
-                }
-                Err(reason) => {
-                    let delay = backoff(t.attempt);
-                    tracing::debug!(host = %host, %reason, attempt = t.attempt, delay_ms = delay.as_millis() as u64, "reconnect failed");
-                    t.attempt = t.attempt.saturating_add(1);
-                    t.retry_at = Some(Instant::now() + delay);
-                }
-            }
-        }
-    }
-}
-
-/// The earliest of: the resync timer, a due reconnect, a host crossing `host_down_after`.
-fn next_wake(
-    hosts: &BTreeMap<String, HostTrack>,
-    loaded: &Option<Loaded>,
-    resync: Instant,
-) -> Instant {
-    let mut wake = resync;
-    let grace = loaded
-        .as_ref()
-        .map(|l| Duration::from_secs(l.desired.settings.host_down_after_secs));
-    for t in hosts.values() {
-        if let Some(at) = t.retry_at.filter(|_| !t.connecting) {
-            wake = wake.min(at);
-        }
-        if let (Some(grace), None) = (grace, &t.watcher) {
-            let down_at = t.last_contact + grace;
-            if down_at > Instant::now() {
-                // A little after the boundary, so the pass sees the host as down.
-                wake = wake.min(down_at + Duration::from_millis(20));
-            }
-        }
-    }
-    wake
-}
-
-/// How long the repository's files must be quiet before a change is read.
-const FILE_QUIET: Duration = Duration::from_millis(300);
-
-/// What a pass did, for when the next one runs.
-enum PassOutcome {
-    /// Nothing to do.
-    Idle,
-    /// Steps ran and all succeeded.
-    Acted,
-    /// Some steps failed.
-    Failed,
-}
-
-/// One pass: observe, place, plan, execute.
-async fn pass(
-    l: &Loaded,
-    fleet: &mut Fleet,
-    hosts: &mut BTreeMap<String, HostTrack>,
-) -> PassOutcome {
-    let grace = Duration::from_secs(l.desired.settings.host_down_after_secs);
-    let now = Instant::now();
-    // The fleet is moved into the pass and back: the pipeline owns it while it runs.
-    let taken = std::mem::replace(fleet, Fleet::empty());
-    let down: BTreeSet<String> = hosts
-        .iter()
-        .filter(|(name, t)| {
-            !taken.engines.contains_key(*name) && now.duration_since(t.last_contact) > grace
-        })
-        .map(|(n, _)| n.clone())
-        .collect();
-    let memory = app::HostMemory {
-        last_known: hosts
+        let disconnected: BTreeMap<String, String> = self
+            .fleet
+            .failed
             .iter()
-            .filter_map(|(n, t)| Some((n.clone(), t.last_known.clone()?)))
-            .collect(),
-        down: down.clone(),
-    };
-    let mut p = app::observe_and_plan(l, taken, &memory).await;
-    for (name, obs) in &p.observed.hosts {
-        if let (ObservedHost::Reachable(_), Some(t)) = (obs, hosts.get_mut(name)) {
-            t.last_contact = Instant::now();
-            t.last_known = Some(
-                p.snapshot
-                    .existing
-                    .iter()
-                    .filter(|e| &e.host == name)
-                    .cloned()
-                    .collect(),
-            );
+            .map(|(h, e)| (h.clone(), e.reason.clone()))
+            .collect();
+        let passes = self.passes;
+        self.publish(move |s| {
+            s.phase = "idle";
+            s.passes = passes;
+            s.last_reason = Some(report.reason.clone());
+            s.last_result = Some(report.result.clone());
+            s.converged = report.converged;
+            s.disconnected = disconnected;
+        });
+    }
+
+    /// What the planner may know of hosts it cannot see now.
+    fn memory(&self, loaded: &Loaded) -> HostMemory {
+        let grace = Duration::from_secs(loaded.desired.settings.host_down_after_secs);
+        let now = Instant::now();
+        HostMemory {
+            down: self
+                .hosts
+                .iter()
+                .filter(|(name, t)| {
+                    !self.fleet.engines.contains_key(*name)
+                        && now.duration_since(t.last_contact) > grace
+                })
+                .map(|(n, _)| n.clone())
+                .collect(),
+            last_known: self
+                .hosts
+                .iter()
+                .filter_map(|(n, t)| Some((n.clone(), t.last_known.clone()?)))
+                .collect(),
         }
     }
-    // A connected host that did not answer the observation: probe it; if that fails too, the
-    // connection is gone and the background reconnect takes over.
-    let silent: Vec<String> = p
-        .observed
-        .hosts
-        .iter()
-        .filter(|(n, o)| {
-            matches!(o, ObservedHost::Unreachable { .. }) && p.fleet.engines.contains_key(*n)
-        })
-        .map(|(n, _)| n.clone())
-        .collect();
-    for name in silent {
-        if let Err(reason) = p.fleet.probe(&name).await {
-            p.fleet.disconnect(&name, &reason).await;
-            if let Some(t) = hosts.get_mut(&name) {
-                if let Some(w) = t.watcher.take() {
-                    w.abort();
+
+    /// Every host that answered: its last contact and what it runs.
+    fn remember(&mut self, report: &reconcile::PassReport) {
+        let Some(decided) = &report.decided else {
+            return;
+        };
+        for (name, obs) in &report.observed.hosts {
+            if let (ObservedHost::Reachable(_), Some(t)) = (obs, self.hosts.get_mut(name)) {
+                t.last_contact = Instant::now();
+                t.last_known = Some(
+                    decided
+                        .snapshot
+                        .existing
+                        .iter()
+                        .filter(|e| &e.host == name)
+                        .cloned()
+                        .collect(),
+                );
+            }
+        }
+    }
+
+    /// A connected host that did not answer the observation: probe it; if that fails too, the
+    /// connection is gone and the background reconnect takes over.
+    async fn probe_silent(&mut self, observed: &crate::model::observed::ObservedState) {
+        let silent: Vec<String> = observed
+            .hosts
+            .iter()
+            .filter(|(n, o)| {
+                matches!(o, ObservedHost::Unreachable { .. }) && self.fleet.engines.contains_key(*n)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in silent {
+            if let Err(reason) = self.fleet.probe(&name).await {
+                self.fleet.disconnect(&name, &reason).await;
+                if let Some(t) = self.hosts.get_mut(&name) {
+                    if let Some(w) = t.watcher.take() {
+                        w.abort();
+                    }
+                    t.retry_at = Some(Instant::now());
                 }
-                t.retry_at = Some(Instant::now());
             }
         }
     }
-    for name in &down {
-        tracing::warn!(host = %name, "host is down (unreachable past host_down_after): its replicas are placed elsewhere");
+
+    fn publish(&self, change: impl FnOnce(&mut DaemonStatus)) {
+        self.status.send_modify(change);
     }
-    let steps = p.plan.steps.len();
-    let mut outcome = PassOutcome::Idle;
-    if steps > 0 {
-        let opts = ExecOptions {
-            dependency_timeout: Duration::from_secs(l.desired.settings.dependency_timeout_secs),
-            ..Default::default()
-        };
-        let images = app::image_source(&l.desired).await;
-        let report = executor::execute(&p.plan, &p.fleet.engines, &opts, &images, |o| {
-            match &o.error {
-                None => tracing::info!(host = %o.host, step = %o.step, "done"),
-                Some(e) => tracing::warn!(host = %o.host, step = %o.step, error = %e, "failed"),
-            }
-        })
-        .await;
-        let failed = report.failures().count();
-        tracing::info!(steps, failed, "pass executed");
-        outcome = if failed > 0 {
-            PassOutcome::Failed
-        } else {
-            PassOutcome::Acted
-        };
-    } else {
-        tracing::debug!(converged = p.plan.is_converged(), "pass: nothing to do");
+}
+
+/// The daemon's view of a pass as it runs: each step, logged.
+struct StepLog;
+
+impl PassObserver for StepLog {
+    fn step_done(&self, o: &StepOutcome) {
+        match &o.error {
+            None => tracing::info!(host = %o.host, step = %o.step, "done"),
+            Some(e) => tracing::warn!(host = %o.host, step = %o.step, error = %e, "failed"),
+        }
     }
-    *fleet = p.fleet;
-    outcome
 }

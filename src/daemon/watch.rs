@@ -2,8 +2,9 @@
 //! with a heartbeat.
 //!
 //! Watchers only report; they never plan or act. A host watcher ends when its events stream
-//! ends or a heartbeat ping fails or times out, and says so (`Lost`): the master's own check
-//! is not enough, it answers Ok while the network is dead (DESIGN.md).
+//! ends or a heartbeat ping fails or times out, and says so (`Lost`): the SSH master's own
+//! check is not enough, it answers Ok while the network is dead. It also ends, silently, when
+//! its cancellation token is cancelled (shutdown).
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,8 +13,10 @@ use futures_util::StreamExt;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::docker::{Engine, EngineEvent};
-use crate::fleet::Connection;
+use tokio_util::sync::CancellationToken;
+
+use crate::infra::docker::{Engine, EngineEvent};
+use crate::infra::fleet::{ConnectError, Connection};
 
 /// Why the loop should wake.
 pub enum Trigger {
@@ -28,7 +31,7 @@ pub enum Trigger {
     /// A background (re)connection finished.
     Connected {
         host: String,
-        result: Result<Box<Connection>, String>,
+        result: Result<Box<Connection>, ConnectError>,
     },
 }
 
@@ -63,6 +66,7 @@ pub async fn watch_host(
     since: Option<i64>,
     heartbeat: Duration,
     tx: UnboundedSender<Trigger>,
+    cancel: CancellationToken,
 ) {
     let events = engine.events(&fleet, since);
     tokio::pin!(events);
@@ -70,6 +74,7 @@ pub async fn watch_host(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reason = loop {
         tokio::select! {
+            _ = cancel.cancelled() => return,
             item = events.next() => match item {
                 Some(Ok(event)) => {
                     if tx.send(Trigger::Event { host: host.clone(), event }).is_err() {

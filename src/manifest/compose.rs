@@ -12,7 +12,7 @@ use super::typed::{join, Diag, Keys};
 use super::values::{dotenv_map, parse_dotenv, parse_duration_ns, shell_split};
 use super::yaml::{Kind, Node};
 use super::{ManifestError, RepoTree};
-use crate::spec::{
+use crate::model::spec::{
     is_secret_name, Constraint, ConstraintAttribute, ContainerSpec, DependsCondition, DeployMode,
     Healthcheck, Logging, MountKind, MountSpec, NetworkAttachment, NetworkSpec, Placement,
     PortBinding, RestartName, RestartPolicy, ServiceSpec, StackSpec, Ulimit, VolumeSpec,

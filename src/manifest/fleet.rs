@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use super::typed::{Diag, Keys};
 use super::values::{parse_bytes, parse_duration_ns};
 use super::yaml::{Kind, Node};
-use crate::spec::{Capacity, FleetSettings, HostAddress, HostSpec, ImagePolicy, SshSettings};
+use crate::model::spec::{
+    Capacity, FleetSettings, HostAddress, HostSpec, ImagePolicy, SshSettings,
+};
 
 pub const FLEET_FILE: &str = "convoy.yaml";
 const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
@@ -24,6 +26,7 @@ const TOP: Keys = Keys {
         "ssh",
         "host_down_after",
         "dependency_timeout",
+        "connect_timeout",
     ],
     unsupported: &[],
     extensions: false,
@@ -140,6 +143,15 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
             "dependency_timeout" => {
                 if let Some(s) = read_secs(d, v, &path) {
                     settings.dependency_timeout_secs = s;
+                }
+            }
+            "connect_timeout" => {
+                if let Some(s) = read_secs(d, v, &path) {
+                    if s == 0 {
+                        d.at(v, "connect_timeout", "must be at least 1s");
+                    } else {
+                        settings.connect_timeout_secs = s;
+                    }
                 }
             }
             _ => {}

@@ -3,9 +3,9 @@
 //!
 //! It does no I/O of its own: the caller hands it a `RepoTree` (a directory on disk or a git tree)
 //! and the process environment as a map, so the result depends on its arguments only. It never
-//! returns a partial state: one broken file anywhere means no `DesiredState` at all (DESIGN.md,
-//! invariant 5), and an empty repository is an error, not a request to remove everything
-//! (invariant 6).
+//! returns a partial state: one broken file anywhere means no `DesiredState` at all ("a
+//! repository that does not validate changes nothing"), and an empty repository is an error,
+//! not a request to remove everything ("removal is never the side effect of an error").
 
 mod compose;
 mod fleet;
@@ -19,26 +19,10 @@ mod yaml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::spec::{DesiredState, StackSpec};
+use crate::model::spec::{DesiredState, StackSpec};
 use typed::Diag;
 
-/// Read access to the files of a repository at one revision. Paths are relative to the fleet
-/// root and use `/`.
-pub trait RepoTree {
-    /// The bytes of a file, `Ok(None)` when there is no such file.
-    fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String>;
-    /// The names of the entries (files and folders) directly inside a folder, sorted; empty
-    /// when the folder does not exist.
-    fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String>;
-    /// A human name for where the files come from (`/srv/fleet`, `abc1234`), for messages.
-    fn describe(&self) -> String;
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct DirEntry {
-    pub name: String,
-    pub is_dir: bool,
-}
+pub use crate::model::tree::{DirEntry, RepoTree};
 
 /// One problem in one file, located as precisely as the file allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,7 +326,9 @@ fn read_stack(
     // its value is masked wherever it shows up, not only in `environment`.
     secrets.extend(
         vars.iter()
-            .filter(|(k, v)| crate::spec::is_secret_name(k) && v.chars().count() >= MIN_SECRET_LEN)
+            .filter(|(k, v)| {
+                crate::model::spec::is_secret_name(k) && v.chars().count() >= MIN_SECRET_LEN
+            })
             .map(|(_, v)| v.clone()),
     );
 

@@ -2,7 +2,7 @@
 //! the error kinds with their exact positions, and the repository-level rules.
 
 use super::*;
-use crate::spec::*;
+use crate::model::spec::*;
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -1107,7 +1107,10 @@ fn values_of_secret_variables_are_collected_for_masking() {
     assert!(d.secret_values.contains("tok-123456"));
     assert!(!d.secret_values.contains("6379"));
     assert_eq!(
-        crate::spec::mask_secrets("--requirepass hunter2secret --port 6379", &d.secret_values),
+        crate::model::spec::mask_secrets(
+            "--requirepass hunter2secret --port 6379",
+            &d.secret_values
+        ),
         "--requirepass (secret) --port 6379"
     );
 }

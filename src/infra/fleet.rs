@@ -4,10 +4,16 @@
 //! A local `unix://` host is its socket; an `ssh://` host is one multiplexed SSH master with a
 //! forward of its Docker socket (`ssh`), opened once and used by every call of the process.
 //! Connecting retries transient failures with exponential backoff and jitter inside a time
-//! budget, and never retries what cannot heal by waiting (a changed host key, a refused key).
-//! A host that cannot be connected to or observed becomes `ObservedHost::Unreachable` with the
-//! reason; it never fails or delays the others beyond its own timeout (DESIGN.md, invariant 4).
-//! This module decides nothing about what should run: it reports what is.
+//! budget (zero for one-shot commands: one attempt bounded by `connect_timeout`), and never
+//! retries what cannot heal by waiting (a changed host key, a refused key): failures stay typed
+//! (`ConnectError::is_final`) so that the daemon can park such a host instead of retrying it
+//! like a timeout. A host that cannot be connected to or observed becomes
+//! `ObservedHost::Unreachable` with the reason; it never fails or delays the others beyond its
+//! own timeout ("a failing host never blocks the others"). This module decides nothing about
+//! what should run: it reports what is.
+//!
+//! A `Fleet` closes its SSH masters when dropped (synchronously, through the transport's
+//! control folder) if `close` was not awaited: connections close on every path.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,10 +23,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tracing::Instrument;
 
-use crate::docker::Engine;
-use crate::observed::{ObservedHost, ObservedState};
-use crate::spec::{DesiredState, HostAddress, HostSpec};
-use crate::ssh::{SshError, SshTimeouts, SshTransport, SshTunnel};
+use crate::infra::docker::Engine;
+use crate::infra::ssh::{SshError, SshTimeouts, SshTransport, SshTunnel};
+use crate::model::observed::{ObservedHost, ObservedState};
+use crate::model::spec::{DesiredState, FleetSettings, HostAddress, HostSpec};
 
 /// Hosts connected or observed at once.
 const HOST_CONCURRENCY: usize = 16;
@@ -35,9 +41,45 @@ pub struct ConnectOptions {
     pub budget: Duration,
     /// How long one host may take to answer an observation.
     pub observe_timeout: Duration,
+    /// How long the first ping through a new connection may take.
+    pub ping_timeout: Duration,
+}
+
+/// Why a host could not be connected, and whether waiting can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectError {
+    pub reason: String,
+    /// Waiting will not help (a changed host key, a refused key, a wrong socket): retrying
+    /// soon only repeats the failure.
+    pub is_final: bool,
+}
+
+impl ConnectError {
+    pub fn transient(reason: impl Into<String>) -> ConnectError {
+        ConnectError {
+            reason: reason.into(),
+            is_final: false,
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
 }
 
 impl ConnectOptions {
+    /// A one-shot command's connections: one attempt per host, bounded by `connect_timeout`.
+    pub fn for_command(state_dir: &Path, settings: &FleetSettings) -> ConnectOptions {
+        let timeout = Duration::from_secs(settings.connect_timeout_secs.max(1));
+        let mut opts = ConnectOptions::new(state_dir);
+        opts.ssh.connect = timeout;
+        opts.ping_timeout = timeout;
+        opts.budget = Duration::ZERO;
+        opts
+    }
+
     pub fn new(state_dir: &Path) -> ConnectOptions {
         ConnectOptions {
             state_dir: state_dir.to_path_buf(),
@@ -47,6 +89,7 @@ impl ConnectOptions {
             },
             budget: Duration::from_secs(8),
             observe_timeout: Duration::from_secs(20),
+            ping_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -54,7 +97,7 @@ impl ConnectOptions {
 /// Connected engines by host name, and the reason for each host that could not be connected.
 pub struct Fleet {
     pub engines: BTreeMap<String, Engine>,
-    pub failed: BTreeMap<String, String>,
+    pub failed: BTreeMap<String, ConnectError>,
     tunnels: BTreeMap<String, SshTunnel>,
     transport: Option<Arc<SshTransport>>,
     observe_timeout: Duration,
@@ -92,7 +135,13 @@ impl Fleet {
                     // Without a control folder no ssh host can be reached; local ones still can.
                     for h in desired.hosts.values() {
                         if matches!(h.address, HostAddress::Ssh { .. }) {
-                            fleet.failed.insert(h.name.clone(), e.to_string());
+                            fleet.failed.insert(
+                                h.name.clone(),
+                                ConnectError {
+                                    reason: e.to_string(),
+                                    is_final: true,
+                                },
+                            );
                         }
                     }
                 }
@@ -126,9 +175,9 @@ impl Fleet {
                         fleet.tunnels.insert(name, t);
                     }
                 }
-                Err(reason) => {
-                    tracing::warn!(host = %name, %reason, "host unreachable");
-                    fleet.failed.insert(name, reason);
+                Err(e) => {
+                    tracing::warn!(host = %name, reason = %e.reason, is_final = e.is_final, "host unreachable");
+                    fleet.failed.insert(name, e);
                 }
             }
         }
@@ -175,11 +224,11 @@ impl Fleet {
             };
             state.hosts.insert(name, host);
         }
-        for (name, reason) in &self.failed {
+        for (name, e) in &self.failed {
             state.hosts.insert(
                 name.clone(),
                 ObservedHost::Unreachable {
-                    reason: reason.clone(),
+                    reason: e.reason.clone(),
                 },
             );
         }
@@ -224,7 +273,8 @@ impl Fleet {
         if let Some(t) = self.tunnels.remove(host) {
             t.close().await;
         }
-        self.failed.insert(host.to_string(), reason.to_string());
+        self.failed
+            .insert(host.to_string(), ConnectError::transient(reason));
     }
 
     /// Drops hosts that left the fleet file and notes new ones as not yet connected.
@@ -245,7 +295,8 @@ impl Fleet {
         }
         for h in desired.hosts.keys() {
             if !self.engines.contains_key(h) && !self.failed.contains_key(h) {
-                self.failed.insert(h.clone(), "not connected yet".into());
+                self.failed
+                    .insert(h.clone(), ConnectError::transient("not connected yet"));
             }
         }
     }
@@ -278,6 +329,22 @@ impl Fleet {
     }
 }
 
+impl Drop for Fleet {
+    /// The guard behind "connections close on every path": a fleet dropped without `close`
+    /// (an early return, an error, a panic) still closes its masters, synchronously.
+    fn drop(&mut self) {
+        if let Some(t) = self.transport.take() {
+            if !self.tunnels.is_empty() {
+                tracing::debug!(
+                    masters = self.tunnels.len(),
+                    "fleet dropped without close: closing its ssh masters"
+                );
+            }
+            t.shutdown();
+        }
+    }
+}
+
 /// One host's connection: its engine, and the SSH master behind it for `ssh://` hosts.
 pub struct Connection {
     pub engine: Engine,
@@ -292,7 +359,7 @@ pub struct Connector {
 }
 
 impl Connector {
-    pub async fn connect(&self, host: &HostSpec) -> Result<Connection, String> {
+    pub async fn connect(&self, host: &HostSpec) -> Result<Connection, ConnectError> {
         connect_host(host, self.transport.as_deref(), &self.opts).await
     }
 }
@@ -303,12 +370,12 @@ async fn connect_host(
     host: &HostSpec,
     transport: Option<&SshTransport>,
     opts: &ConnectOptions,
-) -> Result<Connection, String> {
+) -> Result<Connection, ConnectError> {
     let started = Instant::now();
     let mut attempt = 0u32;
     loop {
         let result = match &host.address {
-            HostAddress::Unix { path } => connect_unix(host, path).await,
+            HostAddress::Unix { path } => connect_unix(host, path, opts.ping_timeout).await,
             HostAddress::Ssh { .. } => match transport {
                 Some(t) => connect_ssh(host, t, opts).await,
                 None => Err(Failure::Final("no ssh transport".into())),
@@ -316,11 +383,16 @@ async fn connect_host(
         };
         match result {
             Ok(c) => return Ok(c),
-            Err(Failure::Final(reason)) => return Err(reason),
+            Err(Failure::Final(reason)) => {
+                return Err(ConnectError {
+                    reason,
+                    is_final: true,
+                })
+            }
             Err(Failure::Transient(reason)) => {
                 let delay = backoff(attempt);
                 if started.elapsed() + delay >= opts.budget {
-                    return Err(reason);
+                    return Err(ConnectError::transient(reason));
                 }
                 tracing::debug!(host = %host.name, attempt, %reason, delay_ms = delay.as_millis() as u64, "retrying");
                 tokio::time::sleep(delay).await;
@@ -347,9 +419,13 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base + nanos % (base / 2 + 1))
 }
 
-async fn connect_unix(host: &HostSpec, path: &Path) -> Result<Connection, Failure> {
+async fn connect_unix(
+    host: &HostSpec,
+    path: &Path,
+    ping_timeout: Duration,
+) -> Result<Connection, Failure> {
     let engine = Engine::unix(&host.name, path).map_err(|e| Failure::Final(e.to_string()))?;
-    match tokio::time::timeout(Duration::from_secs(5), engine.ping()).await {
+    match tokio::time::timeout(ping_timeout, engine.ping()).await {
         Ok(Ok(())) => Ok(Connection {
             engine,
             tunnel: None,
@@ -360,7 +436,7 @@ async fn connect_unix(host: &HostSpec, path: &Path) -> Result<Connection, Failur
             e.message
         ))),
         Err(_) => Err(Failure::Transient(format!(
-            "the engine at unix://{} did not answer within 5s",
+            "the engine at unix://{} did not answer within {ping_timeout:?}",
             path.display()
         ))),
     }
@@ -389,7 +465,7 @@ async fn connect_ssh(
             return Err(Failure::Final(e.to_string()));
         }
     };
-    match tokio::time::timeout(Duration::from_secs(5), engine.ping()).await {
+    match tokio::time::timeout(opts.ping_timeout, engine.ping()).await {
         Ok(Ok(())) => Ok(Connection {
             engine,
             tunnel: Some(tunnel),
@@ -401,8 +477,8 @@ async fn connect_ssh(
         Err(_) => {
             tunnel.close().await;
             Err(Failure::Transient(format!(
-                "the engine of host `{}` did not answer within 5s",
-                host.name
+                "the engine of host `{}` did not answer within {:?}",
+                host.name, opts.ping_timeout
             )))
         }
     }

@@ -24,11 +24,11 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
 
-use crate::observed::{
+use crate::model::observed::{
     Health, HostSnapshot, ImageDefaults, ObservedContainer, ObservedResource, RunState,
 };
-use crate::plan::Replica;
-use crate::spec::{
+use crate::model::plan::Replica;
+use crate::model::spec::{
     ContainerSpec, Healthcheck, Logging, MountKind, MountSpec, NetworkAttachment, NetworkSpec,
     PortBinding, RestartName, RestartPolicy, Ulimit, VolumeSpec, LABEL_COMMIT, LABEL_FLEET,
     LABEL_RESOURCE, LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC_HASH, LABEL_STACK,

@@ -8,21 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use crate::model::observed::ImageDefaults;
+use crate::model::spec::{ContainerSpec, MountKind, RestartName};
 
-use crate::observed::ImageDefaults;
-use crate::spec::{ContainerSpec, MountKind, RestartName};
-
-/// One field whose desired value differs from the observed one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldChange {
-    /// Dotted name as the user writes it: `environment.DB_URL`, `deploy.resources.limits.memory`.
-    pub field: String,
-    /// Observed value, rendered; `(secret)` for masked values, `(none)` when absent.
-    pub old: String,
-    /// Desired value, rendered the same way.
-    pub new: String,
-}
+pub use crate::model::plan::FieldChange;
 
 pub const MASK: &str = "(secret)";
 const NONE: &str = "(none)";
@@ -70,7 +59,7 @@ pub fn container_drift(
         "environment",
         &actual.env,
         &want_env,
-        |k| secret_env.contains(k) || crate::spec::is_secret_name(k),
+        |k| secret_env.contains(k) || crate::model::spec::is_secret_name(k),
         &mut out,
     );
 
@@ -124,7 +113,7 @@ pub fn container_drift(
     push("restart", restart_str(actual), restart_str(desired));
     // The engine fills what a healthcheck leaves out from the image's, field by field.
     let mut want_health = match (&desired.healthcheck, &image.healthcheck) {
-        (Some(d), Some(i)) => Some(crate::spec::Healthcheck {
+        (Some(d), Some(i)) => Some(crate::model::spec::Healthcheck {
             test: if d.test.is_empty() {
                 i.test.clone()
             } else {
@@ -258,10 +247,13 @@ pub fn container_drift(
     // Without `logging`, or with options but no driver, the engine's default driver applies
     // (and the daemon's default options are merged in): only what the spec declares is compared.
     if let Some(want) = &desired.logging {
-        let have = actual.logging.clone().unwrap_or(crate::spec::Logging {
-            driver: String::new(),
-            options: BTreeMap::new(),
-        });
+        let have = actual
+            .logging
+            .clone()
+            .unwrap_or(crate::model::spec::Logging {
+                driver: String::new(),
+                options: BTreeMap::new(),
+            });
         if !want.driver.is_empty() {
             push("logging.driver", opt_str(&have.driver), want.driver.clone());
         }
@@ -360,7 +352,7 @@ fn diff_maps(
 }
 
 /// A healthcheck as people write it: `CMD true, interval 5s, retries 2`.
-fn health_str(h: &Option<crate::spec::Healthcheck>) -> String {
+fn health_str(h: &Option<crate::model::spec::Healthcheck>) -> String {
     let Some(h) = h else {
         return NONE.into();
     };
@@ -447,7 +439,7 @@ fn map_str(m: &BTreeMap<String, String>) -> String {
     }))
 }
 
-fn port_str(p: &crate::spec::PortBinding) -> String {
+fn port_str(p: &crate::model::spec::PortBinding) -> String {
     let host = match (p.host_ip.as_str(), p.host_port) {
         ("", Some(port)) => format!("{port}:"),
         (ip, Some(port)) => format!("{ip}:{port}:"),
@@ -457,7 +449,7 @@ fn port_str(p: &crate::spec::PortBinding) -> String {
     format!("{host}{}/{}", p.container_port, p.protocol)
 }
 
-fn mount_str(m: &crate::spec::MountSpec) -> String {
+fn mount_str(m: &crate::model::spec::MountSpec) -> String {
     format!(
         "{}:{}{}",
         m.source,
@@ -478,7 +470,7 @@ mod tests {
     use super::*;
 
     type Edit = Box<dyn Fn(&mut ContainerSpec)>;
-    use crate::spec::{MountSpec, RestartPolicy};
+    use crate::model::spec::{MountSpec, RestartPolicy};
 
     fn base() -> ContainerSpec {
         ContainerSpec {
@@ -620,7 +612,7 @@ mod tests {
                 read_only: false,
             },
         ];
-        d.logging = Some(crate::spec::Logging {
+        d.logging = Some(crate::model::spec::Logging {
             driver: String::new(),
             options: [("max-size".to_string(), "1m".to_string())].into(),
         });
@@ -628,13 +620,13 @@ mod tests {
         d.hostname = Some("h".into());
         d.networks.insert(
             "s_default".into(),
-            crate::spec::NetworkAttachment {
+            crate::model::spec::NetworkAttachment {
                 aliases: vec!["app".into()],
             },
         );
         let mut a = as_engine_reports(&d);
         a.mounts.reverse();
-        a.logging = Some(crate::spec::Logging {
+        a.logging = Some(crate::model::spec::Logging {
             driver: "json-file".into(),
             options: [
                 ("max-size".to_string(), "1m".to_string()),
@@ -661,7 +653,7 @@ mod tests {
         let img = ImageDefaults {
             entrypoint: Some(vec!["/entry".into()]),
             command: Some(vec!["serve".into()]),
-            healthcheck: Some(crate::spec::Healthcheck {
+            healthcheck: Some(crate::model::spec::Healthcheck {
                 test: vec!["CMD".into(), "probe".into()],
                 interval_ns: Some(30_000_000_000),
                 timeout_ns: Some(5_000_000_000),
@@ -676,7 +668,7 @@ mod tests {
         d.command = None;
         d.entrypoint = Some(vec![]);
         // A healthcheck that sets only the interval: the rest comes from the image.
-        d.healthcheck = Some(crate::spec::Healthcheck {
+        d.healthcheck = Some(crate::model::spec::Healthcheck {
             test: vec![],
             interval_ns: Some(2_000_000_000),
             timeout_ns: None,
@@ -687,7 +679,7 @@ mod tests {
         let mut a = d.clone();
         a.entrypoint = None;
         a.command = Some(vec!["serve".into()]);
-        a.healthcheck = Some(crate::spec::Healthcheck {
+        a.healthcheck = Some(crate::model::spec::Healthcheck {
             test: vec!["CMD".into(), "probe".into()],
             interval_ns: Some(2_000_000_000),
             timeout_ns: Some(5_000_000_000),

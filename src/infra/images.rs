@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::docker::{DockerError, Engine};
+use crate::infra::docker::{DockerError, Engine};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushOutcome {

@@ -4,8 +4,14 @@
 //! them, dependencies before dependents. Independent steps run in parallel with a global bound
 //! and a bound per host; a step whose prerequisite failed is skipped, not attempted. `depends_on`
 //! conditions (healthy, completed) are waited for by polling the engine with a deadline. A host
-//! that fails never blocks steps on other hosts (DESIGN.md, invariant 4). The executor decides
-//! nothing: it does what the plan says, and the next observation tells what really happened.
+//! that fails never blocks steps on other hosts ("a failing host never blocks the others"). The
+//! executor decides nothing: it does what the plan says, and the next observation tells what
+//! really happened.
+//!
+//! Cancellation: when the token given to `execute` is cancelled, a step whose engine call is in
+//! flight finishes it, a gate wait ends at once, and no step starts another engine call; the
+//! steps not started report that they were not started. A container is never left half made
+//! by a shutdown: create and start of one replica are one step.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,12 +19,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{watch, OnceCell, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::docker::{ContainerStatus, DockerError, Engine};
-use crate::observed::{Health, RunState};
-use crate::plan::{Action, Gate, Plan, Replica, Step};
-use crate::render::step_line;
-use crate::spec::DependsCondition;
+use crate::infra::docker::{ContainerStatus, DockerError, Engine};
+use crate::model::observed::{Health, RunState};
+use crate::model::plan::{Action, Gate, Plan, Reason, Replica, Step};
+use crate::model::spec::DependsCondition;
+
+/// The error of a step that never started because the pass was cancelled.
+pub const NOT_STARTED: &str = "not started: shutting down";
 
 /// One pull per (host, image): the first step that needs it pulls, the others wait for it.
 type Pulls = BTreeMap<(String, String), Arc<OnceCell<Result<(), String>>>>;
@@ -81,6 +91,7 @@ pub async fn execute(
     engines: &BTreeMap<String, Engine>,
     opts: &ExecOptions,
     images: &ImageSource,
+    cancel: &CancellationToken,
     progress: impl Fn(&StepOutcome) + Send + Sync + 'static,
 ) -> Report {
     let progress = Arc::new(progress);
@@ -122,20 +133,23 @@ pub async fn execute(
             images: images.clone(),
             fleet: plan.fleet.clone(),
             opts: opts.clone(),
+            cancel: cancel.clone(),
         };
         let progress = progress.clone();
         let secrets = plan.secret_values.clone();
+        let span = tracing::info_span!("step", host = %step.host, id = step.id);
         tasks.push(tokio::spawn(async move {
             // Engines echo what they were given (a mount's options, say): mask secrets first.
             let error = run_step(&ctx, &step, deps)
+                .instrument(span)
                 .await
                 .err()
-                .map(|e| crate::spec::mask_secrets(&e, &secrets));
+                .map(|e| crate::model::spec::mask_secrets(&e, &secrets));
             let _ = tx.send(Some(error.is_none()));
             let outcome = StepOutcome {
                 id: step.id,
                 host: step.host.clone(),
-                step: step_line(&step.action),
+                step: step.action.line(),
                 error,
             };
             progress(&outcome);
@@ -161,6 +175,7 @@ struct StepContext {
     images: ImageSource,
     fleet: String,
     opts: ExecOptions,
+    cancel: CancellationToken,
 }
 
 async fn run_step(
@@ -189,8 +204,10 @@ async fn run_step(
         Some(s) => Some(s.acquire().await.map_err(|e| e.to_string())?),
         None => None,
     };
-    let span = tracing::info_span!("step", host = %step.host, id = step.id);
-    let _enter = span.enter();
+    // The last point before an engine call: a cancelled pass starts nothing new.
+    if ctx.cancel.is_cancelled() {
+        return Err(NOT_STARTED.into());
+    }
     let result: Result<(), DockerError> = match &step.action {
         Action::CreateNetwork { stack, network } => {
             engine.create_network(&ctx.fleet, stack, network).await
@@ -201,6 +218,9 @@ async fn run_step(
         Action::RemoveNetwork { name } => engine.remove_network(name).await,
         Action::Create { replica, .. } => {
             ensure_image(ctx, engine, &step.host, replica).await?;
+            if ctx.cancel.is_cancelled() {
+                return Err(NOT_STARTED.into());
+            }
             create_and_start(engine, replica).await
         }
         Action::Replace {
@@ -210,6 +230,9 @@ async fn run_step(
             ..
         } => {
             ensure_image(ctx, engine, &step.host, replica).await?;
+            if ctx.cancel.is_cancelled() {
+                return Err(NOT_STARTED.into());
+            }
             // Stop-first: the old container frees its name and host ports before the new one
             // is created (rolling updates come later).
             match engine.remove(old_id, &replica.name, *old_grace_secs).await {
@@ -220,7 +243,7 @@ async fn run_step(
         Action::Start {
             id, name, reason, ..
         } => {
-            if reason == "paused" {
+            if *reason == Reason::Paused {
                 engine.unpause(id, name).await
             } else {
                 engine.start(id, name).await
@@ -233,7 +256,6 @@ async fn run_step(
             ..
         } => engine.remove(id, name, *grace_secs).await,
     };
-    drop(_enter);
     result.map_err(|e| e.to_string())
 }
 
@@ -257,7 +279,7 @@ async fn ensure_image(
                     "host `{host}` takes pushed images (`images: push`) but the local engine is not reachable"
                 ));
             };
-            crate::images::push_image(local, engine, host, image)
+            crate::infra::images::push_image(local, engine, host, image)
                 .await
                 .map(|_| ())
                 .map_err(|e| format!("cannot push image `{image}` to host `{host}`: {e}"))
@@ -312,7 +334,10 @@ async fn wait_gate(ctx: &StepContext, gate: &Gate) -> Result<(), String> {
                     ctx.opts.dependency_timeout.as_secs()
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => return Err(NOT_STARTED.into()),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
         }
     }
     Ok(())

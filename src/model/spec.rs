@@ -59,6 +59,8 @@ pub struct FleetSettings {
     pub host_down_after_secs: u64,
     /// How long `apply` waits for a dependency to become healthy or complete.
     pub dependency_timeout_secs: u64,
+    /// How long a one-shot command gives an unreachable host (one attempt, no retries).
+    pub connect_timeout_secs: u64,
 }
 
 impl Default for FleetSettings {
@@ -66,6 +68,7 @@ impl Default for FleetSettings {
         FleetSettings {
             host_down_after_secs: 30,
             dependency_timeout_secs: 120,
+            connect_timeout_secs: 5,
         }
     }
 }

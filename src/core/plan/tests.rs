@@ -1,11 +1,11 @@
 //! Table tests and property tests of the planner, against a fake in-memory runtime.
 
 use super::*;
-use crate::observed::{Health, ObservedResource};
-use crate::schedule::place;
-use crate::spec::{
-    DeployMode, FleetSettings, HostAddress, HostSpec, ImagePolicy, NetworkAttachment,
-    Placement as ServicePlacement, SshSettings, StackSpec,
+use crate::core::schedule::place;
+use crate::model::observed::{Health, ObservedResource};
+use crate::model::spec::{
+    ContainerSpec, DependsCondition, DeployMode, FleetSettings, HostAddress, HostSpec, ImagePolicy,
+    NetworkAttachment, NetworkSpec, Placement as ServicePlacement, SshSettings, StackSpec,
 };
 use proptest::prelude::*;
 
@@ -162,10 +162,10 @@ fn execute_in_memory(plan: &Plan, observed: &ObservedState) -> ObservedState {
 }
 
 /// Placement as the pipeline makes it: from a snapshot of what is observed.
-fn placed(d: &DesiredState, o: &ObservedState) -> crate::schedule::Placement {
+fn placed(d: &DesiredState, o: &ObservedState) -> crate::core::schedule::Placement {
     place(
         d,
-        &crate::schedule::snapshot(d, o, &BTreeSet::new(), &BTreeMap::new()),
+        &crate::core::schedule::snapshot(d, o, &BTreeSet::new(), &BTreeMap::new()),
     )
 }
 
@@ -182,7 +182,7 @@ fn converge(d: &DesiredState) -> ObservedState {
 fn lines(p: &Plan) -> Vec<String> {
     p.steps
         .iter()
-        .map(|s| format!("{} {}", s.host, crate::render::step_line(&s.action)))
+        .map(|s| format!("{} {}", s.host, s.action.line()))
         .collect()
 }
 
@@ -256,7 +256,7 @@ fn every_field_change_replaces_exactly_that_container() {
         (
             "ports",
             Box::new(|c| {
-                c.ports.push(crate::spec::PortBinding {
+                c.ports.push(crate::model::spec::PortBinding {
                     host_ip: "127.0.0.1".into(),
                     host_port: Some(8080),
                     container_port: 80,
@@ -272,12 +272,12 @@ fn every_field_change_replaces_exactly_that_container() {
         ),
         (
             "restart",
-            Box::new(|c| c.restart.name = crate::spec::RestartName::Always),
+            Box::new(|c| c.restart.name = crate::model::spec::RestartName::Always),
         ),
         (
             "healthcheck",
             Box::new(|c| {
-                c.healthcheck = Some(crate::spec::Healthcheck {
+                c.healthcheck = Some(crate::model::spec::Healthcheck {
                     test: vec!["CMD".into(), "true".into()],
                     interval_ns: Some(1_000_000_000),
                     timeout_ns: None,
@@ -328,14 +328,16 @@ fn every_field_change_replaces_exactly_that_container() {
         (
             "ulimits",
             Box::new(|c| {
-                c.ulimits
-                    .insert("nofile".into(), crate::spec::Ulimit { soft: 1, hard: 2 });
+                c.ulimits.insert(
+                    "nofile".into(),
+                    crate::model::spec::Ulimit { soft: 1, hard: 2 },
+                );
             }),
         ),
         (
             "logging",
             Box::new(|c| {
-                c.logging = Some(crate::spec::Logging {
+                c.logging = Some(crate::model::spec::Logging {
                     driver: "json-file".into(),
                     options: BTreeMap::new(),
                 })
@@ -369,7 +371,7 @@ fn every_field_change_replaces_exactly_that_container() {
         (
             "volumes",
             Box::new(|c| {
-                c.mounts.push(crate::spec::MountSpec {
+                c.mounts.push(crate::model::spec::MountSpec {
                     kind: MountKind::Bind,
                     source: "/srv".into(),
                     target: "/srv".into(),
@@ -486,8 +488,8 @@ fn stopped_container_is_started_and_one_shot_is_left_alone() {
         .get_mut("init")
         .unwrap()
         .container
-        .restart = crate::spec::RestartPolicy {
-        name: crate::spec::RestartName::No,
+        .restart = crate::model::spec::RestartPolicy {
+        name: crate::model::spec::RestartName::No,
         max_attempts: None,
     };
     let mut o = converge(&d);
@@ -519,7 +521,7 @@ fn drift_from_inspect_replaces_even_with_the_right_hash() {
     else {
         panic!("{:?}", lines(&p));
     };
-    assert_eq!(reason, "drift");
+    assert_eq!(*reason, crate::model::plan::Reason::Drift);
     let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
     assert_eq!(
         fields,
@@ -706,7 +708,7 @@ fn arb_desired() -> impl Strategy<Value = DesiredState> {
                             s.mode = DeployMode::Global;
                         }
                         if one_shot {
-                            s.container.restart.name = crate::spec::RestartName::No;
+                            s.container.restart.name = crate::model::spec::RestartName::No;
                         }
                         if vi > 0 {
                             s.depends_on

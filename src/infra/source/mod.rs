@@ -1,13 +1,133 @@
-//! Where the desired state's files come from: a directory on disk, or a commit's tree in git.
+//! Where the desired state's files come from: the `Source` trait (the tree at a revision, the
+//! latest revision, fetch now) and its implementations: a working directory (`WorkDir`) and a
+//! commit's tree through git2 (`GitRev`). Following a remote branch is a third one.
 //!
-//! Both implement `manifest::RepoTree`, so the manifest reader never knows which it reads. A
-//! commit is read straight from the object database with git2, without a checkout, which is
-//! what lets `convoy diff --rev origin/main` run in CI on any working tree. This module reads;
-//! it never writes to the repository.
+//! Trees implement `model::tree::RepoTree`, so the manifest reader never knows which it reads.
+//! A commit is read straight from the object database with git2, without a checkout, which is
+//! what lets `convoy diff --rev origin/main` run in CI on any working tree. A source reads when
+//! asked and watches nothing: the daemon's triggers decide when to ask. It never writes to the
+//! repository.
 
 use std::path::{Path, PathBuf};
 
-use crate::manifest::{DirEntry, RepoTree};
+use crate::model::tree::{DirEntry, RepoTree};
+
+/// Where the desired state comes from.
+pub trait Source: Send + Sync {
+    /// The files at `rev`, or at the source's own revision (the working files, the followed
+    /// revision) when `None`.
+    fn tree(&self, rev: Option<&str>) -> Result<Tree, SourceError>;
+    /// The revision `tree(None)` would read now (a commit id, with `-dirty` for working files
+    /// that differ from it): a trigger compares it with the last one read.
+    fn latest(&self) -> Result<String, SourceError>;
+    /// Brings the source up to date with its origin (nothing to do for local ones).
+    fn fetch(&self) -> Result<(), SourceError> {
+        Ok(())
+    }
+    /// Where the files come from, for messages.
+    fn describe(&self) -> String;
+    /// The local directory whose files make the desired state, when there is one (what a file
+    /// watch should watch).
+    fn local_dir(&self) -> Option<&Path> {
+        None
+    }
+}
+
+/// A repository's files at one revision, plus the commit to record on containers.
+pub struct Tree {
+    pub tree: Box<dyn RepoTree>,
+    /// `abc123def456`, `abc123def456-dirty` (working files differ from HEAD), or
+    /// `unversioned` (not in git).
+    pub commit: String,
+}
+
+/// The working files of a directory (`--repo DIR`); other revisions through git.
+pub struct WorkDir {
+    root: PathBuf,
+}
+
+impl WorkDir {
+    pub fn new(root: &Path) -> Result<WorkDir, SourceError> {
+        if !root.is_dir() {
+            return Err(SourceError::NotADirectory {
+                path: root.to_path_buf(),
+            });
+        }
+        Ok(WorkDir {
+            root: root.to_path_buf(),
+        })
+    }
+}
+
+impl Source for WorkDir {
+    fn tree(&self, rev: Option<&str>) -> Result<Tree, SourceError> {
+        match rev {
+            None => Ok(Tree {
+                commit: working_commit(&self.root),
+                tree: Box::new(DirTree {
+                    root: self.root.clone(),
+                }),
+            }),
+            Some(rev) => git_tree(&self.root, rev),
+        }
+    }
+
+    fn latest(&self) -> Result<String, SourceError> {
+        Ok(working_commit(&self.root))
+    }
+
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn local_dir(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+}
+
+/// A fixed revision of a git repository (`--rev REV`), read without a checkout.
+pub struct GitRev {
+    dir: PathBuf,
+    rev: String,
+}
+
+impl Source for GitRev {
+    fn tree(&self, rev: Option<&str>) -> Result<Tree, SourceError> {
+        git_tree(&self.dir, rev.unwrap_or(&self.rev))
+    }
+
+    fn latest(&self) -> Result<String, SourceError> {
+        Ok(GitTree::open(&self.dir, &self.rev)?.commit)
+    }
+
+    fn describe(&self) -> String {
+        format!("{} at {}", self.dir.display(), self.rev)
+    }
+}
+
+fn git_tree(dir: &Path, rev: &str) -> Result<Tree, SourceError> {
+    let tree = GitTree::open(dir, rev)?;
+    Ok(Tree {
+        commit: tree.commit.clone(),
+        tree: Box::new(tree),
+    })
+}
+
+/// `--repo DIR` with an optional `--rev`: the working files, or that revision.
+pub fn open(dir: &Path, rev: Option<&str>) -> Result<Box<dyn Source>, SourceError> {
+    let work = WorkDir::new(dir)?;
+    Ok(match rev {
+        None => Box::new(work),
+        Some(rev) => {
+            // Resolved now, so that a bad revision is an error before anything else happens.
+            GitTree::open(dir, rev)?;
+            Box::new(GitRev {
+                dir: dir.to_path_buf(),
+                rev: rev.to_string(),
+            })
+        }
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -21,38 +141,6 @@ pub enum SourceError {
         repo: PathBuf,
         message: String,
     },
-}
-
-/// A repository's files at one revision, plus the commit to record on containers.
-pub struct Source {
-    pub tree: Box<dyn RepoTree>,
-    /// `abc123def456`, `abc123def456-dirty` (working files differ from HEAD), or
-    /// `unversioned` (not in git).
-    pub commit: String,
-}
-
-/// Opens `dir` as it is on disk, or at `rev` when given.
-pub fn open(dir: &Path, rev: Option<&str>) -> Result<Source, SourceError> {
-    if !dir.is_dir() {
-        return Err(SourceError::NotADirectory {
-            path: dir.to_path_buf(),
-        });
-    }
-    match rev {
-        None => Ok(Source {
-            commit: working_commit(dir),
-            tree: Box::new(DirTree {
-                root: dir.to_path_buf(),
-            }),
-        }),
-        Some(rev) => {
-            let tree = GitTree::open(dir, rev)?;
-            Ok(Source {
-                commit: tree.commit.clone(),
-                tree: Box::new(tree),
-            })
-        }
-    }
 }
 
 /// The files of a directory.

@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::spec::{
+use crate::model::spec::{
     Capacity, Constraint, ConstraintAttribute, DeployMode, DesiredState, ServiceSpec,
 };
 
@@ -124,11 +124,11 @@ pub struct Snapshot {
 /// (a daemon's memory); an unreachable host without an entry is `unknown`.
 pub fn snapshot(
     desired: &DesiredState,
-    observed: &crate::observed::ObservedState,
+    observed: &crate::model::observed::ObservedState,
     down: &std::collections::BTreeSet<String>,
     last_known: &BTreeMap<String, Vec<ExistingReplica>>,
 ) -> Snapshot {
-    use crate::observed::{Health, ObservedHost, RunState};
+    use crate::model::observed::{Health, ObservedHost, RunState};
     let mut hosts = BTreeMap::new();
     let mut existing = Vec::new();
     let mut unknown = std::collections::BTreeSet::new();
@@ -1044,7 +1044,7 @@ fn decimal_text(value: i128, unit: i128, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{
+    use crate::model::spec::{
         ContainerSpec, DependsCondition, FleetSettings, Placement as ServicePlacement, PortBinding,
         StackSpec,
     };

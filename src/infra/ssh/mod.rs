@@ -27,7 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tracing::{debug, info, warn};
 
-use crate::spec::{HostAddress, HostSpec};
+use crate::model::spec::{HostAddress, HostSpec};
 
 /// Longest control folder we accept. ssh binds the master socket at
 /// `<folder>/.ssh-connectionXXXXXX/master.<16 random chars>` (46 bytes more), and a unix socket
@@ -943,7 +943,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::process::{Child, Command, Stdio};
 
-    use crate::spec::{ImagePolicy, SshSettings};
+    use crate::model::spec::{ImagePolicy, SshSettings};
 
     const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 

@@ -2,187 +2,26 @@
 //!
 //! Every step names its host and why it exists; a `Replace` carries the field-level drift that
 //! caused it. `convoy diff`, `convoy apply` and every daemon pass use this one function; dry-run
-//! stops before the executor. Pure (DESIGN.md, invariant 1): no I/O, no clock, ordered maps only.
-//! It never emits a step on a container, network or volume that the fleet does not own
-//! (invariant 2), and plans nothing on a host that could not be observed (invariant 4).
+//! stops before the executor. "The planning core is pure": no I/O, no clock, ordered maps only.
+//! It never emits a step on a container, network or volume that the fleet does not own ("only
+//! what carries the fleet's label is touched"), and plans nothing on a host that could not be
+//! observed ("a failing host never blocks the others").
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
-
-use crate::drift::{container_drift, FieldChange};
-use crate::observed::{HostSnapshot, ObservedContainer, ObservedHost, ObservedState, RunState};
-use crate::schedule::{Assignment, Placement, ReplicaKey};
-use crate::spec::{
-    container_name, ContainerSpec, DependsCondition, DesiredState, MountKind, NetworkSpec,
-    ServiceSpec, VolumeSpec, LABEL_COMMIT, LABEL_FLEET, LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC_HASH,
-    LABEL_STACK,
+use crate::core::drift::container_drift;
+use crate::core::schedule::{Assignment, Placement, ReplicaKey};
+use crate::model::observed::{
+    HostSnapshot, ObservedContainer, ObservedHost, ObservedState, RunState,
 };
-
-/// Version of the JSON form of plans and reports; bump on incompatible change.
-pub const JSON_VERSION: u32 = 1;
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Plan {
-    pub fleet: String,
-    /// The commit the desired state was read from (recorded on containers).
-    pub commit: String,
-    pub steps: Vec<Step>,
-    /// Desired names held by containers the fleet does not own: never touched.
-    pub conflicts: Vec<Conflict>,
-    /// Hosts that could not be observed, with the reason: nothing is planned there.
-    pub unreachable: BTreeMap<String, String>,
-    pub pending: Vec<PendingReplica>,
-    /// Volumes the fleet owns that nothing desired uses any more: reported, never removed.
-    pub orphan_volumes: Vec<OrphanVolume>,
-    pub notes: Vec<String>,
-    /// Values to mask wherever they would be shown (engine errors included).
-    #[serde(skip)]
-    pub secret_values: BTreeSet<String>,
-}
-
-impl Plan {
-    /// True when nothing is to be done and nothing stands in the way of convergence.
-    pub fn is_converged(&self) -> bool {
-        self.steps.is_empty()
-            && self.conflicts.is_empty()
-            && self.unreachable.is_empty()
-            && self.pending.is_empty()
-    }
-
-    pub fn summary(&self) -> Summary {
-        let mut s = Summary::default();
-        for step in &self.steps {
-            match &step.action {
-                Action::Create { .. } => s.create += 1,
-                Action::Replace { .. } => s.replace += 1,
-                Action::Start { .. } => s.start += 1,
-                Action::Remove { .. } => s.remove += 1,
-                Action::CreateNetwork { .. }
-                | Action::CreateVolume { .. }
-                | Action::RemoveNetwork { .. } => s.resources += 1,
-            }
-        }
-        s
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Summary {
-    pub create: usize,
-    pub replace: usize,
-    pub start: usize,
-    pub remove: usize,
-    pub resources: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Step {
-    pub id: usize,
-    pub host: String,
-    pub action: Action,
-    /// Steps that must finish first (networks before containers, dependencies first).
-    pub after: Vec<usize>,
-    /// Conditions on other services to wait for before this step creates or starts anything.
-    pub gates: Vec<Gate>,
-}
-
-/// A `depends_on` condition, resolved to the containers that must satisfy it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Gate {
-    pub stack: String,
-    pub service: String,
-    pub condition: DependsCondition,
-    /// (host, container name) of every placed replica of the dependency.
-    pub containers: Vec<(String, String)>,
-}
-
-/// A replica as the executor creates it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Replica {
-    pub stack: String,
-    pub service: String,
-    pub slot: String,
-    pub name: String,
-    pub spec_hash: String,
-    pub image: String,
-    /// Never serialised: it holds environment values, some of them secret.
-    #[serde(skip)]
-    pub spec: ContainerSpec,
-    /// Every label to put on the container: the user's plus Convoy's own. Not serialised: a
-    /// label value may carry a secret (basic-auth labels of a proxy, say).
-    #[serde(skip)]
-    pub labels: BTreeMap<String, String>,
-    /// Names whose values are never shown (see `ServiceSpec::secret_env`).
-    #[serde(skip)]
-    pub secret_env: BTreeSet<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Action {
-    CreateNetwork {
-        stack: String,
-        network: NetworkSpec,
-    },
-    CreateVolume {
-        stack: String,
-        volume: VolumeSpec,
-    },
-    Create {
-        replica: Box<Replica>,
-        reason: String,
-    },
-    Replace {
-        replica: Box<Replica>,
-        old_id: String,
-        /// The old container's own stop grace period (it is the one being stopped).
-        old_grace_secs: Option<i64>,
-        changes: Vec<FieldChange>,
-        reason: String,
-    },
-    Start {
-        stack: String,
-        service: String,
-        name: String,
-        id: String,
-        reason: String,
-    },
-    Remove {
-        stack: String,
-        service: String,
-        name: String,
-        id: String,
-        /// The container's own stop grace period, as the engine reports it.
-        grace_secs: Option<i64>,
-        reason: String,
-    },
-    RemoveNetwork {
-        name: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Conflict {
-    pub host: String,
-    pub name: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PendingReplica {
-    pub stack: String,
-    pub service: String,
-    pub slot: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OrphanVolume {
-    pub host: String,
-    pub name: String,
-    pub stack: String,
-}
+pub use crate::model::plan::{
+    Action, Conflict, FieldChange, Gate, OrphanVolume, PendingReplica, Plan, Reason, Replica, Step,
+    Summary, JSON_VERSION,
+};
+use crate::model::spec::{
+    container_name, DesiredState, MountKind, ServiceSpec, LABEL_COMMIT, LABEL_FLEET, LABEL_SERVICE,
+    LABEL_SLOT, LABEL_SPEC_HASH, LABEL_STACK,
+};
 
 /// Computes the plan that takes `observed` to `desired` under `placement`.
 pub fn plan(
@@ -442,7 +281,7 @@ impl<'a> Planner<'a> {
             }
             None => Some(Action::Create {
                 replica: Box::new(replica),
-                reason: "missing".into(),
+                reason: Reason::Missing,
             }),
         };
         if let Some(action) = step {
@@ -479,16 +318,18 @@ impl<'a> Planner<'a> {
         // variables count as secrets as well.
         let mut secrets = std::borrow::Cow::Borrowed(&self.desired.secret_values);
         for (k, v) in &c.actual.env {
-            if (crate::spec::is_secret_name(k) || service.secret_env.contains(k)) && v.len() >= 4 {
+            if (crate::model::spec::is_secret_name(k) || service.secret_env.contains(k))
+                && v.len() >= 4
+            {
                 secrets.to_mut().insert(v.clone());
             }
         }
         for ch in &mut changes {
-            let old = crate::spec::mask_secrets(&ch.old, &secrets);
-            let new = crate::spec::mask_secrets(&ch.new, &secrets);
+            let old = crate::model::spec::mask_secrets(&ch.old, &secrets);
+            let new = crate::model::spec::mask_secrets(&ch.new, &secrets);
             if old != ch.old || new != ch.new {
-                ch.old = crate::drift::MASK.to_string();
-                ch.new = crate::drift::MASK.to_string();
+                ch.old = crate::core::drift::MASK.to_string();
+                ch.new = crate::core::drift::MASK.to_string();
             }
         }
         // The image behind the tag moved (a pull happened): Compose recreates, so do we.
@@ -508,12 +349,14 @@ impl<'a> Planner<'a> {
         // replaces it, as Swarm does. A new container cannot be unhealthy before its
         // healthcheck failed `retries` times `interval` apart, which bounds how often this
         // happens to once per interval x retries.
-        if c.health == Some(crate::observed::Health::Unhealthy) && c.state == RunState::Running {
+        if c.health == Some(crate::model::observed::Health::Unhealthy)
+            && c.state == RunState::Running
+        {
             return Some(Action::Replace {
                 old_id: c.id.clone(),
                 old_grace_secs: c.actual.stop_grace_period_secs,
                 changes,
-                reason: "unhealthy".into(),
+                reason: Reason::Unhealthy,
                 replica: Box::new(replica),
             });
         }
@@ -522,7 +365,7 @@ impl<'a> Planner<'a> {
                 old_id: c.id.clone(),
                 old_grace_secs: c.actual.stop_grace_period_secs,
                 changes,
-                reason: "dead".into(),
+                reason: Reason::Dead,
                 replica: Box::new(replica),
             });
         }
@@ -531,7 +374,7 @@ impl<'a> Planner<'a> {
                 old_id: c.id.clone(),
                 old_grace_secs: c.actual.stop_grace_period_secs,
                 changes,
-                reason: "drift".into(),
+                reason: Reason::Drift,
                 replica: Box::new(replica),
             });
         }
@@ -542,7 +385,7 @@ impl<'a> Planner<'a> {
                 old_id: c.id.clone(),
                 old_grace_secs: c.actual.stop_grace_period_secs,
                 changes,
-                reason: "spec changed".into(),
+                reason: Reason::SpecChanged,
                 replica: Box::new(replica),
             });
         }
@@ -558,9 +401,11 @@ impl<'a> Planner<'a> {
                 name: c.name.clone(),
                 id: c.id.clone(),
                 reason: match c.state {
-                    RunState::Paused => "paused".into(),
-                    RunState::Created => "created, never started".into(),
-                    _ => format!("stopped (exit code {})", c.exit_code),
+                    RunState::Paused => Reason::Paused,
+                    RunState::Created => Reason::NeverStarted,
+                    _ => Reason::Stopped {
+                        exit_code: c.exit_code,
+                    },
                 },
             });
         }
@@ -712,12 +557,16 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn removal_reason(&self, host: &str, c: &ObservedContainer) -> String {
+    fn removal_reason(&self, host: &str, c: &ObservedContainer) -> Reason {
         let Some(stack) = self.desired.stacks.get(&c.stack) else {
-            return format!("stack `{}` removed", c.stack);
+            return Reason::StackRemoved {
+                stack: c.stack.clone(),
+            };
         };
         let Some(service) = stack.services.get(&c.service) else {
-            return format!("service `{}` removed", c.service);
+            return Reason::ServiceRemoved {
+                service: c.service.clone(),
+            };
         };
         let key = ReplicaKey {
             stack: c.stack.clone(),
@@ -725,12 +574,32 @@ impl<'a> Planner<'a> {
             slot: c.slot.clone(),
         };
         match self.placement.host_of(&key) {
-            Some(other) if other != host => format!("moved to host `{other}`"),
-            Some(_) => "not a desired replica".into(),
-            None if service.mode == crate::spec::DeployMode::Replicated => {
-                format!("scaled down to {}", service.replicas)
+            Some(other) if other != host => {
+                // A copy already runs where the slot is placed: this one is the duplicate
+                // (its host came back after the slot was started elsewhere).
+                let copy_runs_there = self
+                    .observed
+                    .hosts
+                    .get(other)
+                    .and_then(ObservedHost::snapshot)
+                    .is_some_and(|s| s.containers.contains_key(&c.name));
+                if copy_runs_there {
+                    Reason::Fenced {
+                        kept_on: other.to_string(),
+                    }
+                } else {
+                    Reason::Moved {
+                        to: other.to_string(),
+                    }
+                }
             }
-            None => "host no longer eligible".into(),
+            Some(_) => Reason::NotDesired,
+            None if service.mode == crate::model::spec::DeployMode::Replicated => {
+                Reason::ScaledDown {
+                    replicas: service.replicas,
+                }
+            }
+            None => Reason::HostIneligible,
         }
     }
 
@@ -805,7 +674,7 @@ pub fn assume_converged(
             if !net.external {
                 snap.networks.insert(
                     net.engine_name.clone(),
-                    crate::observed::ObservedResource {
+                    crate::model::observed::ObservedResource {
                         stack: key.stack.clone(),
                         resource: net.engine_name.clone(),
                     },
@@ -821,7 +690,7 @@ pub fn assume_converged(
             {
                 snap.volumes.insert(
                     vol.engine_name.clone(),
-                    crate::observed::ObservedResource {
+                    crate::model::observed::ObservedResource {
                         stack: key.stack.clone(),
                         resource: vol.engine_name.clone(),
                     },

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::spec::ContainerSpec;
+use crate::model::spec::ContainerSpec;
 
 /// Every host of the fleet as observed in one pass.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -119,5 +119,5 @@ pub struct ImageDefaults {
     pub stop_signal: Option<String>,
     /// Container paths the image declares as volumes (they get anonymous volumes).
     pub volumes: BTreeSet<String>,
-    pub healthcheck: Option<crate::spec::Healthcheck>,
+    pub healthcheck: Option<crate::model::spec::Healthcheck>,
 }

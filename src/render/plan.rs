@@ -1,30 +1,16 @@
-//! Plans and reports as text for people and JSON for programs.
+//! A plan as `convoy diff` shows it (in the style of `terraform plan`) and as JSON, and the
+//! report of `convoy apply`.
 //!
-//! Pure: a value in, a `String` out. Colour is a parameter (the caller knows whether stdout is
-//! a terminal). Secret values never reach this module in clear: `drift` masks them, and
-//! container specs are never printed whole.
+//! Pure: a value in, a `String` out. Secret values never reach this module in clear: `drift`
+//! masks them, and container specs are never printed whole.
 
 use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::plan::{Action, Plan, JSON_VERSION};
-
-/// ANSI colour on or off.
-#[derive(Debug, Clone, Copy)]
-pub struct Style {
-    pub colour: bool,
-}
-
-impl Style {
-    fn paint(&self, code: &str, text: &str) -> String {
-        if self.colour {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
-    }
-}
+use super::Style;
+use crate::model::plan::{Action, Plan, Summary, JSON_VERSION};
+use crate::reconcile::PassReport;
 
 /// The plan as `convoy diff` prints it.
 pub fn plan_text(plan: &Plan, style: Style) -> String {
@@ -164,7 +150,7 @@ pub fn plan_json(plan: &Plan) -> String {
     struct Doc<'a> {
         version: u32,
         in_sync: bool,
-        summary: crate::plan::Summary,
+        summary: Summary,
         #[serde(flatten)]
         plan: &'a Plan,
     }
@@ -177,9 +163,67 @@ pub fn plan_json(plan: &Plan) -> String {
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-/// One line per step, for progress and for the apply report.
-pub fn step_line(action: &Action) -> String {
-    let mut s = String::new();
-    write_step(&mut s, action, Style { colour: false });
-    s.lines().next().unwrap_or_default().trim().to_string()
+/// `convoy apply`'s closing text: failures, then either "converged" or what remains.
+pub fn apply_text(report: &PassReport, style: Style) -> String {
+    let mut out = String::new();
+    for f in report.failures() {
+        let _ = writeln!(
+            out,
+            "failed on host {}: {}: {}",
+            f.host,
+            f.step,
+            f.error.as_deref().unwrap_or_default()
+        );
+    }
+    for f in &report.pull_failures {
+        let _ = writeln!(out, "failed: {f}");
+    }
+    let failed = report.failures().count();
+    let done = report.outcomes.len() - failed;
+    if report.converged {
+        let _ = writeln!(
+            out,
+            "\nApplied {done} step(s). Converged: the fleet matches {}.",
+            report.commit
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\nApplied {done} step(s), {failed} failed. Not converged; what remains:"
+        );
+        if let Some(remaining) = &report.remaining {
+            out.push_str(&plan_text(remaining, style));
+        }
+    }
+    out
+}
+
+/// `convoy apply --output json`: `{"version": 1, "converged", "plan", "outcomes",
+/// "pull_failures", "remaining", "result", "reason", "timings"}`.
+pub fn apply_json(report: &PassReport) -> String {
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        version: u32,
+        converged: bool,
+        plan: &'a Plan,
+        outcomes: &'a [crate::exec::StepOutcome],
+        pull_failures: &'a [String],
+        remaining: &'a Option<Plan>,
+        #[serde(flatten)]
+        result: &'a crate::model::outcome::PassResult,
+        reason: &'a crate::model::outcome::PassReason,
+        timings: &'a crate::reconcile::Timings,
+    }
+    let doc = Doc {
+        version: JSON_VERSION,
+        converged: report.converged,
+        plan: &report.plan,
+        outcomes: &report.outcomes,
+        pull_failures: &report.pull_failures,
+        remaining: &report.remaining,
+        result: &report.result,
+        reason: &report.reason,
+        timings: &report.timings,
+    };
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

@@ -1,0 +1,75 @@
+//! `convoy apply`: one verified pass. The plan is printed before anything is done, each step
+//! as it ends (on a terminal), and the report after a second observation.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::{emit, emit_line, load_repo, style, with_fleet, Outcome};
+use crate::cli::{Output, RepoArgs};
+use crate::core::pass::HostMemory;
+use crate::exec::StepOutcome;
+use crate::model::outcome::PassReason;
+use crate::model::plan::Plan;
+use crate::reconcile::{run_pass, PassObserver, PassOptions};
+use crate::render;
+
+/// Prints the plan before acting and, on a terminal, each step as it ends.
+struct Progress {
+    text: bool,
+    steps: bool,
+}
+
+impl PassObserver for Progress {
+    fn planned(&self, plan: &Plan) {
+        if self.text {
+            emit(&render::plan_text(plan, style()));
+        }
+    }
+
+    fn step_done(&self, o: &StepOutcome) {
+        if self.steps {
+            let mark = if o.error.is_some() { "failed" } else { "done" };
+            eprintln!("  [{}] {} {}", o.host, mark, o.step);
+        }
+    }
+}
+
+pub async fn run(repo: &RepoArgs, pull: bool, output: Output, state_dir: &Path) -> Result<Outcome> {
+    let Some(loaded) = load_repo(repo)? else {
+        return Ok(Outcome::Invalid);
+    };
+    let text = output == Output::Text;
+    let progress = Progress {
+        text,
+        steps: text && std::io::stderr().is_terminal(),
+    };
+    let opts = PassOptions { pull, verify: true };
+    // Never cancelled: a one-shot apply finishes what it started (a signal kills it outright).
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let report = with_fleet(&loaded, state_dir, async |fleet| {
+        run_pass(
+            fleet,
+            &loaded,
+            &HostMemory::default(),
+            PassReason::Command {
+                name: "apply".into(),
+            },
+            &opts,
+            &cancel,
+            progress,
+        )
+        .await
+    })
+    .await;
+    match output {
+        Output::Text => emit(&render::apply_text(&report, style())),
+        Output::Json => emit_line(&render::apply_json(&report)),
+    }
+    Ok(if report.converged {
+        Outcome::Converged
+    } else {
+        Outcome::NotConverged
+    })
+}

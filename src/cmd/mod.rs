@@ -1,0 +1,172 @@
+//! The commands: one file each. Every command loads through `reconcile::load`, runs the one
+//! pass (or its planning half) and prints its own output on stdout through `emit`; diagnostics
+//! go through `tracing` on stderr, manifest errors as `error:` lines.
+//!
+//! A command returns an `Outcome`, never an exit code: `main` alone maps outcomes to codes. A
+//! closed stdout (`convoy diff | head -1`) ends the printing quietly and changes nothing else:
+//! the command finishes what it was doing (an `apply` keeps acting) and keeps its outcome.
+
+mod apply;
+mod daemon;
+mod diff;
+mod hosts;
+mod image;
+mod status;
+mod validate;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Result;
+
+use crate::cli::{Command, ImageCommand, RepoArgs};
+use crate::infra::fleet::{ConnectOptions, Fleet};
+use crate::infra::source::{self, Source};
+use crate::reconcile::{self, LoadError, Loaded};
+use crate::render::Style;
+
+/// How a command ended; `main` maps each to the ecosystem's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// `validate`: the repository is valid.
+    Valid,
+    /// The repository does not validate (or a command's input is unusable): nothing was done.
+    Invalid,
+    /// `diff`: nothing to do.
+    InSync,
+    /// `diff`: differences found.
+    Differs,
+    /// `diff`: a host could not be observed, so "in sync" cannot be claimed.
+    Unobserved,
+    /// `apply`: the fleet matches the repository.
+    Converged,
+    /// `apply`: not fully converged (failed steps, unreachable hosts, pending replicas).
+    NotConverged,
+    /// `status`, `hosts`: every host answered.
+    AllReachable,
+    /// `status`, `hosts`: some host did not.
+    SomeUnreachable,
+    /// `image push`: every host has the image.
+    Pushed,
+    /// `image push`: some host does not.
+    PushFailed,
+    /// `daemon`: stopped by a signal.
+    Stopped,
+}
+
+impl Outcome {
+    /// The name tests and logs use (`in_sync`, `not_converged`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Valid => "valid",
+            Outcome::Invalid => "invalid",
+            Outcome::InSync => "in_sync",
+            Outcome::Differs => "differs",
+            Outcome::Unobserved => "unobserved",
+            Outcome::Converged => "converged",
+            Outcome::NotConverged => "not_converged",
+            Outcome::AllReachable => "all_reachable",
+            Outcome::SomeUnreachable => "some_unreachable",
+            Outcome::Pushed => "pushed",
+            Outcome::PushFailed => "push_failed",
+            Outcome::Stopped => "stopped",
+        }
+    }
+}
+
+pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome> {
+    let state_dir = state_dir.unwrap_or_else(crate::infra::fleet::default_state_dir);
+    match command {
+        Command::Validate { repo } => validate::run(&repo),
+        Command::Diff { repo, base, output } => {
+            diff::run(&repo, base.as_deref(), output, &state_dir).await
+        }
+        Command::Apply { repo, pull, output } => apply::run(&repo, pull, output, &state_dir).await,
+        Command::Status { repo, output } => status::run(&repo, output, &state_dir).await,
+        Command::Hosts { repo, output } => hosts::run(&repo, output, &state_dir).await,
+        Command::Image(ImageCommand::Push { image, repo, hosts }) => {
+            image::push(&repo, &image, &hosts, &state_dir).await
+        }
+        Command::Daemon {
+            repo,
+            resync_secs,
+            heartbeat_ms,
+        } => daemon::run(&repo, resync_secs, heartbeat_ms, &state_dir).await,
+    }
+}
+
+/// Set once stdout is found closed: nothing more is written to it.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes a command's output to stdout. A closed pipe is not an error: the reader has what it
+/// wanted, so the rest is dropped quietly and the command goes on to its outcome.
+pub fn emit(text: &str) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            tracing::warn!(error = %e, "cannot write to stdout");
+        }
+    }
+}
+
+/// `emit` with a newline.
+pub fn emit_line(text: &str) {
+    emit(&format!("{text}\n"));
+}
+
+fn style() -> Style {
+    Style {
+        colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+fn open_source(repo: &RepoArgs) -> Result<Box<dyn Source>> {
+    source::open(&repo.repo, repo.rev.as_deref()).map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "cannot read the fleet repository `{}`",
+            repo.repo.display()
+        ))
+    })
+}
+
+/// Loads for a one-shot command: manifest errors go to stderr (one `error:` line each, with
+/// file:line:column and key), and `None` means the repository does not validate.
+fn load(source: &dyn Source, rev: Option<&str>) -> Result<Option<Loaded>> {
+    match reconcile::load(source, rev) {
+        Ok(l) => Ok(Some(l)),
+        Err(LoadError::Invalid { origin, errors }) => {
+            let mut err = std::io::stderr().lock();
+            for e in &errors {
+                let _ = writeln!(err, "error: {e}");
+            }
+            let _ = writeln!(
+                err,
+                "{} error(s) in {origin}; nothing was changed",
+                errors.len()
+            );
+            Ok(None)
+        }
+        Err(e @ LoadError::Source { .. }) => Err(e.into()),
+    }
+}
+
+/// Loads `repo` at its own revision; `None` when it does not validate.
+fn load_repo(repo: &RepoArgs) -> Result<Option<Loaded>> {
+    let source = open_source(repo)?;
+    load(source.as_ref(), None)
+}
+
+/// Connects the fleet of `loaded`, runs `f` on it, and closes every connection afterwards,
+/// whatever `f` returns (an error included; a panic is covered by `Fleet`'s drop).
+async fn with_fleet<T>(loaded: &Loaded, state_dir: &Path, f: impl AsyncFnOnce(&Fleet) -> T) -> T {
+    let opts = ConnectOptions::for_command(state_dir, &loaded.desired.settings);
+    let fleet = Fleet::connect(&loaded.desired, &opts).await;
+    let result = f(&fleet).await;
+    fleet.close().await;
+    result
+}

@@ -1,0 +1,57 @@
+//! The planning half of a pass as one pure function: desired state, observation, what the
+//! daemon remembers of its hosts and the commit in; snapshot, placement and `Plan` out.
+//!
+//! `convoy diff`, `apply`, `status`, `hosts` and every daemon pass call `plan_pass`; `diff
+//! --base` calls it on an observation assumed from the base revision (`assume_observed`). There
+//! is no second way to make a plan. Pure: see "the planning core is pure".
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::core::plan::{self, assume_converged};
+use crate::core::schedule::{self, ExistingReplica, Placement, Snapshot};
+use crate::model::observed::ObservedState;
+use crate::model::plan::Plan;
+use crate::model::spec::DesiredState;
+
+/// What a daemon remembers between passes, all of it rebuilt from observation: the hosts lost
+/// for longer than `host_down_after`, and what each host ran when last observed. One-shot
+/// commands have none: they move nothing off a host they cannot see ("rescheduling needs a
+/// clock that watched the host").
+#[derive(Debug, Clone, Default)]
+pub struct HostMemory {
+    pub down: BTreeSet<String>,
+    pub last_known: BTreeMap<String, Vec<ExistingReplica>>,
+}
+
+/// A pass's decisions: where every replica goes and the steps that take the fleet there.
+#[derive(Debug, Clone)]
+pub struct PassPlan {
+    pub snapshot: Snapshot,
+    pub placement: Placement,
+    pub plan: Plan,
+}
+
+/// Places and plans `desired` against `observed`.
+pub fn plan_pass(
+    desired: &DesiredState,
+    observed: &ObservedState,
+    memory: &HostMemory,
+    commit: &str,
+) -> PassPlan {
+    let snapshot = schedule::snapshot(desired, observed, &memory.down, &memory.last_known);
+    let placement = schedule::place(desired, &snapshot);
+    let plan = plan::plan(desired, &placement, observed, commit);
+    PassPlan {
+        snapshot,
+        placement,
+        plan,
+    }
+}
+
+/// What the fleet would run if `base` (a desired state at `commit`) were applied and
+/// converged: the observation `diff --base` plans against, with no engine contacted.
+pub fn assume_observed(base: &DesiredState, commit: &str) -> ObservedState {
+    let empty = assume_converged(base, &Placement::default(), "");
+    let placement = plan_pass(base, &empty, &HostMemory::default(), "").placement;
+    assume_converged(base, &placement, commit)
+}

@@ -1,0 +1,12 @@
+//! The shared vocabulary of every layer: the desired state (`spec`), what engines report
+//! (`observed`), the plan's steps and reasons (`plan`), a pass's result and hold reasons
+//! (`outcome`), and the repository tree the manifest reads (`tree`).
+//!
+//! Types, their fixed text forms and small pure helpers only: no I/O, no clock, no async.
+//! Everything else imports from here; this imports nothing of the crate's but itself.
+
+pub mod observed;
+pub mod outcome;
+pub mod plan;
+pub mod spec;
+pub mod tree;

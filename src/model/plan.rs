@@ -1,0 +1,301 @@
+//! The plan's vocabulary: steps, actions and the reasons for them, shared by the planner that
+//! makes them (`core::plan`), the executor that runs them (`exec`), the engines that create
+//! containers from a `Replica` (`infra::docker`) and the renderers.
+//!
+//! Types only, and their fixed text forms: nothing here decides what to do. A `Reason` is data
+//! (the executor and, later, history and metrics branch on it), and serialises to the strings
+//! the JSON documents have always carried, so `version: 1` readers see no change.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+use crate::model::spec::{ContainerSpec, DependsCondition, NetworkSpec, VolumeSpec};
+
+/// One field whose desired value differs from the observed one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldChange {
+    /// Dotted name as the user writes it: `environment.DB_URL`, `deploy.resources.limits.memory`.
+    pub field: String,
+    /// Observed value, rendered; `(secret)` for masked values, `(none)` when absent.
+    pub old: String,
+    /// Desired value, rendered the same way.
+    pub new: String,
+}
+
+/// Why a step exists. Displayed (and serialised) as the words `convoy diff` has always shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// No container holds the replica's name on its host.
+    Missing,
+    /// The engine reports the container unhealthy: it is replaced.
+    Unhealthy,
+    /// The engine reports the container dead.
+    Dead,
+    /// Inspect differs from the desired spec, field by field (`changes`).
+    Drift,
+    /// The spec hash differs though inspect shows no difference.
+    SpecChanged,
+    /// Paused by someone: unpaused.
+    Paused,
+    /// Created but never started.
+    NeverStarted,
+    /// Exited (not a finished one-shot): started again.
+    Stopped { exit_code: i64 },
+    /// Its stack is no longer in the repository.
+    StackRemoved { stack: String },
+    /// Its service is no longer in the stack.
+    ServiceRemoved { service: String },
+    /// The replica is placed on another host now (drain, a host that came back).
+    Moved { to: String },
+    /// Another copy of the same slot runs on `kept_on`, which keeps it (a host that came back
+    /// after its replicas were started elsewhere).
+    Fenced { kept_on: String },
+    /// A name of the fleet's scheme that no desired replica has.
+    NotDesired,
+    /// The service has fewer replicas now.
+    ScaledDown { replicas: u32 },
+    /// A global service's host no longer meets its constraints.
+    HostIneligible,
+}
+
+impl Reason {
+    /// A stable snake_case name, for metrics and programs that branch on the kind of reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::Missing => "missing",
+            Reason::Unhealthy => "unhealthy",
+            Reason::Dead => "dead",
+            Reason::Drift => "drift",
+            Reason::SpecChanged => "spec_changed",
+            Reason::Paused => "paused",
+            Reason::NeverStarted => "never_started",
+            Reason::Stopped { .. } => "stopped",
+            Reason::StackRemoved { .. } => "stack_removed",
+            Reason::ServiceRemoved { .. } => "service_removed",
+            Reason::Moved { .. } => "moved",
+            Reason::Fenced { .. } => "fenced",
+            Reason::NotDesired => "not_desired",
+            Reason::ScaledDown { .. } => "scaled_down",
+            Reason::HostIneligible => "host_ineligible",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Missing => f.write_str("missing"),
+            Reason::Unhealthy => f.write_str("unhealthy"),
+            Reason::Dead => f.write_str("dead"),
+            Reason::Drift => f.write_str("drift"),
+            Reason::SpecChanged => f.write_str("spec changed"),
+            Reason::Paused => f.write_str("paused"),
+            Reason::NeverStarted => f.write_str("created, never started"),
+            Reason::Stopped { exit_code } => write!(f, "stopped (exit code {exit_code})"),
+            Reason::StackRemoved { stack } => write!(f, "stack `{stack}` removed"),
+            Reason::ServiceRemoved { service } => write!(f, "service `{service}` removed"),
+            Reason::Moved { to } => write!(f, "moved to host `{to}`"),
+            Reason::Fenced { kept_on } => {
+                write!(f, "moved to host `{kept_on}` (a copy runs there: fenced)")
+            }
+            Reason::NotDesired => f.write_str("not a desired replica"),
+            Reason::ScaledDown { replicas } => write!(f, "scaled down to {replicas}"),
+            Reason::HostIneligible => f.write_str("host no longer eligible"),
+        }
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Version of the JSON form of plans and reports; bump on incompatible change.
+pub const JSON_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub fleet: String,
+    /// The commit the desired state was read from (recorded on containers).
+    pub commit: String,
+    pub steps: Vec<Step>,
+    /// Desired names held by containers the fleet does not own: never touched.
+    pub conflicts: Vec<Conflict>,
+    /// Hosts that could not be observed, with the reason: nothing is planned there.
+    pub unreachable: BTreeMap<String, String>,
+    pub pending: Vec<PendingReplica>,
+    /// Volumes the fleet owns that nothing desired uses any more: reported, never removed.
+    pub orphan_volumes: Vec<OrphanVolume>,
+    pub notes: Vec<String>,
+    /// Values to mask wherever they would be shown (engine errors included).
+    #[serde(skip)]
+    pub secret_values: BTreeSet<String>,
+}
+
+impl Plan {
+    /// True when nothing is to be done and nothing stands in the way of convergence.
+    pub fn is_converged(&self) -> bool {
+        self.steps.is_empty()
+            && self.conflicts.is_empty()
+            && self.unreachable.is_empty()
+            && self.pending.is_empty()
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for step in &self.steps {
+            match &step.action {
+                Action::Create { .. } => s.create += 1,
+                Action::Replace { .. } => s.replace += 1,
+                Action::Start { .. } => s.start += 1,
+                Action::Remove { .. } => s.remove += 1,
+                Action::CreateNetwork { .. }
+                | Action::CreateVolume { .. }
+                | Action::RemoveNetwork { .. } => s.resources += 1,
+            }
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub replace: usize,
+    pub start: usize,
+    pub remove: usize,
+    pub resources: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub id: usize,
+    pub host: String,
+    pub action: Action,
+    /// Steps that must finish first (networks before containers, dependencies first).
+    pub after: Vec<usize>,
+    /// Conditions on other services to wait for before this step creates or starts anything.
+    pub gates: Vec<Gate>,
+}
+
+/// A `depends_on` condition, resolved to the containers that must satisfy it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Gate {
+    pub stack: String,
+    pub service: String,
+    pub condition: DependsCondition,
+    /// (host, container name) of every placed replica of the dependency.
+    pub containers: Vec<(String, String)>,
+}
+
+/// A replica as the executor creates it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Replica {
+    pub stack: String,
+    pub service: String,
+    pub slot: String,
+    pub name: String,
+    pub spec_hash: String,
+    pub image: String,
+    /// Never serialised: it holds environment values, some of them secret.
+    #[serde(skip)]
+    pub spec: ContainerSpec,
+    /// Every label to put on the container: the user's plus Convoy's own. Not serialised: a
+    /// label value may carry a secret (basic-auth labels of a proxy, say).
+    #[serde(skip)]
+    pub labels: BTreeMap<String, String>,
+    /// Names whose values are never shown (see `ServiceSpec::secret_env`).
+    #[serde(skip)]
+    pub secret_env: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    CreateNetwork {
+        stack: String,
+        network: NetworkSpec,
+    },
+    CreateVolume {
+        stack: String,
+        volume: VolumeSpec,
+    },
+    Create {
+        replica: Box<Replica>,
+        reason: Reason,
+    },
+    Replace {
+        replica: Box<Replica>,
+        old_id: String,
+        /// The old container's own stop grace period (it is the one being stopped).
+        old_grace_secs: Option<i64>,
+        changes: Vec<FieldChange>,
+        reason: Reason,
+    },
+    Start {
+        stack: String,
+        service: String,
+        name: String,
+        id: String,
+        reason: Reason,
+    },
+    Remove {
+        stack: String,
+        service: String,
+        name: String,
+        id: String,
+        /// The container's own stop grace period, as the engine reports it.
+        grace_secs: Option<i64>,
+        reason: Reason,
+    },
+    RemoveNetwork {
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    pub host: String,
+    pub name: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingReplica {
+    pub stack: String,
+    pub service: String,
+    pub slot: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrphanVolume {
+    pub host: String,
+    pub name: String,
+    pub stack: String,
+}
+
+impl Action {
+    /// The step as one plain line (`+ web-app-1 (missing)`), as progress and reports show it.
+    pub fn line(&self) -> String {
+        match self {
+            Action::CreateNetwork { network, .. } => format!("+ network {}", network.engine_name),
+            Action::CreateVolume { volume, .. } => format!("+ volume {}", volume.engine_name),
+            Action::Create { replica, reason } => {
+                format!(
+                    "+ {}  ({reason}, image {})",
+                    replica.name, replica.spec.image
+                )
+            }
+            Action::Replace {
+                replica, reason, ..
+            } => format!("~ {}  ({reason})", replica.name),
+            Action::Start { name, reason, .. } => format!("> {name}  (start: {reason})"),
+            Action::Remove { name, reason, .. } => format!("- {name}  ({reason})"),
+            Action::RemoveNetwork { name } => format!("- network {name}"),
+        }
+    }
+}

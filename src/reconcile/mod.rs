@@ -1,0 +1,327 @@
+//! One reconcile pass for every caller: load the desired state from a source, observe the fleet,
+//! plan (`core::pass::plan_pass`), execute, and say how it went in a `PassReport`.
+//!
+//! `convoy diff` stops after planning, `convoy apply` runs a pass and verifies it by observing
+//! again, and every daemon pass is `run_pass` with the reason it was requested. There is no
+//! second pipeline. Nothing here prints: callers see the plan and each step's outcome as they
+//! happen through a `PassObserver`, and everything else in the report. Nothing here decides when
+//! a pass runs (the daemon does) or what an outcome means for an exit code (`main` does).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::core::pass::{plan_pass, HostMemory, PassPlan};
+use crate::core::schedule::{Assignment, Placement};
+use crate::exec::{self, ExecOptions, ImageSource, StepOutcome};
+use crate::infra::docker::Engine;
+use crate::infra::fleet::Fleet;
+use crate::infra::source::{Source, SourceError};
+use crate::manifest::{self, ManifestError, ManifestErrors};
+use crate::model::observed::ObservedState;
+use crate::model::outcome::{PassReason, PassResult};
+use crate::model::plan::Plan;
+use crate::model::spec::{DesiredState, ImagePolicy};
+
+/// A desired state that validated, and the commit it was read at.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub desired: DesiredState,
+    pub commit: String,
+}
+
+/// Why a desired state could not be loaded. Either way nothing is changed on the fleet.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read the fleet repository `{origin}`: {source}")]
+    Source {
+        origin: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error("{} error(s) in {origin}; nothing was changed", errors.len())]
+    Invalid {
+        origin: String,
+        errors: Vec<ManifestError>,
+    },
+}
+
+/// Reads and validates the source at `rev` (its own revision when `None`) with the process
+/// environment for interpolation.
+pub fn load(source: &dyn Source, rev: Option<&str>) -> Result<Loaded, LoadError> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    load_with_env(source, rev, &env)
+}
+
+pub fn load_with_env(
+    source: &dyn Source,
+    rev: Option<&str>,
+    env: &BTreeMap<String, String>,
+) -> Result<Loaded, LoadError> {
+    let tree = source.tree(rev).map_err(|e| LoadError::Source {
+        origin: source.describe(),
+        source: e,
+    })?;
+    match manifest::load(tree.tree.as_ref(), env) {
+        Ok(desired) => Ok(Loaded {
+            desired,
+            commit: tree.commit,
+        }),
+        Err(ManifestErrors(errors)) => Err(LoadError::Invalid {
+            origin: tree.tree.describe(),
+            errors,
+        }),
+    }
+}
+
+/// What one observation of the fleet and the plan made from it say.
+pub struct Planned {
+    pub observed: ObservedState,
+    pub pass: PassPlan,
+}
+
+/// Observes every connected host (borrowing the fleet) and plans against what they run.
+pub async fn observe_and_plan(fleet: &Fleet, loaded: &Loaded, memory: &HostMemory) -> Planned {
+    let observed = fleet.observe(&loaded.desired).await;
+    let pass = plan_pass(&loaded.desired, &observed, memory, &loaded.commit);
+    Planned { observed, pass }
+}
+
+/// How `run_pass` acts.
+#[derive(Debug, Clone, Default)]
+pub struct PassOptions {
+    /// Pull every image where it is placed first (`apply --pull`), then observe again.
+    pub pull: bool,
+    /// Observe and plan again after acting, so the report says what is, not what was tried.
+    pub verify: bool,
+}
+
+/// Sees a pass as it happens; the command layer prints from here, the daemon logs.
+pub trait PassObserver: Send + Sync + 'static {
+    /// The plan is made and about to be executed.
+    fn planned(&self, _plan: &Plan) {}
+    /// A step ended (in completion order).
+    fn step_done(&self, _outcome: &StepOutcome) {}
+}
+
+/// An observer that sees nothing.
+pub struct Quiet;
+impl PassObserver for Quiet {}
+
+/// Milliseconds spent in each phase of a pass.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Timings {
+    pub observe_ms: u64,
+    pub execute_ms: u64,
+    pub verify_ms: u64,
+    pub total_ms: u64,
+}
+
+/// Everything a pass did and found: the record that status, history, metrics and notifications
+/// read.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassReport {
+    /// Why the pass ran.
+    pub reason: PassReason,
+    pub commit: String,
+    #[serde(flatten)]
+    pub result: PassResult,
+    /// True when a verifying observation (or, without one, the plan itself) found nothing left
+    /// to do and nothing in the way.
+    pub converged: bool,
+    pub plan: Plan,
+    pub outcomes: Vec<StepOutcome>,
+    pub pull_failures: Vec<String>,
+    /// The plan made after acting (`verify`): empty when converged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<Plan>,
+    pub timings: Timings,
+    /// What the first observation saw and the decisions made from it (the daemon remembers
+    /// what each host ran from here).
+    #[serde(skip)]
+    pub observed: ObservedState,
+    #[serde(skip)]
+    pub decided: Option<PassPlan>,
+}
+
+impl PassReport {
+    /// Steps that failed (a cancelled pass's unstarted steps included).
+    pub fn failures(&self) -> impl Iterator<Item = &StepOutcome> {
+        self.outcomes.iter().filter(|o| o.error.is_some())
+    }
+}
+
+/// One pass: observe, plan, execute; with `verify`, observe and plan again. Cancelling `cancel`
+/// lets the steps in flight finish and starts nothing new.
+pub async fn run_pass(
+    fleet: &Fleet,
+    loaded: &Loaded,
+    memory: &HostMemory,
+    reason: PassReason,
+    opts: &PassOptions,
+    cancel: &CancellationToken,
+    observer: impl PassObserver,
+) -> PassReport {
+    let started = Instant::now();
+    let span = tracing::info_span!("pass", reason = %reason, commit = %loaded.commit);
+    async move {
+        let images = image_source(&loaded.desired).await;
+        let mut planned = observe_and_plan(fleet, loaded, memory).await;
+        let mut pull_failures = Vec::new();
+        if opts.pull {
+            // Pull where placement puts each service, then look again: a moved tag is drift.
+            pull_failures = pull_images(loaded, fleet, &planned.pass.placement).await;
+            planned = observe_and_plan(fleet, loaded, memory).await;
+        }
+        let observe_ms = ms(started.elapsed());
+        observer.planned(&planned.pass.plan);
+        let exec_started = Instant::now();
+        let outcomes = if planned.pass.plan.steps.is_empty() {
+            Vec::new()
+        } else {
+            let exec_opts = ExecOptions {
+                dependency_timeout: Duration::from_secs(
+                    loaded.desired.settings.dependency_timeout_secs,
+                ),
+                ..Default::default()
+            };
+            let observer = std::sync::Arc::new(observer);
+            let seen = observer.clone();
+            exec::execute(
+                &planned.pass.plan,
+                &fleet.engines,
+                &exec_opts,
+                &images,
+                cancel,
+                move |o| seen.step_done(o),
+            )
+            .await
+            .outcomes
+        };
+        let execute_ms = ms(exec_started.elapsed());
+        let verify_started = Instant::now();
+        let remaining = if opts.verify {
+            // The report says what was attempted, the engines say what is.
+            Some(observe_and_plan(fleet, loaded, memory).await.pass.plan)
+        } else {
+            None
+        };
+        let verify_ms = ms(verify_started.elapsed());
+        let failed = outcomes.iter().any(|o| o.error.is_some()) || !pull_failures.is_empty();
+        let converged = pull_failures.is_empty()
+            && remaining
+                .as_ref()
+                .unwrap_or(&planned.pass.plan)
+                .is_converged()
+            && (remaining.is_some() || outcomes.is_empty());
+        let result = if failed {
+            PassResult::Failed
+        } else if outcomes.is_empty() {
+            PassResult::Converged
+        } else {
+            PassResult::Applied
+        };
+        tracing::info!(
+            result = result.code(),
+            steps = outcomes.len(),
+            failed = outcomes.iter().filter(|o| o.error.is_some()).count(),
+            converged,
+            "pass ended"
+        );
+        PassReport {
+            reason,
+            commit: loaded.commit.clone(),
+            result,
+            converged,
+            plan: planned.pass.plan.clone(),
+            outcomes,
+            pull_failures,
+            remaining,
+            timings: Timings {
+                observe_ms,
+                execute_ms,
+                verify_ms,
+                total_ms: ms(started.elapsed()),
+            },
+            observed: planned.observed,
+            decided: Some(planned.pass),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+/// `apply --pull`: pull every image a host runs, so a tag that moved shows as drift.
+async fn pull_images(loaded: &Loaded, fleet: &Fleet, placement: &Placement) -> Vec<String> {
+    let mut wanted: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for (key, a) in &placement.replicas {
+        if let Assignment::Host { host } = a {
+            if let Some(svc) = loaded
+                .desired
+                .stacks
+                .get(&key.stack)
+                .and_then(|s| s.services.get(&key.service))
+            {
+                wanted
+                    .entry((host.clone(), svc.container.image.clone()))
+                    .or_default()
+                    .push(format!("{}/{}", key.stack, key.service));
+            }
+        }
+    }
+    let results = futures_util::future::join_all(wanted.into_iter().filter_map(
+        |((host, image), services)| {
+            let engine = fleet.engines.get(&host)?.clone();
+            Some(async move {
+                let r = engine.ensure_image(&image, true).await;
+                (services, r)
+            })
+        },
+    ))
+    .await;
+    let mut failures = Vec::new();
+    for (mut services, r) in results {
+        if let Err(e) = r {
+            services.dedup();
+            failures.push(format!("{e} (needed by {})", services.join(", ")));
+        }
+    }
+    failures
+}
+
+/// The local engine (for `images: push`) and the hosts that take pushed images.
+pub async fn image_source(desired: &DesiredState) -> ImageSource {
+    let push_hosts: BTreeSet<String> = desired
+        .hosts
+        .values()
+        .filter(|h| h.images == ImagePolicy::Push)
+        .map(|h| h.name.clone())
+        .collect();
+    let local = if push_hosts.is_empty() {
+        None
+    } else {
+        local_engine().await.ok()
+    };
+    ImageSource { push_hosts, local }
+}
+
+/// The engine of the machine Convoy runs on: `DOCKER_HOST` (unix) or the default socket.
+pub async fn local_engine() -> Result<Engine, String> {
+    let path = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".into());
+    let engine = Engine::unix("(local)", std::path::Path::new(&path)).map_err(|e| e.to_string())?;
+    engine
+        .ping()
+        .await
+        .map_err(|e| format!("the local engine at unix://{path} does not answer: {e}"))?;
+    Ok(engine)
+}
