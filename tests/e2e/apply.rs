@@ -34,8 +34,8 @@ fn apply_converges_then_a_second_apply_changes_nothing() {
     }
     let t = TestFleet::new();
     two_services(&t, "a", 2);
-    t.convoy(&["diff"]).code(1);
-    let out = t.convoy(&["apply"]).code(0);
+    t.convoy(&["diff"]).outcome(Outcome::Differs);
+    let out = t.convoy(&["apply"]).outcome(Outcome::Converged);
     assert!(out.stdout.contains("Converged"), "{}", out.stdout);
     let want = vec![
         t.cname("web", "app", 1),
@@ -70,10 +70,10 @@ fn apply_converges_then_a_second_apply_changes_nothing() {
     );
 
     let before = t.engine_view();
-    let again = t.convoy(&["apply"]).code(0);
+    let again = t.convoy(&["apply"]).outcome(Outcome::Converged);
     assert!(again.stdout.contains("No changes"), "{}", again.stdout);
     assert_eq!(t.engine_view(), before);
-    t.convoy(&["diff"]).code(0);
+    t.convoy(&["diff"]).outcome(Outcome::InSync);
 }
 
 #[test]
@@ -83,11 +83,11 @@ fn an_edit_shows_in_diff_and_replaces_exactly_one_container() {
     }
     let t = TestFleet::new();
     two_services(&t, "a", 1);
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     let before = t.engine_view();
 
     two_services(&t, "b", 1);
-    let diff = t.convoy(&["diff"]).code(1);
+    let diff = t.convoy(&["diff"]).outcome(Outcome::Differs);
     let app = t.cname("web", "app", 1);
     assert!(diff.stdout.contains(&format!("~ {app}")), "{}", diff.stdout);
     assert!(
@@ -106,7 +106,7 @@ fn an_edit_shows_in_diff_and_replaces_exactly_one_container() {
         diff.stdout
     );
 
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     let after = t.engine_view();
     assert_eq!(before.len(), after.len());
     let changed: Vec<&String> = before
@@ -126,9 +126,9 @@ fn scale_up_and_down() {
     }
     let t = TestFleet::new();
     two_services(&t, "a", 1);
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     two_services(&t, "a", 3);
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     assert_eq!(
         t.containers()
             .iter()
@@ -137,9 +137,9 @@ fn scale_up_and_down() {
         3
     );
     two_services(&t, "a", 1);
-    let diff = t.convoy(&["diff"]).code(1);
+    let diff = t.convoy(&["diff"]).outcome(Outcome::Differs);
     assert!(diff.stdout.contains("scaled down to 1"), "{}", diff.stdout);
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     assert_eq!(
         t.containers(),
         vec![t.cname("web", "app", 1), t.cname("web", "db", 1)]
@@ -168,11 +168,11 @@ volumes:
 "#
         ),
     );
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     let vol = format!("{}_data", t.stack("jobs"));
     assert_eq!(docker(&["volume", "inspect", "-f", "{{.Name}}", &vol]), vol);
     t.remove_stack("jobs");
-    let diff = t.convoy(&["diff"]).code(1);
+    let diff = t.convoy(&["diff"]).outcome(Outcome::Differs);
     assert!(
         diff.stdout
             .contains(&format!("stack `{}` removed", t.stack("jobs"))),
@@ -184,7 +184,7 @@ volumes:
         "orphaned volume is reported: {}",
         diff.stdout
     );
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     assert!(t.containers().iter().all(|n| !n.contains("jobs")));
     let net = format!("{}_default", t.stack("jobs"));
     assert!(
@@ -196,7 +196,7 @@ volumes:
         vol,
         "volume kept"
     );
-    let status = t.convoy(&["status"]).code(0);
+    let status = t.convoy(&["status"]).outcome(Outcome::AllReachable);
     assert!(
         status.stdout.contains(&format!("orphaned volume `{vol}`")),
         "{}",
@@ -226,7 +226,7 @@ services:
 "#
         ),
     );
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     let (a1, a2, a3) = (
         t.cname("web", "app", 1),
         t.cname("web", "app", 2),
@@ -237,7 +237,7 @@ services:
     docker(&["stop", "-t", "0", &a2]);
     docker(&["update", "--memory", "128m", "--memory-swap", "256m", &a3]);
 
-    let diff = t.convoy(&["diff"]).code(1);
+    let diff = t.convoy(&["diff"]).outcome(Outcome::Differs);
     assert!(diff.stdout.contains(&format!("+ {a1}")), "{}", diff.stdout);
     assert!(diff.stdout.contains(&format!("> {a2}")), "{}", diff.stdout);
     assert!(
@@ -246,7 +246,7 @@ services:
         "{}",
         diff.stdout
     );
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     for n in [&a1, &a2, &a3] {
         assert_eq!(t.inspect(n, "{{.State.Status}}"), "running", "{n}");
     }
@@ -255,7 +255,7 @@ services:
         t.inspect(&a3, "{{.HostConfig.Memory}}"),
         (64u64 << 20).to_string()
     );
-    t.convoy(&["diff"]).code(0);
+    t.convoy(&["diff"]).outcome(Outcome::InSync);
 }
 
 #[test]
@@ -268,7 +268,7 @@ fn a_container_recreated_by_hand_with_our_labels_but_another_env_is_replaced() {
         "web",
         &format!("services:\n  app:\n    image: {IMAGE}\n    command: sleep 3600\n    environment: [A=1]\n"),
     );
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     let name = t.cname("web", "app", 1);
     let labels = t.inspect(&name, "{{json .Config.Labels}}");
     let labels: std::collections::BTreeMap<String, String> = serde_json::from_str(&labels).unwrap();
@@ -288,13 +288,13 @@ fn a_container_recreated_by_hand_with_our_labels_but_another_env_is_replaced() {
     args.extend([IMAGE.to_string(), "sleep".into(), "3600".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     docker(&args);
-    let diff = t.convoy(&["diff"]).code(1);
+    let diff = t.convoy(&["diff"]).outcome(Outcome::Differs);
     assert!(
         diff.stdout.contains("environment.A: \"2\" → \"1\""),
         "{}",
         diff.stdout
     );
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     assert!(t.inspect(&name, "{{.Config.Env}}").contains("A=1"));
 }
 
@@ -316,7 +316,7 @@ fn unowned_containers_are_never_touched_and_a_name_clash_is_a_conflict() {
         "web",
         &format!("services:\n  app:\n    image: {IMAGE}\n    command: sleep 3600\n  db:\n    image: {IMAGE}\n    command: sleep 3600\n"),
     );
-    let out = t.convoy(&["apply"]).code(1);
+    let out = t.convoy(&["apply"]).outcome(Outcome::NotConverged);
     assert!(out.stdout.contains("not owned by fleet"), "{}", out.stdout);
     assert_eq!(t.id_of(&clash.0), clash_id);
     assert_eq!(t.inspect(&clash.0, "{{.State.Status}}"), "running");
@@ -351,7 +351,7 @@ services:
 "#
         ),
     );
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     let api = t.cname("web", "api", 1);
     let worker = t.cname("web", "worker", 1);
     assert_eq!(t.inspect(&api, "{{.State.Health.Status}}"), "healthy");
@@ -383,14 +383,14 @@ fn a_one_shot_service_that_completed_is_converged_and_not_restarted() {
         "web",
         &format!("services:\n  migrate:\n    image: {IMAGE}\n    command: [\"true\"]\n    restart: \"no\"\n"),
     );
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     let name = t.cname("web", "migrate", 1);
     wait_for("the one-shot to exit", Duration::from_secs(20), || {
         t.inspect(&name, "{{.State.Status}}") == "exited"
     });
     let started = t.inspect(&name, "{{.State.StartedAt}}");
-    t.convoy(&["diff"]).code(0);
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["diff"]).outcome(Outcome::InSync);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     assert_eq!(t.inspect(&name, "{{.State.StartedAt}}"), started);
 }
 
@@ -418,10 +418,12 @@ fn secret_values_never_reach_diff_output() {
         );
     };
     write("hunter2-old", "filesecret-old");
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     write("hunter2-new", "filesecret-new");
     for output in ["text", "json"] {
-        let diff = t.convoy(&["diff", "--output", output]).code(1);
+        let diff = t
+            .convoy(&["diff", "--output", output])
+            .outcome(Outcome::Differs);
         assert!(diff.stdout.contains("command"), "{output}: {}", diff.stdout);
         for secret in ["hunter2", "filesecret", "redispass"] {
             assert!(!diff.stdout.contains(secret), "{output}: {}", diff.stdout);
@@ -430,7 +432,9 @@ fn secret_values_never_reach_diff_output() {
         assert!(diff.stdout.contains("DB_PASSWORD"), "{}", diff.stdout);
         assert!(diff.stdout.contains("(secret)"), "{}", diff.stdout);
     }
-    let status = t.convoy(&["status", "--output", "json"]).code(0);
+    let status = t
+        .convoy(&["status", "--output", "json"])
+        .outcome(Outcome::AllReachable);
     assert!(!status.stdout.contains("hunter2"));
 }
 
@@ -441,9 +445,11 @@ fn status_reports_desired_and_running_replicas() {
     }
     let t = TestFleet::new();
     two_services(&t, "a", 2);
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     docker(&["stop", "-t", "0", &t.cname("web", "app", 2)]);
-    let out = t.convoy(&["status", "--output", "json"]).code(0);
+    let out = t
+        .convoy(&["status", "--output", "json"])
+        .outcome(Outcome::AllReachable);
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(doc["version"], 1);
     let app = doc["services"]
@@ -467,7 +473,7 @@ fn a_failing_pull_is_an_error_for_that_service_not_a_crash() {
         "web",
         &format!("services:\n  good:\n    image: {IMAGE}\n    command: sleep 3600\n  bad:\n    image: 127.0.0.1:9/convoy/missing:1\n"),
     );
-    let out = t.convoy(&["apply"]).code(1);
+    let out = t.convoy(&["apply"]).outcome(Outcome::NotConverged);
     let text = format!("{}{}", out.stdout, out.stderr);
     assert!(
         text.contains("cannot pull image `127.0.0.1:9/convoy/missing:1`"),
@@ -484,7 +490,9 @@ fn diff_json_is_stable_and_versioned() {
     }
     let t = TestFleet::new();
     two_services(&t, "a", 1);
-    let out = t.convoy(&["diff", "--output", "json"]).code(1);
+    let out = t
+        .convoy(&["diff", "--output", "json"])
+        .outcome(Outcome::Differs);
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(doc["version"], 1);
     assert_eq!(doc["in_sync"], false);
@@ -624,8 +632,8 @@ volumes:
             src_b = src_b.display()
         ),
     );
-    t.convoy(&["apply"]).code(0);
-    let diff = t.convoy(&["diff"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    let diff = t.convoy(&["diff"]).outcome(Outcome::InSync);
     assert!(diff.stdout.contains("No changes"), "{}", diff.stdout);
     let app = t.cname("web", "app", 1);
     assert_eq!(
@@ -644,6 +652,6 @@ volumes:
         .inspect(&app, "{{json .NetworkSettings.Networks}}")
         .contains(&format!("{}_back", t.stack("web"))));
     let before = t.engine_view();
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     assert_eq!(t.engine_view(), before, "a second apply replaced something");
 }

@@ -13,7 +13,7 @@ fn rejected(break_it: impl Fn(&TestFleet), expect: &[&str]) {
     let t = TestFleet::new();
     t.compose("web", GOOD);
     t.compose("ok", GOOD);
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     let before = t.engine_view();
     break_it(&t);
     // Scaling the good stack too: an all-or-nothing refusal must not apply even that.
@@ -22,7 +22,7 @@ fn rejected(break_it: impl Fn(&TestFleet), expect: &[&str]) {
         "services:\n  app:\n    image: convoy-test/busybox:1\n    command: sleep 3600\n    deploy:\n      replicas: 2\n",
     );
     for cmd in [&["validate"][..], &["diff"], &["apply"]] {
-        let out = t.convoy(cmd).code(2);
+        let out = t.convoy(cmd).outcome(Outcome::Invalid);
         for e in expect {
             let e = e.replace("{web}", &t.stack("web"));
             assert!(
@@ -142,16 +142,16 @@ fn an_empty_repository_is_an_error_not_a_request_to_remove_everything() {
     }
     let t = TestFleet::new();
     t.compose("web", GOOD);
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     let before = t.engine_view();
     std::fs::remove_dir_all(t.path().join("stacks")).unwrap();
     for cmd in [&["validate"][..], &["diff"], &["apply"]] {
-        let out = t.convoy(cmd).code(2);
+        let out = t.convoy(cmd).outcome(Outcome::Invalid);
         assert!(out.stderr.contains("stacks: []"), "{cmd:?}: {}", out.stderr);
     }
     assert_eq!(t.engine_view(), before);
     // Said explicitly, removing everything is what the user asked for.
     t.write("convoy.yaml", &format!("fleet: {}\nstacks: []\n", t.id));
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     assert!(t.containers().is_empty());
 }

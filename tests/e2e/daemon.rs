@@ -122,14 +122,16 @@ fn a_crash_loop_is_left_to_the_engine_and_reported() {
     });
     // The engine restarts it; Convoy does not fight it by replacing the container.
     assert_eq!(t.id_of(&name), id);
-    let out = t.convoy(&["status", "--output", "json"]).code(0);
+    let out = t
+        .convoy(&["status", "--output", "json"])
+        .outcome(Outcome::AllReachable);
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let r = &doc["services"][0]["replicas"][0];
     assert!(r["restarts"].as_i64().unwrap() >= 3, "{r}");
     assert_eq!(r["crash_loop"], true, "{r}");
     assert_eq!(r["exit_code"], 3, "{r}");
     assert!(r["last_logs"].to_string().contains("boom-"), "{r}");
-    let text = t.convoy(&["status"]).code(0);
+    let text = t.convoy(&["status"]).outcome(Outcome::AllReachable);
     assert!(
         text.stdout.contains("crash loop (last exit code 3)"),
         "{}",

@@ -241,7 +241,9 @@ fn a_stack_spread_over_three_hosts_and_one_connection_per_host() {
     hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
     spread_stack(&t, 3);
     let before: Vec<usize> = hosts.names.iter().map(|h| hosts.handshakes(h)).collect();
-    let out = t.convoy(&["apply", "--state-dir", &state_dir(&t)]).code(0);
+    let out = t
+        .convoy(&["apply", "--state-dir", &state_dir(&t)])
+        .outcome(Outcome::Converged);
     assert!(out.stdout.contains("Converged"), "{}", out.stdout);
     // One apply observes, acts and observes again: one SSH handshake per host in all.
     let after: Vec<usize> = hosts.names.iter().map(|h| hosts.handshakes(h)).collect();
@@ -267,11 +269,12 @@ fn a_stack_spread_over_three_hosts_and_one_connection_per_host() {
             .all(|n| n.to_string_lossy().ends_with(".lock")),
         "{leftovers:?}"
     );
-    t.convoy(&["diff", "--state-dir", &state_dir(&t)]).code(0);
+    t.convoy(&["diff", "--state-dir", &state_dir(&t)])
+        .outcome(Outcome::InSync);
 
     let hosts_out = t
         .convoy(&["hosts", "--output", "json", "--state-dir", &state_dir(&t)])
-        .code(0);
+        .outcome(Outcome::AllReachable);
     let doc: serde_json::Value = serde_json::from_str(&hosts_out.stdout).unwrap();
     for h in doc["hosts"].as_array().unwrap() {
         assert_eq!(h["reachable"], true, "{h}");
@@ -295,7 +298,9 @@ fn a_stopped_host_and_a_partitioned_host_do_not_hold_up_the_third() {
     hosts.stop(1);
     hosts.cut(2);
     let started = Instant::now();
-    let out = t.convoy(&["apply", "--state-dir", &state_dir(&t)]).code(1);
+    let out = t
+        .convoy(&["apply", "--state-dir", &state_dir(&t)])
+        .outcome(Outcome::NotConverged);
     let took = started.elapsed();
     let (h1, h2, h3) = (&hosts.names[0], &hosts.names[1], &hosts.names[2]);
     assert!(
@@ -316,11 +321,13 @@ fn a_stopped_host_and_a_partitioned_host_do_not_hold_up_the_third() {
         hosts.fleet_containers(h3, &t.id),
         vec![t.cname("web", "app", 3)]
     );
-    t.convoy(&["diff", "--state-dir", &state_dir(&t)]).code(2);
+    t.convoy(&["diff", "--state-dir", &state_dir(&t)])
+        .outcome(Outcome::Unobserved);
 
     hosts.start(1);
     hosts.heal(2);
-    t.convoy(&["apply", "--state-dir", &state_dir(&t)]).code(0);
+    t.convoy(&["apply", "--state-dir", &state_dir(&t)])
+        .outcome(Outcome::Converged);
     assert_eq!(
         hosts.fleet_containers(h1, &t.id),
         vec![t.cname("web", "app", 1)]
@@ -362,7 +369,9 @@ fn a_changed_host_key_is_refused_and_nothing_is_sent_to_that_host() {
     hosts.write_fleet_file(&t, &kh_path.to_string_lossy(), "");
     spread_stack(&t, 3);
     let before = hosts.handshakes(&hosts.names[0]);
-    let out = t.convoy(&["apply", "--state-dir", &state_dir(&t)]).code(1);
+    let out = t
+        .convoy(&["apply", "--state-dir", &state_dir(&t)])
+        .outcome(Outcome::NotConverged);
     assert!(out.stdout.contains("host key changed"), "{}", out.stdout);
     assert_eq!(
         hosts.handshakes(&hosts.names[0]),
@@ -415,7 +424,7 @@ fn image_push_sends_only_what_hosts_lack_by_image_id() {
     let t0 = now();
     let out = t
         .convoy(&["image", "push", &tag, "--state-dir", &state_dir(&t)])
-        .code(0);
+        .outcome(Outcome::Pushed);
     assert_eq!(out.stdout.matches("sent").count(), 3, "{}", out.stdout);
     assert_eq!(loads(&t0), 3);
     let want = docker(&["image", "inspect", "-f", "{{.Id}}", &tag]);
@@ -430,7 +439,7 @@ fn image_push_sends_only_what_hosts_lack_by_image_id() {
     let t1 = now();
     let out = t
         .convoy(&["image", "push", &tag, "--state-dir", &state_dir(&t)])
-        .code(0);
+        .outcome(Outcome::Pushed);
     assert_eq!(
         out.stdout.matches("already has").count(),
         3,
@@ -454,7 +463,7 @@ fn image_push_sends_only_what_hosts_lack_by_image_id() {
             "--state-dir",
             &state_dir(&t),
         ])
-        .code(0);
+        .outcome(Outcome::Pushed);
     assert_eq!(out.stdout.matches("sent").count(), 1, "{}", out.stdout);
     assert_eq!(
         hosts.docker(&h1, &["image", "inspect", "-f", "{{.Id}}", &tag]),
@@ -482,7 +491,8 @@ fn apply_pushes_images_to_hosts_that_take_pushed_images() {
         "web",
         &format!("services:\n  app:\n    image: {tag}\n    command: sleep 3600\n    deploy:\n      replicas: 3\n"),
     );
-    t.convoy(&["apply", "--state-dir", &state_dir(&t)]).code(0);
+    t.convoy(&["apply", "--state-dir", &state_dir(&t)])
+        .outcome(Outcome::Converged);
     let want = docker(&["image", "inspect", "-f", "{{.Id}}", &tag]);
     for h in &hosts.names {
         assert_eq!(hosts.fleet_containers(h, &t.id).len(), 1, "{h}");

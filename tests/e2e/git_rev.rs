@@ -43,17 +43,19 @@ fn rev_reads_a_commit_without_checkout_and_records_it() {
     let first = git(t.path(), &["rev-parse", "--short=12", "HEAD"]);
     // The working tree moves on, uncommitted: `--rev HEAD` must not see it.
     t.compose("web", &app(3));
-    t.convoy(&["apply", "--rev", "HEAD"]).code(0);
+    t.convoy(&["apply", "--rev", "HEAD"])
+        .outcome(Outcome::Converged);
     assert_eq!(t.containers(), vec![t.cname("web", "app", 1)]);
     let label = t.inspect(
         &t.cname("web", "app", 1),
         "{{index .Config.Labels \"convoy.commit\"}}",
     );
     assert_eq!(label, first);
-    t.convoy(&["diff", "--rev", "HEAD"]).code(0);
+    t.convoy(&["diff", "--rev", "HEAD"])
+        .outcome(Outcome::InSync);
 
     // Working files that differ from HEAD are recorded as dirty.
-    t.convoy(&["apply"]).code(0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
     let label = t.inspect(
         &t.cname("web", "app", 3),
         "{{index .Config.Labels \"convoy.commit\"}}",
@@ -64,10 +66,12 @@ fn rev_reads_a_commit_without_checkout_and_records_it() {
     let before = t.engine_view();
     git(t.path(), &["add", "-A"]);
     git(t.path(), &["commit", "-qm", "three replicas"]);
-    t.convoy(&["apply", "--rev", "HEAD"]).code(0);
+    t.convoy(&["apply", "--rev", "HEAD"])
+        .outcome(Outcome::Converged);
     assert_eq!(t.engine_view(), before);
 
-    t.convoy(&["diff", "--rev", "no-such-rev"]).code(2);
+    t.convoy(&["diff", "--rev", "no-such-rev"])
+        .outcome(Outcome::Error);
 }
 
 #[test]
@@ -83,7 +87,7 @@ fn diff_base_reviews_a_change_without_any_engine() {
     git(t.path(), &["commit", "-qam", "b"]);
     let out = t
         .convoy(&["diff", "--rev", "HEAD", "--base", "HEAD~1"])
-        .code(1);
+        .outcome(Outcome::Differs);
     assert!(
         out.stdout
             .contains(&format!("+ {}", t.cname("web", "app", 2))),
@@ -96,8 +100,10 @@ fn diff_base_reviews_a_change_without_any_engine() {
         out.stdout
     );
     t.convoy(&["diff", "--rev", "HEAD", "--base", "HEAD"])
-        .code(0);
+        .outcome(Outcome::InSync);
     // Without --base the same repository needs the engine, which is not there: an error.
-    let blind = t.convoy(&["diff", "--rev", "HEAD"]).code(2);
+    let blind = t
+        .convoy(&["diff", "--rev", "HEAD"])
+        .outcome(Outcome::Unobserved);
     assert!(blind.stdout.contains("unreachable"), "{}", blind.stdout);
 }

@@ -86,6 +86,46 @@ pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A command's outcome as the README's table of exit codes states it: tests name what they
+/// expect instead of a bare number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // the whole table, though not every outcome has a test of its own yet
+pub enum Outcome {
+    Valid,
+    Invalid,
+    InSync,
+    Differs,
+    /// `diff` could not observe a host: "in sync" is never claimed blind.
+    Unobserved,
+    Converged,
+    NotConverged,
+    AllReachable,
+    SomeUnreachable,
+    Pushed,
+    PushFailed,
+    Stopped,
+    /// An error before any outcome (a bad revision, an unreadable repository).
+    Error,
+}
+
+impl Outcome {
+    pub fn code(self) -> i32 {
+        match self {
+            Outcome::Valid
+            | Outcome::InSync
+            | Outcome::Converged
+            | Outcome::AllReachable
+            | Outcome::Pushed
+            | Outcome::Stopped => 0,
+            Outcome::Differs
+            | Outcome::NotConverged
+            | Outcome::SomeUnreachable
+            | Outcome::PushFailed => 1,
+            Outcome::Invalid | Outcome::Unobserved | Outcome::Error => 2,
+        }
+    }
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,
@@ -101,11 +141,13 @@ impl Run {
         }
     }
 
-    /// Asserts the exit code, showing both streams when it is wrong.
-    pub fn code(self, want: i32) -> Run {
+    /// Asserts the command's outcome (by the exit code the README gives it), showing both
+    /// streams when it is wrong.
+    pub fn outcome(self, want: Outcome) -> Run {
+        let code = want.code();
         assert_eq!(
-            self.code, want,
-            "exit code {} (want {want})\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, code,
+            "exit code {} (want {code}: {want:?})\n--- stdout\n{}\n--- stderr\n{}",
             self.code, self.stdout, self.stderr
         );
         self

@@ -181,7 +181,9 @@ services:
 "#
         ),
     );
-    let out = t.convoy(&["apply", "--state-dir", &sd(&t)]).code(1);
+    let out = t
+        .convoy(&["apply", "--state-dir", &sd(&t)])
+        .outcome(Outcome::NotConverged);
     assert!(out.stdout.contains("pending"), "{}", out.stdout);
     assert!(
         out.stdout.contains("memory"),
@@ -207,11 +209,11 @@ services:
     }
     let status = t
         .convoy(&["status", "--output", "json", "--state-dir", &sd(&t)])
-        .code(0);
+        .outcome(Outcome::AllReachable);
     assert!(status.stdout.contains("huge"), "{}", status.stdout);
     let diff = t
         .convoy(&["diff", "--output", "json", "--state-dir", &sd(&t)])
-        .code(1);
+        .outcome(Outcome::Differs);
     let doc: serde_json::Value = serde_json::from_str(&diff.stdout).unwrap();
     let pending = doc["pending"].as_array().unwrap();
     assert_eq!(pending.len(), 1, "{pending:?}");
