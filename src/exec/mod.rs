@@ -217,7 +217,11 @@ async fn run_step(
         }
         Action::RemoveNetwork { name } => engine.remove_network(name).await,
         Action::Create { replica, .. } => {
-            ensure_image(ctx, engine, &step.host, replica).await?;
+            // A pull can take minutes: shutdown does not wait for it (nothing is made yet).
+            tokio::select! {
+                r = ensure_image(ctx, engine, &step.host, replica) => r?,
+                _ = ctx.cancel.cancelled() => return Err(NOT_STARTED.into()),
+            }
             if ctx.cancel.is_cancelled() {
                 return Err(NOT_STARTED.into());
             }
@@ -229,7 +233,11 @@ async fn run_step(
             old_grace_secs,
             ..
         } => {
-            ensure_image(ctx, engine, &step.host, replica).await?;
+            // A pull can take minutes: shutdown does not wait for it (nothing is made yet).
+            tokio::select! {
+                r = ensure_image(ctx, engine, &step.host, replica) => r?,
+                _ = ctx.cancel.cancelled() => return Err(NOT_STARTED.into()),
+            }
             if ctx.cancel.is_cancelled() {
                 return Err(NOT_STARTED.into());
             }

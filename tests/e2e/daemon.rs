@@ -138,3 +138,108 @@ fn a_crash_loop_is_left_to_the_engine_and_reported() {
         text.stdout
     );
 }
+
+#[test]
+fn an_invalid_repository_under_json_logs_gives_only_json_lines() {
+    if !docker_available() {
+        return;
+    }
+    let t = TestFleet::new();
+    t.compose(
+        "web",
+        "services:\n  app:\n    image: [broken\n    enviroment: {}\n",
+    );
+    let d = Daemon::start(&t, &["--log-format", "json"]);
+    wait_for(
+        "the daemon to report the invalid repository",
+        Duration::from_secs(20),
+        || d.log().contains("does not validate"),
+    );
+    assert_eq!(d.stop(), Outcome::Stopped.code());
+    let log = std::fs::read_to_string(t.path().join("daemon.log")).unwrap();
+    let mut located = false;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}\n--- whole log\n{log}"));
+        // Each manifest error is its own event, with its location as fields.
+        if v["fields"]["message"] == "invalid manifest" {
+            located |= v["fields"]["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("compose.yaml"))
+                && v["fields"]["line"].as_u64().is_some_and(|l| l > 0);
+        }
+    }
+    assert!(located, "no located manifest error event in:\n{log}");
+}
+
+#[test]
+fn sigterm_during_a_dependency_gate_exits_within_seconds_and_makes_nothing_half() {
+    if !docker_available() {
+        return;
+    }
+    let t = TestFleet::new();
+    t.write(
+        "convoy.yaml",
+        &format!("fleet: {}\ndependency_timeout: 60s\n", t.id),
+    );
+    // `db` stays "starting" for as long as the test runs (a probe every 30 s that has not
+    // run yet), so `app` waits at its gate.
+    t.compose(
+        "web",
+        &format!(
+            r#"
+services:
+  db:
+    image: {IMAGE}
+    command: sleep 3600
+    healthcheck:
+      test: ["CMD", "test", "-f", "/never"]
+      interval: 30s
+      start_period: 60s
+      retries: 100
+  app:
+    image: {IMAGE}
+    command: sleep 3600
+    depends_on:
+      db:
+        condition: service_healthy
+"#
+        ),
+    );
+    let d = Daemon::start(&t, &[]);
+    let db = t.cname("web", "db", 1);
+    let app = t.cname("web", "app", 1);
+    wait_for("db running", Duration::from_secs(30), || {
+        docker_try(&["inspect", "-f", "{{.State.Running}}", &db]).as_deref() == Some("true")
+    });
+    wait_for("db's step to be done", Duration::from_secs(10), || {
+        d.log()
+            .lines()
+            .any(|l| l.contains("done") && l.contains(&format!("+ {db} ")))
+    });
+    assert!(
+        docker_try(&["inspect", &app]).is_none(),
+        "app must wait for db"
+    );
+    let started = std::time::Instant::now();
+    let code = d.stop();
+    let took = started.elapsed();
+    assert_eq!(code, Outcome::Stopped.code());
+    assert!(
+        took < Duration::from_secs(5),
+        "SIGTERM during a gate wait took {took:?}"
+    );
+    // The gated step never started, and nothing else is left half made.
+    assert!(
+        docker_try(&["inspect", &app]).is_none(),
+        "app was created after SIGTERM"
+    );
+    let states: Vec<String> = t
+        .containers()
+        .iter()
+        .map(|n| t.inspect(n, "{{.State.Status}}"))
+        .collect();
+    assert_eq!(states, vec!["running".to_string()], "{states:?}");
+    let log = std::fs::read_to_string(t.path().join("daemon.log")).unwrap();
+    assert!(log.contains("not started: shutting down"), "{log}");
+}

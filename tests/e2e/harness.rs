@@ -212,7 +212,12 @@ impl TestFleet {
 
     /// Runs `convoy <args> --repo <dir>`.
     pub fn convoy(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_convoy"));
+        self.convoy_with(env!("CARGO_BIN_EXE_convoy"), args)
+    }
+
+    /// Runs another `convoy` binary (the previous release) the same way.
+    pub fn convoy_with(&self, binary: &str, args: &[&str]) -> Run {
+        let mut cmd = Command::new(binary);
         cmd.args(args)
             .arg("--repo")
             .arg(self.path())
@@ -376,4 +381,128 @@ impl Drop for Daemon {
             self.terminate();
         }
     }
+}
+
+/// Writes stack `web`: two services that use every supported Compose key (anchors and `<<`
+/// merges included), publishing the two host ports given on 127.0.0.1. A fleet converged from
+/// it must stay converged: on a second pass, and with a newer Convoy (the upgrade test).
+pub fn every_key_stack(t: &TestFleet, ports: (u16, u16)) {
+    let bind = t.path().join("bind");
+    std::fs::create_dir_all(&bind).unwrap();
+    // Sources and targets in crossed order: the engine lists mounts in its own order.
+    let (src_a, src_b) = (t.path().join("a"), t.path().join("b"));
+    std::fs::create_dir_all(&src_a).unwrap();
+    std::fs::create_dir_all(&src_b).unwrap();
+    t.write(
+        &format!("stacks/{}/app.env", t.stack("web")),
+        "FROM_FILE=1\nAPI_TOKEN=abc\n",
+    );
+    t.compose(
+        "web",
+        &format!(
+            r#"
+x-common: &common
+  image: {IMAGE}
+  labels:
+    team: core
+services:
+  db:
+    <<: *common
+    command: sleep 3600
+    # Options without a driver: the engine's default driver is used.
+    logging:
+      options:
+        max-size: 2m
+    deploy:
+      resources:
+        limits:
+          pids: 0
+  app:
+    <<: *common
+    entrypoint: ["sh", "-c"]
+    command: ["exec sleep 3600"]
+    environment:
+      MODE: prod
+      LIST: "a,b"
+    env_file: app.env
+    ports:
+      - "127.0.0.1:{p1}:80"
+      - target: 81
+        published: "{p2}"
+        host_ip: 127.0.0.1
+        protocol: udp
+    volumes:
+      - data:/data
+      - {bind}:/bind:ro
+      - {src_b}:/mnt/a
+      - {src_a}:/mnt/b
+      - type: volume
+        source: cache
+        target: /cache
+    restart: on-failure:3
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 5s
+      timeout: 2s
+      retries: 2
+      start_period: 1s
+      start_interval: 1s
+    user: "1000:1000"
+    working_dir: /tmp
+    hostname: app-host
+    stop_signal: SIGINT
+    stop_grace_period: 3s
+    cap_add: [NET_ADMIN]
+    cap_drop: [MKNOD]
+    read_only: true
+    tmpfs:
+      - /run:size=16m
+      - /scratch
+    init: true
+    extra_hosts:
+      - "db.example:10.0.0.5"
+    dns: [10.0.0.53]
+    sysctls:
+      net.core.somaxconn: 1024
+    ulimits:
+      nofile:
+        soft: 1024
+        hard: 2048
+      nproc: 512
+    logging:
+      driver: json-file
+      options:
+        max-size: 1m
+    networks:
+      default:
+      back:
+        aliases: [api]
+    depends_on:
+      db:
+        condition: service_started
+    deploy:
+      replicas: 1
+      resources:
+        limits:
+          cpus: "0.5"
+          memory: 64m
+          pids: 100
+        reservations:
+          memory: 16m
+      restart_policy:
+        condition: on-failure
+        max_attempts: 3
+networks:
+  back: {{}}
+volumes:
+  data: {{}}
+  cache: {{}}
+"#,
+            p1 = ports.0,
+            p2 = ports.1,
+            bind = bind.display(),
+            src_a = src_a.display(),
+            src_b = src_b.display()
+        ),
+    );
 }

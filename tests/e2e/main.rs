@@ -4,8 +4,10 @@
 
 mod apply;
 mod bad_input;
+mod cli;
 mod daemon;
 mod fleet;
 mod git_rev;
 mod harness;
 mod scheduling;
+mod upgrade;
