@@ -42,7 +42,8 @@ pub struct HostSnapshot {
     /// Containers carrying this fleet's ownership label, by name.
     pub containers: BTreeMap<String, ObservedContainer>,
     /// Names of every container Convoy does not own (another fleet's or nobody's): only their
-    /// names are kept, to report clashes. They never appear in a plan (invariant 2).
+    /// names are kept, to report clashes. They never appear in a plan ("only what carries the
+    /// fleet's label is touched").
     pub foreign_names: BTreeSet<String>,
     /// Networks carrying this fleet's label, by engine name.
     pub networks: BTreeMap<String, ObservedResource>,

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Label naming the fleet that owns a container, network or volume (DESIGN.md, invariant 2).
+/// Label naming the fleet that owns a container, network or volume ("only what carries the
+/// fleet's label is touched").
 pub const LABEL_FLEET: &str = "convoy.fleet";
 pub const LABEL_STACK: &str = "convoy.stack";
 pub const LABEL_SERVICE: &str = "convoy.service";
