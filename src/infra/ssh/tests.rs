@@ -1,13 +1,14 @@
-//! Tests of the SSH transport. Most run against a real `sshd` on 127.0.0.1, started per test with
-//! its own host key and one generated client key (they need root for `/run/sshd`, and are skipped
-//! with a note when `sshd` or the docker engine is missing, or fail with `CONVOY_REQUIRE_DOCKER=1`);
-//! the rest check the generated config, the classification of ssh's messages and the control
-//! folder without any process.
+//! Tests of the SSH transport. Most run against a real `sshd` on 127.0.0.1, started per test
+//! with its own host key and one generated client key (they need root for `/run/sshd`; without
+//! `sshd` or a docker engine they are skipped with a note, or fail under
+//! `CONVOY_REQUIRE_DOCKER=1`); the rest check the generated config, the classification of ssh's
+//! messages and the control folder without starting any process.
 //!
 //! They must not read or write the user's `~/.ssh`, must not weaken host key checking to get a
 //! connection, and must not leave processes behind: each sshd is killed with its sessions when
 //! dropped, also when a test fails.
 
+use super::control::MAX_CONTROL_DIR_LEN;
 use super::*;
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
