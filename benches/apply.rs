@@ -6,6 +6,10 @@
 //! `scripts/ensure-docker` provides both). `BENCH_ROUNDS` sets the rounds (default 7). Each
 //! round runs the three contenders in a rotating order, each from a clean engine, timed until
 //! every container runs and the command has returned. Prints medians and ratios.
+//!
+//! `CONVOY_BENCH_BASE_BIN=/path/to/convoy` adds a fourth contender: another build of Convoy
+//! (the previous release, say, built with `--release`), timed in the same rounds on the same
+//! engine, so a change is compared before/after without the noise of two runs.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -55,29 +59,35 @@ fn main() {
     let mut cold_compose = Vec::new();
     let mut noop_compose = Vec::new();
     let mut cold_raw = Vec::new();
+    let base_bin = std::env::var("CONVOY_BENCH_BASE_BIN")
+        .ok()
+        .filter(|b| !b.is_empty());
+    let mut cold_base = Vec::new();
+    let mut noop_base = Vec::new();
+    let contenders = if base_bin.is_some() { 4 } else { 3 };
+    let apply_twice = |bin: &str, cold: &mut Vec<Duration>, noop: &mut Vec<Duration>| {
+        let t = timed(|| run_ok(Command::new(bin).args(["apply", "--repo"]).arg(&repo)));
+        assert_eq!(running(&format!("label=convoy.fleet={fleet}")), SERVICES);
+        cold.push(t);
+        noop.push(timed(|| {
+            run_ok(Command::new(bin).args(["apply", "--repo"]).arg(&repo))
+        }));
+    };
 
     cleanup(&fleet, &project, &compose_dir);
     for round in 0..rounds {
-        for k in 0..3 {
-            match (round + k) % 3 {
-                0 => {
-                    let t = timed(|| {
-                        run_ok(
-                            Command::new(env!("CARGO_BIN_EXE_convoy"))
-                                .args(["apply", "--repo"])
-                                .arg(&repo),
-                        )
-                    });
-                    assert_eq!(running(&format!("label=convoy.fleet={fleet}")), SERVICES);
-                    cold_convoy.push(t);
-                    noop_convoy.push(timed(|| {
-                        run_ok(
-                            Command::new(env!("CARGO_BIN_EXE_convoy"))
-                                .args(["apply", "--repo"])
-                                .arg(&repo),
-                        )
-                    }));
-                }
+        for k in 0..contenders {
+            match (round + k) % contenders {
+                0 => apply_twice(
+                    env!("CARGO_BIN_EXE_convoy"),
+                    &mut cold_convoy,
+                    &mut noop_convoy,
+                ),
+                3 => apply_twice(
+                    base_bin.as_deref().unwrap_or_default(),
+                    &mut cold_base,
+                    &mut noop_base,
+                ),
                 1 => {
                     let up = || {
                         run_ok(
@@ -93,12 +103,13 @@ fn main() {
                     );
                     noop_compose.push(timed(up));
                 }
-                _ => {
+                2 => {
                     let t = Instant::now();
                     rt.block_on(raw_parallel(&docker, &fleet));
                     cold_raw.push(t.elapsed());
                     assert_eq!(running(&format!("label=bench.raw={fleet}")), SERVICES);
                 }
+                _ => unreachable!("contender {k}"),
             }
             cleanup(&fleet, &project, &compose_dir);
         }
@@ -136,6 +147,20 @@ fn main() {
         "  no-op convoy / compose  {:.2}x (target <= 0.10)",
         ms(nc) / ms(np)
     );
+    if base_bin.is_some() {
+        let (cb, nb) = (m(&mut cold_base), m(&mut noop_base));
+        println!("before/after (CONVOY_BENCH_BASE_BIN, same rounds):");
+        println!("  cold  base convoy apply     {:8.1} ms", ms(cb));
+        println!("  no-op base convoy apply     {:8.1} ms", ms(nb));
+        println!(
+            "  cold this / base        {:.2}x (target within 10%)",
+            ms(cc) / ms(cb)
+        );
+        println!(
+            "  no-op this / base       {:.2}x (target within 10%)",
+            ms(nc) / ms(nb)
+        );
+    }
 }
 
 fn timed(f: impl FnOnce()) -> Duration {

@@ -52,6 +52,23 @@ const LAYER_RULES: &[(&str, &[&str])] = &[
         &["infra", "exec", "reconcile", "daemon", "cmd", "cli"],
     ),
     ("reconcile/", &["daemon", "cmd", "cli"]),
+    (
+        "render/",
+        &["infra", "exec", "reconcile", "daemon", "cmd", "cli"],
+    ),
+    (
+        "manifest/",
+        &[
+            "infra",
+            "exec",
+            "reconcile",
+            "daemon",
+            "cmd",
+            "cli",
+            "core",
+            "render",
+        ],
+    ),
 ];
 
 /// A document comments must not cite: the repository has no such file.

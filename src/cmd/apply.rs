@@ -9,8 +9,7 @@ use anyhow::Result;
 use super::{emit, emit_line, load_repo, style, with_fleet, Outcome};
 use crate::cli::{Output, RepoArgs};
 use crate::core::pass::HostMemory;
-use crate::exec::StepOutcome;
-use crate::model::outcome::PassReason;
+use crate::model::outcome::{PassReason, StepOutcome};
 use crate::model::plan::Plan;
 use crate::reconcile::{run_pass, PassObserver, PassOptions};
 use crate::render;
@@ -48,7 +47,7 @@ pub async fn run(repo: &RepoArgs, pull: bool, output: Output, state_dir: &Path) 
     let opts = PassOptions { pull, verify: true };
     // Never cancelled: a one-shot apply finishes what it started (a signal kills it outright).
     let cancel = tokio_util::sync::CancellationToken::new();
-    let report = with_fleet(&loaded, state_dir, async |fleet| {
+    let run = with_fleet(&loaded, state_dir, async |fleet| {
         run_pass(
             fleet,
             &loaded,
@@ -63,6 +62,7 @@ pub async fn run(repo: &RepoArgs, pull: bool, output: Output, state_dir: &Path) 
         .await
     })
     .await;
+    let report = run.report;
     match output {
         Output::Text => emit(&render::apply_text(&report, style())),
         Output::Json => emit_line(&render::apply_json(&report)),

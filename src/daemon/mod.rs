@@ -32,11 +32,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::pass::HostMemory;
 use crate::core::schedule::ExistingReplica;
-use crate::exec::StepOutcome;
 use crate::infra::fleet::{backoff, ConnectError, ConnectOptions, Connection, Fleet};
 use crate::infra::source::Source;
 use crate::model::observed::ObservedHost;
-use crate::model::outcome::{HoldReason, PassReason, PassResult};
+use crate::model::outcome::{HoldReason, PassReason, PassResult, StepOutcome};
 use crate::reconcile::{self, LoadError, Loaded, PassObserver, PassOptions};
 
 pub use policy::requeue;
@@ -530,7 +529,7 @@ impl Daemon {
             tracing::warn!(host = %name, "host is down (unreachable past host_down_after): its replicas are placed elsewhere");
         }
         self.publish(|s| s.phase = "passing");
-        let report = reconcile::run_pass(
+        let run = reconcile::run_pass(
             &self.fleet,
             loaded,
             &memory,
@@ -546,8 +545,9 @@ impl Daemon {
                 "one pass answered several requests"
             );
         }
-        self.remember(&report);
-        self.probe_silent(&report.observed).await;
+        self.remember(&run);
+        self.probe_silent(&run.observed).await;
+        let report = &run.report;
         match &report.result {
             PassResult::Failed => self.failing = self.failing.saturating_add(1),
             _ => self.failing = 0,
@@ -601,11 +601,9 @@ impl Daemon {
     }
 
     /// Every host that answered: its last contact and what it runs.
-    fn remember(&mut self, report: &reconcile::PassReport) {
-        let Some(decided) = &report.decided else {
-            return;
-        };
-        for (name, obs) in &report.observed.hosts {
+    fn remember(&mut self, run: &reconcile::PassRun) {
+        let decided = &run.decided;
+        for (name, obs) in &run.observed.hosts {
             if let (ObservedHost::Reachable(_), Some(t)) = (obs, self.hosts.get_mut(name)) {
                 t.last_contact = Instant::now();
                 t.last_known = Some(

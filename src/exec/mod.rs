@@ -63,15 +63,7 @@ pub struct ImageSource {
     pub local: Option<Engine>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct StepOutcome {
-    pub id: usize,
-    pub host: String,
-    /// The step as one line (`+ web-app-1 (missing, image ...)`).
-    pub step: String,
-    /// `None` when it succeeded.
-    pub error: Option<String>,
-}
+pub use crate::model::outcome::StepOutcome;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {

@@ -1,12 +1,63 @@
-//! How a pass ended (`PassResult`) and why a change was held back (`HoldReason`): the one
-//! vocabulary that the pass report, the daemon's status and, as they come, history, metrics,
-//! notifications, the API and the dashboard share. None of them defines its own.
+//! How a pass ended (`PassResult`), why a change was held back (`HoldReason`), why a pass ran
+//! (`PassReason`), and the record of a pass (`PassReport`, with each `StepOutcome`): the one
+//! vocabulary that the daemon's status and, as they come, history, metrics, notifications, the
+//! API and the dashboard share. None of them defines its own.
 //!
-//! Serialised as snake_case words; variants are only ever added.
+//! Serialised as snake_case words; variants and fields are only ever added.
 
 use std::fmt;
 
 use serde::Serialize;
+
+use crate::model::plan::Plan;
+
+/// How one step of a plan ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepOutcome {
+    pub id: usize,
+    pub host: String,
+    /// The step as one line (`+ web-app-1 (missing, image ...)`).
+    pub step: String,
+    /// `None` when it succeeded.
+    pub error: Option<String>,
+}
+
+/// Milliseconds spent in each phase of a pass.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Timings {
+    pub observe_ms: u64,
+    pub execute_ms: u64,
+    pub verify_ms: u64,
+    pub total_ms: u64,
+}
+
+/// Everything a pass did and found: the record that status, history, metrics and notifications
+/// read.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassReport {
+    /// Why the pass ran.
+    pub reason: PassReason,
+    pub commit: String,
+    #[serde(flatten)]
+    pub result: PassResult,
+    /// True when a verifying observation (or, without one, the plan itself) found nothing left
+    /// to do and nothing in the way.
+    pub converged: bool,
+    pub plan: Plan,
+    pub outcomes: Vec<StepOutcome>,
+    pub pull_failures: Vec<String>,
+    /// The plan made after acting (when the pass verified): empty when converged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<Plan>,
+    pub timings: Timings,
+}
+
+impl PassReport {
+    /// Steps that failed (a cancelled pass's unstarted steps included).
+    pub fn failures(&self) -> impl Iterator<Item = &StepOutcome> {
+        self.outcomes.iter().filter(|o| o.error.is_some())
+    }
+}
 
 /// The result of one reconcile pass.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -22,7 +21,7 @@ use crate::infra::fleet::Fleet;
 use crate::infra::source::{Source, SourceError};
 use crate::manifest::{self, ManifestError, ManifestErrors};
 use crate::model::observed::ObservedState;
-use crate::model::outcome::{PassReason, PassResult};
+use crate::model::outcome::{PassReason, PassReport, PassResult, Timings};
 use crate::model::plan::Plan;
 use crate::model::spec::{DesiredState, ImagePolicy};
 
@@ -111,47 +110,12 @@ pub trait PassObserver: Send + Sync + 'static {
 pub struct Quiet;
 impl PassObserver for Quiet {}
 
-/// Milliseconds spent in each phase of a pass.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Timings {
-    pub observe_ms: u64,
-    pub execute_ms: u64,
-    pub verify_ms: u64,
-    pub total_ms: u64,
-}
-
-/// Everything a pass did and found: the record that status, history, metrics and notifications
-/// read.
-#[derive(Debug, Clone, Serialize)]
-pub struct PassReport {
-    /// Why the pass ran.
-    pub reason: PassReason,
-    pub commit: String,
-    #[serde(flatten)]
-    pub result: PassResult,
-    /// True when a verifying observation (or, without one, the plan itself) found nothing left
-    /// to do and nothing in the way.
-    pub converged: bool,
-    pub plan: Plan,
-    pub outcomes: Vec<StepOutcome>,
-    pub pull_failures: Vec<String>,
-    /// The plan made after acting (`verify`): empty when converged.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub remaining: Option<Plan>,
-    pub timings: Timings,
-    /// What the first observation saw and the decisions made from it (the daemon remembers
-    /// what each host ran from here).
-    #[serde(skip)]
+/// A pass's report, and what it saw and decided (the daemon remembers what each host ran from
+/// here).
+pub struct PassRun {
+    pub report: PassReport,
     pub observed: ObservedState,
-    #[serde(skip)]
-    pub decided: Option<PassPlan>,
-}
-
-impl PassReport {
-    /// Steps that failed (a cancelled pass's unstarted steps included).
-    pub fn failures(&self) -> impl Iterator<Item = &StepOutcome> {
-        self.outcomes.iter().filter(|o| o.error.is_some())
-    }
+    pub decided: PassPlan,
 }
 
 /// One pass: observe, plan, execute; with `verify`, observe and plan again. Cancelling `cancel`
@@ -164,7 +128,7 @@ pub async fn run_pass(
     opts: &PassOptions,
     cancel: &CancellationToken,
     observer: impl PassObserver,
-) -> PassReport {
+) -> PassRun {
     let started = Instant::now();
     let span = tracing::info_span!("pass", reason = %reason, commit = %loaded.commit);
     async move {
@@ -231,23 +195,25 @@ pub async fn run_pass(
             converged,
             "pass ended"
         );
-        PassReport {
-            reason,
-            commit: loaded.commit.clone(),
-            result,
-            converged,
-            plan: planned.pass.plan.clone(),
-            outcomes,
-            pull_failures,
-            remaining,
-            timings: Timings {
-                observe_ms,
-                execute_ms,
-                verify_ms,
-                total_ms: ms(started.elapsed()),
+        PassRun {
+            report: PassReport {
+                reason,
+                commit: loaded.commit.clone(),
+                result,
+                converged,
+                plan: planned.pass.plan.clone(),
+                outcomes,
+                pull_failures,
+                remaining,
+                timings: Timings {
+                    observe_ms,
+                    execute_ms,
+                    verify_ms,
+                    total_ms: ms(started.elapsed()),
+                },
             },
             observed: planned.observed,
-            decided: Some(planned.pass),
+            decided: planned.pass,
         }
     }
     .instrument(span)

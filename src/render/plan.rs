@@ -9,8 +9,8 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::Style;
+use crate::model::outcome::PassReport;
 use crate::model::plan::{Action, Plan, Summary, JSON_VERSION};
-use crate::reconcile::PassReport;
 
 /// The plan as `convoy diff` prints it.
 pub fn plan_text(plan: &Plan, style: Style) -> String {
@@ -206,13 +206,13 @@ pub fn apply_json(report: &PassReport) -> String {
         version: u32,
         converged: bool,
         plan: &'a Plan,
-        outcomes: &'a [crate::exec::StepOutcome],
+        outcomes: &'a [crate::model::outcome::StepOutcome],
         pull_failures: &'a [String],
         remaining: &'a Option<Plan>,
         #[serde(flatten)]
         result: &'a crate::model::outcome::PassResult,
         reason: &'a crate::model::outcome::PassReason,
-        timings: &'a crate::reconcile::Timings,
+        timings: &'a crate::model::outcome::Timings,
     }
     let doc = Doc {
         version: JSON_VERSION,
