@@ -224,7 +224,9 @@ impl SshTransport {
                 }
                 Ok(Err(e)) => {
                     let err = classify_connect_error(name, &e);
-                    warn!(host = name, error = %err, "ssh master failed");
+                    // The caller reports it once, with whether waiting can help: here it
+                    // would be said twice.
+                    debug!(host = name, error = %err, "ssh master failed");
                     return Err(err);
                 }
                 Ok(Ok(s)) => s,
