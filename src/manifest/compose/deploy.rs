@@ -1,0 +1,217 @@
+//! A service's `deploy`: mode and replicas, resource limits and reservations, the Swarm-style
+//! `restart_policy`, and `placement` (constraints, spread preferences, replicas per node).
+//!
+//! Reads only the node handed in and writes only into the service and container specs; no I/O.
+//! The restart policy is given back rather than set, because it wins over the service's
+//! `restart` and the dispatcher decides that.
+
+use super::keys::{DEPLOY, LIMITS, PLACEMENT, PREFERENCE, RESERVATIONS, RESOURCES, RESTART_POLICY};
+use crate::manifest::fleet::read_bytes;
+use crate::manifest::typed::Diag;
+use crate::manifest::yaml::{Kind, Node};
+use crate::model::spec::{
+    Constraint, ConstraintAttribute, ContainerSpec, DeployMode, Placement, RestartName,
+    RestartPolicy, ServiceSpec,
+};
+
+/// Reads `deploy` into the service and container; gives the restart policy it sets, if any.
+pub(super) fn read_deploy(
+    d: &mut Diag,
+    v: &Node,
+    path: &str,
+    svc: &mut ServiceSpec,
+    c: &mut ContainerSpec,
+) -> Option<RestartPolicy> {
+    let entries = d.map(v, path)?;
+    let mut restart = None;
+    let mut replicas_node = None;
+    for (f, _k, fv, fpath) in d.fields(entries, path, &DEPLOY) {
+        match f {
+            "mode" => match d.string(fv, &fpath).as_deref() {
+                Some("replicated") => svc.mode = DeployMode::Replicated,
+                Some("global") => svc.mode = DeployMode::Global,
+                Some(m) => d.at(
+                    fv,
+                    &fpath,
+                    format!("invalid mode `{m}` (expected replicated or global)"),
+                ),
+                None => {}
+            },
+            "replicas" => {
+                if let Some(n) = d.non_negative(fv, &fpath) {
+                    svc.replicas = n;
+                    replicas_node = Some((fv, fpath.clone()));
+                }
+            }
+            "resources" => {
+                let Some(res) = d.map(fv, &fpath) else {
+                    continue;
+                };
+                for (rf, _rk, rv, rpath) in d.fields(res, &fpath, &RESOURCES) {
+                    let Some(inner) = d.map(rv, &rpath) else {
+                        continue;
+                    };
+                    let keys = if rf == "limits" {
+                        &LIMITS
+                    } else {
+                        &RESERVATIONS
+                    };
+                    for (lf, _lk, lv, lpath) in d.fields(inner, &rpath, keys) {
+                        match (rf, lf) {
+                            ("limits", "cpus") => c.nano_cpus = nano_cpus(d, lv, &lpath),
+                            ("limits", "memory") => c.memory_bytes = read_bytes(d, lv, &lpath),
+                            ("limits", "pids") => c.pids_limit = d.int(lv, &lpath),
+                            ("reservations", "cpus") => {
+                                svc.reserve_nano_cpus = nano_cpus(d, lv, &lpath)
+                            }
+                            ("reservations", "memory") => {
+                                let m = read_bytes(d, lv, &lpath);
+                                c.memory_reservation_bytes = m;
+                                svc.reserve_memory_bytes = m;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            "restart_policy" => {
+                let Some(rp) = d.map(fv, &fpath) else {
+                    continue;
+                };
+                let mut policy = RestartPolicy {
+                    // Swarm's default condition is `any`.
+                    name: RestartName::Always,
+                    max_attempts: None,
+                };
+                for (pf, _pk, pv, ppath) in d.fields(rp, &fpath, &RESTART_POLICY) {
+                    match pf {
+                        "condition" => match d.string(pv, &ppath).as_deref() {
+                            Some("none") => policy.name = RestartName::No,
+                            Some("on-failure") => policy.name = RestartName::OnFailure,
+                            Some("any") => policy.name = RestartName::Always,
+                            Some(o) => d.at(
+                                pv,
+                                &ppath,
+                                format!(
+                                    "invalid condition `{o}` (expected none, on-failure or any)"
+                                ),
+                            ),
+                            None => {}
+                        },
+                        "max_attempts" => {
+                            policy.max_attempts = d.non_negative(pv, &ppath).map(i64::from)
+                        }
+                        _ => {}
+                    }
+                }
+                if policy.name != RestartName::OnFailure {
+                    policy.max_attempts = None;
+                }
+                restart = Some(policy);
+            }
+            "placement" => read_placement(d, fv, &fpath, &mut svc.placement),
+            _ => {}
+        }
+    }
+    if svc.mode == DeployMode::Global {
+        if let Some((n, p)) = replicas_node {
+            d.at(n, &p, "`replicas` cannot be used with `mode: global`");
+        }
+    }
+    restart
+}
+
+fn read_placement(d: &mut Diag, v: &Node, path: &str, placement: &mut Placement) {
+    let Some(entries) = d.map(v, path) else {
+        return;
+    };
+    for (f, _k, fv, fpath) in d.fields(entries, path, &PLACEMENT) {
+        match f {
+            "constraints" => {
+                for (i, (s, n)) in d
+                    .string_list(fv, &fpath)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .enumerate()
+                {
+                    match parse_constraint(&s) {
+                        Ok(c) => placement.constraints.push(c),
+                        Err(m) => d.at(n, &format!("{fpath}[{i}]"), m),
+                    }
+                }
+            }
+            "preferences" => {
+                let Kind::Seq(items) = &fv.kind else {
+                    d.at(
+                        fv,
+                        &fpath,
+                        format!("expected a list, found {}", fv.type_name()),
+                    );
+                    continue;
+                };
+                for (i, item) in items.iter().enumerate() {
+                    let ipath = format!("{fpath}[{i}]");
+                    let Some(pe) = d.map(item, &ipath) else {
+                        continue;
+                    };
+                    for (_pf, _pk, pv, ppath) in d.fields(pe, &ipath, &PREFERENCE) {
+                        if let Some(s) = d.string(pv, &ppath) {
+                            match s.strip_prefix("node.labels.") {
+                                Some(label) if !label.is_empty() => {
+                                    placement.spread.push(label.to_string())
+                                }
+                                _ => d.at(
+                                    pv,
+                                    &ppath,
+                                    "only `spread: node.labels.<label>` is supported",
+                                ),
+                            }
+                        }
+                    }
+                }
+            }
+            "max_replicas_per_node" => placement.max_replicas_per_node = d.non_negative(fv, &fpath),
+            _ => {}
+        }
+    }
+}
+
+/// `node.hostname==x`, `node.labels.zone!=b`.
+pub fn parse_constraint(s: &str) -> Result<Constraint, String> {
+    let (attr, equal, value) = if let Some((a, v)) = s.split_once("==") {
+        (a, true, v)
+    } else if let Some((a, v)) = s.split_once("!=") {
+        (a, false, v)
+    } else {
+        return Err(format!(
+            "invalid constraint `{s}` (expected `attribute==value` or `attribute!=value`)"
+        ));
+    };
+    let (attr, value) = (attr.trim(), value.trim());
+    if value.is_empty() {
+        return Err(format!("invalid constraint `{s}`: no value"));
+    }
+    let attribute = if attr == "node.hostname" {
+        ConstraintAttribute::Hostname
+    } else if let Some(label) = attr.strip_prefix("node.labels.").filter(|l| !l.is_empty()) {
+        ConstraintAttribute::Label(label.to_string())
+    } else {
+        return Err(format!(
+            "constraints on `{attr}` are not supported yet: use `node.hostname` or `node.labels.<label>`"
+        ));
+    };
+    Ok(Constraint {
+        attribute,
+        equal,
+        value: value.to_string(),
+    })
+}
+
+fn nano_cpus(d: &mut Diag, v: &Node, path: &str) -> Option<i64> {
+    let n = d.number(v, path)?;
+    if !(0.0..1e9).contains(&n) {
+        d.at(v, path, "expected a non-negative number of cpus");
+        return None;
+    }
+    Some((n * 1e9).round() as i64)
+}

@@ -1,0 +1,288 @@
+//! The key tables of the Compose subset: for each map Convoy reads (the file, a service,
+//! `deploy` and its parts, a port, a mount, a network, ...), which keys are supported, which are
+//! valid Compose but not supported yet (each with a hint), and whether `x-*` extensions are
+//! allowed. Every other key is unknown and gets the nearest valid key as a suggestion.
+//!
+//! Data only: no reading, no checks. A key added to `supported` here must be read by the
+//! section that owns the map, or it would be accepted and silently ignored, which the reader
+//! never does with anything real.
+
+use crate::manifest::typed::Keys;
+
+pub(super) const TOP: Keys = Keys {
+    supported: &["version", "name", "services", "networks", "volumes"],
+    unsupported: &[
+        ("include", "put the services in this file"),
+        ("models", ""),
+        ("secrets", "use environment variables or a bind mount"),
+        ("configs", "use environment variables or a bind mount"),
+    ],
+    extensions: true,
+};
+
+pub(super) const SERVICE: Keys = Keys {
+    supported: &[
+        "image",
+        "command",
+        "entrypoint",
+        "environment",
+        "env_file",
+        "ports",
+        "volumes",
+        "labels",
+        "restart",
+        "healthcheck",
+        "depends_on",
+        "user",
+        "working_dir",
+        "hostname",
+        "stop_signal",
+        "stop_grace_period",
+        "cap_add",
+        "cap_drop",
+        "read_only",
+        "tmpfs",
+        "init",
+        "extra_hosts",
+        "dns",
+        "sysctls",
+        "ulimits",
+        "logging",
+        "networks",
+        "deploy",
+        // Convoy's own extension, read strictly (see `X_CONVOY`).
+        "x-convoy",
+    ],
+    unsupported: &[
+        ("annotations", ""),
+        ("attach", ""),
+        ("blkio_config", ""),
+        (
+            "build",
+            "build and push the image, then reference it by `image`",
+        ),
+        ("cgroup", ""),
+        ("cgroup_parent", ""),
+        ("configs", "use environment variables or a bind mount"),
+        (
+            "container_name",
+            "Convoy names containers `<stack>-<service>-<slot>`",
+        ),
+        ("cpu_count", ""),
+        ("cpu_percent", ""),
+        ("cpu_period", ""),
+        ("cpu_quota", ""),
+        ("cpu_rt_period", ""),
+        ("cpu_rt_runtime", ""),
+        ("cpu_shares", ""),
+        ("cpus", "use `deploy.resources.limits.cpus`"),
+        ("cpuset", ""),
+        ("credential_spec", ""),
+        ("develop", ""),
+        ("device_cgroup_rules", ""),
+        ("devices", ""),
+        ("dns_opt", ""),
+        ("dns_search", ""),
+        ("domainname", ""),
+        (
+            "expose",
+            "services on one network reach each other without it",
+        ),
+        ("extends", "use YAML anchors and `<<` merge keys"),
+        ("external_links", ""),
+        ("gpus", ""),
+        ("group_add", ""),
+        ("ipc", ""),
+        ("isolation", ""),
+        ("label_file", "use `labels`"),
+        ("links", "services on one network reach each other by name"),
+        ("mac_address", ""),
+        ("mem_limit", "use `deploy.resources.limits.memory`"),
+        (
+            "mem_reservation",
+            "use `deploy.resources.reservations.memory`",
+        ),
+        ("mem_swappiness", ""),
+        ("memswap_limit", ""),
+        ("models", ""),
+        ("network_mode", "use `networks`"),
+        ("oom_kill_disable", ""),
+        ("oom_score_adj", ""),
+        ("pid", ""),
+        ("pids_limit", "use `deploy.resources.limits.pids`"),
+        ("platform", ""),
+        ("post_start", ""),
+        ("pre_stop", ""),
+        (
+            "privileged",
+            "use `cap_add` for the capabilities the service needs",
+        ),
+        ("profiles", "put optional services in a stack of their own"),
+        ("provider", ""),
+        (
+            "pull_policy",
+            "images are pulled or pushed as `convoy.yaml` says",
+        ),
+        ("pull_refresh_after", ""),
+        ("runtime", ""),
+        ("scale", "use `deploy.replicas`"),
+        ("secrets", "use environment variables or a bind mount"),
+        ("security_opt", ""),
+        ("shm_size", ""),
+        ("stdin_open", ""),
+        ("storage_opt", ""),
+        ("tty", ""),
+        ("use_api_socket", ""),
+        ("userns_mode", ""),
+        ("uts", ""),
+        (
+            "volumes_from",
+            "declare a named volume and mount it in both services",
+        ),
+    ],
+    extensions: true,
+};
+
+pub(super) const DEPLOY: Keys = Keys {
+    supported: &[
+        "mode",
+        "replicas",
+        "resources",
+        "restart_policy",
+        "placement",
+    ],
+    unsupported: &[
+        ("endpoint_mode", ""),
+        ("labels", "use the service's `labels`"),
+        ("rollback_config", ""),
+        ("update_config", ""),
+    ],
+    extensions: true,
+};
+pub(super) const RESOURCES: Keys = Keys {
+    supported: &["limits", "reservations"],
+    unsupported: &[],
+    extensions: true,
+};
+pub(super) const LIMITS: Keys = Keys {
+    supported: &["cpus", "memory", "pids"],
+    unsupported: &[],
+    extensions: true,
+};
+pub(super) const RESERVATIONS: Keys = Keys {
+    supported: &["cpus", "memory"],
+    unsupported: &[("devices", ""), ("generic_resources", "")],
+    extensions: true,
+};
+pub(super) const RESTART_POLICY: Keys = Keys {
+    supported: &["condition", "max_attempts"],
+    unsupported: &[("delay", ""), ("window", "")],
+    extensions: true,
+};
+pub(super) const PLACEMENT: Keys = Keys {
+    supported: &["constraints", "preferences", "max_replicas_per_node"],
+    unsupported: &[],
+    extensions: true,
+};
+pub(super) const PREFERENCE: Keys = Keys {
+    supported: &["spread"],
+    unsupported: &[],
+    extensions: true,
+};
+pub(super) const HEALTHCHECK: Keys = Keys {
+    supported: &[
+        "test",
+        "interval",
+        "timeout",
+        "retries",
+        "start_period",
+        "start_interval",
+        "disable",
+    ],
+    unsupported: &[],
+    extensions: true,
+};
+pub(super) const LOGGING: Keys = Keys {
+    supported: &["driver", "options"],
+    unsupported: &[],
+    extensions: true,
+};
+pub(super) const PORT: Keys = Keys {
+    supported: &["target", "published", "host_ip", "protocol", "mode"],
+    unsupported: &[("name", ""), ("app_protocol", "")],
+    extensions: true,
+};
+pub(super) const MOUNT: Keys = Keys {
+    supported: &["type", "source", "target", "read_only", "bind", "volume"],
+    unsupported: &[
+        ("consistency", ""),
+        ("tmpfs", "use the service's `tmpfs`"),
+        ("image", ""),
+    ],
+    extensions: true,
+};
+pub(super) const MOUNT_BIND: Keys = Keys {
+    supported: &[],
+    unsupported: &[
+        ("propagation", ""),
+        ("create_host_path", ""),
+        ("recursive", ""),
+        ("selinux", ""),
+    ],
+    extensions: true,
+};
+pub(super) const MOUNT_VOLUME: Keys = Keys {
+    supported: &[],
+    unsupported: &[("labels", ""), ("nocopy", ""), ("subpath", "")],
+    extensions: true,
+};
+pub(super) const DEPENDS: Keys = Keys {
+    supported: &["condition", "required", "restart"],
+    unsupported: &[],
+    extensions: true,
+};
+pub(super) const ATTACHMENT: Keys = Keys {
+    supported: &["aliases"],
+    unsupported: &[
+        ("driver_opts", ""),
+        ("gw_priority", ""),
+        ("interface_name", ""),
+        ("ipv4_address", ""),
+        ("ipv6_address", ""),
+        ("link_local_ips", ""),
+        ("mac_address", ""),
+        ("priority", ""),
+    ],
+    extensions: true,
+};
+pub(super) const ENV_FILE: Keys = Keys {
+    supported: &["path", "required"],
+    unsupported: &[("format", "")],
+    extensions: false,
+};
+pub(super) const ULIMIT: Keys = Keys {
+    supported: &["soft", "hard"],
+    unsupported: &[],
+    extensions: true,
+};
+pub(super) const VOLUME: Keys = Keys {
+    supported: &["driver", "driver_opts", "labels", "name", "external"],
+    unsupported: &[],
+    extensions: true,
+};
+pub(super) const NETWORK: Keys = Keys {
+    supported: &["driver", "internal", "labels", "name", "external"],
+    unsupported: &[
+        ("attachable", ""),
+        ("driver_opts", ""),
+        ("enable_ipv4", ""),
+        ("enable_ipv6", ""),
+        ("ipam", ""),
+    ],
+    extensions: true,
+};
+pub(super) const X_CONVOY: Keys = Keys {
+    supported: &["hosts"],
+    unsupported: &[],
+    extensions: false,
+};

@@ -1,0 +1,226 @@
+//! One Compose file (already parsed and interpolated) → a `StackSpec` in normalised form.
+//!
+//! Convoy supports a subset of Compose. Every key is sorted into one of three kinds at every
+//! level: supported (read here), valid Compose but not supported yet (an error with a hint), or
+//! unknown (an error with the nearest valid key). Nothing real is silently ignored, except the
+//! `x-*` extension fields Compose itself ignores.
+//!
+//! This file reads the top level (`name`, `volumes`, `networks`, `services`) and runs the checks
+//! that span services (dependencies, clashing host ports, which networks are used); a service's
+//! keys are dispatched in `service`, and each Compose section has a file of its own. The key
+//! tables are in `keys`. No I/O: the only file access is `env_file`, through the `RepoTree`
+//! handed in, and values read from env files never appear in messages. A stack with any error
+//! gives no `StackSpec` at all ("a repository that does not validate changes nothing").
+
+mod depends;
+mod deploy;
+mod env_file;
+mod healthcheck;
+mod keys;
+mod networks;
+mod ports;
+mod service;
+mod volumes;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::typed::{join, Diag};
+use super::values::parse_duration_ns;
+use super::yaml::{Kind, Node};
+use super::RepoTree;
+use crate::model::spec::{NetworkSpec, PortBinding, StackSpec, VolumeSpec};
+use keys::TOP;
+use ports::{port_label, ports_clash};
+
+/// Compose's rule for project names, which become the prefix of every engine name.
+pub fn is_stack_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+}
+
+/// What one stack needs from the outside world.
+pub struct Input<'a> {
+    /// The folder under `stacks/`.
+    pub folder_name: &'a str,
+    /// Repository path of the folder holding the Compose file (`stacks/web`).
+    pub dir: &'a str,
+    /// Variables for `environment: [K]` (the `.env` file overlaid with the environment map).
+    pub vars: &'a BTreeMap<String, String>,
+    pub tree: &'a dyn RepoTree,
+    /// The fleet's host names, when `convoy.yaml` could be read.
+    pub hosts: Option<&'a BTreeSet<String>>,
+}
+
+struct Stack<'a> {
+    input: &'a Input<'a>,
+    name: String,
+    volumes: BTreeMap<String, VolumeSpec>,
+    networks: BTreeMap<String, NetworkSpec>,
+}
+
+/// Cross-service facts gathered while reading services.
+struct Gathered<'n> {
+    ports: Vec<(PortBinding, &'n Node, String)>,
+    depends: Vec<(String, &'n Node, String)>,
+    networks: Vec<String>,
+}
+
+pub fn read(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<StackSpec> {
+    let entries = match &root.kind {
+        Kind::Map(entries) => entries.as_slice(),
+        _ if root.is_null() => {
+            d.file_level("the compose file is empty");
+            return None;
+        }
+        _ => {
+            d.at(root, "", "expected a map with `services:`");
+            return None;
+        }
+    };
+    let before = d.errors.len();
+    let fields = d.fields(entries, "", &TOP);
+    let get = |n: &str| fields.iter().find(|f| f.0 == n);
+
+    let mut name = input.folder_name.to_string();
+    let mut name_node = None;
+    if let Some((_, _, v, path)) = get("name") {
+        if let Some(s) = d.string(v, path) {
+            name = s;
+            name_node = Some((*v, path.clone()));
+        }
+    }
+    if !is_stack_name(&name) {
+        let msg = format!(
+            "stack name `{name}` is not valid: use lowercase letters, digits, `_` and `-`, starting with a letter or digit"
+        );
+        match name_node {
+            Some((n, p)) => d.at(n, &p, msg),
+            None => d.file_level(msg),
+        }
+    }
+    let mut stack = Stack {
+        input,
+        name,
+        volumes: BTreeMap::new(),
+        networks: BTreeMap::new(),
+    };
+    if let Some((_, _, v, path)) = get("volumes") {
+        stack.read_volumes(d, v, path);
+    }
+    let mut declared_networks: BTreeMap<String, NetworkSpec> = BTreeMap::new();
+    if let Some((_, _, v, path)) = get("networks") {
+        declared_networks = stack.read_networks(d, v, path);
+    }
+    stack.networks = declared_networks;
+
+    let mut services = BTreeMap::new();
+    let mut gathered: BTreeMap<String, Gathered<'_>> = BTreeMap::new();
+    match get("services") {
+        Some((_, _, v, path)) => {
+            if let Some(entries) = d.map(v, path) {
+                if entries.is_empty() {
+                    d.at(v, path, "a stack needs at least one service");
+                }
+                for (k, v) in entries {
+                    let sname = k.scalar().unwrap_or_default().to_string();
+                    let spath = join(path, &sname);
+                    if !is_service_name(&sname) {
+                        d.at(
+                            k,
+                            &spath,
+                            "a service name is letters, digits, `_`, `.` and `-`",
+                        );
+                        continue;
+                    }
+                    let mut g = Gathered {
+                        ports: Vec::new(),
+                        depends: Vec::new(),
+                        networks: Vec::new(),
+                    };
+                    if let Some(s) = stack.read_service(d, &sname, k, v, &spath, &mut g) {
+                        services.insert(sname.clone(), s);
+                    }
+                    gathered.insert(sname, g);
+                }
+            }
+        }
+        None => d.file_level("no `services:` in the compose file"),
+    }
+
+    // Cross-service checks.
+    let mut seen_ports: Vec<(PortBinding, String)> = Vec::new();
+    for (sname, g) in &gathered {
+        for (dep, node, path) in &g.depends {
+            if dep == sname {
+                d.at(node, path, "a service cannot depend on itself");
+            } else if !gathered.contains_key(dep) {
+                d.at(node, path, format!("depends on unknown service `{dep}`"));
+            }
+        }
+        for (p, node, path) in &g.ports {
+            if let Some((_, other)) = seen_ports
+                .iter()
+                .find(|(q, o)| o != sname && ports_clash(p, q))
+            {
+                d.at(
+                    node,
+                    path,
+                    format!(
+                        "host port {} is also published by service `{other}`",
+                        port_label(p)
+                    ),
+                );
+            }
+        }
+        for (p, _, _) in &g.ports {
+            seen_ports.push((p.clone(), sname.clone()));
+        }
+    }
+    depends::report_cycles(d, &gathered);
+
+    // Only the networks some service uses are created, as Compose does.
+    let used: BTreeSet<&String> = gathered.values().flat_map(|g| g.networks.iter()).collect();
+    let mut networks = BTreeMap::new();
+    for n in used {
+        if let Some(spec) = stack.networks.get(n) {
+            networks.insert(n.clone(), spec.clone());
+        } else if n == "default" {
+            networks.insert(n.clone(), stack.default_network());
+        }
+    }
+
+    if d.errors.len() > before {
+        return None;
+    }
+    Some(StackSpec {
+        name: stack.name,
+        file: d.file.clone(),
+        services,
+        networks,
+        volumes: stack.volumes,
+    })
+}
+
+fn is_service_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+fn duration_ns(d: &mut Diag, v: &Node, path: &str) -> Option<i64> {
+    let s = d.string(v, path)?;
+    match parse_duration_ns(&s) {
+        Ok(ns) if ns >= 0 => Some(ns),
+        Ok(_) => {
+            d.at(v, path, "expected a non-negative duration");
+            None
+        }
+        Err(m) => {
+            d.at(v, path, m);
+            None
+        }
+    }
+}

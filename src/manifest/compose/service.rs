@@ -1,0 +1,378 @@
+//! One service: the dispatch of its keys to the section readers, and the keys that need no file
+//! of their own (`image`, `command`, `environment`, `restart`, `tmpfs`, `extra_hosts`,
+//! `ulimits`, `logging`, `x-convoy`, ...). It also settles what depends on several keys at once:
+//! `environment` over `env_file`, `deploy.restart_policy` over `restart`, the default network,
+//! and the normal order of ports and mounts so that equal meaning gives an equal spec.
+//!
+//! No I/O (env files are read through the `RepoTree` in `env_file`), and no checks across
+//! services: those are gathered into `Gathered` and run once every service is read.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::deploy::read_deploy;
+use super::healthcheck::read_healthcheck;
+use super::keys::{LOGGING, SERVICE, ULIMIT, X_CONVOY};
+use super::{duration_ns, Gathered, Stack};
+use crate::manifest::typed::{join, Diag};
+use crate::manifest::values::shell_split;
+use crate::manifest::yaml::{Kind, Node};
+use crate::model::spec::{
+    is_secret_name, ContainerSpec, DeployMode, Logging, NetworkAttachment, Placement, RestartName,
+    RestartPolicy, ServiceSpec, Ulimit,
+};
+
+impl Stack<'_> {
+    pub(super) fn read_service<'n>(
+        &self,
+        d: &mut Diag,
+        name: &str,
+        key: &Node,
+        v: &'n Node,
+        path: &str,
+        g: &mut Gathered<'n>,
+    ) -> Option<ServiceSpec> {
+        let entries = d.map(v, path)?;
+        let before = d.errors.len();
+        let mut c = ContainerSpec::default();
+        let mut svc = ServiceSpec {
+            name: name.to_string(),
+            mode: DeployMode::Replicated,
+            replicas: 1,
+            depends_on: BTreeMap::new(),
+            placement: Placement::default(),
+            reserve_nano_cpus: None,
+            reserve_memory_bytes: None,
+            secret_env: BTreeSet::new(),
+            container: ContainerSpec::default(),
+        };
+        let mut image = None;
+        let mut env_file_env: BTreeMap<String, String> = BTreeMap::new();
+        let mut environment: Option<Vec<(String, Option<String>)>> = None;
+        let mut restart: Option<RestartPolicy> = None;
+        let mut deploy_restart: Option<RestartPolicy> = None;
+        let mut network_names: Vec<(String, Vec<String>)> = Vec::new();
+        let mut saw_networks = false;
+
+        for (field, _k, v, fpath) in d.fields(entries, path, &SERVICE) {
+            match field {
+                "image" => {
+                    if let Some(s) = d.string(v, &fpath) {
+                        if s.trim().is_empty() {
+                            d.at(v, &fpath, "the image is empty");
+                        } else {
+                            image = Some(s);
+                        }
+                    }
+                }
+                "command" => c.command = command(d, v, &fpath),
+                "entrypoint" => c.entrypoint = command(d, v, &fpath),
+                "environment" => {
+                    environment = d
+                        .list_or_dict(v, &fpath, '=')
+                        .map(|l| l.into_iter().map(|(k, v, _)| (k, v)).collect());
+                }
+                "env_file" => {
+                    env_file_env = self.read_env_files(d, v, &fpath, &mut svc.secret_env);
+                }
+                "ports" => self.read_ports(d, v, &fpath, &mut c, g),
+                "volumes" => self.read_mounts(d, v, &fpath, &mut c),
+                "labels" => c.labels = d.string_map(v, &fpath, true).unwrap_or_default(),
+                "restart" => {
+                    if let Some(s) = d.string(v, &fpath) {
+                        match parse_restart(&s) {
+                            Ok(r) => restart = Some(r),
+                            Err(m) => d.at(v, &fpath, m),
+                        }
+                    }
+                }
+                "healthcheck" => c.healthcheck = read_healthcheck(d, v, &fpath),
+                "depends_on" => self.read_depends(d, v, &fpath, &mut svc, g),
+                "user" => c.user = d.string(v, &fpath),
+                "working_dir" => c.working_dir = d.string(v, &fpath),
+                "hostname" => c.hostname = d.string(v, &fpath),
+                "stop_signal" => c.stop_signal = d.string(v, &fpath),
+                "stop_grace_period" => {
+                    c.stop_grace_period_secs =
+                        duration_ns(d, v, &fpath).map(|ns| ns / 1_000_000_000)
+                }
+                "cap_add" => c.cap_add = sorted_strings(d, v, &fpath),
+                "cap_drop" => c.cap_drop = sorted_strings(d, v, &fpath),
+                "read_only" => c.read_only = d.bool(v, &fpath).unwrap_or(false),
+                "tmpfs" => {
+                    for (s, n) in d.string_or_list(v, &fpath).unwrap_or_default() {
+                        let (p, opts) = s.split_once(':').unwrap_or((&s, ""));
+                        if !p.starts_with('/') {
+                            d.at(n, &fpath, format!("tmpfs path `{p}` is not absolute"));
+                        } else {
+                            c.tmpfs.insert(p.to_string(), opts.to_string());
+                        }
+                    }
+                }
+                "init" => c.init = d.bool(v, &fpath),
+                "extra_hosts" => c.extra_hosts = read_extra_hosts(d, v, &fpath),
+                "dns" => {
+                    // Order is meaning here (the first server is asked first), so it is kept.
+                    c.dns = d
+                        .string_or_list(v, &fpath)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect();
+                }
+                "sysctls" => c.sysctls = d.string_map(v, &fpath, true).unwrap_or_default(),
+                "ulimits" => c.ulimits = read_ulimits(d, v, &fpath),
+                "logging" => c.logging = read_logging(d, v, &fpath),
+                "networks" => {
+                    saw_networks = true;
+                    network_names = self.read_attachments(d, v, &fpath);
+                }
+                "deploy" => deploy_restart = read_deploy(d, v, &fpath, &mut svc, &mut c),
+                "x-convoy" => svc.placement.hosts = self.read_x_convoy(d, v, &fpath),
+                _ => {}
+            }
+        }
+
+        match image {
+            Some(i) => c.image = i,
+            None if !entries.iter().any(|(k, _)| k.scalar() == Some("image")) => {
+                d.at(key, path, "missing `image`");
+            }
+            None => {}
+        }
+
+        // environment wins over env_file; a bare `K` takes its value from the variables and is
+        // dropped when they have none, as Compose does.
+        c.env = env_file_env;
+        for (k, v) in environment.unwrap_or_default() {
+            match v.or_else(|| self.input.vars.get(&k).cloned()) {
+                Some(v) => {
+                    c.env.insert(k, v);
+                }
+                None => {
+                    c.env.remove(&k);
+                }
+            }
+        }
+        for k in c.env.keys() {
+            if is_secret_name(k) {
+                svc.secret_env.insert(k.clone());
+            }
+        }
+
+        c.restart = deploy_restart.or(restart).unwrap_or_default();
+
+        if !saw_networks {
+            network_names.push(("default".into(), Vec::new()));
+        }
+        for (net, aliases) in network_names {
+            let engine = match self.networks.get(&net) {
+                Some(n) => n.engine_name.clone(),
+                None => self.default_network().engine_name,
+            };
+            let mut aliases = aliases;
+            aliases.push(name.to_string());
+            aliases.sort();
+            aliases.dedup();
+            c.networks.insert(engine, NetworkAttachment { aliases });
+            g.networks.push(net);
+        }
+
+        c.ports.sort();
+        c.mounts
+            .sort_by(|a, b| a.target.cmp(&b.target).then_with(|| a.cmp(b)));
+        svc.container = c;
+        (d.errors.len() == before).then_some(svc)
+    }
+
+    fn read_x_convoy(&self, d: &mut Diag, v: &Node, path: &str) -> Option<Vec<String>> {
+        let entries = d.map(v, path)?;
+        let mut hosts = None;
+        for (_field, _k, v, fpath) in d.fields(entries, path, &X_CONVOY) {
+            let list = d.string_list(v, &fpath)?;
+            if list.is_empty() {
+                d.at(v, &fpath, "no host listed: the service could run nowhere");
+                continue;
+            }
+            let mut names = Vec::new();
+            for (i, (h, n)) in list.into_iter().enumerate() {
+                if let Some(known) = self.input.hosts {
+                    if !known.contains(&h) {
+                        d.at(
+                            n,
+                            &format!("{fpath}[{i}]"),
+                            format!("unknown host `{h}` (not in convoy.yaml)"),
+                        );
+                        continue;
+                    }
+                }
+                names.push(h);
+            }
+            names.sort();
+            names.dedup();
+            hosts = Some(names);
+        }
+        hosts
+    }
+}
+
+fn command(d: &mut Diag, v: &Node, path: &str) -> Option<Vec<String>> {
+    if v.is_null() {
+        return None;
+    }
+    match &v.kind {
+        Kind::Seq(_) => Some(
+            d.string_list(v, path)?
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect(),
+        ),
+        _ => {
+            let s = d.string(v, path)?;
+            match shell_split(&s) {
+                Ok(words) => Some(words),
+                Err(m) => {
+                    d.at(v, path, m);
+                    None
+                }
+            }
+        }
+    }
+}
+
+fn parse_restart(s: &str) -> Result<RestartPolicy, String> {
+    let bad = || {
+        format!(
+            "invalid restart policy `{s}` (expected no, always, on-failure[:N] or unless-stopped)"
+        )
+    };
+    let (name, max) = match s {
+        "no" => (RestartName::No, None),
+        "always" => (RestartName::Always, None),
+        "unless-stopped" => (RestartName::UnlessStopped, None),
+        "on-failure" => (RestartName::OnFailure, None),
+        _ => match s.strip_prefix("on-failure:") {
+            Some(n) => match n.parse::<i64>() {
+                Ok(n) if n >= 0 => (RestartName::OnFailure, Some(n)),
+                _ => return Err(bad()),
+            },
+            None => return Err(bad()),
+        },
+    };
+    Ok(RestartPolicy {
+        name,
+        max_attempts: max,
+    })
+}
+
+fn sorted_strings(d: &mut Diag, v: &Node, path: &str) -> Vec<String> {
+    let mut out: Vec<String> = d
+        .string_list(v, path)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn read_extra_hosts(d: &mut Diag, v: &Node, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    match &v.kind {
+        Kind::Map(entries) => {
+            for (k, v) in entries {
+                let host = k.scalar().unwrap_or_default();
+                let hpath = join(path, host);
+                let ips = match &v.kind {
+                    Kind::Seq(_) => d
+                        .string_list(v, &hpath)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect(),
+                    _ => d.string(v, &hpath).into_iter().collect::<Vec<_>>(),
+                };
+                for ip in ips {
+                    out.push(format!("{host}:{ip}"));
+                }
+            }
+        }
+        _ => {
+            for (i, (s, n)) in d
+                .string_list(v, path)
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
+                // `host=ip` first: an IPv6 address has colons of its own.
+                let split = s.split_once('=').or_else(|| s.split_once(':'));
+                match split {
+                    Some((h, ip)) if !h.is_empty() && !ip.is_empty() => {
+                        out.push(format!("{h}:{ip}"))
+                    }
+                    _ => d.at(
+                        n,
+                        &format!("{path}[{i}]"),
+                        format!("invalid extra host `{s}` (expected `host:ip`)"),
+                    ),
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn read_ulimits(d: &mut Diag, v: &Node, path: &str) -> BTreeMap<String, Ulimit> {
+    let mut out = BTreeMap::new();
+    let Some(entries) = d.map(v, path) else {
+        return out;
+    };
+    for (k, v) in entries {
+        let name = k.scalar().unwrap_or_default().to_string();
+        let upath = join(path, &name);
+        let limit = match &v.kind {
+            Kind::Map(fields) => {
+                let mut soft = None;
+                let mut hard = None;
+                for (f, _k, fv, fpath) in d.fields(fields, &upath, &ULIMIT) {
+                    match f {
+                        "soft" => soft = d.int(fv, &fpath),
+                        "hard" => hard = d.int(fv, &fpath),
+                        _ => {}
+                    }
+                }
+                match (soft, hard) {
+                    (Some(soft), Some(hard)) => Some(Ulimit { soft, hard }),
+                    _ => {
+                        d.at(v, &upath, "expected both `soft` and `hard`");
+                        None
+                    }
+                }
+            }
+            _ => d.int(v, &upath).map(|n| Ulimit { soft: n, hard: n }),
+        };
+        if let Some(l) = limit {
+            out.insert(name, l);
+        }
+    }
+    out
+}
+
+fn read_logging(d: &mut Diag, v: &Node, path: &str) -> Option<Logging> {
+    let entries = d.map(v, path)?;
+    // An empty driver means the engine's default driver.
+    let mut l = Logging {
+        driver: String::new(),
+        options: BTreeMap::new(),
+    };
+    for (f, _k, fv, fpath) in d.fields(entries, path, &LOGGING) {
+        match f {
+            "driver" => l.driver = d.string(fv, &fpath).unwrap_or_default(),
+            "options" => l.options = d.string_map(fv, &fpath, false).unwrap_or_default(),
+            _ => {}
+        }
+    }
+    Some(l)
+}

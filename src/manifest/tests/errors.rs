@@ -1,0 +1,142 @@
+//! The errors in a Compose file, with their exact positions and messages: unknown keys with
+//! the nearest valid key, keys not supported yet at every level, mount rules, clashing host
+//! ports, invalid values and types, unknown `x-convoy` hosts, and dependency cycles.
+//!
+//! Tests only, on in-memory repositories through `load`; no disk, no engine.
+
+use super::*;
+
+#[test]
+fn unknown_keys_suggest_the_nearest() {
+    let e = web_errs("servics:\n  a:\n    image: x\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml: no `services:` in the compose file",
+            "stacks/web/compose.yaml:1:1: servics: unknown key, did you mean `services`?",
+        ]
+    );
+    let e = web_errs("services:\n  a:\n    image: x\n    enviroment: {}\n    deploy:\n      replicsa: 2\n      resources:\n        limits:\n          memroy: 1g\n    frobnicate: 1\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:4:5: services.a.enviroment: unknown key, did you mean `environment`?",
+            "stacks/web/compose.yaml:6:7: services.a.deploy.replicsa: unknown key, did you mean `replicas`?",
+            "stacks/web/compose.yaml:9:11: services.a.deploy.resources.limits.memroy: unknown key, did you mean `memory`?",
+            "stacks/web/compose.yaml:10:5: services.a.frobnicate: unknown key",
+        ]
+    );
+}
+
+#[test]
+fn unsupported_keys_at_every_level() {
+    let e = web_errs("secrets: {}\nconfigs: {}\ninclude: []\nx-convoy: {}\nservices:\n  a:\n    image: x\n    container_name: a\n    scale: 2\n    privileged: true\n    deploy:\n      update_config: {}\n      restart_policy:\n        delay: 5s\n    healthcheck:\n      test: x\n    volumes:\n      - type: bind\n        source: /x\n        target: /y\n        bind:\n          propagation: rshared\n    ports:\n      - target: 80\n        app_protocol: http\n    depends_on:\n      b:\n        condition: service_started\n        restart: true\n  b:\n    image: x\n    x-convoy:\n      hosts: [local]\n      zone: a\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:1:1: secrets: `secrets` is not supported yet: use environment variables or a bind mount",
+            "stacks/web/compose.yaml:2:1: configs: `configs` is not supported yet: use environment variables or a bind mount",
+            "stacks/web/compose.yaml:3:1: include: `include` is not supported yet: put the services in this file",
+            "stacks/web/compose.yaml:4:1: x-convoy: `x-convoy` is only supported at the service level",
+            "stacks/web/compose.yaml:8:5: services.a.container_name: `container_name` is not supported yet: Convoy names containers `<stack>-<service>-<slot>`",
+            "stacks/web/compose.yaml:9:5: services.a.scale: `scale` is not supported yet: use `deploy.replicas`",
+            "stacks/web/compose.yaml:10:5: services.a.privileged: `privileged` is not supported yet: use `cap_add` for the capabilities the service needs",
+            "stacks/web/compose.yaml:12:7: services.a.deploy.update_config: `update_config` is not supported yet",
+            "stacks/web/compose.yaml:14:9: services.a.deploy.restart_policy.delay: `delay` is not supported yet",
+            "stacks/web/compose.yaml:22:11: services.a.volumes[0].bind.propagation: `propagation` is not supported yet",
+            "stacks/web/compose.yaml:25:9: services.a.ports[0].app_protocol: `app_protocol` is not supported yet",
+            "stacks/web/compose.yaml:29:9: services.a.depends_on.b.restart: `restart` is not supported yet",
+            "stacks/web/compose.yaml:34:7: services.b.x-convoy.zone: unknown key",
+        ]
+    );
+}
+
+#[test]
+fn mount_rules() {
+    let e = web_errs("services:\n  a:\n    image: x\n    volumes:\n      - ./data:/data\n      - ~/x:/x\n      - type: bind\n        source: ../up\n        target: /up\n      - undeclared:/u\n      - /anon\n      - /a:/same\n      - /b:/same\n      - /c:/c:z\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:5:9: services.a.volumes[0]: relative bind-mount source `./data` is not supported: the hosts do not have the repository; use an absolute path or a named volume",
+            "stacks/web/compose.yaml:6:9: services.a.volumes[1]: relative bind-mount source `~/x` is not supported: the hosts do not have the repository; use an absolute path or a named volume",
+            "stacks/web/compose.yaml:7:9: services.a.volumes[2]: relative bind-mount source `../up` is not supported: the hosts do not have the repository; use an absolute path or a named volume",
+            "stacks/web/compose.yaml:10:9: services.a.volumes[3]: volume `undeclared` is not declared in the top-level `volumes`",
+            "stacks/web/compose.yaml:11:9: services.a.volumes[4]: anonymous volumes are not supported yet: declare a named volume in the top-level `volumes`",
+            "stacks/web/compose.yaml:13:9: services.a.volumes[6]: `/same` is mounted twice",
+            "stacks/web/compose.yaml:14:9: services.a.volumes[7]: volume option `z` is not supported yet",
+        ]
+    );
+    // Named and external volumes keep their names.
+    let s = ok(&files(&web("services:\n  a:\n    image: x\n    volumes: [n:/n, e:/e]\nvolumes:\n  n:\n    name: custom\n  e:\n    external: true\n")));
+    let st = &s.stacks["web"];
+    assert_eq!(st.volumes["n"].engine_name, "custom");
+    assert_eq!(st.volumes["e"].engine_name, "e");
+    assert!(st.volumes["e"].external);
+    let m: Vec<&str> = st.services["a"]
+        .container
+        .mounts
+        .iter()
+        .map(|m| m.source.as_str())
+        .collect();
+    assert_eq!(m, vec!["e", "custom"]);
+}
+
+#[test]
+fn duplicate_host_ports() {
+    let e = web_errs("services:\n  a:\n    image: x\n    ports:\n      - 8080:80\n      - 127.0.0.1:8080:81\n      - 8080:80/udp\n  b:\n    image: x\n    ports:\n      - published: 8080\n        target: 80\n      - 9000:90\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:6:9: services.a.ports[1]: host port 127.0.0.1:8080/tcp is published twice by this service",
+            "stacks/web/compose.yaml:11:9: services.b.ports[0]: host port 8080/tcp is also published by service `a`",
+        ]
+    );
+}
+
+#[test]
+fn invalid_values_and_types() {
+    let e = web_errs("services:\n  a:\n    image: x\n    ports: 80\n    deploy:\n      replicas: many\n      mode: spread\n    read_only: maybe\n    stop_grace_period: 10\n    environment: 3\n    depends_on: [ghost]\n    networks: [back]\n    healthcheck:\n      test: [echo]\n    cap_add: NET_ADMIN\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:4:12: services.a.ports: expected a list, found a number",
+            "stacks/web/compose.yaml:6:17: services.a.deploy.replicas: expected an integer, found a string",
+            "stacks/web/compose.yaml:7:13: services.a.deploy.mode: invalid mode `spread` (expected replicated or global)",
+            "stacks/web/compose.yaml:8:16: services.a.read_only: expected a boolean, found a string",
+            "stacks/web/compose.yaml:9:24: services.a.stop_grace_period: invalid duration `10` (expected e.g. `30s`, `1m30s`, `500ms`)",
+            "stacks/web/compose.yaml:10:18: services.a.environment: expected a list or a map, found a number",
+            "stacks/web/compose.yaml:11:18: services.a.depends_on[0]: depends on unknown service `ghost`",
+            "stacks/web/compose.yaml:12:16: services.a.networks[0]: network `back` is not declared in the top-level `networks`",
+            "stacks/web/compose.yaml:14:14: services.a.healthcheck.test: a test list starts with `CMD`, `CMD-SHELL` or `NONE`",
+            "stacks/web/compose.yaml:15:14: services.a.cap_add: expected a list of strings, found a string",
+        ]
+    );
+}
+
+#[test]
+fn x_convoy_hosts_must_exist() {
+    let e = errs(&[
+        ("convoy.yaml", FLEET),
+        (
+            "stacks/web/compose.yaml",
+            "services:\n  a:\n    image: x\n    x-convoy:\n      hosts: [local, edge-9]\n",
+        ),
+    ]);
+    assert_eq!(
+        e,
+        vec!["stacks/web/compose.yaml:5:22: services.a.x-convoy.hosts[1]: unknown host `edge-9` (not in convoy.yaml)"]
+    );
+}
+
+#[test]
+fn dependency_cycles_are_errors() {
+    let e = web_errs("services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    depends_on: [a]\n  c:\n    image: x\n    depends_on: [c]\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:4:18: services.a.depends_on[0]: dependency cycle: a -> b -> a",
+            "stacks/web/compose.yaml:7:18: services.b.depends_on[0]: dependency cycle: b -> a -> b",
+            "stacks/web/compose.yaml:10:18: services.c.depends_on[0]: a service cannot depend on itself",
+        ]
+    );
+}
