@@ -5,10 +5,12 @@
 //! They only call `place` on hand-made snapshots: they must not build an observed state, read
 //! anything outside the crate or depend on `HashMap` order, so a failure always replays.
 
+use super::placer::statically_eligible;
+use super::reasons::{bytes_text, cpu_text};
 use super::*;
 use crate::model::spec::{
-    ContainerSpec, DependsCondition, FleetSettings, Placement as ServicePlacement, PortBinding,
-    StackSpec,
+    Capacity, Constraint, ConstraintAttribute, ContainerSpec, DependsCondition, DeployMode,
+    FleetSettings, Placement as ServicePlacement, PortBinding, ServiceSpec, StackSpec,
 };
 use proptest::prelude::*;
 use std::collections::BTreeSet;
