@@ -10,3 +10,5 @@ pub mod drift;
 pub mod pass;
 pub mod plan;
 pub mod schedule;
+#[cfg(test)]
+pub mod testkit;

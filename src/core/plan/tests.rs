@@ -2,98 +2,45 @@
 
 use super::*;
 use crate::core::schedule::place;
+use crate::core::testkit::{self, desired, empty_observed, FLEET};
 use crate::model::observed::{Health, ObservedResource};
 use crate::model::spec::{
-    ContainerSpec, DependsCondition, DeployMode, FleetSettings, HostAddress, HostSpec, ImagePolicy,
-    NetworkAttachment, NetworkSpec, Placement as ServicePlacement, SshSettings, StackSpec,
+    ContainerSpec, DependsCondition, DeployMode, NetworkAttachment, NetworkSpec, StackSpec,
 };
 use proptest::prelude::*;
 
-const FLEET: &str = "t";
-
 type Edit = Box<dyn Fn(&mut ContainerSpec)>;
 
-fn host(name: &str) -> HostSpec {
-    HostSpec {
-        name: name.into(),
-        address: HostAddress::Unix {
-            path: "/var/run/docker.sock".into(),
-        },
-        docker_socket: "/var/run/docker.sock".into(),
-        labels: BTreeMap::new(),
-        capacity: None,
-        images: ImagePolicy::Pull,
-        ssh: SshSettings::default(),
-        cordon: false,
-        drain: false,
-    }
-}
-
+/// A service of `stack` running `sleep 1000`, attached to the stack's default network with its
+/// name as alias.
 fn service(stack: &str, name: &str, replicas: u32) -> ServiceSpec {
-    let net = format!("{stack}_default");
-    ServiceSpec {
-        name: name.into(),
-        mode: DeployMode::Replicated,
-        replicas,
-        depends_on: BTreeMap::new(),
-        placement: ServicePlacement::default(),
-        reserve_nano_cpus: None,
-        reserve_memory_bytes: None,
-        secret_env: BTreeSet::new(),
-        container: ContainerSpec {
-            image: "busybox:1".into(),
-            command: Some(vec!["sleep".into(), "1000".into()]),
-            networks: [(
-                net,
-                NetworkAttachment {
-                    aliases: vec![name.into()],
-                },
-            )]
-            .into(),
-            ..Default::default()
+    let mut s = testkit::service(name, replicas);
+    s.container.command = Some(vec!["sleep".into(), "1000".into()]);
+    s.container.networks = [(
+        format!("{stack}_default"),
+        NetworkAttachment {
+            aliases: vec![name.into()],
         },
-    }
+    )]
+    .into();
+    s
 }
 
+/// A stack with its `default` network.
 fn stack(name: &str, services: Vec<ServiceSpec>) -> StackSpec {
-    let engine_name = format!("{name}_default");
-    StackSpec {
-        name: name.into(),
-        file: format!("stacks/{name}/compose.yaml"),
-        services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
-        networks: [(
-            "default".to_string(),
-            NetworkSpec {
-                engine_name,
-                driver: "bridge".into(),
-                internal: false,
-                labels: BTreeMap::new(),
-                external: false,
-            },
-        )]
-        .into(),
-        volumes: BTreeMap::new(),
-    }
-}
-
-fn desired(hosts: &[&str], stacks: Vec<StackSpec>) -> DesiredState {
-    DesiredState {
-        secret_values: Default::default(),
-        fleet: FLEET.into(),
-        hosts: hosts.iter().map(|h| (h.to_string(), host(h))).collect(),
-        stacks: stacks.into_iter().map(|s| (s.name.clone(), s)).collect(),
-        settings: FleetSettings::default(),
-    }
-}
-
-fn empty_observed(d: &DesiredState) -> ObservedState {
-    ObservedState {
-        hosts: d
-            .hosts
-            .keys()
-            .map(|h| (h.clone(), ObservedHost::Reachable(HostSnapshot::default())))
-            .collect(),
-    }
+    let mut s = testkit::stack(name, services);
+    s.networks = [(
+        "default".to_string(),
+        NetworkSpec {
+            engine_name: format!("{name}_default"),
+            driver: "bridge".into(),
+            internal: false,
+            labels: BTreeMap::new(),
+            external: false,
+        },
+    )]
+    .into();
+    s
 }
 
 /// The fake runtime: what the engines would report after executing `plan`.

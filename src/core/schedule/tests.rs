@@ -8,9 +8,10 @@
 use super::placer::statically_eligible;
 use super::reasons::{bytes_text, cpu_text};
 use super::*;
+use crate::core::testkit::{self, service as svc};
 use crate::model::spec::{
-    Capacity, Constraint, ConstraintAttribute, ContainerSpec, DependsCondition, DeployMode,
-    FleetSettings, Placement as ServicePlacement, PortBinding, ServiceSpec, StackSpec,
+    Capacity, Constraint, ConstraintAttribute, DependsCondition, DeployMode,
+    Placement as ServicePlacement, PortBinding, ServiceSpec,
 };
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -35,23 +36,6 @@ fn hosts(names: &[&str]) -> Vec<HostFacts> {
     names.iter().map(|n| host(n, &[])).collect()
 }
 
-fn svc(name: &str, replicas: u32) -> ServiceSpec {
-    ServiceSpec {
-        name: name.into(),
-        mode: DeployMode::Replicated,
-        replicas,
-        depends_on: BTreeMap::new(),
-        placement: ServicePlacement::default(),
-        reserve_nano_cpus: None,
-        reserve_memory_bytes: None,
-        secret_env: BTreeSet::new(),
-        container: ContainerSpec {
-            image: "busybox:1".into(),
-            ..Default::default()
-        },
-    }
-}
-
 fn port(host_ip: &str, p: u16) -> PortBinding {
     PortBinding {
         host_ip: host_ip.into(),
@@ -69,25 +53,9 @@ fn label(key: &str, equal: bool, value: &str) -> Constraint {
     }
 }
 
-/// One stack `s` holding `services`.
+/// One stack `s` holding `services`, and no hosts: placement reads its hosts from the snapshot.
 fn desired(services: Vec<ServiceSpec>) -> DesiredState {
-    DesiredState {
-        secret_values: Default::default(),
-        fleet: "t".into(),
-        hosts: BTreeMap::new(),
-        stacks: [(
-            "s".to_string(),
-            StackSpec {
-                name: "s".into(),
-                file: "stacks/s/compose.yaml".into(),
-                services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
-                networks: BTreeMap::new(),
-                volumes: BTreeMap::new(),
-            },
-        )]
-        .into(),
-        settings: FleetSettings::default(),
-    }
+    testkit::desired(&[], vec![testkit::stack("s", services)])
 }
 
 fn snap(hosts: Vec<HostFacts>, existing: Vec<ExistingReplica>) -> Snapshot {
