@@ -19,6 +19,8 @@
 //! published on a `watch` channel.
 
 mod policy;
+#[cfg(test)]
+mod tests;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -436,9 +438,7 @@ impl Daemon {
     }
 
     fn request(&mut self, reason: PassReason) {
-        if !self.requests.contains(&reason) {
-            self.requests.push(reason);
-        }
+        enqueue(&mut self.requests, reason);
     }
 
     /// Turns the timers that are due into pass requests (or a reload).
@@ -645,6 +645,14 @@ impl Daemon {
 
     fn publish(&self, change: impl FnOnce(&mut DaemonStatus)) {
         self.status.send_modify(change);
+    }
+}
+
+/// Queues a pass request; one asked for already (the same event twice) is not asked again: a
+/// burst of requests is answered by one pass.
+fn enqueue(requests: &mut Vec<PassReason>, reason: PassReason) {
+    if !requests.contains(&reason) {
+        requests.push(reason);
     }
 }
 

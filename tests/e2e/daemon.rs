@@ -36,12 +36,18 @@ fn a_removed_container_is_replaced_and_files_are_followed() {
         },
     );
     assert_eq!(t.id_of(&a2), keep, "the other replica is untouched");
+    // Every pass says why it ran, on its span.
+    wait_for("the event's pass logged", Duration::from_secs(5), || {
+        d.log().contains("pass{reason=event `")
+    });
+    assert!(d.log().contains("pass{reason=start"), "{}", d.log());
 
     // A change to the watched files starts a pass.
     replicas(&t, 3);
     wait_for("a third replica", Duration::from_secs(10), || {
         t.running().len() == 3
     });
+    assert!(d.log().contains("pass{reason=files changed"), "{}", d.log());
 
     // A commit that does not validate changes nothing: the last good state keeps running.
     let before = t.engine_view();
