@@ -7,7 +7,7 @@
 //! go-yaml v3 which Compose uses) happens when a value is read, so interpolation can run first.
 //! This module does no I/O and must not panic on any input.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -143,7 +143,7 @@ pub fn parse_float(s: &str) -> Option<f64> {
 pub fn parse(src: &str) -> (Option<Node>, Vec<Issue>) {
     let mut b = Builder {
         parser: Parser::new_from_str(src),
-        anchors: HashMap::new(),
+        anchors: BTreeMap::new(),
         nodes: 0,
         issues: Vec::new(),
     };
@@ -158,7 +158,7 @@ pub fn parse(src: &str) -> (Option<Node>, Vec<Issue>) {
 
 struct Builder<'a> {
     parser: Parser<std::str::Chars<'a>>,
-    anchors: HashMap<usize, Node>,
+    anchors: BTreeMap<usize, Node>,
     nodes: usize,
     issues: Vec<Issue>,
 }
