@@ -1,0 +1,148 @@
+//! The engine's create request for a replica: Convoy's [`Replica`] (its `ContainerSpec` and
+//! labels) turned into bollard's container config, host config and networking config.
+//!
+//! A pure translation: it must not call the engine, pick defaults of its own or drop a field
+//! of the spec, since whatever it leaves out the engine fills in, and `drift` would then see a
+//! difference on every pass. The labels it writes are the replica's, ownership label included:
+//! "only what carries the fleet's label is touched" depends on them reaching the engine intact.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Mount,
+    MountType, NetworkingConfig, PortBinding as BollardPort, ResourcesUlimits,
+    RestartPolicy as BollardRestart, RestartPolicyNameEnum,
+};
+
+use crate::model::plan::Replica;
+use crate::model::spec::{ContainerSpec, MountKind, RestartName};
+
+/// The engine's create request for a replica.
+pub(super) fn create_body(r: &Replica) -> ContainerCreateBody {
+    let s = &r.spec;
+    let port_bindings = port_bindings(s);
+    let exposed: Vec<String> = port_bindings.keys().cloned().collect();
+    ContainerCreateBody {
+        image: Some(s.image.clone()),
+        cmd: s.command.clone(),
+        entrypoint: s.entrypoint.clone(),
+        env: Some(s.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(r.labels.clone().into_iter().collect()),
+        healthcheck: s.healthcheck.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: h.interval_ns,
+            timeout: h.timeout_ns,
+            retries: h.retries,
+            start_period: h.start_period_ns,
+            start_interval: h.start_interval_ns,
+        }),
+        user: s.user.clone(),
+        working_dir: s.working_dir.clone(),
+        hostname: s.hostname.clone(),
+        stop_signal: s.stop_signal.clone(),
+        stop_timeout: s.stop_grace_period_secs,
+        exposed_ports: Some(exposed).filter(|v| !v.is_empty()),
+        host_config: Some(host_config(s, port_bindings)),
+        networking_config: networking_config(s),
+        ..Default::default()
+    }
+}
+
+/// The published ports, keyed `<container port>/<protocol>` as the engine keys them.
+fn port_bindings(s: &ContainerSpec) -> HashMap<String, Option<Vec<BollardPort>>> {
+    let mut port_bindings: HashMap<String, Option<Vec<BollardPort>>> = HashMap::new();
+    for p in &s.ports {
+        port_bindings
+            .entry(format!("{}/{}", p.container_port, p.protocol))
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(BollardPort {
+                host_ip: Some(p.host_ip.clone()),
+                host_port: Some(p.host_port.map(|p| p.to_string()).unwrap_or_default()),
+            });
+    }
+    port_bindings
+}
+
+/// The host side of the container: ports, mounts, restart policy, privileges, limits, logging
+/// and the network it starts on.
+fn host_config(
+    s: &ContainerSpec,
+    port_bindings: HashMap<String, Option<Vec<BollardPort>>>,
+) -> HostConfig {
+    let mounts: Vec<Mount> = s
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            target: Some(m.target.clone()),
+            source: Some(m.source.clone()),
+            typ: Some(match m.kind {
+                MountKind::Bind => MountType::BIND,
+                MountKind::Volume => MountType::VOLUME,
+            }),
+            read_only: Some(m.read_only),
+            ..Default::default()
+        })
+        .collect();
+    HostConfig {
+        port_bindings: Some(port_bindings),
+        mounts: Some(mounts),
+        restart_policy: Some(BollardRestart {
+            name: Some(match s.restart.name {
+                RestartName::No => RestartPolicyNameEnum::NO,
+                RestartName::Always => RestartPolicyNameEnum::ALWAYS,
+                RestartName::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+                RestartName::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+            }),
+            maximum_retry_count: s.restart.max_attempts,
+        }),
+        cap_add: Some(s.cap_add.clone()).filter(|v| !v.is_empty()),
+        cap_drop: Some(s.cap_drop.clone()).filter(|v| !v.is_empty()),
+        readonly_rootfs: Some(s.read_only),
+        tmpfs: Some(s.tmpfs.clone().into_iter().collect())
+            .filter(|m: &HashMap<_, _>| !m.is_empty()),
+        init: s.init,
+        extra_hosts: Some(s.extra_hosts.clone()).filter(|v| !v.is_empty()),
+        dns: Some(s.dns.clone()).filter(|v| !v.is_empty()),
+        sysctls: Some(s.sysctls.clone().into_iter().collect())
+            .filter(|m: &HashMap<_, _>| !m.is_empty()),
+        ulimits: Some(
+            s.ulimits
+                .iter()
+                .map(|(name, u)| ResourcesUlimits {
+                    name: Some(name.clone()),
+                    soft: Some(u.soft),
+                    hard: Some(u.hard),
+                })
+                .collect(),
+        )
+        .filter(|v: &Vec<_>| !v.is_empty()),
+        log_config: s.logging.as_ref().map(|l| HostConfigLogConfig {
+            typ: Some(l.driver.clone()),
+            config: Some(l.options.clone().into_iter().collect()),
+        }),
+        memory: s.memory_bytes,
+        nano_cpus: s.nano_cpus,
+        pids_limit: s.pids_limit,
+        memory_reservation: s.memory_reservation_bytes,
+        network_mode: s.networks.keys().next().cloned(),
+        ..Default::default()
+    }
+}
+
+/// The first network and the aliases on it: engines before API 1.44 accept one network at
+/// create, so `Engine::create_container` connects the others before the container starts.
+fn networking_config(s: &ContainerSpec) -> Option<NetworkingConfig> {
+    s.networks
+        .iter()
+        .next()
+        .map(|(name, attach)| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                name.clone(),
+                EndpointSettings {
+                    aliases: Some(attach.aliases.clone()),
+                    ..Default::default()
+                },
+            )])),
+        })
+}
