@@ -305,6 +305,7 @@ async fn pass(fleet: &Fleet, desired: &DesiredState, commit: &str) {
     let loaded = Loaded {
         desired: desired.clone(),
         commit: commit.to_string(),
+        inputs: Default::default(),
     };
     let p = reconcile::observe_and_plan(fleet, &loaded, &HostMemory::default())
         .await

@@ -139,7 +139,7 @@ fn open_source(repo: &RepoArgs) -> Result<Box<dyn Source>> {
 fn load(source: &dyn Source, rev: Option<&str>) -> Result<Option<Loaded>> {
     match reconcile::load(source, rev) {
         Ok(l) => Ok(Some(l)),
-        Err(LoadError::Invalid { origin, errors }) => {
+        Err(LoadError::Invalid { origin, errors, .. }) => {
             let mut err = std::io::stderr().lock();
             for e in &errors {
                 let _ = writeln!(err, "error: {e}");

@@ -38,6 +38,7 @@ use crate::infra::fleet::{backoff, ConnectError, ConnectOptions, Connection, Fle
 use crate::infra::source::Source;
 use crate::model::observed::ObservedHost;
 use crate::model::outcome::{HoldReason, PassReason, PassResult, StepOutcome};
+use crate::model::tree::TreeInputs;
 use crate::reconcile::{self, LoadError, Loaded, PassObserver, PassOptions};
 
 pub use policy::requeue;
@@ -130,6 +131,8 @@ pub struct Daemon {
     requeued: Option<(Instant, PassReason)>,
     /// Files changed: read them once they have been quiet until then.
     reload_at: Option<Instant>,
+    /// The paths the last read of the source used (valid or not): the changes that matter.
+    inputs: Option<TreeInputs>,
     /// Passes in a row that failed (the error policy's input).
     failing: u32,
     next_resync: Instant,
@@ -164,6 +167,7 @@ impl Daemon {
             requests: vec![PassReason::Start],
             requeued: None,
             reload_at: None,
+            inputs: None,
             failing: 0,
             passes: 0,
             tx,
@@ -241,6 +245,7 @@ impl Daemon {
         match reconcile::load(self.source.as_ref(), None) {
             Ok(l) => {
                 tracing::info!(commit = %l.commit, "desired state loaded");
+                self.inputs = Some(l.inputs.clone());
                 self.publish(|s| {
                     s.commit = Some(l.commit.clone());
                     s.held = None;
@@ -248,7 +253,12 @@ impl Daemon {
                 self.loaded = Some(l);
                 true
             }
-            Err(LoadError::Invalid { origin, errors }) => {
+            Err(LoadError::Invalid {
+                origin,
+                errors,
+                inputs,
+            }) => {
+                self.inputs = Some(inputs);
                 for e in &errors {
                     tracing::error!(
                         file = %e.file,
@@ -371,7 +381,19 @@ impl Daemon {
 
     async fn handle(&mut self, t: Trigger) {
         match t {
-            Trigger::Files => self.reload_at = Some(Instant::now() + FILE_QUIET),
+            Trigger::Files { changes } => {
+                // Only what the manifests are made of: a log file written beside them is not a
+                // change of the desired state.
+                let concerns = match &self.inputs {
+                    None => true,
+                    Some(inputs) => changes.iter().any(|(p, cr)| inputs.concerns(p, *cr)),
+                };
+                if concerns {
+                    self.reload_at = Some(Instant::now() + FILE_QUIET);
+                } else {
+                    tracing::trace!(?changes, "files changed that no manifest reads");
+                }
+            }
             Trigger::Contact { host } => {
                 if let Some(t) = self.hosts.get_mut(&host) {
                     t.last_contact = Instant::now();

@@ -20,8 +20,9 @@ use crate::infra::fleet::{ConnectError, Connection};
 
 /// Why the loop should wake.
 pub enum Trigger {
-    /// A file of the repository changed.
-    Files,
+    /// Files of the repository changed: each path relative to the root, and whether it was
+    /// created or removed (not only modified).
+    Files { changes: Vec<(String, bool)> },
     /// The host answered a heartbeat.
     Contact { host: String },
     /// An engine event about one of the fleet's containers.
@@ -35,26 +36,44 @@ pub enum Trigger {
     },
 }
 
-/// Watches the repository directory (recursively, `.git` aside) and sends `Files` on change.
-/// The returned watcher must be kept alive.
+/// Watches the repository directory (recursively, `.git` aside) and sends `Files` with what
+/// changed; the daemon decides whether it concerns the manifests. The returned watcher must be
+/// kept alive.
 pub fn watch_files(
     dir: &Path,
     tx: UnboundedSender<Trigger>,
 ) -> anyhow::Result<notify::RecommendedWatcher> {
+    // Events carry the watched path as given: a canonical root makes them comparable.
+    let root = dir.canonicalize()?;
+    let base = root.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(event) = res {
-            let relevant =
-                event.kind.is_modify() || event.kind.is_create() || event.kind.is_remove();
-            let in_git = event
-                .paths
-                .iter()
-                .all(|p| p.components().any(|c| c.as_os_str() == ".git"));
-            if relevant && !in_git {
-                let _ = tx.send(Trigger::Files);
-            }
+        let Ok(event) = res else { return };
+        let created_or_removed = event.kind.is_create() || event.kind.is_remove();
+        if !(event.kind.is_modify() || created_or_removed) {
+            return;
+        }
+        // A rename shows as a modify of both names: treat it as the two names coming and going.
+        let renamed = matches!(
+            event.kind,
+            notify::EventKind::Modify(notify::event::ModifyKind::Name(_))
+        );
+        let changes: Vec<(String, bool)> = event
+            .paths
+            .iter()
+            .filter_map(|p| p.strip_prefix(&base).ok())
+            .filter(|rel| !rel.components().any(|c| c.as_os_str() == ".git"))
+            .map(|rel| {
+                (
+                    rel.to_string_lossy().into_owned(),
+                    created_or_removed || renamed,
+                )
+            })
+            .collect();
+        if !changes.is_empty() {
+            let _ = tx.send(Trigger::Files { changes });
         }
     })?;
-    watcher.watch(dir, RecursiveMode::Recursive)?;
+    watcher.watch(&root, RecursiveMode::Recursive)?;
     Ok(watcher)
 }
 

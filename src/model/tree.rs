@@ -19,3 +19,84 @@ pub struct DirEntry {
     pub name: String,
     pub is_dir: bool,
 }
+
+/// The paths a reader used: files it read (or looked for) and folders it listed. What the
+/// desired state is made of, so that a watcher can tell a change that matters from a log file
+/// written beside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeInputs {
+    pub files: std::collections::BTreeSet<String>,
+    pub dirs: std::collections::BTreeSet<String>,
+}
+
+impl TreeInputs {
+    /// Whether a change at `path` (relative to the root, `/`-separated) can change what a
+    /// reader of these inputs reads: a file it read or looked for, or an entry appearing in or
+    /// leaving a folder it listed (`created_or_removed`).
+    pub fn concerns(&self, path: &str, created_or_removed: bool) -> bool {
+        if self.files.contains(path) {
+            return true;
+        }
+        let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+        // A folder it listed gained or lost an entry, or a listed folder itself came or went.
+        created_or_removed && (self.dirs.contains(parent) || self.dirs.contains(path))
+    }
+}
+
+/// A `RepoTree` that remembers what was read through it.
+pub struct RecordingTree<'a> {
+    inner: &'a dyn RepoTree,
+    inputs: std::cell::RefCell<TreeInputs>,
+}
+
+impl<'a> RecordingTree<'a> {
+    pub fn new(inner: &'a dyn RepoTree) -> RecordingTree<'a> {
+        RecordingTree {
+            inner,
+            inputs: Default::default(),
+        }
+    }
+
+    pub fn into_inputs(self) -> TreeInputs {
+        self.inputs.into_inner()
+    }
+}
+
+impl RepoTree for RecordingTree<'_> {
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        self.inputs.borrow_mut().files.insert(path.to_string());
+        self.inner.read(path)
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String> {
+        self.inputs.borrow_mut().dirs.insert(dir.to_string());
+        self.inner.list(dir)
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_concern_read_files_and_entries_of_listed_folders_only() {
+        let mut inputs = TreeInputs::default();
+        inputs.files.insert("convoy.yaml".into());
+        inputs.files.insert("stacks/web/compose.yaml".into());
+        inputs.dirs.insert("stacks".into());
+        inputs.dirs.insert("stacks/web".into());
+        assert!(inputs.concerns("convoy.yaml", false));
+        assert!(inputs.concerns("stacks/web/compose.yaml", false));
+        // A new stack folder, a new compose file beside the old one.
+        assert!(inputs.concerns("stacks/api", true));
+        assert!(inputs.concerns("stacks/web/compose.yml", true));
+        // A log file written and appended to beside the manifests.
+        assert!(!inputs.concerns("app.log", true));
+        assert!(!inputs.concerns("stacks/web/app.log", false));
+        assert!(!inputs.concerns("stacks/web/data/x", true));
+    }
+}

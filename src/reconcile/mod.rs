@@ -24,12 +24,14 @@ use crate::model::observed::ObservedState;
 use crate::model::outcome::{PassReason, PassReport, PassResult, Timings};
 use crate::model::plan::Plan;
 use crate::model::spec::{DesiredState, ImagePolicy};
+use crate::model::tree::{RecordingTree, TreeInputs};
 
-/// A desired state that validated, and the commit it was read at.
+/// A desired state that validated, the commit it was read at, and the paths it was made of.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub desired: DesiredState,
     pub commit: String,
+    pub inputs: TreeInputs,
 }
 
 /// Why a desired state could not be loaded. Either way nothing is changed on the fleet.
@@ -45,6 +47,8 @@ pub enum LoadError {
     Invalid {
         origin: String,
         errors: Vec<ManifestError>,
+        /// What was read before the errors were found (a fix may come in any of these).
+        inputs: TreeInputs,
     },
 }
 
@@ -64,14 +68,19 @@ pub fn load_with_env(
         origin: source.describe(),
         source: e,
     })?;
-    match manifest::load(tree.tree.as_ref(), env) {
+    let recording = RecordingTree::new(tree.tree.as_ref());
+    let result = manifest::load(&recording, env);
+    let inputs = recording.into_inputs();
+    match result {
         Ok(desired) => Ok(Loaded {
             desired,
             commit: tree.commit,
+            inputs,
         }),
         Err(ManifestErrors(errors)) => Err(LoadError::Invalid {
             origin: tree.tree.describe(),
             errors,
+            inputs,
         }),
     }
 }

@@ -249,3 +249,45 @@ services:
     let log = std::fs::read_to_string(t.path().join("daemon.log")).unwrap();
     assert!(log.contains("not started: shutting down"), "{log}");
 }
+
+#[test]
+fn files_beside_the_manifests_do_not_start_passes() {
+    if !docker_available() {
+        return;
+    }
+    let t = TestFleet::new();
+    replicas(&t, 1);
+    let d = Daemon::start(&t, &[]);
+    wait_for("one replica", Duration::from_secs(30), || {
+        t.running().len() == 1
+    });
+    let reloads = |log: &str| log.matches("desired state loaded").count();
+    let before = reloads(&d.log());
+    // A log file in the repository root and one beside a compose file, appended to more slowly
+    // than the daemon's quiet period, so that each append would be a change of its own.
+    let beside = t.path().join("stacks").join(t.stack("web")).join("app.log");
+    for i in 0..5 {
+        for p in [t.path().join("app.log"), beside.clone()] {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .unwrap();
+            writeln!(f, "line {i}").unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    // A real change is still followed, and it is the only new read beside (at most) the one
+    // for the log file that appeared in a stack's folder.
+    replicas(&t, 2);
+    wait_for("a second replica", Duration::from_secs(10), || {
+        t.running().len() == 2
+    });
+    let after = reloads(&d.log());
+    assert!(
+        after - before <= 2,
+        "{} reloads for one change and a log file",
+        after - before
+    );
+}
