@@ -7,6 +7,8 @@
 //! happen through a `PassObserver`, and everything else in the report. Nothing here decides when
 //! a pass runs (the daemon does) or what an outcome means for an exit code (`main` does).
 
+mod secrets;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,8 @@ use crate::model::outcome::{PassReason, PassReport, PassResult, Timings};
 use crate::model::plan::Plan;
 use crate::model::spec::{DesiredState, ImagePolicy};
 use crate::model::tree::{RecordingTree, TreeInputs};
+
+pub use secrets::{known_secrets, register_secrets};
 
 /// A desired state that validated, the commit it was read at, and the paths it was made of.
 #[derive(Debug, Clone)]
@@ -72,11 +76,15 @@ pub fn load_with_env(
     let result = manifest::load(&recording, env);
     let inputs = recording.into_inputs();
     match result {
-        Ok(desired) => Ok(Loaded {
-            desired,
-            commit: tree.commit,
-            inputs,
-        }),
+        Ok(desired) => {
+            // Known from here on to every writer of the process ("secrets stay masked").
+            register_secrets(&desired.secret_values);
+            Ok(Loaded {
+                desired,
+                commit: tree.commit,
+                inputs,
+            })
+        }
         Err(ManifestErrors(errors)) => Err(LoadError::Invalid {
             origin: tree.tree.describe(),
             errors,
