@@ -6,7 +6,6 @@ use convoy::cli;
 use convoy::cmd::{self, Outcome};
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 const EXIT_ERROR: i32 = 2;
 
@@ -29,7 +28,7 @@ fn exit_code(outcome: Outcome) -> i32 {
 
 fn main() {
     let cli = cli::Cli::parse();
-    init_logging(cli.verbose, cli.log_format);
+    cmd::logging::init(cli.verbose, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,29 +45,13 @@ fn main() {
             exit_code(outcome)
         }
         Err(e) => {
-            // The chain once, lowercase, subject first.
-            eprintln!("error: {e:#}");
+            // The chain once, lowercase, subject first; an engine's message may quote a
+            // secret ("secrets stay masked").
+            eprintln!("error: {}", cmd::logging::mask_known(&format!("{e:#}")));
             EXIT_ERROR
         }
     };
     // Tasks still running (a watcher that ignores cancellation) must not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     std::process::exit(code);
-}
-
-fn init_logging(verbose: u8, format: cli::LogFormat) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        cli::LogFormat::Text => builder.init(),
-        cli::LogFormat::Json => builder.json().init(),
-    }
 }

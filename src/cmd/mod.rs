@@ -11,6 +11,7 @@ mod daemon;
 mod diff;
 mod hosts;
 mod image;
+pub mod logging;
 mod status;
 mod validate;
 
