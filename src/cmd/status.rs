@@ -1,5 +1,7 @@
 //! `convoy status`: desired against running replicas per service, with health, restarts and
-//! the last log lines of troubled containers.
+//! the last log lines of troubled containers. Those lines are the container's own output, shown
+//! as it is except for known secret values, which are masked ("secrets stay masked": a service
+//! that echoes its password as it crashes must not put it on a terminal or in a JSON document).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,8 +14,8 @@ use crate::core::pass::HostMemory;
 use crate::core::schedule::Assignment;
 use crate::infra::fleet::Fleet;
 use crate::model::observed::{ObservedHost, RunState};
-use crate::model::spec::container_name;
-use crate::reconcile::{observe_and_plan, Planned};
+use crate::model::spec::{container_name, mask_secrets};
+use crate::reconcile::{observe_and_plan, Loaded, Planned};
 use crate::render::status::{status_json, status_text, FleetStatus, ReplicaStatus, ServiceStatus};
 
 pub async fn run(repo: &RepoArgs, output: Output, state_dir: &Path) -> Result<Outcome> {
@@ -22,7 +24,7 @@ pub async fn run(repo: &RepoArgs, output: Output, state_dir: &Path) -> Result<Ou
     };
     let (planned, services) = with_fleet(&loaded, state_dir, async |fleet| {
         let planned = observe_and_plan(fleet, &loaded, &HostMemory::default()).await;
-        let services = services(fleet, &planned).await;
+        let services = services(fleet, &loaded, &planned).await;
         (planned, services)
     })
     .await;
@@ -45,7 +47,7 @@ pub async fn run(repo: &RepoArgs, output: Output, state_dir: &Path) -> Result<Ou
     })
 }
 
-async fn services(fleet: &Fleet, planned: &Planned) -> Vec<ServiceStatus> {
+async fn services(fleet: &Fleet, loaded: &Loaded, planned: &Planned) -> Vec<ServiceStatus> {
     let mut services: BTreeMap<(String, String), ServiceStatus> = BTreeMap::new();
     for (key, a) in &planned.pass.placement.replicas {
         let entry = services
@@ -99,7 +101,12 @@ async fn services(fleet: &Fleet, planned: &Planned) -> Vec<ServiceStatus> {
                 || r.state == Some(RunState::Restarting)
                 || r.exit_code.is_some_and(|c| c != 0);
             if let (true, Some(engine)) = (troubled, fleet.engines.get(&r.host)) {
-                r.last_logs = engine.recent_logs(&r.name, 5).await;
+                r.last_logs = engine
+                    .recent_logs(&r.name, 5)
+                    .await
+                    .iter()
+                    .map(|line| mask_secrets(line, &loaded.desired.secret_values))
+                    .collect();
             }
         }
     }
