@@ -10,4 +10,5 @@ mod fleet;
 mod git_rev;
 mod harness;
 mod scheduling;
+mod secrets;
 mod upgrade;
