@@ -254,9 +254,31 @@ fn cleanup(fleet: &str, project: &str, compose_dir: &Path) {
                 .output();
         }
     }
+    // By ID, until none is left: a network whose last endpoint is still being released refuses
+    // removal for a moment, and a second one of the same name makes the next round ambiguous.
+    let deadline = Instant::now() + Duration::from_secs(20);
     for net in [format!("{fleet}raw_default"), "bench_default".to_string()] {
-        let _ = Command::new("docker")
-            .args(["network", "rm", &net])
-            .output();
+        loop {
+            let out = Command::new("docker")
+                .args(["network", "ls", "-q", "--filter", &format!("name=^{net}$")])
+                .output()
+                .expect("docker network ls");
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            if ids.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "network {net} cannot be removed: {ids:?}"
+            );
+            let _ = Command::new("docker")
+                .args(["network", "rm"])
+                .args(&ids)
+                .output();
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
