@@ -138,6 +138,11 @@ pub fn container_drift(
             want.start_interval_ns = None;
         }
     }
+    // A healthcheck without a test (`healthcheck: {}`, or only durations) on an image without
+    // one is no healthcheck: the engine has nothing to run and reports none.
+    if want_health.as_ref().is_some_and(|h| h.test.is_empty()) {
+        want_health = None;
+    }
     // Zero means "the default" to the engine, which then reports nothing.
     if let Some(want) = &mut want_health {
         for v in [
@@ -646,6 +651,62 @@ mod tests {
         let drift = container_drift(&d, &a, &image(), &BTreeSet::new());
         assert_eq!(drift.len(), 1, "{drift:?}");
         assert_eq!(drift[0].field, "networks");
+    }
+
+    /// `healthcheck: {}` (or only durations) keeps the image's; on an image without one the
+    /// engine runs none and reports none. Counting that as drift replaced the container on
+    /// every pass.
+    #[test]
+    fn an_empty_healthcheck_is_the_images_and_not_drift() {
+        let empty = crate::model::spec::Healthcheck {
+            test: vec![],
+            interval_ns: None,
+            timeout_ns: None,
+            retries: None,
+            start_period_ns: None,
+            start_interval_ns: None,
+        };
+        let only_interval = crate::model::spec::Healthcheck {
+            interval_ns: Some(5_000_000_000),
+            ..empty.clone()
+        };
+        for h in [empty, only_interval] {
+            let mut d = base();
+            d.healthcheck = Some(h);
+            // What inspect gives for it: a config without a test, which reads as none.
+            let mut a = as_engine_reports(&d);
+            a.healthcheck = None;
+            assert_eq!(container_drift(&d, &a, &image(), &BTreeSet::new()), vec![]);
+        }
+        // On an image with a healthcheck, the image's is what runs: still no drift.
+        let img = ImageDefaults {
+            healthcheck: Some(crate::model::spec::Healthcheck {
+                test: vec!["CMD".into(), "probe".into()],
+                interval_ns: Some(30_000_000_000),
+                timeout_ns: None,
+                retries: None,
+                start_period_ns: None,
+                start_interval_ns: None,
+            }),
+            ..image()
+        };
+        let mut d = base();
+        d.healthcheck = Some(crate::model::spec::Healthcheck {
+            test: vec![],
+            interval_ns: None,
+            timeout_ns: None,
+            retries: None,
+            start_period_ns: None,
+            start_interval_ns: None,
+        });
+        let mut a = as_engine_reports(&d);
+        a.healthcheck = img.healthcheck.clone();
+        assert_eq!(container_drift(&d, &a, &img, &BTreeSet::new()), vec![]);
+        // A healthcheck that appears by hand on such a container is drift.
+        a.healthcheck = img.healthcheck.clone();
+        let drift = container_drift(&d, &a, &image(), &BTreeSet::new());
+        assert_eq!(drift.len(), 1, "{drift:?}");
+        assert_eq!(drift[0].field, "healthcheck");
     }
 
     #[test]

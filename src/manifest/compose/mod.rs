@@ -28,7 +28,7 @@ use super::typed::{join, Diag};
 use super::values::parse_duration_ns;
 use super::yaml::{Kind, Node};
 use super::RepoTree;
-use crate::model::spec::{NetworkSpec, PortBinding, StackSpec, VolumeSpec};
+use crate::model::spec::{DependsCondition, NetworkSpec, PortBinding, StackSpec, VolumeSpec};
 use keys::TOP;
 use ports::{port_label, ports_clash};
 
@@ -64,8 +64,28 @@ struct Stack<'a> {
 /// Cross-service facts gathered while reading services.
 struct Gathered<'n> {
     ports: Vec<(PortBinding, &'n Node, String)>,
-    depends: Vec<(String, &'n Node, String)>,
+    depends: Vec<Dependency<'n>>,
     networks: Vec<String>,
+    health: HealthDecl,
+}
+
+/// One `depends_on` entry as written.
+struct Dependency<'n> {
+    service: String,
+    node: &'n Node,
+    path: String,
+    condition: DependsCondition,
+}
+
+/// What a service says about its healthcheck, for `service_healthy` on it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HealthDecl {
+    /// No `healthcheck` key.
+    Absent,
+    /// `disable: true` or `test: [NONE]`.
+    Disabled,
+    /// A test of its own, or an empty one that keeps the image's.
+    Declared,
 }
 
 pub fn read(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<StackSpec> {
@@ -139,6 +159,7 @@ pub fn read(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<StackSpec> {
                         ports: Vec::new(),
                         depends: Vec::new(),
                         networks: Vec::new(),
+                        health: HealthDecl::Absent,
                     };
                     if let Some(s) = stack.read_service(d, &sname, k, v, &spath, &mut g) {
                         services.insert(sname.clone(), s);
@@ -153,11 +174,15 @@ pub fn read(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<StackSpec> {
     // Cross-service checks.
     let mut seen_ports: Vec<(PortBinding, String)> = Vec::new();
     for (sname, g) in &gathered {
-        for (dep, node, path) in &g.depends {
-            if dep == sname {
-                d.at(node, path, "a service cannot depend on itself");
-            } else if !gathered.contains_key(dep) {
-                d.at(node, path, format!("depends on unknown service `{dep}`"));
+        for dep in &g.depends {
+            if dep.service == *sname {
+                d.at(dep.node, &dep.path, "a service cannot depend on itself");
+            } else if !gathered.contains_key(&dep.service) {
+                d.at(
+                    dep.node,
+                    &dep.path,
+                    format!("depends on unknown service `{}`", dep.service),
+                );
             }
         }
         for (p, node, path) in &g.ports {
@@ -180,6 +205,7 @@ pub fn read(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<StackSpec> {
         }
     }
     depends::report_cycles(d, &gathered);
+    depends::report_unhealthy_gates(d, &gathered);
 
     // Only the networks some service uses are created, as Compose does.
     let used: BTreeSet<&String> = gathered.values().flat_map(|g| g.networks.iter()).collect();

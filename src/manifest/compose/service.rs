@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::deploy::read_deploy;
 use super::healthcheck::read_healthcheck;
 use super::keys::{LOGGING, SERVICE, ULIMIT, X_CONVOY};
-use super::{duration_ns, Gathered, Stack};
+use super::{duration_ns, Gathered, HealthDecl, Stack};
 use crate::manifest::typed::{join, Diag};
 use crate::manifest::values::shell_split;
 use crate::manifest::yaml::{Kind, Node};
@@ -85,7 +85,15 @@ impl Stack<'_> {
                         }
                     }
                 }
-                "healthcheck" => c.healthcheck = read_healthcheck(d, v, &fpath),
+                "healthcheck" => {
+                    c.healthcheck = read_healthcheck(d, v, &fpath);
+                    g.health = match &c.healthcheck {
+                        Some(h) if h.test.first().map(String::as_str) == Some("NONE") => {
+                            HealthDecl::Disabled
+                        }
+                        _ => HealthDecl::Declared,
+                    };
+                }
                 "depends_on" => self.read_depends(d, v, &fpath, &mut svc, g),
                 "user" => c.user = d.string(v, &fpath),
                 "working_dir" => c.working_dir = d.string(v, &fpath),

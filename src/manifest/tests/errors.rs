@@ -130,13 +130,36 @@ fn x_convoy_hosts_must_exist() {
 
 #[test]
 fn dependency_cycles_are_errors() {
+    // Each cycle once, at the first edge of its lowest-named service.
     let e = web_errs("services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    depends_on: [a]\n  c:\n    image: x\n    depends_on: [c]\n");
     assert_eq!(
         e,
         vec![
             "stacks/web/compose.yaml:4:18: services.a.depends_on[0]: dependency cycle: a -> b -> a",
-            "stacks/web/compose.yaml:7:18: services.b.depends_on[0]: dependency cycle: b -> a -> b",
             "stacks/web/compose.yaml:10:18: services.c.depends_on[0]: a service cannot depend on itself",
+        ]
+    );
+    // A longer cycle behind a chain, and one sharing nothing with it; edges out of a cycle and
+    // into it are not part of it.
+    let e = web_errs("services:\n  a:\n    image: x\n    depends_on: [x, d]\n  d:\n    image: x\n    depends_on: [e]\n  e:\n    image: x\n    depends_on: [f, z]\n  f:\n    image: x\n    depends_on: [d]\n  x:\n    image: x\n  y:\n    image: x\n    depends_on: [z]\n  z:\n    image: x\n    depends_on:\n      y:\n        condition: service_started\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:7:18: services.d.depends_on[0]: dependency cycle: d -> e -> f -> d",
+            "stacks/web/compose.yaml:18:18: services.y.depends_on[0]: dependency cycle: y -> z -> y",
+        ]
+    );
+}
+
+#[test]
+fn service_healthy_needs_a_healthcheck_on_the_dependency() {
+    let e = web_errs("services:\n  app:\n    image: x\n    depends_on:\n      none: {condition: service_healthy}\n      off: {condition: service_healthy}\n      never: {condition: service_healthy}\n      own: {condition: service_healthy}\n      image: {condition: service_healthy}\n      started: {condition: service_started}\n  none:\n    image: x\n  off:\n    image: x\n    healthcheck: {disable: true}\n  never:\n    image: x\n    healthcheck: {test: [NONE]}\n  own:\n    image: x\n    healthcheck: {test: [CMD, 'true']}\n  image:\n    image: x\n    healthcheck: {}\n  started:\n    image: x\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:5:7: services.app.depends_on.none: `service_healthy` needs a healthcheck, and service `none` declares no healthcheck: declare one under its `healthcheck` (`healthcheck: {}` keeps the image's)",
+            "stacks/web/compose.yaml:6:7: services.app.depends_on.off: `service_healthy` needs a healthcheck, and service `off` has its healthcheck disabled: declare one under its `healthcheck` (`healthcheck: {}` keeps the image's)",
+            "stacks/web/compose.yaml:7:7: services.app.depends_on.never: `service_healthy` needs a healthcheck, and service `never` has its healthcheck disabled: declare one under its `healthcheck` (`healthcheck: {}` keeps the image's)",
         ]
     );
 }

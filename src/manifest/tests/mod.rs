@@ -8,6 +8,7 @@
 mod errors;
 mod fleet_file;
 mod interpolation;
+mod limits;
 mod repository;
 mod services;
 

@@ -100,6 +100,8 @@ services:
     x-anything: ignored
   db:
     image: postgres:16
+    healthcheck:
+      test: [CMD, pg_isready]
     deploy:
       mode: global
       restart_policy:
