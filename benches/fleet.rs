@@ -346,7 +346,7 @@ async fn create_start_remove(engine: &Engine, run: &str, route: &str, round: usi
     };
     let t = Instant::now();
     let id = engine
-        .create_container(&replica)
+        .create_container(&replica, &Default::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     engine

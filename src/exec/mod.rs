@@ -8,13 +8,16 @@
 //! executor decides nothing: it does what the plan says, and the next observation tells what
 //! really happened.
 //!
+//! Networks are named to the engine by ID (`Plan::network_ids`, and the IDs that `CreateNetwork`
+//! steps return), since a name two processes created twice is ambiguous.
+//!
 //! Cancellation: when the token given to `execute` is cancelled, a step whose engine call is in
 //! flight finishes it, a gate wait ends at once, and no step starts another engine call; the
 //! steps not started report that they were not started. A container is never left half made
 //! by a shutdown: create and start of one replica are one step.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -32,6 +35,10 @@ pub const NOT_STARTED: &str = "not started: shutting down";
 
 /// One pull per (host, image): the first step that needs it pulls, the others wait for it.
 type Pulls = BTreeMap<(String, String), Arc<OnceCell<Result<(), String>>>>;
+
+/// Host → network name → the ID containers are attached to: the plan's kept networks, and
+/// those its steps create as they do.
+type NetworkIds = Arc<Mutex<BTreeMap<String, BTreeMap<String, String>>>>;
 
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
@@ -113,6 +120,7 @@ pub async fn execute(
         .map(|_| watch::channel::<Option<bool>>(None))
         .unzip();
     let engines = Arc::new(engines.clone());
+    let network_ids: NetworkIds = Arc::new(Mutex::new(plan.network_ids.clone()));
     let mut tasks = Vec::new();
     for (step, tx) in plan.steps.iter().cloned().zip(senders) {
         let deps: Vec<watch::Receiver<Option<bool>>> =
@@ -122,6 +130,7 @@ pub async fn execute(
             global: global.clone(),
             host_limit: per_host.get(&step.host).cloned(),
             pulls: pulls.clone(),
+            network_ids: network_ids.clone(),
             images: images.clone(),
             fleet: plan.fleet.clone(),
             opts: opts.clone(),
@@ -164,6 +173,7 @@ struct StepContext {
     global: Arc<Semaphore>,
     host_limit: Option<Arc<Semaphore>>,
     pulls: Arc<Pulls>,
+    network_ids: NetworkIds,
     images: ImageSource,
     fleet: String,
     opts: ExecOptions,
@@ -202,12 +212,23 @@ async fn run_step(
     }
     let result: Result<(), DockerError> = match &step.action {
         Action::CreateNetwork { stack, network } => {
-            engine.create_network(&ctx.fleet, stack, network).await
+            match engine.create_network(&ctx.fleet, stack, network).await {
+                Ok(id) => {
+                    ctx.network_ids
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(step.host.clone())
+                        .or_default()
+                        .insert(network.engine_name.clone(), id);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
         }
         Action::CreateVolume { stack, volume } => {
             engine.create_volume(&ctx.fleet, stack, volume).await
         }
-        Action::RemoveNetwork { name } => engine.remove_network(name).await,
+        Action::RemoveNetwork { name, id } => engine.remove_network(id, name).await,
         Action::Create { replica, .. } => {
             // A pull can take minutes: shutdown does not wait for it (nothing is made yet).
             tokio::select! {
@@ -217,7 +238,7 @@ async fn run_step(
             if ctx.cancel.is_cancelled() {
                 return Err(NOT_STARTED.into());
             }
-            create_and_start(engine, replica).await
+            create_and_start(ctx, engine, &step.host, replica).await
         }
         Action::Replace {
             replica,
@@ -236,7 +257,7 @@ async fn run_step(
             // Stop-first: the old container frees its name and host ports before the new one
             // is created (rolling updates come later).
             match engine.remove(old_id, &replica.name, *old_grace_secs).await {
-                Ok(()) => create_and_start(engine, replica).await,
+                Ok(()) => create_and_start(ctx, engine, &step.host, replica).await,
                 Err(e) => Err(e),
             }
         }
@@ -294,8 +315,21 @@ async fn ensure_image(
     .clone()
 }
 
-async fn create_and_start(engine: &Engine, replica: &Replica) -> Result<(), DockerError> {
-    let id = engine.create_container(replica).await?;
+/// Creates and starts a replica on the networks the plan keeps (by ID).
+async fn create_and_start(
+    ctx: &StepContext,
+    engine: &Engine,
+    host: &str,
+    replica: &Replica,
+) -> Result<(), DockerError> {
+    let ids = ctx
+        .network_ids
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(host)
+        .cloned()
+        .unwrap_or_default();
+    let id = engine.create_container(replica, &ids).await?;
     engine.start(&id, &replica.name).await
 }
 

@@ -45,8 +45,10 @@ pub struct HostSnapshot {
     /// names are kept, to report clashes. They never appear in a plan ("only what carries the
     /// fleet's label is touched").
     pub foreign_names: BTreeSet<String>,
-    /// Networks carrying this fleet's label, by engine name.
-    pub networks: BTreeMap<String, ObservedResource>,
+    /// Networks carrying this fleet's label, by engine name: every network of that name, as
+    /// two processes creating it at once can leave several (the engine then refuses the name
+    /// as ambiguous). Each carries its ID, which is what every engine call on it uses.
+    pub networks: BTreeMap<String, Vec<ObservedNetwork>>,
     /// Volumes carrying this fleet's label, by engine name.
     pub volumes: BTreeMap<String, ObservedResource>,
     /// Network names present on the engine that this fleet does not own (clash detection).
@@ -56,12 +58,25 @@ pub struct HostSnapshot {
     pub image_ids: BTreeMap<String, String>,
 }
 
-/// A network or volume Convoy owns on a host.
+/// A volume Convoy owns on a host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ObservedResource {
     pub stack: String,
     /// In-use count is not known from a list; the planner decides from desired containers.
     pub resource: String,
+}
+
+/// One network Convoy owns on a host, as inspected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ObservedNetwork {
+    pub id: String,
+    pub stack: String,
+    pub resource: String,
+    /// Creation time as the engine reports it, its fraction of a second padded to nine digits
+    /// so that two times of one engine compare as strings.
+    pub created: String,
+    /// Names of every container attached to it, the fleet's or not.
+    pub containers: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -133,6 +133,11 @@ pub struct Plan {
     /// Values to mask wherever they would be shown (engine errors included).
     #[serde(skip)]
     pub secret_values: BTreeSet<String>,
+    /// Host → network name → the ID of the network of that name the fleet keeps there: what
+    /// containers are attached to (a name held by several networks is ambiguous to the engine).
+    /// Networks the plan creates are not in it; the executor learns their IDs as it goes.
+    #[serde(skip)]
+    pub network_ids: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Plan {
@@ -253,6 +258,9 @@ pub enum Action {
     },
     RemoveNetwork {
         name: String,
+        /// The engine's ID of the network: several can share a name, and the engine refuses a
+        /// name that is ambiguous.
+        id: String,
     },
 }
 
@@ -295,7 +303,7 @@ impl Action {
             } => format!("~ {}  ({reason})", replica.name),
             Action::Start { name, reason, .. } => format!("> {name}  (start: {reason})"),
             Action::Remove { name, reason, .. } => format!("- {name}  ({reason})"),
-            Action::RemoveNetwork { name } => format!("- network {name}"),
+            Action::RemoveNetwork { name, .. } => format!("- network {name}"),
         }
     }
 }

@@ -102,7 +102,7 @@ fn write_step(out: &mut String, action: &Action, style: Style) {
                 volume.engine_name
             );
         }
-        Action::RemoveNetwork { name } => {
+        Action::RemoveNetwork { name, .. } => {
             let _ = writeln!(out, "  {} network {name}", style.paint("31", "-"));
         }
         Action::Create { replica, reason } => {

@@ -5,7 +5,11 @@
 //! stops before the executor. "The planning core is pure": no I/O, no clock, ordered maps only.
 //! It never emits a step on a container, network or volume that the fleet does not own ("only
 //! what carries the fleet's label is touched"), and plans nothing on a host that could not be
-//! observed ("a failing host never blocks the others").
+//! observed ("a failing host never blocks the others"). A network name held more than once on
+//! a host (two processes created it at once) is healed in `networks`: one is kept, what of the
+//! fleet is on the others is replaced onto it, and the others go by ID.
+
+mod networks;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -45,6 +49,7 @@ pub fn plan(
             orphan_volumes: Vec::new(),
             notes: Vec::new(),
             secret_values: desired.secret_values.clone(),
+            network_ids: networks::kept_ids(observed),
         },
         replica_steps: BTreeMap::new(),
         created_at: BTreeMap::new(),
@@ -228,7 +233,12 @@ impl<'a> Planner<'a> {
             else {
                 continue;
             };
-            if net.external || snap.networks.contains_key(engine_name) {
+            if net.external
+                || snap
+                    .networks
+                    .get(engine_name)
+                    .is_some_and(|n| !n.is_empty())
+            {
                 continue;
             }
             let key = (host.to_string(), format!("network/{engine_name}"));
@@ -316,7 +326,21 @@ impl<'a> Planner<'a> {
         after.extend(dep_steps);
 
         let step = match snap.containers.get(&name) {
-            Some(c) => self.compare(c, replica, service, snap),
+            Some(c) => match networks::on_duplicate(snap, c) {
+                None => self.compare(c, replica, service, snap),
+                // Attached to a network of the fleet that is not the one kept of its name:
+                // replaced, so it comes up on the kept one and the other can go.
+                Some(change) => match self.compare(c, replica.clone(), service, snap) {
+                    Some(replace @ Action::Replace { .. }) => Some(replace),
+                    _ => Some(Action::Replace {
+                        old_id: c.id.clone(),
+                        old_grace_secs: c.actual.stop_grace_period_secs,
+                        changes: vec![change],
+                        reason: Reason::Drift,
+                        replica: Box::new(replica),
+                    }),
+                },
+            },
             None if snap.foreign_names.contains(&name) => {
                 self.plan.conflicts.push(Conflict {
                     host: host.to_string(),
@@ -576,18 +600,7 @@ impl<'a> Planner<'a> {
                 .filter(|s| &s.host == host && matches!(s.action, Action::Replace { .. }))
                 .map(|s| s.id)
                 .collect();
-            for name in snap.networks.keys() {
-                if !used_networks.contains(name) {
-                    let mut after = removals.clone();
-                    after.extend(replaced.iter().copied());
-                    self.push(
-                        host,
-                        Action::RemoveNetwork { name: name.clone() },
-                        after,
-                        vec![],
-                    );
-                }
-            }
+            self.plan_network_removals(host, snap, &used_networks, &removals, &replaced);
             for (name, vol) in &snap.volumes {
                 if !used_volumes.contains(name) {
                     self.plan.orphan_volumes.push(OrphanVolume {
@@ -715,13 +728,16 @@ pub fn assume_converged(
             .filter(|n| spec.networks.contains_key(&n.engine_name))
         {
             if !net.external {
-                snap.networks.insert(
-                    net.engine_name.clone(),
-                    crate::model::observed::ObservedResource {
+                let nets = snap.networks.entry(net.engine_name.clone()).or_default();
+                if nets.is_empty() {
+                    nets.push(crate::model::observed::ObservedNetwork {
+                        id: format!("assumed-{}", net.engine_name),
                         stack: key.stack.clone(),
                         resource: net.engine_name.clone(),
-                    },
-                );
+                        ..Default::default()
+                    });
+                }
+                nets[0].containers.insert(name.clone());
             }
         }
         for vol in stack.volumes.values() {

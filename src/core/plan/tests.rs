@@ -3,7 +3,7 @@
 use super::*;
 use crate::core::schedule::place;
 use crate::core::testkit::{self, desired, empty_observed, FLEET};
-use crate::model::observed::{Health, ObservedResource};
+use crate::model::observed::{Health, ObservedNetwork, ObservedResource};
 use crate::model::spec::{
     ContainerSpec, DependsCondition, DeployMode, NetworkAttachment, NetworkSpec, StackSpec,
 };
@@ -13,7 +13,7 @@ type Edit = Box<dyn Fn(&mut ContainerSpec)>;
 
 /// A service of `stack` running `sleep 1000`, attached to the stack's default network with its
 /// name as alias.
-fn service(stack: &str, name: &str, replicas: u32) -> ServiceSpec {
+pub(super) fn service(stack: &str, name: &str, replicas: u32) -> ServiceSpec {
     let mut s = testkit::service(name, replicas);
     s.container.command = Some(vec!["sleep".into(), "1000".into()]);
     s.container.networks = [(
@@ -27,7 +27,7 @@ fn service(stack: &str, name: &str, replicas: u32) -> ServiceSpec {
 }
 
 /// A stack with its `default` network.
-fn stack(name: &str, services: Vec<ServiceSpec>) -> StackSpec {
+pub(super) fn stack(name: &str, services: Vec<ServiceSpec>) -> StackSpec {
     let mut s = testkit::stack(name, services);
     s.networks = [(
         "default".to_string(),
@@ -44,21 +44,28 @@ fn stack(name: &str, services: Vec<ServiceSpec>) -> StackSpec {
 }
 
 /// The fake runtime: what the engines would report after executing `plan`.
-fn execute_in_memory(plan: &Plan, observed: &ObservedState) -> ObservedState {
+pub(super) fn execute_in_memory(plan: &Plan, observed: &ObservedState) -> ObservedState {
     let mut out = observed.clone();
+    let mut created_networks: BTreeMap<(String, String), String> = BTreeMap::new();
     for step in &plan.steps {
         let Some(ObservedHost::Reachable(snap)) = out.hosts.get_mut(&step.host) else {
             panic!("step on unobserved host {}", step.host);
         };
         match &step.action {
             Action::CreateNetwork { stack, network } => {
-                snap.networks.insert(
-                    network.engine_name.clone(),
-                    ObservedResource {
+                let id = format!("net-{}-{}", network.engine_name, step.id);
+                created_networks
+                    .insert((step.host.clone(), network.engine_name.clone()), id.clone());
+                snap.networks
+                    .entry(network.engine_name.clone())
+                    .or_default()
+                    .push(ObservedNetwork {
+                        id,
                         stack: stack.clone(),
                         resource: network.engine_name.clone(),
-                    },
-                );
+                        created: format!("{:08}", step.id),
+                        containers: BTreeSet::new(),
+                    });
             }
             Action::CreateVolume { stack, volume } => {
                 snap.volumes.insert(
@@ -69,10 +76,44 @@ fn execute_in_memory(plan: &Plan, observed: &ObservedState) -> ObservedState {
                     },
                 );
             }
-            Action::RemoveNetwork { name } => {
-                snap.networks.remove(name);
+            Action::RemoveNetwork { name, id } => {
+                let nets = snap
+                    .networks
+                    .get_mut(name)
+                    .expect("removal of a known network");
+                let i = nets
+                    .iter()
+                    .position(|n| &n.id == id)
+                    .expect("removal by a known ID");
+                // The engine refuses to remove a network with anything attached.
+                assert!(
+                    nets[i].containers.is_empty(),
+                    "step {} removes network {id} with {:?} attached",
+                    step.id,
+                    nets[i].containers
+                );
+                nets.remove(i);
+                if nets.is_empty() {
+                    snap.networks.remove(name);
+                }
             }
             Action::Create { replica, .. } | Action::Replace { replica, .. } => {
+                detach(snap, &replica.name);
+                // Attached by ID: the plan's kept network, or the one a step created.
+                for net in replica.spec.networks.keys() {
+                    let id = plan
+                        .network_ids
+                        .get(&step.host)
+                        .and_then(|ids| ids.get(net))
+                        .or_else(|| created_networks.get(&(step.host.clone(), net.clone())))
+                        .expect("a network the plan keeps or creates");
+                    snap.networks
+                        .get_mut(net)
+                        .and_then(|nets| nets.iter_mut().find(|n| &n.id == id))
+                        .expect("the network exists when a container is attached")
+                        .containers
+                        .insert(replica.name.clone());
+                }
                 snap.containers.insert(
                     replica.name.clone(),
                     ObservedContainer {
@@ -102,10 +143,20 @@ fn execute_in_memory(plan: &Plan, observed: &ObservedState) -> ObservedState {
             }
             Action::Remove { name, .. } => {
                 snap.containers.remove(name);
+                detach(snap, name);
             }
         }
     }
     out
+}
+
+/// A removed or replaced container leaves every network it was attached to.
+fn detach(snap: &mut HostSnapshot, name: &str) {
+    for nets in snap.networks.values_mut() {
+        for n in nets {
+            n.containers.remove(name);
+        }
+    }
 }
 
 /// Placement as the pipeline makes it: from a snapshot of what is observed.
@@ -116,17 +167,17 @@ fn placed(d: &DesiredState, o: &ObservedState) -> crate::core::schedule::Placeme
     )
 }
 
-fn plan_for(d: &DesiredState, o: &ObservedState) -> Plan {
+pub(super) fn plan_for(d: &DesiredState, o: &ObservedState) -> Plan {
     plan(d, &placed(d, o), o, "c1")
 }
 
-fn converge(d: &DesiredState) -> ObservedState {
+pub(super) fn converge(d: &DesiredState) -> ObservedState {
     let o = empty_observed(d);
     let p = plan_for(d, &o);
     execute_in_memory(&p, &o)
 }
 
-fn lines(p: &Plan) -> Vec<String> {
+pub(super) fn lines(p: &Plan) -> Vec<String> {
     p.steps
         .iter()
         .map(|s| format!("{} {}", s.host, s.action.line()))
@@ -679,6 +730,9 @@ enum Mutation {
     Remove(usize),
     Foreign(String),
     Leftover(String),
+    /// A second network of the name of network `.0`, older or not (`.1`), with every `.2`-th
+    /// of the containers of the first moved onto it: two processes created it at once.
+    Duplicate(usize, bool, usize),
 }
 
 fn arb_mutations() -> impl Strategy<Value = Vec<Mutation>> {
@@ -689,6 +743,8 @@ fn arb_mutations() -> impl Strategy<Value = Vec<Mutation>> {
             (0usize..50).prop_map(Mutation::Remove),
             "s[0-3]-v[0-3]-[1-5]".prop_map(Mutation::Foreign),
             "s[0-5]-v[0-5]-[1-9]".prop_map(Mutation::Leftover),
+            (0usize..8, any::<bool>(), 1usize..4)
+                .prop_map(|(i, older, every)| Mutation::Duplicate(i, older, every)),
         ],
         0..8,
     )
@@ -715,7 +771,28 @@ fn mutate(o: &mut ObservedState, muts: &[Mutation]) {
             Mutation::Remove(i) => {
                 if let Some(n) = pick(*i) {
                     snap.containers.remove(&n);
+                    detach(snap, &n);
                 }
+            }
+            Mutation::Duplicate(i, older, every) => {
+                let names: Vec<String> = snap.networks.keys().cloned().collect();
+                let Some(name) = names.get(i % names.len().max(1)) else {
+                    continue;
+                };
+                let nets = snap.networks.get_mut(name).unwrap();
+                let id = format!("dup-{}-{i}", nets.len());
+                let first = &mut nets[0];
+                let moved: BTreeSet<String> =
+                    first.containers.iter().step_by(*every).cloned().collect();
+                first.containers.retain(|c| !moved.contains(c));
+                let dup = ObservedNetwork {
+                    id,
+                    stack: first.stack.clone(),
+                    resource: first.resource.clone(),
+                    created: if *older { String::new() } else { "~".into() },
+                    containers: moved,
+                };
+                nets.push(dup);
             }
             Mutation::Foreign(name) => {
                 if !snap.containers.contains_key(name) {
@@ -773,6 +850,10 @@ proptest! {
         let after = execute_in_memory(&p, &o);
         let again = plan_for(&d, &after);
         prop_assert!(again.steps.is_empty(), "{:?}", lines(&again));
+        // One network per name: duplicates are healed in one pass.
+        for h in after.hosts.values().filter_map(ObservedHost::snapshot) {
+            prop_assert!(h.networks.values().all(|n| n.len() == 1), "{:?}", h.networks);
+        }
     }
 
     /// No step ever touches a container the fleet does not own.
@@ -795,6 +876,10 @@ proptest! {
                 Action::Create { replica, .. } => {
                     prop_assert!(!snap.foreign_names.contains(&replica.name));
                     prop_assert!(!snap.containers.contains_key(&replica.name));
+                }
+                // Only the fleet's own networks, by an ID observed under that name.
+                Action::RemoveNetwork { name, id } => {
+                    prop_assert!(snap.networks[name].iter().any(|n| &n.id == id));
                 }
                 _ => {}
             }

@@ -6,7 +6,7 @@
 //! difference on every pass. The labels it writes are the replica's, ownership label included:
 //! "only what carries the fleet's label is touched" depends on them reaching the engine intact.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Mount,
@@ -17,8 +17,12 @@ use bollard::models::{
 use crate::model::plan::Replica;
 use crate::model::spec::{ContainerSpec, MountKind, RestartName};
 
-/// The engine's create request for a replica.
-pub(super) fn create_body(r: &Replica) -> ContainerCreateBody {
+/// The engine's create request for a replica; its networks by the IDs in `network_ids` where
+/// given (a name can be ambiguous, an ID cannot).
+pub(super) fn create_body(
+    r: &Replica,
+    network_ids: &BTreeMap<String, String>,
+) -> ContainerCreateBody {
     let s = &r.spec;
     let port_bindings = port_bindings(s);
     let exposed: Vec<String> = port_bindings.keys().cloned().collect();
@@ -42,10 +46,18 @@ pub(super) fn create_body(r: &Replica) -> ContainerCreateBody {
         stop_signal: s.stop_signal.clone(),
         stop_timeout: s.stop_grace_period_secs,
         exposed_ports: Some(exposed).filter(|v| !v.is_empty()),
-        host_config: Some(host_config(s, port_bindings)),
-        networking_config: networking_config(s),
+        host_config: Some(host_config(s, port_bindings, network_ids)),
+        networking_config: networking_config(s, network_ids),
         ..Default::default()
     }
+}
+
+/// How the engine is told which network: by ID when known, else by name.
+fn network_ref(name: &str, network_ids: &BTreeMap<String, String>) -> String {
+    network_ids
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| name.to_string())
 }
 
 /// The published ports, keyed `<container port>/<protocol>` as the engine keys them.
@@ -69,6 +81,7 @@ fn port_bindings(s: &ContainerSpec) -> HashMap<String, Option<Vec<BollardPort>>>
 fn host_config(
     s: &ContainerSpec,
     port_bindings: HashMap<String, Option<Vec<BollardPort>>>,
+    network_ids: &BTreeMap<String, String>,
 ) -> HostConfig {
     let mounts: Vec<Mount> = s
         .mounts
@@ -125,22 +138,33 @@ fn host_config(
         nano_cpus: s.nano_cpus,
         pids_limit: s.pids_limit,
         memory_reservation: s.memory_reservation_bytes,
-        network_mode: s.networks.keys().next().cloned(),
+        network_mode: s
+            .networks
+            .keys()
+            .next()
+            .map(|n| network_ref(n, network_ids)),
         ..Default::default()
     }
 }
 
 /// The first network and the aliases on it: engines before API 1.44 accept one network at
 /// create, so `Engine::create_container` connects the others before the container starts.
-fn networking_config(s: &ContainerSpec) -> Option<NetworkingConfig> {
+fn networking_config(
+    s: &ContainerSpec,
+    network_ids: &BTreeMap<String, String>,
+) -> Option<NetworkingConfig> {
     s.networks
         .iter()
         .next()
         .map(|(name, attach)| NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
-                name.clone(),
+                network_ref(name, network_ids),
                 EndpointSettings {
                     aliases: Some(attach.aliases.clone()),
+                    // The engine keeps endpoints by network name and looks the name up again
+                    // at start, where a name held twice is ambiguous; a network ID given here
+                    // is what it uses instead.
+                    network_id: network_ids.get(name).cloned(),
                     ..Default::default()
                 },
             )])),

@@ -12,7 +12,7 @@
 //! the engine's create request; this file holds the [`Engine`], its errors and the calls that
 //! change the engine (images, networks, volumes, containers) or follow it (status, events, logs).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -204,68 +204,140 @@ impl Engine {
         Ok(())
     }
 
+    /// Creates an owned network and returns the ID to use: the engine checks the name first
+    /// (`CheckDuplicate`), and a network of that name that is ours already is success. The
+    /// check is not atomic on the engine (two creates at once still both succeed on 20.10), so
+    /// after a create the network of that name that came first is the one kept: a younger one
+    /// that this call made is removed again before anything is attached to it, and the plan
+    /// heals what slips through ("only what carries the fleet's label is touched").
     pub async fn create_network(
         &self,
         fleet: &str,
         stack: &str,
         net: &NetworkSpec,
-    ) -> Result<(), DockerError> {
+    ) -> Result<String, DockerError> {
+        let name = &net.engine_name;
+        let op = || format!("create network `{name}`");
         let mut labels: HashMap<String, String> = net.labels.clone().into_iter().collect();
         labels.insert(LABEL_FLEET.into(), fleet.into());
         labels.insert(LABEL_STACK.into(), stack.into());
-        labels.insert(LABEL_RESOURCE.into(), net.engine_name.clone());
+        labels.insert(LABEL_RESOURCE.into(), name.clone());
         let req = NetworkCreateRequest {
-            name: net.engine_name.clone(),
+            name: name.clone(),
             driver: Some(net.driver.clone()),
             internal: Some(net.internal),
             labels: Some(labels),
             ..Default::default()
         };
-        match self.docker.create_network(req).await {
-            Ok(_) => Ok(()),
-            // Created meanwhile: ours (a concurrent step or pass) is what we wanted; someone
-            // else's must not get our containers attached.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => {
-                let existing = self
-                    .docker
-                    .inspect_network(
-                        &net.engine_name,
-                        None::<bollard::query_parameters::InspectNetworkOptions>,
-                    )
-                    .await
-                    .map_err(|e| self.err(format!("inspect network `{}`", net.engine_name), e))?;
-                let owner = existing
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(LABEL_FLEET))
-                    .cloned()
-                    .unwrap_or_default();
-                if owner == fleet {
-                    Ok(())
-                } else {
-                    Err(DockerError {
-                        host: self.host.clone(),
-                        op: format!("create network `{}`", net.engine_name),
-                        message: format!(
-                            "a network of that name exists and is not owned by fleet `{fleet}`"
-                        ),
-                        status: Some(409),
-                    })
+        // bollard's request type has no `CheckDuplicate` (newer engines always check): the
+        // body is sent with it added.
+        let mut body = serde_json::to_value(&req).map_err(|e| DockerError {
+            host: self.host.clone(),
+            op: op(),
+            message: e.to_string(),
+            status: None,
+        })?;
+        body["CheckDuplicate"] = serde_json::Value::Bool(true);
+        let body = bytes::Bytes::from(body.to_string());
+        let docker = self.docker.clone().with_request_modifier(move |mut r| {
+            *r.body_mut() = bollard::body_full(body.clone());
+            r
+        });
+        for _ in 0..3 {
+            match docker.create_network(req.clone()).await {
+                Ok(created) => {
+                    let kept = self.first_owned_network(fleet, name).await?;
+                    return match kept {
+                        Some(first) if first != created.id => {
+                            tracing::info!(network = %name, kept = %short(&first), removed = %short(&created.id),
+                                "another process created the same network at once: the first one is kept");
+                            self.remove_network(&created.id, name).await?;
+                            Ok(first)
+                        }
+                        _ => Ok(created.id),
+                    };
                 }
+                // Created meanwhile: ours (a concurrent step or process) is what we wanted;
+                // someone else's must not get our containers attached.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => {
+                    if let Some(first) = self.first_owned_network(fleet, name).await? {
+                        return Ok(first);
+                    }
+                    if !self.networks_named(name, None).await?.is_empty() {
+                        return Err(DockerError {
+                            host: self.host.clone(),
+                            op: op(),
+                            message: format!(
+                                "a network of that name exists and is not owned by fleet `{fleet}`"
+                            ),
+                            status: Some(409),
+                        });
+                    }
+                    // Removed between the create and the list: try again.
+                }
+                Err(e) => return Err(self.err(op(), e)),
             }
-            Err(e) => Err(self.err(format!("create network `{}`", net.engine_name), e)),
         }
+        Err(DockerError {
+            host: self.host.clone(),
+            op: op(),
+            message: "the name kept being taken and freed; try again".into(),
+            status: Some(409),
+        })
     }
 
-    pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
-        match self.docker.remove_network(name).await {
+    /// The ID of the first-created network of this fleet named `name` (lowest ID among equal
+    /// times), if there is one.
+    async fn first_owned_network(
+        &self,
+        fleet: &str,
+        name: &str,
+    ) -> Result<Option<String>, DockerError> {
+        let mut nets = self.networks_named(name, Some(fleet)).await?;
+        nets.sort();
+        Ok(nets.into_iter().next().map(|(_, id)| id))
+    }
+
+    /// (creation time, ID) of every network named exactly `name`, only `fleet`'s when given.
+    async fn networks_named(
+        &self,
+        name: &str,
+        fleet: Option<&str>,
+    ) -> Result<Vec<(String, String)>, DockerError> {
+        let mut filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        if let Some(fleet) = fleet {
+            filters.insert("label".into(), vec![format!("{LABEL_FLEET}={fleet}")]);
+        }
+        let nets = self
+            .docker
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|e| self.err(format!("list networks named `{name}`"), e))?;
+        // The engine's name filter matches parts of names too.
+        Ok(nets
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .filter_map(|n| {
+                Some((
+                    observe::sortable_time(n.created.as_deref().unwrap_or_default()),
+                    n.id?,
+                ))
+            })
+            .collect())
+    }
+
+    /// Removes a network by ID (`name` is for messages): a name can be ambiguous, an ID not.
+    pub async fn remove_network(&self, id: &str, name: &str) -> Result<(), DockerError> {
+        match self.docker.remove_network(id).await {
             Ok(()) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
-            Err(e) => Err(self.err(format!("remove network `{name}`"), e)),
+            Err(e) => Err(self.err(format!("remove network `{name}` ({})", short(id)), e)),
         }
     }
 
@@ -293,8 +365,14 @@ impl Engine {
     }
 
     /// Creates the replica's container (not started) and attaches it to all its networks.
-    pub async fn create_container(&self, replica: &Replica) -> Result<String, DockerError> {
-        let body = create_body(replica);
+    /// `network_ids` maps the replica's network names to the IDs to attach it to (the fleet's
+    /// own networks: a name can be ambiguous); a name not in it is used as is (external ones).
+    pub async fn create_container(
+        &self,
+        replica: &Replica,
+        network_ids: &BTreeMap<String, String>,
+    ) -> Result<String, DockerError> {
+        let body = create_body(replica, network_ids);
         let created = self
             .docker
             .create_container(
@@ -308,14 +386,34 @@ impl Engine {
             .map_err(|e| self.err(format!("create container `{}`", replica.name), e))?;
         // Engines before API 1.44 accept one network at create: connect the others now,
         // before the container starts, so it never runs half-attached.
-        for (net, attach) in replica.spec.networks.iter().skip(1) {
+        let first: BTreeSet<String> = replica.spec.networks.keys().take(1).cloned().collect();
+        self.connect_networks(&created.id, replica, network_ids, &first)
+            .await?;
+        Ok(created.id)
+    }
+
+    /// Connects container `id` to each of the replica's networks not in `attached`.
+    pub async fn connect_networks(
+        &self,
+        id: &str,
+        replica: &Replica,
+        network_ids: &BTreeMap<String, String>,
+        attached: &BTreeSet<String>,
+    ) -> Result<(), DockerError> {
+        for (net, attach) in &replica.spec.networks {
+            if attached.contains(net) {
+                continue;
+            }
+            let target = network_ids.get(net).unwrap_or(net);
             self.docker
                 .connect_network(
-                    net,
+                    target,
                     NetworkConnectRequest {
-                        container: created.id.clone(),
+                        container: id.to_string(),
                         endpoint_config: Some(EndpointSettings {
                             aliases: Some(attach.aliases.clone()),
+                            // Looked up again at start: by this ID, not the name.
+                            network_id: network_ids.get(net).cloned(),
                             ..Default::default()
                         }),
                     },
@@ -325,7 +423,7 @@ impl Engine {
                     self.err(format!("connect `{}` to network `{net}`", replica.name), e)
                 })?;
         }
-        Ok(created.id)
+        Ok(())
     }
 
     pub async fn start(&self, id: &str, name: &str) -> Result<(), DockerError> {
@@ -497,6 +595,11 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     } else {
         format!("{inner} ({outer})")
     }
+}
+
+/// An engine ID as the docker CLI shows it.
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
 }
 
 fn split_tag(image: &str) -> (&str, &str) {

@@ -18,7 +18,8 @@ use bollard::models::{
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions, ListVolumesOptions};
 
 use crate::model::observed::{
-    Health, HostSnapshot, ImageDefaults, ObservedContainer, ObservedResource, RunState,
+    Health, HostSnapshot, ImageDefaults, ObservedContainer, ObservedNetwork, ObservedResource,
+    RunState,
 };
 use crate::model::spec::{
     ContainerSpec, Healthcheck, Logging, MountKind, MountSpec, NetworkAttachment, PortBinding,
@@ -113,20 +114,54 @@ impl Engine {
             .list_networks(None::<ListNetworksOptions>)
             .await
             .map_err(|e| self.err("list networks", e))?;
+        let mut owned_networks = Vec::new();
         for n in networks {
             let labels = n.labels.unwrap_or_default();
             let name = n.name.unwrap_or_default();
-            if labels.get(LABEL_FLEET).map(String::as_str) == Some(fleet) {
-                snap.networks.insert(
-                    name,
-                    ObservedResource {
-                        stack: labels.get(LABEL_STACK).cloned().unwrap_or_default(),
-                        resource: labels.get(LABEL_RESOURCE).cloned().unwrap_or_default(),
-                    },
-                );
-            } else {
-                snap.foreign_networks.insert(name);
+            match n.id {
+                Some(id) if labels.get(LABEL_FLEET).map(String::as_str) == Some(fleet) => {
+                    owned_networks.push(id)
+                }
+                _ => {
+                    snap.foreign_networks.insert(name);
+                }
             }
+        }
+        // A list does not say what is attached: inspect each owned network, concurrently.
+        let inspected = futures_util::future::join_all(owned_networks.iter().map(|id| {
+            self.docker
+                .inspect_network(id, None::<bollard::query_parameters::InspectNetworkOptions>)
+        }))
+        .await;
+        for (id, result) in owned_networks.iter().zip(inspected) {
+            let n = match result {
+                Ok(n) => n,
+                // Removed between list and inspect: gone, which is what we observe.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => continue,
+                Err(e) => return Err(self.err(format!("inspect network {id}"), e)),
+            };
+            let labels = n.labels.unwrap_or_default();
+            let network = ObservedNetwork {
+                id: id.clone(),
+                stack: labels.get(LABEL_STACK).cloned().unwrap_or_default(),
+                resource: labels.get(LABEL_RESOURCE).cloned().unwrap_or_default(),
+                created: sortable_time(n.created.as_deref().unwrap_or_default()),
+                containers: n
+                    .containers
+                    .unwrap_or_default()
+                    .into_values()
+                    .filter_map(|c| c.name)
+                    .collect(),
+            };
+            snap.networks
+                .entry(n.name.unwrap_or_default())
+                .or_default()
+                .push(network);
+        }
+        for nets in snap.networks.values_mut() {
+            nets.sort_by(|a, b| a.id.cmp(&b.id));
         }
         let volumes = self
             .docker
@@ -185,6 +220,29 @@ impl Engine {
             healthcheck: cfg.healthcheck.and_then(healthcheck_from),
         })
     }
+}
+
+/// An engine's RFC 3339 time with its fraction of a second padded to nine digits: the engine
+/// trims trailing zeros (`.5Z`, `.25Z`), which would not compare as strings otherwise.
+pub(super) fn sortable_time(t: &str) -> String {
+    let Some(dot) = t.find('.') else {
+        return match t
+            .find(['Z', '+'])
+            .or_else(|| t.rfind('-').filter(|i| *i > 10))
+        {
+            Some(i) => format!("{}.000000000{}", &t[..i], &t[i..]),
+            None => t.to_string(),
+        };
+    };
+    let digits = t[dot + 1..]
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(t.len() - dot - 1);
+    let (head, frac, zone) = (
+        &t[..dot],
+        &t[dot + 1..dot + 1 + digits],
+        &t[dot + 1 + digits..],
+    );
+    format!("{head}.{frac:0<9}{zone}")
 }
 
 fn env_map(env: Vec<String>) -> BTreeMap<String, String> {
@@ -398,4 +456,26 @@ fn observed_container(
         actual,
         image_defaults,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sortable_time;
+
+    #[test]
+    fn engine_times_compare_as_strings_once_padded() {
+        assert_eq!(
+            sortable_time("2024-05-01T10:00:00.5Z"),
+            "2024-05-01T10:00:00.500000000Z"
+        );
+        assert_eq!(
+            sortable_time("2024-05-01T10:00:00.25+02:00"),
+            "2024-05-01T10:00:00.250000000+02:00"
+        );
+        assert_eq!(
+            sortable_time("2024-05-01T10:00:00-05:00"),
+            "2024-05-01T10:00:00.000000000-05:00"
+        );
+        assert!(sortable_time("2024-05-01T10:00:00.5Z") > sortable_time("2024-05-01T10:00:00.25Z"));
+    }
 }
