@@ -9,12 +9,16 @@
 //! really happened.
 //!
 //! Networks are named to the engine by ID (`Plan::network_ids`, and the IDs that `CreateNetwork`
-//! steps return), since a name two processes created twice is ambiguous.
+//! steps return), since a name two processes created twice is ambiguous. A replica whose name a
+//! killed process left taken, and a removal some other process started, are dealt with within
+//! the step (`names`).
 //!
 //! Cancellation: when the token given to `execute` is cancelled, a step whose engine call is in
 //! flight finishes it, a gate wait ends at once, and no step starts another engine call; the
 //! steps not started report that they were not started. A container is never left half made
 //! by a shutdown: create and start of one replica are one step.
+
+mod names;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -256,7 +260,7 @@ async fn run_step(
             }
             // Stop-first: the old container frees its name and host ports before the new one
             // is created (rolling updates come later).
-            match engine.remove(old_id, &replica.name, *old_grace_secs).await {
+            match names::remove(engine, old_id, &replica.name, *old_grace_secs, &ctx.cancel).await {
                 Ok(()) => create_and_start(ctx, engine, &step.host, replica).await,
                 Err(e) => Err(e),
             }
@@ -275,7 +279,7 @@ async fn run_step(
             name,
             grace_secs,
             ..
-        } => engine.remove(id, name, *grace_secs).await,
+        } => names::remove(engine, id, name, *grace_secs, &ctx.cancel).await,
     };
     result.map_err(|e| e.to_string())
 }
@@ -315,7 +319,8 @@ async fn ensure_image(
     .clone()
 }
 
-/// Creates and starts a replica on the networks the plan keeps (by ID).
+/// Creates and starts a replica on the networks the plan keeps (by ID), taking over a name a
+/// killed process left taken (`names`).
 async fn create_and_start(
     ctx: &StepContext,
     engine: &Engine,
@@ -329,8 +334,7 @@ async fn create_and_start(
         .get(host)
         .cloned()
         .unwrap_or_default();
-    let id = engine.create_container(replica, &ids).await?;
-    engine.start(&id, &replica.name).await
+    names::create_and_start(engine, &ctx.fleet, replica, &ids, &ctx.cancel).await
 }
 
 /// Waits until every container of a dependency meets the condition, or fails at the deadline

@@ -27,7 +27,9 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use crate::model::observed::{Health, RunState};
 use crate::model::plan::Replica;
-use crate::model::spec::{NetworkSpec, VolumeSpec, LABEL_FLEET, LABEL_RESOURCE, LABEL_STACK};
+use crate::model::spec::{
+    NetworkSpec, VolumeSpec, LABEL_FLEET, LABEL_RESOURCE, LABEL_SPEC_HASH, LABEL_STACK,
+};
 
 mod create;
 mod observe;
@@ -46,6 +48,33 @@ pub struct DockerError {
     pub message: String,
     /// The engine's HTTP status, when it answered.
     pub status: Option<u16>,
+}
+
+impl DockerError {
+    /// The engine refused because of a conflict: a container name in use, a removal already
+    /// under way.
+    pub fn is_conflict(&self) -> bool {
+        self.status == Some(409)
+    }
+
+    /// Another removal of the same container is under way (a killed process's, say).
+    pub fn is_removal_in_progress(&self) -> bool {
+        self.is_conflict() && self.message.contains("already in progress")
+    }
+}
+
+/// What holds a container name, as inspected: enough to decide whether to adopt it, replace
+/// it or leave it alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub id: String,
+    /// Its `convoy.fleet` label, if it has one.
+    pub fleet: Option<String>,
+    /// Its `convoy.spec-hash` label; empty when missing.
+    pub spec_hash: String,
+    pub state: RunState,
+    /// Names of the networks it is attached to.
+    pub networks: BTreeSet<String>,
 }
 
 /// One engine, reached through a unix socket.
@@ -91,6 +120,11 @@ impl Engine {
             host: host.to_string(),
             docker,
         })
+    }
+
+    /// The host's name in the fleet.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     fn err(&self, op: impl Into<String>, e: bollard::errors::Error) -> DockerError {
@@ -367,6 +401,7 @@ impl Engine {
     /// Creates the replica's container (not started) and attaches it to all its networks.
     /// `network_ids` maps the replica's network names to the IDs to attach it to (the fleet's
     /// own networks: a name can be ambiguous); a name not in it is used as is (external ones).
+    /// A name held already is an error with status 409 ([`DockerError::is_conflict`]).
     pub async fn create_container(
         &self,
         replica: &Replica,
@@ -424,6 +459,37 @@ impl Engine {
                 })?;
         }
         Ok(())
+    }
+
+    /// What holds a container name: its ID, ownership and spec-hash labels, state and the
+    /// networks it is attached to; `None` when no container has that name.
+    pub async fn holder(&self, name: &str) -> Result<Option<Holder>, DockerError> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(i) => {
+                let labels = i
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.labels.clone())
+                    .unwrap_or_default();
+                let state = i.state.unwrap_or_default();
+                Ok(Some(Holder {
+                    id: i.id.unwrap_or_default(),
+                    fleet: labels.get(LABEL_FLEET).cloned(),
+                    spec_hash: labels.get(LABEL_SPEC_HASH).cloned().unwrap_or_default(),
+                    state: run_state(state.status),
+                    networks: i
+                        .network_settings
+                        .and_then(|n| n.networks)
+                        .unwrap_or_default()
+                        .into_keys()
+                        .collect(),
+                }))
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(self.err(format!("inspect container `{name}`"), e)),
+        }
     }
 
     pub async fn start(&self, id: &str, name: &str) -> Result<(), DockerError> {
