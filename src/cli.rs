@@ -52,6 +52,15 @@ pub struct RepoArgs {
     pub rev: Option<String>,
 }
 
+/// The per-fleet lock that `apply` and the daemon take.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct LockArgs {
+    /// Seconds to wait for another Convoy process acting on the same fleet from this machine
+    /// before giving up with an error that names it; 0 refuses at once.
+    #[arg(long = "lock-timeout", value_name = "SECS", default_value_t = 60)]
+    pub lock_timeout: u64,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse and validate the repository; print every error. Exit 0 valid, 2 invalid.
@@ -78,6 +87,8 @@ pub enum Command {
         pull: bool,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
+        #[command(flatten)]
+        lock: LockArgs,
     },
     /// Every host: reachability, round trip, Docker version, CPUs, memory, owned containers.
     Hosts {
@@ -98,6 +109,8 @@ pub enum Command {
         /// Heartbeat ping of each host, in milliseconds.
         #[arg(long = "heartbeat-ms", default_value_t = 1000)]
         heartbeat_ms: u64,
+        #[command(flatten)]
+        lock: LockArgs,
     },
     /// Images without a registry.
     #[command(subcommand)]

@@ -1,5 +1,7 @@
 //! `convoy apply`: one verified pass. The plan is printed before anything is done, each step
-//! as it ends (on a terminal), and the report after a second observation.
+//! as it ends (on a terminal), and the report after a second observation. The pass holds the
+//! fleet's lock (`infra::lock`) from before it observes until it has verified, so two applies
+//! from one machine take turns instead of racing.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -7,7 +9,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::{emit, emit_line, load_repo, style, with_fleet, Outcome};
-use crate::cli::{Output, RepoArgs};
+use crate::cli::{LockArgs, Output, RepoArgs};
 use crate::core::pass::HostMemory;
 use crate::model::outcome::{PassReason, StepOutcome};
 use crate::model::plan::Plan;
@@ -35,10 +37,22 @@ impl PassObserver for Progress {
     }
 }
 
-pub async fn run(repo: &RepoArgs, pull: bool, output: Output, state_dir: &Path) -> Result<Outcome> {
+pub async fn run(
+    repo: &RepoArgs,
+    pull: bool,
+    output: Output,
+    state_dir: &Path,
+    lock: LockArgs,
+) -> Result<Outcome> {
     let Some(loaded) = load_repo(repo)? else {
         return Ok(Outcome::Invalid);
     };
+    let _lock = crate::infra::lock::acquire(
+        state_dir,
+        &loaded.desired.fleet,
+        std::time::Duration::from_secs(lock.lock_timeout),
+    )
+    .await?;
     let text = output == Output::Text;
     let progress = Progress {
         text,

@@ -1,4 +1,8 @@
 //! `convoy daemon`: sets up the daemon's connections and signals and runs it until SIGTERM.
+//!
+//! The daemon holds the fleet's lock (`infra::lock`) for its whole life, so a second daemon or
+//! an `apply` from the same machine waits for it instead of racing it. The fleet is the one the
+//! repository names when the daemon starts.
 
 use std::path::Path;
 use std::time::Duration;
@@ -6,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::Outcome;
+use crate::cli::LockArgs;
 use crate::daemon::{Daemon, DaemonOptions};
 use crate::infra::fleet::ConnectOptions;
 use crate::infra::source::WorkDir;
@@ -15,12 +20,28 @@ pub async fn run(
     resync_secs: u64,
     heartbeat_ms: u64,
     state_dir: &Path,
+    lock: LockArgs,
 ) -> Result<Outcome> {
-    // Registered before anything slow (the first connect): a SIGTERM that arrives early is
-    // then a clean shutdown, not the default action that kills the process.
-    let shutdown = shutdown_signal()?;
+    // Registered before anything slow (the lock, the first connect): a SIGTERM that arrives
+    // early is then a clean shutdown, not the default action that kills the process.
+    let mut shutdown = Box::pin(shutdown_signal()?);
     let source = WorkDir::new(repo)
         .with_context(|| format!("cannot read the fleet repository `{}`", repo.display()))?;
+    let _lock = match fleet_name(&source, repo) {
+        Some(fleet) => {
+            let timeout = Duration::from_secs(lock.lock_timeout);
+            tokio::select! {
+                held = crate::infra::lock::acquire(state_dir, &fleet, timeout) => Some(held?),
+                _ = &mut shutdown => return Ok(Outcome::Stopped),
+            }
+        }
+        None => {
+            tracing::warn!(
+                "the repository names no fleet yet: running without the fleet lock, so another Convoy process on this machine is not kept out"
+            );
+            None
+        }
+    };
     let mut connect = ConnectOptions::new(state_dir);
     // A daemon must notice a dead link within seconds: short keepalives (1 s x 2 is 2.1 s
     // measured), and an observation that waits for nobody for long.
@@ -35,6 +56,30 @@ pub async fn run(
     let daemon = Daemon::new(Box::new(source), opts)?;
     daemon.run(shutdown).await;
     Ok(Outcome::Stopped)
+}
+
+/// The fleet the repository names: from a desired state that validates, else from the fleet
+/// file's `fleet:` alone (a stack that does not validate yet must not leave the daemon
+/// unlocked).
+fn fleet_name(source: &WorkDir, repo: &Path) -> Option<String> {
+    if let Ok(l) = crate::reconcile::load(source, None) {
+        return Some(l.desired.fleet);
+    }
+    let file = repo.join("convoy.yaml");
+    // Only a small regular file: a FIFO or a device must not hang or flood the start.
+    let meta = std::fs::metadata(&file).ok()?;
+    if !meta.is_file() || meta.len() > 1 << 20 {
+        return None;
+    }
+    let text = std::fs::read_to_string(&file).ok()?;
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).ok()?;
+    let fleet = docs.first()?["fleet"].as_str()?.to_string();
+    // Interpolated (`${FLEET}`) or odd: not a name to lock by.
+    let plain = !fleet.is_empty()
+        && fleet
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    plain.then_some(fleet)
 }
 
 /// A future that resolves on SIGTERM or SIGINT; both handlers are installed when this returns.

@@ -83,7 +83,12 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
         Command::Diff { repo, base, output } => {
             diff::run(&repo, base.as_deref(), output, &state_dir).await
         }
-        Command::Apply { repo, pull, output } => apply::run(&repo, pull, output, &state_dir).await,
+        Command::Apply {
+            repo,
+            pull,
+            output,
+            lock,
+        } => apply::run(&repo, pull, output, &state_dir, lock).await,
         Command::Status { repo, output } => status::run(&repo, output, &state_dir).await,
         Command::Hosts { repo, output } => hosts::run(&repo, output, &state_dir).await,
         Command::Image(ImageCommand::Push { image, repo, hosts }) => {
@@ -93,7 +98,8 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
             repo,
             resync_secs,
             heartbeat_ms,
-        } => daemon::run(&repo, resync_secs, heartbeat_ms, &state_dir).await,
+            lock,
+        } => daemon::run(&repo, resync_secs, heartbeat_ms, &state_dir, lock).await,
     }
 }
 

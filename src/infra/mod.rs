@@ -1,6 +1,6 @@
 //! Everything that talks to the outside: Docker engines (`docker`), SSH transport (`ssh`), the
-//! fleet's connections (`fleet`), registry-less image copy (`images`) and the repository's
-//! files at a revision (`source`).
+//! fleet's connections (`fleet`), registry-less image copy (`images`), the per-fleet lock in the
+//! state directory (`lock`) and the repository's files at a revision (`source`).
 //!
 //! Infra reports what is; it never decides what should be. It imports the shared vocabulary
 //! (`model`) and never the planner.
@@ -8,5 +8,6 @@
 pub mod docker;
 pub mod fleet;
 pub mod images;
+pub mod lock;
 pub mod source;
 pub mod ssh;
