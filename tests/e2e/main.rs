@@ -5,6 +5,7 @@
 mod apply;
 mod bad_input;
 mod cli;
+mod concurrency;
 mod daemon;
 mod fleet;
 mod git_rev;
