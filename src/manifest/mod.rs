@@ -139,6 +139,12 @@ pub fn load(
             stacks.insert(stack.name.clone(), stack);
         }
     }
+    // "Secrets stay masked", in every message: each file masked its own already; a value
+    // made secret in one stack may still be quoted by another's.
+    let secret_values = secret_values_of(&stacks, secret_values);
+    for e in &mut errors {
+        e.message = crate::model::spec::mask_secrets(&e.message, &secret_values);
+    }
 
     errors.sort_by(|a, b| {
         (&a.file, a.line, a.column, &a.key, &a.message)
@@ -149,7 +155,7 @@ pub fn load(
         Some(f) if errors.is_empty() => Ok(DesiredState {
             fleet: f.fleet,
             hosts: f.hosts,
-            secret_values: secret_values_of(&stacks, secret_values),
+            secret_values,
             stacks,
             settings: f.settings,
         }),
@@ -359,6 +365,7 @@ fn read_stack(
         hosts,
     };
     let stack = compose::read(&mut d, &root, &input);
+    secrets.append(&mut d.secrets);
     errors.extend(d.errors);
     stack
 }

@@ -3,8 +3,12 @@
 //!
 //! Every reader returns `None` after recording an error, so callers keep going and the whole
 //! repository's errors are reported at once. No I/O; never panics on user data.
+//!
+//! "Secrets stay masked" holds for errors too: a `Diag` remembers which value each error is
+//! about, and `mask` keeps every secret value out of the messages, also where a message quotes
+//! only part of a value that holds one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::values::suggest;
 use super::yaml::{Kind, Node};
@@ -14,6 +18,11 @@ use super::ManifestError;
 pub struct Diag {
     pub file: String,
     pub errors: Vec<ManifestError>,
+    /// Values read for this file that must never be shown: those of its env files and of its
+    /// secret-named `environment` entries.
+    pub secrets: BTreeSet<String>,
+    /// The scalar each error is about, by the error's index, for `mask`.
+    subjects: BTreeMap<usize, String>,
 }
 
 /// The keys a mapping may hold at one place of a file.
@@ -39,10 +48,17 @@ impl Diag {
         Diag {
             file: file.to_string(),
             errors: Vec::new(),
+            secrets: BTreeSet::new(),
+            subjects: BTreeMap::new(),
         }
     }
 
     pub fn at(&mut self, node: &Node, key: &str, message: impl Into<String>) {
+        if let Kind::Scalar { value, .. } = &node.kind {
+            if !value.is_empty() {
+                self.subjects.insert(self.errors.len(), value.clone());
+            }
+        }
         self.errors.push(ManifestError {
             file: self.file.clone(),
             line: node.line,
@@ -60,6 +76,21 @@ impl Diag {
             key: String::new(),
             message: message.into(),
         });
+    }
+
+    /// Keeps every value of `secrets` out of the messages: each occurrence is replaced, and an
+    /// error about a value that holds a secret also loses every quoted (backticked) part of
+    /// that value which overlaps the secret (`invalid port `s3cr3t`` for `s3cr3t-x:80`).
+    pub fn mask(&mut self, secrets: &BTreeSet<String>) {
+        if secrets.is_empty() {
+            return;
+        }
+        for (i, e) in self.errors.iter_mut().enumerate() {
+            if let Some(subject) = self.subjects.get(&i) {
+                e.message = mask_quoted_parts(&e.message, subject, secrets);
+            }
+            e.message = crate::model::spec::mask_secrets(&e.message, secrets);
+        }
     }
 
     fn expected(&mut self, node: &Node, key: &str, what: &str) {
@@ -295,4 +326,46 @@ impl Diag {
                 .collect(),
         )
     }
+}
+
+/// `message` with each backticked part that, where it occurs in `subject`, overlaps an
+/// occurrence of a secret there replaced by `(secret)`.
+fn mask_quoted_parts(message: &str, subject: &str, secrets: &BTreeSet<String>) -> String {
+    let mut covered: Vec<(usize, usize)> = Vec::new();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        covered.extend(
+            subject
+                .match_indices(s.as_str())
+                .map(|(i, m)| (i, i + m.len())),
+        );
+    }
+    if covered.is_empty() {
+        return message.to_string();
+    }
+    let overlaps = |part: &str| {
+        !part.is_empty()
+            && subject.match_indices(part).any(|(i, m)| {
+                let end = i + m.len();
+                covered.iter().any(|(a, b)| i < *b && *a < end)
+            })
+    };
+    let pieces: Vec<&str> = message.split('`').collect();
+    // An odd number of pieces: every quote is closed, and the odd pieces are the quoted ones.
+    // Otherwise the value itself holds a backtick, and where a quote ends cannot be told: all
+    // that follows the first one goes.
+    if pieces.len() % 2 == 0 {
+        return format!("{}`(secret)`", pieces[0]);
+    }
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if i % 2 == 1 && overlaps(p) {
+                "(secret)"
+            } else {
+                p
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("`")
 }

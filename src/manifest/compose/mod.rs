@@ -9,8 +9,10 @@
 //! that span services (dependencies, clashing host ports, which networks are used); a service's
 //! keys are dispatched in `service`, and each Compose section has a file of its own. The key
 //! tables are in `keys`. No I/O: the only file access is `env_file`, through the `RepoTree`
-//! handed in, and values read from env files never appear in messages. A stack with any error
-//! gives no `StackSpec` at all ("a repository that does not validate changes nothing").
+//! handed in. "Secrets stay masked": the values of env files, of secret-named variables and of
+//! secret-named `environment` entries are masked in every message of the file, also where one
+//! quotes only part of a value. A stack with any error gives no `StackSpec` at all ("a
+//! repository that does not validate changes nothing").
 
 mod depends;
 mod deploy;
@@ -28,7 +30,10 @@ use super::typed::{join, Diag};
 use super::values::parse_duration_ns;
 use super::yaml::{Kind, Node};
 use super::RepoTree;
-use crate::model::spec::{DependsCondition, NetworkSpec, PortBinding, StackSpec, VolumeSpec};
+use super::MIN_SECRET_LEN;
+use crate::model::spec::{
+    is_secret_name, DependsCondition, NetworkSpec, PortBinding, StackSpec, VolumeSpec,
+};
 use keys::TOP;
 use ports::{port_label, ports_clash};
 
@@ -88,7 +93,22 @@ enum HealthDecl {
     Declared,
 }
 
+/// Reads one stack; `None` after recording its errors, every message masked.
 pub fn read(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<StackSpec> {
+    let read = read_stack(d, root, input);
+    let mut secrets = d.secrets.clone();
+    secrets.extend(
+        input
+            .vars
+            .iter()
+            .filter(|(k, v)| is_secret_name(k) && v.chars().count() >= MIN_SECRET_LEN)
+            .map(|(_, v)| v.clone()),
+    );
+    d.mask(&secrets);
+    read
+}
+
+fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<StackSpec> {
     let entries = match &root.kind {
         Kind::Map(entries) => entries.as_slice(),
         _ if root.is_null() => {

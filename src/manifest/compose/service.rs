@@ -16,6 +16,7 @@ use super::{duration_ns, Gathered, HealthDecl, Stack};
 use crate::manifest::typed::{join, Diag};
 use crate::manifest::values::shell_split;
 use crate::manifest::yaml::{Kind, Node};
+use crate::manifest::MIN_SECRET_LEN;
 use crate::model::spec::{
     is_secret_name, ContainerSpec, DeployMode, Logging, NetworkAttachment, Placement, RestartName,
     RestartPolicy, ServiceSpec, Ulimit,
@@ -150,6 +151,12 @@ impl Stack<'_> {
 
         // environment wins over env_file; a bare `K` takes its value from the variables and is
         // dropped when they have none, as Compose does.
+        d.secrets.extend(
+            env_file_env
+                .values()
+                .filter(|v| v.chars().count() >= MIN_SECRET_LEN)
+                .cloned(),
+        );
         c.env = env_file_env;
         for (k, v) in environment.unwrap_or_default() {
             match v.or_else(|| self.input.vars.get(&k).cloned()) {
@@ -166,6 +173,13 @@ impl Stack<'_> {
                 svc.secret_env.insert(k.clone());
             }
         }
+        // Their values are kept out of every message of the file, whatever quotes them.
+        d.secrets.extend(
+            c.env
+                .iter()
+                .filter(|(k, v)| svc.secret_env.contains(*k) && v.chars().count() >= MIN_SECRET_LEN)
+                .map(|(_, v)| v.clone()),
+        );
 
         c.restart = deploy_restart.or(restart).unwrap_or_default();
 

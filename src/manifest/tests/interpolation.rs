@@ -163,3 +163,62 @@ fn values_of_secret_variables_are_collected_for_masking() {
         "--requirepass (secret) --port 6379"
     );
 }
+
+/// A value that came from a secret-named variable, a secret-named `environment` entry or an
+/// env file is never quoted in an error, whole or in part, whichever key it ends up in.
+#[test]
+fn no_error_quotes_a_secret_value_whatever_the_key() {
+    let compose = "services:\n  app:\n    image: busybox\n    environment:\n      DB_PASSWORD: ${DBPW}\n    restart: ${DBPW}\n    stop_grace_period: ${DBPW}\n    extra_hosts: [\"${DBPW}\", \"db:${DBPW}\"]\n    ports: [\"${DBPW}\", \"127.0.0.1:${DBPW}:80\"]\n    depends_on: [\"${DBPW}\"]\n    healthcheck:\n      test: [CMD, \"true\"]\n      interval: ${DBPW}\n    deploy:\n      resources:\n        limits:\n          memory: ${DBPW}\n  other:\n    image: busybox\n    restart: ${FROM_FILE}\n    env_file: app.env\n";
+    let e = errs_env(
+        &[
+            ("convoy.yaml", FLEET),
+            ("stacks/web/compose.yaml", compose),
+            ("stacks/web/app.env", "ANYTHING=f1le-value_99\n"),
+        ],
+        &[("DBPW", "s3cr3t-hunter2"), ("FROM_FILE", "f1le-value_99")],
+    );
+    let keys: Vec<&str> = e.iter().filter_map(|m| m.split(": ").nth(1)).collect();
+    for key in [
+        "services.app.restart",
+        "services.app.stop_grace_period",
+        "services.app.extra_hosts[0]",
+        "services.app.ports[0]",
+        "services.app.ports[1]",
+        "services.app.depends_on[0]",
+        "services.app.healthcheck.interval",
+        "services.app.deploy.resources.limits.memory",
+        "services.other.restart",
+    ] {
+        assert!(keys.contains(&key), "no error at {key}: {e:#?}");
+    }
+    for part in ["s3cr3t", "hunter2", "f1le", "value_99"] {
+        assert!(
+            !e.iter().any(|m| m.contains(part)),
+            "`{part}` shown: {e:#?}"
+        );
+    }
+    assert!(e.iter().any(|m| m.contains("(secret)")), "{e:#?}");
+}
+
+/// A value made secret in one stack is masked in the messages of another.
+#[test]
+fn a_secret_of_one_stack_is_masked_in_another() {
+    let e = errs_env(
+        &[
+            ("convoy.yaml", FLEET),
+            (
+                "stacks/a/compose.yaml",
+                "services:\n  app:\n    image: busybox\n    environment:\n      API_TOKEN: ${SHARED}\n",
+            ),
+            (
+                "stacks/b/compose.yaml",
+                "services:\n  app:\n    image: busybox\n    restart: ${SHARED}\n",
+            ),
+        ],
+        &[("SHARED", "t0ken-abcdef")],
+    );
+    assert_eq!(
+        e,
+        vec!["stacks/b/compose.yaml:4:14: services.app.restart: invalid restart policy `(secret)` (expected no, always, on-failure[:N] or unless-stopped)"]
+    );
+}
