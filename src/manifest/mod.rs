@@ -9,6 +9,7 @@
 
 mod compose;
 mod fleet;
+mod fleetwide;
 mod interpolate;
 #[cfg(test)]
 mod tests;
@@ -116,9 +117,13 @@ pub fn load(
     }
 
     let mut stacks: BTreeMap<String, StackSpec> = BTreeMap::new();
+    let mut places: BTreeMap<String, BTreeMap<String, compose::Place>> = BTreeMap::new();
     let mut secret_values: BTreeSet<String> = BTreeSet::new();
     for folder in &folders {
-        if let Some(stack) = read_stack(
+        if let Some(compose::Read {
+            spec: stack,
+            places: stack_places,
+        }) = read_stack(
             tree,
             env,
             folder,
@@ -136,9 +141,16 @@ pub fn load(
                 ));
                 continue;
             }
+            places.insert(stack.name.clone(), stack_places);
             stacks.insert(stack.name.clone(), stack);
         }
     }
+    fleetwide::check(
+        &stacks,
+        &places,
+        &host_names.unwrap_or_default(),
+        &mut errors,
+    );
     // "Secrets stay masked", in every message: each file masked its own already; a value
     // made secret in one stack may still be quoted by another's.
     let secret_values = secret_values_of(&stacks, secret_values);
@@ -268,7 +280,7 @@ fn read_stack(
     hosts: Option<&BTreeSet<String>>,
     errors: &mut Vec<ManifestError>,
     secrets: &mut BTreeSet<String>,
-) -> Option<StackSpec> {
+) -> Option<compose::Read> {
     let dir = format!("stacks/{folder}");
     let listing = match tree.list(&dir) {
         Ok(l) => l,

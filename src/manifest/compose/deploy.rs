@@ -14,6 +14,11 @@ use crate::model::spec::{
     RestartPolicy, ServiceSpec,
 };
 
+/// The most replicas one service may ask for: each is a container to place, plan and run, and
+/// a typo (`replicas: 1000000`) must not take minutes and gigabytes to plan (README, "The
+/// repository").
+pub const MAX_SERVICE_REPLICAS: u32 = 1000;
+
 /// Reads `deploy` into the service and container; gives the restart policy it sets, if any.
 pub(super) fn read_deploy(
     d: &mut Diag,
@@ -21,6 +26,7 @@ pub(super) fn read_deploy(
     path: &str,
     svc: &mut ServiceSpec,
     c: &mut ContainerSpec,
+    replicas_at: &mut Option<(usize, usize)>,
 ) -> Option<RestartPolicy> {
     let entries = d.map(v, path)?;
     let mut restart = None;
@@ -38,7 +44,17 @@ pub(super) fn read_deploy(
                 None => {}
             },
             "replicas" => {
+                *replicas_at = Some((fv.line, fv.col));
                 if let Some(n) = d.non_negative(fv, &fpath) {
+                    if n > MAX_SERVICE_REPLICAS {
+                        d.at(
+                            fv,
+                            &fpath,
+                            format!(
+                                "{n} replicas is more than the {MAX_SERVICE_REPLICAS} a service may have"
+                            ),
+                        );
+                    }
                     svc.replicas = n;
                     replicas_node = Some((fv, fpath.clone()));
                 }

@@ -66,12 +66,27 @@ struct Stack<'a> {
     networks: BTreeMap<String, NetworkSpec>,
 }
 
+/// A stack as read, with where each service is written, for the checks across stacks.
+pub struct Read {
+    pub spec: StackSpec,
+    /// By service name.
+    pub places: BTreeMap<String, Place>,
+}
+
+/// Where a service is written: (line, column) of its key and of its `deploy.replicas`.
+#[derive(Debug, Clone, Copy)]
+pub struct Place {
+    pub key: (usize, usize),
+    pub replicas: Option<(usize, usize)>,
+}
+
 /// Cross-service facts gathered while reading services.
 struct Gathered<'n> {
     ports: Vec<(PortBinding, &'n Node, String)>,
     depends: Vec<Dependency<'n>>,
     networks: Vec<String>,
     health: HealthDecl,
+    place: Place,
 }
 
 /// One `depends_on` entry as written.
@@ -94,7 +109,7 @@ enum HealthDecl {
 }
 
 /// Reads one stack; `None` after recording its errors, every message masked.
-pub fn read(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<StackSpec> {
+pub fn read(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
     let read = read_stack(d, root, input);
     let mut secrets = d.secrets.clone();
     secrets.extend(
@@ -108,7 +123,7 @@ pub fn read(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<StackSpec> {
     read
 }
 
-fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<StackSpec> {
+fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
     let entries = match &root.kind {
         Kind::Map(entries) => entries.as_slice(),
         _ if root.is_null() => {
@@ -180,6 +195,10 @@ fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<StackSpec>
                         depends: Vec::new(),
                         networks: Vec::new(),
                         health: HealthDecl::Absent,
+                        place: Place {
+                            key: (k.line, k.col),
+                            replicas: None,
+                        },
                     };
                     if let Some(s) = stack.read_service(d, &sname, k, v, &spath, &mut g) {
                         services.insert(sname.clone(), s);
@@ -241,12 +260,15 @@ fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<StackSpec>
     if d.errors.len() > before {
         return None;
     }
-    Some(StackSpec {
-        name: stack.name,
-        file: d.file.clone(),
-        services,
-        networks,
-        volumes: stack.volumes,
+    Some(Read {
+        spec: StackSpec {
+            name: stack.name,
+            file: d.file.clone(),
+            services,
+            networks,
+            volumes: stack.volumes,
+        },
+        places: gathered.into_iter().map(|(n, g)| (n, g.place)).collect(),
     })
 }
 

@@ -135,7 +135,10 @@ impl Stack<'_> {
                     saw_networks = true;
                     network_names = self.read_attachments(d, v, &fpath);
                 }
-                "deploy" => deploy_restart = read_deploy(d, v, &fpath, &mut svc, &mut c),
+                "deploy" => {
+                    deploy_restart =
+                        read_deploy(d, v, &fpath, &mut svc, &mut c, &mut g.place.replicas)
+                }
                 "x-convoy" => svc.placement.hosts = self.read_x_convoy(d, v, &fpath),
                 _ => {}
             }

@@ -186,3 +186,49 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
         errs.0
     );
 }
+
+/// Stack `qa-b` with service `c` and stack `qa` with service `b-c` both name `qa-b-c-1`: each
+/// apply would replace the other's container, forever.
+#[test]
+fn two_services_that_would_share_container_names() {
+    let e = errs(&[
+        ("convoy.yaml", FLEET),
+        (
+            "stacks/qa/compose.yaml",
+            "services:\n  b-c:\n    image: x\n",
+        ),
+        (
+            "stacks/qa-b/compose.yaml",
+            "services:\n  c:\n    image: x\n",
+        ),
+    ]);
+    assert_eq!(
+        e,
+        vec!["stacks/qa-b/compose.yaml:2:3: services.c: service `c` of stack `qa-b` and service `b-c` of stack `qa` (stacks/qa/compose.yaml) would both name a container `qa-b-c-<slot>`: rename a stack or a service"]
+    );
+    // Through a global service's slots, which are host names: `a` on host `b-1` and `a-b`'s
+    // first replica are both `s-a-b-1`.
+    let e = errs(&[
+        (
+            "convoy.yaml",
+            "fleet: prod\nhosts:\n  b-1:\n    address: ssh://one\n  x:\n    address: ssh://two\n",
+        ),
+        (
+            "stacks/s/compose.yaml",
+            "services:\n  a:\n    image: x\n    deploy: {mode: global}\n  a-b:\n    image: x\n",
+        ),
+    ]);
+    assert_eq!(
+        e,
+        vec!["stacks/s/compose.yaml:5:3: services.a-b: service `a-b` of stack `s` and service `a` of stack `s` (stacks/s/compose.yaml) would both name a container `s-a-b-1`: rename a stack or a service"]
+    );
+    // Names that only look alike are fine.
+    ok(&[
+        ("convoy.yaml", FLEET),
+        ("stacks/qa/compose.yaml", "services:\n  b:\n    image: x\n"),
+        (
+            "stacks/qa-b/compose.yaml",
+            "services:\n  b:\n    image: x\n",
+        ),
+    ]);
+}

@@ -1,0 +1,154 @@
+//! The checks that span the stacks of a repository, run once every stack is read: the upper
+//! bound on the replicas of the whole fleet, and container names that two services would share
+//! (`qa-b` + `c` and `qa` + `b-c` both make `qa-b-c-1`, and each apply would then replace the
+//! other's container, forever).
+//!
+//! Pure: stacks, where their services are written and the fleet's hosts in; located errors
+//! out, each in the file of the service it is about. The names are those of
+//! `model::spec::container_name`, so the check is exact: a replicated service's slots are
+//! `1..=replicas`, a global one's are the names of the hosts it may run on.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::compose::Place;
+use super::ManifestError;
+use crate::model::spec::{container_name, DeployMode, ServiceSpec, StackSpec};
+
+/// The most replicas a fleet may run in all: planning, placing and observing grow with it, and
+/// a small repository must not take minutes and gigabytes to plan (README, "The repository").
+pub const MAX_FLEET_REPLICAS: u64 = 10_000;
+
+/// Reports, into `errors`, the service at which the fleet's replicas pass the bound, and every
+/// service whose container names another service already has.
+pub fn check(
+    stacks: &BTreeMap<String, StackSpec>,
+    places: &BTreeMap<String, BTreeMap<String, Place>>,
+    hosts: &BTreeSet<String>,
+    errors: &mut Vec<ManifestError>,
+) {
+    let at = |stack: &StackSpec, service: &str, replicas: bool, message: String| {
+        let place = places.get(&stack.name).and_then(|p| p.get(service));
+        let (line, column, key) = match place {
+            Some(Place {
+                replicas: Some((l, c)),
+                ..
+            }) if replicas => (*l, *c, format!("services.{service}.deploy.replicas")),
+            Some(p) => (p.key.0, p.key.1, format!("services.{service}")),
+            None => (0, 0, String::new()),
+        };
+        ManifestError {
+            file: stack.file.clone(),
+            line,
+            column,
+            key,
+            message,
+        }
+    };
+
+    let mut total: u64 = 0;
+    let mut over = false;
+    for stack in stacks.values() {
+        for svc in stack.services.values() {
+            total += count(svc, hosts);
+            if total > MAX_FLEET_REPLICAS && !over {
+                over = true;
+                errors.push(at(
+                    stack,
+                    &svc.name,
+                    true,
+                    format!(
+                        "the fleet would run more than {MAX_FLEET_REPLICAS} replicas in all with \
+                         this service (a global service counts one per host it may run on)"
+                    ),
+                ));
+            }
+        }
+    }
+
+    // Equal prefixes share every slot; otherwise names can still meet through a global
+    // service's host names (`a` on host `b-1` and `a-b` slot 1), so those are compared whole,
+    // unless the bound above is passed already.
+    let mut prefixes: BTreeMap<String, (&StackSpec, &str)> = BTreeMap::new();
+    let mut names: BTreeMap<String, (&StackSpec, &str)> = BTreeMap::new();
+    for stack in stacks.values() {
+        for svc in stack.services.values() {
+            let prefix = container_name(&stack.name, &svc.name, "");
+            if let Some((other, other_svc)) = prefixes.get(&prefix) {
+                errors.push(at(
+                    stack,
+                    &svc.name,
+                    false,
+                    clash(
+                        stack,
+                        &svc.name,
+                        other,
+                        other_svc,
+                        &format!("{prefix}<slot>"),
+                    ),
+                ));
+                continue;
+            }
+            prefixes.insert(prefix, (stack, &svc.name));
+            if over {
+                continue;
+            }
+            for slot in slots(svc, hosts) {
+                let name = container_name(&stack.name, &svc.name, &slot);
+                match names.get(&name) {
+                    Some((other, other_svc)) => {
+                        errors.push(at(
+                            stack,
+                            &svc.name,
+                            false,
+                            clash(stack, &svc.name, other, other_svc, &name),
+                        ));
+                        break;
+                    }
+                    None => {
+                        names.insert(name, (stack, &svc.name));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn clash(
+    stack: &StackSpec,
+    service: &str,
+    other: &StackSpec,
+    other_svc: &str,
+    name: &str,
+) -> String {
+    format!(
+        "service `{service}` of stack `{}` and service `{other_svc}` of stack `{}` ({}) would \
+         both name a container `{name}`: rename a stack or a service",
+        stack.name, other.name, other.file
+    )
+}
+
+/// How many replicas a service would run, without naming them.
+fn count(svc: &ServiceSpec, hosts: &BTreeSet<String>) -> u64 {
+    match (svc.mode, &svc.placement.hosts) {
+        (DeployMode::Replicated, _) => u64::from(svc.replicas),
+        (DeployMode::Global, Some(only)) => {
+            only.iter().filter(|h| hosts.contains(*h)).count() as u64
+        }
+        (DeployMode::Global, None) => hosts.len() as u64,
+    }
+}
+
+/// The slots a service would fill: `1..=replicas`, or the hosts a global service may run on.
+fn slots(svc: &ServiceSpec, hosts: &BTreeSet<String>) -> Vec<String> {
+    match svc.mode {
+        DeployMode::Replicated => (1..=svc.replicas).map(|i| i.to_string()).collect(),
+        DeployMode::Global => match &svc.placement.hosts {
+            Some(only) => only
+                .iter()
+                .filter(|h| hosts.contains(*h))
+                .cloned()
+                .collect(),
+            None => hosts.iter().cloned().collect(),
+        },
+    }
+}
