@@ -18,6 +18,7 @@
 //! desired state in force ("a commit that does not validate changes nothing"). Its status is
 //! published on a `watch` channel.
 
+mod notify;
 mod policy;
 #[cfg(test)]
 mod tests;
@@ -142,7 +143,7 @@ pub struct Daemon {
     cancel: CancellationToken,
     tasks: JoinSet<()>,
     status: status_watch::Sender<DaemonStatus>,
-    _files: Option<notify::RecommendedWatcher>,
+    _files: Option<::notify::RecommendedWatcher>,
 }
 
 impl Daemon {
@@ -187,6 +188,13 @@ impl Daemon {
     /// Runs passes until `shutdown` resolves. Then the step in flight finishes, nothing new
     /// starts, every task ends and every connection closes.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+        // Under systemd (`NOTIFY_SOCKET`): readiness, status and a watchdog fed by this loop.
+        let (status, cancel) = (self.subscribe(), self.cancel.child_token());
+        let beat = notify::start(&mut self.tasks, status, cancel);
+        notify::tend(&beat, self.serve(shutdown)).await
+    }
+
+    async fn serve(mut self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
         let cancel = self.cancel.clone();
         // The one cancellation: the signal cancels the token, everything else listens to it.
         let signal = tokio::spawn(async move {
