@@ -3,9 +3,15 @@
 //!
 //! It is read as written: no variable interpolation (explicit is simpler to review); only `~/`
 //! in SSH paths is expanded with the `HOME` of the environment map handed in. No I/O.
+//!
+//! Two hosts must be two engines: an engine written twice (the same socket, or the same SSH
+//! machine and port with the same socket on it) would have Convoy move replicas between two
+//! names of one engine. SSH values go into a generated ssh config, so one that could add an
+//! option of its own (a control character, a quote) is refused here, where it is written.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::net::IpAddr;
+use std::path::{Component, Path, PathBuf};
 
 use super::typed::{Diag, Keys};
 use super::values::{parse_bytes, parse_duration_ns};
@@ -162,6 +168,8 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
     }
 
     let mut hosts = BTreeMap::new();
+    // Engine identity → the first host written with it.
+    let mut engines: BTreeMap<String, String> = BTreeMap::new();
     match hosts_node {
         Some((node, path)) => {
             if let Some(entries) = d.map(node, &path) {
@@ -184,6 +192,20 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
                         continue;
                     }
                     if let Some(h) = read_host(d, &name, k, v, &hpath, env, images, &ssh) {
+                        let engine = engine_identity(&h);
+                        if let Some(first) = engines.get(&engine) {
+                            let at = entry(v, "address").unwrap_or(k);
+                            d.at(
+                                at,
+                                &format!("{hpath}.address"),
+                                format!(
+                                    "host `{name}` reaches the same engine as host `{first}` \
+                                     ({engine}): one engine is one host"
+                                ),
+                            );
+                        } else {
+                            engines.insert(engine, name.clone());
+                        }
                         hosts.insert(name, h);
                     }
                 }
@@ -267,6 +289,16 @@ fn read_ssh(
         let Some(s) = d.string(v, &kpath) else {
             continue;
         };
+        if let Some(problem) = ssh_value_problem(&s) {
+            let what = match name {
+                "user" => "an ssh user",
+                "identity_file" => "an identity file path",
+                "known_hosts" => "a known hosts file path",
+                _ => "an ssh config file path",
+            };
+            d.at(v, &kpath, format!("{what} {problem}"));
+            continue;
+        }
         if name == "user" {
             out.user = Some(s);
             continue;
@@ -319,6 +351,9 @@ pub fn parse_address(s: &str) -> Result<HostAddress, String> {
             Some(_) => return Err("empty user in ssh address".into()),
             None => (None, rest),
         };
+        if let Some(problem) = user.as_deref().and_then(ssh_value_problem) {
+            return Err(format!("the user of an ssh address {problem}"));
+        }
         // `[::1]:22` keeps its brackets off the host; a bare IPv6 address has no port.
         let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
             match inner.split_once(']') {
@@ -390,10 +425,12 @@ fn read_host(
             }
             "docker_socket" => {
                 if let Some(s) = d.string(v, &kpath) {
-                    if s.starts_with('/') {
-                        host.docker_socket = s;
-                    } else {
+                    if !s.starts_with('/') {
                         d.at(v, &kpath, "expected an absolute path");
+                    } else if let Some(problem) = ssh_value_problem(&s) {
+                        d.at(v, &kpath, format!("a docker socket path {problem}"));
+                    } else {
+                        host.docker_socket = s;
                     }
                 }
             }
@@ -479,4 +516,71 @@ pub fn read_bytes(d: &mut Diag, v: &Node, path: &str) -> Option<i64> {
             None
         }
     }
+}
+
+/// Why a value cannot go into the generated ssh config, if it cannot: there, a newline would
+/// start an option of its own, and a quote end the value early.
+fn ssh_value_problem(s: &str) -> Option<&'static str> {
+    if s.chars().any(char::is_control) {
+        Some("cannot hold a control character (a newline, a tab, ...)")
+    } else if s.contains('"') {
+        Some("cannot hold a double quote")
+    } else {
+        None
+    }
+}
+
+/// The value of `key` in a map node.
+fn entry<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
+    match &node.kind {
+        Kind::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.scalar() == Some(key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+/// What makes two hosts one engine, in a normal form: the socket for a local engine; for SSH,
+/// the machine (names are case-insensitive, an IP address has one spelling), the port (22 when
+/// none is written) and the socket on it. The user does not count: two users of one machine
+/// reach the same socket.
+pub fn engine_identity(h: &HostSpec) -> String {
+    match &h.address {
+        HostAddress::Unix { path } => format!("unix://{}", normal_socket(path)),
+        HostAddress::Ssh { host, port, .. } => {
+            let host = host.trim_end_matches('.').to_ascii_lowercase();
+            let host = match host.parse::<IpAddr>() {
+                Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
+                Ok(ip) => ip.to_string(),
+                Err(_) => host,
+            };
+            format!(
+                "ssh://{host}:{}, socket {}",
+                port.unwrap_or(22),
+                normal_socket(Path::new(&h.docker_socket))
+            )
+        }
+    }
+}
+
+/// A socket path with `.`, `..`, repeated and trailing slashes resolved as written, and
+/// `/var/run` read as `/run`, which it is a link to on every current Linux.
+fn normal_socket(path: &Path) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    if parts.first().map(String::as_str) == Some("var")
+        && parts.get(1).map(String::as_str) == Some("run")
+    {
+        parts.remove(0);
+    }
+    format!("/{}", parts.join("/"))
 }

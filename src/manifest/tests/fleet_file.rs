@@ -191,3 +191,31 @@ fn address_forms() {
     )]);
     assert_eq!(s.hosts["a"].docker_socket, "/srv/d.sock");
 }
+
+/// Two hosts that are one engine had `apply` move replicas between the two names of it, ending
+/// with none running: the same socket, or the same SSH machine, port and socket, however
+/// spelled, is refused at the second, naming the first.
+#[test]
+fn two_hosts_with_one_engine() {
+    let fleet = "fleet: prod\nhosts:\n  a:\n    address: ssh://deploy@Edge-1.example.:22\n  b:\n    address: ssh://deploy@edge-1.example\n  c:\n    address: ssh://root@edge-1.example\n  d:\n    address: unix:///var/run/docker.sock\n  e:\n    address: unix:///run//docker.sock\n  f:\n    address: ssh://[::1]\n  g:\n    address: ssh://[0:0::1]:22\n    docker_socket: /var/run/./docker.sock\n";
+    let e = errs(&[
+        ("convoy.yaml", fleet),
+        ("stacks/web/compose.yaml", "services:\n  a:\n    image: x\n"),
+    ]);
+    assert_eq!(
+        e,
+        vec![
+            "convoy.yaml:6:14: hosts.b.address: host `b` reaches the same engine as host `a` (ssh://edge-1.example:22, socket /run/docker.sock): one engine is one host",
+            "convoy.yaml:8:14: hosts.c.address: host `c` reaches the same engine as host `a` (ssh://edge-1.example:22, socket /run/docker.sock): one engine is one host",
+            "convoy.yaml:12:14: hosts.e.address: host `e` reaches the same engine as host `d` (unix:///run/docker.sock): one engine is one host",
+            "convoy.yaml:16:14: hosts.g.address: host `g` reaches the same engine as host `f` (ssh://[::1]:22, socket /run/docker.sock): one engine is one host",
+        ]
+    );
+    // Another port, another socket on the same machine, another machine: other engines.
+    ok(&[
+        (
+            "convoy.yaml",
+            "fleet: prod\nstacks: []\nhosts:\n  a:\n    address: ssh://edge-1\n  b:\n    address: ssh://edge-1:2222\n  c:\n    address: ssh://edge-1\n    docker_socket: /run/user/1000/docker.sock\n  d:\n    address: ssh://edge-2\n  e:\n    address: unix:///var/run/docker.sock\n  f:\n    address: unix:///srv/other.sock\n",
+        ),
+    ]);
+}
