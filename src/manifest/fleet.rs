@@ -10,7 +10,9 @@
 //! option of its own (a control character, a quote) is refused here, where it is written.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+// Address types only: `core` has no I/O ("the planning core is pure"); `std::net` re-exports them
+// next to sockets, which the core may not name.
+use ::core::net::IpAddr;
 use std::path::{Component, Path, PathBuf};
 
 use super::typed::{Diag, Keys};
