@@ -285,7 +285,11 @@ impl Engine {
                         Some(first) if first != created.id => {
                             tracing::info!(network = %name, kept = %short(&first), removed = %short(&created.id),
                                 "another process created the same network at once: the first one is kept");
-                            self.remove_network(&created.id, name).await?;
+                            // Not removable (something came to it meanwhile): it stays a
+                            // duplicate, which the next plan heals.
+                            if let Err(e) = self.remove_network(&created.id, name).await {
+                                tracing::warn!(error = %e, "the younger copy stays for now");
+                            }
                             Ok(first)
                         }
                         _ => Ok(created.id),
