@@ -276,6 +276,10 @@ impl Liveness {
 #[derive(Default)]
 struct Said {
     ready: bool,
+    /// The passes counted when last looked: a new count is a pass that ended.
+    passes: u64,
+    /// The commit in force when the last pass ended (a commit read since is not applied yet).
+    applied: Option<String>,
     status: Option<String>,
 }
 
@@ -284,11 +288,15 @@ impl Said {
     /// if anything did.
     fn news(&mut self, s: &DaemonStatus) -> Option<String> {
         let mut message = String::new();
+        if s.passes != self.passes {
+            self.passes = s.passes;
+            self.applied = s.commit.clone();
+        }
         if !self.ready && (s.last_result.is_some() || s.held.is_some()) {
             self.ready = true;
             message.push_str("READY=1\n");
         }
-        if let Some(line) = status_line(s) {
+        if let Some(line) = status_line(self.applied.as_deref(), s) {
             if self.status.as_deref() != Some(line.as_str()) {
                 let _ = writeln!(message, "STATUS={line}");
                 self.status = Some(line);
@@ -298,25 +306,24 @@ impl Said {
     }
 }
 
-/// One line for `systemctl status`: the commit in force, the last pass and its result, a hold,
-/// and the hosts not connected. `None` before there is anything to say.
-fn status_line(s: &DaemonStatus) -> Option<String> {
-    if s.commit.is_none() && s.held.is_none() && s.last_result.is_none() {
-        return None;
-    }
-    let mut line = match &s.commit {
-        Some(c) => format!("commit {c} applied"),
-        None => "no valid commit yet".to_string(),
+/// One line for `systemctl status`: the commit applied and the last pass's result, a hold, and
+/// the hosts not connected. `None` before there is anything to say.
+fn status_line(applied: Option<&str>, s: &DaemonStatus) -> Option<String> {
+    let mut line = match (applied, &s.commit) {
+        (Some(c), _) => {
+            let mut l = format!("applied commit {c}; last pass {}", s.passes);
+            if let Some(why) = &s.last_reason {
+                let _ = write!(l, " ({why})");
+            }
+            if let Some(result) = &s.last_result {
+                let _ = write!(l, ": {result}");
+            }
+            l
+        }
+        (None, Some(c)) => format!("commit {c} loaded; no pass yet"),
+        (None, None) if s.held.is_some() => "no valid commit yet".to_string(),
+        (None, None) => return None,
     };
-    match (&s.last_result, &s.last_reason) {
-        (Some(result), Some(why)) => {
-            let _ = write!(line, "; pass {} ({why}): {result}", s.passes);
-        }
-        (Some(result), None) => {
-            let _ = write!(line, "; pass {}: {result}", s.passes);
-        }
-        _ => line.push_str("; no pass yet"),
-    }
     match &s.held {
         Some(HoldReason::InvalidCommit) => {
             line.push_str("; held: the repository's files do not validate")
@@ -407,21 +414,33 @@ mod tests {
         };
         assert_eq!(
             said.news(&loaded).as_deref(),
-            Some("STATUS=commit abc123def456 applied; no pass yet\n"),
+            Some("STATUS=commit abc123def456 loaded; no pass yet\n"),
             "loaded is not ready: no pass has run"
         );
         let first = passed("abc123def456", 1, PassResult::Applied);
         assert_eq!(
             said.news(&first).as_deref(),
-            Some("READY=1\nSTATUS=commit abc123def456 applied; pass 1 (start): applied\n")
+            Some("READY=1\nSTATUS=applied commit abc123def456; last pass 1 (start): applied\n")
         );
         assert_eq!(said.news(&first), None, "nothing changed: nothing said");
-        let mut lost = passed("abc123def456", 2, PassResult::Failed);
+        // A newer commit read is not applied until a pass has run with it.
+        let mut reading = first.clone();
+        reading.commit = Some("fed321cba987".into());
+        reading.phase = "passing";
+        assert_eq!(said.news(&reading), None);
+        let mut lost = passed("fed321cba987", 2, PassResult::Failed);
         lost.disconnected.insert("edge-1".into(), "refused".into());
         assert_eq!(
             said.news(&lost).as_deref(),
-            Some("STATUS=commit abc123def456 applied; pass 2 (start): failed; not connected: edge-1\n"),
+            Some("STATUS=applied commit fed321cba987; last pass 2 (start): failed; not connected: edge-1\n"),
             "READY only once"
+        );
+        // Files that stop validating: the last good commit stays applied, and says so.
+        let mut broken = lost.clone();
+        broken.held = Some(HoldReason::InvalidCommit);
+        assert_eq!(
+            said.news(&broken).as_deref(),
+            Some("STATUS=applied commit fed321cba987; last pass 2 (start): failed; held: the repository's files do not validate; not connected: edge-1\n"),
         );
 
         let mut refused = Said::default();
@@ -432,7 +451,7 @@ mod tests {
         };
         assert_eq!(
             refused.news(&invalid).as_deref(),
-            Some("READY=1\nSTATUS=no valid commit yet; no pass yet; held: the repository's files do not validate\n")
+            Some("READY=1\nSTATUS=no valid commit yet; held: the repository's files do not validate\n")
         );
     }
 
@@ -447,7 +466,7 @@ mod tests {
         s.disconnected = (0..100)
             .map(|i| (format!("host-{i:03}"), "down".to_string()))
             .collect();
-        let line = status_line(&s).unwrap();
+        let line = status_line(Some("abc"), &s).unwrap();
         assert!(!line.contains('\n'), "{line}");
         assert!(line.contains("die READY=1"), "{line}");
         assert_eq!(line.chars().count(), STATUS_MAX + 1, "{line}");
