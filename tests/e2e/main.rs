@@ -12,4 +12,5 @@ mod git_rev;
 mod harness;
 mod scheduling;
 mod secrets;
+mod systemd;
 mod upgrade;
