@@ -17,6 +17,7 @@ mod typed;
 mod values;
 mod yaml;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -322,37 +323,58 @@ fn read_stack(
     let mut root = parse_yaml(&file, &text, errors)?;
 
     // Variables: `.env` beside the compose file, overridden by the environment (as Compose).
-    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    // Its variables are expanded lazily, each at most once and within the caps: one that
+    // nothing uses costs nothing, however it is written.
     let dotenv_path = format!("{dir}/.env");
-    if let Some(Some(dotenv)) = read_text(tree, &dotenv_path, errors) {
-        let outer = |n: &str| env.get(n).cloned();
-        match values::parse_dotenv(&dotenv).and_then(|e| values::dotenv_map(&e, &outer)) {
-            Ok(map) => vars = map,
-            Err((line, message)) => errors.push(ManifestError {
-                file: dotenv_path,
-                line,
-                column: usize::from(line > 0),
-                key: String::new(),
-                message,
-            }),
-        }
-    }
-    for (k, v) in env {
-        vars.insert(k.clone(), v.clone());
-    }
+    let entries = match read_text(tree, &dotenv_path, errors).flatten() {
+        Some(text) => match values::parse_dotenv(&text) {
+            Ok(entries) => entries,
+            Err((line, message)) => {
+                errors.push(dotenv_error(&dotenv_path, line, message));
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
     // A secret-named variable may be interpolated anywhere (`command: --password ${DB_PASSWORD}`):
-    // its value is masked wherever it shows up, not only in `environment`.
-    secrets.extend(
-        vars.iter()
-            .filter(|(k, v)| {
-                crate::model::spec::is_secret_name(k) && v.chars().count() >= MIN_SECRET_LEN
-            })
-            .map(|(_, v)| v.clone()),
+    // its value is masked wherever it shows up, not only in `environment`. A `.env` variable
+    // nothing uses never reaches a container, and is not expanded to be masked.
+    let is_secret = |(k, v): &(&String, &String)| {
+        crate::model::spec::is_secret_name(k) && v.chars().count() >= MIN_SECRET_LEN
+    };
+    secrets.extend(env.iter().filter(is_secret).map(|(_, v)| v.clone()));
+    let outer = |n: &str| env.get(n).cloned();
+    let dotenv = values::DotenvVars::new(
+        &entries,
+        &outer,
+        interpolate::MAX_VALUE_BYTES,
+        interpolate::MAX_FILE_BYTES,
     );
-
+    let used: RefCell<BTreeSet<String>> = RefCell::default();
+    let lookup = |n: &str| match env.get(n) {
+        Some(v) => interpolate::Var::Set(v.clone()),
+        None => {
+            if dotenv.defines(n) {
+                used.borrow_mut().insert(n.to_string());
+            }
+            dotenv.get(n)
+        }
+    };
     let mut interp_errors = Vec::new();
-    let lookup = |n: &str| vars.get(n).cloned();
-    interpolate::interpolate_tree(&mut root, "", &lookup, &mut interp_errors);
+    let mut budget = interpolate::Budget::new(interpolate::MAX_FILE_BYTES);
+    interpolate::interpolate_tree(
+        &mut root,
+        "",
+        &lookup,
+        interpolate::MAX_VALUE_BYTES,
+        &mut budget,
+        &mut interp_errors,
+    );
+    let dotenv_errors = |errors: &mut Vec<ManifestError>| {
+        for (line, message) in dotenv.take_errors() {
+            errors.push(dotenv_error(&dotenv_path, line, message));
+        }
+    };
     if !interp_errors.is_empty() {
         errors.extend(
             interp_errors
@@ -365,7 +387,44 @@ fn read_stack(
                     message,
                 }),
         );
+        dotenv_errors(errors);
+        for name in used.borrow().iter() {
+            if let interpolate::Var::Set(v) = dotenv.get(name) {
+                if is_secret(&(name, &v)) {
+                    secrets.insert(v);
+                }
+            }
+        }
         return None;
+    }
+
+    // The services may still look `.env` variables up: a bare `environment: [K]`, and the
+    // references inside their env files. Those that may be (their names are written there)
+    // are expanded for them; the others stay unexpanded.
+    let mut used = used.into_inner();
+    let mut note = |text: &str| {
+        used.extend(
+            values::name_words(text)
+                .filter(|w| dotenv.defines(w) && !env.contains_key(*w))
+                .map(str::to_string),
+        );
+    };
+    interpolate::each_scalar(&root, &mut note);
+    for path in env_file_paths(&root, &dir) {
+        if let Ok(Some(bytes)) = tree.read(&path) {
+            note(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    for name in used {
+        if let interpolate::Var::Set(v) = dotenv.get(&name) {
+            vars.insert(name, v);
+        }
+    }
+    dotenv_errors(errors);
+    secrets.extend(vars.iter().filter(is_secret).map(|(_, v)| v.clone()));
+    for (k, v) in env {
+        vars.insert(k.clone(), v.clone());
     }
 
     let mut d = Diag::new(&file);
@@ -380,6 +439,72 @@ fn read_stack(
     secrets.append(&mut d.secrets);
     errors.extend(d.errors);
     stack
+}
+
+/// An error in a stack's `.env`, on the line it names (the file as a whole when 0).
+fn dotenv_error(path: &str, line: usize, message: String) -> ManifestError {
+    ManifestError {
+        file: path.to_string(),
+        line,
+        column: usize::from(line > 0),
+        key: String::new(),
+        message,
+    }
+}
+
+/// The repository paths of the env files a stack's services name (`env_file: x`, or a list of
+/// `x` and `{path: x}`), relative to the stack's folder; those leaving the repository are left
+/// out (the services' reader reports them).
+fn env_file_paths(root: &yaml::Node, dir: &str) -> Vec<String> {
+    use yaml::{Kind, Node};
+    fn get<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
+        match &node.kind {
+            Kind::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.scalar() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+    let mut out = Vec::new();
+    let Some(Kind::Map(services)) = get(root, "services").map(|s| &s.kind) else {
+        return out;
+    };
+    for (_, service) in services {
+        let Some(v) = get(service, "env_file") else {
+            continue;
+        };
+        let items: Vec<&Node> = match &v.kind {
+            Kind::Seq(items) => items.iter().collect(),
+            _ => vec![v],
+        };
+        for item in items {
+            let file = match &item.kind {
+                Kind::Map(_) => get(item, "path").and_then(Node::scalar),
+                _ => item.scalar(),
+            };
+            out.extend(file.and_then(|f| join_inside(dir, f)));
+        }
+    }
+    out
+}
+
+/// `rel` joined onto the repository folder `dir`; `None` when it leaves the repository.
+fn join_inside(dir: &str, rel: &str) -> Option<String> {
+    if rel.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+    for p in rel.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            other => parts.push(other),
+        }
+    }
+    Some(parts.join("/"))
 }
 
 /// A repository held in memory: files by repository-relative path, for tests.

@@ -4,7 +4,12 @@
 //! Plain functions from text to values; no I/O. Errors are short lowercase phrases that never
 //! repeat a value that could be secret (dotenv errors name lines, not contents).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+
+use super::interpolate::{
+    check_format, interpolate, Budget, Failure, Var, MAX_FILE_BYTES, MAX_VALUE_BYTES,
+};
 
 /// A Go `time.ParseDuration` string (`1m30s`, `500ms`, `2us`) in nanoseconds.
 pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
@@ -272,27 +277,238 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// Turns a dotenv file into a map, interpolating unquoted and double-quoted values with the
-/// variables defined above them and then `outer`.
+/// variables defined above them and then `outer`: every variable is used (an `env_file`, all of
+/// which goes into the container), each expanded once, within the caps of `DotenvVars`. The
+/// first error by line, if any.
 pub fn dotenv_map(
     entries: &[DotenvEntry],
     outer: &dyn Fn(&str) -> Option<String>,
 ) -> Result<BTreeMap<String, String>, (usize, String)> {
-    let mut map: BTreeMap<String, String> = BTreeMap::new();
-    for e in entries {
-        let value = match &e.value {
-            None => match outer(&e.key) {
-                Some(v) => v,
-                None => continue,
-            },
-            Some(v) if e.literal => v.clone(),
-            Some(v) => {
-                let lookup = |name: &str| map.get(name).cloned().or_else(|| outer(name));
-                super::interpolate::interpolate(v, &lookup).map_err(|m| (e.line, m))?
-            }
-        };
-        map.insert(e.key.clone(), value);
+    let vars = DotenvVars::new(entries, outer, MAX_VALUE_BYTES, MAX_FILE_BYTES);
+    let mut map = BTreeMap::new();
+    for name in vars.names() {
+        if let Var::Set(v) = vars.get(name) {
+            map.insert(name.to_string(), v);
+        }
     }
-    Ok(map)
+    match vars.take_errors().into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(map),
+    }
+}
+
+/// One definition in a dotenv file, as far as it can be known without expanding anything.
+enum Def {
+    /// A single-quoted value, a value without `$`, or a bare `KEY` that `outer` sets.
+    Known(String),
+    /// A value with references, expanded on first use.
+    Expand(String),
+}
+
+/// Where the expansion of a `Def::Expand` stands.
+enum Slot {
+    Todo,
+    Done(String),
+    /// Its error is recorded; what uses it fails too, without a second message.
+    Failed,
+}
+
+/// What a name means at some line of the file.
+enum Found {
+    Value(String),
+    Unset,
+    Pending(usize),
+    Broken,
+}
+
+/// The variables of one dotenv file (`.env`, an `env_file`), expanded lazily: a variable is
+/// expanded when it is first asked for, at most once (memoised), and one that is never used is
+/// never expanded. As Compose reads the file top to bottom, a value sees the definitions above
+/// it, then `outer`. Expansion needs no recursion: a reference to a variable not expanded yet
+/// answers `Var::Pending`, that variable is expanded first (an explicit stack, and always one
+/// defined higher up, so it ends), and the value is tried again.
+///
+/// Bounded: a value may not grow past `max_value` bytes and the values expanded in the file
+/// together past `max_total`; either is an error on the line of the variable, naming it and
+/// never its value. Format errors are found in every value up front, used or not.
+pub struct DotenvVars<'a> {
+    entries: &'a [DotenvEntry],
+    defs: Vec<Option<Def>>,
+    /// For each name, the entries that define it, in file order.
+    by_name: BTreeMap<String, Vec<usize>>,
+    outer: &'a dyn Fn(&str) -> Option<String>,
+    slots: RefCell<Vec<Slot>>,
+    max_value: usize,
+    budget: RefCell<Budget>,
+    errors: RefCell<Vec<(usize, String)>>,
+}
+
+impl<'a> DotenvVars<'a> {
+    pub fn new(
+        entries: &'a [DotenvEntry],
+        outer: &'a dyn Fn(&str) -> Option<String>,
+        max_value: usize,
+        max_total: usize,
+    ) -> DotenvVars<'a> {
+        let mut errors = Vec::new();
+        let mut by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut slots = Vec::with_capacity(entries.len());
+        let mut defs = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let def = match &e.value {
+                // A bare `KEY` takes its value from outside, and defines nothing without one.
+                None => outer(&e.key).map(Def::Known),
+                Some(v) if e.literal || !v.contains('$') => Some(Def::Known(v.clone())),
+                Some(v) => Some(Def::Expand(v.clone())),
+            };
+            let mut slot = Slot::Todo;
+            if let Some(Def::Expand(v)) = &def {
+                if let Err(m) = check_format(v) {
+                    errors.push((e.line, format!("variable `{}`: {m}", e.key)));
+                    slot = Slot::Failed;
+                }
+            }
+            if def.is_some() {
+                by_name.entry(e.key.clone()).or_default().push(i);
+            }
+            defs.push(def);
+            slots.push(slot);
+        }
+        DotenvVars {
+            entries,
+            defs,
+            by_name,
+            outer,
+            slots: RefCell::new(slots),
+            max_value,
+            budget: RefCell::new(Budget::new(max_total)),
+            errors: RefCell::new(errors),
+        }
+    }
+
+    /// The names the file defines, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    pub fn defines(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// A variable's value at the end of the file (then `outer`), expanding what it needs.
+    pub fn get(&self, name: &str) -> Var {
+        let end = self.entries.len();
+        let mut found = self.before(name, end);
+        if let Found::Pending(j) = found {
+            self.resolve(j);
+            found = self.before(name, end);
+        }
+        match found {
+            Found::Value(v) => Var::Set(v),
+            Found::Unset => Var::Unset,
+            // Resolved above: a slot never stays pending after `resolve`.
+            Found::Pending(_) | Found::Broken => Var::Broken,
+        }
+    }
+
+    /// Every error found so far, by line: (line, message).
+    pub fn take_errors(&self) -> Vec<(usize, String)> {
+        let mut errors = std::mem::take(&mut *self.errors.borrow_mut());
+        errors.sort();
+        errors.dedup();
+        errors
+    }
+
+    /// What `name` means to the entry at index `end` (the last definition above it).
+    fn before(&self, name: &str, end: usize) -> Found {
+        let Some(indices) = self.by_name.get(name) else {
+            return match (self.outer)(name) {
+                Some(v) => Found::Value(v),
+                None => Found::Unset,
+            };
+        };
+        let above = indices.partition_point(|&j| j < end);
+        let Some(&j) = above.checked_sub(1).and_then(|k| indices.get(k)) else {
+            return match (self.outer)(name) {
+                Some(v) => Found::Value(v),
+                None => Found::Unset,
+            };
+        };
+        match &self.defs[j] {
+            Some(Def::Known(v)) => Found::Value(v.clone()),
+            Some(Def::Expand(_)) => match &self.slots.borrow()[j] {
+                Slot::Done(v) => Found::Value(v.clone()),
+                Slot::Failed => Found::Broken,
+                Slot::Todo => Found::Pending(j),
+            },
+            // Never indexed: a definition that defines nothing is not in `by_name`.
+            None => Found::Unset,
+        }
+    }
+
+    /// Expands the entry at `target` and, first, every entry its value turns out to need.
+    fn resolve(&self, target: usize) {
+        let mut stack = vec![target];
+        while let Some(&i) = stack.last() {
+            let Some(Def::Expand(text)) = &self.defs[i] else {
+                stack.pop();
+                continue;
+            };
+            if !matches!(self.slots.borrow()[i], Slot::Todo) {
+                stack.pop();
+                continue;
+            }
+            let pending = RefCell::new(Vec::new());
+            let lookup = |n: &str| match self.before(n, i) {
+                Found::Value(v) => Var::Set(v),
+                Found::Unset => Var::Unset,
+                Found::Broken => Var::Broken,
+                Found::Pending(j) => {
+                    pending.borrow_mut().push(j);
+                    Var::Pending
+                }
+            };
+            let result = interpolate(text, &lookup, self.max_value);
+            let key = &self.entries[i].key;
+            let line = self.entries[i].line;
+            let slot = match result {
+                Ok(e) if !e.complete => {
+                    // Every entry pushed is defined above `i`, so this ends.
+                    let mut deps = pending.into_inner();
+                    deps.sort_unstable();
+                    deps.dedup();
+                    stack.extend(deps);
+                    continue;
+                }
+                Ok(e) => match self.budget.borrow_mut().spend(e.value.len()) {
+                    Ok(()) => Slot::Done(e.value),
+                    Err(m) => self.fail(line, format!("variable `{key}`: {m}")),
+                },
+                Err(Failure::Broken(_)) => Slot::Failed,
+                Err(Failure::Invalid(m)) => self.fail(line, format!("variable `{key}`: {m}")),
+                Err(Failure::TooLarge { limit, .. }) => self.fail(
+                    line,
+                    format!(
+                        "variable `{key}` expands to more than {limit} bytes (the cap on an interpolated value)"
+                    ),
+                ),
+            };
+            self.slots.borrow_mut()[i] = slot;
+            stack.pop();
+        }
+    }
+
+    fn fail(&self, line: usize, message: String) -> Slot {
+        self.errors.borrow_mut().push((line, message));
+        Slot::Failed
+    }
+}
+
+/// The words in `text` that could be variable names of a dotenv file (`[A-Za-z0-9_.-]+`): a
+/// superset of the names a text can refer to or look up.
+pub fn name_words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        .filter(|w| !w.is_empty())
 }
 
 #[cfg(test)]

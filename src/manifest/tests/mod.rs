@@ -8,6 +8,7 @@
 mod engine_rules;
 mod errors;
 mod fleet_file;
+mod fuzz;
 mod interpolation;
 mod limits;
 mod repository;
