@@ -7,10 +7,19 @@
 //! what lets `convoy diff --rev origin/main` run in CI on any working tree. A source reads when
 //! asked and watches nothing: the daemon's triggers decide when to ask. It never writes to the
 //! repository.
+//!
+//! Nothing read is trusted: a working file is read only when it resolves inside the repository
+//! and is a regular file under its size cap (`read`), a commit's blob only when it is a file (a
+//! link is not followed) under the same cap, checked before its contents are copied.
+
+mod read;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 
 use crate::model::tree::{DirEntry, RepoTree};
+pub use read::{parse_size, Limits, MAX_FILE_SIZE_VAR};
 
 /// Where the desired state comes from.
 pub trait Source: Send + Sync {
@@ -44,10 +53,16 @@ pub struct Tree {
 /// The working files of a directory (`--repo DIR`); other revisions through git.
 pub struct WorkDir {
     root: PathBuf,
+    limits: Limits,
 }
 
 impl WorkDir {
+    /// With the size caps of the environment (`CONVOY_MAX_FILE_SIZE`, else the defaults).
     pub fn new(root: &Path) -> Result<WorkDir, SourceError> {
+        WorkDir::with_limits(root, Limits::from_env().map_err(SourceError::Limit)?)
+    }
+
+    pub fn with_limits(root: &Path, limits: Limits) -> Result<WorkDir, SourceError> {
         if !root.is_dir() {
             return Err(SourceError::NotADirectory {
                 path: root.to_path_buf(),
@@ -55,6 +70,7 @@ impl WorkDir {
         }
         Ok(WorkDir {
             root: root.to_path_buf(),
+            limits,
         })
     }
 }
@@ -66,9 +82,10 @@ impl Source for WorkDir {
                 commit: working_commit(&self.root),
                 tree: Box::new(DirTree {
                     root: self.root.clone(),
+                    limits: self.limits,
                 }),
             }),
-            Some(rev) => git_tree(&self.root, rev),
+            Some(rev) => git_tree(&self.root, rev, self.limits),
         }
     }
 
@@ -89,15 +106,16 @@ impl Source for WorkDir {
 pub struct GitRev {
     dir: PathBuf,
     rev: String,
+    limits: Limits,
 }
 
 impl Source for GitRev {
     fn tree(&self, rev: Option<&str>) -> Result<Tree, SourceError> {
-        git_tree(&self.dir, rev.unwrap_or(&self.rev))
+        git_tree(&self.dir, rev.unwrap_or(&self.rev), self.limits)
     }
 
     fn latest(&self) -> Result<String, SourceError> {
-        Ok(GitTree::open(&self.dir, &self.rev)?.commit)
+        Ok(GitTree::open(&self.dir, &self.rev, self.limits)?.commit)
     }
 
     fn describe(&self) -> String {
@@ -105,25 +123,36 @@ impl Source for GitRev {
     }
 }
 
-fn git_tree(dir: &Path, rev: &str) -> Result<Tree, SourceError> {
-    let tree = GitTree::open(dir, rev)?;
+fn git_tree(dir: &Path, rev: &str, limits: Limits) -> Result<Tree, SourceError> {
+    let tree = GitTree::open(dir, rev, limits)?;
     Ok(Tree {
         commit: tree.commit.clone(),
         tree: Box::new(tree),
     })
 }
 
-/// `--repo DIR` with an optional `--rev`: the working files, or that revision.
+/// `--repo DIR` with an optional `--rev`: the working files, or that revision; with the size
+/// caps of the environment (`CONVOY_MAX_FILE_SIZE`, else the defaults).
 pub fn open(dir: &Path, rev: Option<&str>) -> Result<Box<dyn Source>, SourceError> {
-    let work = WorkDir::new(dir)?;
+    open_with(dir, rev, Limits::from_env().map_err(SourceError::Limit)?)
+}
+
+/// `open` with the given size caps.
+pub fn open_with(
+    dir: &Path,
+    rev: Option<&str>,
+    limits: Limits,
+) -> Result<Box<dyn Source>, SourceError> {
+    let work = WorkDir::with_limits(dir, limits)?;
     Ok(match rev {
         None => Box::new(work),
         Some(rev) => {
             // Resolved now, so that a bad revision is an error before anything else happens.
-            GitTree::open(dir, rev)?;
+            GitTree::open(dir, rev, limits)?;
             Box::new(GitRev {
                 dir: dir.to_path_buf(),
                 rev: rev.to_string(),
+                limits,
             })
         }
     })
@@ -141,41 +170,26 @@ pub enum SourceError {
         repo: PathBuf,
         message: String,
     },
+    /// The size cap set in the environment is not a size.
+    #[error("{0}")]
+    Limit(String),
 }
 
-/// The files of a directory.
+/// The files of a directory: only regular files under their size cap, and only inside the
+/// directory once every link is followed (a link inside the repository to a file inside it is
+/// fine; one that leads out is an error naming where it leads).
 pub struct DirTree {
     pub root: PathBuf,
+    pub limits: Limits,
 }
 
 impl RepoTree for DirTree {
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
-        let full = self.root.join(path);
-        match std::fs::read(&full) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) if full.is_dir() => Err(format!("`{path}` is a directory: {e}")),
-            Err(e) => Err(format!("cannot read `{}`: {e}", full.display())),
-        }
+        read::read_file(&self.root, path, &self.limits)
     }
 
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String> {
-        let full = self.root.join(dir);
-        let rd = match std::fs::read_dir(&full) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(format!("cannot list `{}`: {e}", full.display())),
-        };
-        let mut out = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(|e| format!("cannot list `{}`: {e}", full.display()))?;
-            out.push(DirEntry {
-                name: entry.file_name().to_string_lossy().into_owned(),
-                is_dir: entry.path().is_dir(),
-            });
-        }
-        out.sort();
-        Ok(out)
+        read::list_dir(&self.root, dir)
     }
 
     fn describe(&self) -> String {
@@ -189,11 +203,12 @@ pub struct GitTree {
     tree_id: git2::Oid,
     /// The fleet root relative to the repository's top (`""` when they are the same).
     prefix: PathBuf,
+    limits: Limits,
     pub commit: String,
 }
 
 impl GitTree {
-    pub fn open(dir: &Path, rev: &str) -> Result<GitTree, SourceError> {
+    pub fn open(dir: &Path, rev: &str, limits: Limits) -> Result<GitTree, SourceError> {
         let repo = git2::Repository::discover(dir).map_err(|_| SourceError::NotGit {
             path: dir.to_path_buf(),
         })?;
@@ -220,8 +235,22 @@ impl GitTree {
             repo,
             tree_id,
             prefix,
+            limits,
             commit,
         })
+    }
+
+    /// The entry at `path`, without loading what it points to.
+    fn tree_entry(&self, path: &str) -> Result<Option<git2::TreeEntry<'static>>, String> {
+        let tree = self
+            .repo
+            .find_tree(self.tree_id)
+            .map_err(|e| e.message().to_string())?;
+        match tree.get_path(&self.prefix.join(path)) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.message().to_string()),
+        }
     }
 
     fn entry(&self, path: &str) -> Result<Option<git2::Object<'_>>, String> {
@@ -244,15 +273,37 @@ impl GitTree {
     }
 }
 
+/// The mode git records for a symbolic link.
+const GIT_LINK_MODE: i32 = 0o120000;
+
 impl RepoTree for GitTree {
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
-        match self.entry(path)? {
-            None => Ok(None),
-            Some(obj) => match obj.as_blob() {
-                Some(blob) => Ok(Some(blob.content().to_vec())),
-                None => Err(format!("`{path}` is not a file at {}", self.commit)),
-            },
+        let Some(entry) = self.tree_entry(path)? else {
+            return Ok(None);
+        };
+        if entry.kind() != Some(git2::ObjectType::Blob) {
+            return Err(format!("it is not a file at {}", self.commit));
         }
+        if entry.filemode() == GIT_LINK_MODE {
+            return Err(format!(
+                "it is a symbolic link at {}, and links are not followed in a revision",
+                self.commit
+            ));
+        }
+        // The size from the object's header, before its contents are inflated and copied.
+        let odb = self.repo.odb().map_err(|e| e.message().to_string())?;
+        let (size, _) = odb
+            .read_header(entry.id())
+            .map_err(|e| e.message().to_string())?;
+        let cap = self.limits.for_path(path);
+        if size as u64 > cap {
+            return Err(self.limits.too_large(size as u64, cap));
+        }
+        let blob = self
+            .repo
+            .find_blob(entry.id())
+            .map_err(|e| e.message().to_string())?;
+        Ok(Some(blob.content().to_vec()))
     }
 
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String> {
