@@ -8,7 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "convoy",
     version,
-    about = "Declarative GitOps reconciler for Docker fleets, agentless over SSH"
+    about = "Declarative GitOps reconciler for Docker fleets, agentless over SSH",
+    after_help = "Environment: CONVOY_MAX_FILE_SIZE (e.g. `8MiB`) caps every file read from the \
+                  repository; by default 4 MiB for convoy.yaml and Compose files, 1 MiB for \
+                  .env and env files."
 )]
 pub struct Cli {
     #[command(subcommand)]
