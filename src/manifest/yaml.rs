@@ -6,10 +6,14 @@
 //! the line that writes them. Scalars stay text plus their style; typing (YAML 1.2 core schema, as
 //! go-yaml v3 which Compose uses) happens when a value is read, so interpolation can run first.
 //! This module does no I/O and must not panic on any input.
+//!
+//! Nothing is dropped silently: a character YAML does not allow (a NUL byte would end the text
+//! early for the parser) and a tag other than `!!str`, `!!map` and `!!seq` (`!include`,
+//! `!!binary`, which Compose would read otherwise) are located errors.
 
 use std::collections::BTreeMap;
 
-use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// Deeper nesting than this is refused rather than risking the stack.
@@ -141,6 +145,9 @@ pub fn parse_float(s: &str) -> Option<f64> {
 /// otherwise the tree plus any structural issues (duplicate keys, bad merges). An empty file
 /// gives a null node.
 pub fn parse(src: &str) -> (Option<Node>, Vec<Issue>) {
+    if let Some(issue) = forbidden_character(src) {
+        return (None, vec![issue]);
+    }
     let mut b = Builder {
         parser: Parser::new_from_str(src),
         anchors: BTreeMap::new(),
@@ -155,6 +162,55 @@ pub fn parse(src: &str) -> (Option<Node>, Vec<Issue>) {
         }
     }
 }
+
+/// The first character YAML does not allow (only tab, line breaks and printable characters
+/// are), located.
+fn forbidden_character(src: &str) -> Option<Issue> {
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | '\u{85}')
+            || (' '..='~').contains(&c)
+            || ('\u{a0}'..='\u{d7ff}').contains(&c)
+            || ('\u{e000}'..='\u{fffd}').contains(&c)
+            || c >= '\u{10000}'
+    };
+    let (line, col, c) = src.lines().enumerate().find_map(|(l, text)| {
+        text.chars()
+            .enumerate()
+            .find(|(_, c)| !allowed(*c) && *c != '\r')
+            .map(|(col, c)| (l + 1, col + 1, c))
+    })?;
+    let what = if c == '\0' { " (a NUL byte)" } else { "" };
+    Some(Issue {
+        line,
+        col,
+        key: String::new(),
+        message: format!(
+            "invalid yaml: character U+{:04X}{what} is not allowed in a yaml file",
+            u32::from(c)
+        ),
+    })
+}
+
+/// A tag as written: `!!str`, `!include`, `!<tag:...>`.
+fn tag_text(t: &Tag) -> String {
+    match t.handle.as_str() {
+        CORE_TAGS => format!("!!{}", t.suffix),
+        "" if t.suffix == "!" => "!".to_string(),
+        "" => format!("!<{}>", t.suffix),
+        handle => format!("{handle}{}", t.suffix),
+    }
+}
+
+/// A YAML core schema tag's name (`str` for `!!str` or `!<tag:yaml.org,2002:str>`).
+fn core_tag(t: &Tag) -> Option<&str> {
+    match t.handle.as_str() {
+        CORE_TAGS => Some(&t.suffix),
+        "" => t.suffix.strip_prefix(CORE_TAGS),
+        _ => None,
+    }
+}
+
+const CORE_TAGS: &str = "tag:yaml.org,2002:";
 
 struct Builder<'a> {
     parser: Parser<std::str::Chars<'a>>,
@@ -246,6 +302,25 @@ impl Builder<'_> {
         }))
     }
 
+    /// A tag other than the one that means what the node already is (`!!str` on a scalar,
+    /// which makes it a string, `!!map`, `!!seq`) would be read otherwise by Compose, or
+    /// dropped: it is an error.
+    fn check_tag(&mut self, tag: Option<&Tag>, allowed: &str, m: &Marker, path: &str) {
+        let Some(t) = tag else { return };
+        let non_specific = t.handle.is_empty() && t.suffix == "!";
+        if core_tag(t) == Some(allowed) || (allowed == "str" && non_specific) {
+            return;
+        }
+        self.issues.push(issue_at(
+            m,
+            path,
+            format!(
+                "yaml tag `{}` is not supported: write the value itself (only `!!str` is read)",
+                tag_text(t)
+            ),
+        ));
+    }
+
     fn remember(&mut self, anchor: usize, node: &Node) {
         if anchor > 0 {
             self.anchors.insert(anchor, node.clone());
@@ -260,8 +335,9 @@ impl Builder<'_> {
         let (line, col) = pos(&m);
         match ev {
             Event::Scalar(value, style, anchor, tag) => {
-                // `!!str 1` is a string; other tags do not change how Compose reads a value.
-                let str_tag = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                // `!!str 1` is a string; any other tag is refused.
+                self.check_tag(tag.as_ref(), "str", &m, path);
+                let str_tag = tag.is_some();
                 let node = Node {
                     kind: Kind::Scalar {
                         value,
@@ -287,7 +363,8 @@ impl Builder<'_> {
                 }
                 Ok(node.clone())
             }
-            Event::SequenceStart(anchor, _) => {
+            Event::SequenceStart(anchor, tag) => {
+                self.check_tag(tag.as_ref(), "seq", &m, path);
                 let mut items = Vec::new();
                 loop {
                     let (ev, m) = self.next()?;
@@ -307,7 +384,8 @@ impl Builder<'_> {
                 self.remember(anchor, &node);
                 Ok(node)
             }
-            Event::MappingStart(anchor, _) => {
+            Event::MappingStart(anchor, tag) => {
+                self.check_tag(tag.as_ref(), "map", &m, path);
                 let node = self.mapping(line, col, path, depth)?;
                 self.remember(anchor, &node);
                 Ok(node)

@@ -5,6 +5,7 @@
 //! The restart policy is given back rather than set, because it wins over the service's
 //! `restart` and the dispatcher decides that.
 
+use super::engine_rules::{MIN_MEMORY_BYTES, MIN_NANO_CPUS};
 use super::keys::{DEPLOY, LIMITS, PLACEMENT, PREFERENCE, RESERVATIONS, RESOURCES, RESTART_POLICY};
 use crate::manifest::fleet::read_bytes;
 use crate::manifest::typed::Diag;
@@ -31,6 +32,8 @@ pub(super) fn read_deploy(
     let entries = d.map(v, path)?;
     let mut restart = None;
     let mut replicas_node = None;
+    // Where the memory reservation is written.
+    let mut reservation_at: Option<(&Node, String)> = None;
     for (f, _k, fv, fpath) in d.fields(entries, path, &DEPLOY) {
         match f {
             "mode" => match d.string(fv, &fpath).as_deref() {
@@ -75,15 +78,18 @@ pub(super) fn read_deploy(
                     for (lf, _lk, lv, lpath) in d.fields(inner, &rpath, keys) {
                         match (rf, lf) {
                             ("limits", "cpus") => c.nano_cpus = nano_cpus(d, lv, &lpath),
-                            ("limits", "memory") => c.memory_bytes = read_bytes(d, lv, &lpath),
+                            ("limits", "memory") => {
+                                c.memory_bytes = memory(d, lv, &lpath, "limit");
+                            }
                             ("limits", "pids") => c.pids_limit = d.int(lv, &lpath),
                             ("reservations", "cpus") => {
                                 svc.reserve_nano_cpus = nano_cpus(d, lv, &lpath)
                             }
                             ("reservations", "memory") => {
-                                let m = read_bytes(d, lv, &lpath);
+                                let m = memory(d, lv, &lpath, "reservation");
                                 c.memory_reservation_bytes = m;
                                 svc.reserve_memory_bytes = m;
+                                reservation_at = Some((lv, lpath.clone()));
                             }
                             _ => {}
                         }
@@ -134,7 +140,31 @@ pub(super) fn read_deploy(
             d.at(n, &p, "`replicas` cannot be used with `mode: global`");
         }
     }
+    // The engine refuses a limit below the reservation.
+    if let (Some(limit), Some(reservation), Some((n, p))) = (
+        c.memory_bytes.filter(|m| *m > 0),
+        c.memory_reservation_bytes.filter(|m| *m > 0),
+        reservation_at,
+    ) {
+        if reservation > limit {
+            d.at(n, &p, "the memory reservation is above the memory limit");
+        }
+    }
     restart
+}
+
+/// A memory limit or reservation: 0 is none; anything else at least the engine's minimum.
+fn memory(d: &mut Diag, v: &Node, path: &str, what: &str) -> Option<i64> {
+    let m = read_bytes(d, v, path)?;
+    if m > 0 && m < MIN_MEMORY_BYTES {
+        d.at(
+            v,
+            path,
+            format!("a memory {what} below 6 MiB is refused by the engine (0 means none)"),
+        );
+        return None;
+    }
+    Some(m)
 }
 
 fn read_placement(d: &mut Diag, v: &Node, path: &str, placement: &mut Placement) {
@@ -225,8 +255,12 @@ pub fn parse_constraint(s: &str) -> Result<Constraint, String> {
 
 fn nano_cpus(d: &mut Diag, v: &Node, path: &str) -> Option<i64> {
     let n = d.number(v, path)?;
-    if !(0.0..1e9).contains(&n) {
-        d.at(v, path, "expected a non-negative number of cpus");
+    if !(0.0..1e9).contains(&n) || ((n * 1e9).round() as i64) < MIN_NANO_CPUS {
+        d.at(
+            v,
+            path,
+            "expected at least 0.01 cpus (the engine's minimum; leave it out for no limit)",
+        );
         return None;
     }
     Some((n * 1e9).round() as i64)

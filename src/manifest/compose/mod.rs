@@ -16,6 +16,7 @@
 
 mod depends;
 mod deploy;
+mod engine_rules;
 mod env_file;
 mod healthcheck;
 mod keys;
@@ -270,6 +271,32 @@ fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
         },
         places: gathered.into_iter().map(|(n, g)| (n, g.place)).collect(),
     })
+}
+
+/// User labels of a service, network or volume: a map or a list of `k=v`. Convoy's own
+/// `convoy.` namespace is refused: its labels record ownership ("only what carries the
+/// fleet's label is touched"), and a user's would be overwritten, or ignored by drift.
+fn user_labels(d: &mut Diag, v: &Node, path: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, value, node) in d.list_or_dict(v, path, '=').unwrap_or_default() {
+        if k.starts_with("convoy.") {
+            let at = match &v.kind {
+                Kind::Seq(items) => {
+                    let i = items.iter().position(|it| std::ptr::eq(it, node));
+                    format!("{path}[{}]", i.unwrap_or_default())
+                }
+                _ => join(path, &k),
+            };
+            d.at(
+                node,
+                &at,
+                format!("label `{k}` is in Convoy's own `convoy.` namespace: choose another name"),
+            );
+            continue;
+        }
+        out.insert(k, value.unwrap_or_default());
+    }
+    out
 }
 
 fn is_service_name(s: &str) -> bool {

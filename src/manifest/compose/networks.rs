@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::keys::{ATTACHMENT, NETWORK};
-use super::Stack;
+use super::{user_labels, Stack};
 use crate::manifest::typed::{join, Diag};
 use crate::manifest::yaml::{Kind, Node};
 use crate::model::spec::NetworkSpec;
@@ -51,7 +51,7 @@ impl Stack<'_> {
                 match field {
                     "driver" => spec.driver = d.string(v, &fpath).unwrap_or_default(),
                     "internal" => spec.internal = d.bool(v, &fpath).unwrap_or(false),
-                    "labels" => spec.labels = d.string_map(v, &fpath, true).unwrap_or_default(),
+                    "labels" => spec.labels = user_labels(d, v, &fpath),
                     "name" => explicit_name = d.string(v, &fpath),
                     "external" => spec.external = d.bool(v, &fpath).unwrap_or(false),
                     _ => {}

@@ -4,6 +4,7 @@
 //! Reads only the node handed in; no I/O. A clash inside one service is reported here; a clash
 //! between services is gathered and reported once every service is read.
 
+use super::engine_rules::is_ip;
 use super::keys::PORT;
 use super::{Gathered, Stack};
 use crate::manifest::typed::Diag;
@@ -127,6 +128,11 @@ pub fn parse_port(s: &str) -> Result<Vec<PortBinding>, String> {
             _ => return Err(format!("invalid port `{s}`")),
         }
     };
+    if !ip.is_empty() && !is_ip(ip) {
+        return Err(format!(
+            "invalid host ip `{ip}` (expected an IPv4 or IPv6 address)"
+        ));
+    }
     let (c0, c1) = port_range(container)?;
     let host_range = if host.is_empty() {
         None
@@ -180,7 +186,16 @@ fn read_long_port(d: &mut Diag, entries: &[(Node, Node)], path: &str) -> Option<
                     }
                 }
             }
-            "host_ip" => host_ip = d.string(v, &fpath).unwrap_or_default(),
+            "host_ip" => {
+                host_ip = d.string(v, &fpath).unwrap_or_default();
+                if !host_ip.is_empty() && !is_ip(&host_ip) {
+                    d.at(
+                        v,
+                        &fpath,
+                        format!("invalid host ip `{host_ip}` (expected an IPv4 or IPv6 address)"),
+                    );
+                }
+            }
             "protocol" => match d.string(v, &fpath) {
                 Some(p) if matches!(p.as_str(), "tcp" | "udp" | "sctp") => protocol = p,
                 Some(p) => d.at(

@@ -10,9 +10,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::deploy::read_deploy;
+use super::engine_rules::{image_reference_problem, is_ip};
 use super::healthcheck::read_healthcheck;
 use super::keys::{LOGGING, SERVICE, ULIMIT, X_CONVOY};
-use super::{duration_ns, Gathered, HealthDecl, Stack};
+use super::{duration_ns, user_labels, Gathered, HealthDecl, Stack};
 use crate::manifest::typed::{join, Diag};
 use crate::manifest::values::shell_split;
 use crate::manifest::yaml::{Kind, Node};
@@ -60,6 +61,8 @@ impl Stack<'_> {
                     if let Some(s) = d.string(v, &fpath) {
                         if s.trim().is_empty() {
                             d.at(v, &fpath, "the image is empty");
+                        } else if let Some(why) = image_reference_problem(&s) {
+                            d.at(v, &fpath, format!("invalid image reference `{s}`: {why}"));
                         } else {
                             image = Some(s);
                         }
@@ -77,7 +80,7 @@ impl Stack<'_> {
                 }
                 "ports" => self.read_ports(d, v, &fpath, &mut c, g),
                 "volumes" => self.read_mounts(d, v, &fpath, &mut c),
-                "labels" => c.labels = d.string_map(v, &fpath, true).unwrap_or_default(),
+                "labels" => c.labels = user_labels(d, v, &fpath),
                 "restart" => {
                     if let Some(s) = d.string(v, &fpath) {
                         match parse_restart(&s) {
@@ -97,7 +100,16 @@ impl Stack<'_> {
                 }
                 "depends_on" => self.read_depends(d, v, &fpath, &mut svc, g),
                 "user" => c.user = d.string(v, &fpath),
-                "working_dir" => c.working_dir = d.string(v, &fpath),
+                "working_dir" => {
+                    c.working_dir = d.string(v, &fpath);
+                    if let Some(w) = c.working_dir.as_ref().filter(|w| !w.starts_with('/')) {
+                        d.at(
+                            v,
+                            &fpath,
+                            format!("working_dir `{w}` is not an absolute path"),
+                        );
+                    }
+                }
                 "hostname" => c.hostname = d.string(v, &fpath),
                 "stop_signal" => c.stop_signal = d.string(v, &fpath),
                 "stop_grace_period" => {
@@ -309,16 +321,15 @@ fn read_extra_hosts(d: &mut Diag, v: &Node, path: &str) -> Vec<String> {
                 let host = k.scalar().unwrap_or_default();
                 let hpath = join(path, host);
                 let ips = match &v.kind {
-                    Kind::Seq(_) => d
-                        .string_list(v, &hpath)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(s, _)| s)
-                        .collect(),
-                    _ => d.string(v, &hpath).into_iter().collect::<Vec<_>>(),
+                    Kind::Seq(_) => d.string_list(v, &hpath).unwrap_or_default(),
+                    _ => d.string(v, &hpath).map(|s| (s, v)).into_iter().collect(),
                 };
-                for ip in ips {
-                    out.push(format!("{host}:{ip}"));
+                for (ip, node) in ips {
+                    if is_extra_host_ip(&ip) {
+                        out.push(format!("{host}:{ip}"));
+                    } else {
+                        d.at(node, &hpath, extra_host_ip_error(host, &ip));
+                    }
                 }
             }
         }
@@ -332,9 +343,10 @@ fn read_extra_hosts(d: &mut Diag, v: &Node, path: &str) -> Vec<String> {
                 // `host=ip` first: an IPv6 address has colons of its own.
                 let split = s.split_once('=').or_else(|| s.split_once(':'));
                 match split {
-                    Some((h, ip)) if !h.is_empty() && !ip.is_empty() => {
-                        out.push(format!("{h}:{ip}"))
+                    Some((h, ip)) if !h.is_empty() && !is_extra_host_ip(ip) => {
+                        d.at(n, &format!("{path}[{i}]"), extra_host_ip_error(h, ip))
                     }
+                    Some((h, ip)) if !h.is_empty() => out.push(format!("{h}:{ip}")),
                     _ => d.at(
                         n,
                         &format!("{path}[{i}]"),
@@ -347,6 +359,17 @@ fn read_extra_hosts(d: &mut Diag, v: &Node, path: &str) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// An address for an extra host as the engine takes it: an IP address, or `host-gateway`.
+fn is_extra_host_ip(ip: &str) -> bool {
+    ip == "host-gateway" || is_ip(ip)
+}
+
+fn extra_host_ip_error(host: &str, ip: &str) -> String {
+    format!(
+        "invalid address `{ip}` for extra host `{host}` (expected an IP address or `host-gateway`)"
+    )
 }
 
 fn read_ulimits(d: &mut Diag, v: &Node, path: &str) -> BTreeMap<String, Ulimit> {
@@ -378,8 +401,21 @@ fn read_ulimits(d: &mut Diag, v: &Node, path: &str) -> BTreeMap<String, Ulimit> 
             }
             _ => d.int(v, &upath).map(|n| Ulimit { soft: n, hard: n }),
         };
-        if let Some(l) = limit {
-            out.insert(name, l);
+        // -1 is "unlimited" (`memlock: -1`, as Elasticsearch asks), and the largest value.
+        let order = |n: i64| if n == -1 { i64::MAX } else { n };
+        match limit {
+            Some(l) if l.soft < -1 || l.hard < -1 => d.at(
+                v,
+                &upath,
+                "a ulimit cannot be negative (-1 means unlimited)",
+            ),
+            Some(l) if order(l.soft) > order(l.hard) => {
+                d.at(v, &upath, "the soft limit is above the hard limit")
+            }
+            Some(l) => {
+                out.insert(name, l);
+            }
+            None => {}
         }
     }
     out

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::keys::{MOUNT, MOUNT_BIND, MOUNT_VOLUME, VOLUME};
-use super::Stack;
+use super::{user_labels, Stack};
 use crate::manifest::typed::{join, Diag};
 use crate::manifest::yaml::{Kind, Node};
 use crate::model::spec::{ContainerSpec, MountKind, MountSpec, VolumeSpec};
@@ -43,7 +43,7 @@ impl Stack<'_> {
                     "driver_opts" => {
                         spec.driver_opts = d.string_map(v, &fpath, false).unwrap_or_default()
                     }
-                    "labels" => spec.labels = d.string_map(v, &fpath, true).unwrap_or_default(),
+                    "labels" => spec.labels = user_labels(d, v, &fpath),
                     "name" => explicit_name = d.string(v, &fpath),
                     "external" => spec.external = d.bool(v, &fpath).unwrap_or(false),
                     _ => {}

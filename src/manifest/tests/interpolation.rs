@@ -182,6 +182,7 @@ fn no_error_quotes_a_secret_value_whatever_the_key() {
         "services.app.restart",
         "services.app.stop_grace_period",
         "services.app.extra_hosts[0]",
+        "services.app.extra_hosts[1]",
         "services.app.ports[0]",
         "services.app.ports[1]",
         "services.app.depends_on[0]",
