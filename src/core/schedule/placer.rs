@@ -293,6 +293,26 @@ impl<'a> Placer<'a> {
             for h in touched {
                 count[h] = 0;
             }
+            if self.svcs[s].spec.mode == DeployMode::Global {
+                // A global slot on a host that takes no new replicas exists only for the copy
+                // that runs there; when that copy cannot stay (no room), the slot goes with it,
+                // as it would once the copy is gone: placing again must not bring it back as
+                // "pending" (stability).
+                let host_of_slot =
+                    |slot: &str| self.hosts.iter().position(|h| h.facts.name == slot);
+                let keep: Vec<bool> = slots
+                    .iter()
+                    .zip(&sticky)
+                    .map(|((slot, _), kept)| {
+                        kept.is_some()
+                            || host_of_slot(slot).is_some_and(|h| self.hosts[h].accepts_new())
+                    })
+                    .collect();
+                let mut k = keep.iter();
+                slots.retain(|_| *k.next().unwrap_or(&true));
+                let mut k = keep.iter();
+                sticky.retain(|_| *k.next().unwrap_or(&true));
+            }
             let svc = &mut self.svcs[s];
             svc.slots = slots.into_iter().map(|(slot, _)| slot).collect();
             svc.sticky = sticky;
