@@ -20,6 +20,9 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 const MAX_DEPTH: usize = 200;
 /// Alias expansion may not create more nodes than this ("billion laughs").
 const MAX_NODES: usize = 1_000_000;
+/// Nor copy more scalar text than this: a few aliases of a long string multiply bytes, not
+/// nodes (a 100 KB file reached 614 MB before this bound).
+const MAX_ALIAS_BYTES: usize = 16 << 20;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
@@ -152,6 +155,7 @@ pub fn parse(src: &str) -> (Option<Node>, Vec<Issue>) {
         parser: Parser::new_from_str(src),
         anchors: BTreeMap::new(),
         nodes: 0,
+        alias_bytes: 0,
         issues: Vec::new(),
     };
     match b.document() {
@@ -216,6 +220,8 @@ struct Builder<'a> {
     parser: Parser<std::str::Chars<'a>>,
     anchors: BTreeMap<usize, Node>,
     nodes: usize,
+    /// Scalar bytes copied by alias expansion so far.
+    alias_bytes: usize,
     issues: Vec<Issue>,
 }
 
@@ -238,6 +244,18 @@ fn join(path: &str, key: &str) -> String {
         key.to_string()
     } else {
         format!("{path}.{key}")
+    }
+}
+
+/// The scalar text (keys included) a copy of `node` holds.
+fn text_bytes(node: &Node) -> usize {
+    match &node.kind {
+        Kind::Scalar { value, .. } => value.len(),
+        Kind::Seq(items) => items.iter().map(text_bytes).sum(),
+        Kind::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| text_bytes(k) + text_bytes(v))
+            .sum(),
     }
 }
 
@@ -354,7 +372,8 @@ impl Builder<'_> {
                     return Err(issue_at(&m, path, "alias to an unknown anchor"));
                 };
                 self.nodes += size(node);
-                if self.nodes > MAX_NODES {
+                self.alias_bytes += text_bytes(node);
+                if self.nodes > MAX_NODES || self.alias_bytes > MAX_ALIAS_BYTES {
                     return Err(issue_at(
                         &m,
                         path,

@@ -163,3 +163,18 @@ fn service_healthy_needs_a_healthcheck_on_the_dependency() {
         ]
     );
 }
+
+#[test]
+fn aliases_that_multiply_text_are_refused() {
+    // 16 KiB of text, aliased 10 x 10 x 10 times: 160 MB if expanded; a 17 KB file.
+    let big = "x".repeat(16 << 10);
+    let y = format!(
+        "x-a: &a \"{big}\"\nx-b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nx-c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nx-d: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\nservices:\n  a:\n    image: x\n"
+    );
+    let e = web_errs(&y);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("alias expansion makes the document too large")),
+        "{e:?}"
+    );
+}
