@@ -1,7 +1,8 @@
 //! The checks that span the stacks of a repository, run once every stack is read: the upper
 //! bound on the replicas of the whole fleet, and container names that two services would share
 //! (`qa-b` + `c` and `qa` + `b-c` both make `qa-b-c-1`, and each apply would then replace the
-//! other's container, forever).
+//! other's container, forever); the same for the engine names of the networks and volumes
+//! Convoy creates (`a` + `b_default` and `a_b` + `default` both make `a_b_default`).
 //!
 //! Pure: stacks, where their services are written and the fleet's hosts in; located errors
 //! out, each in the file of the service it is about. The names are those of
@@ -65,6 +66,8 @@ pub fn check(
         }
     }
 
+    check_resources(stacks, errors);
+
     // Equal prefixes share every slot; otherwise names can still meet through a global
     // service's host names (`a` on host `b-1` and `a-b` slot 1), so those are compared whole,
     // unless the bound above is passed already.
@@ -107,6 +110,46 @@ pub fn check(
                     None => {
                         names.insert(name, (stack, &svc.name));
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Networks and volumes Convoy makes (not `external`) whose engine name another stack's makes
+/// too: each stack's plan would take the other's for its own.
+fn check_resources(stacks: &BTreeMap<String, StackSpec>, errors: &mut Vec<ManifestError>) {
+    let mut seen: BTreeMap<(&str, &str), (&str, &str)> = BTreeMap::new();
+    for stack in stacks.values() {
+        let networks = stack
+            .networks
+            .iter()
+            .filter(|(_, n)| !n.external)
+            .map(|(k, n)| ("networks", k.as_str(), n.engine_name.as_str()));
+        let volumes = stack
+            .volumes
+            .iter()
+            .filter(|(_, v)| !v.external)
+            .map(|(k, v)| ("volumes", k.as_str(), v.engine_name.as_str()));
+        for (kind, key, engine) in networks.chain(volumes) {
+            match seen.get(&(kind, engine)) {
+                Some((other, other_file)) if *other != stack.name.as_str() => {
+                    errors.push(ManifestError {
+                        file: stack.file.clone(),
+                        line: 0,
+                        column: 0,
+                        key: format!("{kind}.{key}"),
+                        message: format!(
+                            "stack `{}` and stack `{other}` ({other_file}) would both make {} `{engine}`: \
+                             rename one, or declare it `external: true` in one of them",
+                            stack.name,
+                            &kind[..kind.len() - 1],
+                        ),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert((kind, engine), (stack.name.as_str(), stack.file.as_str()));
                 }
             }
         }

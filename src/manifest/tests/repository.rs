@@ -232,3 +232,35 @@ fn two_services_that_would_share_container_names() {
         ),
     ]);
 }
+
+#[test]
+fn two_stacks_that_would_make_one_volume_or_network() {
+    let e = errs(&[
+        ("convoy.yaml", FLEET),
+        (
+            "stacks/x/compose.yaml",
+            "services:\n  a:\n    image: x\n    volumes: [data:/d]\nvolumes:\n  data: {name: shared}\n",
+        ),
+        (
+            "stacks/y/compose.yaml",
+            "services:\n  a:\n    image: x\n    volumes: [data:/d]\nvolumes:\n  data: {name: shared}\n",
+        ),
+    ]);
+    assert_eq!(
+        e,
+        vec!["stacks/y/compose.yaml: volumes.data: stack `y` and stack `x` (stacks/x/compose.yaml) would both make volume `shared`: rename one, or declare it `external: true` in one of them"]
+    );
+    // Declared external in one of them: shared on purpose, no error.
+    let d = ok(&[
+        ("convoy.yaml", FLEET),
+        (
+            "stacks/x/compose.yaml",
+            "services:\n  a:\n    image: x\n    volumes: [data:/d]\nvolumes:\n  data: {name: shared}\n",
+        ),
+        (
+            "stacks/y/compose.yaml",
+            "services:\n  a:\n    image: x\n    volumes: [data:/d]\nvolumes:\n  data: {name: shared, external: true}\n",
+        ),
+    ]);
+    assert_eq!(d.stacks.len(), 2);
+}
