@@ -188,30 +188,7 @@ fn sigterm_during_a_dependency_gate_exits_within_seconds_and_makes_nothing_half(
         "convoy.yaml",
         &format!("fleet: {}\ndependency_timeout: 60s\n", t.id),
     );
-    // `db` stays "starting" for as long as the test runs (a probe every 30 s that has not
-    // run yet), so `app` waits at its gate.
-    t.compose(
-        "web",
-        &format!(
-            r#"
-services:
-  db:
-    image: {IMAGE}
-    command: sleep 3600
-    healthcheck:
-      test: ["CMD", "test", "-f", "/never"]
-      interval: 30s
-      start_period: 60s
-      retries: 100
-  app:
-    image: {IMAGE}
-    command: sleep 3600
-    depends_on:
-      db:
-        condition: service_healthy
-"#
-        ),
-    );
+    gated_stack(&t, "web");
     let d = Daemon::start(&t, &[]);
     let db = t.cname("web", "db", 1);
     let app = t.cname("web", "app", 1);

@@ -330,20 +330,28 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(t: &TestFleet, extra: &[&str]) -> Daemon {
+        Daemon::start_env(t, extra, &[])
+    }
+
+    /// `start` with extra environment variables (a `NOTIFY_SOCKET`, say).
+    pub fn start_env(t: &TestFleet, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = t.path().join("daemon.log");
         let file = std::fs::File::create(&log).expect("daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_convoy"))
-            .arg("daemon")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_convoy"));
+        cmd.arg("daemon")
             .arg("--repo")
             .arg(t.path())
             .arg("--state-dir")
             .arg(t.path().join("state"))
             .args(extra)
             .env("RUST_LOG", "convoy=debug")
+            .env_remove("WATCHDOG_PID")
             .stdout(std::process::Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("spawn convoy daemon");
+            .stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn convoy daemon");
         Daemon { child, log }
     }
 
@@ -356,11 +364,16 @@ impl Daemon {
         self.terminate()
     }
 
-    fn terminate(&mut self) -> i32 {
+    /// Sends SIGTERM and returns at once.
+    pub fn term(&self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
+    }
+
+    /// Waits for the exit; SIGKILL and -1 past the deadline.
+    pub fn wait(&mut self, within: Duration) -> i32 {
+        let deadline = Instant::now() + within;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.code().unwrap_or(-1);
@@ -372,6 +385,11 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    fn terminate(&mut self) -> i32 {
+        self.term();
+        self.wait(Duration::from_secs(15))
     }
 }
 
@@ -503,6 +521,56 @@ volumes:
             bind = bind.display(),
             src_a = src_a.display(),
             src_b = src_b.display()
+        ),
+    );
+}
+
+/// Runs git in `dir` with a fixed identity and no signing; panics with its stderr on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Stack `short`: `db` never turns healthy while a test runs (its first probe is 30 s away),
+/// so `app`, which waits for it to be healthy, waits at its gate.
+pub fn gated_stack(t: &TestFleet, short: &str) {
+    t.compose(
+        short,
+        &format!(
+            r#"
+services:
+  db:
+    image: {IMAGE}
+    command: sleep 3600
+    healthcheck:
+      test: ["CMD", "test", "-f", "/never"]
+      interval: 30s
+      start_period: 60s
+      retries: 100
+  app:
+    image: {IMAGE}
+    command: sleep 3600
+    depends_on:
+      db:
+        condition: service_healthy
+"#
         ),
     );
 }

@@ -9,8 +9,6 @@
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -73,7 +71,7 @@ impl Manager {
         &mut self,
         what: &str,
         within: Duration,
-        d: &Service,
+        d: &Daemon,
         want: impl Fn(&str) -> bool,
     ) -> (Instant, String) {
         let deadline = Instant::now() + within;
@@ -119,127 +117,9 @@ impl Manager {
 /// The daemon started as systemd starts a `Type=notify` service with `WatchdogSec=1s`; its log
 /// and state outside the repository (so that a git repository stays clean). SIGTERM, then
 /// SIGKILL, on drop.
-struct Service {
-    child: Child,
-    log: PathBuf,
-    _aside: tempfile::TempDir,
-}
-
-impl Service {
-    fn start(t: &TestFleet, notify_socket: &str) -> Service {
-        let aside = tempfile::tempdir().expect("tempdir");
-        let log = aside.path().join("daemon.log");
-        let file = std::fs::File::create(&log).expect("daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_convoy"))
-            .arg("daemon")
-            .arg("--repo")
-            .arg(t.path())
-            .arg("--state-dir")
-            .arg(aside.path().join("state"))
-            .env("RUST_LOG", "convoy=debug")
-            .env("NOTIFY_SOCKET", notify_socket)
-            .env("WATCHDOG_USEC", WATCHDOG_USEC)
-            .env_remove("WATCHDOG_PID")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("spawn convoy daemon");
-        Service {
-            child,
-            log,
-            _aside: aside,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends SIGTERM (does not wait).
-    fn terminate(&self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-    }
-
-    /// Waits for the exit after `terminate`; SIGKILL and -1 past the deadline.
-    fn wait(&mut self, within: Duration) -> i32 {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code().unwrap_or(-1);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return -1;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.terminate();
-            self.wait(Duration::from_secs(15));
-        }
-    }
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.invalid",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Stack `short`: `db` never turns healthy while the test runs (its first probe is 30 s away),
-/// so `app`, which waits for it to be healthy, waits at its gate.
-fn gated_stack(t: &TestFleet, short: &str) {
-    t.compose(
-        short,
-        &format!(
-            r#"
-services:
-  db:
-    image: {IMAGE}
-    command: sleep 3600
-    healthcheck:
-      test: ["CMD", "test", "-f", "/never"]
-      interval: 30s
-      start_period: 60s
-      retries: 100
-  app:
-    image: {IMAGE}
-    command: sleep 3600
-    depends_on:
-      db:
-        condition: service_healthy
-"#
-        ),
-    );
-}
-
 /// Waits until `db` of stack `short` runs and its step is logged done: `app`'s gate wait has
 /// begun.
-fn wait_for_the_gate(t: &TestFleet, d: &Service, short: &str) {
+fn wait_for_the_gate(t: &TestFleet, d: &Daemon, short: &str) {
     let db = t.cname(short, "db", 1);
     wait_for("db running", Duration::from_secs(30), || {
         docker_try(&["inspect", "-f", "{{.State.Running}}", &db]).as_deref() == Some("true")
@@ -256,7 +136,7 @@ fn wait_for_the_gate(t: &TestFleet, d: &Service, short: &str) {
 }
 
 /// Three pings within about two seconds (one is due every half second), from now.
-fn three_pings(m: &mut Manager, d: &Service) {
+fn three_pings(m: &mut Manager, d: &Daemon) {
     let from = Instant::now();
     for n in 1..=3 {
         let left = Duration::from_millis(2200).saturating_sub(from.elapsed());
@@ -279,7 +159,14 @@ fn ready_after_the_first_pass_then_status_pings_through_a_gate_wait_and_stopping
     git(t.path(), &["commit", "-q", "-m", "one app"]);
     let commit = git(t.path(), &["rev-parse", "HEAD"]);
     let mut m = Manager::at_path();
-    let mut d = Service::start(&t, &m.address);
+    let mut d = Daemon::start_env(
+        &t,
+        &[],
+        &[
+            ("NOTIFY_SOCKET", &m.address),
+            ("WATCHDOG_USEC", WATCHDOG_USEC),
+        ],
+    );
 
     m.expect("READY=1", Duration::from_secs(30), &d, |l| l == "READY=1");
     // The first pass has run: what it started is running when READY arrives.
@@ -311,7 +198,7 @@ fn ready_after_the_first_pass_then_status_pings_through_a_gate_wait_and_stopping
     );
 
     let asked = Instant::now();
-    d.terminate();
+    d.term();
     m.expect("STOPPING=1", Duration::from_secs(5), &d, |l| {
         l == "STOPPING=1"
     });
@@ -347,7 +234,14 @@ fn no_ready_while_the_first_pass_waits_at_a_gate_but_pings_and_an_extended_start
     );
     gated_stack(&t, "gate");
     let mut m = Manager::at_path();
-    let d = Service::start(&t, &m.address);
+    let d = Daemon::start_env(
+        &t,
+        &[],
+        &[
+            ("NOTIFY_SOCKET", &m.address),
+            ("WATCHDOG_USEC", WATCHDOG_USEC),
+        ],
+    );
     wait_for_the_gate(&t, &d, "gate");
     three_pings(&mut m, &d);
     m.drain();
@@ -380,7 +274,14 @@ fn an_invalid_repository_still_makes_the_daemon_ready() {
     t.compose("web", "services:\n  app:\n    image: [broken\n");
     // An abstract socket name this time, as systemd gives in containers.
     let mut m = Manager::abstract_name(&t.id);
-    let mut d = Service::start(&t, &m.address);
+    let mut d = Daemon::start_env(
+        &t,
+        &[],
+        &[
+            ("NOTIFY_SOCKET", &m.address),
+            ("WATCHDOG_USEC", WATCHDOG_USEC),
+        ],
+    );
     m.expect("READY=1", Duration::from_secs(20), &d, |l| l == "READY=1");
     let (_, status) = m.expect("STATUS=", Duration::from_secs(5), &d, |l| {
         l.starts_with("STATUS=")
@@ -393,7 +294,7 @@ fn an_invalid_repository_still_makes_the_daemon_ready() {
         t.containers().is_empty(),
         "an invalid repository runs nothing"
     );
-    d.terminate();
+    d.term();
     m.expect("STOPPING=1", Duration::from_secs(5), &d, |l| {
         l == "STOPPING=1"
     });
