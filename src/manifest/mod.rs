@@ -483,28 +483,10 @@ fn env_file_paths(root: &yaml::Node, dir: &str) -> Vec<String> {
                 Kind::Map(_) => get(item, "path").and_then(Node::scalar),
                 _ => item.scalar(),
             };
-            out.extend(file.and_then(|f| join_inside(dir, f)));
+            out.extend(file.and_then(|f| compose::resolve(dir, f)));
         }
     }
     out
-}
-
-/// `rel` joined onto the repository folder `dir`; `None` when it leaves the repository.
-fn join_inside(dir: &str, rel: &str) -> Option<String> {
-    if rel.starts_with('/') {
-        return None;
-    }
-    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
-    for p in rel.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            other => parts.push(other),
-        }
-    }
-    Some(parts.join("/"))
 }
 
 /// A repository held in memory: files by repository-relative path, for tests.

@@ -18,6 +18,7 @@ mod depends;
 mod deploy;
 mod engine_rules;
 mod env_file;
+pub(super) use env_file::resolve;
 mod healthcheck;
 mod keys;
 mod networks;
