@@ -13,7 +13,8 @@ use super::Outcome;
 use crate::cli::LockArgs;
 use crate::daemon::{Daemon, DaemonOptions};
 use crate::infra::fleet::ConnectOptions;
-use crate::infra::source::WorkDir;
+use crate::infra::source::{Source, WorkDir};
+use crate::manifest::FLEET_FILE;
 
 pub async fn run(
     repo: &Path,
@@ -27,11 +28,12 @@ pub async fn run(
     let mut shutdown = Box::pin(shutdown_signal()?);
     let source = WorkDir::new(repo)
         .with_context(|| format!("cannot read the fleet repository `{}`", repo.display()))?;
-    let _lock = match fleet_name(&source, repo) {
+    let locked_fleet = fleet_name(&source);
+    let _lock = match &locked_fleet {
         Some(fleet) => {
             let timeout = Duration::from_secs(lock.lock_timeout);
             tokio::select! {
-                held = crate::infra::lock::acquire(state_dir, &fleet, timeout) => Some(held?),
+                held = crate::infra::lock::acquire(state_dir, fleet, timeout) => Some(held?),
                 _ = &mut shutdown => return Ok(Outcome::Stopped),
             }
         }
@@ -52,6 +54,7 @@ pub async fn run(
         connect,
         resync: Duration::from_secs(resync_secs.max(1)),
         heartbeat: Duration::from_millis(heartbeat_ms.max(100)),
+        locked_fleet,
     };
     let daemon = Daemon::new(Box::new(source), opts)?;
     daemon.run(shutdown).await;
@@ -60,18 +63,13 @@ pub async fn run(
 
 /// The fleet the repository names: from a desired state that validates, else from the fleet
 /// file's `fleet:` alone (a stack that does not validate yet must not leave the daemon
-/// unlocked).
-fn fleet_name(source: &WorkDir, repo: &Path) -> Option<String> {
+/// unlocked). Read through the source, so its bounds and repository checks apply.
+fn fleet_name(source: &WorkDir) -> Option<String> {
     if let Ok(l) = crate::reconcile::load(source, None) {
         return Some(l.desired.fleet);
     }
-    let file = repo.join("convoy.yaml");
-    // Only a small regular file: a FIFO or a device must not hang or flood the start.
-    let meta = std::fs::metadata(&file).ok()?;
-    if !meta.is_file() || meta.len() > 1 << 20 {
-        return None;
-    }
-    let text = std::fs::read_to_string(&file).ok()?;
+    let bytes = source.tree(None).ok()?.tree.read(FLEET_FILE).ok()??;
+    let text = String::from_utf8(bytes).ok()?;
     let docs = yaml_rust2::YamlLoader::load_from_str(&text).ok()?;
     let fleet = docs.first()?["fleet"].as_str()?.to_string();
     // Interpolated (`${FLEET}`) or odd: not a name to lock by.

@@ -146,16 +146,15 @@ fn open_source(repo: &RepoArgs) -> Result<Box<dyn Source>> {
 fn load(source: &dyn Source, rev: Option<&str>) -> Result<Option<Loaded>> {
     match reconcile::load(source, rev) {
         Ok(l) => Ok(Some(l)),
-        Err(LoadError::Invalid { origin, errors, .. }) => {
+        Err(invalid @ LoadError::Invalid { .. }) => {
             let mut err = std::io::stderr().lock();
-            for e in &errors {
-                let _ = writeln!(err, "error: {e}");
+            if let LoadError::Invalid { errors, .. } = &invalid {
+                for e in errors {
+                    let _ = writeln!(err, "error: {e}");
+                }
             }
-            let _ = writeln!(
-                err,
-                "{} error(s) in {origin}; nothing was changed",
-                errors.len()
-            );
+            // "N error(s) in ORIGIN; nothing was changed"
+            let _ = writeln!(err, "{invalid}");
             Ok(None)
         }
         Err(e @ LoadError::Source { .. }) => Err(e.into()),

@@ -52,6 +52,9 @@ pub struct DaemonOptions {
     pub resync: Duration,
     /// How often each connected host is pinged between passes.
     pub heartbeat: Duration,
+    /// The fleet whose lock the process holds: a desired state naming another fleet is held
+    /// back (acting on it would race whoever holds that fleet's lock).
+    pub locked_fleet: Option<String>,
 }
 
 /// How long the repository's files must be quiet before a change is read: a checkout or an
@@ -103,6 +106,11 @@ struct HostTrack {
 }
 
 impl HostTrack {
+    /// Down: not connected, and silent for longer than `host_down_after` (`grace`).
+    fn is_down(&self, connected: bool, now: Instant, grace: Duration) -> bool {
+        !connected && now.duration_since(self.last_contact) > grace
+    }
+
     fn new(now: Instant, connected: bool) -> HostTrack {
         HostTrack {
             // Never reached yet: the grace period starts when the host is first tracked (a
@@ -251,6 +259,22 @@ impl Daemon {
     /// is logged (as structured events, so JSON logs stay JSON) and the last good state stays.
     fn reload(&mut self) -> bool {
         match reconcile::load(self.source.as_ref(), None) {
+            Ok(l)
+                if self
+                    .opts
+                    .locked_fleet
+                    .as_ref()
+                    .is_some_and(|f| *f != l.desired.fleet) =>
+            {
+                tracing::error!(
+                    locked = self.opts.locked_fleet.as_deref().unwrap_or_default(),
+                    fleet = %l.desired.fleet,
+                    "convoy.yaml names another fleet than the one this daemon locked: restart the daemon to follow it; keeping the last good state"
+                );
+                self.inputs = Some(l.inputs);
+                self.publish(|s| s.held = Some(HoldReason::InvalidCommit));
+                false
+            }
             Ok(l) => {
                 tracing::info!(commit = %l.commit, "desired state loaded");
                 self.inputs = Some(l.inputs.clone());
@@ -499,8 +523,7 @@ impl Daemon {
                 .iter_mut()
                 .filter(|(name, t)| {
                     !t.down_requested
-                        && !self.fleet.engines.contains_key(*name)
-                        && now.duration_since(t.last_contact) > grace
+                        && t.is_down(self.fleet.engines.contains_key(*name), now, grace)
                 })
                 .map(|(name, t)| {
                     t.down_requested = true;
@@ -616,10 +639,7 @@ impl Daemon {
             down: self
                 .hosts
                 .iter()
-                .filter(|(name, t)| {
-                    !self.fleet.engines.contains_key(*name)
-                        && now.duration_since(t.last_contact) > grace
-                })
+                .filter(|(name, t)| t.is_down(self.fleet.engines.contains_key(*name), now, grace))
                 .map(|(n, _)| n.clone())
                 .collect(),
             last_known: self

@@ -11,6 +11,7 @@ fn options(state: &std::path::Path) -> DaemonOptions {
         connect: ConnectOptions::new(state),
         resync: Duration::from_secs(1),
         heartbeat: Duration::from_millis(500),
+        locked_fleet: None,
     }
 }
 

@@ -72,6 +72,8 @@ impl Default for ExecOptions {
 pub struct ImageSource {
     pub push_hosts: std::collections::BTreeSet<String>,
     pub local: Option<Engine>,
+    /// Why `local` is missing when a host needs it.
+    pub local_error: Option<String>,
 }
 
 pub use crate::model::outcome::StepOutcome;
@@ -79,12 +81,6 @@ pub use crate::model::outcome::StepOutcome;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub outcomes: Vec<StepOutcome>,
-}
-
-impl Report {
-    pub fn failures(&self) -> impl Iterator<Item = &StepOutcome> {
-        self.outcomes.iter().filter(|o| o.error.is_some())
-    }
 }
 
 /// Executes every step of `plan` on `engines` (hosts without an engine fail their steps).
@@ -301,7 +297,8 @@ async fn ensure_image(
         if ctx.images.push_hosts.contains(host) {
             let Some(local) = &ctx.images.local else {
                 return Err(format!(
-                    "host `{host}` takes pushed images (`images: push`) but the local engine is not reachable"
+                    "host `{host}` takes pushed images (`images: push`) but the local engine is not reachable: {}",
+                    ctx.images.local_error.as_deref().unwrap_or("not connected")
                 ));
             };
             crate::infra::images::push_image(local, engine, host, image)

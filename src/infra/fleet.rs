@@ -124,11 +124,7 @@ impl Fleet {
             transport: None,
             observe_timeout: opts.observe_timeout,
         };
-        let needs_ssh = desired
-            .hosts
-            .values()
-            .any(|h| matches!(h.address, HostAddress::Ssh { .. }));
-        if needs_ssh {
+        if needs_ssh(desired) {
             match SshTransport::new(&opts.state_dir) {
                 Ok(t) => fleet.transport = Some(Arc::new(t)),
                 Err(e) => {
@@ -238,13 +234,11 @@ impl Fleet {
     /// A handle that connects single hosts without borrowing the fleet, so that the daemon
     /// can reconnect lost hosts in the background while passes go on.
     pub fn connector(&mut self, desired: &DesiredState, opts: &ConnectOptions) -> Connector {
-        let needs_ssh = desired
-            .hosts
-            .values()
-            .any(|h| matches!(h.address, HostAddress::Ssh { .. }));
-        if needs_ssh && self.transport.is_none() {
-            if let Ok(t) = SshTransport::new(&opts.state_dir) {
-                self.transport = Some(Arc::new(t));
+        if needs_ssh(desired) && self.transport.is_none() {
+            match SshTransport::new(&opts.state_dir) {
+                Ok(t) => self.transport = Some(Arc::new(t)),
+                // Each ssh host's connect then fails with "no ssh transport"; say why once.
+                Err(e) => tracing::warn!(error = %e, "ssh hosts cannot be reached"),
             }
         }
         Connector {
@@ -343,6 +337,13 @@ impl Drop for Fleet {
             t.shutdown();
         }
     }
+}
+
+fn needs_ssh(desired: &DesiredState) -> bool {
+    desired
+        .hosts
+        .values()
+        .any(|h| matches!(h.address, HostAddress::Ssh { .. }))
 }
 
 /// One host's connection: its engine, and the SSH master behind it for `ssh://` hosts.
@@ -455,7 +456,8 @@ async fn connect_ssh(
             | SshError::UnknownHostKey { .. }
             | SshError::AuthFailed { .. }
             | SshError::EngineNotAnswering { .. }
-            | SshError::Other { .. } => Failure::Final(e.to_string()),
+            | SshError::Other { .. }
+            | SshError::Setup { .. } => Failure::Final(e.to_string()),
             _ => Failure::Transient(e.to_string()),
         })?;
     let engine = match Engine::unix(&host.name, tunnel.docker_socket()) {

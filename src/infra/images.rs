@@ -51,7 +51,7 @@ pub async fn push_image(
     }
     let counter = Arc::new(AtomicU64::new(0));
     target
-        .load_image(local.save_image(image, counter.clone()), host, image)
+        .load_image(local.save_image(image, counter.clone()), image)
         .await?;
     let got = target.image_id(image).await?.unwrap_or_default();
     if got != want {

@@ -9,6 +9,7 @@
 
 mod compose;
 mod fleet;
+pub use fleet::FLEET_FILE;
 mod fleetwide;
 mod interpolate;
 #[cfg(test)]

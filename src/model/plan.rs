@@ -286,6 +286,13 @@ pub struct OrphanVolume {
     pub stack: String,
 }
 
+/// The first 12 characters of an engine ID (image, container, network), `sha256:` aside, as
+/// people read them.
+pub fn short_id(id: &str) -> String {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    id.chars().take(12).collect()
+}
+
 impl Action {
     /// The step as one plain line (`+ web-app-1 (missing)`), as progress and reports show it.
     pub fn line(&self) -> String {

@@ -287,12 +287,19 @@ pub async fn image_source(desired: &DesiredState) -> ImageSource {
         .filter(|h| h.images == ImagePolicy::Push)
         .map(|h| h.name.clone())
         .collect();
-    let local = if push_hosts.is_empty() {
-        None
+    let (local, local_error) = if push_hosts.is_empty() {
+        (None, None)
     } else {
-        local_engine().await.ok()
+        match local_engine().await {
+            Ok(e) => (Some(e), None),
+            Err(why) => (None, Some(why)),
+        }
     };
-    ImageSource { push_hosts, local }
+    ImageSource {
+        push_hosts,
+        local,
+        local_error,
+    }
 }
 
 /// The engine of the machine Convoy runs on: `DOCKER_HOST` (unix) or the default socket.

@@ -18,6 +18,7 @@ use crate::core::schedule::{Assignment, Placement, ReplicaKey};
 use crate::model::observed::{
     HostSnapshot, ObservedContainer, ObservedHost, ObservedState, RunState,
 };
+use crate::model::plan::short_id;
 pub use crate::model::plan::{
     Action, Conflict, FieldChange, Gate, OrphanVolume, PendingReplica, Plan, Reason, Replica, Step,
     Summary, JSON_VERSION,
@@ -787,11 +788,6 @@ pub fn assume_converged(
             .map(|(h, s)| (h, ObservedHost::Reachable(s)))
             .collect(),
     }
-}
-
-fn short_id(id: &str) -> String {
-    let id = id.strip_prefix("sha256:").unwrap_or(id);
-    id.chars().take(12).collect()
 }
 
 #[cfg(test)]

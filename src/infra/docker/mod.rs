@@ -26,7 +26,7 @@ use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::model::observed::{Health, RunState};
-use crate::model::plan::Replica;
+use crate::model::plan::{short_id, Replica};
 use crate::model::spec::{
     NetworkSpec, VolumeSpec, LABEL_FLEET, LABEL_RESOURCE, LABEL_SPEC_HASH, LABEL_STACK,
 };
@@ -209,13 +209,13 @@ impl Engine {
     }
 
     /// Loads a tar stream (`docker load`) into this engine.
-    pub async fn load_image<S>(&self, tar: S, host: &str, image: &str) -> Result<(), DockerError>
+    pub async fn load_image<S>(&self, tar: S, image: &str) -> Result<(), DockerError>
     where
         S: futures_util::Stream<Item = Result<bytes::Bytes, bollard::errors::Error>>
             + Send
             + 'static,
     {
-        let op = || format!("cannot load image `{image}` on host `{host}`");
+        let op = || format!("cannot load image `{image}`");
         let mut answers = self.docker.import_image_stream(
             bollard::query_parameters::ImportImageOptions {
                 quiet: true,
@@ -283,7 +283,7 @@ impl Engine {
                     let kept = self.first_owned_network(fleet, name).await?;
                     return match kept {
                         Some(first) if first != created.id => {
-                            tracing::info!(network = %name, kept = %short(&first), removed = %short(&created.id),
+                            tracing::info!(network = %name, kept = %short_id(&first), removed = %short_id(&created.id),
                                 "another process created the same network at once: the first one is kept");
                             // Not removable (something came to it meanwhile): it stays a
                             // duplicate, which the next plan heals.
@@ -375,7 +375,7 @@ impl Engine {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
-            Err(e) => Err(self.err(format!("remove network `{name}` ({})", short(id)), e)),
+            Err(e) => Err(self.err(format!("remove network `{name}` ({})", short_id(id)), e)),
         }
     }
 
@@ -668,15 +668,10 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// An engine ID as the docker CLI shows it.
-fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
-}
-
 fn split_tag(image: &str) -> (&str, &str) {
     // A colon after the last slash separates the tag; one before it is a registry port.
     if let Some((name, digest)) = image.split_once('@') {
-        let _ = digest;
-        return (name, &image[name.len() + 1..]);
+        return (name, digest);
     }
     match image.rfind(':') {
         Some(i) if !image[i..].contains('/') => (&image[..i], &image[i + 1..]),

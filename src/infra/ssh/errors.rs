@@ -42,6 +42,9 @@ pub enum SshError {
     },
     #[error("ssh to host `{host}` failed: {cause}")]
     Other { host: String, cause: String },
+    /// This process's control folder could not be made: no ssh host can be reached.
+    #[error("cannot set up the ssh control folder: {cause}")]
+    Setup { cause: String },
 }
 
 pub(super) fn other(host: &str, cause: impl Into<String>) -> SshError {

@@ -111,14 +111,15 @@ impl SshTransport {
     /// processes are never touched.
     pub fn new(state_dir: &Path) -> Result<SshTransport, SshError> {
         let pid = std::process::id();
-        let base = control_base(state_dir, pid).map_err(|e| other("-", e))?;
+        let base = control_base(state_dir, pid).map_err(|cause| SshError::Setup { cause })?;
         let removed = clean_stale(&base);
         if removed > 0 {
             info!(base = %base.display(), removed, "closed ssh masters left by dead processes");
         }
         let lock_path = base.join(format!("{pid}.lock"));
-        let lock = take_lock(&lock_path)
-            .map_err(|e| other("-", format!("cannot lock `{}`: {e}", lock_path.display())))?;
+        let lock = take_lock(&lock_path).map_err(|e| SshError::Setup {
+            cause: format!("cannot lock `{}`: {e}", lock_path.display()),
+        })?;
         let dir = base.join(pid.to_string());
         // A folder of ours left from a dead process with the same pid was removed by
         // `clean_stale` above; whatever is still there is garbage.
@@ -126,7 +127,9 @@ impl SshTransport {
         fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
-            .map_err(|e| other("-", format!("cannot create `{}`: {e}", dir.display())))?;
+            .map_err(|e| SshError::Setup {
+                cause: format!("cannot create `{}`: {e}", dir.display()),
+            })?;
         debug!(dir = %dir.display(), "ssh control folder ready");
         Ok(SshTransport {
             base,

@@ -12,6 +12,7 @@
 //! is touched"); and a network goes only after the containers that used it ("removal is never
 //! the side effect of an error").
 
+use crate::model::plan::short_id;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Action, FieldChange, Planner};
@@ -59,7 +60,7 @@ pub(super) fn on_duplicate(snap: &HostSnapshot, c: &ObservedContainer) -> Option
             .iter()
             .find(|n| n.id != keep.id && n.containers.contains(&c.name))
         {
-            Some(extra) => format!("duplicate network {}", short(&extra.id)),
+            Some(extra) => format!("duplicate network {}", short_id(&extra.id)),
             None if nets.len() > 1
                 && c.state == RunState::Created
                 && c.actual.networks.contains_key(net) =>
@@ -71,13 +72,9 @@ pub(super) fn on_duplicate(snap: &HostSnapshot, c: &ObservedContainer) -> Option
         Some(FieldChange {
             field: format!("networks.{net}"),
             old,
-            new: format!("network {}", short(&keep.id)),
+            new: format!("network {}", short_id(&keep.id)),
         })
     })
-}
-
-fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
 }
 
 impl Planner<'_> {
@@ -108,7 +105,7 @@ impl Planner<'_> {
                     Ok(after) => self.remove_network(host, name, &extra.id, after),
                     Err(why) => self.plan.notes.push(format!(
                         "network `{name}` on host `{host}` is there more than once; the copy {} stays: {why}",
-                        short(&extra.id)
+                        short_id(&extra.id)
                     )),
                 }
             }
