@@ -345,19 +345,9 @@ fn links_out_of_the_repository_are_refused_and_links_inside_it_followed() {
     assert!(!out.stderr.contains("outside-secret"), "{}", out.stderr);
 
     // A revision follows no link at all, inside or out.
-    let git = |args: &[&str]| {
-        let st = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-            .args(["-c", "commit.gpgsign=false"])
-            .args(args)
-            .current_dir(t.path())
-            .output()
-            .expect("git");
-        assert!(st.status.success(), "git {args:?}: {st:?}");
-    };
-    git(&["init", "-q"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "links"]);
+    git(t.path(), &["init", "-q"]);
+    git(t.path(), &["add", "-A"]);
+    git(t.path(), &["commit", "-q", "-m", "links"]);
     let out = convoy_bounded(&t, &["validate", "--rev", "HEAD"], &[]).outcome(Outcome::Invalid);
     assert!(
         out.stderr.contains(&format!(

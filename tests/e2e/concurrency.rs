@@ -13,9 +13,22 @@ use std::time::Duration;
 
 use crate::harness::*;
 
+/// A `convoy` running in the background, killed on drop so that a failing test leaves no
+/// process acting on the engine after its cleanup.
+struct Background(Option<Child>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// `convoy apply --repo <dir> <extra>` started in the background.
-fn spawn_apply(t: &TestFleet, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_convoy"))
+fn spawn_apply(t: &TestFleet, extra: &[&str]) -> Background {
+    let child = Command::new(env!("CARGO_BIN_EXE_convoy"))
         .arg("apply")
         .arg("--repo")
         .arg(t.path())
@@ -25,11 +38,13 @@ fn spawn_apply(t: &TestFleet, extra: &[&str]) -> Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn convoy apply")
+        .expect("spawn convoy apply");
+    Background(Some(child))
 }
 
 /// Waits for a background `convoy` and returns its exit code and both streams.
-fn finish(child: Child) -> (i32, String, String) {
+fn finish(mut bg: Background) -> (i32, String, String) {
+    let child = bg.0.take().expect("running");
     let out = child.wait_with_output().expect("wait for convoy");
     (
         out.status.code().unwrap_or(-1),
@@ -198,7 +213,7 @@ fn a_stack_network_made_twice_is_healed_by_one_apply() {
 
 /// Stack `k`: `second` waits for `first` to be healthy, which takes about four seconds: a
 /// window between the pass's observation and its create of `second`.
-fn gated_stack(t: &TestFleet) {
+fn health_gated_stack(t: &TestFleet) {
     t.compose(
         "k",
         &format!(
@@ -250,8 +265,12 @@ fn labels_of_second(t: &TestFleet) -> Vec<String> {
 
 /// While an `apply` waits for `first`, creates (never starts) `second`'s container by hand with
 /// `labels`, as the engine finishes the create of a killed process; returns the apply's result
-/// and the hand-made container's ID.
-fn apply_with_a_leftover(t: &TestFleet, labels: &[String]) -> ((i32, String, String), String) {
+/// and the hand-made container's ID, with a guard that removes it (it may carry no fleet label,
+/// which the fleet's own cleanup would miss).
+fn apply_with_a_leftover(
+    t: &TestFleet,
+    labels: &[String],
+) -> ((i32, String, String), String, Unowned) {
     let apply = spawn_apply(t, &[]);
     let first = t.cname("k", "first", 1);
     wait_for("first to be created", Duration::from_secs(20), || {
@@ -277,12 +296,13 @@ fn apply_with_a_leftover(t: &TestFleet, labels: &[String]) -> ((i32, String, Str
     args.extend([IMAGE.to_string(), "sleep".into(), "3600".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let id = docker(&args);
+    let guard = Unowned(name.clone());
     assert_eq!(
         t.inspect(&name, "{{.State.Status}}"),
         "created",
         "made before the apply reached it"
     );
-    (finish(apply), id)
+    (finish(apply), id, guard)
 }
 
 #[test]
@@ -291,12 +311,12 @@ fn a_container_a_killed_apply_left_created_is_adopted_or_replaced_in_the_same_pa
         return;
     }
     let t = TestFleet::new();
-    gated_stack(&t);
+    health_gated_stack(&t);
     let second = t.cname("k", "second", 1);
     let labels = labels_of_second(&t);
 
     // Ours, with the replica's spec: adopted (same container) and started.
-    let ((code, out, err), id) = apply_with_a_leftover(&t, &labels);
+    let ((code, out, err), id, _made) = apply_with_a_leftover(&t, &labels);
     assert_eq!(code, 0, "adopted, exit 0\n{out}\n{err}");
     assert_eq!(t.id_of(&second), id, "the same container");
     assert_eq!(t.inspect(&second, "{{.State.Status}}"), "running");
@@ -308,7 +328,7 @@ fn a_container_a_killed_apply_left_created_is_adopted_or_replaced_in_the_same_pa
     }
     let mut stale = labels.clone();
     stale[4] = "convoy.spec-hash=stale".into();
-    let ((code, out, err), id) = apply_with_a_leftover(&t, &stale);
+    let ((code, out, err), id, _made) = apply_with_a_leftover(&t, &stale);
     assert_eq!(code, 0, "replaced, exit 0\n{out}\n{err}");
     assert_ne!(t.id_of(&second), id, "a new container");
     assert_eq!(t.inspect(&second, "{{.State.Status}}"), "running");
@@ -322,8 +342,7 @@ fn a_container_a_killed_apply_left_created_is_adopted_or_replaced_in_the_same_pa
     for c in t.containers() {
         docker(&["rm", "-f", &c]);
     }
-    let ((code, out, err), id) = apply_with_a_leftover(&t, &[]);
-    let _unowned = Unowned(second.clone());
+    let ((code, out, err), id, _unowned) = apply_with_a_leftover(&t, &[]);
     assert_eq!(code, 1, "not converged\n{out}\n{err}");
     assert!(
         out.contains("not owned by fleet"),
@@ -339,11 +358,11 @@ fn a_second_apply_with_lock_timeout_zero_fails_naming_the_holder() {
         return;
     }
     let t = TestFleet::new();
-    gated_stack(&t);
+    health_gated_stack(&t);
     let state = t.path().join("state");
     let state = state.to_string_lossy();
     let holder = spawn_apply(&t, &["--state-dir", &state]);
-    let pid = holder.id();
+    let pid = holder.0.as_ref().expect("running").id();
     wait_for("the first apply to act", Duration::from_secs(20), || {
         docker_try(&["inspect", "-f", "{{.Id}}", &t.cname("k", "first", 1)]).is_some()
     });

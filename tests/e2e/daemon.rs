@@ -190,20 +190,8 @@ fn sigterm_during_a_dependency_gate_exits_within_seconds_and_makes_nothing_half(
     );
     gated_stack(&t, "web");
     let d = Daemon::start(&t, &[]);
-    let db = t.cname("web", "db", 1);
     let app = t.cname("web", "app", 1);
-    wait_for("db running", Duration::from_secs(30), || {
-        docker_try(&["inspect", "-f", "{{.State.Running}}", &db]).as_deref() == Some("true")
-    });
-    wait_for("db's step to be done", Duration::from_secs(10), || {
-        d.log()
-            .lines()
-            .any(|l| l.contains("done") && l.contains(&format!("+ {db} ")))
-    });
-    assert!(
-        docker_try(&["inspect", &app]).is_none(),
-        "app must wait for db"
-    );
+    wait_for_the_gate(&t, &d, "web");
     let started = std::time::Instant::now();
     let code = d.stop();
     let took = started.elapsed();

@@ -35,9 +35,7 @@ impl Hosts {
                 .join("fleet.env")
             });
         let Ok(text) = std::fs::read_to_string(&path) else {
-            if std::env::var_os("CI").is_some()
-                || std::env::var_os("CONVOY_REQUIRE_DOCKER").is_some()
-            {
+            if docker_required() {
                 panic!("the test fleet is required but {} is missing: run tests/fleet/up (scripts/test does)", path.display());
             }
             eprintln!(

@@ -17,7 +17,7 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 static IMAGES: Once = Once::new();
 
 /// Whether Docker must be there: under CI a missing engine is a failure, never a skip.
-fn docker_required() -> bool {
+pub fn docker_required() -> bool {
     std::env::var_os("CI").is_some() || std::env::var_os("CONVOY_REQUIRE_DOCKER").is_some()
 }
 
@@ -572,5 +572,23 @@ services:
         condition: service_healthy
 "#
         ),
+    );
+}
+
+/// Waits until `db` of stack `short` runs and its step is logged done: `app`'s gate wait has
+/// begun.
+pub fn wait_for_the_gate(t: &TestFleet, d: &Daemon, short: &str) {
+    let db = t.cname(short, "db", 1);
+    wait_for("db running", Duration::from_secs(30), || {
+        docker_try(&["inspect", "-f", "{{.State.Running}}", &db]).as_deref() == Some("true")
+    });
+    wait_for("db's step to be done", Duration::from_secs(10), || {
+        d.log()
+            .lines()
+            .any(|l| l.contains("done") && l.contains(&format!("+ {db} ")))
+    });
+    assert!(
+        docker_try(&["inspect", &t.cname(short, "app", 1)]).is_none(),
+        "app must wait for db"
     );
 }

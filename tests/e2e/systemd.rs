@@ -114,27 +114,6 @@ impl Manager {
     }
 }
 
-/// The daemon started as systemd starts a `Type=notify` service with `WatchdogSec=1s`; its log
-/// and state outside the repository (so that a git repository stays clean). SIGTERM, then
-/// SIGKILL, on drop.
-/// Waits until `db` of stack `short` runs and its step is logged done: `app`'s gate wait has
-/// begun.
-fn wait_for_the_gate(t: &TestFleet, d: &Daemon, short: &str) {
-    let db = t.cname(short, "db", 1);
-    wait_for("db running", Duration::from_secs(30), || {
-        docker_try(&["inspect", "-f", "{{.State.Running}}", &db]).as_deref() == Some("true")
-    });
-    wait_for("db's step to be done", Duration::from_secs(10), || {
-        d.log()
-            .lines()
-            .any(|l| l.contains("done") && l.contains(&format!("+ {db} ")))
-    });
-    assert!(
-        docker_try(&["inspect", &t.cname(short, "app", 1)]).is_none(),
-        "app must wait for db"
-    );
-}
-
 /// Three pings within about two seconds (one is due every half second), from now.
 fn three_pings(m: &mut Manager, d: &Daemon) {
     let from = Instant::now();

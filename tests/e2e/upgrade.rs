@@ -8,9 +8,7 @@ use crate::harness::*;
 fn base_binary() -> Option<String> {
     match std::env::var("CONVOY_UPGRADE_BIN") {
         Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var_os("CI").is_some()
-            || std::env::var_os("CONVOY_REQUIRE_DOCKER").is_some() =>
-        {
+        _ if docker_required() => {
             panic!("CONVOY_UPGRADE_BIN is not set: scripts/test builds it with scripts/build-upgrade-base")
         }
         _ => {
