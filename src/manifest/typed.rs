@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::values::suggest;
+pub use super::yaml::join;
 use super::yaml::{Kind, Node};
 use super::ManifestError;
 
@@ -33,14 +34,6 @@ pub struct Keys {
     pub unsupported: &'static [(&'static str, &'static str)],
     /// Whether `x-*` extension keys are allowed (and ignored) here.
     pub extensions: bool,
-}
-
-pub fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
 }
 
 impl Diag {

@@ -13,8 +13,6 @@
 
 use std::collections::BTreeMap;
 
-use super::typed::join;
-
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
@@ -238,6 +236,15 @@ fn issue_at(m: &Marker, key: &str, message: impl Into<String>) -> Issue {
         col,
         key: key.to_string(),
         message: message.into(),
+    }
+}
+
+/// A key path: `services.web` joined with `image` is `services.web.image`.
+pub fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
     }
 }
 
