@@ -100,20 +100,17 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
-    /// Reconcile continuously: on file changes, engine events, lost and returning hosts, and a
-    /// periodic full re-observation. Runs until SIGTERM.
-    Daemon {
-        /// The fleet repository's root (a local directory, watched for changes).
-        #[arg(long, default_value = ".", env = "CONVOY_REPO")]
-        repo: std::path::PathBuf,
-        /// Full re-observation at least this often, in seconds (events cover the rest).
-        #[arg(long = "resync", default_value_t = 30)]
-        resync_secs: u64,
-        /// Heartbeat ping of each host, in milliseconds.
-        #[arg(long = "heartbeat-ms", default_value_t = 1000)]
-        heartbeat_ms: u64,
+    /// Reconcile continuously: follow a branch (or a directory's files) and act on pushes,
+    /// webhooks, engine events, lost and returning hosts, and a periodic re-observation. Serves
+    /// the HTTP API and metrics. Runs until SIGTERM.
+    Daemon(Box<DaemonArgs>),
+    /// Ask a running daemon for a pass now. Exit 0 accepted, 2 unreachable or refused.
+    Sync {
         #[command(flatten)]
-        lock: LockArgs,
+        client: DaemonClientArgs,
+        /// Release a commit held by the deletion guard.
+        #[arg(long)]
+        allow_prune: bool,
     },
     /// Images without a registry.
     #[command(subcommand)]
@@ -124,7 +121,96 @@ pub enum Command {
         repo: RepoArgs,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
+        /// Ask this running daemon (`http://127.0.0.1:7878`) instead of observing directly.
+        #[arg(long)]
+        daemon: Option<String>,
+        /// The API token (with `--daemon`).
+        #[arg(long, env = "CONVOY_API_TOKEN_FILE")]
+        api_token_file: Option<PathBuf>,
     },
+}
+
+/// How a client command reaches a running daemon.
+#[derive(Debug, Clone, Args)]
+pub struct DaemonClientArgs {
+    /// The daemon's API (`http://127.0.0.1:7878`).
+    #[arg(long)]
+    pub daemon: Option<String>,
+    /// A file holding the API token.
+    #[arg(long, env = "CONVOY_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to verify an `https://` daemon with.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `convoy daemon`'s flags. Each is optional here: a value not given on the command line comes
+/// from `--config`, then from the default that the config module documents.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DaemonArgs {
+    /// A YAML file holding any of the flags below (flag name = key); flags given here win.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// What to follow: a working directory (default `.`), a bare repository or `file://` URL
+    /// (its refs are watched), or an `ssh://`, `user@host:path` or `https://` remote (polled
+    /// and fetched on webhooks).
+    #[arg(long, env = "CONVOY_REPO")]
+    pub repo: Option<String>,
+    /// The branch to follow (default: the repository's HEAD branch).
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// The fleet's root inside the repository (where `convoy.yaml` is), when not its top.
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// Seconds between fetches of a remote (default 60, with 10 % jitter).
+    #[arg(long = "poll-interval", value_name = "SECS")]
+    pub poll_interval: Option<u64>,
+    /// Full re-observation at least this often, in seconds (default 30).
+    #[arg(long = "resync", value_name = "SECS")]
+    pub resync: Option<u64>,
+    /// Heartbeat ping of each host, in milliseconds (default 1000).
+    #[arg(long = "heartbeat-ms", value_name = "MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Seconds to wait for another Convoy process on the same fleet (default 60).
+    #[arg(long = "lock-timeout", value_name = "SECS")]
+    pub lock_timeout: Option<u64>,
+    /// The API's address (default `127.0.0.1:7878`); `off` serves no API.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Serve a non-loopback `--listen` without TLS (a warning is logged).
+    #[arg(long)]
+    pub insecure_listen: bool,
+    /// TLS certificate chain (PEM) for the API.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for the API.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// A file holding the API's bearer token; without it only health endpoints and metrics
+    /// answer.
+    #[arg(long, env = "CONVOY_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Require the API token on `/metrics` too.
+    #[arg(long)]
+    pub metrics_token: bool,
+    /// A file holding the webhooks' shared secret; without it the hooks answer 404.
+    #[arg(long)]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// A file holding an HTTPS remote's token (one line) or `user:password`.
+    #[arg(long)]
+    pub git_credentials_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to verify an HTTPS remote with.
+    #[arg(long)]
+    pub git_ca_file: Option<PathBuf>,
+    /// Hold every commit not signed by an allowed key.
+    #[arg(long)]
+    pub require_signed: bool,
+    /// Allowed SSH signers, in git's `gpg.ssh.allowedSignersFile` format.
+    #[arg(long)]
+    pub allowed_signers: Option<PathBuf>,
+    /// A GnuPG keyring of allowed signers (as `gpgv --keyring` reads it).
+    #[arg(long)]
+    pub gpg_keyring: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,19 +10,20 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::Outcome;
-use crate::cli::LockArgs;
+use crate::cli::{DaemonArgs, LockArgs};
 use crate::daemon::{Daemon, DaemonOptions};
 use crate::infra::fleet::ConnectOptions;
 use crate::infra::source::{Source, WorkDir};
 use crate::manifest::FLEET_FILE;
 
-pub async fn run(
-    repo: &Path,
-    resync_secs: u64,
-    heartbeat_ms: u64,
-    state_dir: &Path,
-    lock: LockArgs,
-) -> Result<Outcome> {
+pub async fn run(args: DaemonArgs, state_dir: &Path) -> Result<Outcome> {
+    let repo = std::path::PathBuf::from(args.repo.as_deref().unwrap_or("."));
+    let repo = repo.as_path();
+    let resync_secs = args.resync.unwrap_or(30);
+    let heartbeat_ms = args.heartbeat_ms.unwrap_or(1000);
+    let lock = LockArgs {
+        lock_timeout: args.lock_timeout.unwrap_or(60),
+    };
     // Registered before anything slow (the lock, the first connect): a SIGTERM that arrives
     // early is then a clean shutdown, not the default action that kills the process.
     let mut shutdown = Box::pin(shutdown_signal()?);

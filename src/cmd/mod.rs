@@ -89,17 +89,20 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
             output,
             lock,
         } => apply::run(&repo, pull, output, &state_dir, lock).await,
-        Command::Status { repo, output } => status::run(&repo, output, &state_dir).await,
+        Command::Status {
+            repo,
+            output,
+            daemon: None,
+            ..
+        } => status::run(&repo, output, &state_dir).await,
+        Command::Status { .. } | Command::Sync { .. } => {
+            anyhow::bail!("talking to a running daemon is not built yet")
+        }
         Command::Hosts { repo, output } => hosts::run(&repo, output, &state_dir).await,
         Command::Image(ImageCommand::Push { image, repo, hosts }) => {
             image::push(&repo, &image, &hosts, &state_dir).await
         }
-        Command::Daemon {
-            repo,
-            resync_secs,
-            heartbeat_ms,
-            lock,
-        } => daemon::run(&repo, resync_secs, heartbeat_ms, &state_dir, lock).await,
+        Command::Daemon(args) => daemon::run(*args, &state_dir).await,
     }
 }
 

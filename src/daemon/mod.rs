@@ -20,6 +20,7 @@
 
 mod notify;
 mod policy;
+mod status;
 #[cfg(test)]
 mod tests;
 mod watch;
@@ -27,7 +28,6 @@ mod watch;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::{mpsc, watch as status_watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
@@ -43,6 +43,10 @@ use crate::model::tree::TreeInputs;
 use crate::reconcile::{self, LoadError, Loaded, PassObserver, PassOptions};
 
 pub use policy::requeue;
+pub use status::{
+    ApiRequest, CommitError, Counters, DaemonHandle, DaemonStatus, FetchCause, Histogram,
+    HostState, Pending, ServiceCount,
+};
 pub use watch::Trigger;
 
 #[derive(Debug, Clone)]
@@ -66,23 +70,6 @@ const PARKED_RETRY: Duration = Duration::from_secs(60);
 
 /// How long shutdown waits for the watchers and reconnects to end after cancellation.
 const TASKS_GRACE: Duration = Duration::from_secs(2);
-
-/// What the daemon is doing, as the coming HTTP API will serve it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DaemonStatus {
-    /// `starting`, `idle`, `passing`, `stopping`.
-    pub phase: &'static str,
-    /// The commit of the desired state in force.
-    pub commit: Option<String>,
-    /// Set while the repository's current files do not validate (the last good state runs).
-    pub held: Option<HoldReason>,
-    pub passes: u64,
-    pub last_reason: Option<PassReason>,
-    pub last_result: Option<PassResult>,
-    pub converged: bool,
-    /// Hosts not connected, with the reason.
-    pub disconnected: BTreeMap<String, String>,
-}
 
 /// Per-host bookkeeping.
 struct HostTrack {
