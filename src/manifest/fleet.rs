@@ -35,6 +35,7 @@ const TOP: Keys = Keys {
         "host_down_after",
         "dependency_timeout",
         "connect_timeout",
+        "prune_guard",
     ],
     unsupported: &[],
     extensions: false,
@@ -153,6 +154,14 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
                     settings.dependency_timeout_secs = s;
                 }
             }
+            "prune_guard" => {
+                if let Some(s) = d.string(v, &path) {
+                    match parse_prune_guard(&s) {
+                        Ok(p) => settings.prune_guard_percent = p,
+                        Err(m) => d.at(v, &path, m),
+                    }
+                }
+            }
             "connect_timeout" => {
                 if let Some(s) = read_secs(d, v, &path) {
                     if s == 0 {
@@ -258,6 +267,22 @@ fn read_images(d: &mut Diag, v: &Node, path: &str) -> Option<ImagePolicy> {
             d.at(v, path, "expected `pull` or `push`");
             None
         }
+    }
+}
+
+/// `prune_guard: 50%` (the share of running replicas a commit may remove before the daemon
+/// holds it), or `off`.
+fn parse_prune_guard(s: &str) -> Result<Option<u8>, String> {
+    let t = s.trim();
+    if matches!(t, "off" | "false" | "none") {
+        return Ok(None);
+    }
+    let n = t.strip_suffix('%').unwrap_or(t).trim();
+    match n.parse::<u8>() {
+        Ok(p) if (1..=100).contains(&p) => Ok(Some(p)),
+        _ => Err(format!(
+            "expected a percentage from 1% to 100% (the share of running replicas a commit may remove), or `off`; got `{t}`"
+        )),
     }
 }
 

@@ -62,6 +62,9 @@ pub struct FleetSettings {
     pub dependency_timeout_secs: u64,
     /// How long a one-shot command gives an unreachable host (one attempt, no retries).
     pub connect_timeout_secs: u64,
+    /// The deletion guard: a commit that removes a whole stack, or more than this share of the
+    /// running replicas, is held by the daemon until released. `None`: off.
+    pub prune_guard_percent: Option<u8>,
 }
 
 impl Default for FleetSettings {
@@ -70,6 +73,7 @@ impl Default for FleetSettings {
             host_down_after_secs: 30,
             dependency_timeout_secs: 120,
             connect_timeout_secs: 5,
+            prune_guard_percent: Some(50),
         }
     }
 }

@@ -219,3 +219,27 @@ fn two_hosts_with_one_engine() {
         ),
     ]);
 }
+
+#[test]
+fn prune_guard_is_a_percentage_or_off() {
+    const APP: &str = "services:\n  app:\n    image: a\n";
+    let fleet = |v: &str| format!("fleet: prod\nprune_guard: {v}\n");
+    let guard = |v: &str| {
+        ok(&[("convoy.yaml", &fleet(v)), ("stacks/web/compose.yaml", APP)])
+            .settings
+            .prune_guard_percent
+    };
+    let default = ok(&[("convoy.yaml", FLEET), ("stacks/web/compose.yaml", APP)]);
+    assert_eq!(default.settings.prune_guard_percent, Some(50));
+    assert_eq!(guard("25%"), Some(25));
+    assert_eq!(guard("off"), None);
+    let e = errs(&[
+        ("convoy.yaml", &fleet("150%")),
+        ("stacks/web/compose.yaml", APP),
+    ]);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("convoy.yaml:2") && m.contains("prune_guard")),
+        "{e:?}"
+    );
+}

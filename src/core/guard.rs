@@ -1,0 +1,148 @@
+//! The deletion guard: whether a plan removes so much of what runs that a daemon should hold
+//! the commit until a person releases it (`convoy sync --allow-prune`).
+//!
+//! A typo in a path, a bad merge or a commit that empties `stacks:` would otherwise take a
+//! fleet down within a second of the push. The guard counts only removals that lower what runs
+//! (a stack or service gone, fewer replicas, a host no longer eligible, a name nothing desires);
+//! a replacement, a move off a lost host or the removal of a fenced duplicate keeps the count
+//! and never trips it. Pure: it reads a plan and an observation and decides nothing else.
+
+use std::collections::BTreeSet;
+
+use crate::model::observed::{ObservedState, RunState};
+use crate::model::plan::{Action, Plan, Reason};
+
+/// Why a plan was found to remove too much.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardTrip {
+    /// Stacks whose every container the plan removes.
+    pub stacks: BTreeSet<String>,
+    /// Containers the plan removes, and how many of the fleet's containers run.
+    pub removed: usize,
+    pub running: usize,
+    pub percent: u8,
+}
+
+impl GuardTrip {
+    /// One line for status and logs.
+    pub fn message(&self) -> String {
+        let what = if self.stacks.is_empty() {
+            format!(
+                "it removes {} of {} running replicas, more than prune_guard {}%",
+                self.removed, self.running, self.percent
+            )
+        } else {
+            let names: Vec<&str> = self.stacks.iter().map(String::as_str).collect();
+            format!(
+                "it removes whole stacks ({}): {} of {} running replicas",
+                names.join(", "),
+                self.removed,
+                self.running
+            )
+        };
+        format!("held by the deletion guard: {what}; release it with `convoy sync --allow-prune`")
+    }
+}
+
+/// Removals that lower what runs (not replacements, moves or fencing).
+fn prunes(reason: &Reason) -> bool {
+    matches!(
+        reason,
+        Reason::StackRemoved { .. }
+            | Reason::ServiceRemoved { .. }
+            | Reason::ScaledDown { .. }
+            | Reason::NotDesired
+            | Reason::HostIneligible
+    )
+}
+
+/// `Some` when `plan` removes a whole stack, or more than `percent` % of the running replicas
+/// that `observed` shows. `percent: None` (the guard off) never trips.
+pub fn check(plan: &Plan, observed: &ObservedState, percent: Option<u8>) -> Option<GuardTrip> {
+    let percent = percent?;
+    let running = observed
+        .hosts
+        .values()
+        .filter_map(|h| h.snapshot())
+        .flat_map(|s| s.containers.values())
+        .filter(|c| c.state == RunState::Running)
+        .count();
+    let mut stacks = BTreeSet::new();
+    let mut removed = 0;
+    for step in &plan.steps {
+        if let Action::Remove { stack, reason, .. } = &step.action {
+            if prunes(reason) {
+                removed += 1;
+                if matches!(reason, Reason::StackRemoved { .. }) {
+                    stacks.insert(stack.clone());
+                }
+            }
+        }
+    }
+    let too_many = removed * 100 > usize::from(percent) * running;
+    (removed > 0 && (!stacks.is_empty() || too_many)).then_some(GuardTrip {
+        stacks,
+        removed,
+        running,
+        percent,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::pass::{assume_observed, plan_pass, HostMemory};
+    use crate::core::testkit::{desired, service, stack};
+
+    fn trip(
+        before: &crate::model::spec::DesiredState,
+        after: &crate::model::spec::DesiredState,
+        percent: Option<u8>,
+    ) -> Option<GuardTrip> {
+        let observed = assume_observed(before, "c1");
+        let pass = plan_pass(after, &observed, &HostMemory::default(), "c2");
+        check(&pass.plan, &observed, percent)
+    }
+
+    #[test]
+    fn removing_a_whole_stack_trips_it() {
+        let before = desired(
+            &["h1"],
+            vec![
+                stack("web", vec![service("app", 4)]),
+                stack("db", vec![service("pg", 1)]),
+            ],
+        );
+        let after = desired(&["h1"], vec![stack("web", vec![service("app", 4)])]);
+        let t = trip(&before, &after, Some(50)).expect("a stack removed is held");
+        assert_eq!(t.stacks, BTreeSet::from(["db".to_string()]));
+        assert_eq!((t.removed, t.running), (1, 5));
+        assert!(t.message().contains("whole stacks (db)"), "{}", t.message());
+        assert_eq!(trip(&before, &after, None), None, "off never trips");
+    }
+
+    #[test]
+    fn scaling_down_past_the_share_trips_it_and_below_does_not() {
+        let before = desired(&["h1"], vec![stack("web", vec![service("app", 10)])]);
+        let half = desired(&["h1"], vec![stack("web", vec![service("app", 5)])]);
+        let most = desired(&["h1"], vec![stack("web", vec![service("app", 4)])]);
+        assert_eq!(
+            trip(&before, &half, Some(50)),
+            None,
+            "exactly 50% is allowed"
+        );
+        let t = trip(&before, &most, Some(50)).expect("60% removed is held");
+        assert_eq!((t.removed, t.running), (6, 10));
+        assert!(t.stacks.is_empty());
+        assert_eq!(trip(&before, &most, Some(60)), None);
+    }
+
+    #[test]
+    fn replacing_everything_is_not_a_prune() {
+        let before = desired(&["h1"], vec![stack("web", vec![service("app", 3)])]);
+        let mut changed = service("app", 3);
+        changed.container.image = "busybox:2".into();
+        let after = desired(&["h1"], vec![stack("web", vec![changed])]);
+        assert_eq!(trip(&before, &after, Some(1)), None);
+    }
+}
