@@ -8,6 +8,7 @@
 
 mod apply;
 mod daemon;
+pub mod daemon_config;
 mod diff;
 mod hosts;
 mod image;

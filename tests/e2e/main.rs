@@ -9,6 +9,8 @@ mod concurrency;
 mod daemon;
 mod fleet;
 mod git_rev;
+mod gitserver;
+mod gitserver_check;
 mod harness;
 mod scheduling;
 mod secrets;
