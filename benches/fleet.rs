@@ -305,6 +305,8 @@ async fn pass(fleet: &Fleet, desired: &DesiredState, commit: &str) {
     let loaded = Loaded {
         desired: desired.clone(),
         commit: commit.to_string(),
+        key: None,
+        commit_time: None,
         inputs: Default::default(),
     };
     let p = reconcile::observe_and_plan(fleet, &loaded, &HostMemory::default())

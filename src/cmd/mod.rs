@@ -78,6 +78,10 @@ impl Outcome {
 }
 
 pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome> {
+    if let Command::Daemon(args) = command {
+        // The daemon's config file may name the state directory too.
+        return daemon::run(*args, state_dir).await;
+    }
     let state_dir = state_dir.unwrap_or_else(crate::infra::fleet::default_state_dir);
     match command {
         Command::Validate { repo } => validate::run(&repo),
@@ -103,7 +107,7 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
         Command::Image(ImageCommand::Push { image, repo, hosts }) => {
             image::push(&repo, &image, &hosts, &state_dir).await
         }
-        Command::Daemon(args) => daemon::run(*args, &state_dir).await,
+        Command::Daemon(_) => unreachable!("handled above"),
     }
 }
 

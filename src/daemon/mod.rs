@@ -18,7 +18,10 @@
 //! desired state in force ("a commit that does not validate changes nothing"). Its status is
 //! published on a `watch` channel.
 
+mod hosts;
+mod intake;
 mod notify;
+mod pass;
 mod policy;
 mod status;
 #[cfg(test)]
@@ -26,6 +29,7 @@ mod tests;
 mod watch;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch as status_watch};
@@ -33,14 +37,12 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::pass::HostMemory;
 use crate::core::schedule::ExistingReplica;
-use crate::infra::fleet::{backoff, ConnectError, ConnectOptions, Connection, Fleet};
+use crate::infra::fleet::{ConnectOptions, Fleet};
 use crate::infra::source::Source;
-use crate::model::observed::ObservedHost;
-use crate::model::outcome::{HoldReason, PassReason, PassResult, StepOutcome};
+use crate::model::outcome::{PassReason, StepOutcome};
 use crate::model::tree::TreeInputs;
-use crate::reconcile::{self, LoadError, Loaded, PassObserver, PassOptions};
+use crate::reconcile::{Loaded, PassObserver};
 
 pub use policy::requeue;
 pub use status::{
@@ -59,6 +61,8 @@ pub struct DaemonOptions {
     /// The fleet whose lock the process holds: a desired state naming another fleet is held
     /// back (acting on it would race whoever holds that fleet's lock).
     pub locked_fleet: Option<String>,
+    /// How often a remote is fetched (± 10 %), besides webhooks.
+    pub poll: Duration,
 }
 
 /// How long the repository's files must be quiet before a change is read: a checkout or an
@@ -116,9 +120,14 @@ impl HostTrack {
 }
 
 pub struct Daemon {
-    source: Box<dyn Source>,
+    source: Arc<dyn Source>,
     opts: DaemonOptions,
+    /// The desired state in force.
     loaded: Option<Loaded>,
+    /// A newer one read and valid, for the next pass to bring into force (or hold).
+    candidate: Option<Loaded>,
+    intake: intake::Intake,
+    counters: Counters,
     fleet: Fleet,
     hosts: BTreeMap<String, HostTrack>,
     /// Passes requested now, oldest first; one pass answers all of them.
@@ -135,29 +144,41 @@ pub struct Daemon {
     passes: u64,
     tx: mpsc::UnboundedSender<Trigger>,
     rx: mpsc::UnboundedReceiver<Trigger>,
+    api_tx: mpsc::UnboundedSender<ApiRequest>,
+    api_rx: mpsc::UnboundedReceiver<ApiRequest>,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
     status: status_watch::Sender<DaemonStatus>,
-    _files: Option<::notify::RecommendedWatcher>,
+    /// The file watch of a working directory, or the ref watch of a followed local repository.
+    _watch: Option<::notify::RecommendedWatcher>,
 }
 
 impl Daemon {
     /// A daemon on `source`; nothing is connected or read until `run`.
     pub fn new(source: Box<dyn Source>, opts: DaemonOptions) -> anyhow::Result<Daemon> {
+        let source: Arc<dyn Source> = Arc::from(source);
         let (tx, rx) = mpsc::unbounded_channel();
-        let files = match source.local_dir() {
-            Some(dir) => Some(watch::watch_files(dir, tx.clone())?),
-            None => None,
+        let (api_tx, api_rx) = mpsc::unbounded_channel();
+        let watcher = match (source.local_dir(), source.watch_refs()) {
+            (Some(dir), _) => Some(watch::watch_files(dir, tx.clone())?),
+            (None, Some(git_dir)) => Some(watch::watch_refs(&git_dir, tx.clone())?),
+            (None, None) => None,
         };
+        // Credentials are masked in every line the process writes from here on.
+        crate::reconcile::register_secrets(&source.secrets().into_iter().collect());
         let (status, _) = status_watch::channel(DaemonStatus {
             phase: "starting",
+            source: source.describe(),
             ..Default::default()
         });
         Ok(Daemon {
+            intake: intake::Intake::new(source.is_remote(), opts.poll),
             source,
             next_resync: Instant::now() + opts.resync,
             opts,
             loaded: None,
+            candidate: None,
+            counters: Counters::default(),
             fleet: Fleet::empty(),
             hosts: BTreeMap::new(),
             requests: vec![PassReason::Start],
@@ -168,11 +189,21 @@ impl Daemon {
             passes: 0,
             tx,
             rx,
+            api_tx,
+            api_rx,
             cancel: CancellationToken::new(),
             tasks: JoinSet::new(),
             status,
-            _files: files,
+            _watch: watcher,
         })
+    }
+
+    /// What an API server needs: the status, and a way to ask for syncs, fetches and diffs.
+    pub fn api_handle(&self) -> DaemonHandle {
+        DaemonHandle {
+            status: self.subscribe(),
+            requests: self.api_tx.clone(),
+        }
     }
 
     /// The daemon's status as it changes.
@@ -198,18 +229,23 @@ impl Daemon {
             cancel.cancel();
         });
         self.reload();
-        if let Some(l) = &self.loaded {
+        if let Some(l) = &self.candidate {
             let opts = self.opts.connect.clone();
             self.fleet = tokio::select! {
                 f = Fleet::connect(&l.desired, &opts) => f,
                 _ = self.cancel.cancelled() => Fleet::empty(),
             };
+            // The hosts of the first commit are tracked before it is decided: the guard
+            // observes them.
+            self.loaded = self.candidate.take();
             self.sync_hosts();
+            self.candidate = self.loaded.take();
         }
         while !self.cancel.is_cancelled() {
             self.start_watchers();
             self.start_reconnects();
-            if !self.requests.is_empty() && self.loaded.is_some() {
+            let something = self.loaded.is_some() || self.candidate.is_some();
+            if !self.requests.is_empty() && something {
                 self.pass().await;
                 continue;
             }
@@ -220,6 +256,7 @@ impl Daemon {
                     Some(t) => self.handle(t).await,
                     None => break,
                 },
+                Some(r) = self.api_rx.recv() => self.api(r).await,
                 _ = tokio::time::sleep_until(wake) => self.on_timers().await,
             }
             // Take whatever else has arrived: one pass answers a burst of events.
@@ -240,162 +277,6 @@ impl Daemon {
         }
         let fleet = std::mem::replace(&mut self.fleet, Fleet::empty());
         fleet.close().await;
-    }
-
-    /// Reads the source; on success the new desired state is in force. On failure every error
-    /// is logged (as structured events, so JSON logs stay JSON) and the last good state stays.
-    fn reload(&mut self) -> bool {
-        match reconcile::load(self.source.as_ref(), None) {
-            Ok(l)
-                if self
-                    .opts
-                    .locked_fleet
-                    .as_ref()
-                    .is_some_and(|f| *f != l.desired.fleet) =>
-            {
-                tracing::error!(
-                    locked = self.opts.locked_fleet.as_deref().unwrap_or_default(),
-                    fleet = %l.desired.fleet,
-                    "convoy.yaml names another fleet than the one this daemon locked: restart the daemon to follow it; keeping the last good state"
-                );
-                self.inputs = Some(l.inputs);
-                self.publish(|s| s.held = Some(HoldReason::InvalidCommit));
-                false
-            }
-            Ok(l) => {
-                tracing::info!(commit = %l.commit, "desired state loaded");
-                self.inputs = Some(l.inputs.clone());
-                self.publish(|s| {
-                    s.commit = Some(l.commit.clone());
-                    s.held = None;
-                });
-                self.loaded = Some(l);
-                true
-            }
-            Err(LoadError::Invalid {
-                origin,
-                errors,
-                inputs,
-            }) => {
-                self.inputs = Some(inputs);
-                for e in &errors {
-                    tracing::error!(
-                        file = %e.file,
-                        line = e.line,
-                        column = e.column,
-                        key = %e.key,
-                        error = %e,
-                        "invalid manifest"
-                    );
-                }
-                tracing::error!(
-                    errors = errors.len(),
-                    origin = %origin,
-                    "the repository does not validate; keeping the last good state"
-                );
-                self.publish(|s| s.held = Some(HoldReason::InvalidCommit));
-                false
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the repository; keeping the last good state");
-                self.publish(|s| s.held = Some(HoldReason::InvalidCommit));
-                false
-            }
-        }
-    }
-
-    /// Tracks exactly the hosts of the fleet file; hosts whose first connection failed for
-    /// good are parked at once.
-    fn sync_hosts(&mut self) {
-        let Some(l) = &self.loaded else { return };
-        self.hosts.retain(|name, t| {
-            let keep = l.desired.hosts.contains_key(name);
-            if !keep {
-                if let Some(w) = t.watcher.take() {
-                    w.abort();
-                }
-            }
-            keep
-        });
-        let now = Instant::now();
-        for name in l.desired.hosts.keys() {
-            let connected = self.fleet.engines.contains_key(name);
-            let t = self
-                .hosts
-                .entry(name.clone())
-                .or_insert_with(|| HostTrack::new(now, connected));
-            if let Some(e) = self.fleet.failed.get(name).filter(|e| e.is_final) {
-                if t.parked.is_none() {
-                    // Fleet::connect said it at warn level already.
-                    t.parked = Some(e.reason.clone());
-                    t.retry_at = Some(now + PARKED_RETRY);
-                }
-            }
-        }
-    }
-
-    fn start_watchers(&mut self) {
-        let Some(l) = &self.loaded else { return };
-        for (name, engine) in &self.fleet.engines {
-            let Some(t) = self.hosts.get_mut(name) else {
-                continue;
-            };
-            if t.watcher.as_ref().is_some_and(|w| !w.is_finished()) {
-                continue;
-            }
-            t.watcher = Some(self.tasks.spawn(watch::watch_host(
-                name.clone(),
-                engine.clone(),
-                l.desired.fleet.clone(),
-                t.last_event,
-                self.opts.heartbeat,
-                self.tx.clone(),
-                self.cancel.child_token(),
-            )));
-        }
-        // Reap what ended, so the set does not grow with every reconnect.
-        while self.tasks.try_join_next().is_some() {}
-    }
-
-    fn start_reconnects(&mut self) {
-        let Some(l) = &self.loaded else { return };
-        let now = Instant::now();
-        let due: Vec<String> = self
-            .hosts
-            .iter()
-            .filter(|(name, t)| {
-                !t.connecting
-                    && t.retry_at.is_some_and(|at| at <= now)
-                    && !self.fleet.engines.contains_key(*name)
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
-        if due.is_empty() {
-            return;
-        }
-        let connector = self.fleet.connector(&l.desired, &self.opts.connect);
-        for name in due {
-            let Some(spec) = l.desired.hosts.get(&name).cloned() else {
-                continue;
-            };
-            if let Some(t) = self.hosts.get_mut(&name) {
-                t.connecting = true;
-                tracing::debug!(host = %name, attempt = t.attempt, "reconnecting");
-            }
-            let connector = connector.clone();
-            let tx = self.tx.clone();
-            let cancel = self.cancel.clone();
-            self.tasks.spawn(async move {
-                let result = tokio::select! {
-                    r = connector.connect(&spec) => r,
-                    _ = cancel.cancelled() => return,
-                };
-                let _ = tx.send(Trigger::Connected {
-                    host: spec.name.clone(),
-                    result: result.map(Box::new),
-                });
-            });
-        }
     }
 
     async fn handle(&mut self, t: Trigger) {
@@ -441,40 +322,8 @@ impl Daemon {
                 self.request(PassReason::HostLost { host });
             }
             Trigger::Connected { host, result } => self.connected(host, result),
-        }
-    }
-
-    fn connected(&mut self, host: String, result: Result<Box<Connection>, ConnectError>) {
-        let Some(t) = self.hosts.get_mut(&host) else {
-            return;
-        };
-        t.connecting = false;
-        match result {
-            Ok(conn) => {
-                tracing::info!(host = %host, "connected");
-                self.fleet.adopt(&host, *conn);
-                t.last_contact = Instant::now();
-                t.attempt = 0;
-                t.retry_at = None;
-                t.parked = None;
-                t.down_requested = false;
-                // Observe it before anything else there (fencing happens in this pass).
-                self.request(PassReason::HostBack { host });
-            }
-            Err(e) if e.is_final => {
-                // Waiting will not heal it: say it once, and look again only now and then.
-                if t.parked.as_deref() != Some(e.reason.as_str()) {
-                    tracing::warn!(host = %host, reason = %e.reason, retry_in_secs = PARKED_RETRY.as_secs(), "cannot connect to the host; parked until it changes");
-                }
-                t.parked = Some(e.reason);
-                t.retry_at = Some(Instant::now() + PARKED_RETRY);
-            }
-            Err(e) => {
-                let delay = backoff(t.attempt);
-                tracing::debug!(host = %host, reason = %e.reason, attempt = t.attempt, delay_ms = delay.as_millis() as u64, "reconnect failed");
-                t.attempt = t.attempt.saturating_add(1);
-                t.retry_at = Some(Instant::now() + delay);
-            }
+            Trigger::Refs => self.refs_changed(),
+            Trigger::Fetched { result } => self.fetched(result),
         }
     }
 
@@ -487,14 +336,11 @@ impl Daemon {
         let now = Instant::now();
         if self.reload_at.is_some_and(|at| at <= now) {
             self.reload_at = None;
-            if self.reload() {
-                if let Some(l) = &self.loaded {
-                    self.fleet.align(&l.desired).await;
-                }
-                self.sync_hosts();
-                self.request(PassReason::FilesChanged);
+            if let Some(why) = self.reload() {
+                self.request(why);
             }
         }
+        self.poll_due(now);
         if self.next_resync <= now {
             self.request(PassReason::Resync);
         }
@@ -539,6 +385,9 @@ impl Daemon {
         if let Some(at) = self.reload_at {
             wake = wake.min(at);
         }
+        if let Some(at) = self.intake.next_poll {
+            wake = wake.min(at);
+        }
         let grace = self.grace();
         let now = Instant::now();
         for (name, t) in &self.hosts {
@@ -554,130 +403,6 @@ impl Daemon {
             }
         }
         wake
-    }
-
-    /// One pass for every request queued.
-    async fn pass(&mut self) {
-        let Some(loaded) = &self.loaded else { return };
-        let requests = std::mem::take(&mut self.requests);
-        let reason = requests.first().cloned().unwrap_or(PassReason::Resync);
-        self.requeued = None;
-        self.next_resync = Instant::now() + self.opts.resync;
-        self.passes += 1;
-        let memory = self.memory(loaded);
-        for name in &memory.down {
-            tracing::warn!(host = %name, "host is down (unreachable past host_down_after): its replicas are placed elsewhere");
-        }
-        self.publish(|s| s.phase = "passing");
-        let run = reconcile::run_pass(
-            &self.fleet,
-            loaded,
-            &memory,
-            reason.clone(),
-            &PassOptions::default(),
-            &self.cancel,
-            StepLog,
-        )
-        .await;
-        if requests.len() > 1 {
-            tracing::debug!(
-                coalesced = requests.len(),
-                "one pass answered several requests"
-            );
-        }
-        self.remember(&run);
-        self.probe_silent(&run.observed).await;
-        let report = &run.report;
-        match &report.result {
-            PassResult::Failed => self.failing = self.failing.saturating_add(1),
-            _ => self.failing = 0,
-        }
-        if let Some((delay, next)) = requeue(&report.result, self.failing) {
-            if report.result == PassResult::Failed {
-                tracing::warn!(
-                    retry_in_ms = delay.as_millis() as u64,
-                    "steps failed; retrying later"
-                );
-            }
-            self.requeued = Some((Instant::now() + delay, next));
-        }
-        let disconnected: BTreeMap<String, String> = self
-            .fleet
-            .failed
-            .iter()
-            .map(|(h, e)| (h.clone(), e.reason.clone()))
-            .collect();
-        let passes = self.passes;
-        self.publish(move |s| {
-            s.phase = "idle";
-            s.passes = passes;
-            s.last_reason = Some(report.reason.clone());
-            s.last_result = Some(report.result.clone());
-            s.converged = report.converged;
-            s.disconnected = disconnected;
-        });
-    }
-
-    /// What the planner may know of hosts it cannot see now.
-    fn memory(&self, loaded: &Loaded) -> HostMemory {
-        let grace = Duration::from_secs(loaded.desired.settings.host_down_after_secs);
-        let now = Instant::now();
-        HostMemory {
-            down: self
-                .hosts
-                .iter()
-                .filter(|(name, t)| t.is_down(self.fleet.engines.contains_key(*name), now, grace))
-                .map(|(n, _)| n.clone())
-                .collect(),
-            last_known: self
-                .hosts
-                .iter()
-                .filter_map(|(n, t)| Some((n.clone(), t.last_known.clone()?)))
-                .collect(),
-        }
-    }
-
-    /// Every host that answered: its last contact and what it runs.
-    fn remember(&mut self, run: &reconcile::PassRun) {
-        let decided = &run.decided;
-        for (name, obs) in &run.observed.hosts {
-            if let (ObservedHost::Reachable(_), Some(t)) = (obs, self.hosts.get_mut(name)) {
-                t.last_contact = Instant::now();
-                t.last_known = Some(
-                    decided
-                        .snapshot
-                        .existing
-                        .iter()
-                        .filter(|e| &e.host == name)
-                        .cloned()
-                        .collect(),
-                );
-            }
-        }
-    }
-
-    /// A connected host that did not answer the observation: probe it; if that fails too, the
-    /// connection is gone and the background reconnect takes over.
-    async fn probe_silent(&mut self, observed: &crate::model::observed::ObservedState) {
-        let silent: Vec<String> = observed
-            .hosts
-            .iter()
-            .filter(|(n, o)| {
-                matches!(o, ObservedHost::Unreachable { .. }) && self.fleet.engines.contains_key(*n)
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in silent {
-            if let Err(reason) = self.fleet.probe(&name).await {
-                self.fleet.disconnect(&name, &reason).await;
-                if let Some(t) = self.hosts.get_mut(&name) {
-                    if let Some(w) = t.watcher.take() {
-                        w.abort();
-                    }
-                    t.retry_at = Some(Instant::now());
-                }
-            }
-        }
     }
 
     fn publish(&self, change: impl FnOnce(&mut DaemonStatus)) {

@@ -22,7 +22,8 @@ pub fn requeue(result: &PassResult, failing: u32) -> Option<(Duration, PassReaso
             backoff(failing.saturating_sub(1)).max(CONFIRM_AFTER),
             PassReason::Retry { attempt: failing },
         )),
-        PassResult::Converged | PassResult::Held { .. } => None,
+        // The newer commit that superseded the pass asks for its own pass at once.
+        PassResult::Converged | PassResult::Held { .. } | PassResult::Superseded => None,
     }
 }
 

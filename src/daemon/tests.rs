@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::infra::source::WorkDir;
+use crate::model::outcome::HoldReason;
 
 fn options(state: &std::path::Path) -> DaemonOptions {
     DaemonOptions {
@@ -12,6 +13,7 @@ fn options(state: &std::path::Path) -> DaemonOptions {
         resync: Duration::from_secs(1),
         heartbeat: Duration::from_millis(500),
         locked_fleet: None,
+        poll: Duration::from_secs(60),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The daemon's triggers: file changes in the repository, and per host an engine event stream
-//! with a heartbeat.
+//! The daemon's triggers: file changes in the repository, ref changes of a followed local
+//! repository, and per host an engine event stream with a heartbeat.
 //!
 //! Watchers only report; they never plan or act. A host watcher ends when its events stream
 //! ends or a heartbeat ping fails or times out, and says so (`Lost`): the SSH master's own
@@ -23,6 +23,10 @@ pub enum Trigger {
     /// Files of the repository changed: each path relative to the root, and whether it was
     /// created or removed (not only modified).
     Files { changes: Vec<(String, bool)> },
+    /// A ref of the followed local repository changed (a push into it).
+    Refs,
+    /// A fetch of the remote ended.
+    Fetched { result: Result<(), String> },
     /// The host answered a heartbeat.
     Contact { host: String },
     /// An engine event about one of the fleet's containers.
@@ -71,6 +75,37 @@ pub fn watch_files(
             .collect();
         if !changes.is_empty() {
             let _ = tx.send(Trigger::Files { changes });
+        }
+    })?;
+    watcher.watch(&root, RecursiveMode::Recursive)?;
+    Ok(watcher)
+}
+
+/// Watches a git directory for ref updates (`refs/`, `packed-refs`, `HEAD`) and sends `Refs`:
+/// a `git push` into a bare repository on this machine starts a pass at once, with nothing
+/// else running. Object writes and lock files are not changes of a ref. The returned watcher
+/// must be kept alive.
+pub fn watch_refs(
+    git_dir: &Path,
+    tx: UnboundedSender<Trigger>,
+) -> anyhow::Result<notify::RecommendedWatcher> {
+    let root = git_dir.canonicalize()?;
+    let base = root.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(event) = res else { return };
+        if !(event.kind.is_modify() || event.kind.is_create() || event.kind.is_remove()) {
+            return;
+        }
+        let is_ref = event.paths.iter().any(|p| {
+            let Ok(rel) = p.strip_prefix(&base) else {
+                return false;
+            };
+            let name = rel.to_string_lossy();
+            !name.ends_with(".lock")
+                && (name.starts_with("refs/") || name == "packed-refs" || name == "HEAD")
+        });
+        if is_ref {
+            let _ = tx.send(Trigger::Refs);
         }
     })?;
     watcher.watch(&root, RecursiveMode::Recursive)?;

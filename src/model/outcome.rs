@@ -73,6 +73,9 @@ pub enum PassResult {
     RolledBack,
     /// The change was not applied, on purpose; the last good state keeps running.
     Held { reason: HoldReason },
+    /// A newer commit arrived during the pass: it stopped starting steps (and stopped waiting
+    /// at its gates) so that the next pass plans from the newer commit at once.
+    Superseded,
 }
 
 impl PassResult {
@@ -84,6 +87,7 @@ impl PassResult {
             PassResult::Failed => "failed",
             PassResult::RolledBack => "rolled_back",
             PassResult::Held { .. } => "held",
+            PassResult::Superseded => "superseded",
         }
     }
 }
@@ -153,6 +157,10 @@ pub enum PassReason {
     Confirm,
     /// The last pass failed: try again after the error policy's delay.
     Retry { attempt: u32 },
+    /// The followed branch moved to a new commit (a push, a poll, a webhook).
+    NewCommit { commit: String },
+    /// Someone asked for a pass (`convoy sync`, the API, `SIGHUP`).
+    Requested { by: String },
 }
 
 impl fmt::Display for PassReason {
@@ -172,6 +180,8 @@ impl fmt::Display for PassReason {
             PassReason::Resync => f.write_str("resync"),
             PassReason::Confirm => f.write_str("confirm"),
             PassReason::Retry { attempt } => write!(f, "retry {attempt}"),
+            PassReason::NewCommit { commit } => write!(f, "new commit {commit}"),
+            PassReason::Requested { by } => write!(f, "requested by {by}"),
         }
     }
 }

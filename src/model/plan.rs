@@ -294,6 +294,45 @@ pub fn short_id(id: &str) -> String {
 }
 
 impl Action {
+    /// A stable snake_case name of the kind of step, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::CreateNetwork { .. } => "create_network",
+            Action::CreateVolume { .. } => "create_volume",
+            Action::Create { .. } => "create",
+            Action::Replace { .. } => "replace",
+            Action::Start { .. } => "start",
+            Action::Remove { .. } => "remove",
+            Action::RemoveNetwork { .. } => "remove_network",
+        }
+    }
+
+    /// The reason of a step that would heal something that went wrong on its own (a container
+    /// missing, exited, dead, unhealthy, paused, changed by hand, or a copy on a host that came
+    /// back): what `convoy_heals_total` counts in passes that no change of the repository
+    /// caused (a new service is `Missing` too, and a new image is `Drift`).
+    pub fn heal(&self) -> Option<&Reason> {
+        let reason = match self {
+            Action::Create { reason, .. }
+            | Action::Replace { reason, .. }
+            | Action::Start { reason, .. }
+            | Action::Remove { reason, .. } => reason,
+            _ => return None,
+        };
+        matches!(
+            reason,
+            Reason::Missing
+                | Reason::Unhealthy
+                | Reason::Dead
+                | Reason::Drift
+                | Reason::Paused
+                | Reason::NeverStarted
+                | Reason::Stopped { .. }
+                | Reason::Fenced { .. }
+        )
+        .then_some(reason)
+    }
+
     /// The step as one plain line (`+ web-app-1 (missing)`), as progress and reports show it.
     pub fn line(&self) -> String {
         match self {

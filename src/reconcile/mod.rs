@@ -35,6 +35,9 @@ pub use secrets::{known_secrets, register_secrets};
 pub struct Loaded {
     pub desired: DesiredState,
     pub commit: String,
+    /// The content key of the commit (see `Tree::key`).
+    pub key: Option<String>,
+    pub commit_time: Option<i64>,
     pub inputs: TreeInputs,
 }
 
@@ -50,9 +53,12 @@ pub enum LoadError {
     #[error("{} error(s) in {origin}; nothing was changed", errors.len())]
     Invalid {
         origin: String,
+        /// The commit read, and its content key: the same content is not tried twice.
+        commit: String,
+        key: Option<String>,
         errors: Vec<ManifestError>,
         /// What was read before the errors were found (a fix may come in any of these).
-        inputs: TreeInputs,
+        inputs: Box<TreeInputs>,
     },
 }
 
@@ -82,13 +88,17 @@ pub fn load_with_env(
             Ok(Loaded {
                 desired,
                 commit: tree.commit,
+                key: tree.key,
+                commit_time: tree.commit_time,
                 inputs,
             })
         }
         Err(ManifestErrors(errors)) => Err(LoadError::Invalid {
             origin: tree.tree.describe(),
+            commit: tree.commit,
+            key: tree.key,
             errors,
-            inputs,
+            inputs: Box::new(inputs),
         }),
     }
 }

@@ -40,6 +40,22 @@ pub trait Source: Send + Sync {
     fn local_dir(&self) -> Option<&Path> {
         None
     }
+    /// The git directory whose refs a daemon should watch (a local repository it follows).
+    fn watch_refs(&self) -> Option<PathBuf> {
+        None
+    }
+    /// A remote that only fetching brings up to date: the daemon polls it.
+    fn is_remote(&self) -> bool {
+        false
+    }
+    /// Whether `commit` is signed by an allowed key (always, without a signature policy).
+    fn verify(&self, _commit: &str) -> Result<(), String> {
+        Ok(())
+    }
+    /// Credential values to mask wherever text is written.
+    fn secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A repository's files at one revision, plus the commit to record on containers.
@@ -48,6 +64,11 @@ pub struct Tree {
     /// `abc123def456`, `abc123def456-dirty` (working files differ from HEAD), or
     /// `unversioned` (not in git).
     pub commit: String,
+    /// The content key (the git tree id of the fleet root) for commits; `None` for working
+    /// files.
+    pub key: Option<String>,
+    /// The committer time, Unix seconds, for commits.
+    pub commit_time: Option<i64>,
 }
 
 /// The working files of a directory (`--repo DIR`); other revisions through git.
@@ -80,6 +101,8 @@ impl Source for WorkDir {
         match rev {
             None => Ok(Tree {
                 commit: working_commit(&self.root),
+                key: None,
+                commit_time: None,
                 tree: Box::new(DirTree {
                     root: self.root.clone(),
                     limits: self.limits,
@@ -127,6 +150,8 @@ fn git_tree(dir: &Path, rev: &str, limits: Limits) -> Result<Tree, SourceError> 
     let tree = GitTree::open(dir, rev, limits)?;
     Ok(Tree {
         commit: tree.commit.clone(),
+        key: None,
+        commit_time: None,
         tree: Box::new(tree),
     })
 }

@@ -1,0 +1,228 @@
+//! One daemon pass: decide the candidate commit (in force, or held by the deletion guard), run
+//! `reconcile::run_pass` on the state in force, and record what it did (counters, per-service
+//! counts, host states) for status and metrics.
+//!
+//! While the pass runs, the loop's triggers are still read: one that brings a newer desired
+//! state (a push, a fetch that moved the branch, a changed file) cancels the pass's own token,
+//! so a gate wait or a long plan stops at once ("the step in flight finishes, nothing new
+//! starts") and the next pass plans from the newer commit. Every other trigger waits for the
+//! pass to end and is handled then, in order. Part of the `Daemon` state machine; it decides
+//! no delays (the error policy does) and prints nothing.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+use super::intake::{spawn_fetch, supersedes};
+use super::{requeue, ApiRequest, Daemon, ServiceCount, StepLog, Trigger};
+use crate::core::schedule::{Assignment, Placement};
+use crate::model::observed::{ObservedHost, ObservedState, RunState};
+use crate::model::outcome::{PassReason, PassReport, PassResult};
+use crate::model::spec::container_name;
+use crate::reconcile::{self, PassOptions};
+
+impl Daemon {
+    /// One pass for every request queued.
+    pub(super) async fn pass(&mut self) {
+        self.decide_candidate().await;
+        if self.loaded.is_none() {
+            // Nothing valid and allowed yet: nothing to pass on.
+            self.requests.clear();
+            return;
+        }
+        let requests = std::mem::take(&mut self.requests);
+        let reason = requests.first().cloned().unwrap_or(PassReason::Resync);
+        self.requeued = None;
+        self.next_resync = Instant::now() + self.opts.resync;
+        self.passes += 1;
+        let memory = {
+            let loaded = self.loaded.as_ref().expect("checked above");
+            self.memory(loaded)
+        };
+        for name in &memory.down {
+            tracing::warn!(host = %name, "host is down (unreachable past host_down_after): its replicas are placed elsewhere");
+        }
+        self.publish(|s| s.phase = "passing");
+        let pass_cancel = self.cancel.child_token();
+        let mut superseded = false;
+        let mut later: Vec<Trigger> = Vec::new();
+        let mut later_api: Vec<ApiRequest> = Vec::new();
+        let pass_opts = PassOptions::default();
+        let run = {
+            let loaded = self.loaded.as_ref().expect("checked above");
+            let run = reconcile::run_pass(
+                &self.fleet,
+                loaded,
+                &memory,
+                reason.clone(),
+                &pass_opts,
+                &pass_cancel,
+                StepLog,
+            );
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    run = &mut run => break run,
+                    Some(t) = self.rx.recv() => {
+                        if !superseded
+                            && supersedes(self.source.as_ref(), &self.intake, &t, loaded, self.inputs.as_ref())
+                        {
+                            tracing::info!("a newer desired state arrived: the pass stops starting steps and waiting");
+                            superseded = true;
+                            pass_cancel.cancel();
+                        }
+                        later.push(t);
+                    }
+                    Some(r) = self.api_rx.recv() => {
+                        // A webhook during a long pass fetches now: its commit may supersede it.
+                        match r {
+                            ApiRequest::Fetch { .. } => spawn_fetch(&mut self.intake, &mut self.tasks, &self.source, &self.tx),
+                            other => later_api.push(other),
+                        }
+                    }
+                }
+            }
+        };
+        if requests.len() > 1 {
+            tracing::debug!(
+                coalesced = requests.len(),
+                "one pass answered several requests"
+            );
+        }
+        let mut report = run.report;
+        if superseded && !self.cancel.is_cancelled() {
+            report.result = PassResult::Superseded;
+        }
+        self.remember_run(&run.observed, &run.decided);
+        self.probe_silent(&run.observed).await;
+        match &report.result {
+            PassResult::Failed => self.failing = self.failing.saturating_add(1),
+            _ => self.failing = 0,
+        }
+        if let Some((delay, next)) = requeue(&report.result, self.failing) {
+            if report.result == PassResult::Failed {
+                tracing::warn!(
+                    retry_in_ms = delay.as_millis() as u64,
+                    "steps failed; retrying later"
+                );
+            }
+            self.requeued = Some((Instant::now() + delay, next));
+        }
+        self.count(&report);
+        let services = service_counts(&run.decided.placement, &run.observed);
+        self.finish(&report, services);
+        for t in later {
+            self.handle(t).await;
+        }
+        for r in later_api {
+            self.api(r).await;
+        }
+    }
+
+    /// The counters that `/metrics` serves.
+    fn count(&mut self, report: &PassReport) {
+        let c = &mut self.counters;
+        *c.passes.entry(report.result.code()).or_default() += 1;
+        c.pass_duration
+            .observe(report.timings.total_ms as f64 / 1000.0);
+        // A pass that a change of the repository caused creates and replaces what the change
+        // asks for: that heals nothing.
+        let heals = matches!(
+            report.reason,
+            PassReason::EngineEvent { .. }
+                | PassReason::HostLost { .. }
+                | PassReason::HostBack { .. }
+                | PassReason::HostDown { .. }
+                | PassReason::Resync
+                | PassReason::Retry { .. }
+                | PassReason::Confirm
+        );
+        let steps: BTreeMap<usize, &crate::model::plan::Action> = report
+            .plan
+            .steps
+            .iter()
+            .map(|s| (s.id, &s.action))
+            .collect();
+        for o in report.outcomes.iter().filter(|o| o.error.is_none()) {
+            let Some(action) = steps.get(&o.id) else {
+                continue;
+            };
+            *c.steps.entry(action.kind()).or_default() += 1;
+            if let (true, Some(reason)) = (heals, action.heal()) {
+                *c.heals.entry(reason.code()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Publishes how the pass ended.
+    fn finish(&mut self, report: &PassReport, services: Vec<ServiceCount>) {
+        let disconnected: BTreeMap<String, String> = self
+            .fleet
+            .failed
+            .iter()
+            .map(|(h, e)| (h.clone(), e.reason.clone()))
+            .collect();
+        let hosts = self.host_states();
+        let passes = self.passes;
+        let counters = self.counters.clone();
+        let at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        // A held commit leaves the last good one running: the pass says so when it had nothing
+        // else to do.
+        let held = self.intake.pending.as_ref().map(|p| p.reason);
+        let result = match (&report.result, held) {
+            (PassResult::Converged, Some(reason)) => PassResult::Held { reason },
+            (r, _) => r.clone(),
+        };
+        self.publish(move |s| {
+            s.phase = "idle";
+            s.ready = true;
+            s.passes = passes;
+            s.last_reason = Some(report.reason.clone());
+            s.last_result = Some(result);
+            s.last_pass_at = Some(at);
+            s.last_pass_ms = Some(report.timings.total_ms);
+            s.converged = report.converged;
+            s.disconnected = disconnected;
+            s.hosts = hosts;
+            s.services = services;
+            s.counters = counters;
+        });
+    }
+}
+
+/// Desired, running and pending replicas per stack and service.
+pub(super) fn service_counts(placement: &Placement, observed: &ObservedState) -> Vec<ServiceCount> {
+    let mut out: BTreeMap<(String, String), ServiceCount> = BTreeMap::new();
+    for (key, a) in &placement.replicas {
+        let entry = out
+            .entry((key.stack.clone(), key.service.clone()))
+            .or_insert_with(|| ServiceCount {
+                stack: key.stack.clone(),
+                service: key.service.clone(),
+                desired: 0,
+                running: 0,
+                pending: 0,
+            });
+        entry.desired += 1;
+        match a {
+            Assignment::Pending { .. } => entry.pending += 1,
+            Assignment::Host { host } => {
+                let name = container_name(&key.stack, &key.service, &key.slot);
+                let running = observed
+                    .hosts
+                    .get(host)
+                    .and_then(ObservedHost::snapshot)
+                    .and_then(|s| s.containers.get(&name))
+                    .is_some_and(|c| c.state == RunState::Running);
+                if running {
+                    entry.running += 1;
+                }
+            }
+        }
+    }
+    out.into_values().collect()
+}
