@@ -620,7 +620,13 @@ impl RemoteBranch {
         }
         let text = String::from_utf8_lossy(&ran.stderr);
         let auth = auth_failed(&text);
-        let masked = mask(text.trim(), secrets);
+        // One line: git's lines joined, for log lines and API answers.
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let masked = mask(&lines.join("; "), secrets);
         let mut message: String = masked.chars().take(ERROR_CAP).collect();
         if message.len() < masked.len() {
             message.push_str(" […]");
