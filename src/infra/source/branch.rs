@@ -468,7 +468,10 @@ pub struct RemoteBranch {
     reader: Reader,
     credentials: CredentialSource,
     ca_file: Option<PathBuf>,
+    /// Held only for moments (a description never waits for a fetch).
     state: Mutex<RemoteState>,
+    /// Held for a whole fetch: two never run at once on one cache.
+    fetching: Mutex<()>,
 }
 
 impl RemoteBranch {
@@ -501,6 +504,7 @@ impl RemoteBranch {
                 branch: opts.branch,
                 guard: AuthGuard::default(),
             }),
+            fetching: Mutex::new(()),
         })
     }
 
@@ -586,6 +590,9 @@ impl RemoteBranch {
         .env("GIT_ASKPASS", "/bin/false")
         .env("SSH_ASKPASS", "/bin/false")
         .env("SSH_ASKPASS_REQUIRE", "never")
+        // The transports a followed remote may use, whatever the user's config allows (never
+        // `ext::`, which runs a command).
+        .env("GIT_ALLOW_PROTOCOL", "ssh:https:http:file")
         // English messages, which `auth_failed` reads.
         .env("LC_ALL", "C")
         .env("LANGUAGE", "C");
@@ -725,14 +732,16 @@ impl Source for RemoteBranch {
 
     /// Runs `git fetch` into the cache; blocks up to `FETCH_TIMEOUT`.
     fn fetch(&self) -> Result<(), SourceError> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let _fetching = self.fetching.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = || self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let credential = self.credential()?;
         let secrets = credential
             .as_ref()
             .map(|(c, _)| c.secrets())
             .unwrap_or_default();
         if let Some((_, hash)) = &credential {
-            if let Err(n) = state.guard.check(*hash) {
+            let checked = state().guard.check(*hash);
+            if let Err(n) = checked {
                 let until = match &self.credentials {
                     CredentialSource::File(p) => {
                         format!("the credentials file `{}` changes", p.display())
@@ -749,9 +758,10 @@ impl Source for RemoteBranch {
         }
         self.ensure_cache()?;
         let cred = credential.as_ref().map(|(c, _)| c);
+        let known = state().branch.clone();
         let result = (|| {
-            let branch = match &state.branch {
-                Some(b) => b.clone(),
+            let branch = match known {
+                Some(b) => b,
                 None => self.default_branch(cred, &secrets)?,
             };
             let mut cmd = self.git(cred);
@@ -769,13 +779,14 @@ impl Source for RemoteBranch {
         })();
         match result {
             Ok(branch) => {
+                let mut state = state();
                 state.guard.record(true, false);
                 state.branch = Some(branch);
                 Ok(())
             }
             Err((message, auth)) => {
                 if credential.is_some() {
-                    state.guard.record(false, auth);
+                    state().guard.record(false, auth);
                 }
                 Err(SourceError::Fetch {
                     remote: self.reader.shown.clone(),

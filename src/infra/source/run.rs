@@ -171,3 +171,58 @@ pub fn last_line(bytes: &[u8]) -> String {
         .unwrap_or("");
     line.chars().take(300).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_past_its_deadline_is_killed_with_its_children() {
+        let mut cmd = Command::new("sh");
+        // A child of the program that would outlive it, holding the pipes.
+        cmd.args(["-c", "sleep 30 & echo $!; echo started >&2; wait"]);
+        let started = Instant::now();
+        let ran = run(cmd, None, Duration::from_millis(300), 1024).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(ran.status.is_none());
+        assert_eq!(String::from_utf8_lossy(&ran.stderr), "started\n");
+        let pid: i32 = String::from_utf8_lossy(&ran.stdout).trim().parse().unwrap();
+        // Gone, or a zombie waiting for its new parent: not sleeping on.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+            let alive = state
+                .as_deref()
+                .and_then(|s| s.rsplit(") ").next())
+                .is_some_and(|rest| !rest.starts_with('Z'));
+            if !alive {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the child {pid} still runs");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn input_output_and_caps() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "cat; head -c 100000 /dev/zero >&2; exit 3"]);
+        let ran = run(cmd, Some(b"payload"), Duration::from_secs(20), 10).unwrap();
+        assert_eq!(ran.stdout, b"payload");
+        assert_eq!(ran.stderr.len(), 10);
+        assert_eq!(ran.status.and_then(|s| s.code()), Some(3));
+        assert!(!ran.success());
+    }
+
+    #[test]
+    fn a_private_dir_is_private_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = PrivateDir::new("test").unwrap();
+        let path = dir.path().to_path_buf();
+        dir.file("x", b"1").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        drop(dir);
+        assert!(!path.exists());
+    }
+}
