@@ -563,7 +563,7 @@ impl RemoteBranch {
     }
 
     /// `git` with the strict, prompt-free environment and the credentials in its config.
-    fn git(&self, cred: Option<&Credential>) -> Command {
+    pub(super) fn git(&self, cred: Option<&Credential>) -> Command {
         let mut cmd = Command::new("git");
         cmd.arg("--git-dir").arg(&self.reader.git_dir);
         for var in [

@@ -646,3 +646,67 @@ fn refused_credentials_are_sent_in_a_header_and_tried_three_times_until_they_cha
         Some(format!("Basic {}", base64(b"alice:second-pw")).as_str())
     );
 }
+
+#[test]
+fn git_runs_without_prompts_with_strict_ssh_and_credentials_only_in_its_environment() {
+    let r = repos("main");
+    let file = r.work.parent().unwrap().join("credentials");
+    std::fs::write(&file, "alice:pw-in-env\n").unwrap();
+    let source = RemoteBranch::new(
+        "https://127.0.0.1:1/x.git",
+        PathBuf::new(),
+        FollowOptions {
+            credentials_file: Some(file),
+            ca_file: Some("ca.pem".into()),
+            ..r.opts()
+        },
+    )
+    .unwrap();
+    let cred = Credential::parse("alice:pw-in-env").unwrap();
+    let cmd = source.git(Some(&cred));
+    let env: std::collections::BTreeMap<String, String> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_string(), v?.to_str()?.to_string())))
+        .collect();
+    assert!(env["GIT_SSH_COMMAND"].ends_with(" -o BatchMode=yes -o StrictHostKeyChecking=yes"));
+    assert_eq!(env["GIT_TERMINAL_PROMPT"], "0");
+    assert_eq!(env["GIT_ASKPASS"], "/bin/false");
+    assert_eq!(env["SSH_ASKPASS"], "/bin/false");
+    let config: Vec<(String, String)> = (0..env["GIT_CONFIG_COUNT"].parse::<usize>().unwrap())
+        .map(|i| {
+            (
+                env[&format!("GIT_CONFIG_KEY_{i}")].clone(),
+                env[&format!("GIT_CONFIG_VALUE_{i}")].clone(),
+            )
+        })
+        .collect();
+    let header = format!("Authorization: Basic {}", base64(b"alice:pw-in-env"));
+    assert!(config.contains(&("http.extraHeader".into(), header)));
+    assert!(config.contains(&("credential.helper".into(), String::new())));
+    assert!(config.iter().any(|(k, v)| k == "http.sslCAInfo"
+        && Path::new(v).is_absolute()
+        && v.ends_with("ca.pem")));
+    assert!(cmd
+        .get_args()
+        .all(|a| !a.to_string_lossy().contains("pw-in-env")));
+}
+
+#[test]
+fn an_ssh_remote_that_cannot_be_reached_says_why_in_one_line() {
+    let r = repos("main");
+    let source = open_follow(
+        "ssh://git@127.0.0.1:1/x.git",
+        FollowOptions {
+            branch: Some("main".into()),
+            ..r.opts()
+        },
+    )
+    .unwrap();
+    let e = source.fetch().unwrap_err().to_string();
+    assert!(
+        e.starts_with("cannot fetch ssh://git@127.0.0.1:1/x.git: "),
+        "{e}"
+    );
+    assert!(e.contains("port 1"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+}
