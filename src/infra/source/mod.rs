@@ -1,6 +1,7 @@
 //! Where the desired state's files come from: the `Source` trait (the tree at a revision, the
-//! latest revision, fetch now) and its implementations: a working directory (`WorkDir`) and a
-//! commit's tree through git2 (`GitRev`). Following a remote branch is a third one.
+//! latest revision, fetch now, whether a commit is signed by an allowed key) and its
+//! implementations: a working directory (`WorkDir`), a commit's tree through git2 (`GitRev`),
+//! and a followed branch (`branch`: of a local repository, or of a remote fetched into a cache).
 //!
 //! Trees implement `model::tree::RepoTree`, so the manifest reader never knows which it reads.
 //! A commit is read straight from the object database with git2, without a checkout, which is
@@ -12,14 +13,23 @@
 //! and is a regular file under its size cap (`read`), a commit's blob only when it is a file (a
 //! link is not followed) under the same cap, checked before its contents are copied.
 
+mod branch;
+#[cfg(test)]
+mod branch_tests;
 mod read;
+mod run;
+mod signature;
+#[cfg(test)]
+mod signature_tests;
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
 
 use crate::model::tree::{DirEntry, RepoTree};
+pub use branch::{open_follow, FollowOptions, LocalBranch, RemoteBranch, FETCH_TIMEOUT};
 pub use read::{parse_size, Limits, MAX_FILE_SIZE_VAR};
+pub use signature::{verify_commit, SignaturePolicy};
 
 /// Where the desired state comes from.
 pub trait Source: Send + Sync {
@@ -29,32 +39,38 @@ pub trait Source: Send + Sync {
     /// The revision `tree(None)` would read now (a commit id, with `-dirty` for working files
     /// that differ from it): a trigger compares it with the last one read.
     fn latest(&self) -> Result<String, SourceError>;
-    /// Brings the source up to date with its origin (nothing to do for local ones).
+    /// Brings the source up to date with its origin (nothing to do for local ones). It blocks
+    /// (a remote's runs `git fetch`, bounded by `FETCH_TIMEOUT`): call it from a blocking
+    /// context.
     fn fetch(&self) -> Result<(), SourceError> {
         Ok(())
     }
-    /// Where the files come from, for messages.
+    /// Where the files come from, for messages; never a credential.
     fn describe(&self) -> String;
     /// The local directory whose files make the desired state, when there is one (what a file
     /// watch should watch).
     fn local_dir(&self) -> Option<&Path> {
         None
     }
-    /// The git directory whose refs a daemon should watch (a local repository it follows).
+    /// The git directory whose `refs/` and `packed-refs` say when the followed branch moves
+    /// (a local branch source): what a watch of pushes should watch, recursively.
     fn watch_refs(&self) -> Option<PathBuf> {
         None
     }
-    /// A remote that only fetching brings up to date: the daemon polls it.
+    /// Whether `latest` only changes after `fetch` reaches the network (poll it).
     fn is_remote(&self) -> bool {
         false
     }
-    /// Whether `commit` is signed by an allowed key (always, without a signature policy).
-    fn verify(&self, _commit: &str) -> Result<(), String> {
-        Ok(())
-    }
-    /// Credential values to mask wherever text is written.
+    /// Credential values this source uses (a password or token, and the header form it is
+    /// sent in), for the log writer to mask; empty for sources without credentials.
     fn secrets(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// `Ok` when `commit` may be applied under the source's signature policy (always, without
+    /// one); otherwise one line naming the commit and why not. Blocks while `ssh-keygen` or
+    /// `gpgv` runs.
+    fn verify(&self, _commit: &str) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -62,12 +78,13 @@ pub trait Source: Send + Sync {
 pub struct Tree {
     pub tree: Box<dyn RepoTree>,
     /// `abc123def456`, `abc123def456-dirty` (working files differ from HEAD), or
-    /// `unversioned` (not in git).
+    /// `unversioned` (not in git); the full 40 hex digits for a followed branch.
     pub commit: String,
-    /// The content key (the git tree id of the fleet root) for commits; `None` for working
-    /// files.
+    /// What the manifest reads, as content: the git tree id of the fleet root at a commit, so
+    /// two commits that change nothing below it share a key. `None` for working files (each
+    /// edit is new), and for a revision whose commit lacks the fleet root.
     pub key: Option<String>,
-    /// The committer time, Unix seconds, for commits.
+    /// The commit's committer time (Unix seconds), for git revisions.
     pub commit_time: Option<i64>,
 }
 
@@ -147,13 +164,7 @@ impl Source for GitRev {
 }
 
 fn git_tree(dir: &Path, rev: &str, limits: Limits) -> Result<Tree, SourceError> {
-    let tree = GitTree::open(dir, rev, limits)?;
-    Ok(Tree {
-        commit: tree.commit.clone(),
-        key: None,
-        commit_time: None,
-        tree: Box::new(tree),
-    })
+    Ok(GitTree::open(dir, rev, limits)?.into_tree())
 }
 
 /// `--repo DIR` with an optional `--rev`: the working files, or that revision; with the size
@@ -198,6 +209,28 @@ pub enum SourceError {
     /// The size cap set in the environment is not a size.
     #[error("{0}")]
     Limit(String),
+    /// `--path` is not a relative path inside the repository.
+    #[error("`--path {path}`: {reason}")]
+    BadPath { path: PathBuf, reason: &'static str },
+    /// The fleet root is missing (or not a folder) at a commit.
+    #[error("`{path}` is not a folder in commit {commit}")]
+    MissingPath { path: PathBuf, commit: String },
+    /// `--repo` names nothing Convoy can follow.
+    #[error("cannot follow `{spec}`: {reason}")]
+    Unsupported { spec: String, reason: String },
+    /// A repository (or the cache of a remote) cannot be read: names it and says why.
+    #[error("`{repo}`: {message}")]
+    Repository { repo: String, message: String },
+    /// The followed branch has no commit (yet, or any more).
+    #[error("{repo} has no branch `{branch}`{hint}")]
+    NoBranch {
+        repo: String,
+        branch: String,
+        hint: &'static str,
+    },
+    /// Fetching a remote failed (credentials masked, git's output bounded).
+    #[error("cannot fetch {remote}: {message}")]
+    Fetch { remote: String, message: String },
 }
 
 /// The files of a directory: only regular files under their size cap, and only inside the
@@ -230,6 +263,10 @@ pub struct GitTree {
     prefix: PathBuf,
     limits: Limits,
     pub commit: String,
+    /// The id of the fleet root's tree (`Tree::key`), when the commit has it.
+    pub key: Option<String>,
+    /// The committer time, Unix seconds.
+    pub commit_time: i64,
 }
 
 impl GitTree {
@@ -248,21 +285,82 @@ impl GitTree {
             repo: top.clone(),
             message: e.message().to_string(),
         };
+        let oid = repo
+            .revparse_single(rev)
+            .and_then(|o| o.peel_to_commit())
+            .map(|c| c.id())
+            .map_err(bad)?;
+        let mut tree = GitTree::at(repo, oid, prefix, limits)?;
+        tree.commit = short(&oid);
+        Ok(tree)
+    }
+
+    /// The commit `commit` of `repo` (bare or not), read below `prefix` (a relative path
+    /// inside the repository, `""` for its top), named by its full id. The fleet root missing
+    /// at that commit is an error.
+    pub fn at_prefix(
+        repo: git2::Repository,
+        commit: git2::Oid,
+        prefix: &Path,
+        limits: Limits,
+    ) -> Result<GitTree, SourceError> {
+        let tree = GitTree::at(repo, commit, prefix.to_path_buf(), limits)?;
+        if tree.key.is_none() {
+            return Err(SourceError::MissingPath {
+                path: prefix.to_path_buf(),
+                commit: commit.to_string(),
+            });
+        }
+        Ok(tree)
+    }
+
+    /// The commit's tree, with the key of the tree at `prefix` when there is one there.
+    fn at(
+        repo: git2::Repository,
+        commit: git2::Oid,
+        prefix: PathBuf,
+        limits: Limits,
+    ) -> Result<GitTree, SourceError> {
+        let bad = |e: git2::Error| SourceError::BadRevision {
+            rev: commit.to_string(),
+            repo: repo.path().to_path_buf(),
+            message: e.message().to_string(),
+        };
         // Resolved in a block: the commit borrows the repository, which moves into the tree.
-        let (tree_id, commit) = {
-            let commit = repo
-                .revparse_single(rev)
-                .and_then(|o| o.peel_to_commit())
-                .map_err(bad)?;
-            (commit.tree_id(), short(&commit.id()))
+        let (tree_id, key, commit_time) = {
+            let c = repo.find_commit(commit).map_err(bad)?;
+            let root = c.tree().map_err(bad)?;
+            let key = if prefix.as_os_str().is_empty() {
+                Some(root.id())
+            } else {
+                match root.get_path(&prefix) {
+                    Ok(e) if e.kind() == Some(git2::ObjectType::Tree) => Some(e.id()),
+                    Ok(_) => None,
+                    Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+                    Err(e) => return Err(bad(e)),
+                }
+            };
+            (root.id(), key, c.time().seconds())
         };
         Ok(GitTree {
             repo,
             tree_id,
             prefix,
             limits,
-            commit,
+            commit: commit.to_string(),
+            key: key.map(|k| k.to_string()),
+            commit_time,
         })
+    }
+
+    /// As a `Tree`, naming its commit, key and time.
+    pub fn into_tree(self) -> Tree {
+        Tree {
+            commit: self.commit.clone(),
+            key: self.key.clone(),
+            commit_time: Some(self.commit_time),
+            tree: Box::new(self),
+        }
     }
 
     /// The entry at `path`, without loading what it points to.
