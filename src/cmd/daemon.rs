@@ -16,7 +16,7 @@ use super::Outcome;
 use crate::cli::DaemonArgs;
 use crate::daemon::{ApiRequest, Daemon, DaemonHandle, DaemonOptions};
 use crate::infra::fleet::ConnectOptions;
-use crate::infra::source::{Source, WorkDir};
+use crate::infra::source::{open_follow, FollowOptions, Limits, SignaturePolicy, Source};
 use crate::manifest::FLEET_FILE;
 
 pub async fn run(args: DaemonArgs, state_dir: Option<PathBuf>) -> Result<Outcome> {
@@ -97,11 +97,28 @@ pub async fn run(args: DaemonArgs, state_dir: Option<PathBuf>) -> Result<Outcome
 
 /// `--repo` as the config resolved it: a working directory, or a branch to follow.
 fn open_followed(cfg: &DaemonConfig, state_dir: &Path) -> Result<Arc<dyn Source>> {
-    let _ = state_dir;
-    let repo = Path::new(&cfg.repo);
-    let source = WorkDir::new(repo)
-        .with_context(|| format!("cannot read the fleet repository `{}`", cfg.repo))?;
-    Ok(Arc::new(source))
+    let limits = Limits::from_env().map_err(anyhow::Error::msg)?;
+    let signatures = cfg.require_signed.then(|| SignaturePolicy {
+        allowed_signers: cfg.allowed_signers.clone(),
+        gpg_keyring: cfg.gpg_keyring.clone(),
+    });
+    let opts = FollowOptions {
+        branch: cfg.branch.clone(),
+        path: cfg.path.clone(),
+        cache_dir: state_dir.join("git"),
+        credentials_file: cfg.git_credentials_file.clone(),
+        ca_file: cfg.git_ca_file.clone(),
+        signatures,
+        limits,
+    };
+    let source = open_follow(&cfg.repo, opts)
+        .with_context(|| format!("cannot follow the fleet repository `{}`", cfg.repo))?;
+    if cfg.require_signed && source.local_dir().is_some() {
+        anyhow::bail!(
+            "--require-signed needs a branch to follow (working files carry no signature): give --branch, or a bare repository or remote as --repo"
+        );
+    }
+    Ok(Arc::from(source))
 }
 
 fn into_box(source: Arc<dyn Source>) -> Box<dyn Source> {

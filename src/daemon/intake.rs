@@ -290,9 +290,14 @@ impl Daemon {
     /// A fetch ended: on success the branch is read shortly; on failure it is counted, and the
     /// next poll backs off.
     pub(super) fn fetched(&mut self, result: Result<(), String>) {
+        if self.source.is_remote() {
+            self.counters.git_fetches += 1;
+        }
         self.intake.fetching = false;
         match result {
             Ok(()) => {
+                // The credentials file may have been rotated since the last fetch.
+                crate::reconcile::register_secrets(&self.source.secrets().into_iter().collect());
                 self.intake.fetch_failures = 0;
                 self.reload_at = Some(Instant::now() + REFS_QUIET);
             }

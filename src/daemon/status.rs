@@ -96,6 +96,8 @@ pub struct Counters {
     pub steps: BTreeMap<&'static str, u64>,
     /// Commits refused as invalid (each refused tree once).
     pub commit_errors: u64,
+    /// Fetches of a remote (each webhook, poll or sync that ran one), and those that failed.
+    pub git_fetches: u64,
     pub git_fetch_errors: u64,
     /// Steps that healed something (a container missing, exited, dead, unhealthy, drifted,
     /// fenced or moved off a lost host), by `Reason::code`.

@@ -106,6 +106,8 @@ pub enum Outcome {
     Stopped,
     /// An error before any outcome (a bad revision, an unreadable repository).
     Error,
+    /// `sync`: the daemon accepted the request.
+    Accepted,
 }
 
 impl Outcome {
@@ -116,7 +118,8 @@ impl Outcome {
             | Outcome::Converged
             | Outcome::AllReachable
             | Outcome::Pushed
-            | Outcome::Stopped => 0,
+            | Outcome::Stopped
+            | Outcome::Accepted => 0,
             Outcome::Differs
             | Outcome::NotConverged
             | Outcome::SomeUnreachable
@@ -133,7 +136,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(out: Output) -> Run {
+    pub fn from(out: Output) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -335,24 +338,64 @@ impl Daemon {
 
     /// `start` with extra environment variables (a `NOTIFY_SOCKET`, say).
     pub fn start_env(t: &TestFleet, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::follow(t, &t.path().to_string_lossy(), extra, env)
+    }
+
+    /// A daemon following `repo` (a bare repository, a URL), with its state in the test's
+    /// directory. Its API listens on a free loopback port unless `extra` says `--listen`.
+    pub fn follow(t: &TestFleet, repo: &str, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = t.path().join("daemon.log");
         let file = std::fs::File::create(&log).expect("daemon log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_convoy"));
         cmd.arg("daemon")
             .arg("--repo")
-            .arg(t.path())
+            .arg(repo)
             .arg("--state-dir")
             .arg(t.path().join("state"))
             .args(extra)
             .env("RUST_LOG", "convoy=debug")
             .env_remove("WATCHDOG_PID")
+            .env_remove("CONVOY_API_TOKEN_FILE")
             .stdout(std::process::Stdio::null())
             .stderr(file);
+        if !extra.contains(&"--listen") {
+            // Tests run in parallel: each daemon on its own port.
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn convoy daemon");
         Daemon { child, log }
+    }
+
+    /// The API's base URL (`http://127.0.0.1:PORT`), from the daemon's log line that says
+    /// where it listens.
+    pub fn api(&self) -> String {
+        let mut url = String::new();
+        wait_for("the API to listen", Duration::from_secs(20), || {
+            let log = self.log();
+            let found = log
+                .lines()
+                .filter(|l| l.contains("API listening"))
+                .find_map(|l| l.split("addr=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(|addr| addr.trim_matches('"').to_string());
+            match found {
+                Some(addr) => {
+                    url = format!("http://{addr}");
+                    true
+                }
+                None => false,
+            }
+        });
+        url
+    }
+
+    /// Kills the daemon with SIGKILL (no clean-up of its own) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn log(&self) -> String {

@@ -9,6 +9,7 @@ mod concurrency;
 mod daemon;
 mod fleet;
 mod git_rev;
+mod gitops;
 mod gitserver;
 mod gitserver_check;
 mod harness;
