@@ -9,7 +9,7 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
@@ -86,7 +86,7 @@ enum Verdict {
 
 pub(super) async fn handle(api: &Api, provider: Provider, req: Request) -> Response {
     let Some(secret) = api.webhook_secret.as_deref() else {
-        return StatusCode::NOT_FOUND.into_response_plain();
+        return StatusCode::NOT_FOUND.into_response();
     };
     let (parts, body) = req.into_parts();
     let declared = parts
@@ -149,16 +149,6 @@ fn finish(api: &Api, provider: Provider, result: HookResult, why: Option<&str>) 
         HookResult::Unauthorized => error(StatusCode::UNAUTHORIZED, "invalid or missing signature"),
         HookResult::TooLarge => error(StatusCode::PAYLOAD_TOO_LARGE, "the body is over 1 MiB"),
         HookResult::BadRequest => error(StatusCode::BAD_REQUEST, why.unwrap_or("unreadable body")),
-    }
-}
-
-trait Plain {
-    fn into_response_plain(self) -> Response;
-}
-
-impl Plain for StatusCode {
-    fn into_response_plain(self) -> Response {
-        axum::response::IntoResponse::into_response(self)
     }
 }
 

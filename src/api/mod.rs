@@ -331,25 +331,41 @@ impl Api {
         }
     }
 
-    /// `Err` is the answer: 404 without a configured token, 401 for a missing or wrong one.
-    #[allow(clippy::result_large_err)]
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
+    /// Checks the bearer token: without a configured token the route is not there (404), a
+    /// missing or wrong one is refused (401).
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let Some(expected) = &self.token else {
-            return Err(StatusCode::NOT_FOUND.into_response());
+            return Err(Refusal::NoApi);
         };
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| digest(t.trim()));
+            .map(digest);
         match given {
             Some(g) if bool::from(g.ct_eq(expected)) => Ok(()),
-            _ => Err((
+            _ => Err(Refusal::Unauthorized),
+        }
+    }
+}
+
+/// Why `authorize` said no.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    NoApi,
+    Unauthorized,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::NoApi => StatusCode::NOT_FOUND.into_response(),
+            Refusal::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer realm=\"convoy\"")],
                 "unauthorized\n",
             )
-                .into_response()),
+                .into_response(),
         }
     }
 }
@@ -400,7 +416,7 @@ async fn readyz(State(api): State<Arc<Api>>) -> Response {
 async fn metrics_route(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
     if api.metrics_token {
         if let Err(refused) = api.authorize(&headers) {
-            return refused;
+            return refused.into_response();
         }
     }
     // Copied out at once: a reader never holds the loop's channel while formatting.
@@ -418,7 +434,7 @@ async fn metrics_route(State(api): State<Arc<Api>>, headers: HeaderMap) -> Respo
 
 async fn status_route(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
     if let Err(refused) = api.authorize(&headers) {
-        return refused;
+        return refused.into_response();
     }
     let doc = StatusDoc::from_status(&api.handle.status.borrow());
     json(StatusCode::OK, &doc)
@@ -426,7 +442,7 @@ async fn status_route(State(api): State<Arc<Api>>, headers: HeaderMap) -> Respon
 
 async fn sync_route(State(api): State<Arc<Api>>, req: Request) -> Response {
     if let Err(refused) = api.authorize(req.headers()) {
-        return refused;
+        return refused.into_response();
     }
     let allow_prune = match query_flag(req.uri().query(), "allow_prune") {
         Ok(v) => v,
@@ -449,7 +465,7 @@ async fn sync_route(State(api): State<Arc<Api>>, req: Request) -> Response {
 
 async fn diff_route(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
     if let Err(refused) = api.authorize(&headers) {
-        return refused;
+        return refused.into_response();
     }
     let (reply, answer) = oneshot::channel::<Result<String, String>>();
     if api

@@ -879,6 +879,16 @@ async fn serves_on_loopback_and_stops_on_cancel() {
         .await
         .unwrap();
     assert_eq!(out, "ok\n200", "{err}");
+    let sync = format!("http://{}/api/v1/sync", running.addr);
+    let auth = format!("authorization: Bearer {TOKEN}");
+    let (out, err) = tokio::task::spawn_blocking(move || curl(&["-X", "POST", "-H", &auth, &sync]))
+        .await
+        .unwrap();
+    assert_eq!(out, "{\"accepted\":true}\n202", "{err}");
+    assert!(matches!(
+        running.requests.try_recv(),
+        Ok(ApiRequest::Sync { allow_prune: false })
+    ));
     // The port is taken now: a second bind says so in a way the daemon can act on.
     let taken = bind(&ApiConfig {
         listen: running.addr,
@@ -913,6 +923,7 @@ pub(crate) fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::pa
         ])
         .args(["-nodes", "-days", "2", "-subj", "/CN=convoy-test"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
