@@ -19,6 +19,8 @@ use subtle::ConstantTimeEq;
 use super::{error, json, Api, BODY_LIMIT};
 use crate::daemon::{ApiRequest, FetchCause};
 
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Where a webhook comes from (Forgejo counts as Gitea: same headers, same payload).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -97,10 +99,15 @@ pub(super) async fn handle(api: &Api, provider: Provider, req: Request) -> Respo
     if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
         return finish(api, provider, HookResult::TooLarge, None);
     }
-    let body = match read_limited(body).await {
-        Ok(b) => b,
-        Err(Some(result)) => return finish(api, provider, result, None),
-        Err(None) => return finish(api, provider, HookResult::BadRequest, None),
+    // A body trickled in slowly must not hold a connection slot for ever.
+    let body = match tokio::time::timeout(BODY_TIMEOUT, read_limited(body)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(Some(result))) => return finish(api, provider, result, None),
+        Ok(Err(None)) => return finish(api, provider, HookResult::BadRequest, None),
+        Err(_) => {
+            let why = "the body did not arrive within 30 s";
+            return finish(api, provider, HookResult::BadRequest, Some(why));
+        }
     };
     if !verify(provider, &parts.headers, &body, secret) {
         return finish(api, provider, HookResult::Unauthorized, None);
