@@ -7,6 +7,7 @@
 //! to engines, SSH and git; `exec` turns a plan into engine calls; `reconcile` is the one pass
 //! every caller runs; `daemon` decides when passes run; `cmd` is the commands.
 
+pub mod api;
 pub mod cli;
 pub mod cmd;
 pub mod core;

@@ -16,13 +16,16 @@ fn exit_code(outcome: Outcome) -> i32 {
         | Outcome::Converged
         | Outcome::AllReachable
         | Outcome::Pushed
-        | Outcome::Stopped => 0,
+        | Outcome::Stopped
+        | Outcome::Accepted => 0,
         Outcome::Differs
         | Outcome::NotConverged
         | Outcome::SomeUnreachable
         | Outcome::PushFailed => 1,
         // "In sync" is never claimed blind: a host that could not be observed is an error.
         Outcome::Invalid | Outcome::Unobserved => EXIT_ERROR,
+        // An unreachable daemon, a refused token: nothing was learnt or asked.
+        Outcome::Unavailable => EXIT_ERROR,
     }
 }
 

@@ -7,6 +7,7 @@
 //! the command finishes what it was doing (an `apply` keeps acting) and keeps its outcome.
 
 mod apply;
+mod client;
 mod daemon;
 pub mod daemon_config;
 mod diff;
@@ -14,6 +15,7 @@ mod hosts;
 mod image;
 pub mod logging;
 mod status;
+mod sync;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -55,6 +57,11 @@ pub enum Outcome {
     PushFailed,
     /// `daemon`: stopped by a signal.
     Stopped,
+    /// `sync --daemon`: the daemon took the request.
+    Accepted,
+    /// `status --daemon`, `sync`: the daemon could not be reached, refused the token, or
+    /// answered with an error.
+    Unavailable,
 }
 
 impl Outcome {
@@ -73,6 +80,8 @@ impl Outcome {
             Outcome::Pushed => "pushed",
             Outcome::PushFailed => "push_failed",
             Outcome::Stopped => "stopped",
+            Outcome::Accepted => "accepted",
+            Outcome::Unavailable => "unavailable",
         }
     }
 }
@@ -100,9 +109,16 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
             daemon: None,
             ..
         } => status::run(&repo, output, &state_dir).await,
-        Command::Status { .. } | Command::Sync { .. } => {
-            anyhow::bail!("talking to a running daemon is not built yet")
-        }
+        Command::Status {
+            output,
+            daemon: Some(url),
+            api_token_file,
+            ..
+        } => status::run_daemon(&url, api_token_file.as_deref(), output).await,
+        Command::Sync {
+            client,
+            allow_prune,
+        } => sync::run(&client, allow_prune).await,
         Command::Hosts { repo, output } => hosts::run(&repo, output, &state_dir).await,
         Command::Image(ImageCommand::Push { image, repo, hosts }) => {
             image::push(&repo, &image, &hosts, &state_dir).await

@@ -2,13 +2,19 @@
 //! the last log lines of troubled containers. Those lines are the container's own output, shown
 //! as it is except for known secret values, which are masked ("secrets stay masked": a service
 //! that echoes its password as it crashes must not put it on a terminal or in a JSON document).
+//!
+//! With `--daemon URL` it observes nothing itself: it asks a running daemon
+//! (`GET /api/v1/status`) and prints the daemon's document, as text or as it came.
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::path::Path;
 
 use anyhow::Result;
 
+use super::client::{explain, unavailable, Client};
 use super::{emit, emit_line, load_repo, with_fleet, Outcome};
+use crate::api::StatusDoc;
 use crate::cli::{Output, RepoArgs};
 use crate::core::pass::HostMemory;
 use crate::core::schedule::Assignment;
@@ -45,6 +51,175 @@ pub async fn run(repo: &RepoArgs, output: Output, state_dir: &Path) -> Result<Ou
     } else {
         Outcome::SomeUnreachable
     })
+}
+
+/// `convoy status --daemon URL`: the daemon's own status. Exit 0 when every host is connected,
+/// 1 when some is not, 2 when the daemon cannot be asked.
+pub async fn run_daemon(url: &str, token_file: Option<&Path>, output: Output) -> Result<Outcome> {
+    // `status` has no `--ca-file` flag: an `https://` daemon is checked against the system's
+    // roots.
+    let client = match Client::new(url, token_file, None) {
+        Ok(c) => c,
+        Err(e) => return Ok(unavailable(&e.to_string())),
+    };
+    let reply = match client
+        .request(hyper::http::Method::GET, "/api/v1/status")
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Ok(unavailable(&e.to_string())),
+    };
+    if reply.status != 200 {
+        return Ok(unavailable(&explain(&client, &reply)));
+    }
+    let doc: StatusDoc = match serde_json::from_slice(&reply.body) {
+        Ok(d) => d,
+        Err(e) => {
+            let msg = format!(
+                "the daemon at {} sent a status this convoy cannot read: {e}",
+                client.url()
+            );
+            return Ok(unavailable(&msg));
+        }
+    };
+    match output {
+        Output::Json => emit(&String::from_utf8_lossy(&reply.body)),
+        Output::Text => emit(&daemon_text(&doc)),
+    }
+    Ok(if doc.hosts.iter().all(|h| h.state == "connected") {
+        Outcome::AllReachable
+    } else {
+        Outcome::SomeUnreachable
+    })
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+/// A pass reason as the API serialises it (`{"kind": "host_lost", "host": "a"}`) in one line.
+fn reason_text(reason: &serde_json::Value) -> String {
+    let Some(obj) = reason.as_object() else {
+        return reason.to_string();
+    };
+    let kind = obj
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or("?")
+        .replace('_', " ");
+    let rest: Vec<String> = obj
+        .iter()
+        .filter(|(k, _)| k.as_str() != "kind")
+        .map(|(k, v)| match v.as_str() {
+            Some(s) => format!("{k} {s}"),
+            None => format!("{k} {v}"),
+        })
+        .collect();
+    if rest.is_empty() {
+        kind
+    } else {
+        format!("{kind} ({})", rest.join(", "))
+    }
+}
+
+fn daemon_text(d: &StatusDoc) -> String {
+    let mut out = String::new();
+    let ready = if d.ready { "ready" } else { "not ready" };
+    let _ = writeln!(out, "daemon     {}, {ready}", d.phase);
+    let _ = writeln!(out, "source     {}", d.source);
+    match (&d.applied_commit, &d.applied_commit_time) {
+        (Some(c), Some(t)) => {
+            let _ = writeln!(out, "applied    {} ({t})", short(c));
+        }
+        (Some(c), None) => {
+            let _ = writeln!(out, "applied    {}", short(c));
+        }
+        (None, _) => {
+            let _ = writeln!(out, "applied    none yet");
+        }
+    }
+    if let Some(p) = &d.pending_commit {
+        let _ = writeln!(
+            out,
+            "pending    {} held ({}): {}",
+            short(&p.commit),
+            p.reason,
+            p.message
+        );
+        for e in &p.errors {
+            let _ = writeln!(
+                out,
+                "  error: {}:{}:{}: {}: {}",
+                e.file, e.line, e.column, e.key, e.message
+            );
+        }
+    }
+    match &d.last_pass {
+        Some(p) => {
+            let mut line = format!("last pass  {}", p.finished_at);
+            if let Some(ms) = p.duration_ms {
+                let _ = write!(line, ", {ms} ms");
+            }
+            if let Some(r) = &p.reason {
+                let _ = write!(line, ", {}", reason_text(r));
+            }
+            if let Some(r) = &p.result {
+                let _ = write!(line, ": {r}");
+                if let Some(h) = &p.hold_reason {
+                    let _ = write!(line, " ({h})");
+                }
+            }
+            line.push_str(if p.converged {
+                ", converged"
+            } else {
+                ", not converged"
+            });
+            let _ = writeln!(out, "{line}");
+        }
+        None => {
+            let _ = writeln!(out, "last pass  none yet");
+        }
+    }
+    let _ = writeln!(out, "passes     {}", d.passes);
+    if !d.services.is_empty() {
+        let names: Vec<String> = d
+            .services
+            .iter()
+            .map(|s| format!("{}/{}", s.stack, s.service))
+            .collect();
+        let w = names
+            .iter()
+            .map(String::len)
+            .max()
+            .unwrap_or(0)
+            .max("SERVICE".len());
+        let _ = writeln!(out, "\n{:<w$}  DESIRED  RUNNING  PENDING", "SERVICE");
+        for (name, s) in names.iter().zip(&d.services) {
+            let _ = writeln!(
+                out,
+                "{name:<w$}  {:<7}  {:<7}  {}",
+                s.desired, s.running, s.pending
+            );
+        }
+    }
+    if !d.hosts.is_empty() {
+        let w = d
+            .hosts
+            .iter()
+            .map(|h| h.name.len())
+            .max()
+            .unwrap_or(0)
+            .max("HOST".len());
+        let _ = writeln!(out, "\n{:<w$}  STATE", "HOST");
+        for h in &d.hosts {
+            let line = match &h.reason {
+                Some(r) => format!("{:<w$}  {:<11}  {r}", h.name, h.state),
+                None => format!("{:<w$}  {}", h.name, h.state),
+            };
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    out
 }
 
 async fn services(fleet: &Fleet, loaded: &Loaded, planned: &Planned) -> Vec<ServiceStatus> {
@@ -111,4 +286,67 @@ async fn services(fleet: &Fleet, loaded: &Loaded, planned: &Planned) -> Vec<Serv
         }
     }
     services.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{HostDoc, LastPassDoc, PendingDoc, ServiceDoc};
+
+    #[test]
+    fn a_daemons_status_reads_as_text() {
+        let doc = StatusDoc {
+            version: 1,
+            applied_commit: Some("0123456789abcdef0123".into()),
+            applied_commit_time: Some("2024-03-01T12:00:05Z".into()),
+            pending_commit: Some(PendingDoc {
+                commit: "fedcba9876543210".into(),
+                reason: "invalid_commit".into(),
+                message: "1 error".into(),
+                errors: vec![crate::api::CommitErrorDoc {
+                    file: "convoy.yaml".into(),
+                    line: 3,
+                    column: 5,
+                    key: "hosts.a".into(),
+                    message: "unknown key".into(),
+                }],
+            }),
+            ready: true,
+            phase: "idle".into(),
+            source: "repo (main)".into(),
+            last_pass: Some(LastPassDoc {
+                finished_at: "2024-03-01T12:00:10Z".into(),
+                duration_ms: Some(80),
+                reason: Some(serde_json::json!({"kind": "host_lost", "host": "b"})),
+                result: Some("held".into()),
+                hold_reason: Some("deletion_guard".into()),
+                converged: false,
+            }),
+            passes: 3,
+            services: vec![ServiceDoc {
+                stack: "web".into(),
+                service: "app".into(),
+                desired: 2,
+                running: 1,
+                pending: 1,
+            }],
+            hosts: vec![HostDoc {
+                name: "b".into(),
+                state: "unreachable".into(),
+                reason: Some("timed out".into()),
+            }],
+        };
+        let text = daemon_text(&doc);
+        for want in [
+            "daemon     idle, ready",
+            "applied    0123456789ab (2024-03-01T12:00:05Z)",
+            "pending    fedcba987654 held (invalid_commit): 1 error",
+            "  error: convoy.yaml:3:5: hosts.a: unknown key",
+            "last pass  2024-03-01T12:00:10Z, 80 ms, host lost (host b): held (deletion_guard), not converged",
+            "web/app  2        1        1",
+            "b     unreachable  timed out",
+        ] {
+            assert!(text.contains(want), "{want:?} not in\n{text}");
+        }
+    }
 }

@@ -1,0 +1,180 @@
+//! `GET /api/v1/status`: the document (`StatusDoc`, version 1) built from `DaemonStatus` per
+//! request, and the RFC 3339 formatter its times use. The client (`convoy status --daemon`)
+//! reads the same types back.
+//!
+//! Fields are only ever added. It must not carry anything `DaemonStatus` does not (no secret
+//! ever enters either).
+
+use serde::{Deserialize, Serialize};
+
+use crate::daemon::DaemonStatus;
+use crate::model::plan::JSON_VERSION;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusDoc {
+    pub version: u32,
+    /// The commit in force (in full).
+    pub applied_commit: Option<String>,
+    /// Its committer time, RFC 3339 UTC.
+    pub applied_commit_time: Option<String>,
+    /// The newest commit when it is not in force, and why.
+    pub pending_commit: Option<PendingDoc>,
+    pub ready: bool,
+    pub phase: String,
+    pub source: String,
+    pub last_pass: Option<LastPassDoc>,
+    pub passes: u64,
+    pub services: Vec<ServiceDoc>,
+    pub hosts: Vec<HostDoc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingDoc {
+    pub commit: String,
+    /// A `HoldReason` code (`invalid_commit`, `deletion_guard`, ...).
+    pub reason: String,
+    pub message: String,
+    #[serde(default)]
+    pub errors: Vec<CommitErrorDoc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitErrorDoc {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastPassDoc {
+    /// RFC 3339 UTC.
+    pub finished_at: String,
+    pub duration_ms: Option<u64>,
+    /// The `PassReason` as serialised (`{"kind": "engine_event", "host": ...}`).
+    pub reason: Option<serde_json::Value>,
+    /// A `PassResult` code (`applied`, `converged`, `failed`, `rolled_back`, `held`).
+    pub result: Option<String>,
+    /// The `HoldReason` code when `result` is `held`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_reason: Option<String>,
+    pub converged: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceDoc {
+    pub stack: String,
+    pub service: String,
+    pub desired: usize,
+    pub running: usize,
+    pub pending: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostDoc {
+    pub name: String,
+    /// `connected`, `unreachable`, `down` or `parked`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl StatusDoc {
+    pub fn from_status(s: &DaemonStatus) -> StatusDoc {
+        use crate::model::outcome::PassResult;
+        let last_pass = s.last_pass_at.map(|at| LastPassDoc {
+            finished_at: rfc3339(at),
+            duration_ms: s.last_pass_ms,
+            reason: s
+                .last_reason
+                .as_ref()
+                .and_then(|r| serde_json::to_value(r).ok()),
+            result: s.last_result.as_ref().map(|r| r.code().to_string()),
+            hold_reason: match &s.last_result {
+                Some(PassResult::Held { reason }) => Some(reason.code().to_string()),
+                _ => None,
+            },
+            converged: s.converged,
+        });
+        StatusDoc {
+            version: JSON_VERSION,
+            applied_commit: s.commit.clone(),
+            applied_commit_time: s.commit_time.map(|t| rfc3339(t as f64)),
+            pending_commit: s.pending.as_ref().map(|p| PendingDoc {
+                commit: p.commit.clone(),
+                reason: p.reason.code().to_string(),
+                message: p.message.clone(),
+                errors: p
+                    .errors
+                    .iter()
+                    .map(|e| CommitErrorDoc {
+                        file: e.file.clone(),
+                        line: e.line,
+                        column: e.column,
+                        key: e.key.clone(),
+                        message: e.message.clone(),
+                    })
+                    .collect(),
+            }),
+            ready: s.ready,
+            phase: s.phase.to_string(),
+            source: s.source.clone(),
+            last_pass,
+            passes: s.passes,
+            services: s
+                .services
+                .iter()
+                .map(|c| ServiceDoc {
+                    stack: c.stack.clone(),
+                    service: c.service.clone(),
+                    desired: c.desired,
+                    running: c.running,
+                    pending: c.pending,
+                })
+                .collect(),
+            hosts: s
+                .hosts
+                .iter()
+                .map(|h| HostDoc {
+                    name: h.name.clone(),
+                    state: h.state.to_string(),
+                    reason: h.reason.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Unix seconds as RFC 3339 in UTC: `2024-03-01T12:00:05Z`, with `.mmm` when the time has a
+/// fraction of a millisecond or more.
+pub fn rfc3339(unix: f64) -> String {
+    let millis_total = (unix * 1000.0).round() as i64;
+    let secs = millis_total.div_euclid(1000);
+    let millis = millis_total.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    let frac = if millis == 0 {
+        String::new()
+    } else {
+        format!(".{millis:03}")
+    };
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}{frac}Z")
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (Howard
+/// Hinnant's `civil_from_days`: eras of 400 years, March-based years so leap days come last).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
