@@ -127,6 +127,9 @@ pub enum Command {
         /// The API token (with `--daemon`).
         #[arg(long, env = "CONVOY_API_TOKEN_FILE")]
         api_token_file: Option<PathBuf>,
+        /// A CA certificate (PEM) to verify an `https://` daemon with (with `--daemon`).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
 }
 

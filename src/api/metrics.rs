@@ -147,6 +147,12 @@ pub(super) fn render(s: &DaemonStatus, hooks: &HookCounts) -> String {
     );
     out.sample("convoy_commit_errors_total", &[], c.commit_errors as f64);
     out.family(
+        "convoy_git_fetches_total",
+        "counter",
+        "Fetches of the remote (polls, webhooks, syncs).",
+    );
+    out.sample("convoy_git_fetches_total", &[], c.git_fetches as f64);
+    out.family(
         "convoy_git_fetch_errors_total",
         "counter",
         "Fetches of the remote that failed.",

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::daemon_config::{self, DaemonConfig};
 use super::Outcome;
+use crate::api::{self, ApiConfig, Listener};
 use crate::cli::DaemonArgs;
 use crate::daemon::{ApiRequest, Daemon, DaemonHandle, DaemonOptions};
 use crate::infra::fleet::ConnectOptions;
@@ -46,7 +47,7 @@ pub async fn run(args: DaemonArgs, state_dir: Option<PathBuf>) -> Result<Outcome
             Err(e) => tracing::warn!(error = %e, "the first fetch failed; retrying while running"),
         }
     }
-    let api = match api_server(&cfg).await {
+    let api = match api_server(&cfg, source.followed_branch()).await {
         Ok(api) => api,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -81,7 +82,7 @@ pub async fn run(args: DaemonArgs, state_dir: Option<PathBuf>) -> Result<Outcome
         locked_fleet,
         poll: cfg.poll_interval,
     };
-    let daemon = Daemon::new(into_box(source), opts)?;
+    let daemon = Daemon::new(source, opts)?;
     let handle = daemon.api_handle();
     let stop_api = CancellationToken::new();
     let mut background = tokio::task::JoinSet::new();
@@ -121,55 +122,48 @@ fn open_followed(cfg: &DaemonConfig, state_dir: &Path) -> Result<Arc<dyn Source>
     Ok(Arc::from(source))
 }
 
-fn into_box(source: Arc<dyn Source>) -> Box<dyn Source> {
-    Box::new(Shared(source))
-}
-
-/// A source shared between the command (its first fetch) and the daemon.
-struct Shared(Arc<dyn Source>);
-
-impl Source for Shared {
-    fn tree(
-        &self,
-        rev: Option<&str>,
-    ) -> Result<crate::infra::source::Tree, crate::infra::source::SourceError> {
-        self.0.tree(rev)
-    }
-    fn latest(&self) -> Result<String, crate::infra::source::SourceError> {
-        self.0.latest()
-    }
-    fn fetch(&self) -> Result<(), crate::infra::source::SourceError> {
-        self.0.fetch()
-    }
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-    fn local_dir(&self) -> Option<&Path> {
-        self.0.local_dir()
-    }
-    fn watch_refs(&self) -> Option<PathBuf> {
-        self.0.watch_refs()
-    }
-    fn is_remote(&self) -> bool {
-        self.0.is_remote()
-    }
-    fn verify(&self, commit: &str) -> Result<(), String> {
-        self.0.verify(commit)
-    }
-    fn secrets(&self) -> Vec<String> {
-        self.0.secrets()
-    }
-}
-
 /// The API's listener, bound before anything else so that an address in use is an error at
-/// start (exit 2), not a daemon without its API.
-async fn api_server(cfg: &DaemonConfig) -> Result<Option<()>> {
-    let _ = cfg;
-    Ok(None)
+/// start (exit 2), not a daemon without its API. `None` with `--listen off`.
+async fn api_server(
+    cfg: &DaemonConfig,
+    branch: Option<String>,
+) -> Result<Option<(Listener, ApiConfig)>> {
+    let Some(listen) = cfg.listen else {
+        return Ok(None);
+    };
+    let read = |p: &Option<PathBuf>| -> Result<Option<String>> {
+        Ok(match p {
+            Some(p) => Some(api::read_secret_file(p)?),
+            None => None,
+        })
+    };
+    let api_cfg = ApiConfig {
+        listen,
+        tls: cfg.tls.clone(),
+        insecure_listen: cfg.insecure_listen,
+        api_token: read(&cfg.api_token_file)?,
+        webhook_secret: read(&cfg.webhook_secret_file)?,
+        metrics_token: cfg.metrics_token,
+        branch: branch.or_else(|| cfg.branch.clone()).unwrap_or_default(),
+    };
+    // Masked in every line the process writes, though the API never logs them.
+    let secrets = [&api_cfg.api_token, &api_cfg.webhook_secret]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    crate::reconcile::register_secrets(&secrets);
+    let listener = api::bind(&api_cfg).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, tls = listener.is_tls(), "API listening");
+    Ok(Some((listener, api_cfg)))
 }
 
-async fn serve_api(api: (), handle: DaemonHandle, stop: CancellationToken) {
-    let _ = (api, handle, stop);
+async fn serve_api(api: (Listener, ApiConfig), handle: DaemonHandle, stop: CancellationToken) {
+    let (listener, cfg) = api;
+    if let Err(e) = api::serve(listener, cfg, handle, stop).await {
+        tracing::error!(error = %e, "the API stopped");
+    }
 }
 
 /// `SIGHUP` asks for a sync: fetch, read and pass now.

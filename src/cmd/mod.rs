@@ -113,8 +113,9 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
             output,
             daemon: Some(url),
             api_token_file,
+            ca_file,
             ..
-        } => status::run_daemon(&url, api_token_file.as_deref(), output).await,
+        } => status::run_daemon(&url, api_token_file.as_deref(), ca_file.as_deref(), output).await,
         Command::Sync {
             client,
             allow_prune,

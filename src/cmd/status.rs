@@ -55,10 +55,14 @@ pub async fn run(repo: &RepoArgs, output: Output, state_dir: &Path) -> Result<Ou
 
 /// `convoy status --daemon URL`: the daemon's own status. Exit 0 when every host is connected,
 /// 1 when some is not, 2 when the daemon cannot be asked.
-pub async fn run_daemon(url: &str, token_file: Option<&Path>, output: Output) -> Result<Outcome> {
-    // `status` has no `--ca-file` flag: an `https://` daemon is checked against the system's
-    // roots.
-    let client = match Client::new(url, token_file, None) {
+pub async fn run_daemon(
+    url: &str,
+    token_file: Option<&Path>,
+    ca_file: Option<&Path>,
+    output: Output,
+) -> Result<Outcome> {
+    // Without `--ca-file`, an `https://` daemon is checked against the system's roots.
+    let client = match Client::new(url, token_file, ca_file) {
         Ok(c) => c,
         Err(e) => return Ok(unavailable(&e.to_string())),
     };

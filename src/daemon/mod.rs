@@ -155,8 +155,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// A daemon on `source`; nothing is connected or read until `run`.
-    pub fn new(source: Box<dyn Source>, opts: DaemonOptions) -> anyhow::Result<Daemon> {
-        let source: Arc<dyn Source> = Arc::from(source);
+    pub fn new(source: Arc<dyn Source>, opts: DaemonOptions) -> anyhow::Result<Daemon> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (api_tx, api_rx) = mpsc::unbounded_channel();
         let watcher = match (source.local_dir(), source.watch_refs()) {

@@ -22,7 +22,7 @@ async fn an_invalid_repository_is_held_and_published_and_shutdown_ends_the_daemo
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("convoy.yaml"), "fleet: [unclosed\n").unwrap();
     let daemon = Daemon::new(
-        Box::new(WorkDir::new(dir.path()).unwrap()),
+        std::sync::Arc::new(WorkDir::new(dir.path()).unwrap()),
         options(&dir.path().join("state")),
     )
     .unwrap();

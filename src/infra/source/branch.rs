@@ -295,6 +295,10 @@ impl Source for LocalBranch {
         Some(self.refs_dir.clone())
     }
 
+    fn followed_branch(&self) -> Option<String> {
+        Some(self.branch.clone())
+    }
+
     fn verify(&self, commit: &str) -> Result<(), String> {
         self.reader.verify(commit)
     }
@@ -803,6 +807,10 @@ impl Source for RemoteBranch {
 
     fn is_remote(&self) -> bool {
         true
+    }
+
+    fn followed_branch(&self) -> Option<String> {
+        self.branch().ok()
     }
 
     fn secrets(&self) -> Vec<String> {

@@ -58,6 +58,11 @@ pub trait Source: Send + Sync {
         None
     }
     /// Whether `latest` only changes after `fetch` reaches the network (poll it).
+    /// The branch followed (once known: a remote's default branch is learnt by its first
+    /// fetch), so webhooks can tell pushes to it from others.
+    fn followed_branch(&self) -> Option<String> {
+        None
+    }
     fn is_remote(&self) -> bool {
         false
     }
