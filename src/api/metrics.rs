@@ -13,7 +13,14 @@ use super::hooks::{HookResult, Provider};
 use crate::daemon::DaemonStatus;
 
 /// Every `PassResult` code, in the order they are written.
-const PASS_RESULTS: [&str; 5] = ["applied", "converged", "failed", "rolled_back", "held"];
+const PASS_RESULTS: [&str; 6] = [
+    "applied",
+    "converged",
+    "failed",
+    "rolled_back",
+    "held",
+    "superseded",
+];
 /// Every host state `DaemonStatus::hosts` uses.
 const HOST_STATES: [&str; 4] = ["connected", "unreachable", "down", "parked"];
 

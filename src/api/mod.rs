@@ -239,7 +239,7 @@ pub async fn serve(
     if cfg.webhook_secret.is_none() {
         tracing::info!("no webhook secret: /hooks/* answer 404");
     }
-    tracing::info!(listen = ?addr, tls = listener.is_tls(), "API listening");
+    tracing::debug!(listen = ?addr, tls = listener.is_tls(), "API serving");
     let app = router(Arc::new(Api::new(&cfg, handle)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));

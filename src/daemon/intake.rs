@@ -279,7 +279,9 @@ impl Daemon {
     fn hold(&mut self, pending: Pending) {
         let reason = pending.reason;
         self.intake.pending = Some(pending.clone());
+        let counters = self.counters.clone();
         self.publish(move |s| {
+            s.counters = counters;
             s.pending = Some(pending);
             s.held = Some(reason);
             // Nothing will run until a better commit comes: the daemon is as ready as it gets.

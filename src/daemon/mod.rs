@@ -227,7 +227,12 @@ impl Daemon {
             tracing::info!("shutdown requested: finishing the steps in flight");
             cancel.cancel();
         });
-        self.reload();
+        if self.source.is_remote() && self.source.latest().is_err() {
+            // Nothing fetched yet (the first fetch failed): fetch now, backing off from here.
+            self.intake.next_poll = Some(Instant::now());
+        } else {
+            self.reload();
+        }
         if let Some(l) = &self.candidate {
             let opts = self.opts.connect.clone();
             self.fleet = tokio::select! {

@@ -172,6 +172,19 @@ fn sample(metrics: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `wait_for`, with the daemon's log in the message when it times out.
+fn wait_d(d: &Daemon, what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}; the daemon's log:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn env_of(t: &TestFleet, name: &str) -> String {
     t.inspect(name, "{{range .Config.Env}}{{println .}}{{end}}")
 }
@@ -198,7 +211,7 @@ fn a_push_deploys_and_a_broken_commit_changes_nothing_until_a_fix() {
     let d = Daemon::follow(&t, &repo.url(), &["--api-token-file", &token_file], &[]);
     let api = d.api();
     let name = t.cname("web", "app", 1);
-    wait_for("v1 running", Duration::from_secs(30), || {
+    wait_d(&d, "v1 running", Duration::from_secs(30), || {
         version_is(&t, &name, "1")
     });
     let s = wait_status(&api, &header, "v1 applied", Duration::from_secs(10), |s| {
@@ -212,7 +225,7 @@ fn a_push_deploys_and_a_broken_commit_changes_nothing_until_a_fix() {
         &app(1, "2"),
     );
     let c2 = repo.push("v2", &[]);
-    wait_for("v2 running", Duration::from_secs(20), || {
+    wait_d(&d, "v2 running", Duration::from_secs(20), || {
         version_is(&t, &name, "2")
     });
     assert!(d.log().contains("reason=new commit"), "{}", d.log());
@@ -250,15 +263,14 @@ fn a_push_deploys_and_a_broken_commit_changes_nothing_until_a_fix() {
     );
     assert_eq!(t.id_of(&name), id, "nothing was replaced");
 
-    // The same content again is not retried; a fix applies.
-    repo.write("README", "notes\n");
-    repo.push("notes only", &[]);
+    // A commit with the same tree is not tried again; a fix applies.
+    repo.push("nothing changed", &[]);
     repo.write(
         &format!("stacks/{}/compose.yaml", t.stack("web")),
         &app(1, "3"),
     );
     let c5 = repo.push("fix", &[]);
-    wait_for("v3 running", Duration::from_secs(20), || {
+    wait_d(&d, "v3 running", Duration::from_secs(20), || {
         version_is(&t, &name, "3")
     });
     let s = wait_status(
@@ -320,7 +332,7 @@ fn an_https_remote_fetches_on_a_verified_webhook_only_and_never_shows_its_creden
     );
     let api = d.api();
     let name = t.cname("web", "app", 1);
-    wait_for("v1 running", Duration::from_secs(30), || {
+    wait_d(&d, "v1 running", Duration::from_secs(30), || {
         version_is(&t, &name, "1")
     });
     let fetches = sample(&metrics(&api), "convoy_git_fetches_total");
@@ -363,7 +375,7 @@ fn an_https_remote_fetches_on_a_verified_webhook_only_and_never_shows_its_creden
         ],
     );
     assert_eq!(code, 202);
-    wait_for("v2 running", Duration::from_secs(20), || {
+    wait_d(&d, "v2 running", Duration::from_secs(20), || {
         version_is(&t, &name, "2")
     });
     eprintln!("webhook to v2 running: {:?}", started.elapsed());
@@ -446,7 +458,7 @@ fn an_ssh_remote_on_a_fleet_host_is_polled_with_strict_host_keys() {
         &[("GIT_SSH_COMMAND", ssh.as_str())],
     );
     let name = t.cname("web", "app", 1);
-    wait_for("v1 running", Duration::from_secs(30), || {
+    wait_d(&d, "v1 running", Duration::from_secs(30), || {
         version_is(&t, &name, "1")
     });
     push_commit(
@@ -456,7 +468,8 @@ fn an_ssh_remote_on_a_fleet_host_is_polled_with_strict_host_keys() {
         &[(&stack_file, &app(1, "2"))],
         "v2",
     );
-    wait_for(
+    wait_d(
+        &d,
         "v2 running, found by polling",
         Duration::from_secs(20),
         || version_is(&t, &name, "2"),
@@ -592,7 +605,7 @@ fn an_unsigned_commit_is_held_under_require_signed() {
     );
     let api = d.api();
     let name = t.cname("web", "app", 1);
-    wait_for("v1 running", Duration::from_secs(30), || {
+    wait_d(&d, "v1 running", Duration::from_secs(30), || {
         version_is(&t, &name, "1")
     });
     wait_status(&api, &header, "c1 applied", Duration::from_secs(10), |s| {
@@ -619,7 +632,7 @@ fn an_unsigned_commit_is_held_under_require_signed() {
         &app(1, "3"),
     );
     let c3 = sign(&repo, "signed v3");
-    wait_for("v3 running", Duration::from_secs(20), || {
+    wait_d(&d, "v3 running", Duration::from_secs(20), || {
         version_is(&t, &name, "3")
     });
     wait_status(&api, &header, "c3 applied", Duration::from_secs(10), |s| {

@@ -611,6 +611,9 @@ impl RemoteBranch {
         }
         if let Some(ca) = &self.ca_file {
             let ca = std::path::absolute(ca).unwrap_or_else(|_| ca.clone());
+            // The environment's `GIT_SSL_CAINFO` (set machine-wide on some systems) wins over
+            // any config: the CA given for this remote must win over both.
+            cmd.env("GIT_SSL_CAINFO", &ca);
             config.push(("http.sslCAInfo", ca.to_string_lossy().into_owned()));
         }
         cmd.env("GIT_CONFIG_COUNT", config.len().to_string());
