@@ -147,6 +147,21 @@ pub(super) fn render(s: &DaemonStatus, hooks: &HookCounts) -> String {
         );
     }
 
+    // The newest commit not in force, and why: an alert can name it (`invalid_commit`,
+    // `deletion_guard`, `unsigned_commit`).
+    out.family(
+        "convoy_pending_commit",
+        "gauge",
+        "1 for the newest commit that is held, labelled with its id and the hold reason.",
+    );
+    if let Some(p) = &s.pending {
+        out.sample(
+            "convoy_pending_commit",
+            &[("commit", &p.commit), ("reason", p.reason.code())],
+            1.0,
+        );
+    }
+
     out.family(
         "convoy_commit_errors_total",
         "counter",

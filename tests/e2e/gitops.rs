@@ -257,6 +257,14 @@ fn a_push_deploys_and_a_broken_commit_changes_nothing_until_a_fix() {
     );
     let m = metrics(&api);
     assert_eq!(sample(&m, "convoy_commit_errors_total"), 1.0, "{m}");
+    assert_eq!(
+        sample(
+            &m,
+            &format!("convoy_pending_commit{{commit=\"{c3}\",reason=\"invalid_commit\"}}")
+        ),
+        1.0,
+        "the held commit in full in the metrics: {m}"
+    );
     assert!(
         m.contains(&c2),
         "the applied commit in full in the metrics: {m}"
