@@ -112,7 +112,7 @@ pub(super) async fn handle(api: &Api, provider: Provider, req: Request) -> Respo
     if !verify(provider, &parts.headers, &body, secret) {
         return finish(api, provider, HookResult::Unauthorized, None);
     }
-    match decide(provider, &parts.headers, &body, &api.branch_ref) {
+    match decide(provider, &parts.headers, &body, &api.followed_ref()) {
         Verdict::Fetch => {
             let cause = FetchCause::Webhook {
                 provider: provider.code(),
@@ -237,7 +237,7 @@ fn decide(provider: Provider, headers: &HeaderMap, body: &[u8], branch_ref: &str
 
 fn push_to(body: &[u8], branch_ref: &str) -> Verdict {
     match serde_json::from_slice::<Push>(body) {
-        Ok(Push { git_ref: Some(r) }) if r == branch_ref => Verdict::Fetch,
+        Ok(Push { git_ref: Some(r) }) if r == branch_ref || branch_ref.is_empty() => Verdict::Fetch,
         Ok(Push { git_ref: Some(_) }) => Verdict::Ignored("a push to another branch"),
         Ok(Push { git_ref: None }) => Verdict::Bad("the push names no ref"),
         Err(_) => Verdict::Bad(
@@ -253,7 +253,7 @@ fn generic(body: &[u8], branch_ref: &str) -> Verdict {
         return Verdict::Fetch;
     }
     match serde_json::from_slice::<Push>(body) {
-        Ok(Push { git_ref: Some(r) }) if r != branch_ref => {
+        Ok(Push { git_ref: Some(r) }) if r != branch_ref && !branch_ref.is_empty() => {
             Verdict::Ignored("a push to another branch")
         }
         Ok(_) => Verdict::Fetch,

@@ -111,13 +111,10 @@ impl ApiConfig {
         Ok(())
     }
 
-    /// `refs/heads/<branch>`, whichever form `branch` was given in.
+    /// `refs/heads/<branch>`, whichever form `branch` was given in; empty when the branch is
+    /// not known yet (a remote's default branch, before its first fetch).
     fn branch_ref(&self) -> String {
-        if self.branch.starts_with("refs/") {
-            self.branch.clone()
-        } else {
-            format!("refs/heads/{}", self.branch)
-        }
+        branch_ref(&self.branch)
     }
 }
 
@@ -307,6 +304,16 @@ pub async fn serve(
     Ok(())
 }
 
+fn branch_ref(branch: &str) -> String {
+    if branch.is_empty() {
+        String::new()
+    } else if branch.starts_with("refs/") {
+        branch.to_string()
+    } else {
+        format!("refs/heads/{branch}")
+    }
+}
+
 /// What every handler shares.
 struct Api {
     handle: DaemonHandle,
@@ -317,6 +324,18 @@ struct Api {
     metrics_token: bool,
     branch_ref: String,
     hooks: metrics::HookCounts,
+}
+
+impl Api {
+    /// The followed branch's ref: as configured, else as the daemon learnt it (empty while
+    /// unknown: then any push fetches, which is better than ignoring the one that matters).
+    fn followed_ref(&self) -> String {
+        if !self.branch_ref.is_empty() {
+            return self.branch_ref.clone();
+        }
+        let learnt = self.handle.status.borrow().branch.clone();
+        learnt.map(|b| branch_ref(&b)).unwrap_or_default()
+    }
 }
 
 impl Api {

@@ -17,7 +17,9 @@ use crate::api::{self, ApiConfig, Listener};
 use crate::cli::DaemonArgs;
 use crate::daemon::{ApiRequest, Daemon, DaemonHandle, DaemonOptions};
 use crate::infra::fleet::ConnectOptions;
-use crate::infra::source::{open_follow, FollowOptions, Limits, SignaturePolicy, Source};
+use crate::infra::source::{
+    open_follow, redact_userinfo, FollowOptions, Limits, SignaturePolicy, Source,
+};
 use crate::manifest::FLEET_FILE;
 
 pub async fn run(args: DaemonArgs, state_dir: Option<PathBuf>) -> Result<Outcome> {
@@ -42,9 +44,14 @@ pub async fn run(args: DaemonArgs, state_dir: Option<PathBuf>) -> Result<Outcome
         // The first fetch, so that the fleet to lock is known; a failure leaves it to the
         // daemon's polling (the cache may hold an older commit meanwhile).
         let s = source.clone();
-        match tokio::task::spawn_blocking(move || s.fetch()).await? {
-            Ok(()) => {}
-            Err(e) => tracing::warn!(error = %e, "the first fetch failed; retrying while running"),
+        let fetch = tokio::task::spawn_blocking(move || s.fetch());
+        tokio::select! {
+            done = fetch => match done? {
+                Ok(()) => {}
+                Err(e) => tracing::warn!(error = %e, "the first fetch failed; retrying while running"),
+            },
+            // git is bounded by its own timeout; a stop request does not wait for it.
+            _ = &mut shutdown => return Ok(Outcome::Stopped),
         }
     }
     let api = match api_server(&cfg, source.followed_branch()).await {
@@ -112,8 +119,12 @@ fn open_followed(cfg: &DaemonConfig, state_dir: &Path) -> Result<Arc<dyn Source>
         signatures,
         limits,
     };
-    let source = open_follow(&cfg.repo, opts)
-        .with_context(|| format!("cannot follow the fleet repository `{}`", cfg.repo))?;
+    let source = open_follow(&cfg.repo, opts).with_context(|| {
+        format!(
+            "cannot follow the fleet repository `{}`",
+            redact_userinfo(&cfg.repo)
+        )
+    })?;
     if cfg.require_signed && source.local_dir().is_some() {
         anyhow::bail!(
             "--require-signed needs a branch to follow (working files carry no signature): give --branch, or a bare repository or remote as --repo"

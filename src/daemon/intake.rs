@@ -18,13 +18,15 @@ use tokio::time::Instant;
 
 use super::{ApiRequest, CommitError, Daemon, Pending, Trigger};
 use crate::core::guard;
-use crate::infra::fleet::backoff;
 use crate::infra::source::Source;
 use crate::model::outcome::{HoldReason, PassReason};
 use crate::reconcile::{self, LoadError, Loaded};
 
 /// How long after a ref change or a fetch the branch is read: a push updates several refs.
 const REFS_QUIET: Duration = Duration::from_millis(20);
+
+/// The guard's share when nothing is in force yet: `convoy.yaml`'s default.
+const DEFAULT_PRUNE_GUARD: u8 = 50;
 
 /// What the daemon knows of commits that are not (yet) in force, and of fetching.
 #[derive(Default)]
@@ -37,8 +39,8 @@ pub(super) struct Intake {
     held: Option<Loaded>,
     /// The commit that `--allow-prune` released from the guard.
     allow_prune: Option<String>,
-    fetching: bool,
-    fetch_again: bool,
+    pub(super) fetching: bool,
+    pub(super) fetch_again: bool,
     /// Fetches in a row that failed (the next poll backs off).
     fetch_failures: u32,
     /// When a remote is fetched next (`None`: not a remote).
@@ -64,7 +66,7 @@ impl Intake {
     }
 
     /// `poll` ± 10 %: many daemons polling one server do not fetch in step.
-    fn jittered(&mut self, poll: Duration) -> Duration {
+    pub(super) fn jittered(&mut self, poll: Duration) -> Duration {
         // xorshift64: no dependency, and nothing here needs more than spreading.
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
@@ -75,8 +77,9 @@ impl Intake {
 
     /// A commit the daemon has already decided about (in force, candidate, held, refused).
     fn knows(&self, commit: &str, in_force: Option<&str>, candidate: Option<&str>) -> bool {
+        // A held commit is known only while it is what status says is pending (a newer one
+        // replaces it, and a branch moved back to it is read again).
         candidate == Some(commit)
-            || self.held.as_ref().is_some_and(|h| h.commit == commit)
             || self.pending.as_ref().is_some_and(|p| p.commit == commit)
             || (in_force == Some(commit) && self.pending.is_none())
     }
@@ -266,8 +269,22 @@ impl Daemon {
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the repository; keeping the last good state");
-                if self.loaded.is_none() {
-                    self.publish(|s| s.held = Some(HoldReason::InvalidCommit));
+                match rev {
+                    // A commit that cannot be read (its `--path` missing, a file over its cap)
+                    // is refused like one that does not validate, once.
+                    Some(commit) => {
+                        self.counters.commit_errors += 1;
+                        self.hold(Pending {
+                            commit,
+                            reason: HoldReason::InvalidCommit,
+                            message: e.to_string(),
+                            errors: Vec::new(),
+                        });
+                    }
+                    None if self.loaded.is_none() => {
+                        self.publish(|s| s.held = Some(HoldReason::InvalidCommit));
+                    }
+                    None => {}
                 }
                 None
             }
@@ -277,6 +294,16 @@ impl Daemon {
     /// A commit is not in force, for `pending.reason`: said in status (and readiness, when
     /// there is nothing else to wait for).
     fn hold(&mut self, pending: Pending) {
+        // A commit held by the guard that a newer one replaces can no longer be released:
+        // `--allow-prune` releases only what status shows.
+        if self
+            .intake
+            .held
+            .as_ref()
+            .is_some_and(|h| h.commit != pending.commit)
+        {
+            self.intake.held = None;
+        }
         let reason = pending.reason;
         self.intake.pending = Some(pending.clone());
         let counters = self.counters.clone();
@@ -300,16 +327,20 @@ impl Daemon {
             Ok(()) => {
                 // The credentials file may have been rotated since the last fetch.
                 crate::reconcile::register_secrets(&self.source.secrets().into_iter().collect());
+                let branch = self.source.followed_branch();
+                self.publish(move |s| s.branch = branch);
                 self.intake.fetch_failures = 0;
                 self.reload_at = Some(Instant::now() + REFS_QUIET);
             }
             Err(e) => {
                 self.counters.git_fetch_errors += 1;
                 self.intake.fetch_failures = self.intake.fetch_failures.saturating_add(1);
-                let retry = backoff(self.intake.fetch_failures).min(self.opts.poll);
+                // 1 s, 2 s, 4 s, ... up to the poll interval: a broken server is not hammered.
+                let retry = Duration::from_secs(1u64 << (self.intake.fetch_failures - 1).min(16))
+                    .min(self.opts.poll);
                 tracing::warn!(error = %e, retry_in_ms = retry.as_millis() as u64, "fetching the remote failed; the last good commit stays applied");
-                if let Some(at) = &mut self.intake.next_poll {
-                    *at = (*at).min(Instant::now() + retry);
+                if self.intake.next_poll.is_some() {
+                    self.intake.next_poll = Some(Instant::now() + retry);
                 }
                 let counters = self.counters.clone();
                 self.publish(move |s| s.counters = counters);
@@ -389,7 +420,15 @@ impl Daemon {
             return;
         };
         let percent = match self.loaded.as_ref() {
-            None => c.desired.settings.prune_guard_percent,
+            // Nothing in force (a restart): the commit alone must not switch the guard off or
+            // loosen it, or a held commit would pass on the next restart.
+            None => Some(
+                c.desired
+                    .settings
+                    .prune_guard_percent
+                    .unwrap_or(DEFAULT_PRUNE_GUARD)
+                    .min(DEFAULT_PRUNE_GUARD),
+            ),
             Some(l) => match (
                 l.desired.settings.prune_guard_percent,
                 c.desired.settings.prune_guard_percent,
@@ -422,6 +461,7 @@ impl Daemon {
                 tracing::info!(commit = %c.commit, "commit in force");
                 let (commit, time) = (c.commit.clone(), c.commit_time);
                 self.intake.pending = None;
+                self.intake.allow_prune = None;
                 self.fleet.align(&c.desired).await;
                 self.loaded = Some(c);
                 self.sync_hosts();

@@ -168,6 +168,7 @@ impl Daemon {
         let (status, _) = status_watch::channel(DaemonStatus {
             phase: "starting",
             source: source.describe(),
+            branch: source.followed_branch(),
             ..Default::default()
         });
         Ok(Daemon {
@@ -346,6 +347,13 @@ impl Daemon {
         }
         self.poll_due(now);
         if self.next_resync <= now {
+            // A followed branch is read again too: a missed ref event must not leave a pushed
+            // commit waiting for the next push (the read is cheap when nothing moved).
+            if self.source.local_dir().is_none() {
+                if let Some(why) = self.reload() {
+                    self.request(why);
+                }
+            }
             self.request(PassReason::Resync);
         }
         if let Some((at, _)) = &self.requeued {

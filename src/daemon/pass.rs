@@ -25,6 +25,14 @@ use crate::reconcile::{self, PassOptions};
 impl Daemon {
     /// One pass for every request queued.
     pub(super) async fn pass(&mut self) {
+        // A re-read that is due (a push seen a moment ago) comes before the pass: a pass of
+        // the old commit would wait at the very gate the new one fixes.
+        // (A working directory keeps its quiet period: its files may be half written.)
+        if self.source.local_dir().is_none() && self.reload_at.take().is_some() {
+            if let Some(why) = self.reload() {
+                self.request(why);
+            }
+        }
         self.decide_candidate().await;
         if self.loaded.is_none() {
             // Nothing valid and allowed yet: nothing to pass on.
@@ -65,6 +73,14 @@ impl Daemon {
                 tokio::select! {
                     run = &mut run => break run,
                     Some(t) = self.rx.recv() => {
+                        if let Trigger::Fetched { .. } = &t {
+                            // The fetch's bookkeeping now, so a webhook during the pass can
+                            // fetch again; the rest when the trigger is handled after it.
+                            self.intake.fetching = false;
+                            if std::mem::take(&mut self.intake.fetch_again) {
+                                spawn_fetch(&mut self.intake, &mut self.tasks, &self.source, &self.tx);
+                            }
+                        }
                         if !superseded
                             && supersedes(self.source.as_ref(), &self.intake, &t, loaded, self.inputs.as_ref())
                         {
@@ -75,11 +91,22 @@ impl Daemon {
                         later.push(t);
                     }
                     Some(r) = self.api_rx.recv() => {
-                        // A webhook during a long pass fetches now: its commit may supersede it.
+                        // A webhook or a sync during a long pass fetches now: its commit may
+                        // supersede the pass.
                         match r {
                             ApiRequest::Fetch { .. } => spawn_fetch(&mut self.intake, &mut self.tasks, &self.source, &self.tx),
+                            ApiRequest::Sync { .. } => {
+                                spawn_fetch(&mut self.intake, &mut self.tasks, &self.source, &self.tx);
+                                later_api.push(r);
+                            }
                             other => later_api.push(other),
                         }
+                    }
+                    _ = sleep_until_poll(self.intake.next_poll) => {
+                        // Polling goes on during a pass, so a polled remote's fix lands too.
+                        let next = self.intake.jittered(self.opts.poll);
+                        self.intake.next_poll = Some(Instant::now() + next);
+                        spawn_fetch(&mut self.intake, &mut self.tasks, &self.source, &self.tx);
                     }
                 }
             }
@@ -115,7 +142,19 @@ impl Daemon {
         for t in later {
             self.handle(t).await;
         }
+        if superseded && self.source.local_dir().is_none() {
+            // The newer state is read now, before anything else can start a pass of the old.
+            self.reload_at = None;
+            if let Some(why) = self.reload() {
+                self.request(why);
+            }
+        }
         for r in later_api {
+            if let ApiRequest::Diff { reply } = &r {
+                if reply.is_closed() {
+                    continue;
+                }
+            }
             self.api(r).await;
         }
     }
@@ -191,6 +230,14 @@ impl Daemon {
             s.services = services;
             s.counters = counters;
         });
+    }
+}
+
+/// Sleeps until the next poll of a remote, or for ever when there is none.
+async fn sleep_until_poll(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -14,16 +14,18 @@ const CONFIRM_AFTER: Duration = Duration::from_millis(200);
 /// when the next pass should run and why; `None` leaves it to triggers and the resync timer.
 pub fn requeue(result: &PassResult, failing: u32) -> Option<(Duration, PassReason)> {
     match result {
-        // Something was done: look again shortly to confirm (or finish) convergence.
-        PassResult::Applied | PassResult::RolledBack => Some((CONFIRM_AFTER, PassReason::Confirm)),
+        // Something was done, or a pass was cut short by a newer commit that may yet be
+        // refused: look again shortly to confirm (or finish) convergence.
+        PassResult::Applied | PassResult::RolledBack | PassResult::Superseded => {
+            Some((CONFIRM_AFTER, PassReason::Confirm))
+        }
         // What failed will likely fail again at once (a pull, a rejected create): wait longer
         // each time instead of retrying five times a second.
         PassResult::Failed => Some((
             backoff(failing.saturating_sub(1)).max(CONFIRM_AFTER),
             PassReason::Retry { attempt: failing },
         )),
-        // The newer commit that superseded the pass asks for its own pass at once.
-        PassResult::Converged | PassResult::Held { .. } | PassResult::Superseded => None,
+        PassResult::Converged | PassResult::Held { .. } => None,
     }
 }
 

@@ -22,6 +22,8 @@ pub struct DaemonStatus {
     pub ready: bool,
     /// What the daemon follows (a directory, a repository and branch; never a credential).
     pub source: String,
+    /// The branch followed, once known (a remote's default branch after its first fetch).
+    pub branch: Option<String>,
     /// The commit of the desired state in force (in full for git sources).
     pub commit: Option<String>,
     /// Its committer time, Unix seconds (none for working files).

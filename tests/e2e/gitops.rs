@@ -271,8 +271,17 @@ fn a_push_deploys_and_a_broken_commit_changes_nothing_until_a_fix() {
     );
     assert_eq!(t.id_of(&name), id, "nothing was replaced");
 
-    // A commit with the same tree is not tried again; a fix applies.
-    repo.push("nothing changed", &[]);
+    // A commit with the same tree is not tried again (it becomes the pending commit, the error
+    // count stays); a fix applies.
+    let c4 = repo.push("nothing changed", &[]);
+    wait_status(
+        &api,
+        &header,
+        "the same tree pending under its new commit",
+        Duration::from_secs(15),
+        |s| s["pending_commit"]["commit"] == c4.as_str(),
+    );
+    assert_eq!(sample(&metrics(&api), "convoy_commit_errors_total"), 1.0);
     repo.write(
         &format!("stacks/{}/compose.yaml", t.stack("web")),
         &app(1, "3"),

@@ -364,7 +364,7 @@ pub(super) fn base64(bytes: &[u8]) -> String {
 
 /// `text` with the userinfo of every URL that may hold a secret (`user:pass@`, or any userinfo
 /// of an `http(s)://` URL, where a token alone is one) shown as `***@`. An ssh user stays.
-pub(super) fn redact_userinfo(text: &str) -> String {
+pub fn redact_userinfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("://") {

@@ -27,7 +27,9 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 use crate::model::tree::{DirEntry, RepoTree};
-pub use branch::{open_follow, FollowOptions, LocalBranch, RemoteBranch, FETCH_TIMEOUT};
+pub use branch::{
+    open_follow, redact_userinfo, FollowOptions, LocalBranch, RemoteBranch, FETCH_TIMEOUT,
+};
 pub use read::{parse_size, Limits, MAX_FILE_SIZE_VAR};
 pub use signature::{verify_commit, SignaturePolicy};
 
