@@ -401,6 +401,18 @@ impl Daemon {
     /// The plan of the newest valid commit (candidate, held, or in force) against the fleet,
     /// as `convoy diff --output json` prints it.
     async fn diff(&self) -> Result<String, String> {
+        // The branch's newest commit is what the diff is of: one that cannot be planned says
+        // why instead of showing an older commit's plan.
+        if let Some(p) = &self.intake.pending {
+            if p.reason != HoldReason::DeletionGuard {
+                return Err(format!(
+                    "the branch's commit {} is held ({}): {}",
+                    p.commit,
+                    p.reason.code(),
+                    p.message
+                ));
+            }
+        }
         let newest = self
             .candidate
             .as_ref()

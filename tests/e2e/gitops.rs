@@ -492,6 +492,28 @@ fn an_ssh_remote_on_a_fleet_host_is_polled_with_strict_host_keys() {
         || version_is(&t, &name, "2"),
     );
     drop(d);
+
+    // A host key the daemon does not know is refused: nothing is fetched, and it says why.
+    let empty = t.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let t2 = TestFleet::new();
+    let ssh = remote.git_ssh_command_with_known_hosts(&empty);
+    let d = Daemon::follow(
+        &t2,
+        &remote.url(),
+        &["--poll-interval", "1"],
+        &[("GIT_SSH_COMMAND", ssh.as_str())],
+    );
+    wait_d(
+        &d,
+        "the unknown host key refused",
+        Duration::from_secs(20),
+        || d.log().contains("Host key verification failed"),
+    );
+    assert!(
+        t2.containers().is_empty(),
+        "nothing runs from an unverified remote"
+    );
 }
 
 #[test]
@@ -533,6 +555,20 @@ fn the_deletion_guard_holds_a_mass_removal_until_sync_allow_prune() {
     assert_eq!(s["pending_commit"]["reason"], "deletion_guard", "{s}");
     assert_eq!(applied(&s), c1);
     assert_eq!(t.running().len(), 3, "nothing removed while held");
+
+    // A restart does not release it: with nothing in force yet, the guard still counts.
+    assert_eq!(d.stop(), 0);
+    let d = Daemon::follow(&t, &repo.url(), &["--api-token-file", &token_file], &[]);
+    let api = d.api();
+    let s = wait_status(
+        &api,
+        &header,
+        "the removal held after a restart",
+        Duration::from_secs(20),
+        |s| s["pending_commit"]["commit"] == c2.as_str(),
+    );
+    assert_eq!(s["pending_commit"]["reason"], "deletion_guard", "{s}");
+    assert_eq!(t.running().len(), 3, "nothing removed by the restart");
 
     // A client without the token is refused; with it, the release.
     let sync = |extra: &[&str]| {
