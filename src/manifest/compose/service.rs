@@ -1,6 +1,7 @@
 //! One service: the dispatch of its keys to the section readers, and the keys that need no file
 //! of their own (`image`, `command`, `environment`, `restart`, `tmpfs`, `extra_hosts`,
-//! `ulimits`, `logging`, `x-convoy`, ...). It also settles what depends on several keys at once:
+//! `ulimits`, `logging`, `x-convoy`, ...; the engine options are read in `engine_options`).
+//! It also settles what depends on several keys at once:
 //! `environment` over `env_file`, `deploy.restart_policy` over `restart`, the default network,
 //! and the normal order of ports and mounts so that equal meaning gives an equal spec.
 //!
