@@ -327,7 +327,79 @@ pub fn container_drift(
         opt_bytes(limit(actual.memory_reservation_bytes)),
         opt_bytes(limit(desired.memory_reservation_bytes)),
     );
+    // The engine sets memory plus swap to twice the memory when only the memory is limited,
+    // and to -1 on a kernel that cannot limit swap (it warns and goes on): only a declared
+    // value is compared, and not with a host that cannot keep it.
+    if let (Some(want), Some(have)) = (desired.memory_swap_bytes, actual.memory_swap_bytes) {
+        if have != -1 || want == -1 {
+            push("memswap_limit", swap_str(have), swap_str(want));
+        }
+    }
+    push(
+        "cpu_shares",
+        opt_num(limit(actual.cpu_shares), ""),
+        opt_num(limit(desired.cpu_shares), ""),
+    );
+    // The engine's exposed ports are the image's, the published ones and `expose`'s, merged:
+    // only the ports the spec exposes are looked for. (A port taken out of `expose` changes
+    // the spec hash, which replaces the container anyway.)
+    if desired.expose.iter().any(|p| !actual.expose.contains(p)) {
+        push(
+            "expose",
+            list(
+                desired
+                    .expose
+                    .iter()
+                    .filter(|p| actual.expose.contains(p))
+                    .cloned(),
+            ),
+            list(desired.expose.iter().cloned()),
+        );
+    }
+    // With `pid: host` or `ipc: host` on an SELinux host, the engine adds `label=disable`
+    // (spelled `disable` by some versions) of its own.
+    let engine_added = |o: &String| {
+        matches!(o.as_str(), "disable" | "label=disable" | "label:disable")
+            && !desired.security_opt.contains(o)
+    };
+    push(
+        "security_opt",
+        list(
+            actual
+                .security_opt
+                .iter()
+                .filter(|o| !engine_added(o))
+                .cloned(),
+        ),
+        list(desired.security_opt.iter().cloned()),
+    );
+    let device = |d: &crate::model::spec::DeviceMapping| {
+        format!("{}:{}:{}", d.host, d.container, d.permissions)
+    };
+    push(
+        "devices",
+        list(actual.devices.iter().map(device)),
+        list(desired.devices.iter().map(device)),
+    );
+    // Without `ipc` the engine's own default (`private` or `shareable`, per daemon) applies,
+    // and without `runtime` its default runtime: only declared ones are compared.
+    if desired.ipc.is_some() {
+        push("ipc", opt(&actual.ipc), opt(&desired.ipc));
+    }
+    push("pid", opt(&actual.pid), opt(&desired.pid));
+    if desired.runtime.is_some() {
+        push("runtime", opt(&actual.runtime), opt(&desired.runtime));
+    }
     out
+}
+
+/// Memory plus swap, -1 being unlimited swap.
+fn swap_str(v: i64) -> String {
+    if v == -1 {
+        "unlimited".into()
+    } else {
+        opt_bytes(Some(v))
+    }
 }
 
 fn diff_maps(
@@ -590,6 +662,25 @@ mod tests {
                 "deploy.resources.limits.cpus",
                 Box::new(|c| c.nano_cpus = Some(500_000_000)),
             ),
+            ("cpu_shares", Box::new(|c| c.cpu_shares = Some(512))),
+            ("expose", Box::new(|c| c.expose = vec!["9000/tcp".into()])),
+            (
+                "security_opt",
+                Box::new(|c| c.security_opt = vec!["no-new-privileges:true".into()]),
+            ),
+            (
+                "devices",
+                Box::new(|c| {
+                    c.devices = vec![crate::model::spec::DeviceMapping {
+                        host: "/dev/null".into(),
+                        container: "/dev/x".into(),
+                        permissions: "rwm".into(),
+                    }]
+                }),
+            ),
+            ("ipc", Box::new(|c| c.ipc = Some("host".into()))),
+            ("pid", Box::new(|c| c.pid = Some("host".into()))),
+            ("runtime", Box::new(|c| c.runtime = Some("runsc".into()))),
         ];
         for (field, change) in cases {
             let mut want = d.clone();
@@ -754,5 +845,64 @@ mod tests {
         a.entrypoint = Some(vec!["sh".into()]);
         a.command = None;
         assert_eq!(container_drift(&d, &a, &img, &BTreeSet::new()), vec![]);
+    }
+
+    /// The engine's normal forms of the keys added after the first release: exposed ports
+    /// merged with the image's and the published ones, swap set by itself, its default ipc
+    /// mode and runtime, `label=disable` of its own.
+    #[test]
+    fn engine_normal_forms_of_the_newer_keys_are_not_drift() {
+        let mut d = base();
+        d.expose = vec!["9000/tcp".into()];
+        d.ports = vec![crate::model::spec::PortBinding {
+            host_ip: String::new(),
+            host_port: Some(8080),
+            container_port: 80,
+            protocol: "tcp".into(),
+        }];
+        d.memory_bytes = Some(64 << 20);
+        d.pid = Some("host".into());
+        let mut a = as_engine_reports(&d);
+        a.expose = vec!["443/tcp".into(), "80/tcp".into(), "9000/tcp".into()];
+        a.memory_swap_bytes = Some(128 << 20);
+        a.ipc = Some("private".into());
+        a.runtime = Some("runc".into());
+        a.security_opt = vec!["label=disable".into()];
+        assert_eq!(container_drift(&d, &a, &image(), &BTreeSet::new()), vec![]);
+
+        // A declared swap total is compared, except with a host that cannot limit swap.
+        d.memory_swap_bytes = Some(96 << 20);
+        let drift = container_drift(&d, &a, &image(), &BTreeSet::new());
+        assert_eq!(drift.len(), 1, "{drift:?}");
+        assert_eq!(
+            (drift[0].field.as_str(), drift[0].old.as_str()),
+            ("memswap_limit", "128MiB")
+        );
+        a.memory_swap_bytes = Some(-1);
+        assert_eq!(container_drift(&d, &a, &image(), &BTreeSet::new()), vec![]);
+
+        // A declared ipc mode or runtime is compared; an exposed port gone is drift.
+        d.memory_swap_bytes = None;
+        d.ipc = Some("shareable".into());
+        d.runtime = Some("runc".into());
+        a.expose = vec!["80/tcp".into()];
+        let fields: Vec<String> = container_drift(&d, &a, &image(), &BTreeSet::new())
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(fields, ["expose", "ipc"]);
+    }
+
+    /// A container converged by a release that knew none of the newer keys reads as it did.
+    #[test]
+    fn a_container_without_the_newer_keys_has_no_drift_from_them() {
+        let mut d = base();
+        d.memory_bytes = Some(64 << 20);
+        let mut a = as_engine_reports(&d);
+        a.memory_swap_bytes = Some(128 << 20);
+        a.ipc = Some("private".into());
+        a.runtime = Some("runc".into());
+        a.expose = vec!["80/tcp".into()];
+        assert_eq!(container_drift(&d, &a, &image(), &BTreeSet::new()), vec![]);
     }
 }

@@ -292,6 +292,44 @@ pub struct ContainerSpec {
     pub nano_cpus: Option<i64>,
     pub pids_limit: Option<i64>,
     pub memory_reservation_bytes: Option<i64>,
+    // Upgrades are invisible: every field below was added after the first release and is left
+    // out of the serialised form (so out of the hash) while empty, so a spec that does not use
+    // it hashes as before and no converged container is replaced by an upgrade alone
+    // (`tests::hash_of_a_spec_without_the_newer_fields_is_unchanged`).
+    /// `expose`: container ports, `<port>/<protocol>`, sorted; the engine's `ExposedPorts`
+    /// (nothing is published).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose: Vec<String>,
+    /// `memswap_limit`: memory plus swap; -1 is unlimited swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_swap_bytes: Option<i64>,
+    /// `cpu_shares`: the relative CPU weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<i64>,
+    /// `security_opt`, sorted (`no-new-privileges:true`, `seccomp=unconfined`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
+    /// `devices`, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceMapping>,
+    /// `ipc`: `host`, `private` or `shareable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    /// `pid`: `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    /// `runtime`: the OCI runtime (`runc`, `runsc`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+}
+
+/// A host device made available in the container (`/dev/fuse:/dev/fuse:rwm`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeviceMapping {
+    pub host: String,
+    pub container: String,
+    /// cgroup permissions: some of `r`, `w`, `m`, in that order (`rwm` when not written).
+    pub permissions: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -417,6 +455,36 @@ mod tests {
         assert_eq!(a.hash().len(), 16);
         b.env.insert("A".into(), "1".into());
         assert_ne!(a.hash(), b.hash());
+    }
+
+    /// Upgrades are invisible: a spec written before a field existed hashes as it did then, so
+    /// a container converged by the previous release is not replaced by the upgrade alone. The
+    /// constant is the hash this spec had before `expose`, `security_opt`, `devices`, `ipc`,
+    /// `pid`, `runtime`, `cpu_shares` and `memswap_limit` were added.
+    #[test]
+    fn hash_of_a_spec_without_the_newer_fields_is_unchanged() {
+        let mut s = ContainerSpec {
+            image: "busybox:1".into(),
+            command: Some(vec!["sleep".into(), "3600".into()]),
+            ports: vec![PortBinding {
+                host_ip: "127.0.0.1".into(),
+                host_port: Some(8080),
+                container_port: 80,
+                protocol: "tcp".into(),
+            }],
+            memory_bytes: Some(64 << 20),
+            nano_cpus: Some(500_000_000),
+            cap_add: vec!["NET_ADMIN".into()],
+            ..Default::default()
+        };
+        s.env.insert("A".into(), "1".into());
+        s.networks.insert(
+            "web_default".into(),
+            NetworkAttachment {
+                aliases: vec!["app".into()],
+            },
+        );
+        assert_eq!(s.hash(), "b6552aa0fc49b276");
     }
 
     #[test]

@@ -448,6 +448,43 @@ impl Drop for Daemon {
 /// merges included), publishing the two host ports given on 127.0.0.1. A fleet converged from
 /// it must stay converged: on a second pass, and with a newer Convoy (the upgrade test).
 pub fn every_key_stack(t: &TestFleet, ports: (u16, u16)) {
+    every_key_stack_of(t, ports, true)
+}
+
+/// [`every_key_stack`] without the keys added since the previous release (the `opts`
+/// service): what the upgrade test converges with that release's binary, which refuses them.
+// Until `upgrade.rs` calls it instead of `every_key_stack`.
+#[allow(dead_code)]
+pub fn previous_release_key_stack(t: &TestFleet, ports: (u16, u16)) {
+    every_key_stack_of(t, ports, false)
+}
+
+fn every_key_stack_of(t: &TestFleet, ports: (u16, u16), newer_keys: bool) {
+    // Keys the previous release refuses, each with the engine's normal form to model: exposed
+    // ports merged with the image's, swap, the default ipc mode and runtime.
+    let newer = if newer_keys {
+        format!(
+            r#"
+  opts:
+    image: {IMAGE}
+    command: sleep 3600
+    expose: ["9000", "9001/udp"]
+    mem_limit: 64m
+    memswap_limit: 128m
+    mem_reservation: 16m
+    cpus: 0.25
+    cpu_shares: 512
+    security_opt: ["no-new-privileges:true"]
+    devices: ["/dev/null:/dev/xnull:rw"]
+    ipc: shareable
+    pid: host
+    runtime: runc
+    pull_policy: missing
+"#
+        )
+    } else {
+        String::new()
+    };
     let bind = t.path().join("bind");
     std::fs::create_dir_all(&bind).unwrap();
     // Sources and targets in crossed order: the engine lists mounts in its own order.
@@ -553,6 +590,7 @@ services:
       restart_policy:
         condition: on-failure
         max_attempts: 3
+{newer}
 networks:
   back: {{}}
 volumes:

@@ -6,12 +6,12 @@
 //! difference on every pass. The labels it writes are the replica's, ownership label included:
 //! "only what carries the fleet's label is touched" depends on them reaching the engine intact.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Mount,
-    MountType, NetworkingConfig, PortBinding as BollardPort, ResourcesUlimits,
-    RestartPolicy as BollardRestart, RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HostConfig,
+    HostConfigLogConfig, Mount, MountType, NetworkingConfig, PortBinding as BollardPort,
+    ResourcesUlimits, RestartPolicy as BollardRestart, RestartPolicyNameEnum,
 };
 
 use crate::model::plan::Replica;
@@ -25,7 +25,14 @@ pub(super) fn create_body(
 ) -> ContainerCreateBody {
     let s = &r.spec;
     let port_bindings = port_bindings(s);
-    let exposed: Vec<String> = port_bindings.keys().cloned().collect();
+    // The published ports are exposed too, as the engine's own CLI does; `expose` adds the
+    // ports exposed without publishing them.
+    let exposed: BTreeSet<String> = port_bindings
+        .keys()
+        .cloned()
+        .chain(s.expose.iter().cloned())
+        .collect();
+    let exposed: Vec<String> = exposed.into_iter().collect();
     ContainerCreateBody {
         image: Some(s.image.clone()),
         cmd: s.command.clone(),
@@ -138,6 +145,23 @@ fn host_config(
         nano_cpus: s.nano_cpus,
         pids_limit: s.pids_limit,
         memory_reservation: s.memory_reservation_bytes,
+        memory_swap: s.memory_swap_bytes,
+        cpu_shares: s.cpu_shares,
+        security_opt: Some(s.security_opt.clone()).filter(|v| !v.is_empty()),
+        devices: Some(
+            s.devices
+                .iter()
+                .map(|d| DeviceMapping {
+                    path_on_host: Some(d.host.clone()),
+                    path_in_container: Some(d.container.clone()),
+                    cgroup_permissions: Some(d.permissions.clone()),
+                })
+                .collect(),
+        )
+        .filter(|v: &Vec<_>| !v.is_empty()),
+        ipc_mode: s.ipc.clone(),
+        pid_mode: s.pid.clone(),
+        runtime: s.runtime.clone(),
         network_mode: s
             .networks
             .keys()

@@ -22,9 +22,9 @@ use crate::model::observed::{
     RunState,
 };
 use crate::model::spec::{
-    ContainerSpec, Healthcheck, Logging, MountKind, MountSpec, NetworkAttachment, PortBinding,
-    RestartName, RestartPolicy, Ulimit, LABEL_COMMIT, LABEL_FLEET, LABEL_RESOURCE, LABEL_SERVICE,
-    LABEL_SLOT, LABEL_SPEC_HASH, LABEL_STACK,
+    ContainerSpec, DeviceMapping, Healthcheck, Logging, MountKind, MountSpec, NetworkAttachment,
+    PortBinding, RestartName, RestartPolicy, Ulimit, LABEL_COMMIT, LABEL_FLEET, LABEL_RESOURCE,
+    LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC_HASH, LABEL_STACK,
 };
 
 use super::{DockerError, Engine};
@@ -438,6 +438,30 @@ fn observed_container(
         nano_cpus: nonzero(hc.nano_cpus),
         pids_limit: nonzero(hc.pids_limit),
         memory_reservation_bytes: nonzero(hc.memory_reservation),
+        // Every port the container exposes: the image's and the published ones are in it
+        // too (the engine merges them); `drift` knows.
+        expose: sorted(cfg.exposed_ports),
+        // 0 is "not set"; -1 (unlimited swap) is a value.
+        memory_swap_bytes: hc.memory_swap.filter(|n| *n != 0),
+        cpu_shares: nonzero(hc.cpu_shares),
+        security_opt: sorted(hc.security_opt),
+        devices: {
+            let mut devices: Vec<DeviceMapping> = hc
+                .devices
+                .unwrap_or_default()
+                .into_iter()
+                .map(|dev| DeviceMapping {
+                    host: dev.path_on_host.unwrap_or_default(),
+                    container: dev.path_in_container.unwrap_or_default(),
+                    permissions: dev.cgroup_permissions.unwrap_or_default(),
+                })
+                .collect();
+            devices.sort();
+            devices
+        },
+        ipc: hc.ipc_mode.filter(|s| !s.is_empty()),
+        pid: hc.pid_mode.filter(|s| !s.is_empty()),
+        runtime: hc.runtime.filter(|s| !s.is_empty()),
     };
     Some(ObservedContainer {
         id: i.id.unwrap_or_default(),

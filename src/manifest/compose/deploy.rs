@@ -154,7 +154,7 @@ pub(super) fn read_deploy(
 }
 
 /// A memory limit or reservation: 0 is none; anything else at least the engine's minimum.
-fn memory(d: &mut Diag, v: &Node, path: &str, what: &str) -> Option<i64> {
+pub(super) fn memory(d: &mut Diag, v: &Node, path: &str, what: &str) -> Option<i64> {
     let m = read_bytes(d, v, path)?;
     if m > 0 && m < MIN_MEMORY_BYTES {
         d.at(
@@ -253,7 +253,7 @@ pub fn parse_constraint(s: &str) -> Result<Constraint, String> {
     })
 }
 
-fn nano_cpus(d: &mut Diag, v: &Node, path: &str) -> Option<i64> {
+pub(super) fn nano_cpus(d: &mut Diag, v: &Node, path: &str) -> Option<i64> {
     let n = d.number(v, path)?;
     if !(0.0..1e9).contains(&n) || ((n * 1e9).round() as i64) < MIN_NANO_CPUS {
         d.at(

@@ -16,6 +16,7 @@
 
 mod depends;
 mod deploy;
+mod engine_options;
 mod engine_rules;
 mod env_file;
 pub(super) use env_file::resolve;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::keys::{ATTACHMENT, NETWORK};
+use super::keys::{ATTACHMENT, EXTERNAL, NETWORK};
 use super::{user_labels, Stack};
 use crate::manifest::typed::{join, Diag};
 use crate::manifest::yaml::{Kind, Node};
@@ -47,17 +47,22 @@ impl Stack<'_> {
                 external: false,
             };
             let mut explicit_name = None;
+            let mut external_name = None;
             for (field, _k, v, fpath) in d.fields(fields, &npath, &NETWORK) {
                 match field {
                     "driver" => spec.driver = d.string(v, &fpath).unwrap_or_default(),
                     "internal" => spec.internal = d.bool(v, &fpath).unwrap_or(false),
                     "labels" => spec.labels = user_labels(d, v, &fpath),
                     "name" => explicit_name = d.string(v, &fpath),
-                    "external" => spec.external = d.bool(v, &fpath).unwrap_or(false),
+                    "external" => {
+                        let (external, name) = read_external(d, v, &fpath);
+                        spec.external = external;
+                        external_name = name;
+                    }
                     _ => {}
                 }
             }
-            if let Some(n) = explicit_name {
+            if let Some(n) = settle_name(d, explicit_name, external_name) {
                 spec.engine_name = n;
             } else if spec.external {
                 spec.engine_name = name.clone();
@@ -127,5 +132,42 @@ impl Stack<'_> {
             ),
         }
         out
+    }
+}
+
+/// `external: true`, or the older `external: {name: x}` (external, with that engine name):
+/// whether it is external, and the name with where it is written.
+pub(super) fn read_external<'n>(
+    d: &mut Diag,
+    v: &'n Node,
+    path: &str,
+) -> (bool, Option<(String, &'n Node, String)>) {
+    let Kind::Map(entries) = &v.kind else {
+        return (d.bool(v, path).unwrap_or(false), None);
+    };
+    let mut name = None;
+    for (_f, _k, fv, fpath) in d.fields(entries, path, &EXTERNAL) {
+        name = d.string(fv, &fpath).map(|n| (n, fv, fpath));
+    }
+    (true, name)
+}
+
+/// The engine name from `name:` and the older `external.name`; both written must agree.
+pub(super) fn settle_name(
+    d: &mut Diag,
+    explicit: Option<String>,
+    external: Option<(String, &Node, String)>,
+) -> Option<String> {
+    match (explicit, external) {
+        (Some(n), Some((e, node, path))) if n != e => {
+            d.at(
+                node,
+                &path,
+                format!("`external.name` `{e}` disagrees with `name` `{n}`: write one of them"),
+            );
+            Some(n)
+        }
+        (Some(n), _) => Some(n),
+        (None, e) => e.map(|(n, _, _)| n),
     }
 }

@@ -77,7 +77,7 @@ pub(super) fn port_label(p: &PortBinding) -> String {
     }
 }
 
-fn port_range(s: &str) -> Result<(u16, u16), String> {
+pub(super) fn port_range(s: &str) -> Result<(u16, u16), String> {
     let one = |p: &str| match p.trim().parse::<u16>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("invalid port `{p}`")),

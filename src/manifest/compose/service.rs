@@ -1,6 +1,7 @@
 //! One service: the dispatch of its keys to the section readers, and the keys that need no file
 //! of their own (`image`, `command`, `environment`, `restart`, `tmpfs`, `extra_hosts`,
-//! `ulimits`, `logging`, `x-convoy`, ...). It also settles what depends on several keys at once:
+//! `ulimits`, `logging`, `x-convoy`, ...; the engine options are read in `engine_options`).
+//! It also settles what depends on several keys at once:
 //! `environment` over `env_file`, `deploy.restart_policy` over `restart`, the default network,
 //! and the normal order of ports and mounts so that equal meaning gives an equal spec.
 //!
@@ -10,6 +11,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::deploy::read_deploy;
+use super::engine_options::{
+    read_cpu_shares, read_devices, read_expose, read_ipc, read_pid, read_pull_policy, read_runtime,
+    read_security_opt, LegacyResources,
+};
 use super::engine_rules::{image_reference_problem, is_ip};
 use super::healthcheck::read_healthcheck;
 use super::keys::{LOGGING, SERVICE, ULIMIT, X_CONVOY};
@@ -54,6 +59,7 @@ impl Stack<'_> {
         let mut deploy_restart: Option<RestartPolicy> = None;
         let mut network_names: Vec<(String, Vec<String>)> = Vec::new();
         let mut saw_networks = false;
+        let mut legacy = LegacyResources::default();
 
         for (field, _k, v, fpath) in d.fields(entries, path, &SERVICE) {
             match field {
@@ -152,13 +158,28 @@ impl Stack<'_> {
                         read_deploy(d, v, &fpath, &mut svc, &mut c, &mut g.place.replicas)
                 }
                 "x-convoy" => svc.placement.hosts = self.read_x_convoy(d, v, &fpath),
+                "expose" => c.expose = read_expose(d, v, &fpath),
+                "mem_limit" | "memswap_limit" | "mem_reservation" | "cpus" => {
+                    legacy.read(d, field, v, &fpath)
+                }
+                "cpu_shares" => c.cpu_shares = read_cpu_shares(d, v, &fpath),
+                "security_opt" => c.security_opt = read_security_opt(d, v, &fpath),
+                "devices" => c.devices = read_devices(d, v, &fpath),
+                "ipc" => c.ipc = read_ipc(d, v, &fpath),
+                "pid" => c.pid = read_pid(d, v, &fpath),
+                "runtime" => c.runtime = read_runtime(d, v, &fpath),
+                "pull_policy" => read_pull_policy(d, v, &fpath),
                 _ => {}
             }
         }
 
+        legacy.apply(d, &mut c, &mut svc);
+
+        let written = |name: &str| entries.iter().any(|(k, _)| k.scalar() == Some(name));
         match image {
             Some(i) => c.image = i,
-            None if !entries.iter().any(|(k, _)| k.scalar() == Some("image")) => {
+            // A service with only `build` has its one error already, naming `build`.
+            None if !written("image") && !written("build") => {
                 d.at(key, path, "missing `image`");
             }
             None => {}

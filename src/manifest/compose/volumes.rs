@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::keys::{MOUNT, MOUNT_BIND, MOUNT_VOLUME, VOLUME};
+use super::networks::{read_external, settle_name};
 use super::{user_labels, Stack};
 use crate::manifest::typed::{join, Diag};
 use crate::manifest::yaml::{Kind, Node};
@@ -37,6 +38,7 @@ impl Stack<'_> {
                 external: false,
             };
             let mut explicit_name = None;
+            let mut external_name = None;
             for (field, _k, v, fpath) in d.fields(fields, &vpath, &VOLUME) {
                 match field {
                     "driver" => spec.driver = d.string(v, &fpath).unwrap_or_default(),
@@ -45,11 +47,15 @@ impl Stack<'_> {
                     }
                     "labels" => spec.labels = user_labels(d, v, &fpath),
                     "name" => explicit_name = d.string(v, &fpath),
-                    "external" => spec.external = d.bool(v, &fpath).unwrap_or(false),
+                    "external" => {
+                        let (external, name) = read_external(d, v, &fpath);
+                        spec.external = external;
+                        external_name = name;
+                    }
                     _ => {}
                 }
             }
-            if let Some(n) = explicit_name {
+            if let Some(n) = settle_name(d, explicit_name, external_name) {
                 spec.engine_name = n;
             } else if spec.external {
                 spec.engine_name = name.clone();

@@ -1,0 +1,184 @@
+//! The Compose keys that need no file shipping, added for Compose files as people write them:
+//! `expose`, the older resource keys (`mem_limit`, `memswap_limit`, `mem_reservation`, `cpus`,
+//! `cpu_shares`), `security_opt`, `devices`, `ipc`, `pid`, `runtime`, `pull_policy`, the older
+//! `external: {name: x}`, the lifecycle hooks refused by name, and a `build`-only service.
+//!
+//! Tests only, on in-memory repositories through `load`; no disk, no engine.
+
+use super::*;
+
+#[test]
+fn engine_options_are_read_in_normal_form() {
+    let s = service(
+        "services:\n  web:\n    image: x\n    expose: [\"9000\", 80, \"53/udp\", \"7000-7001\", \"80/tcp\"]\n    security_opt:\n      - seccomp=unconfined\n      - no-new-privileges:true\n      - apparmor=unconfined\n    devices:\n      - /dev/fuse\n      - /dev/null:/dev/xnull:mr\n      - /dev/zero:r\n    ipc: shareable\n    pid: host\n    runtime: runc\n    cpu_shares: 512\n    pull_policy: missing\n",
+    );
+    let c = &s.container;
+    assert_eq!(
+        c.expose,
+        ["53/udp", "7000/tcp", "7001/tcp", "80/tcp", "9000/tcp"]
+    );
+    assert_eq!(
+        c.security_opt,
+        [
+            "apparmor=unconfined",
+            "no-new-privileges:true",
+            "seccomp=unconfined"
+        ]
+    );
+    let dev = |h: &str, c: &str, p: &str| DeviceMapping {
+        host: h.into(),
+        container: c.into(),
+        permissions: p.into(),
+    };
+    assert_eq!(
+        c.devices,
+        [
+            dev("/dev/fuse", "/dev/fuse", "rwm"),
+            // Permissions in one spelling, whatever order they are written in.
+            dev("/dev/null", "/dev/xnull", "rm"),
+            dev("/dev/zero", "/dev/zero", "r"),
+        ]
+    );
+    assert_eq!(c.ipc.as_deref(), Some("shareable"));
+    assert_eq!(c.pid.as_deref(), Some("host"));
+    assert_eq!(c.runtime.as_deref(), Some("runc"));
+    assert_eq!(c.cpu_shares, Some(512));
+}
+
+#[test]
+fn engine_option_errors_are_located() {
+    let e = web_errs("services:\n  a:\n    image: x\n    expose: [\"0\", \"80/http\", \"1-65535\"]\n    security_opt: [\"seccomp=/etc/profile.json\", bogus, \"no-new-privileges:maybe\"]\n    devices: [\"vendor.com/gpu=all\", \"/dev/a:rel\", \"/dev/a:/dev/b:rwx\", \"/dev/c:/dev/b\"]\n    ipc: service:db\n    pid: private\n    runtime: \"a b\"\n    cpu_shares: 1\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:4:14: services.a.expose[0]: invalid port `0` in `expose` (expected a container port)",
+            "stacks/web/compose.yaml:4:19: services.a.expose[1]: invalid protocol `http` in `80/http` (expected tcp, udp or sctp)",
+            "stacks/web/compose.yaml:4:30: services.a.expose[2]: the range `1-65535` exposes more than 1024 ports",
+            "stacks/web/compose.yaml:5:20: services.a.security_opt[0]: invalid security option `seccomp=/etc/profile.json`: a seccomp profile file is not supported yet (it needs files from the repository shipped to the hosts); only `seccomp=unconfined` is",
+            "stacks/web/compose.yaml:5:49: services.a.security_opt[1]: invalid security option `bogus`: expected `no-new-privileges`, `seccomp=unconfined`, `apparmor=<profile>`, `label=<option>`, `systempaths=unconfined` or `writable-cgroups=<bool>`",
+            "stacks/web/compose.yaml:5:56: services.a.security_opt[2]: invalid security option `no-new-privileges:maybe`: expected `no-new-privileges:true` or `:false`",
+            "stacks/web/compose.yaml:6:15: services.a.devices[0]: invalid device `vendor.com/gpu=all`: CDI device names are not supported yet; expected `/dev/<host>[:/dev/<container>[:rwm]]`",
+            "stacks/web/compose.yaml:6:37: services.a.devices[1]: invalid device `/dev/a:rel`: the container path `rel` is not absolute",
+            "stacks/web/compose.yaml:6:51: services.a.devices[2]: invalid device `/dev/a:/dev/b:rwx`: permissions `rwx` are not some of r, w and m",
+            "stacks/web/compose.yaml:7:10: services.a.ipc: `ipc: service:db` is not supported yet: the two services would have to be placed together",
+            "stacks/web/compose.yaml:8:10: services.a.pid: invalid pid mode `private` (expected host)",
+            "stacks/web/compose.yaml:9:14: services.a.runtime: invalid runtime name `a b`",
+            "stacks/web/compose.yaml:10:17: services.a.cpu_shares: cpu_shares 1 is out of range (2 to 262144; 1024 is the default)",
+        ]
+    );
+}
+
+#[test]
+fn a_device_mapped_twice_in_the_container_is_an_error() {
+    let e = web_errs(
+        "services:\n  a:\n    image: x\n    devices: [\"/dev/a:/dev/x\", \"/dev/b:/dev/x\"]\n",
+    );
+    assert_eq!(
+        e,
+        vec!["stacks/web/compose.yaml:4:32: services.a.devices[1]: `/dev/x` is mapped twice in the container"]
+    );
+}
+
+#[test]
+fn pull_policy_missing_is_what_convoy_does_and_the_others_are_refused_by_name() {
+    for p in ["missing", "if_not_present"] {
+        service(&format!(
+            "services:\n  a:\n    image: x\n    pull_policy: {p}\n"
+        ));
+    }
+    let e = web_errs("services:\n  a:\n    image: x\n    pull_policy: build\n  b:\n    image: x\n    pull_policy: always\n  c:\n    image: x\n    pull_policy: sometimes\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:4:18: services.a.pull_policy: `pull_policy: build` is not supported yet: build is not supported yet",
+            "stacks/web/compose.yaml:7:18: services.b.pull_policy: `pull_policy: always` is not supported yet: hosts pull an image they are missing (`apply --pull` pulls every image again)",
+            "stacks/web/compose.yaml:10:18: services.c.pull_policy: invalid pull policy `sometimes` (expected always, missing, never or build)",
+        ]
+    );
+}
+
+#[test]
+fn older_resource_keys_mean_deploy_resources() {
+    let old = service("services:\n  a:\n    image: x\n    mem_limit: 64m\n    mem_reservation: 16m\n    cpus: 0.5\n");
+    let new = service("services:\n  a:\n    image: x\n    deploy:\n      resources:\n        limits: {memory: 64m, cpus: \"0.5\"}\n        reservations: {memory: 16m}\n");
+    // The same container, the same hash, the same placement.
+    assert_eq!(old, new);
+    assert_eq!(old.container.hash(), new.container.hash());
+    assert_eq!(old.reserve_memory_bytes, Some(16 << 20));
+
+    // Both forms, agreeing: fine.
+    let both = service("services:\n  a:\n    image: x\n    mem_limit: 64m\n    deploy:\n      resources:\n        limits: {memory: 67108864}\n");
+    assert_eq!(both.container.memory_bytes, Some(64 << 20));
+
+    let s = service("services:\n  a:\n    image: x\n    mem_limit: 64m\n    memswap_limit: 128m\n    cpu_shares: 2048\n    cpus: 0\n");
+    assert_eq!(s.container.memory_swap_bytes, Some(128 << 20));
+    assert_eq!(s.container.cpu_shares, Some(2048));
+    assert_eq!(s.container.nano_cpus, None);
+    let s = service("services:\n  a:\n    image: x\n    mem_limit: 64m\n    memswap_limit: -1\n");
+    assert_eq!(s.container.memory_swap_bytes, Some(-1));
+}
+
+#[test]
+fn older_resource_keys_that_disagree_with_deploy_are_located_errors() {
+    let e = web_errs("services:\n  a:\n    image: x\n    mem_limit: 64m\n    cpus: 1\n    mem_reservation: 1g\n    deploy:\n      resources:\n        limits: {memory: 128m, cpus: \"1\"}\n  b:\n    image: x\n    memswap_limit: 1g\n  c:\n    image: x\n    mem_limit: 1g\n    memswap_limit: 512m\n  d:\n    image: x\n    mem_limit: 1m\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:4:16: services.a.mem_limit: `mem_limit` disagrees with `deploy.resources.limits.memory`: write one of them",
+            "stacks/web/compose.yaml:6:22: services.a.mem_reservation: the memory reservation is above the memory limit",
+            "stacks/web/compose.yaml:12:20: services.b.memswap_limit: `memswap_limit` needs a memory limit (`mem_limit` or `deploy.resources.limits.memory`)",
+            "stacks/web/compose.yaml:16:20: services.c.memswap_limit: `memswap_limit` is memory plus swap: it cannot be below the memory limit (-1 means unlimited swap)",
+            "stacks/web/compose.yaml:19:16: services.d.mem_limit: a memory limit below 6 MiB is refused by the engine (0 means none)",
+        ]
+    );
+}
+
+#[test]
+fn lifecycle_hooks_are_refused_by_name() {
+    let e = web_errs(
+        "services:\n  a:\n    image: x\n    pre_start: []\n    post_start: []\n    pre_stop: []\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:4:5: services.a.pre_start: `pre_start` is not supported yet",
+            "stacks/web/compose.yaml:5:5: services.a.post_start: `post_start` is not supported yet",
+            "stacks/web/compose.yaml:6:5: services.a.pre_stop: `pre_stop` is not supported yet",
+        ]
+    );
+}
+
+#[test]
+fn a_service_with_only_build_gets_one_error_naming_build() {
+    let e = web_errs("services:\n  a:\n    build: .\n");
+    assert_eq!(
+        e,
+        vec!["stacks/web/compose.yaml:3:5: services.a.build: `build` is not supported yet: build and push the image, then reference it by `image`"]
+    );
+    // Without either, `image` is missing.
+    let e = web_errs("services:\n  a:\n    command: x\n");
+    assert_eq!(
+        e,
+        vec!["stacks/web/compose.yaml:2:3: services.a: missing `image`"]
+    );
+}
+
+#[test]
+fn the_older_external_name_form_is_external_with_that_name() {
+    let s = ok(&files(&web("services:\n  a:\n    image: x\n    volumes: [e:/e]\n    networks: [n]\nvolumes:\n  e:\n    external:\n      name: real-volume\nnetworks:\n  n:\n    external: {name: real-net}\n")));
+    let st = &s.stacks["web"];
+    assert!(st.volumes["e"].external);
+    assert_eq!(st.volumes["e"].engine_name, "real-volume");
+    assert!(st.networks["n"].external);
+    assert_eq!(st.networks["n"].engine_name, "real-net");
+    assert!(st.services["a"].container.networks.contains_key("real-net"));
+
+    let e = web_errs("services:\n  a:\n    image: x\n    volumes: [e:/e]\nvolumes:\n  e:\n    name: one\n    external:\n      name: other\n      labels: {}\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:9:13: volumes.e.external.name: `external.name` `other` disagrees with `name` `one`: write one of them",
+            "stacks/web/compose.yaml:10:7: volumes.e.external.labels: unknown key",
+        ]
+    );
+}
