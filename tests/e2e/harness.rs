@@ -453,8 +453,6 @@ pub fn every_key_stack(t: &TestFleet, ports: (u16, u16)) {
 
 /// [`every_key_stack`] without the keys added since the previous release (the `opts`
 /// service): what the upgrade test converges with that release's binary, which refuses them.
-// Until `upgrade.rs` calls it instead of `every_key_stack`.
-#[allow(dead_code)]
 pub fn previous_release_key_stack(t: &TestFleet, ports: (u16, u16)) {
     every_key_stack_of(t, ports, false)
 }

@@ -25,7 +25,7 @@ fn a_fleet_converged_by_the_previous_release_is_in_sync_and_nothing_is_replaced(
     }
     let Some(old) = base_binary() else { return };
     let t = TestFleet::new();
-    every_key_stack(&t, (18393, 18394));
+    previous_release_key_stack(&t, (18393, 18394));
     t.convoy_with(&old, &["apply"]).outcome(Outcome::Converged);
     let before = t.engine_view();
     assert_eq!(before.len(), 2, "{before:?}");
