@@ -374,6 +374,10 @@ impl Follow<'_> {
                     }
                 },
                 _ = poll.tick() => {
+                    if stdout_gone() {
+                        // `convoy logs -f | head`: the reader has what it wanted.
+                        break;
+                    }
                     let (found, failed) = list_matching(&self.fleet.engines, self.fleet_id, self.sel).await;
                     for (host, reason) in &failed {
                         if down.insert(host.clone()) {
@@ -541,6 +545,19 @@ impl Printer {
             emit(&std::mem::take(&mut self.out));
         }
     }
+}
+
+/// Whether stdout is a pipe whose reader has gone: nothing written can arrive any more, so a
+/// follow ends instead of running unseen (SIGPIPE is ignored by Rust programs).
+fn stdout_gone() -> bool {
+    let mut fds = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one pollfd we own, a zero timeout.
+    let n = unsafe { libc::poll(&mut fds, 1, 0) };
+    n > 0 && fds.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 fn line_ns(line: &LogLine) -> i128 {

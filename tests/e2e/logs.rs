@@ -291,6 +291,27 @@ fn follow_picks_up_a_replica_that_starts_and_says_when_one_stops() {
     let out = f.output();
     assert_eq!(out.matches("a ready").count(), 1, "{out}");
     assert_eq!(out.matches("b ready").count(), 1, "{out}");
+
+    // A reader that goes away (`convoy logs -f | head -1`) ends the follow.
+    let mut child = convoy_cmd(&t, "logs", &[&stack, "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn convoy logs -f");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.contains(" | "), "{first}");
+    let mut ended = Follower {
+        child,
+        out: t.path().join("none"),
+    };
+    wait_for("the follow to end", Duration::from_secs(10), || {
+        matches!(ended.child.try_wait(), Ok(Some(_)))
+    });
 }
 
 #[test]
