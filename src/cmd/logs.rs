@@ -25,6 +25,7 @@ use super::{emit, load_repo, style, Outcome};
 use crate::cli::LogsArgs;
 use crate::infra::docker::{Engine, ListedContainer, LogLine, LogRange};
 use crate::infra::fleet::{ConnectOptions, Fleet};
+use crate::model::observed::RunState;
 use crate::reconcile::Loaded;
 
 /// How long a followed line may wait for older lines from other replicas.
@@ -362,12 +363,21 @@ impl Follow<'_> {
                             }
                             None => {
                                 let engine = &self.fleet.engines[&src.host];
-                                let status = engine.status(&id).await.ok().flatten();
-                                if status.is_none_or(|s| s.state != crate::model::observed::RunState::Running) {
-                                    // Whatever is buffered came before the stop.
-                                    release(&mut buffer, printer, &known, None);
-                                    let code = status.map(|s| s.exit_code);
-                                    printer.note(src, code);
+                                match engine.status(&id).await {
+                                    // The host went away, not the container.
+                                    Err(e) => {
+                                        if down.insert(src.host.clone()) {
+                                            note_unreachable(&src.host, &e.to_string());
+                                        }
+                                        unreachable = true;
+                                    }
+                                    Ok(status) => {
+                                        if status.is_none_or(|s| s.state != RunState::Running) {
+                                            // Whatever is buffered came before the stop.
+                                            release(&mut buffer, printer, &known, None);
+                                            printer.note(src, status.map(|s| s.exit_code));
+                                        }
+                                    }
                                 }
                             }
                         }

@@ -413,6 +413,20 @@ fn exec_passes_the_exit_code_and_stdin_through_and_uses_dockers_own_codes() {
     let out = convoy(&t, "exec", &[&app, "--", "/etc"]);
     assert_eq!(out.code, 126, "{} {}", out.stdout, out.stderr);
 
+    // -t gives the command a terminal (even when Convoy's own output is not one).
+    let out = convoy(
+        &t,
+        "exec",
+        &["-t", &app, "--", "sh", "-c", "[ -t 1 ] && echo tty"],
+    );
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "tty\r\n"),
+        "{}",
+        out.stderr
+    );
+    resize_follows_the_terminal(&t, &app);
+
     // stdin passes through with -i, and its end ends `cat`.
     let mut child = convoy_cmd(&t, "exec", &["-i", &app, "--", "cat"])
         .stdin(Stdio::piped())
@@ -432,5 +446,38 @@ fn exec_passes_the_exit_code_and_stdin_through_and_uses_dockers_own_codes() {
         (0, "line one\nline two\n"),
         "{}",
         out.stderr
+    );
+}
+
+/// Under a pseudo-terminal (`script`): the command sees the terminal's size, and a new size
+/// once the terminal is resized (SIGWINCH). The resize is made once the first size is seen.
+fn resize_follows_the_terminal(t: &TestFleet, app: &str) {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED the resize check: no `script` (util-linux)");
+        return;
+    }
+    let seen = t.path().join("winch.out");
+    let seen = seen.display();
+    // Wait for a size (the engine may start the command before the first resize arrives),
+    // print it, then wait (bounded) for it to change and print the new one.
+    let remote = r#"i=0; while [ "$(stty size)" = "0 0" ] && [ $i -lt 100 ]; do usleep 20000; i=$((i+1)); done; stty size; while [ "$(stty size)" = "40 100" ] && [ $i -lt 500 ]; do usleep 20000; i=$((i+1)); done; stty size"#;
+    let inner = format!(
+        "stty rows 40 cols 100; (until grep -q '40 100' {seen} 2>/dev/null; do sleep 0.05; done; stty rows 50 cols 120 </dev/tty) & {bin} exec --repo {repo} --state-dir {sd} -it {app} -- sh -c '{remote}' | tee {seen}",
+        bin = env!("CARGO_BIN_EXE_convoy"),
+        repo = t.path().display(),
+        sd = state_dir(t),
+    );
+    let out = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::null())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("40 100\r\n50 120\r\n"),
+        "{stdout:?} {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
