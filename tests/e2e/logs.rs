@@ -324,7 +324,7 @@ fn an_unreachable_host_is_named_and_the_others_logs_still_print() {
     t.compose(
         "un",
         &format!(
-            "services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo hello from $$HOSTNAME; exec sleep 3600\"]\n    deploy:\n      replicas: 3\n"
+            "services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo hello from $$HOSTNAME; i=0; while true; do i=$$((i+1)); echo tick $$i; usleep 300000; done\"]\n    deploy:\n      replicas: 3\n"
         ),
     );
     convoy(&t, "apply", &[]).outcome(Outcome::Converged);
@@ -332,9 +332,44 @@ fn an_unreachable_host_is_named_and_the_others_logs_still_print() {
         wait_for_lines(&hosts, h, &t.cname("un", "app", i as u32 + 1), 1);
     }
     let _restore = Restore(&hosts);
-    hosts.stop(1);
-    let out = convoy(&t, "logs", &[]).outcome(Outcome::SomeUnreachable);
+    // A follow that loses a host names it on stderr and goes on with the others.
+    let (out_path, err_path) = (t.path().join("follow.out"), t.path().join("follow.err"));
+    let child = convoy_cmd(&t, "logs", &["-f", "--tail", "1"])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("spawn convoy logs -f");
+    let f = Follower {
+        child,
+        out: out_path,
+    };
     let h1 = &hosts.names[0];
+    let c2 = format!("{}/{} | tick", hosts.names[1], t.cname("un", "app", 2));
+    wait_for(
+        "host1's ticks while following",
+        Duration::from_secs(30),
+        || f.output().contains(&format!("{h1}/")),
+    );
+    hosts.stop(1);
+    let note = format!("host `{h1}` is unreachable");
+    wait_for(
+        "the lost host named on stderr",
+        Duration::from_secs(60),
+        || {
+            std::fs::read_to_string(&err_path)
+                .unwrap_or_default()
+                .contains(&note)
+        },
+    );
+    let seen = f.output().len();
+    wait_for(
+        "host2's ticks after the loss",
+        Duration::from_secs(10),
+        || f.output()[seen..].contains(&c2),
+    );
+    drop(f);
+
+    let out = convoy(&t, "logs", &[]).outcome(Outcome::SomeUnreachable);
     assert!(
         out.stderr.contains(&format!("host `{h1}` is unreachable")),
         "{}",
