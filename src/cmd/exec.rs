@@ -120,7 +120,17 @@ async fn in_fleet(
     let mut resizer = None;
     if tty {
         if let Some((rows, cols)) = terminal_size() {
-            let _ = engine.exec_resize(&session.id, rows, cols).await;
+            // The engine refuses a resize until the process has started, which can be a moment
+            // after the attach: retry briefly, as the docker CLI does.
+            for attempt in 1..=10u64 {
+                match engine.exec_resize(&session.id, rows, cols).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, attempt, "initial resize refused");
+                        tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                    }
+                }
+            }
         }
         resizer = Some(spawn_resizer(engine.clone(), session.id.clone()));
     }

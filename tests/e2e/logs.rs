@@ -494,21 +494,30 @@ fn resize_follows_the_terminal(t: &TestFleet, app: &str) {
     let seen = t.path().join("winch.out");
     let seen = seen.display();
     // Wait for a size (the engine may start the command before the first resize arrives),
-    // print it, then wait (bounded) for it to change and print the new one.
-    let remote = r#"i=0; while [ "$(stty size)" = "0 0" ] && [ $i -lt 100 ]; do usleep 20000; i=$((i+1)); done; stty size; while [ "$(stty size)" = "40 100" ] && [ $i -lt 500 ]; do usleep 20000; i=$((i+1)); done; stty size"#;
+    // print it, then wait (bounded) for the new one (stty sets rows and columns one at a time)
+    // and print it.
+    // (busybox's stty fails on a 0x0 terminal, which is what an exec has until the first
+    // resize arrives: wait for a real size.)
+    let remote = r#"i=0; while [ $i -lt 250 ]; do z=$(stty size 2>&1); case "$z" in [1-9]*" "[1-9]*) break;; esac; usleep 20000; i=$((i+1)); done; echo $z; while [ "$(stty size 2>&1)" != "50 120" ] && [ $i -lt 500 ]; do usleep 20000; i=$((i+1)); done; stty size"#;
     let inner = format!(
         "stty rows 40 cols 100; (until grep -q '40 100' {seen} 2>/dev/null; do sleep 0.05; done; stty rows 50 cols 120 </dev/tty) & {bin} exec --repo {repo} --state-dir {sd} -it {app} -- sh -c '{remote}' | tee {seen}",
         bin = env!("CARGO_BIN_EXE_convoy"),
         repo = t.path().display(),
         sd = state_dir(t),
     );
-    let out = Command::new("script")
+    // script's stdin stays open until it ends: its end would end the command's input, and a
+    // TTY without input hangs up.
+    let mut child = Command::new("script")
         .args(["-qec", &inner, "/dev/null"])
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
-        .output()
+        .spawn()
         .expect("run script");
+    let _open = child.stdin.take();
+    let out = child.wait_with_output().expect("script's output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("40 100\r\n50 120\r\n"),
