@@ -131,6 +131,60 @@ pub enum Command {
         #[arg(long)]
         ca_file: Option<PathBuf>,
     },
+    /// Logs of every matching replica on every host, merged in time order, each line prefixed
+    /// with `host/stack-service-slot`. Exit 1 when a host could not be read.
+    Logs(LogsArgs),
+    /// Run a command in one replica (slot 1 by default). The command's exit code is passed
+    /// through; 125 no such replica or host unreachable, 126 cannot execute, 127 not found.
+    Exec(ExecArgs),
+}
+
+/// `convoy logs`'s flags.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// `STACK`, `STACK/SERVICE` or `STACK/SERVICE/SLOT` (stack folder names); all by default.
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Follow: keep printing, pick up replicas that start, say when one stops.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only lines since this time: a duration ago (`10m`, `2h`, `30s`) or RFC 3339.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only lines before this time: a duration ago or RFC 3339.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// The last N lines of each replica.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub tail: Option<u64>,
+    /// Show the engine's timestamp of each line.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Only this host (repeatable).
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+}
+
+/// `convoy exec`'s flags.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// `STACK/SERVICE` or `STACK/SERVICE/SLOT`.
+    pub target: String,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Only look for the replica on this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Keep stdin open and pass it to the command.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a TTY (resized with the terminal).
+    #[arg(short, long)]
+    pub tty: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub command: Vec<String>,
 }
 
 /// How a client command reaches a running daemon.

@@ -26,6 +26,8 @@ fn exit_code(outcome: Outcome) -> i32 {
         Outcome::Invalid | Outcome::Unobserved => EXIT_ERROR,
         // An unreachable daemon, a refused token: nothing was learnt or asked.
         Outcome::Unavailable => EXIT_ERROR,
+        // `exec`: the command's code passes through, as `docker exec` does.
+        Outcome::Exited(code) => code,
     }
 }
 

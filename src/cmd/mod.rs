@@ -11,9 +11,11 @@ mod client;
 mod daemon;
 pub mod daemon_config;
 mod diff;
+mod exec;
 mod hosts;
 mod image;
 pub mod logging;
+mod logs;
 mod status;
 mod sync;
 mod validate;
@@ -62,6 +64,9 @@ pub enum Outcome {
     /// `status --daemon`, `sync`: the daemon could not be reached, refused the token, or
     /// answered with an error.
     Unavailable,
+    /// `exec`: the command's own exit code, or Convoy's failure as `docker exec` numbers it
+    /// (125 no such replica or host unreachable, 126 cannot execute, 127 not found).
+    Exited(i32),
 }
 
 impl Outcome {
@@ -82,6 +87,7 @@ impl Outcome {
             Outcome::Stopped => "stopped",
             Outcome::Accepted => "accepted",
             Outcome::Unavailable => "unavailable",
+            Outcome::Exited(_) => "exited",
         }
     }
 }
@@ -124,6 +130,8 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
         Command::Image(ImageCommand::Push { image, repo, hosts }) => {
             image::push(&repo, &image, &hosts, &state_dir).await
         }
+        Command::Logs(args) => logs::run(&args, &state_dir).await,
+        Command::Exec(args) => exec::run(&args, &state_dir).await,
         Command::Daemon(_) => unreachable!("handled above"),
     }
 }

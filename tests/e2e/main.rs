@@ -13,6 +13,7 @@ mod gitops;
 mod gitserver;
 mod gitserver_check;
 mod harness;
+mod logs;
 mod scheduling;
 mod secrets;
 mod systemd;

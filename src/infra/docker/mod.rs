@@ -9,7 +9,8 @@
 //! forward (`ssh`).
 //!
 //! The parts: `observe` reads a host into Convoy's observed types, `create` turns a replica into
-//! the engine's create request; this file holds the [`Engine`], its errors and the calls that
+//! the engine's create request, `streams` lists the fleet's containers, reads their logs and
+//! runs execs for people at a terminal; this file holds the [`Engine`], its errors and the calls that
 //! change the engine (images, networks, volumes, containers) or follow it (status, events, logs).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -33,6 +34,11 @@ use crate::model::spec::{
 
 mod create;
 mod observe;
+mod streams;
+
+pub use streams::{
+    normalise_time, ExecChunk, ExecSession, ListedContainer, LogLine, LogRange, LogSource,
+};
 
 use create::create_body;
 use observe::{health, run_state};
