@@ -5,7 +5,9 @@
 //! unknown (an error with the nearest valid key). Nothing real is silently ignored, except the
 //! `x-*` extension fields Compose itself ignores.
 //!
-//! This file reads the top level (`name`, `volumes`, `networks`, `services`) and runs the checks
+//! `expand` first resolves `include`, `extends` and `profiles` into one tree (its nodes still
+//! located in the file that writes them). This file reads the top level (`name`, `volumes`,
+//! `networks`, `services`) and runs the checks
 //! that span services (dependencies, clashing host ports, which networks are used); a service's
 //! keys are dispatched in `service`, and each Compose section has a file of its own. The key
 //! tables are in `keys`. No I/O: the only file access is `env_file`, through the `RepoTree`
@@ -19,11 +21,16 @@ mod deploy;
 mod engine_options;
 mod engine_rules;
 mod env_file;
+mod expand;
+mod extends;
 pub(super) use env_file::resolve;
 mod healthcheck;
 mod keys;
 mod networks;
 mod ports;
+mod profiles;
+mod sources;
+pub use profiles::is_profile_name;
 mod service;
 mod volumes;
 
@@ -60,6 +67,8 @@ pub struct Input<'a> {
     pub tree: &'a dyn RepoTree,
     /// The fleet's host names, when `convoy.yaml` could be read.
     pub hosts: Option<&'a BTreeSet<String>>,
+    /// The profiles enabled for each stack (`profiles:` in `convoy.yaml`), by stack name.
+    pub profiles: &'a BTreeMap<String, BTreeSet<String>>,
 }
 
 struct Stack<'a> {
@@ -113,7 +122,10 @@ enum HealthDecl {
 
 /// Reads one stack; `None` after recording its errors, every message masked.
 pub fn read(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
-    let read = read_stack(d, root, input);
+    // `include`, `extends` and `profiles` first: the services are read as one tree.
+    let (expanded, files) = expand::expand(d, root, input);
+    let mut read = expanded.and_then(|root| read_stack(d, &root, input));
+    sources::relocate(d, &files, read.as_mut().map(|r| &mut r.places));
     let mut secrets = d.secrets.clone();
     secrets.extend(
         input
