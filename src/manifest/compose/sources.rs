@@ -8,12 +8,15 @@
 //! absolute one, a missing file and too many files are located errors. No I/O of its own; it
 //! must never read a file outside the repository.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::interpolate::{self, Var};
 use super::super::typed::Diag;
 use super::super::yaml::{self, Kind, Node};
+use super::super::{values, MIN_SECRET_LEN};
 use super::{env_file::resolve, Input, Place};
+use crate::model::spec::is_secret_name;
 /// Lines of the `i`-th file read are offset by `i` times this. A file is at most
 /// `MAX_FILE_BYTES`, so it cannot have this many lines.
 pub(super) const LINE_STRIDE: usize = 10_000_000;
@@ -119,9 +122,34 @@ impl<'a> Files<'a> {
             Some(n) if clean => n,
             _ => return None,
         };
-        // The stack's variables (the environment and the `.env` values the stack uses).
+        // The stack's variables: the environment (in `vars`, with the `.env` values the
+        // stack's own file uses), then the stack's `.env` (its errors are the stack file's
+        // reader's to report). A secret-named one used here is masked like the others.
         let vars = self.input.vars;
-        let lookup = |n: &str| vars.get(n).map_or(Var::Unset, |v| Var::Set(v.clone()));
+        let entries = self
+            .input
+            .tree
+            .read(&format!("{}/.env", self.list[0].dir))
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| values::parse_dotenv(&t).ok())
+            .unwrap_or_default();
+        let outer = |n: &str| vars.get(n).cloned();
+        let dotenv = values::DotenvVars::new(
+            &entries,
+            &outer,
+            interpolate::MAX_VALUE_BYTES,
+            interpolate::MAX_FILE_BYTES,
+        );
+        let used: RefCell<BTreeSet<String>> = RefCell::default();
+        let lookup = |n: &str| match vars.get(n) {
+            Some(v) => Var::Set(v.clone()),
+            None => {
+                used.borrow_mut().insert(n.to_string());
+                dotenv.get(n)
+            }
+        };
         let mut errors = Vec::new();
         let mut budget = interpolate::Budget::new(interpolate::MAX_FILE_BYTES);
         interpolate::interpolate_tree(
@@ -132,6 +160,13 @@ impl<'a> Files<'a> {
             &mut budget,
             &mut errors,
         );
+        for name in used.into_inner() {
+            if let Var::Set(v) = dotenv.get(&name) {
+                if is_secret_name(&name) && v.chars().count() >= MIN_SECRET_LEN {
+                    d.secrets.insert(v);
+                }
+            }
+        }
         if !errors.is_empty() {
             for (line, col, key, message) in errors {
                 push_at(d, &repo_path, line, col, &key, message);

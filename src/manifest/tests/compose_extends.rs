@@ -289,3 +289,51 @@ fn profiles_errors_are_located() {
         "{e:#?}"
     );
 }
+
+#[test]
+fn paths_and_variables_of_other_files() {
+    // An included file's `env_file` is read from its own folder; a `.env` variable only the
+    // included file uses still interpolates it, and a secret-named one stays masked.
+    let f = stack(
+        &[
+            ("stacks/web/.env", "TAG=15\nDB_PASSWORD=hunter22\n"),
+            (
+                "stacks/web/db/compose.yaml",
+                "services:\n  db:\n    image: postgres:${TAG}\n    env_file: db.env\n    command: [run, '${DB_PASSWORD}', '${DB_PASSWORD}:x']\n    ports: ['${DB_PASSWORD}:5432']\n",
+            ),
+            ("stacks/web/db/db.env", "PGDATA=/data\n"),
+        ],
+        "include: [db/compose.yaml]\nservices:\n  web:\n    image: nginx\n",
+    );
+    let e = errs(&files(&f));
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].starts_with("stacks/web/db/compose.yaml:6:"), "{e:#?}");
+    assert!(!e[0].contains("hunter22"), "{e:#?}");
+
+    let mut fixed = f.clone();
+    fixed[3].1 = fixed[3]
+        .1
+        .replace("    ports: ['${DB_PASSWORD}:5432']\n", "");
+    let state = ok(&files(&fixed));
+    let db = &state.stacks["web"].services["db"];
+    assert_eq!(db.container.image, "postgres:15");
+    assert_eq!(
+        db.container.env.get("PGDATA").map(String::as_str),
+        Some("/data")
+    );
+    assert!(state.secret_values.contains("hunter22"));
+}
+
+#[test]
+fn an_optional_dependency_on_a_disabled_service_is_left_out() {
+    let svc = service_named(
+        "services:\n  web:\n    image: nginx\n    depends_on:\n      db:\n        condition: service_started\n        required: false\n  db:\n    image: pg\n    profiles: [data]\n",
+        "web",
+    );
+    assert!(svc.depends_on.is_empty());
+}
+
+fn service_named(compose: &str, name: &str) -> ServiceSpec {
+    let f = web(compose);
+    ok(&files(&f)).stacks["web"].services[name].clone()
+}
