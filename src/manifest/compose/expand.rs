@@ -18,6 +18,15 @@ const INCLUDE: Keys = Keys {
     extensions: false,
 };
 
+/// Whether a stack's file uses `include`, `extends` or `profiles`.
+pub(super) fn needed(root: &Node) -> bool {
+    let uses = |service: &(Node, Node)| {
+        get(&service.1, "extends").is_some() || get(&service.1, "profiles").is_some()
+    };
+    get(root, "include").is_some()
+        || matches!(get(root, "services").map(|s| &s.kind), Some(Kind::Map(services)) if services.iter().any(uses))
+}
+
 /// One service as gathered from the files: its key, its definition and the file it is in.
 pub(super) struct Gathered {
     pub key: Node,

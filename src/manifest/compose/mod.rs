@@ -122,10 +122,16 @@ enum HealthDecl {
 
 /// Reads one stack; `None` after recording its errors, every message masked.
 pub fn read(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
-    // `include`, `extends` and `profiles` first: the services are read as one tree.
-    let (expanded, files) = expand::expand(d, root, input);
-    let mut read = expanded.and_then(|root| read_stack(d, &root, input));
-    sources::relocate(d, &files, read.as_mut().map(|r| &mut r.places));
+    // `include`, `extends` and `profiles` first: the services are read as one tree. A file
+    // without them is read as written (no copy of its tree).
+    let read = if expand::needed(root) {
+        let (expanded, files) = expand::expand(d, root, input);
+        let mut read = expanded.and_then(|root| read_stack(d, &root, input));
+        sources::relocate(d, &files, read.as_mut().map(|r| &mut r.places));
+        read
+    } else {
+        read_stack(d, root, input)
+    };
     let mut secrets = d.secrets.clone();
     secrets.extend(
         input

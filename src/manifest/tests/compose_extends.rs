@@ -337,3 +337,55 @@ fn service_named(compose: &str, name: &str) -> ServiceSpec {
     let f = web(compose);
     ok(&files(&f)).stacks["web"].services[name].clone()
 }
+
+#[test]
+fn include_options_and_bounds() {
+    let f = stack(
+        &[(
+            "stacks/web/db/compose.yaml",
+            "secrets: {}\nservices:\n  db:\n    image: pg\n",
+        )],
+        "include:\n  - path: db/compose.yaml\n    project_directory: ..\n    env_file: db/.env\nservices:\n  web:\n    image: nginx\n",
+    );
+    assert_eq!(
+        errs(&files(&f)),
+        vec![
+            "stacks/web/compose.yaml:3:24: include[0].project_directory: `project_directory` other than the included file's own folder is not supported: an included file's relative paths are read from its folder",
+            "stacks/web/compose.yaml:4:15: include[0].env_file: `env_file` of an include is not supported yet: the included file is interpolated with the stack's own variables",
+            "stacks/web/db/compose.yaml:1:1: secrets: `secrets` is not supported yet: use environment variables or a bind mount",
+        ]
+    );
+    // The included file's own folder is its project directory already.
+    let f = stack(
+        &[("stacks/web/db/compose.yaml", "services:\n  db:\n    image: pg\n")],
+        "include:\n  - path: db/compose.yaml\n    project_directory: db\nservices:\n  web:\n    image: nginx\n",
+    );
+    ok(&files(&f));
+
+    // At most 32 other files per stack.
+    let compose = format!(
+        "include: [{}]\nservices:\n  web:\n    image: nginx\n",
+        (0..40)
+            .map(|i| format!("f{i}.yaml"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut many: Vec<(String, String)> = vec![
+        ("convoy.yaml".into(), FLEET.into()),
+        ("stacks/web/compose.yaml".into(), compose),
+    ];
+    for i in 0..40 {
+        many.push((
+            format!("stacks/web/f{i}.yaml"),
+            format!("services:\n  s{i}:\n    image: x\n"),
+        ));
+    }
+    let many: Vec<(&str, &str)> = many.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    let e = errs(&many);
+    assert!(
+        !e.is_empty()
+            && e.iter()
+                .all(|m| m.contains("a stack may read at most 32 other compose files")),
+        "{e:#?}"
+    );
+}
