@@ -36,15 +36,15 @@ pub(super) struct Gathered {
 
 /// The stack's tree after `include`, `extends` and `profiles`, and the file table that locates
 /// its nodes. `None` when an error makes reading the services pointless.
-pub(super) fn expand<'a>(
-    d: &mut Diag,
-    root: &Node,
-    input: &'a Input<'a>,
-) -> (Option<Node>, Files<'a>) {
+pub(super) fn expand<'a>(d: &mut Diag, root: &Node, input: &'a Input<'a>) -> Expanded<'a> {
     let mut files = Files::new(&d.file.clone(), root, input);
     let Kind::Map(top) = &root.kind else {
         // The stack reader says what is wrong with a file that is not a map.
-        return (Some(root.clone()), files);
+        return Expanded {
+            root: Some(root.clone()),
+            left_out: Vec::new(),
+            files,
+        };
     };
     let mut services: Vec<Gathered> = Vec::new();
     let mut networks: Vec<(Node, Node)> = Vec::new();
@@ -79,7 +79,11 @@ pub(super) fn expand<'a>(
     if unresolved {
         // Reading the others would only add noise (an unknown dependency, a stack without
         // services); the stack is invalid anyway.
-        return (None, files);
+        return Expanded {
+            root: None,
+            left_out: Vec::new(),
+            files,
+        };
     }
 
     let stack_name = get(root, "name")
@@ -88,8 +92,13 @@ pub(super) fn expand<'a>(
         .to_string();
     let enabled = input.profiles.get(&stack_name);
     let services_at = get(root, "services").map(|n| (n.line, n.col));
-    let Some(kept) = profiles::filter(d, resolved, enabled, &stack_name, services_at) else {
-        return (None, files);
+    let Some((kept, left_out)) = profiles::filter(d, resolved, enabled, &stack_name, services_at)
+    else {
+        return Expanded {
+            root: None,
+            left_out: Vec::new(),
+            files,
+        };
     };
 
     let mut out = others;
@@ -125,14 +134,50 @@ pub(super) fn expand<'a>(
         };
         out.push((key.0.clone(), value));
     }
-    (
-        Some(Node {
+    Expanded {
+        root: Some(Node {
             kind: Kind::Map(out),
             line: root.line,
             col: root.col,
         }),
+        left_out,
         files,
-    )
+    }
+}
+
+/// What `expand` makes of a stack's file.
+pub(super) struct Expanded<'a> {
+    /// The tree to read; `None` after an error that makes reading it pointless.
+    pub root: Option<Node>,
+    /// Services left out by their profiles, to be checked on their own.
+    pub left_out: Vec<(Node, Node)>,
+    pub files: Files<'a>,
+}
+
+/// The expanded tree with `service` as its only service, without its `depends_on` (which may
+/// name services that do run): a service left out by its profiles is still checked, as
+/// Compose validates every service, so a typo in it does not wait for the day it is enabled.
+pub(super) fn alone(root: &Node, key: &Node, service: &Node) -> Node {
+    let mut service = service.clone();
+    if let Kind::Map(entries) = &mut service.kind {
+        entries.retain(|(k, _)| k.scalar() != Some("depends_on"));
+    }
+    let mut out = root.clone();
+    if let Kind::Map(entries) = &mut out.kind {
+        let services = Node {
+            line: key.line,
+            col: key.col,
+            kind: Kind::Map(vec![(key.clone(), service)]),
+        };
+        match entries
+            .iter_mut()
+            .find(|(k, _)| k.scalar() == Some("services"))
+        {
+            Some((_, v)) => *v = services,
+            None => entries.push((scalar_at("services", key), services)),
+        }
+    }
+    out
 }
 
 fn scalar_at(text: &str, at: &Node) -> Node {

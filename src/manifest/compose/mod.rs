@@ -125,13 +125,27 @@ pub fn read(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
     // `include`, `extends` and `profiles` first: the services are read as one tree. A file
     // without them is read as written (no copy of its tree).
     let read = if expand::needed(root) {
-        let (expanded, files) = expand::expand(d, root, input);
-        let mut read = expanded.and_then(|root| read_stack(d, &root, input));
-        sources::relocate(d, &files, read.as_mut().map(|r| &mut r.places));
+        let ex = expand::expand(d, root, input);
+        let mut read = ex.root.as_ref().and_then(|root| read_stack(d, root, input));
+        if let Some(expanded) = &ex.root {
+            for (key, service) in &ex.left_out {
+                if !check_alone(d, expanded, key, service, input) {
+                    read = None;
+                }
+            }
+        }
+        sources::relocate(d, &ex.files, read.as_mut().map(|r| &mut r.places));
         read
     } else {
         read_stack(d, root, input)
     };
+    let secrets = secrets_of(d, input);
+    d.mask(&secrets);
+    read
+}
+
+/// The values to mask in a file's messages: those it read, and its secret-named variables.
+fn secrets_of(d: &Diag, input: &Input<'_>) -> BTreeSet<String> {
     let mut secrets = d.secrets.clone();
     secrets.extend(
         input
@@ -140,8 +154,33 @@ pub fn read(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
             .filter(|(k, v)| is_secret_name(k) && v.chars().count() >= MIN_SECRET_LEN)
             .map(|(_, v)| v.clone()),
     );
-    d.mask(&secrets);
-    read
+    secrets
+}
+
+/// Reads a service its profiles leave out on its own, keeping the errors about it; whether
+/// it has none.
+fn check_alone(
+    d: &mut Diag,
+    expanded: &Node,
+    key: &Node,
+    service: &Node,
+    input: &Input<'_>,
+) -> bool {
+    let mut scratch = Diag::new(&d.file);
+    let _ = read_stack(&mut scratch, &expand::alone(expanded, key, service), input);
+    let prefix = join("services", key.scalar().unwrap_or_default());
+    scratch.secrets.extend(d.secrets.iter().cloned());
+    let secrets = secrets_of(&scratch, input);
+    scratch.mask(&secrets);
+    let mut clean = true;
+    for e in scratch.errors {
+        if e.key == prefix || e.key.starts_with(&format!("{prefix}.")) {
+            d.errors.push(e);
+            clean = false;
+        }
+    }
+    d.secrets.extend(scratch.secrets);
+    clean
 }
 
 fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {

@@ -12,6 +12,9 @@ use super::super::typed::{join, Diag};
 use super::super::yaml::{Kind, Node};
 use super::sources::get;
 
+/// Services as (key, definition).
+type Services = Vec<(Node, Node)>;
+
 /// Compose's pattern for a profile name: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
 pub fn is_profile_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -20,20 +23,21 @@ pub fn is_profile_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-/// The services (key, definition) to read, without their `profiles` key; `None` when none is
-/// left or after an error that makes reading them pointless.
+/// The services (key, definition) to run, and those left out (still to be checked), without
+/// their `profiles` key; `None` when none is left to run.
 pub(super) fn filter(
     d: &mut Diag,
     services: Vec<(Node, Node)>,
     enabled: Option<&BTreeSet<String>>,
     stack: &str,
     services_at: Option<(usize, usize)>,
-) -> Option<Vec<(Node, Node)>> {
+) -> Option<(Services, Services)> {
     let empty = BTreeSet::new();
     let enabled = enabled.unwrap_or(&empty);
     let mut kept: Vec<(Node, Node)> = Vec::new();
     // Disabled service name → its profiles.
     let mut disabled: Vec<(String, Vec<String>)> = Vec::new();
+    let mut left_out: Vec<(Node, Node)> = Vec::new();
     let total = services.len();
     for (k, mut v) in services {
         let name = k.scalar().unwrap_or_default().to_string();
@@ -65,6 +69,7 @@ pub(super) fn filter(
             kept.push((k, v));
         } else {
             disabled.push((name, names));
+            left_out.push((k, v));
         }
     }
     for (k, v) in &kept {
@@ -140,7 +145,7 @@ pub(super) fn filter(
         }
         return None;
     }
-    Some(kept)
+    Some((kept, left_out))
 }
 
 fn quoted(names: &[String]) -> String {

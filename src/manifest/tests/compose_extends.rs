@@ -389,3 +389,16 @@ fn include_options_and_bounds() {
         "{e:#?}"
     );
 }
+
+#[test]
+fn a_service_left_out_by_its_profiles_is_still_checked() {
+    // A typo is found before the profile is enabled; publishing the port an enabled service
+    // publishes is not a clash, since the two never run together here.
+    let e = web_errs("services:\n  web:\n    image: nginx\n    ports: ['80:80']\n  debug:\n    image: busybox\n    profiles: [debug]\n    ports: ['80:80']\n    enviroment: {}\n");
+    assert_eq!(
+        e,
+        vec!["stacks/web/compose.yaml:9:5: services.debug.enviroment: unknown key, did you mean `environment`?"]
+    );
+    let f = web("services:\n  web:\n    image: nginx\n    ports: ['80:80']\n  debug:\n    image: busybox\n    profiles: [debug]\n    ports: ['80:80']\n    depends_on: [web]\n");
+    ok(&files(&f));
+}
