@@ -6,12 +6,12 @@
 //! `x-*` extension fields Compose itself ignores.
 //!
 //! `expand` first resolves `include`, `extends` and `profiles` into one tree (its nodes still
-//! located in the file that writes them). This file reads the top level (`name`, `volumes`,
-//! `networks`, `services`) and runs the checks
-//! that span services (dependencies, clashing host ports, which networks are used); a service's
+//! located in the file that writes them; `sources` reads and numbers those files). This file
+//! reads the top level (`name`, `volumes`, `networks`, `services`) and runs the checks that
+//! span services (dependencies, clashing host ports, which networks are used); a service's
 //! keys are dispatched in `service`, and each Compose section has a file of its own. The key
-//! tables are in `keys`. No I/O: the only file access is `env_file`, through the `RepoTree`
-//! handed in. "Secrets stay masked": the values of env files, of secret-named variables and of
+//! tables are in `keys`. No I/O: the only file access is `env_file` and the files `include`
+//! and `extends` name, through the `RepoTree` handed in. "Secrets stay masked": the values of env files, of secret-named variables and of
 //! secret-named `environment` entries are masked in every message of the file, also where one
 //! quotes only part of a value. A stack with any error gives no `StackSpec` at all ("a
 //! repository that does not validate changes nothing").
