@@ -9,7 +9,7 @@
 //! names of one engine. SSH values go into a generated ssh config, so one that could add an
 //! option of its own (a control character, a quote) is refused here, where it is written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 // Address types only: `core` has no I/O ("the planning core is pure"); `std::net` re-exports them
 // next to sockets, which the core may not name.
 use ::core::net::IpAddr;
@@ -36,6 +36,7 @@ const TOP: Keys = Keys {
         "dependency_timeout",
         "connect_timeout",
         "prune_guard",
+        "profiles",
     ],
     unsupported: &[],
     extensions: false,
@@ -72,6 +73,10 @@ pub struct Fleet {
     /// `stacks:` as written (None: read every folder under `stacks/`), with each name's node.
     pub stacks: Option<Vec<(String, Node)>>,
     pub settings: FleetSettings,
+    /// `profiles:`: the Compose profiles enabled for each stack, by stack name, with the node
+    /// of each stack name (a name no stack has is an error once the stacks are read).
+    pub profiles: BTreeMap<String, BTreeSet<String>>,
+    pub profile_stacks: Vec<(String, Node)>,
 }
 
 /// `[a-zA-Z0-9_.-]+`: fleet ids and host names end up in labels and file names.
@@ -109,6 +114,8 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
     let mut images = ImagePolicy::default();
     let mut ssh = SshPartial::default();
     let mut settings = FleetSettings::default();
+    let mut profiles = BTreeMap::new();
+    let mut profile_stacks = Vec::new();
     for (name, _k, v, path) in d.fields(entries, "", &TOP) {
         match name {
             "fleet" => {
@@ -161,6 +168,9 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
                         Err(m) => d.at(v, &path, m),
                     }
                 }
+            }
+            "profiles" => {
+                (profiles, profile_stacks) = read_profiles(d, v, &path);
             }
             "connect_timeout" => {
                 if let Some(s) = read_secs(d, v, &path) {
@@ -256,7 +266,43 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
         hosts,
         stacks,
         settings,
+        profiles,
+        profile_stacks,
     })
+}
+
+/// The enabled profiles by stack, and each stack name's node.
+type Profiles = (BTreeMap<String, BTreeSet<String>>, Vec<(String, Node)>);
+
+/// `profiles: {<stack>: [names]}`: which Compose profiles each stack runs, as
+/// `COMPOSE_PROFILES` says for Compose. Off unless listed here.
+fn read_profiles(d: &mut Diag, v: &Node, path: &str) -> Profiles {
+    let mut out = BTreeMap::new();
+    let mut nodes = Vec::new();
+    for (k, list) in d.map(v, path).unwrap_or_default() {
+        let stack = k.scalar().unwrap_or_default().to_string();
+        let spath = format!("{path}.{stack}");
+        let mut names = BTreeSet::new();
+        let items = match &list.kind {
+            _ if list.is_null() => Vec::new(),
+            _ => d.string_list(list, &spath).unwrap_or_default(),
+        };
+        for (i, (name, n)) in items.into_iter().enumerate() {
+            if crate::manifest::compose::is_profile_name(&name) {
+                names.insert(name);
+            } else {
+                d.at(
+                    n,
+                    &format!("{spath}[{i}]"),
+                    "a profile name is letters, digits, `_`, `.` and `-`, starting with a letter \
+                     or digit (at least two characters)",
+                );
+            }
+        }
+        out.insert(stack.clone(), names);
+        nodes.push((stack, k.clone()));
+    }
+    (out, nodes)
 }
 
 fn read_images(d: &mut Diag, v: &Node, path: &str) -> Option<ImagePolicy> {

@@ -121,6 +121,8 @@ pub fn load(
     let mut stacks: BTreeMap<String, StackSpec> = BTreeMap::new();
     let mut places: BTreeMap<String, BTreeMap<String, compose::Place>> = BTreeMap::new();
     let mut secret_values: BTreeSet<String> = BTreeSet::new();
+    let no_profiles = BTreeMap::new();
+    let profiles = fleet.as_ref().map_or(&no_profiles, |f| &f.profiles);
     for folder in &folders {
         if let Some(compose::Read {
             spec: stack,
@@ -130,6 +132,7 @@ pub fn load(
             env,
             folder,
             host_names.as_ref(),
+            profiles,
             &mut errors,
             &mut secret_values,
         ) {
@@ -145,6 +148,19 @@ pub fn load(
             }
             places.insert(stack.name.clone(), stack_places);
             stacks.insert(stack.name.clone(), stack);
+        }
+    }
+    // Profiles enabled for a stack the repository does not have: a typo would silently leave
+    // the stack's optional services out. A folder whose stack did not load is not reported.
+    for (name, node) in fleet.iter().flat_map(|f| &f.profile_stacks) {
+        if !stacks.contains_key(name) && !folders.contains(name) {
+            errors.push(ManifestError {
+                file: fleet::FLEET_FILE.into(),
+                line: node.line,
+                column: node.col,
+                key: format!("profiles.{name}"),
+                message: format!("no stack is named `{name}`"),
+            });
         }
     }
     fleetwide::check(
@@ -280,6 +296,7 @@ fn read_stack(
     env: &BTreeMap<String, String>,
     folder: &str,
     hosts: Option<&BTreeSet<String>>,
+    profiles: &BTreeMap<String, BTreeSet<String>>,
     errors: &mut Vec<ManifestError>,
     secrets: &mut BTreeSet<String>,
 ) -> Option<compose::Read> {
@@ -435,6 +452,7 @@ fn read_stack(
         vars: &vars,
         tree,
         hosts,
+        profiles,
     };
     let stack = compose::read(&mut d, &root, &input);
     secrets.append(&mut d.secrets);

@@ -540,3 +540,51 @@ fn every_supported_key_converges_and_stays_converged() {
     t.convoy(&["apply"]).outcome(Outcome::Converged);
     assert_eq!(t.engine_view(), before, "a second apply replaced something");
 }
+
+/// A stack whose service `extends` one from a second file (outside its folder), with an
+/// optional service in a profile: it converges as the merged service, the profiled service is
+/// not run until `convoy.yaml` enables its profile, and a second `diff` is in sync.
+#[test]
+fn a_stack_using_extends_and_profiles_converges() {
+    if !docker_available() {
+        return;
+    }
+    let t = TestFleet::new();
+    t.write(
+        "shared/base.yaml",
+        &format!(
+            "services:\n  sleeper:\n    image: {IMAGE}\n    command: [sleep, '3600']\n    environment:\n      FROM_BASE: b\n      MODE: base\n"
+        ),
+    );
+    t.compose(
+        "ext",
+        "services:\n  app:\n    extends:\n      file: ../../shared/base.yaml\n      service: sleeper\n    environment:\n      MODE: local\n  debug:\n    extends: app\n    profiles: [debug]\n",
+    );
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    let app = t.cname("ext", "app", 1);
+    assert_eq!(t.containers(), vec![app.clone()]);
+    let env = t.inspect(&app, "{{json .Config.Env}}");
+    assert!(env.contains("\"FROM_BASE=b\""), "{env}");
+    assert!(env.contains("\"MODE=local\""), "{env}");
+    assert_eq!(
+        t.inspect(&app, "{{json .Config.Cmd}}"),
+        r#"["sleep","3600"]"#
+    );
+    t.convoy(&["diff"]).outcome(Outcome::InSync);
+
+    t.write(
+        "convoy.yaml",
+        &format!(
+            "fleet: {}\nprofiles:\n  {}: [debug]\n",
+            t.id,
+            t.stack("ext")
+        ),
+    );
+    t.convoy(&["diff"]).outcome(Outcome::Differs);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    assert_eq!(
+        t.containers(),
+        vec![app.clone(), t.cname("ext", "debug", 1)]
+    );
+    t.convoy(&["diff"]).outcome(Outcome::InSync);
+}

@@ -10,9 +10,11 @@
 use crate::manifest::typed::Keys;
 
 pub(super) const TOP: Keys = Keys {
-    supported: &["version", "name", "services", "networks", "volumes"],
+    // `include` is resolved by `expand` before the stack is read.
+    supported: &[
+        "version", "name", "services", "networks", "volumes", "include",
+    ],
     unsupported: &[
-        ("include", "put the services in this file"),
         ("models", ""),
         ("secrets", "use environment variables or a bind mount"),
         ("configs", "use environment variables or a bind mount"),
@@ -64,6 +66,9 @@ pub(super) const SERVICE: Keys = Keys {
         "pull_policy",
         // Convoy's own extension, read strictly (see `X_CONVOY`).
         "x-convoy",
+        // Resolved by `expand` (`extends`, `profiles`) before the service is read.
+        "extends",
+        "profiles",
     ],
     unsupported: &[
         ("annotations", ""),
@@ -93,7 +98,6 @@ pub(super) const SERVICE: Keys = Keys {
         ("dns_opt", ""),
         ("dns_search", ""),
         ("domainname", ""),
-        ("extends", "use YAML anchors and `<<` merge keys"),
         ("external_links", ""),
         ("gpus", ""),
         ("group_add", ""),
@@ -119,7 +123,6 @@ pub(super) const SERVICE: Keys = Keys {
             "privileged",
             "use `cap_add` for the capabilities the service needs",
         ),
-        ("profiles", "put optional services in a stack of their own"),
         ("provider", ""),
         ("pull_refresh_after", ""),
         ("scale", "use `deploy.replicas`"),

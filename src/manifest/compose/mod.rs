@@ -5,11 +5,13 @@
 //! unknown (an error with the nearest valid key). Nothing real is silently ignored, except the
 //! `x-*` extension fields Compose itself ignores.
 //!
-//! This file reads the top level (`name`, `volumes`, `networks`, `services`) and runs the checks
-//! that span services (dependencies, clashing host ports, which networks are used); a service's
+//! `expand` first resolves `include`, `extends` and `profiles` into one tree (its nodes still
+//! located in the file that writes them; `sources` reads and numbers those files). This file
+//! reads the top level (`name`, `volumes`, `networks`, `services`) and runs the checks that
+//! span services (dependencies, clashing host ports, which networks are used); a service's
 //! keys are dispatched in `service`, and each Compose section has a file of its own. The key
-//! tables are in `keys`. No I/O: the only file access is `env_file`, through the `RepoTree`
-//! handed in. "Secrets stay masked": the values of env files, of secret-named variables and of
+//! tables are in `keys`. No I/O: the only file access is `env_file` and the files `include`
+//! and `extends` name, through the `RepoTree` handed in. "Secrets stay masked": the values of env files, of secret-named variables and of
 //! secret-named `environment` entries are masked in every message of the file, also where one
 //! quotes only part of a value. A stack with any error gives no `StackSpec` at all ("a
 //! repository that does not validate changes nothing").
@@ -19,11 +21,16 @@ mod deploy;
 mod engine_options;
 mod engine_rules;
 mod env_file;
+mod expand;
+mod extends;
 pub(super) use env_file::resolve;
 mod healthcheck;
 mod keys;
 mod networks;
 mod ports;
+mod profiles;
+mod sources;
+pub use profiles::is_profile_name;
 mod service;
 mod volumes;
 
@@ -60,6 +67,8 @@ pub struct Input<'a> {
     pub tree: &'a dyn RepoTree,
     /// The fleet's host names, when `convoy.yaml` could be read.
     pub hosts: Option<&'a BTreeSet<String>>,
+    /// The profiles enabled for each stack (`profiles:` in `convoy.yaml`), by stack name.
+    pub profiles: &'a BTreeMap<String, BTreeSet<String>>,
 }
 
 struct Stack<'a> {
@@ -113,7 +122,30 @@ enum HealthDecl {
 
 /// Reads one stack; `None` after recording its errors, every message masked.
 pub fn read(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
-    let read = read_stack(d, root, input);
+    // `include`, `extends` and `profiles` first: the services are read as one tree. A file
+    // without them is read as written (no copy of its tree).
+    let read = if expand::needed(root) {
+        let ex = expand::expand(d, root, input);
+        let mut read = ex.root.as_ref().and_then(|root| read_stack(d, root, input));
+        if let Some(expanded) = &ex.root {
+            for (key, service) in &ex.left_out {
+                if !check_alone(d, expanded, key, service, input) {
+                    read = None;
+                }
+            }
+        }
+        sources::relocate(d, &ex.files, read.as_mut().map(|r| &mut r.places));
+        read
+    } else {
+        read_stack(d, root, input)
+    };
+    let secrets = secrets_of(d, input);
+    d.mask(&secrets);
+    read
+}
+
+/// The values to mask in a file's messages: those it read, and its secret-named variables.
+fn secrets_of(d: &Diag, input: &Input<'_>) -> BTreeSet<String> {
     let mut secrets = d.secrets.clone();
     secrets.extend(
         input
@@ -122,8 +154,33 @@ pub fn read(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
             .filter(|(k, v)| is_secret_name(k) && v.chars().count() >= MIN_SECRET_LEN)
             .map(|(_, v)| v.clone()),
     );
-    d.mask(&secrets);
-    read
+    secrets
+}
+
+/// Reads a service its profiles leave out on its own, keeping the errors about it; whether
+/// it has none.
+fn check_alone(
+    d: &mut Diag,
+    expanded: &Node,
+    key: &Node,
+    service: &Node,
+    input: &Input<'_>,
+) -> bool {
+    let mut scratch = Diag::new(&d.file);
+    let _ = read_stack(&mut scratch, &expand::alone(expanded, key, service), input);
+    let prefix = join("services", key.scalar().unwrap_or_default());
+    scratch.secrets.extend(d.secrets.iter().cloned());
+    let secrets = secrets_of(&scratch, input);
+    scratch.mask(&secrets);
+    let mut clean = true;
+    for e in scratch.errors {
+        if e.key == prefix || e.key.starts_with(&format!("{prefix}.")) {
+            d.errors.push(e);
+            clean = false;
+        }
+    }
+    d.secrets.extend(scratch.secrets);
+    clean
 }
 
 fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {

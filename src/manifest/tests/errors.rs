@@ -36,7 +36,6 @@ fn unsupported_keys_at_every_level() {
         vec![
             "stacks/web/compose.yaml:1:1: secrets: `secrets` is not supported yet: use environment variables or a bind mount",
             "stacks/web/compose.yaml:2:1: configs: `configs` is not supported yet: use environment variables or a bind mount",
-            "stacks/web/compose.yaml:3:1: include: `include` is not supported yet: put the services in this file",
             "stacks/web/compose.yaml:4:1: x-convoy: `x-convoy` is only supported at the service level",
             "stacks/web/compose.yaml:8:5: services.a.container_name: `container_name` is not supported yet: Convoy names containers `<stack>-<service>-<slot>`",
             "stacks/web/compose.yaml:9:5: services.a.scale: `scale` is not supported yet: use `deploy.replicas`",

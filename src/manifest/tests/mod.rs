@@ -5,6 +5,7 @@
 //! Tests only: no disk, no engine, no process environment. The reader does no I/O of its own
 //! and reads only through the `RepoTree` handed in, so an in-memory tree is all it needs.
 
+mod compose_extends;
 mod compose_keys;
 mod engine_rules;
 mod errors;
