@@ -62,6 +62,7 @@ pub(super) const SERVICE: Keys = Keys {
         "pid",
         "runtime",
         "pull_policy",
+        "container_name",
         // Convoy's own extension, read strictly (see `X_CONVOY`).
         "x-convoy",
     ],
@@ -76,10 +77,6 @@ pub(super) const SERVICE: Keys = Keys {
         ("cgroup", ""),
         ("cgroup_parent", ""),
         ("configs", "use environment variables or a bind mount"),
-        (
-            "container_name",
-            "Convoy names containers `<stack>-<service>-<slot>`",
-        ),
         ("cpu_count", ""),
         ("cpu_percent", ""),
         ("cpu_period", ""),
