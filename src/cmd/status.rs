@@ -20,7 +20,7 @@ use crate::core::pass::HostMemory;
 use crate::core::schedule::Assignment;
 use crate::infra::fleet::Fleet;
 use crate::model::observed::{ObservedHost, RunState};
-use crate::model::spec::{container_name, mask_secrets};
+use crate::model::spec::mask_secrets;
 use crate::reconcile::{observe_and_plan, Loaded, Planned};
 use crate::render::status::{status_json, status_text, FleetStatus, ReplicaStatus, ServiceStatus};
 
@@ -239,7 +239,9 @@ async fn services(fleet: &Fleet, loaded: &Loaded, planned: &Planned) -> Vec<Serv
                 replicas: Vec::new(),
             });
         entry.desired += 1;
-        let name = container_name(&key.stack, &key.service, &key.slot);
+        let name = loaded
+            .desired
+            .replica_name(&key.stack, &key.service, &key.slot);
         let (host, pending) = match a {
             Assignment::Host { host } => (host.clone(), None),
             Assignment::Pending { reason } => (String::new(), Some(reason.clone())),

@@ -19,7 +19,7 @@ use super::{requeue, ApiRequest, Daemon, ServiceCount, StepLog, Trigger};
 use crate::core::schedule::{Assignment, Placement};
 use crate::model::observed::{ObservedHost, ObservedState, RunState};
 use crate::model::outcome::{PassReason, PassReport, PassResult};
-use crate::model::spec::container_name;
+use crate::model::spec::{container_name, DesiredState};
 use crate::reconcile::{self, PassOptions};
 
 impl Daemon {
@@ -137,7 +137,11 @@ impl Daemon {
             self.requeued = Some((Instant::now() + delay, next));
         }
         self.count(&report);
-        let services = service_counts(&run.decided.placement, &run.observed);
+        let services = service_counts(
+            self.loaded.as_ref().map(|l| &l.desired),
+            &run.decided.placement,
+            &run.observed,
+        );
         self.finish(&report, services);
         for t in later {
             self.handle(t).await;
@@ -242,7 +246,13 @@ async fn sleep_until_poll(at: Option<Instant>) {
 }
 
 /// Desired, running and pending replicas per stack and service.
-pub(super) fn service_counts(placement: &Placement, observed: &ObservedState) -> Vec<ServiceCount> {
+/// Replicas are looked up by `replica_name` in `desired` (the state the pass ran), so a
+/// `container_name` is counted too.
+pub(super) fn service_counts(
+    desired: Option<&DesiredState>,
+    placement: &Placement,
+    observed: &ObservedState,
+) -> Vec<ServiceCount> {
     let mut out: BTreeMap<(String, String), ServiceCount> = BTreeMap::new();
     for (key, a) in &placement.replicas {
         let entry = out
@@ -258,7 +268,10 @@ pub(super) fn service_counts(placement: &Placement, observed: &ObservedState) ->
         match a {
             Assignment::Pending { .. } => entry.pending += 1,
             Assignment::Host { host } => {
-                let name = container_name(&key.stack, &key.service, &key.slot);
+                let name = match desired {
+                    Some(d) => d.replica_name(&key.stack, &key.service, &key.slot),
+                    None => container_name(&key.stack, &key.service, &key.slot),
+                };
                 let running = observed
                     .hosts
                     .get(host)

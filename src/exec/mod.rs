@@ -32,13 +32,21 @@ use tracing::Instrument;
 use crate::infra::docker::{ContainerStatus, DockerError, Engine};
 use crate::model::observed::{Health, RunState};
 use crate::model::plan::{Action, Gate, Plan, Reason, Replica, Step};
-use crate::model::spec::DependsCondition;
+use crate::model::spec::{DependsCondition, PullPolicy};
 
 /// The error of a step that never started because the pass was cancelled.
 pub const NOT_STARTED: &str = "not started: shutting down";
 
 /// One pull per (host, image): the first step that needs it pulls, the others wait for it.
-type Pulls = BTreeMap<(String, String), Arc<OnceCell<Result<(), String>>>>;
+type Pulls = BTreeMap<(String, String), Pull>;
+
+/// The pull of one image on one host, shared by the steps that need it.
+#[derive(Default)]
+struct Pull {
+    /// A service with `pull_policy: always` uses the image here: pulled even when present.
+    always: bool,
+    cell: Arc<OnceCell<Result<(), String>>>,
+}
 
 /// Host → network name → the ID containers are attached to: the plan's kept networks, and
 /// those its steps create as they do.
@@ -108,9 +116,14 @@ pub async fn execute(
     let mut pulls: Pulls = BTreeMap::new();
     for step in &plan.steps {
         if let Action::Create { replica, .. } | Action::Replace { replica, .. } = &step.action {
-            pulls
+            let policy = replica.spec.pull_policy;
+            if policy == PullPolicy::Never {
+                continue;
+            }
+            let pull = pulls
                 .entry((step.host.clone(), replica.spec.image.clone()))
                 .or_default();
+            pull.always |= policy == PullPolicy::Always;
         }
     }
     let pulls = Arc::new(pulls);
@@ -280,16 +293,29 @@ async fn run_step(
     result.map_err(|e| e.to_string())
 }
 
+/// Makes the replica's image present on the host as its `pull_policy` says: `missing` pulls
+/// (or pushes) what the host lacks, `always` pulls even what it has (once per pass and host,
+/// so a tag that moved runs as it is now), `never` fetches nothing and fails the step when the
+/// host lacks the image.
 async fn ensure_image(
     ctx: &StepContext,
     engine: &Engine,
     host: &str,
     replica: &Replica,
 ) -> Result<(), String> {
-    let Some(cell) = ctx
-        .pulls
-        .get(&(host.to_string(), replica.spec.image.clone()))
-    else {
+    let image = &replica.spec.image;
+    if replica.spec.pull_policy == PullPolicy::Never {
+        return match engine.image_id(image).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(format!(
+                "image `{image}` is not on host `{host}`, and service `{}/{}` has `pull_policy: \
+                 never`: load the image on the host, or change the pull policy",
+                replica.stack, replica.service
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    let Some(Pull { always, cell }) = ctx.pulls.get(&(host.to_string(), image.clone())) else {
         return Ok(());
     };
     cell.get_or_init(|| async {
@@ -306,8 +332,11 @@ async fn ensure_image(
                 .map(|_| ())
                 .map_err(|e| format!("cannot push image `{image}` to host `{host}`: {e}"))
         } else {
+            if *always {
+                tracing::debug!(image = %image, "pull_policy: always: pulling");
+            }
             engine
-                .ensure_image(image, false)
+                .ensure_image(image, *always)
                 .await
                 .map_err(|e| e.to_string())
         }

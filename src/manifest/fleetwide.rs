@@ -6,8 +6,9 @@
 //!
 //! Pure: stacks, where their services are written and the fleet's hosts in; located errors
 //! out, each in the file of the service it is about. The names are those of
-//! `model::spec::container_name`, so the check is exact: a replicated service's slots are
-//! `1..=replicas`, a global one's are the names of the hosts it may run on.
+//! `model::spec::replica_name`, so the check is exact: a service's `container_name` is its one
+//! name; otherwise a replicated service's slots are `1..=replicas`, a global one's are the
+//! names of the hosts it may run on.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -73,8 +74,39 @@ pub fn check(
     // unless the bound above is passed already.
     let mut prefixes: BTreeMap<String, (&StackSpec, &str)> = BTreeMap::new();
     let mut names: BTreeMap<String, (&StackSpec, &str)> = BTreeMap::new();
+    // `container_name`s first: each is its service's one name, whatever the bound, and a
+    // scheme name that meets one is reported below like any other shared name.
     for stack in stacks.values() {
         for svc in stack.services.values() {
+            let Some(name) = &svc.container.container_name else {
+                continue;
+            };
+            match names.get(name) {
+                Some((other, other_svc)) => {
+                    let mut e = at(
+                        stack,
+                        &svc.name,
+                        false,
+                        clash(stack, &svc.name, other, other_svc, name),
+                    );
+                    e.key = format!("services.{}.container_name", svc.name);
+                    e.message = format!(
+                        "`container_name: {name}` is taken: {}; change one `container_name`",
+                        e.message.trim_end_matches(": rename a stack or a service")
+                    );
+                    errors.push(e);
+                }
+                None => {
+                    names.insert(name.clone(), (stack, &svc.name));
+                }
+            }
+        }
+    }
+    for stack in stacks.values() {
+        for svc in stack.services.values() {
+            if svc.container.container_name.is_some() {
+                continue;
+            }
             let prefix = container_name(&stack.name, &svc.name, "");
             if let Some((other, other_svc)) = prefixes.get(&prefix) {
                 errors.push(at(

@@ -321,6 +321,38 @@ pub struct ContainerSpec {
     /// `runtime`: the OCI runtime (`runc`, `runsc`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
+    /// `container_name`: the engine name of the service's one replica, instead of
+    /// `<stack>-<service>-<slot>` (see `replica_name`). Ownership stays with the labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    /// `pull_policy`: when the executor pulls the image. Never serialised, so never in the
+    /// hash: changing when an image is pulled must not replace a container.
+    #[serde(skip)]
+    pub pull_policy: PullPolicy,
+}
+
+/// Compose's `pull_policy`, as the executor honours it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Pull what the host is missing (Compose's default, and `if_not_present`).
+    #[default]
+    Missing,
+    /// Pull before every create or replace, so a tag that moved is run as it is now.
+    Always,
+    /// Never pull: a host without the image fails the step, saying so.
+    Never,
+}
+
+impl PullPolicy {
+    /// The Compose spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Missing => "missing",
+            PullPolicy::Always => "always",
+            PullPolicy::Never => "never",
+        }
+    }
 }
 
 /// A host device made available in the container (`/dev/fuse:/dev/fuse:rwm`).
@@ -432,6 +464,27 @@ pub fn container_name(stack: &str, service: &str, slot: &str) -> String {
     format!("{stack}-{service}-{slot}")
 }
 
+/// The engine name of a service's replica in `slot`: its `container_name` when it has one (the
+/// manifest allows it only on a service of one replica), else `container_name(stack, service,
+/// slot)`. Every place that looks a replica up by name goes through here.
+pub fn replica_name(stack: &str, service: &ServiceSpec, slot: &str) -> String {
+    match &service.container.container_name {
+        Some(name) => name.clone(),
+        None => container_name(stack, &service.name, slot),
+    }
+}
+
+impl DesiredState {
+    /// `replica_name` by stack and service name; a service the state does not have gets the
+    /// scheme's name.
+    pub fn replica_name(&self, stack: &str, service: &str, slot: &str) -> String {
+        match self.stacks.get(stack).and_then(|s| s.services.get(service)) {
+            Some(svc) => replica_name(stack, svc, slot),
+            None => container_name(stack, service, slot),
+        }
+    }
+}
+
 /// Whether an environment variable's name looks secret: its value is masked everywhere.
 pub fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
@@ -460,7 +513,8 @@ mod tests {
     /// Upgrades are invisible: a spec written before a field existed hashes as it did then, so
     /// a container converged by the previous release is not replaced by the upgrade alone. The
     /// constant is the hash this spec had before `expose`, `security_opt`, `devices`, `ipc`,
-    /// `pid`, `runtime`, `cpu_shares` and `memswap_limit` were added.
+    /// `pid`, `runtime`, `cpu_shares`, `memswap_limit`, `container_name` and `pull_policy` were
+    /// added.
     #[test]
     fn hash_of_a_spec_without_the_newer_fields_is_unchanged() {
         let mut s = ContainerSpec {
@@ -485,6 +539,40 @@ mod tests {
             },
         );
         assert_eq!(s.hash(), "b6552aa0fc49b276");
+    }
+
+    /// Neither a pull policy nor an absent `container_name` moves the hash; a name does.
+    #[test]
+    fn pull_policy_is_out_of_the_hash_and_container_name_in_it() {
+        let a = ContainerSpec {
+            image: "busybox:1".into(),
+            ..Default::default()
+        };
+        let mut b = a.clone();
+        b.pull_policy = PullPolicy::Always;
+        assert_eq!(a.hash(), b.hash());
+        b.pull_policy = PullPolicy::Never;
+        assert_eq!(a.hash(), b.hash());
+        b.container_name = Some("web".into());
+        assert_ne!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn replica_name_is_the_container_name_when_given() {
+        let mut svc = ServiceSpec {
+            name: "app".into(),
+            mode: DeployMode::Replicated,
+            replicas: 1,
+            depends_on: BTreeMap::new(),
+            placement: Placement::default(),
+            reserve_nano_cpus: None,
+            reserve_memory_bytes: None,
+            secret_env: BTreeSet::new(),
+            container: ContainerSpec::default(),
+        };
+        assert_eq!(replica_name("web", &svc, "1"), "web-app-1");
+        svc.container.container_name = Some("my-app".into());
+        assert_eq!(replica_name("web", &svc, "1"), "my-app");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod apply;
 mod bad_input;
 mod cli;
+mod compose_keys;
 mod concurrency;
 mod daemon;
 mod fleet;

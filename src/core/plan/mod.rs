@@ -24,8 +24,8 @@ pub use crate::model::plan::{
     Summary, JSON_VERSION,
 };
 use crate::model::spec::{
-    container_name, DesiredState, MountKind, ServiceSpec, LABEL_COMMIT, LABEL_FLEET, LABEL_SERVICE,
-    LABEL_SLOT, LABEL_SPEC_HASH, LABEL_STACK,
+    container_name, replica_name, DesiredState, MountKind, ServiceSpec, LABEL_COMMIT, LABEL_FLEET,
+    LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC_HASH, LABEL_STACK,
 };
 
 /// Computes the plan that takes `observed` to `desired` under `placement`.
@@ -55,6 +55,8 @@ pub fn plan(
         replica_steps: BTreeMap::new(),
         created_at: BTreeMap::new(),
         placed_containers: BTreeMap::new(),
+        renamed: BTreeSet::new(),
+        named: named_containers(observed),
     };
     p.run();
     p.plan
@@ -75,6 +77,33 @@ struct Planner<'a> {
     /// order: what a dependent's gates wait for, gathered once so that planning stays linear
     /// in replicas plus dependencies.
     placed_containers: BTreeMap<(String, String), Vec<(String, String)>>,
+    /// (host, name) of owned containers that hold a placed replica's slot under another name
+    /// (its `container_name` was set, changed or dropped): replaced by the step of that
+    /// replica, or kept while the new name is held by someone else, never removed on their own.
+    renamed: BTreeSet<(String, String)>,
+    /// (host, slot) → name of the owned containers whose name is not the scheme's: where a
+    /// slot's container is found when its `container_name` changed or was dropped, without
+    /// a scan of the host per replica.
+    named: BTreeMap<(String, ReplicaKey), String>,
+}
+
+/// The owned containers named otherwise than `<stack>-<service>-<slot>`, by host and slot.
+fn named_containers(observed: &ObservedState) -> BTreeMap<(String, ReplicaKey), String> {
+    let mut out = BTreeMap::new();
+    for (host, obs) in &observed.hosts {
+        let Some(snap) = obs.snapshot() else { continue };
+        for (name, c) in &snap.containers {
+            if *name != container_name(&c.stack, &c.service, &c.slot) {
+                let key = ReplicaKey {
+                    stack: c.stack.clone(),
+                    service: c.service.clone(),
+                    slot: c.slot.clone(),
+                };
+                out.insert((host.clone(), key), name.clone());
+            }
+        }
+    }
+    out
 }
 
 impl<'a> Planner<'a> {
@@ -114,7 +143,8 @@ impl<'a> Planner<'a> {
                     .or_default()
                     .push((
                         host.clone(),
-                        container_name(&key.stack, &key.service, &key.slot),
+                        self.desired
+                            .replica_name(&key.stack, &key.service, &key.slot),
                     ));
             }
         }
@@ -321,10 +351,28 @@ impl<'a> Planner<'a> {
         service: &ServiceSpec,
         mut after: Vec<usize>,
     ) {
-        let name = container_name(&key.stack, &key.service, &key.slot);
+        let name = replica_name(&key.stack, service, &key.slot);
         let replica = self.replica(key, service, &name);
         let (dep_steps, gates) = self.dependencies(&key.stack, service);
         after.extend(dep_steps);
+        // The slot's container under the name it had before (a `container_name` set, changed
+        // or dropped): found by its labels, as every owned container is.
+        let before = if snap.containers.contains_key(&name) {
+            None
+        } else {
+            let scheme = container_name(&key.stack, &key.service, &key.slot);
+            let holds_slot = |c: &&ObservedContainer| {
+                c.stack == key.stack && c.service == key.service && c.slot == key.slot
+            };
+            snap.containers.get(&scheme).filter(holds_slot).or_else(|| {
+                self.named
+                    .get(&(host.to_string(), key.clone()))
+                    .and_then(|n| snap.containers.get(n))
+            })
+        };
+        if let Some(old) = before {
+            self.renamed.insert((host.to_string(), old.name.clone()));
+        }
 
         let step = match snap.containers.get(&name) {
             Some(c) => match networks::on_duplicate(snap, c) {
@@ -342,6 +390,23 @@ impl<'a> Planner<'a> {
                     }),
                 },
             },
+            // Replaced under its new name (stop-first, as any replacement: the old one frees
+            // its ports first). While someone else holds the new name, the conflict below is
+            // reported and the old container keeps running.
+            None if before.is_some() && !snap.foreign_names.contains(&name) => {
+                let old = before.expect("checked");
+                Some(Action::Replace {
+                    old_id: old.id.clone(),
+                    old_grace_secs: old.actual.stop_grace_period_secs,
+                    changes: vec![FieldChange {
+                        field: "container_name".into(),
+                        old: old.name.clone(),
+                        new: name.clone(),
+                    }],
+                    reason: Reason::Drift,
+                    replica: Box::new(replica),
+                })
+            }
             None if snap.foreign_names.contains(&name) => {
                 self.plan.conflicts.push(Conflict {
                     host: host.to_string(),
@@ -542,13 +607,13 @@ impl<'a> Planner<'a> {
                 .get(host.as_str())
                 .map(|keys| {
                     keys.iter()
-                        .map(|k| container_name(&k.stack, &k.service, &k.slot))
+                        .map(|k| self.desired.replica_name(&k.stack, &k.service, &k.slot))
                         .collect()
                 })
                 .unwrap_or_default();
             let mut removals = Vec::new();
             for (name, c) in &snap.containers {
-                if wanted.contains(name) {
+                if wanted.contains(name) || self.renamed.contains(&(host.clone(), name.clone())) {
                     continue;
                 }
                 let reason = self.removal_reason(host, c);
@@ -721,7 +786,7 @@ pub fn assume_converged(
             continue;
         };
         let snap = hosts.entry(host.clone()).or_default();
-        let name = container_name(&key.stack, &key.service, &key.slot);
+        let name = replica_name(&key.stack, service, &key.slot);
         let spec = service.container.clone();
         for net in stack
             .networks

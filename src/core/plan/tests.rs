@@ -98,6 +98,18 @@ pub(super) fn execute_in_memory(plan: &Plan, observed: &ObservedState) -> Observ
                 }
             }
             Action::Create { replica, .. } | Action::Replace { replica, .. } => {
+                // A replacement removes the old container by ID, whatever its name.
+                if let Action::Replace { old_id, .. } = &step.action {
+                    let old = snap
+                        .containers
+                        .iter()
+                        .find(|(_, c)| &c.id == old_id)
+                        .map(|(n, _)| n.clone());
+                    if let Some(old) = old {
+                        snap.containers.remove(&old);
+                        detach(snap, &old);
+                    }
+                }
                 detach(snap, &replica.name);
                 // Attached by ID: the plan's kept network, or the one a step created.
                 for net in replica.spec.networks.keys() {
@@ -658,6 +670,120 @@ fn diff_base_assumes_the_base_runs() {
         .is_empty());
     let p = plan(&b, &placed(&b, &assumed), &assumed, "head");
     assert_eq!(lines(&p), vec!["h1 ~ web-app-1  (drift)"]);
+}
+
+/// `service` of stack `web` with `container_name` set.
+fn named(name: &str, container_name: Option<&str>) -> ServiceSpec {
+    let mut s = service("web", name, 1);
+    s.container.container_name = container_name.map(str::to_string);
+    s
+}
+
+#[test]
+fn a_container_name_is_the_replicas_name_and_ownership_stays_with_the_labels() {
+    let mut api = named("api", None);
+    api.depends_on
+        .insert("db".into(), DependsCondition::ServiceStarted);
+    let d = desired(
+        &["h1"],
+        vec![stack("web", vec![named("db", Some("my-db")), api])],
+    );
+    let p = plan_for(&d, &empty_observed(&d));
+    assert_eq!(
+        lines(&p),
+        vec![
+            "h1 + network web_default",
+            "h1 + my-db  (missing, image busybox:1)",
+            "h1 + web-api-1  (missing, image busybox:1)",
+        ]
+    );
+    let Action::Create { replica, .. } = &p.steps[1].action else {
+        panic!("{:?}", p.steps[1]);
+    };
+    assert_eq!(replica.name, "my-db");
+    assert_eq!(replica.labels[LABEL_STACK], "web");
+    assert_eq!(replica.labels[LABEL_SERVICE], "db");
+    assert_eq!(replica.labels[LABEL_SLOT], "1");
+    // A dependent waits for the container by its name.
+    assert_eq!(
+        p.steps[2].gates[0].containers,
+        vec![("h1".to_string(), "my-db".to_string())]
+    );
+    // Converged: nothing to do, and `diff --base` agrees.
+    let o = execute_in_memory(&p, &empty_observed(&d));
+    assert!(
+        plan_for(&d, &o).steps.is_empty(),
+        "{:?}",
+        lines(&plan_for(&d, &o))
+    );
+    let assumed = assume_converged(&d, &placed(&d, &empty_observed(&d)), "base");
+    assert!(plan(&d, &placed(&d, &assumed), &assumed, "base")
+        .steps
+        .is_empty());
+    // Removed by its labels when the service goes, and when it is deleted, made again.
+    let fewer = desired(&["h1"], vec![stack("web", vec![named("other", None)])]);
+    let p = plan_for(&fewer, &o);
+    assert!(
+        lines(&p).contains(&"h1 - my-db  (service `db` removed)".to_string()),
+        "{:?}",
+        lines(&p)
+    );
+    let mut gone = o.clone();
+    if let Some(ObservedHost::Reachable(s)) = gone.hosts.get_mut("h1") {
+        s.containers.remove("my-db");
+    }
+    assert_eq!(
+        lines(&plan_for(&d, &gone)),
+        vec!["h1 + my-db  (missing, image busybox:1)"]
+    );
+}
+
+/// Setting, changing or dropping a `container_name` replaces the slot's container under its
+/// new name (stop-first, one step), rather than making a second copy beside it.
+#[test]
+fn a_changed_container_name_replaces_the_container_under_its_new_name() {
+    let before = desired(&["h1"], vec![stack("web", vec![named("db", None)])]);
+    let mut o = converge(&before);
+    for (want, old) in [
+        (Some("my-db"), "web-db-1"),
+        (Some("our-db"), "my-db"),
+        (None, "our-db"),
+    ] {
+        let d = desired(&["h1"], vec![stack("web", vec![named("db", want)])]);
+        let p = plan_for(&d, &o);
+        let new = want.unwrap_or("web-db-1");
+        assert_eq!(lines(&p), vec![format!("h1 ~ {new}  (drift)")]);
+        let Action::Replace {
+            changes, old_id, ..
+        } = &p.steps[0].action
+        else {
+            panic!("{:?}", p.steps[0]);
+        };
+        assert!(old_id.starts_with(&format!("id-{old}-")), "{old_id}");
+        assert_eq!(changes[0].field, "container_name");
+        assert_eq!(
+            (changes[0].old.as_str(), changes[0].new.as_str()),
+            (old, new)
+        );
+        o = execute_in_memory(&p, &o);
+        let Some(ObservedHost::Reachable(snap)) = o.hosts.get("h1") else {
+            panic!()
+        };
+        assert_eq!(snap.containers.keys().collect::<Vec<_>>(), vec![new]);
+        assert!(plan_for(&d, &o).steps.is_empty());
+    }
+    // While the new name is held by a container of no fleet, the old one keeps running.
+    let d = desired(
+        &["h1"],
+        vec![stack("web", vec![named("db", Some("taken"))])],
+    );
+    if let Some(ObservedHost::Reachable(s)) = o.hosts.get_mut("h1") {
+        s.foreign_names.insert("taken".into());
+    }
+    let p = plan_for(&d, &o);
+    assert!(p.steps.is_empty(), "{:?}", lines(&p));
+    assert_eq!(p.conflicts.len(), 1);
+    assert_eq!(p.conflicts[0].name, "taken");
 }
 
 #[test]

@@ -462,6 +462,10 @@ fn observed_container(
         ipc: hc.ipc_mode.filter(|s| !s.is_empty()),
         pid: hc.pid_mode.filter(|s| !s.is_empty()),
         runtime: hc.runtime.filter(|s| !s.is_empty()),
+        // The name is what the planner finds a replica by (`ObservedContainer::name`), never a
+        // field that drifts; when an image is pulled leaves no trace on a container.
+        container_name: None,
+        pull_policy: Default::default(),
     };
     Some(ObservedContainer {
         id: i.id.unwrap_or_default(),

@@ -1,7 +1,7 @@
 //! The service keys that tell the engine how to run the container and need no file of their
 //! own: `expose`, Compose's older resource keys (`mem_limit`, `memswap_limit`,
 //! `mem_reservation`, `cpus`, `cpu_shares`), `security_opt`, `devices`, `ipc`, `pid`, `runtime`
-//! and `pull_policy`.
+//! `pull_policy` and `container_name`.
 //!
 //! Reads only the nodes handed in; no I/O. The older resource keys mean the same as
 //! `deploy.resources`, so they are held in [`LegacyResources`] until `deploy` is read too, and
@@ -13,7 +13,7 @@ use super::ports::port_range;
 use crate::manifest::fleet::read_bytes;
 use crate::manifest::typed::Diag;
 use crate::manifest::yaml::Node;
-use crate::model::spec::{ContainerSpec, DeviceMapping, ServiceSpec};
+use crate::model::spec::{ContainerSpec, DeviceMapping, PullPolicy, ServiceSpec};
 
 /// The most ports one `expose` range may name: `1-65535` would be a typo, not a wish.
 const MAX_EXPOSE_RANGE: u32 = 1024;
@@ -228,31 +228,51 @@ pub(super) fn read_runtime(d: &mut Diag, v: &Node, path: &str) -> Option<String>
     Some(s)
 }
 
-/// `pull_policy`: what Convoy does already (pull what a host is missing) is accepted; the
-/// rest is refused by name until the executor honours it per service.
-pub(super) fn read_pull_policy(d: &mut Diag, v: &Node, path: &str) {
-    let Some(s) = d.string(v, path) else { return };
+/// `pull_policy`: `missing` (and its old spelling `if_not_present`), `always` and `never` are
+/// honoured by the executor; `build` waits for `build:`, and the periodic ones (`daily`,
+/// `weekly`) for a record of when each host last pulled.
+pub(super) fn read_pull_policy(d: &mut Diag, v: &Node, path: &str) -> Option<PullPolicy> {
+    let s = d.string(v, path)?;
     let why = match s.as_str() {
-        "missing" | "if_not_present" => return,
-        "build" => "`pull_policy: build` is not supported yet: build is not supported yet",
-        "always" | "never" | "daily" | "weekly" => {
-            "is not supported yet: hosts pull an image they are missing (`apply --pull` pulls \
-             every image again)"
-        }
-        _ => {
-            d.at(
-                v,
-                path,
-                format!("invalid pull policy `{s}` (expected always, missing, never or build)"),
-            );
-            return;
-        }
+        "missing" | "if_not_present" => return Some(PullPolicy::Missing),
+        "always" => return Some(PullPolicy::Always),
+        "never" => return Some(PullPolicy::Never),
+        "build" => "`pull_policy: build` is not supported yet: build is not supported yet".into(),
+        "daily" | "weekly" => format!(
+            "`pull_policy: {s}` is not supported yet: use `always` or `missing` (`apply --pull` \
+             pulls every image again)"
+        ),
+        _ if s.starts_with("every_") => format!(
+            "`pull_policy: {s}` is not supported yet: use `always` or `missing` (`apply --pull` \
+             pulls every image again)"
+        ),
+        _ => format!("invalid pull policy `{s}` (expected always, missing, never or build)"),
     };
-    if s == "build" {
-        d.at(v, path, why);
-    } else {
-        d.at(v, path, format!("`pull_policy: {s}` {why}"));
+    d.at(v, path, why);
+    None
+}
+
+/// `container_name`: a name the engine accepts (`[a-zA-Z0-9][a-zA-Z0-9_.-]+`, as Docker checks
+/// it); a leading `/`, which the engine strips, is stripped too.
+pub(super) fn read_container_name(d: &mut Diag, v: &Node, path: &str) -> Option<String> {
+    let s = d.string(v, path)?;
+    let name = s.strip_prefix('/').unwrap_or(&s);
+    let mut chars = name.chars();
+    let valid = name.len() >= 2
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !valid {
+        d.at(
+            v,
+            path,
+            format!(
+                "invalid container name `{s}`: Docker names start with a letter or digit and go \
+                 on with letters, digits, `_`, `.` or `-` (two characters at least)"
+            ),
+        );
+        return None;
     }
+    Some(name.to_string())
 }
 
 /// `cpu_shares`: the engine's relative weight; the kernel's bounds.

@@ -64,6 +64,7 @@ pub(super) const SERVICE: Keys = Keys {
         "pid",
         "runtime",
         "pull_policy",
+        "container_name",
         // Convoy's own extension, read strictly (see `X_CONVOY`).
         "x-convoy",
         // Resolved by `expand` (`extends`, `profiles`) before the service is read.
@@ -81,10 +82,6 @@ pub(super) const SERVICE: Keys = Keys {
         ("cgroup", ""),
         ("cgroup_parent", ""),
         ("configs", "use environment variables or a bind mount"),
-        (
-            "container_name",
-            "Convoy names containers `<stack>-<service>-<slot>`",
-        ),
         ("cpu_count", ""),
         ("cpu_percent", ""),
         ("cpu_period", ""),

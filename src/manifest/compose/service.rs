@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::deploy::read_deploy;
 use super::engine_options::{
-    read_cpu_shares, read_devices, read_expose, read_ipc, read_pid, read_pull_policy, read_runtime,
-    read_security_opt, LegacyResources,
+    read_container_name, read_cpu_shares, read_devices, read_expose, read_ipc, read_pid,
+    read_pull_policy, read_runtime, read_security_opt, LegacyResources,
 };
 use super::engine_rules::{image_reference_problem, is_ip};
 use super::healthcheck::read_healthcheck;
@@ -60,6 +60,7 @@ impl Stack<'_> {
         let mut network_names: Vec<(String, Vec<String>)> = Vec::new();
         let mut saw_networks = false;
         let mut legacy = LegacyResources::default();
+        let mut container_name_at: Option<(&Node, String)> = None;
 
         for (field, _k, v, fpath) in d.fields(entries, path, &SERVICE) {
             match field {
@@ -168,12 +169,41 @@ impl Stack<'_> {
                 "ipc" => c.ipc = read_ipc(d, v, &fpath),
                 "pid" => c.pid = read_pid(d, v, &fpath),
                 "runtime" => c.runtime = read_runtime(d, v, &fpath),
-                "pull_policy" => read_pull_policy(d, v, &fpath),
+                "pull_policy" => c.pull_policy = read_pull_policy(d, v, &fpath).unwrap_or_default(),
+                "container_name" => {
+                    c.container_name = read_container_name(d, v, &fpath);
+                    container_name_at = Some((v, fpath.clone()));
+                }
                 _ => {}
             }
         }
 
         legacy.apply(d, &mut c, &mut svc);
+
+        // One name holds one container per engine: a second replica, or a global service's
+        // copy on a second host, would take it from the first on every pass.
+        if let (Some(n), Some((v, fpath))) = (&c.container_name, container_name_at) {
+            if svc.mode == DeployMode::Global {
+                d.at(
+                    v,
+                    &fpath,
+                    format!(
+                        "`container_name: {n}` on a global service: each host would run a \
+                         container of that name; remove `container_name` or run one replica"
+                    ),
+                );
+            } else if svc.replicas != 1 {
+                d.at(
+                    v,
+                    &fpath,
+                    format!(
+                        "`container_name: {n}` with {} replicas: a container name holds one \
+                         replica; remove `container_name` or set `deploy.replicas: 1`",
+                        svc.replicas
+                    ),
+                );
+            }
+        }
 
         let written = |name: &str| entries.iter().any(|(k, _)| k.scalar() == Some(name));
         match image {

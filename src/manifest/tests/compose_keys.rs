@@ -1,6 +1,7 @@
 //! The Compose keys that need no file shipping, added for Compose files as people write them:
 //! `expose`, the older resource keys (`mem_limit`, `memswap_limit`, `mem_reservation`, `cpus`,
-//! `cpu_shares`), `security_opt`, `devices`, `ipc`, `pid`, `runtime`, `pull_policy`, the older
+//! `cpu_shares`), `security_opt`, `devices`, `ipc`, `pid`, `runtime`, `pull_policy`,
+//! `container_name`, the older
 //! `external: {name: x}`, the lifecycle hooks refused by name, and a `build`-only service.
 //!
 //! Tests only, on in-memory repositories through `load`; no disk, no engine.
@@ -80,21 +81,114 @@ fn a_device_mapped_twice_in_the_container_is_an_error() {
 }
 
 #[test]
-fn pull_policy_missing_is_what_convoy_does_and_the_others_are_refused_by_name() {
-    for p in ["missing", "if_not_present"] {
-        service(&format!(
+fn pull_policy_is_kept_in_the_spec_and_the_others_are_refused_by_name() {
+    for (p, want) in [
+        ("missing", PullPolicy::Missing),
+        ("if_not_present", PullPolicy::Missing),
+        ("always", PullPolicy::Always),
+        ("never", PullPolicy::Never),
+    ] {
+        let s = service(&format!(
             "services:\n  a:\n    image: x\n    pull_policy: {p}\n"
         ));
+        assert_eq!(s.container.pull_policy, want, "{p}");
     }
-    let e = web_errs("services:\n  a:\n    image: x\n    pull_policy: build\n  b:\n    image: x\n    pull_policy: always\n  c:\n    image: x\n    pull_policy: sometimes\n");
+    assert_eq!(
+        service("services:\n  a:\n    image: x\n")
+            .container
+            .pull_policy,
+        PullPolicy::Missing
+    );
+    let e = web_errs("services:\n  a:\n    image: x\n    pull_policy: build\n  b:\n    image: x\n    pull_policy: daily\n  c:\n    image: x\n    pull_policy: sometimes\n");
     assert_eq!(
         e,
         vec![
             "stacks/web/compose.yaml:4:18: services.a.pull_policy: `pull_policy: build` is not supported yet: build is not supported yet",
-            "stacks/web/compose.yaml:7:18: services.b.pull_policy: `pull_policy: always` is not supported yet: hosts pull an image they are missing (`apply --pull` pulls every image again)",
+            "stacks/web/compose.yaml:7:18: services.b.pull_policy: `pull_policy: daily` is not supported yet: use `always` or `missing` (`apply --pull` pulls every image again)",
             "stacks/web/compose.yaml:10:18: services.c.pull_policy: invalid pull policy `sometimes` (expected always, missing, never or build)",
         ]
     );
+}
+
+/// Changing when an image is pulled replaces nothing: the policy is out of the spec hash.
+#[test]
+fn pull_policy_leaves_the_spec_hash_alone() {
+    let a = service("services:\n  a:\n    image: x\n");
+    let b = service("services:\n  a:\n    image: x\n    pull_policy: always\n");
+    assert_eq!(a.container.hash(), b.container.hash());
+}
+
+#[test]
+fn container_name_is_the_replicas_name() {
+    let s = service("services:\n  a:\n    image: x\n    container_name: my-app.v2_x\n");
+    assert_eq!(s.container.container_name.as_deref(), Some("my-app.v2_x"));
+    assert_eq!(replica_name("web", &s, "1"), "my-app.v2_x");
+    // The engine strips a leading slash; so does the reader.
+    let s = service("services:\n  a:\n    image: x\n    container_name: /db\n");
+    assert_eq!(s.container.container_name.as_deref(), Some("db"));
+    // Explicitly one replica is fine.
+    service(
+        "services:\n  a:\n    image: x\n    container_name: db\n    deploy:\n      replicas: 1\n",
+    );
+}
+
+#[test]
+fn container_name_only_with_one_replica_and_a_valid_name() {
+    let e = web_errs("services:\n  a:\n    image: x\n    container_name: a1\n    deploy:\n      replicas: 2\n  b:\n    image: x\n    deploy: {mode: global}\n    container_name: b1\n  c:\n    image: x\n    container_name: -c\n  d:\n    image: x\n    container_name: d\n  e:\n    image: x\n    container_name: e/f\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:4:21: services.a.container_name: `container_name: a1` with 2 replicas: a container name holds one replica; remove `container_name` or set `deploy.replicas: 1`",
+            "stacks/web/compose.yaml:10:21: services.b.container_name: `container_name: b1` on a global service: each host would run a container of that name; remove `container_name` or run one replica",
+            "stacks/web/compose.yaml:13:21: services.c.container_name: invalid container name `-c`: Docker names start with a letter or digit and go on with letters, digits, `_`, `.` or `-` (two characters at least)",
+            "stacks/web/compose.yaml:16:21: services.d.container_name: invalid container name `d`: Docker names start with a letter or digit and go on with letters, digits, `_`, `.` or `-` (two characters at least)",
+            "stacks/web/compose.yaml:19:21: services.e.container_name: invalid container name `e/f`: Docker names start with a letter or digit and go on with letters, digits, `_`, `.` or `-` (two characters at least)",
+        ]
+    );
+}
+
+/// Two services of the fleet with one `container_name`, in one stack or two, and a name that
+/// is another service's scheme name: each apply would replace the other's container.
+#[test]
+fn a_container_name_two_services_would_share_is_refused() {
+    let e = errs(&[
+        ("convoy.yaml", FLEET),
+        (
+            "stacks/a/compose.yaml",
+            "services:\n  x:\n    image: x\n    container_name: shared\n  y:\n    image: x\n    container_name: shared\n",
+        ),
+        (
+            "stacks/b/compose.yaml",
+            "services:\n  z:\n    image: x\n    container_name: shared\n",
+        ),
+    ]);
+    assert_eq!(
+        e,
+        vec![
+            "stacks/a/compose.yaml:5:3: services.y.container_name: `container_name: shared` is taken: service `y` of stack `a` and service `x` of stack `a` (stacks/a/compose.yaml) would both name a container `shared`; change one `container_name`",
+            "stacks/b/compose.yaml:2:3: services.z.container_name: `container_name: shared` is taken: service `z` of stack `b` and service `x` of stack `a` (stacks/a/compose.yaml) would both name a container `shared`; change one `container_name`",
+        ]
+    );
+    let e = errs(&[
+        ("convoy.yaml", FLEET),
+        (
+            "stacks/a/compose.yaml",
+            "services:\n  x:\n    image: x\n    container_name: b-web-1\n",
+        ),
+        ("stacks/b/compose.yaml", "services:\n  web:\n    image: x\n"),
+    ]);
+    assert_eq!(
+        e,
+        vec!["stacks/b/compose.yaml:2:3: services.web: service `web` of stack `b` and service `x` of stack `a` (stacks/a/compose.yaml) would both name a container `b-web-1`: rename a stack or a service"]
+    );
+    // A container_name equal to the scheme name its own service would have is no clash.
+    ok(&[
+        ("convoy.yaml", FLEET),
+        (
+            "stacks/a/compose.yaml",
+            "services:\n  x:\n    image: x\n    container_name: a-x-1\n  y:\n    image: x\n    container_name: other\n",
+        ),
+    ]);
 }
 
 #[test]

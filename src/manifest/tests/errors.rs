@@ -37,7 +37,7 @@ fn unsupported_keys_at_every_level() {
             "stacks/web/compose.yaml:1:1: secrets: `secrets` is not supported yet: use environment variables or a bind mount",
             "stacks/web/compose.yaml:2:1: configs: `configs` is not supported yet: use environment variables or a bind mount",
             "stacks/web/compose.yaml:4:1: x-convoy: `x-convoy` is only supported at the service level",
-            "stacks/web/compose.yaml:8:5: services.a.container_name: `container_name` is not supported yet: Convoy names containers `<stack>-<service>-<slot>`",
+            "stacks/web/compose.yaml:8:21: services.a.container_name: invalid container name `a`: Docker names start with a letter or digit and go on with letters, digits, `_`, `.` or `-` (two characters at least)",
             "stacks/web/compose.yaml:9:5: services.a.scale: `scale` is not supported yet: use `deploy.replicas`",
             "stacks/web/compose.yaml:10:5: services.a.privileged: `privileged` is not supported yet: use `cap_add` for the capabilities the service needs",
             "stacks/web/compose.yaml:12:7: services.a.deploy.update_config: `update_config` is not supported yet",
