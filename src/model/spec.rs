@@ -389,6 +389,20 @@ pub struct MountSpec {
 pub enum MountKind {
     Bind,
     Volume,
+    /// An anonymous volume (`volumes: ["/data"]`): `source` is empty in the service's spec,
+    /// and each slot gets its own named volume, [`anonymous_volume_name`], which survives the
+    /// slot's replacement as Compose keeps them. [`ContainerSpec::for_slot`] turns it into a
+    /// `Volume` of that name; only the service's spec (and so its hash) has this kind.
+    Anonymous,
+}
+
+/// The engine name of a slot's anonymous volume at `target`: stack, service and slot, and a
+/// short hash of the container path (paths hold characters volume names may not).
+/// Deterministic, so a replacement of the slot mounts the same volume.
+pub fn anonymous_volume_name(stack: &str, service: &str, slot: &str, target: &str) -> String {
+    let digest = Sha256::digest(target.as_bytes());
+    let short: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{stack}_{service}_{slot}_anon_{short}")
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -449,6 +463,28 @@ pub struct NetworkAttachment {
 }
 
 impl ContainerSpec {
+    /// The spec a slot's container runs: each anonymous volume made the slot's own named
+    /// volume (see [`MountKind::Anonymous`]). Everything else is as written.
+    pub fn for_slot(&self, stack: &str, service: &str, slot: &str) -> ContainerSpec {
+        let mut out = self.clone();
+        for m in &mut out.mounts {
+            if m.kind == MountKind::Anonymous {
+                m.kind = MountKind::Volume;
+                m.source = anonymous_volume_name(stack, service, slot, &m.target);
+            }
+        }
+        out
+    }
+
+    /// The engine names of a slot's anonymous volumes.
+    pub fn anonymous_volumes(&self, stack: &str, service: &str, slot: &str) -> Vec<String> {
+        self.mounts
+            .iter()
+            .filter(|m| m.kind == MountKind::Anonymous)
+            .map(|m| anonymous_volume_name(stack, service, slot, &m.target))
+            .collect()
+    }
+
     /// A short, stable hash of the normalised spec. The commit is never part of it, so a commit
     /// that does not change a service leaves its containers alone.
     pub fn hash(&self) -> String {

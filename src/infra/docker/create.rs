@@ -98,7 +98,8 @@ fn host_config(
             source: Some(m.source.clone()),
             typ: Some(match m.kind {
                 MountKind::Bind => MountType::BIND,
-                MountKind::Volume => MountType::VOLUME,
+                // Resolved to a named volume per slot before it gets here (`for_slot`).
+                MountKind::Volume | MountKind::Anonymous => MountType::VOLUME,
             }),
             read_only: Some(m.read_only),
             ..Default::default()

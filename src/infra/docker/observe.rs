@@ -336,7 +336,7 @@ fn observed_container(
             };
             Some(MountSpec {
                 source: match kind {
-                    MountKind::Volume => m.name.unwrap_or_default(),
+                    MountKind::Volume | MountKind::Anonymous => m.name.unwrap_or_default(),
                     MountKind::Bind => m.source.unwrap_or_default(),
                 },
                 target: m.destination.unwrap_or_default(),
