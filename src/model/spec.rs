@@ -163,7 +163,7 @@ pub struct StackSpec {
     pub volumes: BTreeMap<String, VolumeSpec>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct NetworkSpec {
     /// The engine-side name: `<stack>_<network>`.
     pub engine_name: String,
@@ -172,6 +172,28 @@ pub struct NetworkSpec {
     pub labels: BTreeMap<String, String>,
     /// `external: true`: Convoy neither creates nor removes it.
     pub external: bool,
+    /// `driver_opts`: options of the network driver, sent on create.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    /// `ipam`: the address management, sent on create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<Ipam>,
+}
+
+/// A network's `ipam`: its driver and address pools.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Ipam {
+    pub driver: Option<String>,
+    pub config: Vec<IpamPool>,
+}
+
+/// One address pool of an `ipam` config, as written (addresses checked by the manifest).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IpamPool {
+    pub subnet: Option<String>,
+    pub ip_range: Option<String>,
+    pub gateway: Option<String>,
+    pub aux_addresses: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -460,6 +482,14 @@ pub struct Logging {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkAttachment {
     pub aliases: Vec<String>,
+    // Upgrades are invisible: left out of the hash while empty, as the newer container fields.
+    /// `ipv4_address`: a fixed address on this network, in the network's `ipam` subnet (the
+    /// manifest allows it only on a service of one replica). In canonical form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<String>,
+    /// `ipv6_address`, the same for IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<String>,
 }
 
 impl ContainerSpec {
@@ -572,6 +602,7 @@ mod tests {
             "web_default".into(),
             NetworkAttachment {
                 aliases: vec!["app".into()],
+                ..Default::default()
             },
         );
         assert_eq!(s.hash(), "b6552aa0fc49b276");
