@@ -301,7 +301,19 @@ pub fn container_drift(
                 .collect();
             aliases.sort();
             aliases.dedup();
-            format!("{name} ({})", aliases.join(" "))
+            // A fixed address, in one spelling on both sides (IPv6 has several).
+            let canon = |ip: &Option<String>| {
+                ip.as_deref().map(|s| {
+                    s.parse::<::core::net::IpAddr>()
+                        .map_or_else(|_| s.to_string(), |ip| ip.to_string())
+                })
+            };
+            let fixed: String = [canon(&a.ipv4_address), canon(&a.ipv6_address)]
+                .into_iter()
+                .flatten()
+                .map(|ip| format!(" ip {ip}"))
+                .collect();
+            format!("{name} ({}){fixed}", aliases.join(" "))
         }))
     };
     push("networks", nets(actual, true), nets(desired, false));
@@ -718,6 +730,7 @@ mod tests {
             "s_default".into(),
             crate::model::spec::NetworkAttachment {
                 aliases: vec!["app".into()],
+                ..Default::default()
             },
         );
         let mut a = as_engine_reports(&d);

@@ -163,7 +163,7 @@ pub struct StackSpec {
     pub volumes: BTreeMap<String, VolumeSpec>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct NetworkSpec {
     /// The engine-side name: `<stack>_<network>`.
     pub engine_name: String,
@@ -172,6 +172,28 @@ pub struct NetworkSpec {
     pub labels: BTreeMap<String, String>,
     /// `external: true`: Convoy neither creates nor removes it.
     pub external: bool,
+    /// `driver_opts`: options of the network driver, sent on create.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    /// `ipam`: the address management, sent on create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<Ipam>,
+}
+
+/// A network's `ipam`: its driver and address pools.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Ipam {
+    pub driver: Option<String>,
+    pub config: Vec<IpamPool>,
+}
+
+/// One address pool of an `ipam` config, as written (addresses checked by the manifest).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IpamPool {
+    pub subnet: Option<String>,
+    pub ip_range: Option<String>,
+    pub gateway: Option<String>,
+    pub aux_addresses: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -389,6 +411,20 @@ pub struct MountSpec {
 pub enum MountKind {
     Bind,
     Volume,
+    /// An anonymous volume (`volumes: ["/data"]`): `source` is empty in the service's spec,
+    /// and each slot gets its own named volume, [`anonymous_volume_name`], which survives the
+    /// slot's replacement as Compose keeps them. [`ContainerSpec::for_slot`] turns it into a
+    /// `Volume` of that name; only the service's spec (and so its hash) has this kind.
+    Anonymous,
+}
+
+/// The engine name of a slot's anonymous volume at `target`: stack, service and slot, and a
+/// short hash of the container path (paths hold characters volume names may not).
+/// Deterministic, so a replacement of the slot mounts the same volume.
+pub fn anonymous_volume_name(stack: &str, service: &str, slot: &str, target: &str) -> String {
+    let digest = Sha256::digest(target.as_bytes());
+    let short: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{stack}_{service}_{slot}_anon_{short}")
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -446,9 +482,39 @@ pub struct Logging {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkAttachment {
     pub aliases: Vec<String>,
+    // Upgrades are invisible: left out of the hash while empty, as the newer container fields.
+    /// `ipv4_address`: a fixed address on this network, in the network's `ipam` subnet (the
+    /// manifest allows it only on a service of one replica). In canonical form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<String>,
+    /// `ipv6_address`, the same for IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<String>,
 }
 
 impl ContainerSpec {
+    /// The spec a slot's container runs: each anonymous volume made the slot's own named
+    /// volume (see [`MountKind::Anonymous`]). Everything else is as written.
+    pub fn for_slot(&self, stack: &str, service: &str, slot: &str) -> ContainerSpec {
+        let mut out = self.clone();
+        for m in &mut out.mounts {
+            if m.kind == MountKind::Anonymous {
+                m.kind = MountKind::Volume;
+                m.source = anonymous_volume_name(stack, service, slot, &m.target);
+            }
+        }
+        out
+    }
+
+    /// The engine names of a slot's anonymous volumes.
+    pub fn anonymous_volumes(&self, stack: &str, service: &str, slot: &str) -> Vec<String> {
+        self.mounts
+            .iter()
+            .filter(|m| m.kind == MountKind::Anonymous)
+            .map(|m| anonymous_volume_name(stack, service, slot, &m.target))
+            .collect()
+    }
+
     /// A short, stable hash of the normalised spec. The commit is never part of it, so a commit
     /// that does not change a service leaves its containers alone.
     pub fn hash(&self) -> String {
@@ -536,6 +602,7 @@ mod tests {
             "web_default".into(),
             NetworkAttachment {
                 aliases: vec!["app".into()],
+                ..Default::default()
             },
         );
         assert_eq!(s.hash(), "b6552aa0fc49b276");

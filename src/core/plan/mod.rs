@@ -24,8 +24,8 @@ pub use crate::model::plan::{
     Summary, JSON_VERSION,
 };
 use crate::model::spec::{
-    container_name, replica_name, DesiredState, MountKind, ServiceSpec, LABEL_COMMIT, LABEL_FLEET,
-    LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC_HASH, LABEL_STACK,
+    container_name, replica_name, DesiredState, MountKind, ServiceSpec, VolumeSpec, LABEL_COMMIT,
+    LABEL_FLEET, LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC_HASH, LABEL_STACK,
 };
 
 /// Computes the plan that takes `observed` to `desired` under `placement`.
@@ -175,7 +175,7 @@ impl<'a> Planner<'a> {
                     continue;
                 };
                 for key in keys {
-                    let needs = self.ensure_resources(host, snap, stack, spec, &mut resource_steps);
+                    let needs = self.ensure_resources(host, snap, key, spec, &mut resource_steps);
                     self.plan_replica(host, snap, key, spec, needs);
                 }
             }
@@ -250,10 +250,11 @@ impl<'a> Planner<'a> {
         &mut self,
         host: &str,
         snap: &HostSnapshot,
-        stack: &str,
+        key: &ReplicaKey,
         service: &ServiceSpec,
         made: &mut BTreeMap<(String, String), usize>,
     ) -> Vec<usize> {
+        let stack = key.stack.as_str();
         let stack_spec = &self.desired.stacks[stack];
         let mut needs = Vec::new();
         for engine_name in service.container.networks.keys() {
@@ -309,17 +310,26 @@ impl<'a> Planner<'a> {
             made.insert(key, id);
             needs.push(id);
         }
-        for mount in &service.container.mounts {
-            if mount.kind != MountKind::Volume {
-                continue;
-            }
-            let Some(vol) = stack_spec
-                .volumes
-                .values()
-                .find(|v| v.engine_name == mount.source)
-            else {
-                continue;
-            };
+        let anonymous = service
+            .container
+            .anonymous_volumes(stack, &key.service, &key.slot)
+            .into_iter()
+            .map(|name| anonymous_volume(key, name));
+        let named: Vec<VolumeSpec> = service
+            .container
+            .mounts
+            .iter()
+            .filter(|m| m.kind == MountKind::Volume)
+            .filter_map(|m| {
+                stack_spec
+                    .volumes
+                    .values()
+                    .find(|v| v.engine_name == m.source)
+                    .cloned()
+            })
+            .chain(anonymous)
+            .collect();
+        for vol in named {
             if vol.external || snap.volumes.contains_key(&vol.engine_name) {
                 continue;
             }
@@ -332,7 +342,7 @@ impl<'a> Planner<'a> {
                 host,
                 Action::CreateVolume {
                     stack: stack.to_string(),
-                    volume: vol.clone(),
+                    volume: vol,
                 },
                 vec![],
                 vec![],
@@ -552,8 +562,11 @@ impl<'a> Planner<'a> {
     }
 
     fn replica(&self, key: &ReplicaKey, service: &ServiceSpec, name: &str) -> Replica {
-        let spec = service.container.clone();
-        let spec_hash = spec.hash();
+        // The hash is the service's (anonymous volumes unresolved), the same for every slot.
+        let spec_hash = service.container.hash();
+        let spec = service
+            .container
+            .for_slot(&key.stack, &key.service, &key.slot);
         let mut labels = spec.labels.clone();
         labels.insert(LABEL_FLEET.into(), self.desired.fleet.clone());
         labels.insert(LABEL_STACK.into(), key.stack.clone());
@@ -652,10 +665,11 @@ impl<'a> Planner<'a> {
                     used_networks.extend(svc.container.networks.keys().cloned());
                     used_volumes.extend(
                         svc.container
+                            .for_slot(&key.stack, &key.service, &key.slot)
                             .mounts
-                            .iter()
+                            .into_iter()
                             .filter(|m| m.kind == MountKind::Volume)
-                            .map(|m| m.source.clone()),
+                            .map(|m| m.source),
                     );
                 }
             }
@@ -763,6 +777,22 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// The volume a slot's anonymous volume is created as: local, owned by the fleet like the
+/// stack's named volumes (the executor adds the fleet, stack and resource labels), and
+/// labelled with the service and slot it belongs to. Never removed, like every volume.
+fn anonymous_volume(key: &ReplicaKey, engine_name: String) -> VolumeSpec {
+    VolumeSpec {
+        engine_name,
+        driver: "local".into(),
+        driver_opts: BTreeMap::new(),
+        labels: BTreeMap::from([
+            (LABEL_SERVICE.to_string(), key.service.clone()),
+            (LABEL_SLOT.to_string(), key.slot.clone()),
+        ]),
+        external: false,
+    }
+}
+
 /// The observed state of a fleet where `desired` runs exactly as placed: what `diff --base`
 /// compares against, so a review needs no engine. Pure.
 pub fn assume_converged(
@@ -787,7 +817,9 @@ pub fn assume_converged(
         };
         let snap = hosts.entry(host.clone()).or_default();
         let name = replica_name(&key.stack, service, &key.slot);
-        let spec = service.container.clone();
+        let spec = service
+            .container
+            .for_slot(&key.stack, &key.service, &key.slot);
         for net in stack
             .networks
             .values()
@@ -822,6 +854,18 @@ pub fn assume_converged(
                 );
             }
         }
+        for name in service
+            .container
+            .anonymous_volumes(&key.stack, &key.service, &key.slot)
+        {
+            snap.volumes.insert(
+                name.clone(),
+                crate::model::observed::ObservedResource {
+                    stack: key.stack.clone(),
+                    resource: name,
+                },
+            );
+        }
         snap.containers.insert(
             name.clone(),
             ObservedContainer {
@@ -830,7 +874,7 @@ pub fn assume_converged(
                 stack: key.stack.clone(),
                 service: key.service.clone(),
                 slot: key.slot.clone(),
-                spec_hash: spec.hash(),
+                spec_hash: service.container.hash(),
                 commit: commit.to_string(),
                 created: String::new(),
                 image_id: String::new(),
@@ -857,3 +901,5 @@ pub fn assume_converged(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod volume_tests;

@@ -20,6 +20,7 @@ pub(super) fn service(stack: &str, name: &str, replicas: u32) -> ServiceSpec {
         format!("{stack}_default"),
         NetworkAttachment {
             aliases: vec![name.into()],
+            ..Default::default()
         },
     )]
     .into();
@@ -37,6 +38,7 @@ pub(super) fn stack(name: &str, services: Vec<ServiceSpec>) -> StackSpec {
             internal: false,
             labels: BTreeMap::new(),
             external: false,
+            ..Default::default()
         },
     )]
     .into();

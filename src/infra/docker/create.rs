@@ -9,13 +9,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HostConfig,
-    HostConfigLogConfig, Mount, MountType, NetworkingConfig, PortBinding as BollardPort,
-    ResourcesUlimits, RestartPolicy as BollardRestart, RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
+    HostConfig, HostConfigLogConfig, Ipam, IpamConfig, Mount, MountType, NetworkingConfig,
+    PortBinding as BollardPort, ResourcesUlimits, RestartPolicy as BollardRestart,
+    RestartPolicyNameEnum,
 };
 
 use crate::model::plan::Replica;
-use crate::model::spec::{ContainerSpec, MountKind, RestartName};
+use crate::model::spec::{ContainerSpec, MountKind, NetworkAttachment, NetworkSpec, RestartName};
 
 /// The engine's create request for a replica; its networks by the IDs in `network_ids` where
 /// given (a name can be ambiguous, an ID cannot).
@@ -98,7 +99,8 @@ fn host_config(
             source: Some(m.source.clone()),
             typ: Some(match m.kind {
                 MountKind::Bind => MountType::BIND,
-                MountKind::Volume => MountType::VOLUME,
+                // Resolved to a named volume per slot before it gets here (`for_slot`).
+                MountKind::Volume | MountKind::Anonymous => MountType::VOLUME,
             }),
             read_only: Some(m.read_only),
             ..Default::default()
@@ -189,8 +191,48 @@ fn networking_config(
                     // at start, where a name held twice is ambiguous; a network ID given here
                     // is what it uses instead.
                     network_id: network_ids.get(name).cloned(),
+                    ipam_config: endpoint_ipam(attach),
                     ..Default::default()
                 },
             )])),
         })
+}
+
+/// A fixed address on a network (`ipv4_address`, `ipv6_address`), as the engine takes it at
+/// create and at connect (`Engine::connect_networks` is to send it too); `None` when there is none, so the engine picks one as before.
+pub(super) fn endpoint_ipam(a: &NetworkAttachment) -> Option<EndpointIpamConfig> {
+    if a.ipv4_address.is_none() && a.ipv6_address.is_none() {
+        return None;
+    }
+    Some(EndpointIpamConfig {
+        ipv4_address: a.ipv4_address.clone(),
+        ipv6_address: a.ipv6_address.clone(),
+        ..Default::default()
+    })
+}
+
+/// A network's `ipam` and `driver_opts` as the engine's create request takes them (the
+/// engine's defaults where nothing is written). Not called yet: `Engine::create_network` is to
+/// send them before the manifest accepts `ipam` and network `driver_opts`.
+#[allow(dead_code)]
+pub(super) fn network_ipam(n: &NetworkSpec) -> (Option<Ipam>, Option<HashMap<String, String>>) {
+    let ipam = n.ipam.as_ref().map(|i| Ipam {
+        driver: i.driver.clone(),
+        config: Some(
+            i.config
+                .iter()
+                .map(|p| IpamConfig {
+                    subnet: p.subnet.clone(),
+                    ip_range: p.ip_range.clone(),
+                    gateway: p.gateway.clone(),
+                    auxiliary_addresses: Some(p.aux_addresses.clone().into_iter().collect())
+                        .filter(|m: &HashMap<_, _>| !m.is_empty()),
+                })
+                .collect(),
+        ),
+        options: None,
+    });
+    let opts =
+        Some(n.driver_opts.clone().into_iter().collect()).filter(|m: &HashMap<_, _>| !m.is_empty());
+    (ipam, opts)
 }

@@ -336,7 +336,7 @@ fn observed_container(
             };
             Some(MountSpec {
                 source: match kind {
-                    MountKind::Volume => m.name.unwrap_or_default(),
+                    MountKind::Volume | MountKind::Anonymous => m.name.unwrap_or_default(),
                     MountKind::Bind => m.source.unwrap_or_default(),
                 },
                 target: m.destination.unwrap_or_default(),
@@ -381,7 +381,18 @@ fn observed_container(
                 .collect();
             aliases.sort();
             aliases.dedup();
-            (name, NetworkAttachment { aliases })
+            // A fixed address is reported in the endpoint's IPAM config (the engine's own
+            // address, chosen from the pool, is elsewhere and not ours).
+            let ipam = ep.ipam_config.unwrap_or_default();
+            let fixed = |a: Option<String>| a.filter(|a| !a.is_empty());
+            (
+                name,
+                NetworkAttachment {
+                    aliases,
+                    ipv4_address: fixed(ipam.ipv4_address),
+                    ipv6_address: fixed(ipam.ipv6_address),
+                },
+            )
         })
         .collect();
 

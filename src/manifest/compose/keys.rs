@@ -288,3 +288,15 @@ pub(super) const X_CONVOY: Keys = Keys {
     unsupported: &[],
     extensions: false,
 };
+// Read by `networks` once `NETWORK` supports `ipam` (which waits on `Engine::create_network`
+// sending it).
+pub(super) const IPAM: Keys = Keys {
+    supported: &["driver", "config"],
+    unsupported: &[("options", "")],
+    extensions: true,
+};
+pub(super) const IPAM_POOL: Keys = Keys {
+    supported: &["subnet", "ip_range", "gateway", "aux_addresses"],
+    unsupported: &[],
+    extensions: true,
+};

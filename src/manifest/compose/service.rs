@@ -18,6 +18,7 @@ use super::engine_options::{
 use super::engine_rules::{image_reference_problem, is_ip};
 use super::healthcheck::read_healthcheck;
 use super::keys::{LOGGING, SERVICE, ULIMIT, X_CONVOY};
+use super::networks::Attachment;
 use super::{duration_ns, user_labels, Gathered, HealthDecl, Stack};
 use crate::manifest::typed::{join, Diag};
 use crate::manifest::values::shell_split;
@@ -57,7 +58,7 @@ impl Stack<'_> {
         let mut environment: Option<Vec<(String, Option<String>)>> = None;
         let mut restart: Option<RestartPolicy> = None;
         let mut deploy_restart: Option<RestartPolicy> = None;
-        let mut network_names: Vec<(String, Vec<String>)> = Vec::new();
+        let mut network_names: Vec<Attachment<'_>> = Vec::new();
         let mut saw_networks = false;
         let mut legacy = LegacyResources::default();
         let mut container_name_at: Option<(&Node, String)> = None;
@@ -250,19 +251,42 @@ impl Stack<'_> {
         c.restart = deploy_restart.or(restart).unwrap_or_default();
 
         if !saw_networks {
-            network_names.push(("default".into(), Vec::new()));
+            network_names.push(Attachment {
+                name: "default".into(),
+                aliases: Vec::new(),
+                ipv4_address: None,
+                ipv6_address: None,
+                fixed_at: None,
+            });
         }
-        for (net, aliases) in network_names {
-            let engine = match self.networks.get(&net) {
+        for a in network_names {
+            let engine = match self.networks.get(&a.name) {
                 Some(n) => n.engine_name.clone(),
                 None => self.default_network().engine_name,
             };
-            let mut aliases = aliases;
+            // A fixed address holds one container, as a container name does.
+            if let Some((v, fpath)) = &a.fixed_at {
+                if svc.mode == DeployMode::Global || svc.replicas != 1 {
+                    d.at(
+                        v,
+                        fpath,
+                        "a fixed address holds one replica: remove it or set `deploy.replicas: 1`",
+                    );
+                }
+            }
+            let mut aliases = a.aliases;
             aliases.push(name.to_string());
             aliases.sort();
             aliases.dedup();
-            c.networks.insert(engine, NetworkAttachment { aliases });
-            g.networks.push(net);
+            c.networks.insert(
+                engine,
+                NetworkAttachment {
+                    aliases,
+                    ipv4_address: a.ipv4_address,
+                    ipv6_address: a.ipv6_address,
+                },
+            );
+            g.networks.push(a.name);
         }
 
         c.ports.sort();

@@ -3,7 +3,8 @@
 //!
 //! Reads only the nodes handed in; no I/O. A bind mount's source must be an absolute path on
 //! the host, because the hosts do not have the repository; a named volume must be declared at
-//! the top level; anonymous volumes are not supported yet.
+//! the top level; an anonymous volume (`/data`, or `type: volume` without `source`) becomes
+//! each slot's own named volume (`MountKind::Anonymous`, resolved per slot by the planner).
 
 use std::collections::BTreeMap;
 
@@ -14,8 +15,7 @@ use crate::manifest::typed::{join, Diag};
 use crate::manifest::yaml::{Kind, Node};
 use crate::model::spec::{ContainerSpec, MountKind, MountSpec, VolumeSpec};
 
-const ANONYMOUS_VOLUME: &str =
-    "anonymous volumes are not supported yet: declare a named volume in the top-level `volumes`";
+const BIND_WITHOUT_SOURCE: &str = "a bind mount needs a `source` (an absolute host path)";
 const RELATIVE_BIND: &str = "is not supported: the hosts do not have the repository; \
      use an absolute path or a named volume";
 
@@ -97,8 +97,13 @@ impl Stack<'_> {
         source: &str,
     ) -> Option<(MountKind, String)> {
         if source.is_empty() {
-            d.at(node, path, ANONYMOUS_VOLUME);
-            return None;
+            // Compose keeps an anonymous volume across a recreate of the container; a
+            // per-slot named volume does the same here (see `MountKind::Anonymous`).
+            if kind == Some(MountKind::Bind) {
+                d.at(node, path, BIND_WITHOUT_SOURCE);
+                return None;
+            }
+            return Some((MountKind::Anonymous, String::new()));
         }
         let looks_relative = source.starts_with('.') || source.starts_with('~');
         let kind = kind.unwrap_or(if source.starts_with('/') || looks_relative {
@@ -129,6 +134,7 @@ impl Stack<'_> {
                     None
                 }
             },
+            MountKind::Anonymous => Some((MountKind::Anonymous, String::new())),
         }
     }
 

@@ -60,7 +60,6 @@ fn mount_rules() {
             "stacks/web/compose.yaml:6:9: services.a.volumes[1]: relative bind-mount source `~/x` is not supported: the hosts do not have the repository; use an absolute path or a named volume",
             "stacks/web/compose.yaml:7:9: services.a.volumes[2]: relative bind-mount source `../up` is not supported: the hosts do not have the repository; use an absolute path or a named volume",
             "stacks/web/compose.yaml:10:9: services.a.volumes[3]: volume `undeclared` is not declared in the top-level `volumes`",
-            "stacks/web/compose.yaml:11:9: services.a.volumes[4]: anonymous volumes are not supported yet: declare a named volume in the top-level `volumes`",
             "stacks/web/compose.yaml:13:9: services.a.volumes[6]: `/same` is mounted twice",
             "stacks/web/compose.yaml:14:9: services.a.volumes[7]: volume option `z` is not supported yet",
         ]

@@ -33,7 +33,8 @@ fn minimal_repository() {
         BTreeMap::from([(
             "web_default".to_string(),
             NetworkAttachment {
-                aliases: vec!["app".into()]
+                aliases: vec!["app".into()],
+                ..Default::default()
             }
         )])
     );

@@ -249,13 +249,15 @@ x-shared: whatever
             (
                 "web_default".to_string(),
                 NetworkAttachment {
-                    aliases: vec!["app".into()]
+                    aliases: vec!["app".into()],
+                    ..Default::default()
                 }
             ),
             (
                 "web_front".to_string(),
                 NetworkAttachment {
-                    aliases: vec!["app".into(), "www".into()]
+                    aliases: vec!["app".into(), "www".into()],
+                    ..Default::default()
                 }
             ),
         ])
@@ -321,6 +323,7 @@ x-shared: whatever
             internal: true,
             labels: env(&[("tier", "front")]),
             external: false,
+            ..Default::default()
         }
     );
     assert_eq!(stack.networks.len(), 2);
