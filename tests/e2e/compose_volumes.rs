@@ -67,3 +67,73 @@ fn an_anonymous_volume_survives_the_replacement_of_its_slot() {
     );
     t.convoy(&["diff"]).outcome(Outcome::InSync);
 }
+
+#[test]
+fn a_fixed_address_on_an_ipam_network_converges_and_stays_converged() {
+    if !docker_available() {
+        return;
+    }
+    let t = TestFleet::new();
+    t.compose(
+        "ip",
+        &format!(
+            r#"
+services:
+  app:
+    image: {IMAGE}
+    command: sleep 3600
+    networks:
+      back:
+        ipv4_address: 10.250.7.10
+networks:
+  back:
+    driver_opts:
+      com.docker.network.bridge.enable_icc: "true"
+    ipam:
+      config:
+        - subnet: 10.250.7.0/24
+          gateway: 10.250.7.1
+"#
+        ),
+    );
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    let name = t.cname("ip", "app", 1);
+    assert_eq!(
+        t.inspect(
+            &name,
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+        )
+        .trim(),
+        "10.250.7.10"
+    );
+    let net = format!("{}_back", t.stack("ip"));
+    assert_eq!(
+        docker(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+            &net
+        ])
+        .trim(),
+        "10.250.7.0/24"
+    );
+    let before = t.engine_view();
+    t.convoy(&["diff"]).outcome(Outcome::InSync);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    assert_eq!(t.engine_view(), before, "nothing changes on the next pass");
+
+    // An address outside the subnet is a located error, and changes nothing.
+    t.compose(
+        "ip",
+        &format!(
+            "services:\n  app:\n    image: {IMAGE}\n    networks:\n      back:\n        ipv4_address: 10.250.8.10\nnetworks:\n  back:\n    ipam:\n      config:\n        - subnet: 10.250.7.0/24\n"
+        ),
+    );
+    let run = t.convoy(&["validate"]).outcome(Outcome::Invalid);
+    assert!(
+        run.stderr.contains("compose.yaml:6") && run.stderr.contains("ipv4_address"),
+        "{}",
+        run.stderr
+    );
+}

@@ -214,7 +214,6 @@ pub(super) fn endpoint_ipam(a: &NetworkAttachment) -> Option<EndpointIpamConfig>
 /// A network's `ipam` and `driver_opts` as the engine's create request takes them (the
 /// engine's defaults where nothing is written). Not called yet: `Engine::create_network` is to
 /// send them before the manifest accepts `ipam` and network `driver_opts`.
-#[allow(dead_code)]
 pub(super) fn network_ipam(n: &NetworkSpec) -> (Option<Ipam>, Option<HashMap<String, String>>) {
     let ipam = n.ipam.as_ref().map(|i| Ipam {
         driver: i.driver.clone(),

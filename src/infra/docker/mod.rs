@@ -262,11 +262,14 @@ impl Engine {
         labels.insert(LABEL_FLEET.into(), fleet.into());
         labels.insert(LABEL_STACK.into(), stack.into());
         labels.insert(LABEL_RESOURCE.into(), name.clone());
+        let (ipam, options) = create::network_ipam(net);
         let req = NetworkCreateRequest {
             name: name.clone(),
             driver: Some(net.driver.clone()),
             internal: Some(net.internal),
             labels: Some(labels),
+            ipam,
+            options,
             ..Default::default()
         };
         // bollard's request type has no `CheckDuplicate` (newer engines always check): the
@@ -459,6 +462,7 @@ impl Engine {
                             aliases: Some(attach.aliases.clone()),
                             // Looked up again at start: by this ID, not the name.
                             network_id: network_ids.get(net).cloned(),
+                            ipam_config: create::endpoint_ipam(attach),
                             ..Default::default()
                         }),
                     },

@@ -238,13 +238,11 @@ pub(super) const DEPENDS: Keys = Keys {
     extensions: true,
 };
 pub(super) const ATTACHMENT: Keys = Keys {
-    supported: &["aliases"],
+    supported: &["aliases", "ipv4_address", "ipv6_address"],
     unsupported: &[
         ("driver_opts", ""),
         ("gw_priority", ""),
         ("interface_name", ""),
-        ("ipv4_address", ""),
-        ("ipv6_address", ""),
         ("link_local_ips", ""),
         ("mac_address", ""),
         ("priority", ""),
@@ -273,14 +271,16 @@ pub(super) const VOLUME: Keys = Keys {
     extensions: true,
 };
 pub(super) const NETWORK: Keys = Keys {
-    supported: &["driver", "internal", "labels", "name", "external"],
-    unsupported: &[
-        ("attachable", ""),
-        ("driver_opts", ""),
-        ("enable_ipv4", ""),
-        ("enable_ipv6", ""),
-        ("ipam", ""),
+    supported: &[
+        "driver",
+        "driver_opts",
+        "internal",
+        "ipam",
+        "labels",
+        "name",
+        "external",
     ],
+    unsupported: &[("attachable", ""), ("enable_ipv4", ""), ("enable_ipv6", "")],
     extensions: true,
 };
 pub(super) const X_CONVOY: Keys = Keys {
@@ -288,8 +288,6 @@ pub(super) const X_CONVOY: Keys = Keys {
     unsupported: &[],
     extensions: false,
 };
-// Read by `networks` once `NETWORK` supports `ipam` (which waits on `Engine::create_network`
-// sending it).
 pub(super) const IPAM: Keys = Keys {
     supported: &["driver", "config"],
     unsupported: &[("options", "")],
