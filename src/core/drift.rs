@@ -286,25 +286,37 @@ pub fn container_drift(
     };
     // With a hostname set, the engine adds it as an alias on each network: not drift unless
     // the spec names it.
+    // In `host` or `none` mode the engine reports the one network of that name: the mode's
+    // own, compared as `network_mode`.
     let nets = |c: &ContainerSpec, engine: bool| {
-        list(c.networks.iter().map(|(name, a)| {
-            let wanted = desired.networks.get(name);
-            let mut aliases: Vec<String> = a
-                .aliases
+        list(
+            c.networks
                 .iter()
-                .filter(|al| {
-                    !engine
-                        || Some(al.as_str()) != c.hostname.as_deref()
-                        || wanted.is_some_and(|w| w.aliases.contains(al))
-                })
-                .cloned()
-                .collect();
-            aliases.sort();
-            aliases.dedup();
-            format!("{name} ({})", aliases.join(" "))
-        }))
+                .filter(|(name, _)| !engine || c.network_mode.as_ref() != Some(*name))
+                .map(|(name, a)| {
+                    let wanted = desired.networks.get(name);
+                    let mut aliases: Vec<String> = a
+                        .aliases
+                        .iter()
+                        .filter(|al| {
+                            !engine
+                                || Some(al.as_str()) != c.hostname.as_deref()
+                                || wanted.is_some_and(|w| w.aliases.contains(al))
+                        })
+                        .cloned()
+                        .collect();
+                    aliases.sort();
+                    aliases.dedup();
+                    format!("{name} ({})", aliases.join(" "))
+                }),
+        )
     };
     push("networks", nets(actual, true), nets(desired, false));
+    push(
+        "network_mode",
+        opt(&actual.network_mode),
+        opt(&desired.network_mode),
+    );
     // The engine reports 0 (or -1 for pids) for "no limit": so does a spec that writes it.
     let limit = |v: Option<i64>| v.filter(|n| *n > 0);
     push(
@@ -390,7 +402,35 @@ pub fn container_drift(
     if desired.runtime.is_some() {
         push("runtime", opt(&actual.runtime), opt(&desired.runtime));
     }
+    // `platform` is not compared: the engine reports only the OS of a container, and the
+    // spec hash carries a change of it.
+    push(
+        "gpus",
+        list(actual.device_requests.iter().map(device_request_str)),
+        list(desired.device_requests.iter().map(device_request_str)),
+    );
     out
+}
+
+/// `count=all caps=gpu,utility driver=nvidia ids=0,1 opts=k=v`, the parts that are set.
+fn device_request_str(r: &crate::model::spec::DeviceRequest) -> String {
+    let mut parts = Vec::new();
+    if !r.driver.is_empty() {
+        parts.push(format!("driver={}", r.driver));
+    }
+    match r.count {
+        -1 => parts.push("count=all".into()),
+        0 => {}
+        n => parts.push(format!("count={n}")),
+    }
+    if !r.device_ids.is_empty() {
+        parts.push(format!("ids={}", r.device_ids.join(",")));
+    }
+    parts.push(format!("capabilities={}", r.capabilities.join(",")));
+    if !r.options.is_empty() {
+        parts.push(format!("options={}", map_str(&r.options)));
+    }
+    format!("[{}]", parts.join(" "))
 }
 
 /// Memory plus swap, -1 being unlimited swap.

@@ -325,6 +325,20 @@ pub struct ContainerSpec {
     /// `<stack>-<service>-<slot>` (see `replica_name`). Ownership stays with the labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
+    // `network_mode`, `platform`, `gpus` and `deploy.resources.reservations.devices` (issue 9):
+    // kept together, each skipped while empty like the fields above.
+    /// `network_mode`: `host` or `none` (the container joins no network of the stack); `None`
+    /// for the stack's networks (`networks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
+    /// `platform`: `os/arch[/variant]` the image is pulled and the container created for. The
+    /// engine does not report it on a container, so a change is seen through the hash only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// `gpus` and `deploy.resources.reservations.devices`: the engine's `DeviceRequests`, in
+    /// the order written (Compose's order: the reservations, then `gpus`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_requests: Vec<DeviceRequest>,
     /// `pull_policy`: when the executor pulls the image. Never serialised, so never in the
     /// hash: changing when an image is pulled must not replace a container.
     #[serde(skip)]
@@ -353,6 +367,19 @@ impl PullPolicy {
             PullPolicy::Never => "never",
         }
     }
+}
+
+/// A request for devices from a device driver (GPUs): the engine's `DeviceRequest`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeviceRequest {
+    /// Empty: the engine picks the driver that has the capabilities.
+    pub driver: String,
+    /// How many devices; -1 for all of them, 0 when `device_ids` names them.
+    pub count: i64,
+    pub device_ids: Vec<String>,
+    /// The capabilities every device must have (`gpu`, `compute`, ...), sorted.
+    pub capabilities: Vec<String>,
+    pub options: BTreeMap<String, String>,
 }
 
 /// A host device made available in the container (`/dev/fuse:/dev/fuse:rwm`).

@@ -9,9 +9,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HostConfig,
-    HostConfigLogConfig, Mount, MountType, NetworkingConfig, PortBinding as BollardPort,
-    ResourcesUlimits, RestartPolicy as BollardRestart, RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, DeviceRequest as BollardDeviceRequest, EndpointSettings,
+    HealthConfig, HostConfig, HostConfigLogConfig, Mount, MountType, NetworkingConfig,
+    PortBinding as BollardPort, ResourcesUlimits, RestartPolicy as BollardRestart,
+    RestartPolicyNameEnum,
 };
 
 use crate::model::plan::Replica;
@@ -162,11 +163,27 @@ fn host_config(
         ipc_mode: s.ipc.clone(),
         pid_mode: s.pid.clone(),
         runtime: s.runtime.clone(),
-        network_mode: s
-            .networks
-            .keys()
-            .next()
-            .map(|n| network_ref(n, network_ids)),
+        // `host` or `none` when the spec says so (it then has no networks), else the first network.
+        network_mode: s.network_mode.clone().or_else(|| {
+            s.networks
+                .keys()
+                .next()
+                .map(|n| network_ref(n, network_ids))
+        }),
+        device_requests: Some(
+            s.device_requests
+                .iter()
+                .map(|r| BollardDeviceRequest {
+                    driver: Some(r.driver.clone()).filter(|d| !d.is_empty()),
+                    count: Some(r.count),
+                    device_ids: Some(r.device_ids.clone()).filter(|v| !v.is_empty()),
+                    capabilities: Some(vec![r.capabilities.clone()]),
+                    options: Some(r.options.clone().into_iter().collect())
+                        .filter(|m: &HashMap<_, _>| !m.is_empty()),
+                })
+                .collect(),
+        )
+        .filter(|v: &Vec<_>| !v.is_empty()),
         ..Default::default()
     }
 }

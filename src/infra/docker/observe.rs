@@ -22,9 +22,9 @@ use crate::model::observed::{
     RunState,
 };
 use crate::model::spec::{
-    ContainerSpec, DeviceMapping, Healthcheck, Logging, MountKind, MountSpec, NetworkAttachment,
-    PortBinding, RestartName, RestartPolicy, Ulimit, LABEL_COMMIT, LABEL_FLEET, LABEL_RESOURCE,
-    LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC_HASH, LABEL_STACK,
+    ContainerSpec, DeviceMapping, DeviceRequest, Healthcheck, Logging, MountKind, MountSpec,
+    NetworkAttachment, PortBinding, RestartName, RestartPolicy, Ulimit, LABEL_COMMIT, LABEL_FLEET,
+    LABEL_RESOURCE, LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC_HASH, LABEL_STACK,
 };
 
 use super::{DockerError, Engine};
@@ -294,6 +294,21 @@ pub(super) fn health(s: Option<HealthStatusEnum>) -> Option<Health> {
     }
 }
 
+/// A device request as the spec writes it: the capability sets flattened and sorted (Convoy
+/// writes one set), absent lists and maps empty.
+fn device_request(r: bollard::models::DeviceRequest) -> DeviceRequest {
+    let mut capabilities: Vec<String> = r.capabilities.unwrap_or_default().concat();
+    capabilities.sort();
+    capabilities.dedup();
+    DeviceRequest {
+        driver: r.driver.unwrap_or_default(),
+        count: r.count.unwrap_or(0),
+        device_ids: r.device_ids.unwrap_or_default(),
+        capabilities,
+        options: r.options.unwrap_or_default().into_iter().collect(),
+    }
+}
+
 /// Converts an inspect answer into Convoy's view; `None` when it lacks a name.
 fn observed_container(
     i: ContainerInspectResponse,
@@ -465,6 +480,19 @@ fn observed_container(
         // The name is what the planner finds a replica by (`ObservedContainer::name`), never a
         // field that drifts; when an image is pulled leaves no trace on a container.
         container_name: None,
+        // Only the modes a spec can ask for: a container on networks reports the first
+        // network's name or ID here (or `default`, `bridge`), which `networks` covers.
+        network_mode: hc
+            .network_mode
+            .filter(|m| matches!(m.as_str(), "host" | "none")),
+        // The engine reports only the OS on a container (`Platform: linux`): never compared.
+        platform: None,
+        device_requests: hc
+            .device_requests
+            .unwrap_or_default()
+            .into_iter()
+            .map(device_request)
+            .collect(),
         pull_policy: Default::default(),
     };
     Some(ObservedContainer {

@@ -2,9 +2,10 @@
 //! `restart_policy`, and `placement` (constraints, spread preferences, replicas per node).
 //!
 //! Reads only the node handed in and writes only into the service and container specs; no I/O.
-//! The restart policy is given back rather than set, because it wins over the service's
-//! `restart` and the dispatcher decides that.
+//! The restart policy is given back with where it was written rather than set, because the
+//! service's `restart` may say the same or something else, and the dispatcher decides that.
 
+use super::engine_options::read_device_requests;
 use super::engine_rules::{MIN_MEMORY_BYTES, MIN_NANO_CPUS};
 use super::keys::{DEPLOY, LIMITS, PLACEMENT, PREFERENCE, RESERVATIONS, RESOURCES, RESTART_POLICY};
 use crate::manifest::fleet::read_bytes;
@@ -20,15 +21,16 @@ use crate::model::spec::{
 /// repository").
 pub const MAX_SERVICE_REPLICAS: u32 = 1000;
 
-/// Reads `deploy` into the service and container; gives the restart policy it sets, if any.
-pub(super) fn read_deploy(
+/// Reads `deploy` into the service and container; gives the restart policy it sets, if any,
+/// with its node and path.
+pub(super) fn read_deploy<'n>(
     d: &mut Diag,
-    v: &Node,
+    v: &'n Node,
     path: &str,
     svc: &mut ServiceSpec,
     c: &mut ContainerSpec,
     replicas_at: &mut Option<(usize, usize)>,
-) -> Option<RestartPolicy> {
+) -> Option<(RestartPolicy, &'n Node, String)> {
     let entries = d.map(v, path)?;
     let mut restart = None;
     let mut replicas_node = None;
@@ -85,6 +87,12 @@ pub(super) fn read_deploy(
                             ("reservations", "cpus") => {
                                 svc.reserve_nano_cpus = nano_cpus(d, lv, &lpath)
                             }
+                            ("reservations", "devices") => {
+                                // Compose's order: these requests, then `gpus`'.
+                                let mut devices = read_device_requests(d, lv, &lpath, false);
+                                devices.append(&mut c.device_requests);
+                                c.device_requests = devices;
+                            }
                             ("reservations", "memory") => {
                                 let m = memory(d, lv, &lpath, "reservation");
                                 c.memory_reservation_bytes = m;
@@ -129,7 +137,7 @@ pub(super) fn read_deploy(
                 if policy.name != RestartName::OnFailure {
                     policy.max_attempts = None;
                 }
-                restart = Some(policy);
+                restart = Some((policy, fv, fpath.clone()));
             }
             "placement" => read_placement(d, fv, &fpath, &mut svc.placement),
             _ => {}
