@@ -945,4 +945,83 @@ mod tests {
         a.expose = vec!["80/tcp".into()];
         assert_eq!(container_drift(&d, &a, &image(), &BTreeSet::new()), vec![]);
     }
+
+    fn gpu(count: i64, ids: &[&str], caps: &[&str]) -> crate::model::spec::DeviceRequest {
+        crate::model::spec::DeviceRequest {
+            driver: String::new(),
+            count,
+            device_ids: ids.iter().map(|s| s.to_string()).collect(),
+            capabilities: caps.iter().map(|s| s.to_string()).collect(),
+            options: BTreeMap::new(),
+        }
+    }
+
+    /// `network_mode: host`: the engine reports the mode and one network named `host`.
+    #[test]
+    fn network_mode_as_the_engine_reports_it_is_not_drift() {
+        for mode in ["host", "none"] {
+            let mut d = base();
+            d.network_mode = Some(mode.into());
+            let mut a = as_engine_reports(&d);
+            a.networks.insert(
+                mode.into(),
+                crate::model::spec::NetworkAttachment::default(),
+            );
+            assert_eq!(container_drift(&d, &a, &image(), &BTreeSet::new()), vec![]);
+        }
+        // A container on the stack's network that should be on the host's, and back.
+        let mut d = base();
+        d.network_mode = Some("host".into());
+        let mut a = base();
+        a.networks.insert(
+            "web_default".into(),
+            crate::model::spec::NetworkAttachment {
+                aliases: vec!["app".into()],
+            },
+        );
+        let a = as_engine_reports(&a);
+        let drift = container_drift(&d, &a, &image(), &BTreeSet::new());
+        let fields: Vec<(&str, &str, &str)> = drift
+            .iter()
+            .map(|c| (c.field.as_str(), c.old.as_str(), c.new.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("networks", "web_default (app)", "(none)"),
+                ("network_mode", "(none)", "host")
+            ]
+        );
+        let drift = container_drift(&a, &as_engine_reports(&d), &image(), &BTreeSet::new());
+        assert!(drift.iter().any(|c| c.field == "network_mode"), "{drift:?}");
+    }
+
+    /// Device requests read back as written are not drift; one changed by hand is.
+    #[test]
+    fn device_requests_are_compared_with_inspect() {
+        let mut d = base();
+        d.device_requests = vec![
+            gpu(-1, &[], &["gpu"]),
+            gpu(0, &["0", "1"], &["compute", "gpu"]),
+        ];
+        // `platform` is never compared: the engine does not report it on a container.
+        d.platform = Some("linux/arm64".into());
+        let mut a = as_engine_reports(&d);
+        a.platform = None;
+        assert_eq!(container_drift(&d, &a, &image(), &BTreeSet::new()), vec![]);
+        a.device_requests[0].count = 1;
+        let drift = container_drift(&d, &a, &image(), &BTreeSet::new());
+        assert_eq!(drift.len(), 1, "{drift:?}");
+        assert_eq!(drift[0].field, "gpus");
+        assert_eq!(
+            drift[0].new,
+            "[count=all capabilities=gpu], [ids=0,1 capabilities=compute,gpu]"
+        );
+        // A container of an older release has none and wants none.
+        let d = base();
+        assert_eq!(
+            container_drift(&d, &as_engine_reports(&d), &image(), &BTreeSet::new()),
+            vec![]
+        );
+    }
 }

@@ -584,6 +584,35 @@ mod tests {
         assert_ne!(a.hash(), b.hash());
     }
 
+    /// `network_mode`, `platform` and device requests are out of the serialised form while
+    /// empty (the pinned hash above covers that) and in it once set.
+    #[test]
+    fn network_mode_platform_and_device_requests_move_the_hash_once_set() {
+        let a = ContainerSpec {
+            image: "busybox:1".into(),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&a).unwrap();
+        for field in ["network_mode", "platform", "device_requests"] {
+            assert!(!json.contains(field), "{field} in {json}");
+        }
+        let mut b = a.clone();
+        b.network_mode = Some("host".into());
+        assert_ne!(a.hash(), b.hash());
+        let mut b = a.clone();
+        b.platform = Some("linux/amd64".into());
+        assert_ne!(a.hash(), b.hash());
+        let mut b = a.clone();
+        b.device_requests.push(DeviceRequest {
+            driver: String::new(),
+            count: -1,
+            device_ids: vec![],
+            capabilities: vec!["gpu".into()],
+            options: BTreeMap::new(),
+        });
+        assert_ne!(a.hash(), b.hash());
+    }
+
     #[test]
     fn replica_name_is_the_container_name_when_given() {
         let mut svc = ServiceSpec {

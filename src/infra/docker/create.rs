@@ -211,3 +211,92 @@ fn networking_config(
             )])),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::spec::{DeviceRequest, NetworkAttachment};
+
+    fn replica(spec: ContainerSpec) -> Replica {
+        Replica {
+            stack: "web".into(),
+            service: "app".into(),
+            slot: "1".into(),
+            name: "web-app-1".into(),
+            spec_hash: spec.hash(),
+            image: spec.image.clone(),
+            spec,
+            labels: BTreeMap::new(),
+            secret_env: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn network_mode_replaces_the_first_network() {
+        let mut s = ContainerSpec {
+            image: "busybox:1".into(),
+            network_mode: Some("host".into()),
+            ..Default::default()
+        };
+        let body = create_body(&replica(s.clone()), &BTreeMap::new());
+        let hc = body.host_config.unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some("host"));
+        assert!(body.networking_config.is_none());
+        assert!(hc.device_requests.is_none());
+
+        s.network_mode = None;
+        s.networks
+            .insert("web_default".into(), NetworkAttachment::default());
+        let ids = BTreeMap::from([("web_default".to_string(), "abc123".to_string())]);
+        let hc = create_body(&replica(s), &ids).host_config.unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some("abc123"));
+    }
+
+    #[test]
+    fn device_requests_are_sent_as_one_capability_set_each() {
+        let s = ContainerSpec {
+            image: "busybox:1".into(),
+            device_requests: vec![
+                DeviceRequest {
+                    driver: String::new(),
+                    count: -1,
+                    device_ids: vec![],
+                    capabilities: vec!["gpu".into()],
+                    options: BTreeMap::new(),
+                },
+                DeviceRequest {
+                    driver: "nvidia".into(),
+                    count: 0,
+                    device_ids: vec!["0".into()],
+                    capabilities: vec!["compute".into(), "gpu".into()],
+                    options: BTreeMap::from([("k".to_string(), "v".to_string())]),
+                },
+            ],
+            ..Default::default()
+        };
+        let hc = create_body(&replica(s), &BTreeMap::new())
+            .host_config
+            .unwrap();
+        let reqs = hc.device_requests.unwrap();
+        assert_eq!(
+            reqs[0],
+            BollardDeviceRequest {
+                driver: None,
+                count: Some(-1),
+                device_ids: None,
+                capabilities: Some(vec![vec!["gpu".into()]]),
+                options: None,
+            }
+        );
+        assert_eq!(reqs[1].driver.as_deref(), Some("nvidia"));
+        assert_eq!(reqs[1].device_ids, Some(vec!["0".to_string()]));
+        assert_eq!(
+            reqs[1].capabilities,
+            Some(vec![vec!["compute".to_string(), "gpu".to_string()]])
+        );
+        assert_eq!(
+            reqs[1].options,
+            Some(HashMap::from([("k".to_string(), "v".to_string())]))
+        );
+    }
+}

@@ -517,6 +517,7 @@ fn observed_container(
 #[cfg(test)]
 mod tests {
     use super::sortable_time;
+    use crate::model::spec::DeviceRequest;
 
     #[test]
     fn engine_times_compare_as_strings_once_padded() {
@@ -533,5 +534,51 @@ mod tests {
             "2024-05-01T10:00:00.000000000-05:00"
         );
         assert!(sortable_time("2024-05-01T10:00:00.5Z") > sortable_time("2024-05-01T10:00:00.25Z"));
+    }
+
+    /// What inspect says of a container in the host's network namespace with a GPU request,
+    /// and of one on a stack network (whose mode is the network, not a mode of the spec).
+    #[test]
+    fn network_mode_and_device_requests_are_read_in_the_specs_form() {
+        use bollard::models::{ContainerInspectResponse, DeviceRequest as Req, HostConfig};
+        let inspect = |mode: &str, reqs: Option<Vec<Req>>| ContainerInspectResponse {
+            name: Some("/web-app-1".into()),
+            host_config: Some(HostConfig {
+                network_mode: Some(mode.into()),
+                device_requests: reqs,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = super::observed_container(
+            inspect(
+                "host",
+                Some(vec![Req {
+                    driver: Some(String::new()),
+                    count: Some(-1),
+                    device_ids: None,
+                    capabilities: Some(vec![vec!["utility".into(), "gpu".into()]]),
+                    options: Some(Default::default()),
+                }]),
+            ),
+            Default::default(),
+        )
+        .unwrap();
+        assert_eq!(c.actual.network_mode.as_deref(), Some("host"));
+        assert_eq!(
+            c.actual.device_requests,
+            [DeviceRequest {
+                driver: String::new(),
+                count: -1,
+                device_ids: vec![],
+                capabilities: vec!["gpu".into(), "utility".into()],
+                options: Default::default(),
+            }]
+        );
+        for mode in ["web_default", "bridge", "default", "0123456789ab"] {
+            let c = super::observed_container(inspect(mode, None), Default::default()).unwrap();
+            assert_eq!(c.actual.network_mode, None, "{mode}");
+            assert!(c.actual.device_requests.is_empty());
+        }
     }
 }
