@@ -75,17 +75,13 @@ impl Stack<'_> {
                             // `false` is Compose's default. `true` asks for the dependent to
                             // be restarted when the dependency is updated, which the planner
                             // does not order yet: accepting it would ignore it.
-                            "restart" => {
-                                if d.bool(fv, &fpath) == Some(true) {
-                                    d.at(
-                                        fk,
-                                        &fpath,
-                                        "`restart: true` is not supported yet: Convoy does not \
-                                         restart a service when a dependency is replaced; remove \
-                                         it, or change the service too so it is replaced as well",
-                                    );
-                                }
-                            }
+                            "restart" if d.bool(fv, &fpath) == Some(true) => d.at(
+                                fk,
+                                &fpath,
+                                "`restart: true` is not supported yet: Convoy does not restart \
+                                 a service when a dependency is replaced; remove it, or change \
+                                 the service too so it is replaced as well",
+                            ),
                             _ => {}
                         }
                     }

@@ -1,16 +1,15 @@
 //! The service keys that tell the engine how to run the container and need no file of their
 //! own: `expose`, Compose's older resource keys (`mem_limit`, `memswap_limit`,
 //! `mem_reservation`, `cpus`, `cpu_shares`), `security_opt`, `devices`, `ipc`, `pid`, `runtime`
-//! `pull_policy`, `container_name`, `network_mode`, `platform`, and the device requests of
-//! `gpus` and `deploy.resources.reservations.devices`.
+//! `pull_policy`, `container_name`, `network_mode`, `platform` and `gpus` (whose entries are
+//! read as `deploy.resources.reservations.devices` are, in `deploy`).
 //!
 //! Reads only the nodes handed in; no I/O. The older resource keys mean the same as
 //! `deploy.resources`, so they are held in [`LegacyResources`] until `deploy` is read too, and
 //! land in the same fields: a file that writes both must have them agree, or nobody could tell
 //! which one the container runs with.
 
-use super::deploy::{memory, nano_cpus};
-use super::keys::DEVICE_REQUEST;
+use super::deploy::{memory, nano_cpus, read_device_requests};
 use super::ports::port_range;
 use crate::manifest::fleet::read_bytes;
 use crate::manifest::typed::Diag;
@@ -357,99 +356,6 @@ pub(super) fn read_gpus(d: &mut Diag, v: &Node, path: &str) -> Vec<DeviceRequest
         };
     }
     read_device_requests(d, v, path, true)
-}
-
-/// A list of device requests (`capabilities`, `count`, `device_ids`, `driver`, `options`). A
-/// request with neither `count` nor `device_ids` asks for all the devices (Compose's default).
-pub(super) fn read_device_requests(
-    d: &mut Diag,
-    v: &Node,
-    path: &str,
-    gpus: bool,
-) -> Vec<DeviceRequest> {
-    let mut out = Vec::new();
-    let Kind::Seq(items) = &v.kind else {
-        d.at(v, path, format!("expected a list, found {}", v.type_name()));
-        return out;
-    };
-    for (i, item) in items.iter().enumerate() {
-        let ipath = format!("{path}[{i}]");
-        let Some(entries) = d.map(item, &ipath) else {
-            continue;
-        };
-        let mut r = DeviceRequest {
-            driver: String::new(),
-            count: 0,
-            device_ids: Vec::new(),
-            capabilities: Vec::new(),
-            options: Default::default(),
-        };
-        let mut count_at: Option<&Node> = None;
-        let mut wrote_capabilities = false;
-        let before = d.errors.len();
-        for (f, _k, fv, fpath) in d.fields(entries, &ipath, &DEVICE_REQUEST) {
-            match f {
-                "capabilities" => {
-                    wrote_capabilities = true;
-                    r.capabilities = d
-                        .string_list(fv, &fpath)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(s, _)| s)
-                        .collect();
-                }
-                "count" => {
-                    count_at = Some(fv);
-                    if fv.scalar() == Some("all") {
-                        r.count = -1;
-                    } else {
-                        match d.int(fv, &fpath) {
-                            Some(n) if n > 0 => r.count = n,
-                            Some(n) => d.at(
-                                fv,
-                                &fpath,
-                                format!("invalid count {n} (expected a positive number or `all`)"),
-                            ),
-                            None => {}
-                        }
-                    }
-                }
-                "device_ids" => {
-                    r.device_ids = d
-                        .string_list(fv, &fpath)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(s, _)| s)
-                        .collect();
-                }
-                "driver" => r.driver = d.string(fv, &fpath).unwrap_or_default(),
-                "options" => r.options = d.string_map(fv, &fpath, false).unwrap_or_default(),
-                _ => {}
-            }
-        }
-        if let (Some(n), false) = (count_at, r.device_ids.is_empty()) {
-            d.at(
-                n,
-                &format!("{ipath}.count"),
-                "`count` and `device_ids` cannot both be set",
-            );
-        }
-        if !gpus && !wrote_capabilities {
-            d.at(item, &ipath, "missing `capabilities` (for example `[gpu]`)");
-        }
-        if gpus {
-            r.capabilities.push("gpu".into());
-        }
-        if r.count == 0 && r.device_ids.is_empty() {
-            r.count = -1;
-        }
-        r.capabilities.sort();
-        r.capabilities.dedup();
-        if d.errors.len() == before {
-            out.push(r);
-        }
-    }
-    out
 }
 
 /// `cpu_shares`: the engine's relative weight; the kernel's bounds.

@@ -2,7 +2,8 @@
 //! of their own (`image`, `command`, `environment`, `restart`, `tmpfs`, `extra_hosts`,
 //! `ulimits`, `logging`, `x-convoy`, ...; the engine options are read in `engine_options`).
 //! It also settles what depends on several keys at once:
-//! `environment` over `env_file`, `deploy.restart_policy` over `restart`, the default network,
+//! `environment` over `env_file`, `deploy.restart_policy` agreeing with `restart`, the default
+//! network (none with `network_mode`),
 //! and the normal order of ports and mounts so that equal meaning gives an equal spec.
 //!
 //! No I/O (env files are read through the `RepoTree` in `env_file`), and no checks across
