@@ -286,37 +286,49 @@ pub fn container_drift(
     };
     // With a hostname set, the engine adds it as an alias on each network: not drift unless
     // the spec names it.
+    // In `host` or `none` mode the engine reports the one network of that name: the mode's
+    // own, compared as `network_mode`.
     let nets = |c: &ContainerSpec, engine: bool| {
-        list(c.networks.iter().map(|(name, a)| {
-            let wanted = desired.networks.get(name);
-            let mut aliases: Vec<String> = a
-                .aliases
+        list(
+            c.networks
                 .iter()
-                .filter(|al| {
-                    !engine
-                        || Some(al.as_str()) != c.hostname.as_deref()
-                        || wanted.is_some_and(|w| w.aliases.contains(al))
-                })
-                .cloned()
-                .collect();
-            aliases.sort();
-            aliases.dedup();
-            // A fixed address, in one spelling on both sides (IPv6 has several).
-            let canon = |ip: &Option<String>| {
-                ip.as_deref().map(|s| {
-                    s.parse::<::core::net::IpAddr>()
-                        .map_or_else(|_| s.to_string(), |ip| ip.to_string())
-                })
-            };
-            let fixed: String = [canon(&a.ipv4_address), canon(&a.ipv6_address)]
-                .into_iter()
-                .flatten()
-                .map(|ip| format!(" ip {ip}"))
-                .collect();
-            format!("{name} ({}){fixed}", aliases.join(" "))
-        }))
+                .filter(|(name, _)| !engine || c.network_mode.as_ref() != Some(*name))
+                .map(|(name, a)| {
+                    let wanted = desired.networks.get(name);
+                    let mut aliases: Vec<String> = a
+                        .aliases
+                        .iter()
+                        .filter(|al| {
+                            !engine
+                                || Some(al.as_str()) != c.hostname.as_deref()
+                                || wanted.is_some_and(|w| w.aliases.contains(al))
+                        })
+                        .cloned()
+                        .collect();
+                    aliases.sort();
+                    aliases.dedup();
+                    // A fixed address, in one spelling on both sides (IPv6 has several).
+                    let canon = |ip: &Option<String>| {
+                        ip.as_deref().map(|s| {
+                            s.parse::<::core::net::IpAddr>()
+                                .map_or_else(|_| s.to_string(), |ip| ip.to_string())
+                        })
+                    };
+                    let fixed: String = [canon(&a.ipv4_address), canon(&a.ipv6_address)]
+                        .into_iter()
+                        .flatten()
+                        .map(|ip| format!(" ip {ip}"))
+                        .collect();
+                    format!("{name} ({}){fixed}", aliases.join(" "))
+                }),
+        )
     };
     push("networks", nets(actual, true), nets(desired, false));
+    push(
+        "network_mode",
+        opt(&actual.network_mode),
+        opt(&desired.network_mode),
+    );
     // The engine reports 0 (or -1 for pids) for "no limit": so does a spec that writes it.
     let limit = |v: Option<i64>| v.filter(|n| *n > 0);
     push(
@@ -402,7 +414,35 @@ pub fn container_drift(
     if desired.runtime.is_some() {
         push("runtime", opt(&actual.runtime), opt(&desired.runtime));
     }
+    // `platform` is not compared: the engine reports only the OS of a container, and the
+    // spec hash carries a change of it.
+    push(
+        "gpus",
+        list(actual.device_requests.iter().map(device_request_str)),
+        list(desired.device_requests.iter().map(device_request_str)),
+    );
     out
+}
+
+/// `count=all caps=gpu,utility driver=nvidia ids=0,1 opts=k=v`, the parts that are set.
+fn device_request_str(r: &crate::model::spec::DeviceRequest) -> String {
+    let mut parts = Vec::new();
+    if !r.driver.is_empty() {
+        parts.push(format!("driver={}", r.driver));
+    }
+    match r.count {
+        -1 => parts.push("count=all".into()),
+        0 => {}
+        n => parts.push(format!("count={n}")),
+    }
+    if !r.device_ids.is_empty() {
+        parts.push(format!("ids={}", r.device_ids.join(",")));
+    }
+    parts.push(format!("capabilities={}", r.capabilities.join(",")));
+    if !r.options.is_empty() {
+        parts.push(format!("options={}", map_str(&r.options)));
+    }
+    format!("[{}]", parts.join(" "))
 }
 
 /// Memory plus swap, -1 being unlimited swap.
@@ -917,5 +957,85 @@ mod tests {
         a.runtime = Some("runc".into());
         a.expose = vec!["80/tcp".into()];
         assert_eq!(container_drift(&d, &a, &image(), &BTreeSet::new()), vec![]);
+    }
+
+    fn gpu(count: i64, ids: &[&str], caps: &[&str]) -> crate::model::spec::DeviceRequest {
+        crate::model::spec::DeviceRequest {
+            driver: String::new(),
+            count,
+            device_ids: ids.iter().map(|s| s.to_string()).collect(),
+            capabilities: caps.iter().map(|s| s.to_string()).collect(),
+            options: BTreeMap::new(),
+        }
+    }
+
+    /// `network_mode: host`: the engine reports the mode and one network named `host`.
+    #[test]
+    fn network_mode_as_the_engine_reports_it_is_not_drift() {
+        for mode in ["host", "none"] {
+            let mut d = base();
+            d.network_mode = Some(mode.into());
+            let mut a = as_engine_reports(&d);
+            a.networks.insert(
+                mode.into(),
+                crate::model::spec::NetworkAttachment::default(),
+            );
+            assert_eq!(container_drift(&d, &a, &image(), &BTreeSet::new()), vec![]);
+        }
+        // A container on the stack's network that should be on the host's, and back.
+        let mut d = base();
+        d.network_mode = Some("host".into());
+        let mut a = base();
+        a.networks.insert(
+            "web_default".into(),
+            crate::model::spec::NetworkAttachment {
+                aliases: vec!["app".into()],
+                ..Default::default()
+            },
+        );
+        let a = as_engine_reports(&a);
+        let drift = container_drift(&d, &a, &image(), &BTreeSet::new());
+        let fields: Vec<(&str, &str, &str)> = drift
+            .iter()
+            .map(|c| (c.field.as_str(), c.old.as_str(), c.new.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("networks", "web_default (app)", "(none)"),
+                ("network_mode", "(none)", "host")
+            ]
+        );
+        let drift = container_drift(&a, &as_engine_reports(&d), &image(), &BTreeSet::new());
+        assert!(drift.iter().any(|c| c.field == "network_mode"), "{drift:?}");
+    }
+
+    /// Device requests read back as written are not drift; one changed by hand is.
+    #[test]
+    fn device_requests_are_compared_with_inspect() {
+        let mut d = base();
+        d.device_requests = vec![
+            gpu(-1, &[], &["gpu"]),
+            gpu(0, &["0", "1"], &["compute", "gpu"]),
+        ];
+        // `platform` is never compared: the engine does not report it on a container.
+        d.platform = Some("linux/arm64".into());
+        let mut a = as_engine_reports(&d);
+        a.platform = None;
+        assert_eq!(container_drift(&d, &a, &image(), &BTreeSet::new()), vec![]);
+        a.device_requests[0].count = 1;
+        let drift = container_drift(&d, &a, &image(), &BTreeSet::new());
+        assert_eq!(drift.len(), 1, "{drift:?}");
+        assert_eq!(drift[0].field, "gpus");
+        assert_eq!(
+            drift[0].new,
+            "[count=all capabilities=gpu], [ids=0,1 capabilities=compute,gpu]"
+        );
+        // A container of an older release has none and wants none.
+        let d = base();
+        assert_eq!(
+            container_drift(&d, &as_engine_reports(&d), &image(), &BTreeSet::new()),
+            vec![]
+        );
     }
 }

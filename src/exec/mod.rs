@@ -336,7 +336,7 @@ async fn ensure_image(
                 tracing::debug!(image = %image, "pull_policy: always: pulling");
             }
             engine
-                .ensure_image(image, *always)
+                .ensure_image_for(image, replica.spec.platform.as_deref(), *always)
                 .await
                 .map_err(|e| e.to_string())
         }

@@ -347,6 +347,20 @@ pub struct ContainerSpec {
     /// `<stack>-<service>-<slot>` (see `replica_name`). Ownership stays with the labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
+    // `network_mode`, `platform`, `gpus` and `deploy.resources.reservations.devices` (issue 9):
+    // kept together, each skipped while empty like the fields above.
+    /// `network_mode`: `host` or `none` (the container joins no network of the stack); `None`
+    /// for the stack's networks (`networks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
+    /// `platform`: `os/arch[/variant]` the image is pulled and the container created for. The
+    /// engine does not report it on a container, so a change is seen through the hash only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// `gpus` and `deploy.resources.reservations.devices`: the engine's `DeviceRequests`, in
+    /// the order written (Compose's order: the reservations, then `gpus`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_requests: Vec<DeviceRequest>,
     /// `pull_policy`: when the executor pulls the image. Never serialised, so never in the
     /// hash: changing when an image is pulled must not replace a container.
     #[serde(skip)]
@@ -375,6 +389,19 @@ impl PullPolicy {
             PullPolicy::Never => "never",
         }
     }
+}
+
+/// A request for devices from a device driver (GPUs): the engine's `DeviceRequest`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeviceRequest {
+    /// Empty: the engine picks the driver that has the capabilities.
+    pub driver: String,
+    /// How many devices; -1 for all of them, 0 when `device_ids` names them.
+    pub count: i64,
+    pub device_ids: Vec<String>,
+    /// The capabilities every device must have (`gpu`, `compute`, ...), sorted.
+    pub capabilities: Vec<String>,
+    pub options: BTreeMap<String, String>,
 }
 
 /// A host device made available in the container (`/dev/fuse:/dev/fuse:rwm`).
@@ -621,6 +648,35 @@ mod tests {
         b.pull_policy = PullPolicy::Never;
         assert_eq!(a.hash(), b.hash());
         b.container_name = Some("web".into());
+        assert_ne!(a.hash(), b.hash());
+    }
+
+    /// `network_mode`, `platform` and device requests are out of the serialised form while
+    /// empty (the pinned hash above covers that) and in it once set.
+    #[test]
+    fn network_mode_platform_and_device_requests_move_the_hash_once_set() {
+        let a = ContainerSpec {
+            image: "busybox:1".into(),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&a).unwrap();
+        for field in ["network_mode", "platform", "device_requests"] {
+            assert!(!json.contains(field), "{field} in {json}");
+        }
+        let mut b = a.clone();
+        b.network_mode = Some("host".into());
+        assert_ne!(a.hash(), b.hash());
+        let mut b = a.clone();
+        b.platform = Some("linux/amd64".into());
+        assert_ne!(a.hash(), b.hash());
+        let mut b = a.clone();
+        b.device_requests.push(DeviceRequest {
+            driver: String::new(),
+            count: -1,
+            device_ids: vec![],
+            capabilities: vec!["gpu".into()],
+            options: BTreeMap::new(),
+        });
         assert_ne!(a.hash(), b.hash());
     }
 

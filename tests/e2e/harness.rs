@@ -478,6 +478,25 @@ fn every_key_stack_of(t: &TestFleet, ports: (u16, u16), newer_keys: bool) {
     pid: host
     runtime: runc
     pull_policy: missing
+  # The host's network namespace (the engine reports a `host` network), the platform the
+  # image is for (the engine does not report it), and a restart policy said twice alike.
+  hostnet:
+    image: {IMAGE}
+    command: sleep 3600
+    network_mode: host
+    platform: linux/amd64
+    restart: on-failure:2
+    deploy:
+      restart_policy:
+        condition: on-failure
+        max_attempts: 2
+  isolated:
+    image: {IMAGE}
+    command: sleep 3600
+    network_mode: none
+    deploy:
+      restart_policy:
+        condition: any
 "#
         )
     } else {

@@ -9,10 +9,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
-    HostConfig, HostConfigLogConfig, Ipam, IpamConfig, Mount, MountType, NetworkingConfig,
-    PortBinding as BollardPort, ResourcesUlimits, RestartPolicy as BollardRestart,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, DeviceRequest as BollardDeviceRequest, EndpointIpamConfig,
+    EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Ipam, IpamConfig, Mount,
+    MountType, NetworkingConfig, PortBinding as BollardPort, ResourcesUlimits,
+    RestartPolicy as BollardRestart, RestartPolicyNameEnum,
 };
 
 use crate::model::plan::Replica;
@@ -164,11 +164,27 @@ fn host_config(
         ipc_mode: s.ipc.clone(),
         pid_mode: s.pid.clone(),
         runtime: s.runtime.clone(),
-        network_mode: s
-            .networks
-            .keys()
-            .next()
-            .map(|n| network_ref(n, network_ids)),
+        // `host` or `none` when the spec says so (it then has no networks), else the first network.
+        network_mode: s.network_mode.clone().or_else(|| {
+            s.networks
+                .keys()
+                .next()
+                .map(|n| network_ref(n, network_ids))
+        }),
+        device_requests: Some(
+            s.device_requests
+                .iter()
+                .map(|r| BollardDeviceRequest {
+                    driver: Some(r.driver.clone()).filter(|d| !d.is_empty()),
+                    count: Some(r.count),
+                    device_ids: Some(r.device_ids.clone()).filter(|v| !v.is_empty()),
+                    capabilities: Some(vec![r.capabilities.clone()]),
+                    options: Some(r.options.clone().into_iter().collect())
+                        .filter(|m: &HashMap<_, _>| !m.is_empty()),
+                })
+                .collect(),
+        )
+        .filter(|v: &Vec<_>| !v.is_empty()),
         ..Default::default()
     }
 }
@@ -234,4 +250,93 @@ pub(super) fn network_ipam(n: &NetworkSpec) -> (Option<Ipam>, Option<HashMap<Str
     let opts =
         Some(n.driver_opts.clone().into_iter().collect()).filter(|m: &HashMap<_, _>| !m.is_empty());
     (ipam, opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::spec::{DeviceRequest, NetworkAttachment};
+
+    fn replica(spec: ContainerSpec) -> Replica {
+        Replica {
+            stack: "web".into(),
+            service: "app".into(),
+            slot: "1".into(),
+            name: "web-app-1".into(),
+            spec_hash: spec.hash(),
+            image: spec.image.clone(),
+            spec,
+            labels: BTreeMap::new(),
+            secret_env: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn network_mode_replaces_the_first_network() {
+        let mut s = ContainerSpec {
+            image: "busybox:1".into(),
+            network_mode: Some("host".into()),
+            ..Default::default()
+        };
+        let body = create_body(&replica(s.clone()), &BTreeMap::new());
+        let hc = body.host_config.unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some("host"));
+        assert!(body.networking_config.is_none());
+        assert!(hc.device_requests.is_none());
+
+        s.network_mode = None;
+        s.networks
+            .insert("web_default".into(), NetworkAttachment::default());
+        let ids = BTreeMap::from([("web_default".to_string(), "abc123".to_string())]);
+        let hc = create_body(&replica(s), &ids).host_config.unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some("abc123"));
+    }
+
+    #[test]
+    fn device_requests_are_sent_as_one_capability_set_each() {
+        let s = ContainerSpec {
+            image: "busybox:1".into(),
+            device_requests: vec![
+                DeviceRequest {
+                    driver: String::new(),
+                    count: -1,
+                    device_ids: vec![],
+                    capabilities: vec!["gpu".into()],
+                    options: BTreeMap::new(),
+                },
+                DeviceRequest {
+                    driver: "nvidia".into(),
+                    count: 0,
+                    device_ids: vec!["0".into()],
+                    capabilities: vec!["compute".into(), "gpu".into()],
+                    options: BTreeMap::from([("k".to_string(), "v".to_string())]),
+                },
+            ],
+            ..Default::default()
+        };
+        let hc = create_body(&replica(s), &BTreeMap::new())
+            .host_config
+            .unwrap();
+        let reqs = hc.device_requests.unwrap();
+        assert_eq!(
+            reqs[0],
+            BollardDeviceRequest {
+                driver: None,
+                count: Some(-1),
+                device_ids: None,
+                capabilities: Some(vec![vec!["gpu".into()]]),
+                options: None,
+            }
+        );
+        assert_eq!(reqs[1].driver.as_deref(), Some("nvidia"));
+        assert_eq!(reqs[1].device_ids, Some(vec!["0".to_string()]));
+        assert_eq!(
+            reqs[1].capabilities,
+            Some(vec![vec!["compute".to_string(), "gpu".to_string()]])
+        );
+        assert_eq!(
+            reqs[1].options,
+            Some(HashMap::from([("k".to_string(), "v".to_string())]))
+        );
+    }
 }

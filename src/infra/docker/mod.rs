@@ -173,14 +173,44 @@ impl Engine {
 
     /// Pulls `image` unless the engine has it already (or always, with `always`).
     pub async fn ensure_image(&self, image: &str, always: bool) -> Result<(), DockerError> {
-        if !always && self.image_id(image).await?.is_some() {
-            return Ok(());
+        self.ensure_image_for(image, None, always).await
+    }
+
+    /// [`Self::ensure_image`] for a `platform` (`linux/arm64`): an image the engine holds for
+    /// another platform under the same reference is pulled again for this one.
+    pub async fn ensure_image_for(
+        &self,
+        image: &str,
+        platform: Option<&str>,
+        always: bool,
+    ) -> Result<(), DockerError> {
+        if !always {
+            match self.docker.inspect_image(image).await {
+                Ok(i)
+                    if platform.is_none_or(|p| {
+                        platform_matches(
+                            p,
+                            i.os.as_deref().unwrap_or_default(),
+                            i.architecture.as_deref().unwrap_or_default(),
+                            i.variant.as_deref().unwrap_or_default(),
+                        )
+                    }) =>
+                {
+                    return Ok(())
+                }
+                Ok(_)
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => return Err(self.err(format!("inspect image `{image}`"), e)),
+            }
         }
         let (name, tag) = split_tag(image);
         let mut stream = self.docker.create_image(
             Some(CreateImageOptions {
                 from_image: Some(name.to_string()),
                 tag: Some(tag.to_string()),
+                platform: platform.unwrap_or_default().to_string(),
                 ..Default::default()
             }),
             None,
@@ -426,7 +456,9 @@ impl Engine {
             .create_container(
                 Some(CreateContainerOptions {
                     name: Some(replica.name.clone()),
-                    ..Default::default()
+                    // The engine then runs the image it holds for that platform, or says
+                    // that it holds none.
+                    platform: replica.spec.platform.clone().unwrap_or_default(),
                 }),
                 body,
             )
@@ -689,8 +721,31 @@ fn split_tag(image: &str) -> (&str, &str) {
     }
 }
 
+/// Whether an image for `os`/`arch`/`variant` (as image inspect reports them) is one for
+/// `platform` (`linux/amd64`, `linux/arm64/v8`); a platform without a variant takes any.
+fn platform_matches(platform: &str, os: &str, arch: &str, variant: &str) -> bool {
+    let mut parts = platform.split('/');
+    let (want_os, want_arch, want_variant) = (parts.next(), parts.next(), parts.next());
+    want_os == Some(os)
+        && want_arch == Some(arch)
+        && want_variant
+            .is_none_or(|v| v == variant || (arch == "arm64" && v == "v8" && variant.is_empty()))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_image_matches_its_platform_and_no_other() {
+        use super::platform_matches;
+        assert!(platform_matches("linux/amd64", "linux", "amd64", ""));
+        assert!(!platform_matches("linux/arm64", "linux", "amd64", ""));
+        assert!(platform_matches("linux/arm64/v8", "linux", "arm64", "v8"));
+        // arm64 images often leave the variant out; v8 is the only one.
+        assert!(platform_matches("linux/arm64/v8", "linux", "arm64", ""));
+        assert!(!platform_matches("linux/arm/v7", "linux", "arm", "v6"));
+        assert!(platform_matches("linux/arm", "linux", "arm", "v7"));
+    }
+
     use super::split_tag;
 
     #[test]

@@ -22,9 +22,9 @@ use crate::model::observed::{
     RunState,
 };
 use crate::model::spec::{
-    ContainerSpec, DeviceMapping, Healthcheck, Logging, MountKind, MountSpec, NetworkAttachment,
-    PortBinding, RestartName, RestartPolicy, Ulimit, LABEL_COMMIT, LABEL_FLEET, LABEL_RESOURCE,
-    LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC_HASH, LABEL_STACK,
+    ContainerSpec, DeviceMapping, DeviceRequest, Healthcheck, Logging, MountKind, MountSpec,
+    NetworkAttachment, PortBinding, RestartName, RestartPolicy, Ulimit, LABEL_COMMIT, LABEL_FLEET,
+    LABEL_RESOURCE, LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC_HASH, LABEL_STACK,
 };
 
 use super::{DockerError, Engine};
@@ -294,6 +294,21 @@ pub(super) fn health(s: Option<HealthStatusEnum>) -> Option<Health> {
     }
 }
 
+/// A device request as the spec writes it: the capability sets flattened and sorted (Convoy
+/// writes one set), absent lists and maps empty.
+fn device_request(r: bollard::models::DeviceRequest) -> DeviceRequest {
+    let mut capabilities: Vec<String> = r.capabilities.unwrap_or_default().concat();
+    capabilities.sort();
+    capabilities.dedup();
+    DeviceRequest {
+        driver: r.driver.unwrap_or_default(),
+        count: r.count.unwrap_or(0),
+        device_ids: r.device_ids.unwrap_or_default(),
+        capabilities,
+        options: r.options.unwrap_or_default().into_iter().collect(),
+    }
+}
+
 /// Converts an inspect answer into Convoy's view; `None` when it lacks a name.
 fn observed_container(
     i: ContainerInspectResponse,
@@ -476,6 +491,19 @@ fn observed_container(
         // The name is what the planner finds a replica by (`ObservedContainer::name`), never a
         // field that drifts; when an image is pulled leaves no trace on a container.
         container_name: None,
+        // Only the modes a spec can ask for: a container on networks reports the first
+        // network's name or ID here (or `default`, `bridge`), which `networks` covers.
+        network_mode: hc
+            .network_mode
+            .filter(|m| matches!(m.as_str(), "host" | "none")),
+        // The engine reports only the OS on a container (`Platform: linux`): never compared.
+        platform: None,
+        device_requests: hc
+            .device_requests
+            .unwrap_or_default()
+            .into_iter()
+            .map(device_request)
+            .collect(),
         pull_policy: Default::default(),
     };
     Some(ObservedContainer {
@@ -500,6 +528,7 @@ fn observed_container(
 #[cfg(test)]
 mod tests {
     use super::sortable_time;
+    use crate::model::spec::DeviceRequest;
 
     #[test]
     fn engine_times_compare_as_strings_once_padded() {
@@ -516,5 +545,51 @@ mod tests {
             "2024-05-01T10:00:00.000000000-05:00"
         );
         assert!(sortable_time("2024-05-01T10:00:00.5Z") > sortable_time("2024-05-01T10:00:00.25Z"));
+    }
+
+    /// What inspect says of a container in the host's network namespace with a GPU request,
+    /// and of one on a stack network (whose mode is the network, not a mode of the spec).
+    #[test]
+    fn network_mode_and_device_requests_are_read_in_the_specs_form() {
+        use bollard::models::{ContainerInspectResponse, DeviceRequest as Req, HostConfig};
+        let inspect = |mode: &str, reqs: Option<Vec<Req>>| ContainerInspectResponse {
+            name: Some("/web-app-1".into()),
+            host_config: Some(HostConfig {
+                network_mode: Some(mode.into()),
+                device_requests: reqs,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = super::observed_container(
+            inspect(
+                "host",
+                Some(vec![Req {
+                    driver: Some(String::new()),
+                    count: Some(-1),
+                    device_ids: None,
+                    capabilities: Some(vec![vec!["utility".into(), "gpu".into()]]),
+                    options: Some(Default::default()),
+                }]),
+            ),
+            Default::default(),
+        )
+        .unwrap();
+        assert_eq!(c.actual.network_mode.as_deref(), Some("host"));
+        assert_eq!(
+            c.actual.device_requests,
+            [DeviceRequest {
+                driver: String::new(),
+                count: -1,
+                device_ids: vec![],
+                capabilities: vec!["gpu".into(), "utility".into()],
+                options: Default::default(),
+            }]
+        );
+        for mode in ["web_default", "bridge", "default", "0123456789ab"] {
+            let c = super::observed_container(inspect(mode, None), Default::default()).unwrap();
+            assert_eq!(c.actual.network_mode, None, "{mode}");
+            assert!(c.actual.device_requests.is_empty());
+        }
     }
 }

@@ -72,7 +72,16 @@ impl Stack<'_> {
                                     d.at(fv, &fpath, NOT_REQUIRED);
                                 }
                             }
-                            "restart" => d.at(fk, &fpath, "`restart` is not supported yet"),
+                            // `false` is Compose's default. `true` asks for the dependent to
+                            // be restarted when the dependency is updated, which the planner
+                            // does not order yet: accepting it would ignore it.
+                            "restart" if d.bool(fv, &fpath) == Some(true) => d.at(
+                                fk,
+                                &fpath,
+                                "`restart: true` is not supported yet: Convoy does not restart \
+                                 a service when a dependency is replaced; remove it, or change \
+                                 the service too so it is replaced as well",
+                            ),
                             _ => {}
                         }
                     }

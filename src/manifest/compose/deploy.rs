@@ -1,18 +1,21 @@
 //! A service's `deploy`: mode and replicas, resource limits and reservations, the Swarm-style
-//! `restart_policy`, and `placement` (constraints, spread preferences, replicas per node).
+//! `restart_policy`, `placement` (constraints, spread preferences, replicas per node), and the
+//! device requests of `resources.reservations.devices` (`gpus` reads its own with them).
 //!
 //! Reads only the node handed in and writes only into the service and container specs; no I/O.
-//! The restart policy is given back rather than set, because it wins over the service's
-//! `restart` and the dispatcher decides that.
+//! The restart policy is given back with where it was written rather than set, because the
+//! service's `restart` may say the same or something else, and the dispatcher decides that.
 
 use super::engine_rules::{MIN_MEMORY_BYTES, MIN_NANO_CPUS};
-use super::keys::{DEPLOY, LIMITS, PLACEMENT, PREFERENCE, RESERVATIONS, RESOURCES, RESTART_POLICY};
+use super::keys::{
+    DEPLOY, DEVICE_REQUEST, LIMITS, PLACEMENT, PREFERENCE, RESERVATIONS, RESOURCES, RESTART_POLICY,
+};
 use crate::manifest::fleet::read_bytes;
 use crate::manifest::typed::Diag;
 use crate::manifest::yaml::{Kind, Node};
 use crate::model::spec::{
-    Constraint, ConstraintAttribute, ContainerSpec, DeployMode, Placement, RestartName,
-    RestartPolicy, ServiceSpec,
+    Constraint, ConstraintAttribute, ContainerSpec, DeployMode, DeviceRequest, Placement,
+    RestartName, RestartPolicy, ServiceSpec,
 };
 
 /// The most replicas one service may ask for: each is a container to place, plan and run, and
@@ -20,15 +23,16 @@ use crate::model::spec::{
 /// repository").
 pub const MAX_SERVICE_REPLICAS: u32 = 1000;
 
-/// Reads `deploy` into the service and container; gives the restart policy it sets, if any.
-pub(super) fn read_deploy(
+/// Reads `deploy` into the service and container; gives the restart policy it sets, if any,
+/// with its node and path.
+pub(super) fn read_deploy<'n>(
     d: &mut Diag,
-    v: &Node,
+    v: &'n Node,
     path: &str,
     svc: &mut ServiceSpec,
     c: &mut ContainerSpec,
     replicas_at: &mut Option<(usize, usize)>,
-) -> Option<RestartPolicy> {
+) -> Option<(RestartPolicy, &'n Node, String)> {
     let entries = d.map(v, path)?;
     let mut restart = None;
     let mut replicas_node = None;
@@ -85,6 +89,12 @@ pub(super) fn read_deploy(
                             ("reservations", "cpus") => {
                                 svc.reserve_nano_cpus = nano_cpus(d, lv, &lpath)
                             }
+                            ("reservations", "devices") => {
+                                // Compose's order: these requests, then `gpus`'.
+                                let mut devices = read_device_requests(d, lv, &lpath, false);
+                                devices.append(&mut c.device_requests);
+                                c.device_requests = devices;
+                            }
                             ("reservations", "memory") => {
                                 let m = memory(d, lv, &lpath, "reservation");
                                 c.memory_reservation_bytes = m;
@@ -129,7 +139,7 @@ pub(super) fn read_deploy(
                 if policy.name != RestartName::OnFailure {
                     policy.max_attempts = None;
                 }
-                restart = Some(policy);
+                restart = Some((policy, fv, fpath.clone()));
             }
             "placement" => read_placement(d, fv, &fpath, &mut svc.placement),
             _ => {}
@@ -264,4 +274,97 @@ pub(super) fn nano_cpus(d: &mut Diag, v: &Node, path: &str) -> Option<i64> {
         return None;
     }
     Some((n * 1e9).round() as i64)
+}
+
+/// A list of device requests (`capabilities`, `count`, `device_ids`, `driver`, `options`). A
+/// request with neither `count` nor `device_ids` asks for all the devices (Compose's default).
+pub(super) fn read_device_requests(
+    d: &mut Diag,
+    v: &Node,
+    path: &str,
+    gpus: bool,
+) -> Vec<DeviceRequest> {
+    let mut out = Vec::new();
+    let Kind::Seq(items) = &v.kind else {
+        d.at(v, path, format!("expected a list, found {}", v.type_name()));
+        return out;
+    };
+    for (i, item) in items.iter().enumerate() {
+        let ipath = format!("{path}[{i}]");
+        let Some(entries) = d.map(item, &ipath) else {
+            continue;
+        };
+        let mut r = DeviceRequest {
+            driver: String::new(),
+            count: 0,
+            device_ids: Vec::new(),
+            capabilities: Vec::new(),
+            options: Default::default(),
+        };
+        let mut count_at: Option<&Node> = None;
+        let mut wrote_capabilities = false;
+        let before = d.errors.len();
+        for (f, _k, fv, fpath) in d.fields(entries, &ipath, &DEVICE_REQUEST) {
+            match f {
+                "capabilities" => {
+                    wrote_capabilities = true;
+                    r.capabilities = d
+                        .string_list(fv, &fpath)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect();
+                }
+                "count" => {
+                    count_at = Some(fv);
+                    if fv.scalar() == Some("all") {
+                        r.count = -1;
+                    } else {
+                        match d.int(fv, &fpath) {
+                            Some(n) if n > 0 => r.count = n,
+                            Some(n) => d.at(
+                                fv,
+                                &fpath,
+                                format!("invalid count {n} (expected a positive number or `all`)"),
+                            ),
+                            None => {}
+                        }
+                    }
+                }
+                "device_ids" => {
+                    r.device_ids = d
+                        .string_list(fv, &fpath)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect();
+                }
+                "driver" => r.driver = d.string(fv, &fpath).unwrap_or_default(),
+                "options" => r.options = d.string_map(fv, &fpath, false).unwrap_or_default(),
+                _ => {}
+            }
+        }
+        if let (Some(n), false) = (count_at, r.device_ids.is_empty()) {
+            d.at(
+                n,
+                &format!("{ipath}.count"),
+                "`count` and `device_ids` cannot both be set",
+            );
+        }
+        if !gpus && !wrote_capabilities {
+            d.at(item, &ipath, "missing `capabilities` (for example `[gpu]`)");
+        }
+        if gpus {
+            r.capabilities.push("gpu".into());
+        }
+        if r.count == 0 && r.device_ids.is_empty() {
+            r.count = -1;
+        }
+        r.capabilities.sort();
+        r.capabilities.dedup();
+        if d.errors.len() == before {
+            out.push(r);
+        }
+    }
+    out
 }

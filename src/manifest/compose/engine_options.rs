@@ -1,19 +1,20 @@
 //! The service keys that tell the engine how to run the container and need no file of their
 //! own: `expose`, Compose's older resource keys (`mem_limit`, `memswap_limit`,
 //! `mem_reservation`, `cpus`, `cpu_shares`), `security_opt`, `devices`, `ipc`, `pid`, `runtime`
-//! `pull_policy` and `container_name`.
+//! `pull_policy`, `container_name`, `network_mode`, `platform` and `gpus` (whose entries are
+//! read as `deploy.resources.reservations.devices` are, in `deploy`).
 //!
 //! Reads only the nodes handed in; no I/O. The older resource keys mean the same as
 //! `deploy.resources`, so they are held in [`LegacyResources`] until `deploy` is read too, and
 //! land in the same fields: a file that writes both must have them agree, or nobody could tell
 //! which one the container runs with.
 
-use super::deploy::{memory, nano_cpus};
+use super::deploy::{memory, nano_cpus, read_device_requests};
 use super::ports::port_range;
 use crate::manifest::fleet::read_bytes;
 use crate::manifest::typed::Diag;
-use crate::manifest::yaml::Node;
-use crate::model::spec::{ContainerSpec, DeviceMapping, PullPolicy, ServiceSpec};
+use crate::manifest::yaml::{Kind, Node};
+use crate::model::spec::{ContainerSpec, DeviceMapping, DeviceRequest, PullPolicy, ServiceSpec};
 
 /// The most ports one `expose` range may name: `1-65535` would be a typo, not a wish.
 const MAX_EXPOSE_RANGE: u32 = 1024;
@@ -273,6 +274,88 @@ pub(super) fn read_container_name(d: &mut Diag, v: &Node, path: &str) -> Option<
         return None;
     }
     Some(name.to_string())
+}
+
+/// `network_mode`: `host` or `none`. Sharing another container's namespace (`service:<name>`,
+/// `container:<name>`) needs the two on one host, which the scheduler cannot promise yet.
+pub(super) fn read_network_mode(d: &mut Diag, v: &Node, path: &str) -> Option<String> {
+    let s = d.string(v, path)?;
+    match s.as_str() {
+        "host" | "none" => Some(s),
+        _ if s.starts_with("service:") || s.starts_with("container:") => {
+            d.at(
+                v,
+                path,
+                format!(
+                    "`network_mode: {s}` is not supported yet: the two containers would have to \
+                     be placed on one host; use a network both services join"
+                ),
+            );
+            None
+        }
+        // `bridge` and the stack's networks are what `networks` is for.
+        _ => {
+            d.at(
+                v,
+                path,
+                format!(
+                    "invalid network mode `{s}` (expected host or none; attach networks with \
+                     `networks`)"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `platform`: `os/arch` or `os/arch/variant` (`linux/amd64`, `linux/arm64/v8`), lower case as
+/// registries name them.
+pub(super) fn read_platform(d: &mut Diag, v: &Node, path: &str) -> Option<String> {
+    let s = d.string(v, path)?;
+    let parts: Vec<&str> = s.split('/').collect();
+    let valid = (2..=3).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+    if !valid {
+        d.at(
+            v,
+            path,
+            format!(
+                "invalid platform `{s}` (expected os/arch or os/arch/variant, such as linux/amd64)"
+            ),
+        );
+        return None;
+    }
+    Some(s)
+}
+
+/// `gpus`: `all`, or a list of requests as in `deploy.resources.reservations.devices`, each
+/// with the `gpu` capability added, as Compose does.
+pub(super) fn read_gpus(d: &mut Diag, v: &Node, path: &str) -> Vec<DeviceRequest> {
+    if let Kind::Scalar { .. } = &v.kind {
+        return match d.string(v, path).as_deref() {
+            Some("all") => vec![DeviceRequest {
+                driver: String::new(),
+                count: -1,
+                device_ids: Vec::new(),
+                capabilities: vec!["gpu".into()],
+                options: Default::default(),
+            }],
+            Some(o) => {
+                d.at(
+                    v,
+                    path,
+                    format!("invalid gpus `{o}` (expected `all` or a list)"),
+                );
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+    }
+    read_device_requests(d, v, path, true)
 }
 
 /// `cpu_shares`: the engine's relative weight; the kernel's bounds.

@@ -65,6 +65,9 @@ pub(super) const SERVICE: Keys = Keys {
         "runtime",
         "pull_policy",
         "container_name",
+        "network_mode",
+        "platform",
+        "gpus",
         // Convoy's own extension, read strictly (see `X_CONVOY`).
         "x-convoy",
         // Resolved by `expand` (`extends`, `profiles`) before the service is read.
@@ -96,7 +99,6 @@ pub(super) const SERVICE: Keys = Keys {
         ("dns_search", ""),
         ("domainname", ""),
         ("external_links", ""),
-        ("gpus", ""),
         ("group_add", ""),
         ("isolation", ""),
         ("label_file", "use `labels`"),
@@ -104,14 +106,10 @@ pub(super) const SERVICE: Keys = Keys {
         ("mac_address", ""),
         ("mem_swappiness", ""),
         ("models", ""),
-        ("network_mode", "use `networks`"),
+        // `host` and `none` are read; these need the two containers on one host.
         ("oom_kill_disable", ""),
         ("oom_score_adj", ""),
         ("pids_limit", "use `deploy.resources.limits.pids`"),
-        (
-            "platform",
-            "hosts run the image for their own platform (needs the executor to pull by platform)",
-        ),
         // Compose's lifecycle hooks: commands run in the container around its start and stop.
         ("post_start", ""),
         ("pre_start", ""),
@@ -166,13 +164,30 @@ pub(super) const LIMITS: Keys = Keys {
     extensions: true,
 };
 pub(super) const RESERVATIONS: Keys = Keys {
-    supported: &["cpus", "memory"],
-    unsupported: &[("devices", ""), ("generic_resources", "")],
+    supported: &["cpus", "memory", "devices"],
+    unsupported: &[("generic_resources", "")],
     extensions: true,
 };
 pub(super) const RESTART_POLICY: Keys = Keys {
     supported: &["condition", "max_attempts"],
-    unsupported: &[("delay", ""), ("window", "")],
+    // The engine restarts with its own back-off (100 ms, doubling, reset after 10 s of
+    // running) and counts attempts without a window: neither can be set per container.
+    unsupported: &[
+        (
+            "delay",
+            "the engine waits with its own back-off (100 ms, doubling); remove `delay`",
+        ),
+        (
+            "window",
+            "the engine counts every restart without a window; remove `window`",
+        ),
+    ],
+    extensions: true,
+};
+/// An entry of `gpus` or of `deploy.resources.reservations.devices`.
+pub(super) const DEVICE_REQUEST: Keys = Keys {
+    supported: &["capabilities", "count", "device_ids", "driver", "options"],
+    unsupported: &[],
     extensions: true,
 };
 pub(super) const PLACEMENT: Keys = Keys {

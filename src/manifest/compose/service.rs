@@ -2,7 +2,8 @@
 //! of their own (`image`, `command`, `environment`, `restart`, `tmpfs`, `extra_hosts`,
 //! `ulimits`, `logging`, `x-convoy`, ...; the engine options are read in `engine_options`).
 //! It also settles what depends on several keys at once:
-//! `environment` over `env_file`, `deploy.restart_policy` over `restart`, the default network,
+//! `environment` over `env_file`, `deploy.restart_policy` agreeing with `restart`, the default
+//! network (none with `network_mode`),
 //! and the normal order of ports and mounts so that equal meaning gives an equal spec.
 //!
 //! No I/O (env files are read through the `RepoTree` in `env_file`), and no checks across
@@ -12,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::deploy::read_deploy;
 use super::engine_options::{
-    read_container_name, read_cpu_shares, read_devices, read_expose, read_ipc, read_pid,
-    read_pull_policy, read_runtime, read_security_opt, LegacyResources,
+    read_container_name, read_cpu_shares, read_devices, read_expose, read_gpus, read_ipc,
+    read_network_mode, read_pid, read_platform, read_pull_policy, read_runtime, read_security_opt,
+    LegacyResources,
 };
 use super::engine_rules::{image_reference_problem, is_ip};
 use super::healthcheck::read_healthcheck;
@@ -56,8 +58,9 @@ impl Stack<'_> {
         let mut image = None;
         let mut env_file_env: BTreeMap<String, String> = BTreeMap::new();
         let mut environment: Option<Vec<(String, Option<String>)>> = None;
-        let mut restart: Option<RestartPolicy> = None;
-        let mut deploy_restart: Option<RestartPolicy> = None;
+        // As written, with the line, for a disagreement with `deploy.restart_policy`.
+        let mut restart: Option<(RestartPolicy, String, usize)> = None;
+        let mut deploy_restart = None;
         let mut network_names: Vec<Attachment<'_>> = Vec::new();
         let mut saw_networks = false;
         let mut legacy = LegacyResources::default();
@@ -92,7 +95,7 @@ impl Stack<'_> {
                 "restart" => {
                     if let Some(s) = d.string(v, &fpath) {
                         match parse_restart(&s) {
-                            Ok(r) => restart = Some(r),
+                            Ok(r) => restart = Some((r, s, v.line)),
                             Err(m) => d.at(v, &fpath, m),
                         }
                     }
@@ -175,6 +178,14 @@ impl Stack<'_> {
                     c.container_name = read_container_name(d, v, &fpath);
                     container_name_at = Some((v, fpath.clone()));
                 }
+                "network_mode" => c.network_mode = read_network_mode(d, v, &fpath),
+                "platform" => c.platform = read_platform(d, v, &fpath),
+                "gpus" => {
+                    // After the reservations' requests whichever key comes first (`deploy`
+                    // puts its own in front).
+                    let mut gpus = read_gpus(d, v, &fpath);
+                    c.device_requests.append(&mut gpus);
+                }
                 _ => {}
             }
         }
@@ -248,8 +259,29 @@ impl Stack<'_> {
                 .map(|(_, v)| v.clone()),
         );
 
-        c.restart = deploy_restart.or(restart).unwrap_or_default();
+        c.restart = settle_restart(d, restart, deploy_restart);
 
+        // A container in the host's network namespace, or in none, joins no network: Compose
+        // refuses `networks` beside it, and published ports have nothing to publish through.
+        if let Some(mode) = c.network_mode.clone() {
+            for (key, why) in [
+                ("networks", "joins no network"),
+                ("ports", "has no ports of its own to publish"),
+            ] {
+                if let Some((k, _)) = entries.iter().find(|(k, _)| k.scalar() == Some(key)) {
+                    d.at(
+                        k,
+                        &join(path, key),
+                        format!(
+                            "`{key}` cannot be used with `network_mode: {mode}`: the container \
+                             {why}"
+                        ),
+                    );
+                }
+            }
+            saw_networks = true;
+            network_names.clear();
+        }
         if !saw_networks {
             network_names.push(Attachment {
                 name: "default".into(),
@@ -348,6 +380,43 @@ fn command(d: &mut Diag, v: &Node, path: &str) -> Option<Vec<String>> {
                 }
             }
         }
+    }
+}
+
+/// `restart` and `deploy.restart_policy` together: they must mean the same. `condition: any`
+/// (written `always`) agrees with `unless-stopped` too, which then wins as the more precise.
+fn settle_restart(
+    d: &mut Diag,
+    restart: Option<(RestartPolicy, String, usize)>,
+    deploy: Option<(RestartPolicy, &Node, String)>,
+) -> RestartPolicy {
+    match (restart, deploy) {
+        (Some((r, written, line)), Some((p, node, ppath))) => {
+            let agree =
+                r == p || (r.name == RestartName::UnlessStopped && p.name == RestartName::Always);
+            if !agree {
+                let policy = match (p.name, p.max_attempts) {
+                    (RestartName::No, _) => "condition: none".to_string(),
+                    (RestartName::OnFailure, Some(n)) => {
+                        format!("condition: on-failure, max_attempts: {n}")
+                    }
+                    (RestartName::OnFailure, None) => "condition: on-failure".to_string(),
+                    _ => "condition: any".to_string(),
+                };
+                d.at(
+                    node,
+                    &ppath,
+                    format!(
+                        "`{policy}` disagrees with `restart: {written}` (line {line}): remove one \
+                         of them, or make them say the same"
+                    ),
+                );
+            }
+            r
+        }
+        (None, Some((p, _, _))) => p,
+        (Some((r, _, _)), None) => r,
+        (None, None) => RestartPolicy::default(),
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod compose_extends;
 mod compose_keys;
+mod compose_restart;
 mod compose_volumes;
 mod engine_rules;
 mod errors;
