@@ -213,6 +213,12 @@ pub fn container_drift(
         actual.read_only.to_string(),
         desired.read_only.to_string(),
     );
+    push(
+        "stdin_open",
+        actual.stdin_open.to_string(),
+        desired.stdin_open.to_string(),
+    );
+    push("tty", actual.tty.to_string(), desired.tty.to_string());
     push("tmpfs", map_str(&actual.tmpfs), map_str(&desired.tmpfs));
     push(
         "init",

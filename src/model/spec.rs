@@ -361,6 +361,12 @@ pub struct ContainerSpec {
     /// the order written (Compose's order: the reservations, then `gpus`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub device_requests: Vec<DeviceRequest>,
+    /// `stdin_open`: the container's stdin stays open (`OpenStdin`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin_open: bool,
+    /// `tty`: a pseudo-terminal for the main process.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
     /// `pull_policy`: when the executor pulls the image. Never serialised, so never in the
     /// hash: changing when an image is pulled must not replace a container.
     #[serde(skip)]

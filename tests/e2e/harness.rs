@@ -467,6 +467,8 @@ fn every_key_stack_of(t: &TestFleet, ports: (u16, u16), newer_keys: bool) {
     image: {IMAGE}
     command: sleep 3600
     expose: ["9000", "9001/udp"]
+    stdin_open: true
+    tty: true
     mem_limit: 64m
     memswap_limit: 128m
     mem_reservation: 16m

@@ -54,6 +54,8 @@ pub(super) fn create_body(
         stop_signal: s.stop_signal.clone(),
         stop_timeout: s.stop_grace_period_secs,
         exposed_ports: Some(exposed).filter(|v| !v.is_empty()),
+        open_stdin: Some(true).filter(|_| s.stdin_open),
+        tty: Some(true).filter(|_| s.tty),
         host_config: Some(host_config(s, port_bindings, network_ids)),
         networking_config: networking_config(s, network_ids),
         ..Default::default()

@@ -431,6 +431,8 @@ fn observed_container(
         hostname: cfg.hostname.filter(|s| !s.is_empty()),
         stop_signal: cfg.stop_signal.filter(|s| !s.is_empty()),
         stop_grace_period_secs: cfg.stop_timeout,
+        stdin_open: cfg.open_stdin.unwrap_or(false),
+        tty: cfg.tty.unwrap_or(false),
         cap_add: sorted(hc.cap_add),
         cap_drop: sorted(hc.cap_drop),
         read_only: hc.readonly_rootfs.unwrap_or(false),

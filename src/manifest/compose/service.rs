@@ -130,6 +130,8 @@ impl Stack<'_> {
                 "cap_add" => c.cap_add = sorted_strings(d, v, &fpath),
                 "cap_drop" => c.cap_drop = sorted_strings(d, v, &fpath),
                 "read_only" => c.read_only = d.bool(v, &fpath).unwrap_or(false),
+                "stdin_open" => c.stdin_open = d.bool(v, &fpath).unwrap_or(false),
+                "tty" => c.tty = d.bool(v, &fpath).unwrap_or(false),
                 "tmpfs" => {
                     for (s, n) in d.string_or_list(v, &fpath).unwrap_or_default() {
                         let (p, opts) = s.split_once(':').unwrap_or((&s, ""));

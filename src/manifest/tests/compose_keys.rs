@@ -276,3 +276,31 @@ fn the_older_external_name_form_is_external_with_that_name() {
         ]
     );
 }
+
+#[test]
+fn stdin_open_and_tty_are_read_and_default_off() {
+    let s = service("services:\n  web:\n    image: x\n    stdin_open: true\n    tty: true\n");
+    assert!(s.container.stdin_open && s.container.tty);
+    let plain = service("services:\n  web:\n    image: x\n");
+    assert!(!plain.container.stdin_open && !plain.container.tty);
+    // Off, they stay out of the serialised spec, so out of the hash: a spec without them
+    // hashes as before (`model::spec`'s pinned-hash test).
+    let json = serde_json::to_string(&plain.container).unwrap();
+    assert!(
+        !json.contains("tty") && !json.contains("stdin_open"),
+        "{json}"
+    );
+    assert_ne!(s.container.hash(), plain.container.hash());
+    let e = errs(&[
+        ("convoy.yaml", FLEET),
+        (
+            "stacks/web/compose.yaml",
+            "services:\n  web:\n    image: x\n    tty: [yes]\n",
+        ),
+    ]);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("compose.yaml:4") && m.contains("tty")),
+        "{e:?}"
+    );
+}
