@@ -10,6 +10,7 @@
 mod compose;
 mod fleet;
 pub use fleet::FLEET_FILE;
+pub use values::suggest;
 mod fleetwide;
 mod interpolate;
 #[cfg(test)]
@@ -18,7 +19,6 @@ mod typed;
 mod values;
 mod yaml;
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -368,26 +368,7 @@ fn read_stack(
         interpolate::MAX_VALUE_BYTES,
         interpolate::MAX_FILE_BYTES,
     );
-    let used: RefCell<BTreeSet<String>> = RefCell::default();
-    let lookup = |n: &str| match env.get(n) {
-        Some(v) => interpolate::Var::Set(v.clone()),
-        None => {
-            if dotenv.defines(n) {
-                used.borrow_mut().insert(n.to_string());
-            }
-            dotenv.get(n)
-        }
-    };
-    let mut interp_errors = Vec::new();
-    let mut budget = interpolate::Budget::new(interpolate::MAX_FILE_BYTES);
-    interpolate::interpolate_tree(
-        &mut root,
-        "",
-        &lookup,
-        interpolate::MAX_VALUE_BYTES,
-        &mut budget,
-        &mut interp_errors,
-    );
+    let (interp_errors, mut used) = values::interpolate_file(&mut root, env, &dotenv);
     let dotenv_errors = |errors: &mut Vec<ManifestError>| {
         for (line, message) in dotenv.take_errors() {
             errors.push(dotenv_error(&dotenv_path, line, message));
@@ -406,7 +387,7 @@ fn read_stack(
                 }),
         );
         dotenv_errors(errors);
-        for name in used.borrow().iter() {
+        for name in used.iter() {
             if let interpolate::Var::Set(v) = dotenv.get(name) {
                 if is_secret(&(name, &v)) {
                     secrets.insert(v);
@@ -419,7 +400,6 @@ fn read_stack(
     // The services may still look `.env` variables up: a bare `environment: [K]`, and the
     // references inside their env files. Those that may be (their names are written there)
     // are expanded for them; the others stay unexpanded.
-    let mut used = used.into_inner();
     let mut note = |text: &str| {
         used.extend(
             values::name_words(text)

@@ -5,11 +5,40 @@
 //! repeat a value that could be secret (dotenv errors name lines, not contents).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::interpolate::{
-    check_format, interpolate, Budget, Failure, Var, MAX_FILE_BYTES, MAX_VALUE_BYTES,
+    check_format, interpolate, interpolate_tree, Budget, Failure, Var, MAX_FILE_BYTES,
+    MAX_VALUE_BYTES,
 };
+use super::yaml::Node;
+
+/// An interpolation error: line, column, key path, message.
+pub type LocatedError = (usize, usize, String, String);
+
+/// Interpolates a whole file's tree as Compose does: the environment `env` first, then the
+/// `.env` entries of `dotenv`. Returns the errors (line, column, key path, message) and the
+/// names of the `.env` variables the file used (a secret-named one is to be masked).
+pub fn interpolate_file(
+    root: &mut Node,
+    env: &BTreeMap<String, String>,
+    dotenv: &DotenvVars,
+) -> (Vec<LocatedError>, BTreeSet<String>) {
+    let used: RefCell<BTreeSet<String>> = RefCell::default();
+    let lookup = |n: &str| match env.get(n) {
+        Some(v) => Var::Set(v.clone()),
+        None => {
+            if dotenv.defines(n) {
+                used.borrow_mut().insert(n.to_string());
+            }
+            dotenv.get(n)
+        }
+    };
+    let mut errors = Vec::new();
+    let mut budget = Budget::new(MAX_FILE_BYTES);
+    interpolate_tree(root, "", &lookup, MAX_VALUE_BYTES, &mut budget, &mut errors);
+    (errors, used.into_inner())
+}
 
 /// A Go `time.ParseDuration` string (`1m30s`, `500ms`, `2us`) in nanoseconds.
 pub fn parse_duration_ns(s: &str) -> Result<i64, String> {

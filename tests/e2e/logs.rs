@@ -488,7 +488,12 @@ fn exec_passes_the_exit_code_and_stdin_through_and_uses_dockers_own_codes() {
 /// once the terminal is resized (SIGWINCH). The resize is made once the first size is seen.
 fn resize_follows_the_terminal(t: &TestFleet, app: &str) {
     if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("SKIPPED the resize check: no `script` (util-linux)");
+        // Under CI a missing tool is a failure (scripts/ensure-docker installs bsdutils).
+        assert!(
+            !docker_required(),
+            "no `script` (bsdutils): scripts/ensure-docker installs it"
+        );
+        eprintln!("SKIPPED the resize check: no `script` (bsdutils)");
         return;
     }
     let seen = t.path().join("winch.out");

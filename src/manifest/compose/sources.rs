@@ -8,8 +8,7 @@
 //! absolute one, a missing file and too many files are located errors. No I/O of its own; it
 //! must never read a file outside the repository.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::super::interpolate::{self, Var};
 use super::super::typed::Diag;
@@ -142,25 +141,8 @@ impl<'a> Files<'a> {
             interpolate::MAX_VALUE_BYTES,
             interpolate::MAX_FILE_BYTES,
         );
-        let used: RefCell<BTreeSet<String>> = RefCell::default();
-        let lookup = |n: &str| match vars.get(n) {
-            Some(v) => Var::Set(v.clone()),
-            None => {
-                used.borrow_mut().insert(n.to_string());
-                dotenv.get(n)
-            }
-        };
-        let mut errors = Vec::new();
-        let mut budget = interpolate::Budget::new(interpolate::MAX_FILE_BYTES);
-        interpolate::interpolate_tree(
-            &mut root,
-            "",
-            &lookup,
-            interpolate::MAX_VALUE_BYTES,
-            &mut budget,
-            &mut errors,
-        );
-        for name in used.into_inner() {
+        let (errors, used) = values::interpolate_file(&mut root, vars, &dotenv);
+        for name in used {
             if let Var::Set(v) = dotenv.get(&name) {
                 if is_secret_name(&name) && v.chars().count() >= MIN_SECRET_LEN {
                     d.secrets.insert(v);
