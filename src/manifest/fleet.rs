@@ -37,6 +37,7 @@ const TOP: Keys = Keys {
         "connect_timeout",
         "prune_guard",
         "profiles",
+        "builder",
     ],
     unsupported: &[],
     extensions: false,
@@ -116,6 +117,7 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
     let mut settings = FleetSettings::default();
     let mut profiles = BTreeMap::new();
     let mut profile_stacks = Vec::new();
+    let mut builder: Option<(&Node, String)> = None;
     for (name, _k, v, path) in d.fields(entries, "", &TOP) {
         match name {
             "fleet" => {
@@ -171,6 +173,12 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
             }
             "profiles" => {
                 (profiles, profile_stacks) = read_profiles(d, v, &path);
+            }
+            "builder" => {
+                if let Some(s) = d.string(v, &path) {
+                    settings.builder = Some(s.clone());
+                    builder = Some((v, s));
+                }
             }
             "connect_timeout" => {
                 if let Some(s) = read_secs(d, v, &path) {
@@ -255,6 +263,20 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
                     cordon: false,
                     drain: false,
                 },
+            );
+        }
+    }
+    // `builder:` names a host of the fleet, or `local` (the engine of the machine Convoy runs on).
+    if let Some((v, name)) = builder {
+        if name != "local" && !hosts.contains_key(&name) {
+            let known: Vec<&str> = hosts.keys().map(String::as_str).collect();
+            d.at(
+                v,
+                "builder",
+                format!(
+                    "unknown host `{name}` (expected `local` or one of the hosts: {})",
+                    known.join(", ")
+                ),
             );
         }
     }

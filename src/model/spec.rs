@@ -65,6 +65,11 @@ pub struct FleetSettings {
     /// The deletion guard: a commit that removes a whole stack, or more than this share of the
     /// running replicas, is held by the daemon until released. `None`: off.
     pub prune_guard_percent: Option<u8>,
+    /// `builder:`: the host whose engine builds `build:` images, or `local` for the engine of
+    /// the machine Convoy runs on. `None`: the local engine when there is one, else the first
+    /// host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<String>,
 }
 
 impl Default for FleetSettings {
@@ -74,6 +79,7 @@ impl Default for FleetSettings {
             dependency_timeout_secs: 120,
             connect_timeout_secs: 5,
             prune_guard_percent: Some(50),
+            builder: None,
         }
     }
 }
@@ -371,6 +377,63 @@ pub struct ContainerSpec {
     /// hash: changing when an image is pulled must not replace a container.
     #[serde(skip)]
     pub pull_policy: PullPolicy,
+    /// `build:`: the image is built from the repository (issue 9). Only its content hash is
+    /// serialised, so the spec hash (and so drift) moves exactly when the context or an
+    /// option that shapes the image does; `image` is the reference the build produces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSpec>,
+}
+
+/// A service's `build:` as the executor needs it: the content hash (serialised, into the spec
+/// hash) and, never serialised, what to send to the builder. Equal when the hashes are equal.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BuildSpec {
+    /// Hex SHA-256 of the context's files (after `.dockerignore`), the Dockerfile, the build
+    /// args, the target and the labels.
+    pub hash: String,
+    #[serde(skip)]
+    pub input: std::sync::Arc<BuildInput>,
+}
+
+impl PartialEq for BuildSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+    }
+}
+impl Eq for BuildSpec {}
+
+/// What a build sends to the builder, read from the commit's tree by the manifest. Shared
+/// (`Arc`) by every replica's spec, never serialised; `Debug` shows neither bytes nor args
+/// (build args may be secrets).
+#[derive(Clone, Default)]
+pub struct BuildInput {
+    /// The tag Convoy knows the build by: `convoy-build/<stack>-<service>:<hash16>`.
+    pub tag: String,
+    /// More tags for the same image: `image:` when given, then `build.tags`.
+    pub tags: Vec<String>,
+    /// Repository path of the context folder, for messages.
+    pub context: String,
+    /// The context's files that `.dockerignore` keeps: path inside the context → bytes,
+    /// sorted by path.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// The Dockerfile's path inside the context (an inline one is among `files`).
+    pub dockerfile: String,
+    pub args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub no_cache: bool,
+    pub pull: bool,
+}
+
+impl std::fmt::Debug for BuildInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildInput")
+            .field("tag", &self.tag)
+            .field("context", &self.context)
+            .field("files", &self.files.len())
+            .field("dockerfile", &self.dockerfile)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Compose's `pull_policy`, as the executor honours it.
@@ -384,6 +447,10 @@ pub enum PullPolicy {
     Always,
     /// Never pull: a host without the image fails the step, saying so.
     Never,
+    /// `build:` services only: build the image when the builder lacks the tag of this
+    /// context's hash, as `missing` does for them (a build is content-addressed, so a present
+    /// tag is this very build); never pulled from a registry.
+    Build,
 }
 
 impl PullPolicy {
@@ -393,6 +460,7 @@ impl PullPolicy {
             PullPolicy::Missing => "missing",
             PullPolicy::Always => "always",
             PullPolicy::Never => "never",
+            PullPolicy::Build => "build",
         }
     }
 }

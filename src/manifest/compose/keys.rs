@@ -70,6 +70,8 @@ pub(super) const SERVICE: Keys = Keys {
         "network_mode",
         "platform",
         "gpus",
+        // Read in `build` (issue 9).
+        "build",
         // Convoy's own extension, read strictly (see `X_CONVOY`).
         "x-convoy",
         // Resolved by `expand` (`extends`, `profiles`) before the service is read.
@@ -80,10 +82,6 @@ pub(super) const SERVICE: Keys = Keys {
         ("annotations", ""),
         ("attach", ""),
         ("blkio_config", ""),
-        (
-            "build",
-            "build and push the image, then reference it by `image`",
-        ),
         ("cgroup", ""),
         ("cgroup_parent", ""),
         ("configs", "use environment variables or a bind mount"),
@@ -311,5 +309,65 @@ pub(super) const IPAM: Keys = Keys {
 pub(super) const IPAM_POOL: Keys = Keys {
     supported: &["subnet", "ip_range", "gateway", "aux_addresses"],
     unsupported: &[],
+    extensions: true,
+};
+/// A service's `build:` in its long form (`build.rs`).
+pub(super) const BUILD: Keys = Keys {
+    supported: &[
+        "context",
+        "dockerfile",
+        "dockerfile_inline",
+        "args",
+        "target",
+        "labels",
+        "no_cache",
+        "pull",
+        "tags",
+    ],
+    // The builder is driven through the engine's classic build API, which has none of these,
+    // or they would make the image depend on more than the commit.
+    unsupported: &[
+        (
+            "additional_contexts",
+            "one context per build: move the files into the context",
+        ),
+        (
+            "cache_from",
+            "the builder keeps its own cache; a build is skipped when its content is unchanged",
+        ),
+        (
+            "cache_to",
+            "the builder keeps its own cache; a build is skipped when its content is unchanged",
+        ),
+        (
+            "entitlements",
+            "builds run without extra privileges; do the privileged part at run time",
+        ),
+        (
+            "extra_hosts",
+            "builds use the builder's own name resolution",
+        ),
+        ("isolation", "Windows only"),
+        ("network", "builds use the builder's default network"),
+        (
+            "platforms",
+            "one platform, the builder's: build on a host of the platform you need",
+        ),
+        (
+            "privileged",
+            "builds run without extra privileges; do the privileged part at run time",
+        ),
+        (
+            "secrets",
+            "build secrets need BuildKit, which Convoy's builder does not drive; use a build arg \
+             with a secret-looking name (masked) or fetch the secret at run time",
+        ),
+        ("shm_size", "builds use the builder's default shared memory"),
+        (
+            "ssh",
+            "the builder gets no SSH agent: vendor the sources into the repository",
+        ),
+        ("ulimits", "builds use the builder's default limits"),
+    ],
     extensions: true,
 };

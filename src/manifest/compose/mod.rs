@@ -16,6 +16,7 @@
 //! quotes only part of a value. A stack with any error gives no `StackSpec` at all ("a
 //! repository that does not validate changes nothing").
 
+mod build;
 mod depends;
 mod deploy;
 mod engine_options;

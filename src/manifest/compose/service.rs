@@ -27,8 +27,8 @@ use crate::manifest::values::shell_split;
 use crate::manifest::yaml::{Kind, Node};
 use crate::manifest::MIN_SECRET_LEN;
 use crate::model::spec::{
-    is_secret_name, ContainerSpec, DeployMode, Logging, NetworkAttachment, Placement, RestartName,
-    RestartPolicy, ServiceSpec, Ulimit,
+    is_secret_name, ContainerSpec, DeployMode, Logging, NetworkAttachment, Placement, PullPolicy,
+    RestartName, RestartPolicy, ServiceSpec, Ulimit,
 };
 
 impl Stack<'_> {
@@ -65,6 +65,8 @@ impl Stack<'_> {
         let mut saw_networks = false;
         let mut legacy = LegacyResources::default();
         let mut container_name_at: Option<(&Node, String)> = None;
+        let mut build = None;
+        let mut pull_build_at: Option<(&Node, String)> = None;
 
         for (field, _k, v, fpath) in d.fields(entries, path, &SERVICE) {
             match field {
@@ -175,7 +177,13 @@ impl Stack<'_> {
                 "ipc" => c.ipc = read_ipc(d, v, &fpath),
                 "pid" => c.pid = read_pid(d, v, &fpath),
                 "runtime" => c.runtime = read_runtime(d, v, &fpath),
+                // `build` is for `build:` services, checked once every key is read.
+                "pull_policy" if v.scalar() == Some("build") => {
+                    c.pull_policy = PullPolicy::Build;
+                    pull_build_at = Some((v, fpath.clone()));
+                }
                 "pull_policy" => c.pull_policy = read_pull_policy(d, v, &fpath).unwrap_or_default(),
+                "build" => build = self.read_build(d, v, &fpath),
                 "container_name" => {
                     c.container_name = read_container_name(d, v, &fpath);
                     container_name_at = Some((v, fpath.clone()));
@@ -227,6 +235,20 @@ impl Stack<'_> {
                 d.at(key, path, "missing `image`");
             }
             None => {}
+        }
+        if let Some(b) = build {
+            let given = (!c.image.is_empty()).then(|| c.image.clone());
+            if let Some((spec, image)) = self.finish_build(d, b, given.as_deref(), name) {
+                c.image = image;
+                c.build = Some(spec);
+            }
+        }
+        if let (Some((v, fpath)), false) = (pull_build_at, written("build")) {
+            d.at(
+                v,
+                &fpath,
+                "`pull_policy: build` needs `build`: add the build, or use always, missing or never",
+            );
         }
 
         // environment wins over env_file; a bare `K` takes its value from the variables and is

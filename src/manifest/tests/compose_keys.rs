@@ -247,7 +247,7 @@ fn a_service_with_only_build_gets_one_error_naming_build() {
     let e = web_errs("services:\n  a:\n    build: .\n");
     assert_eq!(
         e,
-        vec!["stacks/web/compose.yaml:3:5: services.a.build: `build` is not supported yet: build and push the image, then reference it by `image`"]
+        vec!["stacks/web/compose.yaml:3:12: services.a.build: no Dockerfile at `stacks/web/Dockerfile`"]
     );
     // Without either, `image` is missing.
     let e = web_errs("services:\n  a:\n    command: x\n");

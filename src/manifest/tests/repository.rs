@@ -133,7 +133,7 @@ fn errors_are_collected_across_files_and_sorted() {
         ("stacks/a/compose.yaml", "services:\n  a:\n    imgae: x\n"),
         (
             "stacks/b/compose.yaml",
-            "services:\n  b:\n    image: x\n    build: .\n",
+            "services:\n  b:\n    image: x\n    cgroup: host\n",
         ),
     ]);
     assert_eq!(
@@ -142,7 +142,7 @@ fn errors_are_collected_across_files_and_sorted() {
             "convoy.yaml:4:14: hosts.a.address: expected `unix:///path/docker.sock` or `ssh://[user@]host[:port]`",
             "stacks/a/compose.yaml:2:3: services.a: missing `image`",
             "stacks/a/compose.yaml:3:5: services.a.imgae: unknown key, did you mean `image`?",
-            "stacks/b/compose.yaml:4:5: services.b.build: `build` is not supported yet: build and push the image, then reference it by `image`",
+            "stacks/b/compose.yaml:4:5: services.b.cgroup: `cgroup` is not supported yet",
         ]
     );
 }
