@@ -18,6 +18,7 @@
 //! steps not started report that they were not started. A container is never left half made
 //! by a shutdown: create and start of one replica are one step.
 
+mod build;
 mod names;
 
 use std::collections::BTreeMap;
@@ -82,6 +83,8 @@ pub struct ImageSource {
     pub local: Option<Engine>,
     /// Why `local` is missing when a host needs it.
     pub local_error: Option<String>,
+    /// `builder:` from `convoy.yaml`: where `build:` images are built (`build`).
+    pub builder: Option<String>,
 }
 
 pub use crate::model::outcome::StepOutcome;
@@ -133,6 +136,11 @@ pub async fn execute(
         .map(|_| watch::channel::<Option<bool>>(None))
         .unzip();
     let engines = Arc::new(engines.clone());
+    let builds = Arc::new(build::Builds::new(
+        images.builder.clone(),
+        engines.clone(),
+        images.push_hosts.clone(),
+    ));
     let network_ids: NetworkIds = Arc::new(Mutex::new(plan.network_ids.clone()));
     let mut tasks = Vec::new();
     for (step, tx) in plan.steps.iter().cloned().zip(senders) {
@@ -148,6 +156,7 @@ pub async fn execute(
             fleet: plan.fleet.clone(),
             opts: opts.clone(),
             cancel: cancel.clone(),
+            builds: builds.clone(),
         };
         let progress = progress.clone();
         let secrets = plan.secret_values.clone();
@@ -191,6 +200,7 @@ struct StepContext {
     fleet: String,
     opts: ExecOptions,
     cancel: CancellationToken,
+    builds: Arc<build::Builds>,
 }
 
 async fn run_step(
@@ -303,6 +313,9 @@ async fn ensure_image(
     host: &str,
     replica: &Replica,
 ) -> Result<(), String> {
+    if replica.spec.build.is_some() {
+        return ctx.builds.ensure(engine, host, replica).await;
+    }
     let image = &replica.spec.image;
     if replica.spec.pull_policy == PullPolicy::Never {
         return match engine.image_id(image).await {

@@ -309,6 +309,7 @@ pub async fn image_source(desired: &DesiredState) -> ImageSource {
         push_hosts,
         local,
         local_error,
+        builder: desired.settings.builder.clone(),
     }
 }
 

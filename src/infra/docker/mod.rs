@@ -32,10 +32,12 @@ use crate::model::spec::{
     NetworkSpec, VolumeSpec, LABEL_FLEET, LABEL_RESOURCE, LABEL_SPEC_HASH, LABEL_STACK,
 };
 
+mod build;
 mod create;
 mod observe;
 mod streams;
 
+pub use build::{BuildError, BUILD_ERROR_LINES};
 pub use streams::{
     normalise_time, ExecChunk, ExecSession, ListedContainer, LogLine, LogRange, LogSource,
 };
