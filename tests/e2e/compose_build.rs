@@ -1,0 +1,220 @@
+//! Compose `build:` on the 3-host SSH fleet: the image is built from the repository on the
+//! builder (the local engine), shipped to the host that runs the service, and neither built nor
+//! sent again until the context changes; a build that fails fails its own service only, with
+//! its last lines (secret build args masked).
+//!
+//! Builds are counted twice: from Convoy's own log (`-v`), and from the host engine's `load`
+//! events, the independent judge. Every image built or sent is removed on drop, from the local
+//! engine and from every host, after the fleet's containers.
+
+use std::time::Duration;
+
+use crate::fleet::{HostCleanup, Hosts};
+use crate::harness::*;
+
+/// Removes the images of a repository (`convoy-build/<stack>-<service>`) locally and on every
+/// host; declared before `HostCleanup`, so that it drops after it.
+struct RemoveImages<'a>(&'a Hosts, Vec<String>);
+
+impl Drop for RemoveImages<'_> {
+    fn drop(&mut self) {
+        let mut engines = vec![None];
+        engines.extend(
+            self.0
+                .names
+                .iter()
+                .map(|h| Some(format!("unix://{}", self.0.sock(h)))),
+        );
+        for e in engines {
+            for repo in &self.1 {
+                let mut args: Vec<&str> = Vec::new();
+                if let Some(h) = &e {
+                    args.extend(["-H", h.as_str()]);
+                }
+                args.extend([
+                    "images",
+                    "--format",
+                    "{{.Repository}}:{{.Tag}}",
+                    repo.as_str(),
+                ]);
+                let Some(out) = docker_try(&args) else {
+                    continue;
+                };
+                for tag in out.lines().filter(|l| !l.is_empty()) {
+                    let mut rm: Vec<&str> = Vec::new();
+                    if let Some(h) = &e {
+                        rm.extend(["-H", h.as_str()]);
+                    }
+                    rm.extend(["rmi", "-f", tag]);
+                    let _ = docker_try(&rm);
+                }
+            }
+        }
+    }
+}
+
+fn state_dir(t: &TestFleet) -> String {
+    t.path().join("state").to_string_lossy().into_owned()
+}
+
+/// Unix time with nanoseconds, as `docker events --since` takes it.
+fn now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
+/// Image `load` events on a host's engine since `since`.
+fn loads(hosts: &Hosts, host: &str, since: &str) -> usize {
+    hosts
+        .docker(
+            host,
+            &[
+                "events",
+                "--since",
+                since,
+                "--until",
+                &now(),
+                "--filter",
+                "type=image",
+                "--filter",
+                "event=load",
+                "--format",
+                "{{.Action}}",
+            ],
+        )
+        .lines()
+        .filter(|l| !l.is_empty())
+        .count()
+}
+
+fn count(run: &Run, what: &str) -> usize {
+    run.stderr.lines().filter(|l| l.contains(what)).count()
+}
+
+fn apply(t: &TestFleet) -> Run {
+    t.convoy(&["apply", "-v", "--state-dir", &state_dir(t)])
+}
+
+fn setup(hosts: &Hosts, t: &TestFleet) {
+    hosts.write_fleet_file(t, &hosts.known_hosts(), "");
+    let mut y = std::fs::read_to_string(t.path().join("convoy.yaml")).unwrap();
+    y.push_str("builder: local\n");
+    t.write("convoy.yaml", &y);
+}
+
+#[test]
+fn a_built_image_runs_where_it_never_was_and_is_rebuilt_only_when_its_context_changes() {
+    let Some(hosts) = Hosts::get() else { return };
+    let t = TestFleet::new();
+    let stack = t.stack("bld");
+    let _images = RemoveImages(&hosts, vec![format!("convoy-build/{stack}-app")]);
+    let _cleanup = HostCleanup(&hosts, t.id.clone());
+    setup(&hosts, &t);
+    let dir = format!("stacks/{stack}/app");
+    t.write(
+        &format!("{dir}/Dockerfile"),
+        &format!("FROM {IMAGE}\nCOPY hello.txt /hello.txt\nCMD [\"sleep\", \"3600\"]\n"),
+    );
+    t.write(&format!("{dir}/hello.txt"), &format!("first {}\n", t.id));
+    t.write(&format!("{dir}/.dockerignore"), "*.log\n");
+    t.write(&format!("{dir}/build.log"), "ignored\n");
+    t.compose(
+        "bld",
+        "services:\n  app:\n    build: ./app\n    x-convoy:\n      hosts: [host2]\n",
+    );
+    let host = "host2";
+    let name = t.cname("bld", "app", 1);
+    // host2 has never had this image: it is made for this test.
+    assert!(hosts
+        .docker(
+            host,
+            &["images", "-q", &format!("convoy-build/{stack}-app")]
+        )
+        .trim()
+        .is_empty());
+
+    let since = now();
+    let run = apply(&t).outcome(Outcome::Converged);
+    assert_eq!(count(&run, "building image"), 1, "{}", run.stderr);
+    assert_eq!(count(&run, "shipped built image"), 1, "{}", run.stderr);
+    assert_eq!(loads(&hosts, host, &since), 1);
+    let cat = |n: &str| hosts.docker(host, &["exec", n, "cat", "/hello.txt"]);
+    assert_eq!(cat(&name).trim(), format!("first {}", t.id));
+    let image = hosts.docker(host, &["inspect", "-f", "{{.Config.Image}}", &name]);
+    assert!(
+        image
+            .trim()
+            .starts_with(&format!("convoy-build/{stack}-app:")),
+        "{image}"
+    );
+
+    // Converged: nothing is built or sent, nothing changes; an ignored file changes nothing.
+    t.write(&format!("{dir}/build.log"), "more noise\n");
+    let id = hosts.docker(host, &["inspect", "-f", "{{.Id}}", &name]);
+    let since = now();
+    t.convoy(&["diff", "--state-dir", &state_dir(&t)])
+        .outcome(Outcome::InSync);
+    let run = apply(&t).outcome(Outcome::Converged);
+    assert_eq!(count(&run, "building image"), 0, "{}", run.stderr);
+    assert_eq!(count(&run, "shipped built image"), 0, "{}", run.stderr);
+    assert_eq!(loads(&hosts, host, &since), 0);
+    assert_eq!(hosts.docker(host, &["inspect", "-f", "{{.Id}}", &name]), id);
+
+    // A changed file: `diff` names the new image, one build, one transfer, one replacement.
+    t.write(&format!("{dir}/hello.txt"), &format!("second {}\n", t.id));
+    let diff = t
+        .convoy(&["diff", "--state-dir", &state_dir(&t)])
+        .outcome(Outcome::Differs);
+    assert!(
+        diff.stdout.contains(&format!("convoy-build/{stack}-app:")),
+        "{}",
+        diff.stdout
+    );
+    let since = now();
+    let run = apply(&t).outcome(Outcome::Converged);
+    assert_eq!(count(&run, "building image"), 1, "{}", run.stderr);
+    assert_eq!(count(&run, "shipped built image"), 1, "{}", run.stderr);
+    assert_eq!(loads(&hosts, host, &since), 1);
+    assert_ne!(hosts.docker(host, &["inspect", "-f", "{{.Id}}", &name]), id);
+    wait_for("the new file", Duration::from_secs(20), || {
+        cat(&name).trim() == format!("second {}", t.id)
+    });
+    t.convoy(&["diff", "--state-dir", &state_dir(&t)])
+        .outcome(Outcome::InSync);
+}
+
+#[test]
+fn a_failed_build_fails_its_service_only_with_its_last_lines_masked() {
+    let Some(hosts) = Hosts::get() else { return };
+    let t = TestFleet::new();
+    let stack = t.stack("bad");
+    let _images = RemoveImages(&hosts, vec![format!("convoy-build/{stack}-broken")]);
+    let _cleanup = HostCleanup(&hosts, t.id.clone());
+    setup(&hosts, &t);
+    let secret = format!("tok-{}-hush", t.id);
+    t.write(
+        &format!("stacks/{stack}/broken/Dockerfile"),
+        &format!(
+            "FROM {IMAGE}\nARG API_TOKEN\nRUN echo marker-before-failure $API_TOKEN && exit 3\n"
+        ),
+    );
+    t.compose(
+        "bad",
+        &format!(
+            "services:\n  broken:\n    build:\n      context: ./broken\n      args:\n        API_TOKEN: {secret}\n  fine:\n    image: {IMAGE}\n    command: sleep 3600\n"
+        ),
+    );
+    let run = apply(&t).outcome(Outcome::NotConverged);
+    let all = format!("{}\n{}", run.stdout, run.stderr);
+    assert!(all.contains("marker-before-failure"), "{all}");
+    assert!(all.contains("last lines of the build"), "{all}");
+    assert!(!all.contains(&secret), "the build arg leaked: {all}");
+    // The other service converged; the broken one has no container anywhere.
+    let mut running = Vec::new();
+    for h in &hosts.names {
+        running.extend(hosts.fleet_containers(h, &t.id));
+    }
+    assert_eq!(running, vec![t.cname("bad", "fine", 1)]);
+}
