@@ -103,7 +103,7 @@ fn pull_policy_is_kept_in_the_spec_and_the_others_are_refused_by_name() {
     assert_eq!(
         e,
         vec![
-            "stacks/web/compose.yaml:4:18: services.a.pull_policy: `pull_policy: build` is not supported yet: build is not supported yet",
+            "stacks/web/compose.yaml:4:18: services.a.pull_policy: `pull_policy: build` needs `build`: add the build, or use always, missing or never",
             "stacks/web/compose.yaml:7:18: services.b.pull_policy: `pull_policy: daily` is not supported yet: use `always` or `missing` (`apply --pull` pulls every image again)",
             "stacks/web/compose.yaml:10:18: services.c.pull_policy: invalid pull policy `sometimes` (expected always, missing, never or build)",
         ]
