@@ -371,6 +371,13 @@ pub struct ContainerSpec {
     /// hash: changing when an image is pulled must not replace a container.
     #[serde(skip)]
     pub pull_policy: PullPolicy,
+    /// The less common engine settings (`privileged`, `shm_size`, `cgroup`, ...), out of the
+    /// serialised form while none is set.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::model::engine_more::EngineMore::is_empty"
+    )]
+    pub more: crate::model::engine_more::EngineMore,
 }
 
 /// Compose's `pull_policy`, as the executor honours it.

@@ -33,7 +33,9 @@ use crate::model::spec::{
 };
 
 mod create;
+mod create_more;
 mod observe;
+mod observe_more;
 mod streams;
 
 pub use streams::{

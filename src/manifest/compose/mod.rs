@@ -18,6 +18,7 @@
 
 mod depends;
 mod deploy;
+mod engine_more;
 mod engine_options;
 mod engine_rules;
 mod env_file;
