@@ -267,6 +267,10 @@ pub struct ServiceSpec {
     /// everything read from an `env_file`).
     pub secret_env: BTreeSet<String>,
     pub container: ContainerSpec,
+    /// The dependencies written with `depends_on.<name>.restart: true`: when one of them is
+    /// replaced or started again in a pass, this service's replicas are replaced after it.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub restart_with: BTreeSet<String>,
 }
 
 impl ServiceSpec {
@@ -705,6 +709,7 @@ mod tests {
             reserve_memory_bytes: None,
             secret_env: BTreeSet::new(),
             container: ContainerSpec::default(),
+            restart_with: BTreeSet::new(),
         };
         assert_eq!(replica_name("web", &svc, "1"), "web-app-1");
         svc.container.container_name = Some("my-app".into());

@@ -55,6 +55,7 @@ impl Stack<'_> {
             reserve_memory_bytes: None,
             secret_env: BTreeSet::new(),
             container: ContainerSpec::default(),
+            restart_with: BTreeSet::new(),
         };
         let mut image = None;
         let mut env_file_env: BTreeMap<String, String> = BTreeMap::new();

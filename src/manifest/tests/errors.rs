@@ -42,7 +42,6 @@ fn unsupported_keys_at_every_level() {
             "stacks/web/compose.yaml:14:9: services.a.deploy.restart_policy.delay: `delay` is not supported yet: the engine waits with its own back-off (100 ms, doubling); remove `delay`",
             "stacks/web/compose.yaml:22:11: services.a.volumes[0].bind.propagation: `propagation` is not supported yet: bind mounts use the engine's default propagation (rprivate)",
             "stacks/web/compose.yaml:25:9: services.a.ports[0].app_protocol: `app_protocol` is not supported yet: a port's protocol name is metadata for tools Convoy does not run; remove it",
-            "stacks/web/compose.yaml:29:9: services.a.depends_on.b.restart: `restart: true` is not supported yet: Convoy does not restart a service when a dependency is replaced; remove it, or change the service too so it is replaced as well",
             "stacks/web/compose.yaml:34:7: services.b.x-convoy.zone: unknown key",
         ]
     );
