@@ -98,7 +98,9 @@ pub fn more_drift(desired: &EngineMore, actual: &EngineMore, out: &mut Vec<Field
         opt(&a.cpu_rt_runtime),
         opt(&d.cpu_rt_runtime),
     );
-    if a.mem_swappiness.is_some() || d.mem_swappiness.is_none() {
+    // Only a declared value, and only where the host keeps one: an engine may report its
+    // kernel's default for a container that asked for none.
+    if a.mem_swappiness.is_some() && d.mem_swappiness.is_some() {
         push(
             "mem_swappiness",
             opt(&a.mem_swappiness),
