@@ -88,6 +88,7 @@ fn service(i: usize) -> ServiceSpec {
             ports,
             ..Default::default()
         },
+        restart_with: BTreeSet::new(),
     }
 }
 

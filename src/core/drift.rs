@@ -427,6 +427,7 @@ pub fn container_drift(
         list(actual.device_requests.iter().map(device_request_str)),
         list(desired.device_requests.iter().map(device_request_str)),
     );
+    super::drift_more::more_drift(&desired.more, &actual.more, &mut out);
     out
 }
 

@@ -51,6 +51,7 @@ pub fn service(name: &str, replicas: u32) -> ServiceSpec {
             image: "busybox:1".into(),
             ..Default::default()
         },
+        restart_with: BTreeSet::new(),
     }
 }
 

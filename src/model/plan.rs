@@ -58,6 +58,9 @@ pub enum Reason {
     ScaledDown { replicas: u32 },
     /// A global service's host no longer meets its constraints.
     HostIneligible,
+    /// A dependency written with `depends_on.<service>.restart: true` is replaced or started
+    /// again in this pass: the dependent is replaced after it.
+    DependencyRestarted { service: String },
 }
 
 impl Reason {
@@ -79,6 +82,7 @@ impl Reason {
             Reason::NotDesired => "not_desired",
             Reason::ScaledDown { .. } => "scaled_down",
             Reason::HostIneligible => "host_ineligible",
+            Reason::DependencyRestarted { .. } => "dependency_restarted",
         }
     }
 }
@@ -103,6 +107,9 @@ impl fmt::Display for Reason {
             Reason::NotDesired => f.write_str("not a desired replica"),
             Reason::ScaledDown { replicas } => write!(f, "scaled down to {replicas}"),
             Reason::HostIneligible => f.write_str("host no longer eligible"),
+            Reason::DependencyRestarted { service } => {
+                write!(f, "`{service}` restarted (depends_on restart: true)")
+            }
         }
     }
 }

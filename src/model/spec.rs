@@ -273,6 +273,10 @@ pub struct ServiceSpec {
     /// everything read from an `env_file`).
     pub secret_env: BTreeSet<String>,
     pub container: ContainerSpec,
+    /// The dependencies written with `depends_on.<name>.restart: true`: when one of them is
+    /// replaced or started again in a pass, this service's replicas are replaced after it.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub restart_with: BTreeSet<String>,
 }
 
 impl ServiceSpec {
@@ -382,6 +386,13 @@ pub struct ContainerSpec {
     /// option that shapes the image does; `image` is the reference the build produces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildSpec>,
+    /// The less common engine settings (`privileged`, `shm_size`, `cgroup`, ...), out of the
+    /// serialised form while none is set.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::model::engine_more::EngineMore::is_empty"
+    )]
+    pub more: crate::model::engine_more::EngineMore,
 }
 
 /// A service's `build:` as the executor needs it: the content hash (serialised, into the spec
@@ -766,6 +777,7 @@ mod tests {
             reserve_memory_bytes: None,
             secret_env: BTreeSet::new(),
             container: ContainerSpec::default(),
+            restart_with: BTreeSet::new(),
         };
         assert_eq!(replica_name("web", &svc, "1"), "web-app-1");
         svc.container.container_name = Some("my-app".into());

@@ -66,11 +66,11 @@ fn unsupported_key_says_so() {
         |t| {
             t.compose(
                 "web",
-                "services:\n  app:\n    cgroup: host\n    image: convoy-test/busybox:1\n",
+                "services:\n  app:\n    external_links: [db]\n    image: convoy-test/busybox:1\n",
             )
         },
         &[
-            "stacks/{web}/compose.yaml:3:5: services.app.cgroup",
+            "stacks/{web}/compose.yaml:3:5: services.app.external_links",
             "not supported",
         ],
     );

@@ -187,3 +187,147 @@ fn pull_policy_always_pulls_an_image_the_host_has() {
     assert!(all.contains("cannot pull image"), "{all}");
     assert!(t.containers().is_empty());
 }
+
+/// The less common engine settings (`engine_more`), on the 3-host fleet over SSH: a stack that
+/// writes every one the fleet's engines (Docker 20.10, cgroup v1, in network namespaces) can
+/// run converges on every host, a second apply plans nothing, and the engines hold what was
+/// asked. Not here, because these engines refuse them at start: `privileged` (no capabilities
+/// to hand out in the test namespaces), `cpu_rt_runtime` (no real-time scheduling groups),
+/// `storage_opt` (overlay on xfs with pquota only) and `blkio_config` device throttles (a real
+/// block device): those are unit-tested (`create_more`, `observe_more`, `drift_more`).
+/// `annotations` (API 1.43) and `blkio_config.weight` (a weight-aware I/O scheduler) are
+/// dropped by these engines, which checks that what a host drops is not drift.
+#[test]
+fn the_less_common_engine_settings_converge_on_the_fleet_and_stay_converged() {
+    let Some(hosts) = crate::fleet::Hosts::get() else {
+        return;
+    };
+    let t = TestFleet::new();
+    let _cleanup = crate::fleet::HostCleanup(&hosts, t.id.clone());
+    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
+    let state = t.path().join("state").to_string_lossy().into_owned();
+    t.compose(
+        "more",
+        &format!(
+            r#"
+services:
+  tuned:
+    image: {IMAGE}
+    command: sleep 3600
+    scale: 3
+    attach: false
+    deploy:
+      placement:
+        max_replicas_per_node: 1
+    mem_limit: 64m
+    shm_size: 32m
+    dns_opt: ["ndots:2", "timeout:1"]
+    dns_search: [a.example, b.example]
+    domainname: example.org
+    group_add: ["1234", "1235"]
+    oom_score_adj: 100
+    oom_kill_disable: true
+    cgroup: private
+    cgroup_parent: convoy-e2e
+    cpuset: "0"
+    cpu_period: 100000
+    cpu_quota: 50000
+    cpu_rt_period: 1000000
+    mem_swappiness: 10
+    device_cgroup_rules: ["c 1:3 mr"]
+    pids_limit: 64
+    annotations:
+      org.example.team: core
+    blkio_config:
+      weight: 300
+  hostns:
+    image: {IMAGE}
+    command: sleep 3600
+    uts: host
+    userns_mode: host
+"#
+        ),
+    );
+    t.convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    let diff = t
+        .convoy(&["diff", "--state-dir", &state])
+        .outcome(Outcome::InSync);
+    assert!(diff.stdout.contains("No changes"), "{}", diff.stdout);
+
+    // One replica per host, each with what was asked, read from the engine directly.
+    let mut seen = 0;
+    for h in &hosts.names {
+        for name in hosts.fleet_containers(h, &t.id) {
+            if !name.contains("-tuned-") {
+                continue;
+            }
+            seen += 1;
+            let fmt = "{{.HostConfig.ShmSize}} {{json .HostConfig.DnsOptions}} {{json .HostConfig.DnsSearch}} {{.Config.Domainname}} {{json .HostConfig.GroupAdd}} {{.HostConfig.OomScoreAdj}} {{.HostConfig.OomKillDisable}} {{.HostConfig.CgroupnsMode}} {{.HostConfig.CgroupParent}} {{.HostConfig.CpusetCpus}} {{.HostConfig.CpuPeriod}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpuRealtimePeriod}} {{.HostConfig.MemorySwappiness}} {{json .HostConfig.DeviceCgroupRules}} {{.HostConfig.PidsLimit}} {{.State.Status}}";
+            assert_eq!(
+                hosts.docker(h, &["inspect", "-f", fmt, &name]),
+                r#"33554432 ["ndots:2","timeout:1"] ["a.example","b.example"] example.org ["1234","1235"] 100 true private convoy-e2e 0 100000 50000 1000000 10 ["c 1:3 mr"] 64 running"#,
+                "{h} {name}"
+            );
+        }
+    }
+    assert_eq!(seen, 3);
+    let hostns = t.cname("more", "hostns", 1);
+    let on = hosts
+        .names
+        .iter()
+        .find(|h| hosts.fleet_containers(h, &t.id).contains(&hostns))
+        .expect("hostns runs somewhere");
+    assert_eq!(
+        hosts.docker(
+            on,
+            &[
+                "inspect",
+                "-f",
+                "{{.HostConfig.UTSMode}} {{.HostConfig.UsernsMode}}",
+                &hostns
+            ]
+        ),
+        "host host"
+    );
+
+    // A second apply replaces nothing.
+    let view = |t: &TestFleet| -> Vec<String> {
+        let mut v: Vec<String> = hosts
+            .names
+            .iter()
+            .flat_map(|h| {
+                hosts
+                    .fleet_containers(h, &t.id)
+                    .into_iter()
+                    .map(|n| hosts.docker(h, &["inspect", "-f", "{{.Name}} {{.Id}}", &n]))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = view(&t);
+    let again = t
+        .convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+    assert_eq!(view(&t), before, "a second apply replaced something");
+
+    // Changed by hand behind Convoy's back: seen as drift and healed.
+    let first = &hosts.names[0];
+    let tuned = hosts
+        .fleet_containers(first, &t.id)
+        .into_iter()
+        .find(|n| n.contains("-tuned-"))
+        .expect("a tuned replica on the first host");
+    hosts.docker(first, &["update", "--cpu-quota", "60000", &tuned]);
+    let diff = t
+        .convoy(&["diff", "--state-dir", &state])
+        .outcome(Outcome::Differs);
+    assert!(diff.stdout.contains("cpu_quota"), "{}", diff.stdout);
+    t.convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    t.convoy(&["diff", "--state-dir", &state])
+        .outcome(Outcome::InSync);
+}

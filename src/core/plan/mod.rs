@@ -10,6 +10,7 @@
 //! fleet is on the others is replaced onto it, and the others go by ID.
 
 mod networks;
+mod restart;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -433,6 +434,7 @@ impl<'a> Planner<'a> {
                 reason: Reason::Missing,
             }),
         };
+        let step = step.or_else(|| self.restart_after_dependency(snap, key, service));
         if let Some(action) = step {
             let creates = matches!(action, Action::Create { .. });
             let id = self.push(host, action, after, gates);

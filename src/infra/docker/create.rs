@@ -34,7 +34,7 @@ pub(super) fn create_body(
         .chain(s.expose.iter().cloned())
         .collect();
     let exposed: Vec<String> = exposed.into_iter().collect();
-    ContainerCreateBody {
+    let body = ContainerCreateBody {
         image: Some(s.image.clone()),
         cmd: s.command.clone(),
         entrypoint: s.entrypoint.clone(),
@@ -59,7 +59,8 @@ pub(super) fn create_body(
         host_config: Some(host_config(s, port_bindings, network_ids)),
         networking_config: networking_config(s, network_ids),
         ..Default::default()
-    }
+    };
+    super::create_more::with_more(body, &s.more)
 }
 
 /// How the engine is told which network: by ID when known, else by name.

@@ -34,7 +34,9 @@ use crate::model::spec::{
 
 mod build;
 mod create;
+mod create_more;
 mod observe;
+mod observe_more;
 mod streams;
 
 pub use build::{BuildError, BUILD_ERROR_LINES};

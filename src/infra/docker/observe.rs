@@ -317,6 +317,7 @@ fn observed_container(
     let name = i.name.as_deref()?.trim_start_matches('/').to_string();
     let cfg = i.config.unwrap_or_default();
     let hc = i.host_config.unwrap_or_default();
+    let more = super::observe_more::read_more(&hc, &cfg);
     let state = i.state.unwrap_or_default();
     let labels: BTreeMap<String, String> =
         cfg.labels.clone().unwrap_or_default().into_iter().collect();
@@ -508,6 +509,7 @@ fn observed_container(
             .collect(),
         pull_policy: Default::default(),
         build: None,
+        more,
     };
     Some(ObservedContainer {
         id: i.id.unwrap_or_default(),

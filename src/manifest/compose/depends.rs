@@ -51,7 +51,7 @@ impl Stack<'_> {
                         continue;
                     };
                     let mut cond = DependsCondition::ServiceStarted;
-                    for (field, fk, fv, fpath) in d.fields(fields, &dpath, &DEPENDS) {
+                    for (field, _fk, fv, fpath) in d.fields(fields, &dpath, &DEPENDS) {
                         match field {
                             "condition" => match d.string(fv, &fpath).as_deref() {
                                 Some("service_started") => cond = DependsCondition::ServiceStarted,
@@ -72,16 +72,12 @@ impl Stack<'_> {
                                     d.at(fv, &fpath, NOT_REQUIRED);
                                 }
                             }
-                            // `false` is Compose's default. `true` asks for the dependent to
-                            // be restarted when the dependency is updated, which the planner
-                            // does not order yet: accepting it would ignore it.
-                            "restart" if d.bool(fv, &fpath) == Some(true) => d.at(
-                                fk,
-                                &fpath,
-                                "`restart: true` is not supported yet: Convoy does not restart \
-                                 a service when a dependency is replaced; remove it, or change \
-                                 the service too so it is replaced as well",
-                            ),
+                            // `false` is Compose's default. `true`: the dependent is replaced
+                            // after the dependency whenever a pass replaces or starts it again
+                            // (`core::plan`), as Compose restarts it.
+                            "restart" if d.bool(fv, &fpath) == Some(true) => {
+                                svc.restart_with.insert(dep.clone());
+                            }
                             _ => {}
                         }
                     }

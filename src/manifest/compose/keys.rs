@@ -15,7 +15,10 @@ pub(super) const TOP: Keys = Keys {
         "version", "name", "services", "networks", "volumes", "include",
     ],
     unsupported: &[
-        ("models", ""),
+        (
+            "models",
+            "AI models are run by Docker Desktop's model runner, which fleet hosts do not have",
+        ),
         ("secrets", "use environment variables or a bind mount"),
         ("configs", "use environment variables or a bind mount"),
     ],
@@ -74,59 +77,99 @@ pub(super) const SERVICE: Keys = Keys {
         "build",
         // Convoy's own extension, read strictly (see `X_CONVOY`).
         "x-convoy",
+        // The less common engine settings and the keys that repeat another (`engine_more`).
+        "privileged",
+        "shm_size",
+        "dns_opt",
+        "dns_search",
+        "domainname",
+        "group_add",
+        "oom_score_adj",
+        "oom_kill_disable",
+        "cgroup",
+        "cgroup_parent",
+        "uts",
+        "userns_mode",
+        "cpuset",
+        "cpu_period",
+        "cpu_quota",
+        "cpu_rt_period",
+        "cpu_rt_runtime",
+        "mem_swappiness",
+        "device_cgroup_rules",
+        "storage_opt",
+        "blkio_config",
+        "annotations",
+        "pids_limit",
+        "scale",
+        "attach",
         // Resolved by `expand` (`extends`, `profiles`) before the service is read.
         "extends",
         "profiles",
     ],
     unsupported: &[
-        ("annotations", ""),
-        ("attach", ""),
-        ("blkio_config", ""),
-        ("cgroup", ""),
-        ("cgroup_parent", ""),
         ("configs", "use environment variables or a bind mount"),
-        ("cpu_count", ""),
-        ("cpu_percent", ""),
-        ("cpu_period", ""),
-        ("cpu_quota", ""),
-        ("cpu_rt_period", ""),
-        ("cpu_rt_runtime", ""),
-        ("cpuset", ""),
-        ("credential_spec", ""),
-        ("develop", ""),
-        ("device_cgroup_rules", ""),
-        ("dns_opt", ""),
-        ("dns_search", ""),
-        ("domainname", ""),
-        ("external_links", ""),
-        ("group_add", ""),
-        ("isolation", ""),
+        (
+            "cpu_count",
+            "a Windows container setting; Linux containers take `cpus` or `cpu_quota`",
+        ),
+        (
+            "cpu_percent",
+            "a Windows container setting; Linux containers take `cpus` or `cpu_quota`",
+        ),
+        (
+            "credential_spec",
+            "a Windows container setting (gMSA credentials)",
+        ),
+        (
+            "develop",
+            "`develop` (watch and sync) belongs to local development with `docker compose watch`; Convoy deploys what the commit holds",
+        ),
+        (
+            "external_links",
+            "links to containers outside the stack: join an external network both are on and use their names",
+        ),
+        (
+            "isolation",
+            "a Windows container setting",
+        ),
         ("label_file", "use `labels`"),
         ("links", "services on one network reach each other by name"),
-        ("mac_address", ""),
-        ("mem_swappiness", ""),
-        ("models", ""),
-        // `host` and `none` are read; these need the two containers on one host.
-        ("oom_kill_disable", ""),
-        ("oom_score_adj", ""),
-        ("pids_limit", "use `deploy.resources.limits.pids`"),
-        // Compose's lifecycle hooks: commands run in the container around its start and stop.
-        ("post_start", ""),
-        ("pre_start", ""),
-        ("pre_stop", ""),
         (
-            "privileged",
-            "use `cap_add` for the capabilities the service needs",
+            "mac_address",
+            "engines before API 1.44 take it only in a container field Convoy's engine client no longer sends; set it on a network attachment once supported",
         ),
-        ("provider", ""),
-        ("pull_refresh_after", ""),
-        ("scale", "use `deploy.replicas`"),
+        (
+            "models",
+            "AI models are run by Docker Desktop's model runner, which fleet hosts do not have",
+        ),
+        // `host` and `none` are read; these need the two containers on one host.
+        // Compose's lifecycle hooks: commands run in the container around its start and stop.
+        (
+            "post_start",
+            "lifecycle hooks are not run yet; run the command in the entrypoint",
+        ),
+        (
+            "pre_start",
+            "init containers before the service's are not run yet; make the step a one-shot service (`restart: no`) and depend on it with `condition: service_completed_successfully`",
+        ),
+        (
+            "pre_stop",
+            "lifecycle hooks are not run yet; handle the stop signal in the service",
+        ),
+        (
+            "provider",
+            "provider services are run by plugins of the Compose CLI on the machine that runs it, not by an engine",
+        ),
+        (
+            "pull_refresh_after",
+            "a pull schedule needs a record of when each host last pulled: use `pull_policy: always` or `apply --pull`",
+        ),
         ("secrets", "use environment variables or a bind mount"),
-        ("shm_size", ""),
-        ("storage_opt", ""),
-        ("use_api_socket", ""),
-        ("userns_mode", ""),
-        ("uts", ""),
+        (
+            "use_api_socket",
+            "it hands the engine's socket and the local Docker credentials of the machine running Compose to the container; Convoy never ships credentials",
+        ),
         (
             "volumes_from",
             "declare a named volume and mount it in both services",
@@ -144,10 +187,19 @@ pub(super) const DEPLOY: Keys = Keys {
         "placement",
     ],
     unsupported: &[
-        ("endpoint_mode", ""),
+        (
+            "endpoint_mode",
+            "a Swarm load-balancing mode: on a network the service name resolves to every replica, which is what `dnsrr` means; remove it",
+        ),
         ("labels", "use the service's `labels`"),
-        ("rollback_config", ""),
-        ("update_config", ""),
+        (
+            "rollback_config",
+            "rolling updates: not yet, issue 10",
+        ),
+        (
+            "update_config",
+            "rolling updates: not yet, issue 10",
+        ),
     ],
     extensions: true,
 };
@@ -163,7 +215,10 @@ pub(super) const LIMITS: Keys = Keys {
 };
 pub(super) const RESERVATIONS: Keys = Keys {
     supported: &["cpus", "memory", "devices"],
-    unsupported: &[("generic_resources", "")],
+    unsupported: &[(
+        "generic_resources",
+        "Swarm's generic resources are advertised by Swarm nodes; use `devices` or `gpus`, and `x-convoy.hosts` to place the service",
+    )],
     extensions: true,
 };
 pub(super) const RESTART_POLICY: Keys = Keys {
@@ -218,31 +273,68 @@ pub(super) const LOGGING: Keys = Keys {
 };
 pub(super) const PORT: Keys = Keys {
     supported: &["target", "published", "host_ip", "protocol", "mode"],
-    unsupported: &[("name", ""), ("app_protocol", "")],
+    unsupported: &[
+        (
+            "name",
+            "a port's name is metadata for tools Convoy does not run; remove it",
+        ),
+        (
+            "app_protocol",
+            "a port's protocol name is metadata for tools Convoy does not run; remove it",
+        ),
+    ],
     extensions: true,
 };
 pub(super) const MOUNT: Keys = Keys {
     supported: &["type", "source", "target", "read_only", "bind", "volume"],
     unsupported: &[
-        ("consistency", ""),
+        (
+            "consistency",
+            "a Docker Desktop for Mac setting that Linux engines ignore; remove it",
+        ),
         ("tmpfs", "use the service's `tmpfs`"),
-        ("image", ""),
+        (
+            "image",
+            "image mounts need engine API 1.47; not supported yet",
+        ),
     ],
     extensions: true,
 };
 pub(super) const MOUNT_BIND: Keys = Keys {
     supported: &[],
     unsupported: &[
-        ("propagation", ""),
-        ("create_host_path", ""),
-        ("recursive", ""),
-        ("selinux", ""),
+        (
+            "propagation",
+            "bind mounts use the engine's default propagation (rprivate)",
+        ),
+        (
+            "create_host_path",
+            "a missing host path is an error of the engine's mount API",
+        ),
+        (
+            "recursive",
+            "submounts are bound read-only recursively where the engine can",
+        ),
+        (
+            "selinux",
+            "relabelling (`z`, `Z`) needs the engine's bind syntax, which Convoy does not use",
+        ),
     ],
     extensions: true,
 };
 pub(super) const MOUNT_VOLUME: Keys = Keys {
     supported: &[],
-    unsupported: &[("labels", ""), ("nocopy", ""), ("subpath", "")],
+    unsupported: &[
+        (
+            "labels",
+            "label the volume where it is declared (top-level `volumes`)",
+        ),
+        (
+            "nocopy",
+            "a new volume is filled from the image's files at its path",
+        ),
+        ("subpath", "needs engine API 1.45"),
+    ],
     extensions: true,
 };
 pub(super) const DEPENDS: Keys = Keys {
@@ -253,18 +345,36 @@ pub(super) const DEPENDS: Keys = Keys {
 pub(super) const ATTACHMENT: Keys = Keys {
     supported: &["aliases", "ipv4_address", "ipv6_address"],
     unsupported: &[
-        ("driver_opts", ""),
-        ("gw_priority", ""),
-        ("interface_name", ""),
-        ("link_local_ips", ""),
-        ("mac_address", ""),
-        ("priority", ""),
+        (
+            "driver_opts",
+            "endpoints are made with the network driver's defaults",
+        ),
+        (
+            "gw_priority",
+            "needs engine API 1.48; the first network written is the default gateway",
+        ),
+        ("interface_name", "needs engine API 1.49"),
+        (
+            "link_local_ips",
+            "the engine assigns link-local addresses itself",
+        ),
+        (
+            "mac_address",
+            "engines before API 1.44 ignore a MAC address per network",
+        ),
+        (
+            "priority",
+            "networks are connected in the order of their names",
+        ),
     ],
     extensions: true,
 };
 pub(super) const ENV_FILE: Keys = Keys {
     supported: &["path", "required"],
-    unsupported: &[("format", "")],
+    unsupported: &[(
+        "format",
+        "env files are read in Compose's default format; remove `format`",
+    )],
     extensions: false,
 };
 pub(super) const ULIMIT: Keys = Keys {
@@ -293,7 +403,17 @@ pub(super) const NETWORK: Keys = Keys {
         "name",
         "external",
     ],
-    unsupported: &[("attachable", ""), ("enable_ipv4", ""), ("enable_ipv6", "")],
+    unsupported: &[
+        (
+            "attachable",
+            "a Swarm overlay setting: Convoy's networks are local to each host; remove it",
+        ),
+        ("enable_ipv4", "needs engine API 1.47; networks have IPv4"),
+        (
+            "enable_ipv6",
+            "IPv6 networks need an IPv6 `ipam` subnet on every host",
+        ),
+    ],
     extensions: true,
 };
 pub(super) const X_CONVOY: Keys = Keys {
@@ -303,7 +423,7 @@ pub(super) const X_CONVOY: Keys = Keys {
 };
 pub(super) const IPAM: Keys = Keys {
     supported: &["driver", "config"],
-    unsupported: &[("options", "")],
+    unsupported: &[("options", "options of IPAM drivers other than the default")],
     extensions: true,
 };
 pub(super) const IPAM_POOL: Keys = Keys {

@@ -19,6 +19,7 @@
 mod build;
 mod depends;
 mod deploy;
+mod engine_more;
 mod engine_options;
 mod engine_rules;
 mod env_file;

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::deploy::read_deploy;
+use super::engine_more::{More, MORE_KEYS};
 use super::engine_options::{
     read_container_name, read_cpu_shares, read_devices, read_expose, read_gpus, read_ipc,
     read_network_mode, read_pid, read_platform, read_pull_policy, read_runtime, read_security_opt,
@@ -54,6 +55,7 @@ impl Stack<'_> {
             reserve_memory_bytes: None,
             secret_env: BTreeSet::new(),
             container: ContainerSpec::default(),
+            restart_with: BTreeSet::new(),
         };
         let mut image = None;
         let mut env_file_env: BTreeMap<String, String> = BTreeMap::new();
@@ -67,6 +69,7 @@ impl Stack<'_> {
         let mut container_name_at: Option<(&Node, String)> = None;
         let mut build = None;
         let mut pull_build_at: Option<(&Node, String)> = None;
+        let mut more = More::default();
 
         for (field, _k, v, fpath) in d.fields(entries, path, &SERVICE) {
             match field {
@@ -196,11 +199,13 @@ impl Stack<'_> {
                     let mut gpus = read_gpus(d, v, &fpath);
                     c.device_requests.append(&mut gpus);
                 }
+                f if MORE_KEYS.contains(&f) => more.read(d, f, v, &fpath, &mut c),
                 _ => {}
             }
         }
 
         legacy.apply(d, &mut c, &mut svc);
+        more.apply(d, &mut c, &mut svc, &mut g.place.replicas);
 
         // One name holds one container per engine: a second replica, or a global service's
         // copy on a second host, would take it from the first on every pass.

@@ -235,9 +235,9 @@ fn lifecycle_hooks_are_refused_by_name() {
     assert_eq!(
         e,
         vec![
-            "stacks/web/compose.yaml:4:5: services.a.pre_start: `pre_start` is not supported yet",
-            "stacks/web/compose.yaml:5:5: services.a.post_start: `post_start` is not supported yet",
-            "stacks/web/compose.yaml:6:5: services.a.pre_stop: `pre_stop` is not supported yet",
+            "stacks/web/compose.yaml:4:5: services.a.pre_start: `pre_start` is not supported yet: init containers before the service's are not run yet; make the step a one-shot service (`restart: no`) and depend on it with `condition: service_completed_successfully`",
+            "stacks/web/compose.yaml:5:5: services.a.post_start: `post_start` is not supported yet: lifecycle hooks are not run yet; run the command in the entrypoint",
+            "stacks/web/compose.yaml:6:5: services.a.pre_stop: `pre_stop` is not supported yet: lifecycle hooks are not run yet; handle the stop signal in the service",
         ]
     );
 }
@@ -303,4 +303,129 @@ fn stdin_open_and_tty_are_read_and_default_off() {
             .any(|m| m.contains("compose.yaml:4") && m.contains("tty")),
         "{e:?}"
     );
+}
+
+#[test]
+fn the_less_common_engine_settings_are_read_in_normal_form() {
+    let s = service(
+        "services:\n  web:\n    image: x\n    privileged: true\n    shm_size: 128m\n    dns_opt: [ndots:2, timeout:1]\n    dns_search: b.example\n    domainname: example.org\n    group_add: [video, audio]\n    oom_score_adj: -500\n    oom_kill_disable: true\n    cgroup: private\n    cgroup_parent: convoy.slice\n    uts: host\n    userns_mode: host\n    cpuset: 0-1,3\n    cpu_period: 100000\n    cpu_quota: 50000\n    cpu_rt_period: 1s\n    cpu_rt_runtime: 950000\n    mem_swappiness: 10\n    device_cgroup_rules: [\"c  1:3 mr\", \"a *:* r\"]\n    storage_opt: {size: 1G}\n    blkio_config:\n      weight: 300\n      weight_device: [{path: /dev/sda, weight: 400}]\n      device_read_bps: [{path: /dev/sdb, rate: 1mb}, {path: /dev/sda, rate: 2048}]\n      device_write_iops: [{path: /dev/sda, rate: 10}]\n    annotations: [a=b]\n    pids_limit: 50\n    scale: 1\n    attach: false\n",
+    );
+    let m = &s.container.more;
+    assert!(m.privileged && m.oom_kill_disable);
+    assert_eq!(m.shm_size_bytes, Some(128 << 20));
+    assert_eq!(m.dns_opt, ["ndots:2", "timeout:1"]);
+    assert_eq!(m.dns_search, ["b.example"]);
+    assert_eq!(m.domainname.as_deref(), Some("example.org"));
+    assert_eq!(m.group_add, ["audio", "video"]);
+    assert_eq!(m.oom_score_adj, Some(-500));
+    assert_eq!(m.cgroup.as_deref(), Some("private"));
+    assert_eq!(m.cgroup_parent.as_deref(), Some("convoy.slice"));
+    assert_eq!(
+        (m.uts.as_deref(), m.userns_mode.as_deref()),
+        (Some("host"), Some("host"))
+    );
+    assert_eq!(m.cpuset.as_deref(), Some("0-1,3"));
+    assert_eq!((m.cpu_period, m.cpu_quota), (Some(100_000), Some(50_000)));
+    assert_eq!(
+        (m.cpu_rt_period, m.cpu_rt_runtime),
+        (Some(1_000_000), Some(950_000))
+    );
+    assert_eq!(m.mem_swappiness, Some(10));
+    assert_eq!(m.device_cgroup_rules, ["a *:* r", "c 1:3 mr"]);
+    assert_eq!(m.storage_opt["size"], "1G");
+    assert_eq!(m.blkio.weight, Some(300));
+    assert_eq!(m.blkio.weight_device, [("/dev/sda".to_string(), 400)]);
+    assert_eq!(
+        m.blkio.device_read_bps,
+        [
+            ("/dev/sda".to_string(), 2048),
+            ("/dev/sdb".to_string(), 1 << 20)
+        ]
+    );
+    assert_eq!(m.blkio.device_write_iops, [("/dev/sda".to_string(), 10)]);
+    assert_eq!(m.annotations["a"], "b");
+    assert_eq!(s.container.pids_limit, Some(50));
+    assert_eq!(s.replicas, 1);
+    // None of them written: the value is empty and out of the serialised spec.
+    let plain = service("services:\n  web:\n    image: x\n");
+    assert!(plain.container.more.is_empty());
+    assert!(!serde_json::to_string(&plain.container)
+        .unwrap()
+        .contains("more"));
+    assert_ne!(s.container.hash(), plain.container.hash());
+}
+
+#[test]
+fn the_less_common_engine_settings_have_located_errors() {
+    let e = web_errs("services:\n  a:\n    image: x\n    privileged: maybe\n    shm_size: lots\n    oom_score_adj: 2000\n    cgroup: shared\n    uts: private\n    userns_mode: remap\n    cpuset: 3-1\n    cpu_period: 10\n    cpu_quota: 5\n    mem_swappiness: 101\n    device_cgroup_rules: [\"x 1:3 r\", \"c 1:3\"]\n    blkio_config:\n      weight: 5\n      device_read_bps: [{path: sda, rate: 1}, {rate: 1}]\n      bogus: 1\n    cpu_rt_period: 1000\n    cpu_rt_runtime: 2000\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:4:17: services.a.privileged: expected a boolean, found a string",
+            "stacks/web/compose.yaml:5:15: services.a.shm_size: invalid size `lots` (expected e.g. `512m`, `1g` or a number of bytes)",
+            "stacks/web/compose.yaml:6:20: services.a.oom_score_adj: oom_score_adj 2000 is out of range (-1000 to 1000)",
+            "stacks/web/compose.yaml:7:13: services.a.cgroup: invalid cgroup `shared` (expected `host` or `private`)",
+            "stacks/web/compose.yaml:8:10: services.a.uts: invalid uts `private` (expected `host`)",
+            "stacks/web/compose.yaml:9:18: services.a.userns_mode: invalid userns_mode `remap` (expected `host`)",
+            "stacks/web/compose.yaml:10:13: services.a.cpuset: invalid cpuset `3-1` (expected CPU numbers and ranges, such as `0-2,4`)",
+            "stacks/web/compose.yaml:11:17: services.a.cpu_period: cpu_period 10 is out of range (1000 to 1000000)",
+            "stacks/web/compose.yaml:12:16: services.a.cpu_quota: cpu_quota 5 is below 1000 microseconds (-1: no quota)",
+            "stacks/web/compose.yaml:13:21: services.a.mem_swappiness: mem_swappiness 101 is out of range (0 to 100)",
+            "stacks/web/compose.yaml:14:27: services.a.device_cgroup_rules[0]: invalid device cgroup rule `x 1:3 r` (expected `<a|b|c> <major>:<minor> <rwm>`, such as `c 1:3 mr`)",
+            "stacks/web/compose.yaml:14:38: services.a.device_cgroup_rules[1]: invalid device cgroup rule `c 1:3` (expected `<a|b|c> <major>:<minor> <rwm>`, such as `c 1:3 mr`)",
+            "stacks/web/compose.yaml:16:15: services.a.blkio_config.weight: weight 5 is out of range (10 to 1000)",
+            "stacks/web/compose.yaml:17:26: services.a.blkio_config.device_read_bps[0]: expected `path` and `rate`",
+            "stacks/web/compose.yaml:17:32: services.a.blkio_config.device_read_bps[0].path: device path `sda` is not absolute",
+            "stacks/web/compose.yaml:17:48: services.a.blkio_config.device_read_bps[1]: expected `path` and `rate`",
+            "stacks/web/compose.yaml:18:7: services.a.blkio_config.bogus: unknown key",
+            "stacks/web/compose.yaml:20:21: services.a.cpu_rt_runtime: cpu_rt_runtime is above cpu_rt_period: a period cannot hold it",
+        ]
+    );
+}
+
+#[test]
+fn pids_limit_and_scale_must_agree_with_deploy() {
+    let e = web_errs("services:\n  a:\n    image: x\n    pids_limit: 10\n    scale: 2\n    deploy:\n      replicas: 3\n      resources:\n        limits:\n          pids: 20\n  b:\n    image: x\n    scale: 2\n    deploy:\n      mode: global\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:4:17: services.a.pids_limit: `pids_limit` disagrees with `deploy.resources.limits.pids`: write one of them",
+            "stacks/web/compose.yaml:5:12: services.a.scale: `scale: 2` disagrees with `deploy.replicas: 3`: write one of them",
+            "stacks/web/compose.yaml:13:12: services.b.scale: `scale` cannot be used with `mode: global`",
+        ]
+    );
+    // Alike, or one of the two: fine.
+    let s = service("services:\n  web:\n    image: x\n    pids_limit: 20\n    scale: 3\n    deploy:\n      replicas: 3\n      resources:\n        limits:\n          pids: 20\n");
+    assert_eq!((s.container.pids_limit, s.replicas), (Some(20), 3));
+    let s = service("services:\n  web:\n    image: x\n    pids_limit: -1\n    scale: 2\n");
+    assert_eq!((s.container.pids_limit, s.replicas), (None, 2));
+}
+
+/// Every key Convoy refuses says why, at every level of the file.
+#[test]
+fn every_refused_key_gives_its_reason() {
+    let e = web_errs("services:\n  a:\n    image: x\n    develop: {}\n    models: []\n    provider: {}\n    use_api_socket: true\n    credential_spec: {}\n    isolation: default\n    cpu_count: 1\n    cpu_percent: 50\n    external_links: [x]\n    mac_address: 02:42:ac:11:00:02\n    deploy:\n      endpoint_mode: vip\n      update_config: {}\n      rollback_config: {}\n");
+    assert_eq!(e.len(), 13, "{e:#?}");
+    for m in &e {
+        assert!(m.contains("is not supported yet: "), "{m}");
+    }
+    assert!(e
+        .iter()
+        .any(|m| m.contains("update_config") && m.contains("issue 10")));
+}
+
+/// `external: true` beside `name:`, and the older `external: {name: x}`, for volumes and
+/// networks alike: external, under that name.
+#[test]
+fn external_with_a_name_in_both_forms() {
+    let s = ok(&files(&web("services:\n  a:\n    image: x\n    volumes: [e:/e, f:/f]\n    networks: [n, m]\nvolumes:\n  e:\n    external: true\n    name: real-volume\n  f:\n    external: {name: other-volume}\nnetworks:\n  n:\n    external: true\n    name: real-net\n  m:\n    external:\n      name: other-net\n")));
+    let st = &s.stacks["web"];
+    for (v, name) in [("e", "real-volume"), ("f", "other-volume")] {
+        assert!(st.volumes[v].external);
+        assert_eq!(st.volumes[v].engine_name, name);
+    }
+    for (n, name) in [("n", "real-net"), ("m", "other-net")] {
+        assert!(st.networks[n].external);
+        assert_eq!(st.networks[n].engine_name, name);
+    }
 }

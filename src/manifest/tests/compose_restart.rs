@@ -96,17 +96,24 @@ fn restart_policy_delay_and_window_are_refused_with_the_reason() {
 }
 
 #[test]
-fn depends_on_restart_false_loads_and_true_is_refused_by_name() {
+fn depends_on_restart_is_read_per_dependency() {
     let s = service(
         "services:\n  a:\n    image: x\n    depends_on:\n      b:\n        condition: service_started\n        restart: false\n  b:\n    image: x\n",
     );
     assert!(s.depends_on.contains_key("b"));
+    assert!(s.restart_with.is_empty());
+    let st = ok(&files(&web(
+        "services:\n  a:\n    image: x\n    depends_on:\n      b:\n        restart: true\n      c:\n        condition: service_started\n  b:\n    image: x\n  c:\n    image: x\n",
+    )));
+    let a = &st.stacks["web"].services["a"];
+    assert_eq!(a.restart_with.iter().collect::<Vec<_>>(), ["b"]);
+    assert_eq!(a.depends_on.len(), 2);
     let e = web_errs(
-        "services:\n  a:\n    image: x\n    depends_on:\n      b:\n        restart: true\n  b:\n    image: x\n",
+        "services:\n  a:\n    image: x\n    depends_on:\n      b:\n        restart: maybe\n  b:\n    image: x\n",
     );
     assert_eq!(
         e,
-        vec!["stacks/web/compose.yaml:6:9: services.a.depends_on.b.restart: `restart: true` is not supported yet: Convoy does not restart a service when a dependency is replaced; remove it, or change the service too so it is replaced as well"]
+        vec!["stacks/web/compose.yaml:6:18: services.a.depends_on.b.restart: expected a boolean, found a string"]
     );
 }
 

@@ -38,13 +38,10 @@ fn unsupported_keys_at_every_level() {
             "stacks/web/compose.yaml:2:1: configs: `configs` is not supported yet: use environment variables or a bind mount",
             "stacks/web/compose.yaml:4:1: x-convoy: `x-convoy` is only supported at the service level",
             "stacks/web/compose.yaml:8:21: services.a.container_name: invalid container name `a`: Docker names start with a letter or digit and go on with letters, digits, `_`, `.` or `-` (two characters at least)",
-            "stacks/web/compose.yaml:9:5: services.a.scale: `scale` is not supported yet: use `deploy.replicas`",
-            "stacks/web/compose.yaml:10:5: services.a.privileged: `privileged` is not supported yet: use `cap_add` for the capabilities the service needs",
-            "stacks/web/compose.yaml:12:7: services.a.deploy.update_config: `update_config` is not supported yet",
+            "stacks/web/compose.yaml:12:7: services.a.deploy.update_config: `update_config` is not supported yet: rolling updates: not yet, issue 10",
             "stacks/web/compose.yaml:14:9: services.a.deploy.restart_policy.delay: `delay` is not supported yet: the engine waits with its own back-off (100 ms, doubling); remove `delay`",
-            "stacks/web/compose.yaml:22:11: services.a.volumes[0].bind.propagation: `propagation` is not supported yet",
-            "stacks/web/compose.yaml:25:9: services.a.ports[0].app_protocol: `app_protocol` is not supported yet",
-            "stacks/web/compose.yaml:29:9: services.a.depends_on.b.restart: `restart: true` is not supported yet: Convoy does not restart a service when a dependency is replaced; remove it, or change the service too so it is replaced as well",
+            "stacks/web/compose.yaml:22:11: services.a.volumes[0].bind.propagation: `propagation` is not supported yet: bind mounts use the engine's default propagation (rprivate)",
+            "stacks/web/compose.yaml:25:9: services.a.ports[0].app_protocol: `app_protocol` is not supported yet: a port's protocol name is metadata for tools Convoy does not run; remove it",
             "stacks/web/compose.yaml:34:7: services.b.x-convoy.zone: unknown key",
         ]
     );

@@ -133,7 +133,7 @@ fn errors_are_collected_across_files_and_sorted() {
         ("stacks/a/compose.yaml", "services:\n  a:\n    imgae: x\n"),
         (
             "stacks/b/compose.yaml",
-            "services:\n  b:\n    image: x\n    cgroup: host\n",
+            "services:\n  b:\n    image: x\n    external_links: [db]\n",
         ),
     ]);
     assert_eq!(
@@ -142,7 +142,7 @@ fn errors_are_collected_across_files_and_sorted() {
             "convoy.yaml:4:14: hosts.a.address: expected `unix:///path/docker.sock` or `ssh://[user@]host[:port]`",
             "stacks/a/compose.yaml:2:3: services.a: missing `image`",
             "stacks/a/compose.yaml:3:5: services.a.imgae: unknown key, did you mean `image`?",
-            "stacks/b/compose.yaml:4:5: services.b.cgroup: `cgroup` is not supported yet",
+            "stacks/b/compose.yaml:4:5: services.b.external_links: `external_links` is not supported yet: links to containers outside the stack: join an external network both are on and use their names",
         ]
     );
 }

@@ -1,0 +1,144 @@
+//! `depends_on.<service>.restart: true`: when a pass replaces or starts again a replica of the
+//! dependency, every replica of the dependent that is otherwise left alone is replaced after it
+//! (its `after` holds the dependency's steps), as Compose restarts it. A replacement rather
+//! than an engine restart, so the executor needs no new kind of step; the slot keeps its
+//! anonymous volumes and its name.
+//!
+//! Pure, as the planner. It never adds a step for a dependency that is only created (a new
+//! service, a first apply: nothing ran before it), nor for a dependent that already has a
+//! step of its own.
+
+use super::{Action, FieldChange, Planner, Reason, ReplicaKey};
+use crate::model::observed::HostSnapshot;
+use crate::model::spec::{replica_name, ServiceSpec};
+
+impl Planner<'_> {
+    /// The replacement of a converged replica whose `restart: true` dependency this plan
+    /// replaces or starts again; `None` when there is none.
+    pub(super) fn restart_after_dependency(
+        &self,
+        snap: &HostSnapshot,
+        key: &ReplicaKey,
+        service: &ServiceSpec,
+    ) -> Option<Action> {
+        let dep = service.restart_with.iter().find(|dep| {
+            self.replica_steps
+                .get(&(key.stack.clone(), (*dep).clone()))
+                .into_iter()
+                .flatten()
+                .any(|id| {
+                    matches!(
+                        self.plan.steps[*id].action,
+                        Action::Replace { .. } | Action::Start { .. }
+                    )
+                })
+        })?;
+        let name = replica_name(&key.stack, service, &key.slot);
+        let c = snap.containers.get(&name)?;
+        Some(Action::Replace {
+            old_id: c.id.clone(),
+            old_grace_secs: c.actual.stop_grace_period_secs,
+            changes: vec![FieldChange {
+                field: format!("depends_on.{dep}.restart"),
+                old: "running".into(),
+                new: format!("restarted after `{dep}`"),
+            }],
+            reason: Reason::DependencyRestarted {
+                service: dep.clone(),
+            },
+            replica: Box::new(self.replica(key, service, &name)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{execute_in_memory, lines, plan_for, service, stack};
+    use super::*;
+    use crate::core::testkit::{desired, empty_observed};
+    use crate::model::observed::{ObservedHost, RunState};
+    use crate::model::spec::{DependsCondition, DesiredState};
+
+    /// `db` with a variable, `app` depending on it with `restart: true`, `other` without.
+    fn state(db_env: &str) -> DesiredState {
+        let mut db = service("web", "db", 1);
+        db.container.env.insert("V".into(), db_env.into());
+        let mut app = service("web", "app", 2);
+        app.depends_on
+            .insert("db".into(), DependsCondition::ServiceStarted);
+        app.restart_with.insert("db".into());
+        let mut other = service("web", "other", 1);
+        other
+            .depends_on
+            .insert("db".into(), DependsCondition::ServiceStarted);
+        desired(&["h1"], vec![stack("web", vec![app, db, other])])
+    }
+
+    #[test]
+    fn a_replaced_dependency_replaces_its_restart_true_dependents_after_it() {
+        let d = state("1");
+        // A first apply creates: nothing ran before, nothing to restart.
+        let first = plan_for(&d, &empty_observed(&d));
+        assert!(first
+            .steps
+            .iter()
+            .all(|s| !matches!(s.action, Action::Replace { .. })));
+        let o = execute_in_memory(&first, &empty_observed(&d));
+        assert!(plan_for(&d, &o).steps.is_empty());
+
+        let changed = state("2");
+        let p = plan_for(&changed, &o);
+        assert_eq!(
+            lines(&p),
+            vec![
+                "h1 ~ web-db-1  (drift)",
+                "h1 ~ web-app-1  (`db` restarted (depends_on restart: true))",
+                "h1 ~ web-app-2  (`db` restarted (depends_on restart: true))",
+            ]
+        );
+        let Action::Replace { changes, .. } = &p.steps[1].action else {
+            panic!("{:?}", p.steps[1]);
+        };
+        assert_eq!(changes[0].field, "depends_on.db.restart");
+        let db_step = p.steps[0].id;
+        assert!(p.steps[1..].iter().all(|s| s.after.contains(&db_step)));
+        // Once done, the next pass is quiet: the dependents are not replaced again.
+        let o2 = execute_in_memory(&p, &o);
+        assert!(plan_for(&changed, &o2).steps.is_empty());
+    }
+
+    #[test]
+    fn a_dependency_started_again_replaces_its_restart_true_dependents() {
+        let d = state("1");
+        let mut o = execute_in_memory(&plan_for(&d, &empty_observed(&d)), &empty_observed(&d));
+        let Some(ObservedHost::Reachable(snap)) = o.hosts.get_mut("h1") else {
+            panic!("h1 observed");
+        };
+        let db = snap.containers.get_mut("web-db-1").expect("db runs");
+        db.state = RunState::Exited;
+        db.exit_code = 137;
+        let p = plan_for(&d, &o);
+        let kinds: Vec<(String, &str)> = p
+            .steps
+            .iter()
+            .map(|s| match &s.action {
+                Action::Start { name, .. } => (name.clone(), "start"),
+                Action::Replace {
+                    replica, reason, ..
+                } => {
+                    assert_eq!(reason.code(), "dependency_restarted");
+                    (replica.name.clone(), "replace")
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("web-db-1".to_string(), "start"),
+                ("web-app-1".to_string(), "replace"),
+                ("web-app-2".to_string(), "replace"),
+            ]
+        );
+    }
+}
