@@ -8,6 +8,7 @@ mod cli;
 mod compose_keys;
 mod compose_volumes;
 mod concurrency;
+mod corpus;
 mod daemon;
 mod fleet;
 mod git_rev;
