@@ -239,8 +239,12 @@ fn the_corpus_validates_as_far_as_its_features_have_landed() {
 }
 
 /// The fleet file of the corpus: the 3 hosts over SSH, each with its own `files_dir` and
-/// `secrets_dir` (the test hosts share one file system) under the test's temporary folder.
+/// `secrets_dir` (the test hosts share one file system) under the test's temporary folder,
+/// once the features that bring those keys have landed.
 fn write_fleet_file(hosts: &Hosts, t: &TestFleet) {
+    let landed = landed();
+    let files = landed.contains(&Feature::Binds) || landed.contains(&Feature::Configs);
+    let secrets = landed.contains(&Feature::Secrets);
     let mut y = format!(
         "fleet: {}\nssh:\n  user: root\n  identity_file: {}\n  known_hosts: {}\nhosts:\n",
         t.id,
@@ -250,12 +254,19 @@ fn write_fleet_file(hosts: &Hosts, t: &TestFleet) {
     for h in &hosts.names {
         let dir = t.path().join("hostdirs").join(h);
         y.push_str(&format!(
-            "  {h}:\n    address: ssh://root@{}\n    docker_socket: {}\n    files_dir: {}\n    secrets_dir: {}\n",
+            "  {h}:\n    address: ssh://root@{}\n    docker_socket: {}\n",
             addr(hosts, h),
             hosts.sock(h),
-            dir.join("files").display(),
-            dir.join("secrets").display(),
         ));
+        if files {
+            y.push_str(&format!("    files_dir: {}\n", dir.join("files").display()));
+        }
+        if secrets {
+            y.push_str(&format!(
+                "    secrets_dir: {}\n",
+                dir.join("secrets").display()
+            ));
+        }
     }
     t.write("convoy.yaml", &y);
 }
