@@ -4,7 +4,9 @@
 //! test fleet over SSH: they converge, a second apply changes nothing, and each stack is
 //! checked from outside (the engines' inspect data, `docker exec`, an HTTP fetch from this
 //! process to a port published on a host's address, a search of the hosts' persistent files
-//! for secret values).
+//! for secret values). Two more tests change files of the corpus: a changed config, page or
+//! secret replaces exactly the services that use it; a changed build context is built once and
+//! shipped once, an unchanged one neither (image events counted on every host).
 //!
 //! The features land one helper branch at a time: each corpus entry names the [`Feature`] it
 //! needs, and only the features in [`LANDED`] (or in `CONVOY_CORPUS_LANDED`, a comma list of
@@ -873,4 +875,270 @@ fn the_corpus_converges_on_the_fleet_and_a_second_apply_changes_nothing() {
             "{entry}: the secret is on a persistent path: {found:?}"
         );
     }
+}
+
+/// Unix time with nanoseconds, as `docker events --since` takes it.
+fn unix_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
+/// Image events (`tag`, `load`, `import`, `pull`, ...) of one host's engine in a time window.
+fn image_events(hosts: &Hosts, host: &str, since: &str, until: &str) -> Vec<String> {
+    hosts
+        .docker(
+            host,
+            &[
+                "events",
+                "--since",
+                since,
+                "--until",
+                until,
+                "--filter",
+                "type=image",
+                "--format",
+                "{{.Action}}",
+            ],
+        )
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Container name → id of every container of the fleet.
+fn ids(hosts: &Hosts, fleet: &str) -> std::collections::BTreeMap<String, String> {
+    fleet_view(hosts, fleet)
+        .into_iter()
+        .map(|(_, name, id, _)| (name, id))
+        .collect()
+}
+
+/// Names whose container id differs between two [`ids`] views (or that exist in one only).
+fn replaced(
+    before: &std::collections::BTreeMap<String, String>,
+    after: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    names
+        .into_iter()
+        .filter(|n| before.get(*n) != after.get(*n))
+        .cloned()
+        .collect()
+}
+
+/// A changed file from the repository replaces exactly the services that use it: a config
+/// file, a file inside a bind-mounted directory, and (once secrets land) a secret, whose diff
+/// says `(secret changed)` and never shows a value.
+#[test]
+fn a_changed_file_replaces_exactly_the_services_that_use_it() {
+    let landed = landed();
+    if !(landed.contains(&Feature::Binds) && landed.contains(&Feature::Configs)) {
+        eprintln!("SKIPPED: needs the binds and configs features (LANDED in tests/e2e/corpus.rs)");
+        return;
+    }
+    let Some(hosts) = Hosts::get() else { return };
+    let mut t = TestFleet::new();
+    let _files = CorpusCleanup {
+        hosts: &hosts,
+        fleet: t.id.clone(),
+        root: t.path().to_path_buf(),
+        corpus_id: t.id.clone(),
+    };
+    let _cleanup = HostCleanup(&hosts, t.id.clone());
+    t.env("CONVOY_CORPUS_ID", &t.id.clone());
+    write_fleet_file(&hosts, &t);
+    let secrets = landed.contains(&Feature::Secrets);
+    let mut entries = vec![
+        "features/bind-file",
+        "features/bind-dir",
+        "features/configs-file",
+    ];
+    if secrets {
+        entries.push("features/secrets-file");
+    }
+    for e in &entries {
+        copy_stack(&t, e);
+    }
+    let state = t.path().join("state").to_string_lossy().into_owned();
+    let fleet = t.id.clone();
+    let stack_dir = |e: &str| t.path().join("stacks").join(t.stack(short(e)));
+    let apply = || {
+        t.convoy(&["apply", "--state-dir", &state])
+            .outcome(Outcome::Converged);
+        wait_for("every container running", Duration::from_secs(60), || {
+            fleet_view(&hosts, &fleet)
+                .iter()
+                .all(|(_, _, _, st)| st == "running")
+        });
+    };
+    apply();
+
+    // A config file: only the service that mounts it, and diff names the file.
+    std::fs::write(
+        stack_dir("features/configs-file").join("settings.ini"),
+        "[corpus]\nmarker = corpus-config-file-v1\nextra = 2\n",
+    )
+    .expect("edit config");
+    let diff = t
+        .convoy(&["diff", "--state-dir", &state])
+        .outcome(Outcome::Differs);
+    assert!(diff.stdout.contains("settings.ini"), "{}", diff.stdout);
+    let before = ids(&hosts, &fleet);
+    apply();
+    assert_eq!(
+        replaced(&before, &ids(&hosts, &fleet)),
+        vec![t.cname("configs-file", "app", 1)]
+    );
+
+    // A file deep in a bind-mounted directory: only the service of that directory.
+    std::fs::write(
+        stack_dir("features/bind-dir").join("www/sub/nested.txt"),
+        "nested file, second version\n",
+    )
+    .expect("edit page");
+    let before = ids(&hosts, &fleet);
+    apply();
+    assert_eq!(
+        replaced(&before, &ids(&hosts, &fleet)),
+        vec![t.cname("bind-dir", "web", 1)]
+    );
+    let page = exec(
+        &hosts,
+        &fleet,
+        &t.cname("bind-dir", "web", 1),
+        &[
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://127.0.0.1:8080/sub/nested.txt",
+        ],
+    );
+    assert!(page.contains("second version"), "{page}");
+
+    if secrets {
+        std::fs::write(
+            stack_dir("features/secrets-file").join("db_password.txt"),
+            "corpus-s3cret-file-v2",
+        )
+        .expect("edit secret");
+        let diff = t
+            .convoy(&["diff", "--state-dir", &state])
+            .outcome(Outcome::Differs);
+        assert!(diff.stdout.contains("(secret changed)"), "{}", diff.stdout);
+        for v in ["corpus-s3cret-file-v1", "corpus-s3cret-file-v2"] {
+            assert!(
+                !diff.stdout.contains(v) && !diff.stderr.contains(v),
+                "diff shows a secret value"
+            );
+        }
+        let before = ids(&hosts, &fleet);
+        apply();
+        let app = t.cname("secrets-file", "app", 1);
+        assert_eq!(replaced(&before, &ids(&hosts, &fleet)), vec![app.clone()]);
+        assert_eq!(
+            exec(&hosts, &fleet, &app, &["cat", "/run/secrets/db_password"]),
+            "corpus-s3cret-file-v2"
+        );
+    }
+    t.convoy(&["diff", "--state-dir", &state])
+        .outcome(Outcome::InSync);
+}
+
+/// `build:` on the fleet: an unchanged context is neither built nor shipped again (no image
+/// event on any host); a changed one is built once, on one host, and loaded once into each
+/// of the two other hosts, and every replica then runs the new image.
+#[test]
+fn a_changed_build_context_rebuilds_once_and_ships_once() {
+    if !landed().contains(&Feature::Build) {
+        eprintln!("SKIPPED: needs the build feature (LANDED in tests/e2e/corpus.rs)");
+        return;
+    }
+    let Some(hosts) = Hosts::get() else { return };
+    let t = TestFleet::new();
+    let _files = CorpusCleanup {
+        hosts: &hosts,
+        fleet: t.id.clone(),
+        root: t.path().to_path_buf(),
+        corpus_id: t.id.clone(),
+    };
+    let _cleanup = HostCleanup(&hosts, t.id.clone());
+    write_fleet_file(&hosts, &t);
+    for h in &hosts.names {
+        remove_built_images(&format!("unix://{}", hosts.sock(h)));
+    }
+    copy_stack(&t, "stacks/app-build");
+    let state = t.path().join("state").to_string_lossy().into_owned();
+    let fleet = t.id.clone();
+    let image_of = |slot: u32| {
+        inspect(
+            &hosts,
+            &fleet,
+            &t.cname("app-build", "app", slot),
+            "{{.Image}}",
+        )
+    };
+    t.convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    let first = image_of(1);
+
+    // Unchanged: no build, no transfer.
+    let since = unix_now();
+    t.convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    let until = unix_now();
+    for h in &hosts.names {
+        let ev = image_events(&hosts, h, &since, &until);
+        assert!(ev.is_empty(), "{h}: image events on a no-op pass: {ev:?}");
+    }
+
+    // Changed: built on one host, loaded into the two others.
+    let page = t
+        .path()
+        .join("stacks")
+        .join(t.stack("app-build"))
+        .join("app/www/index.html");
+    std::fs::write(&page, "<p>corpus-app-build-v2</p>\n").expect("edit page");
+    t.convoy(&["diff", "--state-dir", &state])
+        .outcome(Outcome::Differs);
+    let since = unix_now();
+    t.convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    let until = unix_now();
+    let mut built_on = Vec::new();
+    let mut loads = 0;
+    for h in &hosts.names {
+        let ev = image_events(&hosts, h, &since, &until);
+        if ev.iter().any(|a| a == "tag") {
+            built_on.push(h.clone());
+        }
+        loads += ev.iter().filter(|a| *a == "load").count();
+    }
+    assert_eq!(built_on.len(), 1, "built on {built_on:?}");
+    assert_eq!(loads, hosts.names.len() - 1, "loads");
+    let images: BTreeSet<String> = (1..=3).map(image_of).collect();
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert!(
+        !images.contains(&first),
+        "the replicas still run the old image"
+    );
+    wait_for("the new page served", Duration::from_secs(30), || {
+        docker_try(&[
+            "-H",
+            &host_of(&hosts, &fleet, &t.cname("app-build", "app", 1)).1,
+            "exec",
+            &t.cname("app-build", "app", 1),
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://127.0.0.1:8080/",
+        ])
+        .is_some_and(|p| p.contains("corpus-app-build-v2"))
+    });
+    t.convoy(&["diff", "--state-dir", &state])
+        .outcome(Outcome::InSync);
 }
