@@ -770,7 +770,7 @@ fn the_corpus_converges_on_the_fleet_and_a_second_apply_changes_nothing() {
         }
         assert_eq!(on.len(), 3, "one replica per host: {on:?}");
         assert_eq!(images.len(), 1, "one image, shipped by ID: {images:?}");
-        // .dockerignore kept README.md out of the context.
+        // .dockerignore kept www/README.md out of the context (COPY www/ would take it).
         let ls = exec(
             &hosts,
             &fleet,
