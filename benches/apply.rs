@@ -10,6 +10,11 @@
 //! `CONVOY_BENCH_BASE_BIN=/path/to/convoy` adds a fourth contender: another build of Convoy
 //! (the previous release, say, built with `--release`), timed in the same rounds on the same
 //! engine, so a change is compared before/after without the noise of two runs.
+//!
+//! `cargo bench --bench apply -- --files` runs another comparison instead (issue 9's target: a
+//! no-op apply of 20 services that use configs, secrets and a build stays within 1.2x of the
+//! no-op apply of the same 20 services without them): two fleets side by side on the local
+//! engine, deployed once, then `BENCH_ROUNDS` no-op applies of each in alternating order.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,6 +32,10 @@ fn main() {
     // and a benchmark has no place inside the test run.
     if !std::env::args().any(|a| a == "--bench") {
         println!("benches/apply: a benchmark, run it with `cargo bench --bench apply`");
+        return;
+    }
+    if std::env::args().any(|a| a == "--files") {
+        files_noop();
         return;
     }
     let rounds: usize = std::env::var("BENCH_ROUNDS")
@@ -280,5 +289,165 @@ fn cleanup(fleet: &str, project: &str, compose_dir: &Path) {
                 .output();
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// Issue 9's benchmark: the no-op apply of 20 services with a config, a secret and an image
+/// built from the repository, against the no-op apply of the same 20 services without them.
+/// Both fleets stay deployed side by side; each round times one no-op apply of each, in
+/// alternating order. Prints the medians and the ratio (target <= 1.2).
+fn files_noop() {
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let pid = std::process::id();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain_fleet = format!("benchplain{pid}");
+    let files_fleet = format!("benchfiles{pid}");
+    let plain = dir.path().join("plain");
+    let files = dir.path().join("files");
+
+    // The same 20 services; the second fleet's also mount a config and a secret and run an
+    // image built from the repository (one context: one build, shipped to the one engine).
+    let mut plain_compose = String::from("services:\n");
+    let mut files_compose = String::from("services:\n");
+    for i in 1..=SERVICES {
+        plain_compose.push_str(&format!(
+            "  s{i:02}:\n    image: {IMAGE}\n    command: [\"sleep\", \"3600\"]\n"
+        ));
+        files_compose.push_str(&format!(
+            "  s{i:02}:\n    build:\n      context: ./app\n      labels:\n        org.convoy.bench: files{pid}\n    command: [\"sleep\", \"3600\"]\n    configs: [app_conf]\n    secrets: [app_token]\n"
+        ));
+    }
+    files_compose.push_str(
+        "configs:\n  app_conf:\n    file: ./conf/app.conf\nsecrets:\n  app_token:\n    file: ./secrets/token.txt\n",
+    );
+    // The local engine as an explicit host, so that its files_dir and secrets_dir are this
+    // run's (secrets_dir on /dev/shm: a tmpfs already, nothing to mount).
+    let files_dir = dir.path().join("host-files");
+    let secrets_dir = format!("/dev/shm/convoy-bench-{pid}");
+    for (repo, fleet, compose) in [
+        (&plain, &plain_fleet, &plain_compose),
+        (&files, &files_fleet, &files_compose),
+    ] {
+        let stack = repo.join("stacks").join("bench");
+        std::fs::create_dir_all(&stack).unwrap();
+        std::fs::write(
+            repo.join("convoy.yaml"),
+            format!(
+                "fleet: {fleet}\nhosts:\n  local:\n    address: unix:///var/run/docker.sock\n    files_dir: {}\n    secrets_dir: {secrets_dir}\n",
+                files_dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(stack.join("compose.yaml"), compose).unwrap();
+    }
+    let app = files.join("stacks/bench");
+    std::fs::create_dir_all(app.join("app")).unwrap();
+    std::fs::create_dir_all(app.join("conf")).unwrap();
+    std::fs::create_dir_all(app.join("secrets")).unwrap();
+    std::fs::write(
+        app.join("app/Dockerfile"),
+        format!("FROM {IMAGE}\nCOPY marker /marker\n"),
+    )
+    .unwrap();
+    std::fs::write(app.join("app/marker"), format!("bench {pid}\n")).unwrap();
+    std::fs::write(app.join("conf/app.conf"), "setting = 1\n").unwrap();
+    std::fs::write(app.join("secrets/token.txt"), format!("bench-token-{pid}")).unwrap();
+
+    let bin = env!("CARGO_BIN_EXE_convoy");
+    let apply = |repo: &Path| run_ok(Command::new(bin).args(["apply", "--repo"]).arg(repo));
+    files_cleanup(&plain_fleet, &files_fleet, pid);
+    // Deploy both once (the build happens here), untimed.
+    apply(&plain);
+    apply(&files);
+    assert_eq!(
+        running(&format!("label=convoy.fleet={plain_fleet}")),
+        SERVICES
+    );
+    assert_eq!(
+        running(&format!("label=convoy.fleet={files_fleet}")),
+        SERVICES
+    );
+
+    let mut noop_plain = Vec::new();
+    let mut noop_files = Vec::new();
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            noop_plain.push(timed(|| apply(&plain)));
+            noop_files.push(timed(|| apply(&files)));
+        } else {
+            noop_files.push(timed(|| apply(&files)));
+            noop_plain.push(timed(|| apply(&plain)));
+        }
+    }
+    // A no-op stays a no-op: nothing was replaced while timing.
+    assert_eq!(
+        running(&format!("label=convoy.fleet={files_fleet}")),
+        SERVICES
+    );
+    files_cleanup(&plain_fleet, &files_fleet, pid);
+    let _ = std::fs::remove_dir_all(&secrets_dir);
+
+    let m = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (p, f) = (m(&mut noop_plain), m(&mut noop_files));
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("{SERVICES} services, {rounds} rounds, medians:");
+    println!(
+        "  no-op apply, image only                  {:8.1} ms",
+        ms(p)
+    );
+    println!(
+        "  no-op apply, + config, secret and build  {:8.1} ms",
+        ms(f)
+    );
+    println!("ratio:");
+    println!(
+        "  with files / without    {:.2}x (target <= 1.2)",
+        ms(f) / ms(p)
+    );
+}
+
+/// Removes both fleets' containers and networks and the images the files fleet built.
+fn files_cleanup(plain_fleet: &str, files_fleet: &str, pid: u32) {
+    for fleet in [plain_fleet, files_fleet] {
+        let filter = format!("label=convoy.fleet={fleet}");
+        let out = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &filter])
+            .output()
+            .expect("docker ps");
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .output();
+        }
+        let out = Command::new("docker")
+            .args(["network", "ls", "-q", "--filter", &filter])
+            .output()
+            .expect("docker network ls");
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("docker").args(["network", "rm", id]).output();
+        }
+    }
+    let out = Command::new("docker")
+        .args([
+            "images",
+            "-q",
+            "--filter",
+            &format!("label=org.convoy.bench=files{pid}"),
+        ])
+        .output()
+        .expect("docker images");
+    for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let _ = Command::new("docker").args(["rmi", "-f", id]).output();
     }
 }

@@ -9,6 +9,7 @@ mod compose_build;
 mod compose_keys;
 mod compose_volumes;
 mod concurrency;
+mod corpus;
 mod daemon;
 mod fleet;
 mod git_rev;
