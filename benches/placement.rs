@@ -116,6 +116,7 @@ fn desired() -> DesiredState {
         hosts: BTreeMap::new(),
         stacks,
         settings: FleetSettings::default(),
+        files: Default::default(),
     }
 }
 

@@ -7,6 +7,7 @@
 //! matters, comes in as an argument. The tidy test holds it to that.
 
 pub mod drift;
+pub mod files;
 pub mod guard;
 pub mod pass;
 pub mod plan;

@@ -58,6 +58,9 @@ pub enum Reason {
     ScaledDown { replicas: u32 },
     /// A global service's host no longer meets its constraints.
     HostIneligible,
+    /// The host lost files the container binds (repository paths, `config <name>`): shipped
+    /// again and the container made anew.
+    FilesMissing { files: Vec<String> },
 }
 
 impl Reason {
@@ -79,6 +82,7 @@ impl Reason {
             Reason::NotDesired => "not_desired",
             Reason::ScaledDown { .. } => "scaled_down",
             Reason::HostIneligible => "host_ineligible",
+            Reason::FilesMissing { .. } => "files_missing",
         }
     }
 }
@@ -103,6 +107,9 @@ impl fmt::Display for Reason {
             Reason::NotDesired => f.write_str("not a desired replica"),
             Reason::ScaledDown { replicas } => write!(f, "scaled down to {replicas}"),
             Reason::HostIneligible => f.write_str("host no longer eligible"),
+            Reason::FilesMissing { files } => {
+                write!(f, "files missing on the host: {}", files.join(", "))
+            }
         }
     }
 }

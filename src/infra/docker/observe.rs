@@ -507,6 +507,7 @@ fn observed_container(
             .map(device_request)
             .collect(),
         pull_policy: Default::default(),
+        files: Default::default(),
     };
     Some(ObservedContainer {
         id: i.id.unwrap_or_default(),

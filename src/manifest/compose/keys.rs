@@ -12,13 +12,9 @@ use crate::manifest::typed::Keys;
 pub(super) const TOP: Keys = Keys {
     // `include` is resolved by `expand` before the stack is read.
     supported: &[
-        "version", "name", "services", "networks", "volumes", "include",
+        "version", "name", "services", "networks", "volumes", "include", "configs", "secrets",
     ],
-    unsupported: &[
-        ("models", ""),
-        ("secrets", "use environment variables or a bind mount"),
-        ("configs", "use environment variables or a bind mount"),
-    ],
+    unsupported: &[("models", "")],
     extensions: true,
 };
 
@@ -70,6 +66,8 @@ pub(super) const SERVICE: Keys = Keys {
         "network_mode",
         "platform",
         "gpus",
+        "configs",
+        "secrets",
         // Convoy's own extension, read strictly (see `X_CONVOY`).
         "x-convoy",
         // Resolved by `expand` (`extends`, `profiles`) before the service is read.
@@ -86,7 +84,6 @@ pub(super) const SERVICE: Keys = Keys {
         ),
         ("cgroup", ""),
         ("cgroup_parent", ""),
-        ("configs", "use environment variables or a bind mount"),
         ("cpu_count", ""),
         ("cpu_percent", ""),
         ("cpu_period", ""),
@@ -123,7 +120,6 @@ pub(super) const SERVICE: Keys = Keys {
         ("provider", ""),
         ("pull_refresh_after", ""),
         ("scale", "use `deploy.replicas`"),
-        ("secrets", "use environment variables or a bind mount"),
         ("shm_size", ""),
         ("storage_opt", ""),
         ("use_api_socket", ""),
@@ -310,6 +306,44 @@ pub(super) const IPAM: Keys = Keys {
 };
 pub(super) const IPAM_POOL: Keys = Keys {
     supported: &["subnet", "ip_range", "gateway", "aux_addresses"],
+    unsupported: &[],
+    extensions: true,
+};
+/// A top-level `configs` entry.
+pub(super) const CONFIG: Keys = Keys {
+    supported: &["file", "content", "environment"],
+    unsupported: &[
+        (
+            "external",
+            "an external config lives in a Swarm, which Convoy does not use: use `file`, `content` or `environment`",
+        ),
+        ("name", "the config is known by its key"),
+        ("template_driver", ""),
+        ("labels", ""),
+        ("driver", ""),
+        ("driver_opts", ""),
+    ],
+    extensions: true,
+};
+/// A top-level `secrets` entry.
+pub(super) const SECRET: Keys = Keys {
+    supported: &["file", "environment"],
+    unsupported: &[
+        (
+            "external",
+            "an external secret lives in a Swarm, which Convoy does not use: use `file` or `environment`",
+        ),
+        ("name", "the secret is known by its key"),
+        ("template_driver", ""),
+        ("labels", ""),
+        ("driver", ""),
+        ("driver_opts", ""),
+    ],
+    extensions: true,
+};
+/// The long syntax of a service's `configs` and `secrets` entry.
+pub(super) const SERVICE_FILE: Keys = Keys {
+    supported: &["source", "target", "uid", "gid", "mode"],
     unsupported: &[],
     extensions: true,
 };
