@@ -18,6 +18,7 @@
 //! steps not started report that they were not started. A container is never left half made
 //! by a shutdown: create and start of one replica are one step.
 
+pub mod files;
 mod names;
 
 use std::collections::BTreeMap;
