@@ -5,6 +5,7 @@
 mod apply;
 mod bad_input;
 mod cli;
+mod compose_files;
 mod compose_keys;
 mod compose_volumes;
 mod concurrency;
