@@ -117,6 +117,7 @@ fn desired() -> DesiredState {
         hosts: BTreeMap::new(),
         stacks,
         settings: FleetSettings::default(),
+        files: Default::default(),
     }
 }
 

@@ -21,6 +21,9 @@ pub async fn run(
     let Some(loaded) = load(source.as_ref(), None)? else {
         return Ok(Outcome::Invalid);
     };
+    for w in &loaded.desired.files.warnings {
+        eprintln!("{w}");
+    }
     let plan = match base {
         Some(base_rev) => {
             let Some(base) = load(source.as_ref(), Some(base_rev))? else {

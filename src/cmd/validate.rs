@@ -9,6 +9,10 @@ pub fn run(repo: &RepoArgs) -> Result<Outcome> {
     let Some(l) = load_repo(repo)? else {
         return Ok(Outcome::Invalid);
     };
+    // Warnings (a read-write folder of the repository, ...) do not fail validation.
+    for w in &l.desired.files.warnings {
+        eprintln!("{w}");
+    }
     let services: usize = l.desired.stacks.values().map(|s| s.services.len()).sum();
     emit_line(&format!(
         "valid: fleet `{}` at {}, {} host(s), {} stack(s), {} service(s)",

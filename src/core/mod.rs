@@ -8,6 +8,7 @@
 
 pub mod drift;
 mod drift_more;
+pub mod files;
 pub mod guard;
 pub mod pass;
 pub mod plan;

@@ -32,6 +32,7 @@ pub fn host(name: &str) -> HostSpec {
         ssh: SshSettings::default(),
         cordon: false,
         drain: false,
+        files: Default::default(),
     }
 }
 
@@ -75,6 +76,7 @@ pub fn desired(hosts: &[&str], stacks: Vec<StackSpec>) -> DesiredState {
         hosts: hosts.iter().map(|h| (h.to_string(), host(h))).collect(),
         stacks: stacks.into_iter().map(|s| (s.name.clone(), s)).collect(),
         settings: FleetSettings::default(),
+        files: Default::default(),
     }
 }
 

@@ -19,6 +19,7 @@
 //! by a shutdown: create and start of one replica are one step.
 
 mod build;
+pub mod files;
 mod names;
 
 use std::collections::BTreeMap;

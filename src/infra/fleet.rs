@@ -220,6 +220,9 @@ impl Fleet {
             };
             state.hosts.insert(name, host);
         }
+        // What the hosts hold of the files the desired state needs: one round trip per host,
+        // none when it needs none.
+        crate::infra::files::observe(&self.shells(desired), desired, &mut state).await;
         for (name, e) in &self.failed {
             state.hosts.insert(
                 name.clone(),
@@ -229,6 +232,27 @@ impl Fleet {
             );
         }
         state
+    }
+
+    /// A shell on each connected host, for the files it needs (`infra::files`): through the
+    /// host's ssh master, or the local `sh` for a `unix://` host.
+    pub fn shells(
+        &self,
+        desired: &DesiredState,
+    ) -> BTreeMap<String, crate::infra::files::HostShell> {
+        self.engines
+            .keys()
+            .filter_map(|h| {
+                let shell = match self.tunnels.get(h) {
+                    Some(t) => crate::infra::files::HostShell::Ssh(t.shell_target()),
+                    None => match desired.hosts.get(h).map(|s| &s.address) {
+                        Some(HostAddress::Unix { .. }) => crate::infra::files::HostShell::Local,
+                        _ => return None,
+                    },
+                };
+                Some((h.clone(), shell))
+            })
+            .collect()
     }
 
     /// A handle that connects single hosts without borrowing the fleet, so that the daemon

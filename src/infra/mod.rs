@@ -6,6 +6,7 @@
 //! (`model`) and never the planner.
 
 pub mod docker;
+pub mod files;
 pub mod fleet;
 pub mod images;
 pub mod lock;

@@ -38,6 +38,9 @@ const TOP: Keys = Keys {
         "prune_guard",
         "profiles",
         "builder",
+        "files_dir",
+        "secrets_dir",
+        "secrets_on_disk",
     ],
     unsupported: &[],
     extensions: false,
@@ -52,6 +55,9 @@ const HOST: Keys = Keys {
         "ssh",
         "cordon",
         "drain",
+        "files_dir",
+        "secrets_dir",
+        "secrets_on_disk",
     ],
     unsupported: &[],
     extensions: false,
@@ -118,8 +124,12 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
     let mut profiles = BTreeMap::new();
     let mut profile_stacks = Vec::new();
     let mut builder: Option<(&Node, String)> = None;
+    let mut fleet_files = crate::model::files::HostFiles::default();
     for (name, _k, v, path) in d.fields(entries, "", &TOP) {
         match name {
+            "files_dir" | "secrets_dir" | "secrets_on_disk" => {
+                read_files_setting(d, name, v, &path, &mut fleet_files)
+            }
             "fleet" => {
                 if let Some(s) = d.string(v, &path) {
                     if is_plain_name(&s) {
@@ -220,7 +230,9 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
                         );
                         continue;
                     }
-                    if let Some(h) = read_host(d, &name, k, v, &hpath, env, images, &ssh) {
+                    if let Some(h) =
+                        read_host(d, &name, k, v, &hpath, env, images, &ssh, &fleet_files)
+                    {
                         let engine = engine_identity(&h);
                         if let Some(first) = engines.get(&engine) {
                             let at = entry(v, "address").unwrap_or(k);
@@ -262,6 +274,7 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
                     ssh: finish_ssh(ssh.clone()),
                     cordon: false,
                     drain: false,
+                    files: fleet_files.clone(),
                 },
             );
         }
@@ -490,6 +503,7 @@ fn read_host(
     env: &BTreeMap<String, String>,
     fleet_images: ImagePolicy,
     fleet_ssh: &SshPartial,
+    fleet_files: &crate::model::files::HostFiles,
 ) -> Option<HostSpec> {
     let entries = d.map(v, path)?;
     let before = d.errors.len();
@@ -506,7 +520,9 @@ fn read_host(
         ssh: SshSettings::default(),
         cordon: false,
         drain: false,
+        files: Default::default(),
     };
+    host.files = fleet_files.clone();
     let mut ssh = fleet_ssh.clone();
     for (field, _k, v, kpath) in d.fields(entries, path, &HOST) {
         match field {
@@ -543,6 +559,9 @@ fn read_host(
             "ssh" => ssh = read_ssh(d, v, &kpath, env, ssh),
             "cordon" => host.cordon = d.bool(v, &kpath).unwrap_or(false),
             "drain" => host.drain = d.bool(v, &kpath).unwrap_or(false),
+            "files_dir" | "secrets_dir" | "secrets_on_disk" => {
+                read_files_setting(d, field, v, &kpath, &mut host.files)
+            }
             _ => {}
         }
     }
@@ -568,6 +587,40 @@ fn read_host(
     }
     host.ssh = finish_ssh(ssh);
     (d.errors.len() == before).then_some(host)
+}
+
+/// `files_dir`, `secrets_dir` (absolute paths, no character a shell or ssh would read) and
+/// `secrets_on_disk`, fleet-wide or per host.
+fn read_files_setting(
+    d: &mut Diag,
+    key: &str,
+    v: &Node,
+    path: &str,
+    files: &mut crate::model::files::HostFiles,
+) {
+    if key == "secrets_on_disk" {
+        if let Some(b) = d.bool(v, path) {
+            files.secrets_on_disk = b;
+        }
+        return;
+    }
+    let Some(s) = d.string(v, path) else { return };
+    let plain = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '.'));
+    if !s.starts_with('/') || s.trim_end_matches('/').is_empty() {
+        d.at(v, path, "expected an absolute path (not `/` itself)");
+    } else if !plain || s.split('/').any(|p| p == "..") {
+        d.at(
+            v,
+            path,
+            "a path of letters, digits, `/`, `_`, `-` and `.` without `..`",
+        );
+    } else if key == "files_dir" {
+        files.files_dir = s.trim_end_matches('/').to_string();
+    } else {
+        files.secrets_dir = s.trim_end_matches('/').to_string();
+    }
 }
 
 fn read_capacity(d: &mut Diag, v: &Node, path: &str) -> Option<Capacity> {

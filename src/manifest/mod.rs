@@ -121,12 +121,14 @@ pub fn load(
     let mut stacks: BTreeMap<String, StackSpec> = BTreeMap::new();
     let mut places: BTreeMap<String, BTreeMap<String, compose::Place>> = BTreeMap::new();
     let mut secret_values: BTreeSet<String> = BTreeSet::new();
+    let mut files = crate::model::files::FilePayload::default();
     let no_profiles = BTreeMap::new();
     let profiles = fleet.as_ref().map_or(&no_profiles, |f| &f.profiles);
     for folder in &folders {
         if let Some(compose::Read {
             spec: stack,
             places: stack_places,
+            files: stack_files,
         }) = read_stack(
             tree,
             env,
@@ -147,6 +149,9 @@ pub fn load(
                 continue;
             }
             places.insert(stack.name.clone(), stack_places);
+            files.blobs.extend(stack_files.blobs);
+            files.secrets.extend(stack_files.secrets);
+            files.warnings.extend(stack_files.warnings);
             stacks.insert(stack.name.clone(), stack);
         }
     }
@@ -188,6 +193,7 @@ pub fn load(
             secret_values,
             stacks,
             settings: f.settings,
+            files,
         }),
         _ => {
             if errors.is_empty() {

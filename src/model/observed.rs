@@ -56,6 +56,9 @@ pub struct HostSnapshot {
     /// Image reference as written → image ID, for the references the desired state uses and
     /// the host has.
     pub image_ids: BTreeMap<String, String>,
+    /// What the host holds of the files the desired state needs; `None` when it needs none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Box<crate::model::files::FilesSeen>>,
 }
 
 /// A volume Convoy owns on a host.

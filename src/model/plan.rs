@@ -61,6 +61,9 @@ pub enum Reason {
     /// A dependency written with `depends_on.<service>.restart: true` is replaced or started
     /// again in this pass: the dependent is replaced after it.
     DependencyRestarted { service: String },
+    /// The host lost files the container binds (repository paths, `config <name>`): shipped
+    /// again and the container made anew.
+    FilesMissing { files: Vec<String> },
 }
 
 impl Reason {
@@ -83,6 +86,7 @@ impl Reason {
             Reason::ScaledDown { .. } => "scaled_down",
             Reason::HostIneligible => "host_ineligible",
             Reason::DependencyRestarted { .. } => "dependency_restarted",
+            Reason::FilesMissing { .. } => "files_missing",
         }
     }
 }
@@ -109,6 +113,9 @@ impl fmt::Display for Reason {
             Reason::HostIneligible => f.write_str("host no longer eligible"),
             Reason::DependencyRestarted { service } => {
                 write!(f, "`{service}` restarted (depends_on restart: true)")
+            }
+            Reason::FilesMissing { files } => {
+                write!(f, "files missing on the host: {}", files.join(", "))
             }
         }
     }

@@ -34,6 +34,10 @@ pub struct DesiredState {
     /// Values that must never be shown (see `manifest`): masked in diffs, reports and errors.
     #[serde(skip)]
     pub secret_values: BTreeSet<String>,
+    /// The content of relative bind mounts and configs, the values of secrets, and the
+    /// manifest's warnings about them. Never serialised (a secret's value is in it).
+    #[serde(skip)]
+    pub files: crate::model::files::FilePayload,
 }
 
 /// Replaces every occurrence of a secret value in `text` with `(secret)`, longest first so that
@@ -97,6 +101,8 @@ pub struct HostSpec {
     pub ssh: SshSettings,
     pub cordon: bool,
     pub drain: bool,
+    /// `files_dir`, `secrets_dir`, `secrets_on_disk`: where shipped files and secrets go.
+    pub files: crate::model::files::HostFiles,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -393,6 +399,10 @@ pub struct ContainerSpec {
         skip_serializing_if = "crate::model::engine_more::EngineMore::is_empty"
     )]
     pub more: crate::model::engine_more::EngineMore,
+    /// Relative bind mounts, `configs` and `secrets` (issue 9): by content address, turned
+    /// into bind mounts per host by the planner (`core::files::for_host`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<crate::model::files::FileMount>,
 }
 
 /// A service's `build:` as the executor needs it: the content hash (serialised, into the spec

@@ -169,6 +169,12 @@ pub async fn run_pass(
         }
         let observe_ms = ms(started.elapsed());
         observer.planned(&planned.pass.plan);
+        // Files, configs and secrets on their hosts before the steps that bind them.
+        let mut plan = planned.pass.plan.clone();
+        let shells = fleet.shells(&loaded.desired);
+        pull_failures.extend(
+            exec::files::prepare(&mut plan, &loaded.desired, &planned.observed, &shells).await,
+        );
         let exec_started = Instant::now();
         let outcomes = if planned.pass.plan.steps.is_empty() {
             Vec::new()
@@ -182,7 +188,7 @@ pub async fn run_pass(
             let observer = std::sync::Arc::new(observer);
             let seen = observer.clone();
             exec::execute(
-                &planned.pass.plan,
+                &plan,
                 &fleet.engines,
                 &exec_opts,
                 &images,
@@ -194,12 +200,21 @@ pub async fn run_pass(
         };
         let execute_ms = ms(exec_started.elapsed());
         let verify_started = Instant::now();
-        let remaining = if opts.verify {
+        let after = if opts.verify {
             // The report says what was attempted, the engines say what is.
-            Some(observe_and_plan(fleet, loaded, memory).await.pass.plan)
+            Some(observe_and_plan(fleet, loaded, memory).await)
         } else {
             None
         };
+        if !outcomes.is_empty() {
+            // What no container uses any more, after a pass that changed something.
+            let now = match &after {
+                Some(a) => a.observed.clone(),
+                None => fleet.observe(&loaded.desired).await,
+            };
+            exec::files::collect_garbage(&loaded.desired, &planned.observed, &now, &shells).await;
+        }
+        let remaining = after.map(|a| a.pass.plan);
         let verify_ms = ms(verify_started.elapsed());
         let failed = outcomes.iter().any(|o| o.error.is_some()) || !pull_failures.is_empty();
         let converged = pull_failures.is_empty()

@@ -6,6 +6,7 @@ mod apply;
 mod bad_input;
 mod cli;
 mod compose_build;
+mod compose_files;
 mod compose_keys;
 mod compose_volumes;
 mod concurrency;

@@ -363,7 +363,24 @@ impl<'a> Planner<'a> {
         mut after: Vec<usize>,
     ) {
         let name = replica_name(&key.stack, service, &key.slot);
-        let replica = self.replica(key, service, &name);
+        let mut replica = self.replica(key, service, &name);
+        // Files, configs and secrets: bind mounts of this host's copies (`core::files`).
+        if !replica.spec.files.is_empty() {
+            let host_files = self
+                .desired
+                .hosts
+                .get(host)
+                .map(|h| h.files.clone())
+                .unwrap_or_default();
+            replica.spec = crate::core::files::for_host(
+                &replica.spec,
+                &host_files,
+                &self.desired.fleet,
+                &key.stack,
+                snap.containers.get(&name),
+                snap.files.as_deref(),
+            );
+        }
         let (dep_steps, gates) = self.dependencies(&key.stack, service);
         after.extend(dep_steps);
         // The slot's container under the name it had before (a `container_name` set, changed
@@ -456,12 +473,10 @@ impl<'a> Planner<'a> {
         service: &ServiceSpec,
         snap: &HostSnapshot,
     ) -> Option<Action> {
-        let mut changes = container_drift(
-            &replica.spec,
-            &c.actual,
-            &c.image_defaults,
-            &service.secret_env,
-        );
+        // File mounts are compared by name (`core::files`), the rest field by field.
+        let (want, have, file_changes) = crate::core::files::split_drift(&replica.spec, &c.actual);
+        let mut changes = container_drift(&want, &have, &c.image_defaults, &service.secret_env);
+        changes.extend(file_changes);
         // A secret interpolated into any field (`command: --password ${DB_PASSWORD}`) is
         // masked too, not only those in `environment`. The old value may hold the previous
         // secret, which the repository no longer names: a field that carries a secret on either
@@ -526,6 +541,18 @@ impl<'a> Planner<'a> {
                 old_grace_secs: c.actual.stop_grace_period_secs,
                 changes,
                 reason: Reason::Drift,
+                replica: Box::new(replica),
+            });
+        }
+        // The host lost files the container binds (a wiped folder, a reboot): shipped again,
+        // and the container made anew on them (a restart would find its bind sources gone).
+        let missing = crate::core::files::missing(&replica.spec, snap.files.as_deref());
+        if !missing.is_empty() {
+            return Some(Action::Replace {
+                old_id: c.id.clone(),
+                old_grace_secs: c.actual.stop_grace_period_secs,
+                changes,
+                reason: Reason::FilesMissing { files: missing },
                 replica: Box::new(replica),
             });
         }
@@ -819,9 +846,18 @@ pub fn assume_converged(
         };
         let snap = hosts.entry(host.clone()).or_default();
         let name = replica_name(&key.stack, service, &key.slot);
-        let spec = service
+        let mut spec = service
             .container
             .for_slot(&key.stack, &key.service, &key.slot);
+        if !spec.files.is_empty() {
+            spec = crate::core::files::assume_held(
+                &spec,
+                desired.hosts.get(host).map(|h| &h.files),
+                &desired.fleet,
+                &key.stack,
+                snap,
+            );
+        }
         for net in stack
             .networks
             .values()

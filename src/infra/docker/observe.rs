@@ -510,6 +510,7 @@ fn observed_container(
         pull_policy: Default::default(),
         build: None,
         more,
+        files: Default::default(),
     };
     Some(ObservedContainer {
         id: i.id.unwrap_or_default(),

@@ -95,6 +95,20 @@ pub struct SshTunnel {
     /// (device, inode) of the forward socket we bound, so that `close` never deletes a newer
     /// tunnel's socket at the same path.
     forward_id: Option<(u64, u64)>,
+    /// The generated ssh config and the destination, for commands through the master
+    /// (`shell_target`).
+    config: PathBuf,
+    destination: String,
+}
+
+/// What runs a command on a host through its existing master: `ssh -F <config> -S <control>
+/// <destination> -- <command>` (no new authentication, the same strict host keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellTarget {
+    pub host: String,
+    pub config: PathBuf,
+    pub control: PathBuf,
+    pub destination: String,
 }
 
 impl SshTransport {
@@ -307,6 +321,8 @@ impl SshTransport {
             forward,
             remote_socket: remote,
             forward_id,
+            config: config_path,
+            destination: destination.to_string(),
         })
     }
 
@@ -332,6 +348,16 @@ impl SshTunnel {
     /// The local end of the forward: hand it to the Docker client's unix-socket connector.
     pub fn docker_socket(&self) -> &Path {
         &self.forward
+    }
+
+    /// How to run a command through this master (`infra::files::HostShell`).
+    pub fn shell_target(&self) -> ShellTarget {
+        ShellTarget {
+            host: self.host.clone(),
+            config: self.config.clone(),
+            control: self.session.control_socket().to_path_buf(),
+            destination: self.destination.clone(),
+        }
     }
 
     /// The host's name in `convoy.yaml`.
@@ -391,6 +417,7 @@ impl SshTunnel {
             forward,
             remote_socket,
             forward_id,
+            ..
         } = self;
         let _ = tokio::time::timeout(
             CHECK_TIMEOUT,

@@ -206,6 +206,7 @@ impl TestSshd {
             },
             cordon: false,
             drain: false,
+            files: Default::default(),
         }
     }
 
@@ -679,6 +680,7 @@ async fn connects_to_the_namespace_fleet_at_once() {
                 },
                 cordon: false,
                 drain: false,
+                files: Default::default(),
             }
         })
         .collect();
@@ -737,6 +739,7 @@ fn generated_config_puts_convoy_settings_before_the_include() {
         },
         cordon: false,
         drain: false,
+        files: Default::default(),
     };
     let timeouts = SshTimeouts {
         connect: Duration::from_millis(1500),

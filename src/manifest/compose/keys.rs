@@ -12,16 +12,12 @@ use crate::manifest::typed::Keys;
 pub(super) const TOP: Keys = Keys {
     // `include` is resolved by `expand` before the stack is read.
     supported: &[
-        "version", "name", "services", "networks", "volumes", "include",
+        "version", "name", "services", "networks", "volumes", "include", "configs", "secrets",
     ],
-    unsupported: &[
-        (
-            "models",
-            "AI models are run by Docker Desktop's model runner, which fleet hosts do not have",
-        ),
-        ("secrets", "use environment variables or a bind mount"),
-        ("configs", "use environment variables or a bind mount"),
-    ],
+    unsupported: &[(
+        "models",
+        "AI models are run by Docker Desktop's model runner, which fleet hosts do not have",
+    )],
     extensions: true,
 };
 
@@ -75,6 +71,8 @@ pub(super) const SERVICE: Keys = Keys {
         "gpus",
         // Read in `build` (issue 9).
         "build",
+        "configs",
+        "secrets",
         // Convoy's own extension, read strictly (see `X_CONVOY`).
         "x-convoy",
         // The less common engine settings and the keys that repeat another (`engine_more`).
@@ -108,7 +106,6 @@ pub(super) const SERVICE: Keys = Keys {
         "profiles",
     ],
     unsupported: &[
-        ("configs", "use environment variables or a bind mount"),
         (
             "cpu_count",
             "a Windows container setting; Linux containers take `cpus` or `cpu_quota`",
@@ -165,7 +162,6 @@ pub(super) const SERVICE: Keys = Keys {
             "pull_refresh_after",
             "a pull schedule needs a record of when each host last pulled: use `pull_policy: always` or `apply --pull`",
         ),
-        ("secrets", "use environment variables or a bind mount"),
         (
             "use_api_socket",
             "it hands the engine's socket and the local Docker credentials of the machine running Compose to the container; Convoy never ships credentials",
@@ -489,5 +485,55 @@ pub(super) const BUILD: Keys = Keys {
         ),
         ("ulimits", "builds use the builder's default limits"),
     ],
+    extensions: true,
+};
+/// A top-level `configs` entry.
+pub(super) const CONFIG: Keys = Keys {
+    supported: &["file", "content", "environment"],
+    unsupported: &[
+        (
+            "external",
+            "an external config lives in a Swarm, which Convoy does not use: use `file`, `content` or `environment`",
+        ),
+        ("name", "the config is known by its key"),
+        (
+            "template_driver",
+            "templates are rendered by Swarm; render the file in the repository",
+        ),
+        ("labels", "labels belong to Swarm's config objects; Convoy writes a file"),
+        ("driver", "drivers belong to Swarm's secret stores; Convoy writes a file"),
+        (
+            "driver_opts",
+            "drivers belong to Swarm's secret stores; Convoy writes a file",
+        ),
+    ],
+    extensions: true,
+};
+/// A top-level `secrets` entry.
+pub(super) const SECRET: Keys = Keys {
+    supported: &["file", "environment"],
+    unsupported: &[
+        (
+            "external",
+            "an external secret lives in a Swarm, which Convoy does not use: use `file` or `environment`",
+        ),
+        ("name", "the secret is known by its key"),
+        (
+            "template_driver",
+            "templates are rendered by Swarm; render the file in the repository",
+        ),
+        ("labels", "labels belong to Swarm's config objects; Convoy writes a file"),
+        ("driver", "drivers belong to Swarm's secret stores; Convoy writes a file"),
+        (
+            "driver_opts",
+            "drivers belong to Swarm's secret stores; Convoy writes a file",
+        ),
+    ],
+    extensions: true,
+};
+/// The long syntax of a service's `configs` and `secrets` entry.
+pub(super) const SERVICE_FILE: Keys = Keys {
+    supported: &["source", "target", "uid", "gid", "mode"],
+    unsupported: &[],
     extensions: true,
 };

@@ -25,6 +25,7 @@ mod engine_rules;
 mod env_file;
 mod expand;
 mod extends;
+mod files;
 pub(super) use env_file::resolve;
 mod healthcheck;
 mod keys;
@@ -78,6 +79,8 @@ struct Stack<'a> {
     name: String,
     volumes: BTreeMap<String, VolumeSpec>,
     networks: BTreeMap<String, NetworkSpec>,
+    /// Relative binds, configs and secrets read so far (`files`).
+    files: files::StackFiles,
 }
 
 /// A stack as read, with where each service is written, for the checks across stacks.
@@ -85,6 +88,8 @@ pub struct Read {
     pub spec: StackSpec,
     /// By service name.
     pub places: BTreeMap<String, Place>,
+    /// The content of its relative binds and configs, its secrets' values, its warnings.
+    pub files: crate::model::files::FilePayload,
 }
 
 /// Where a service is written: (line, column) of its key and of its `deploy.replicas`.
@@ -223,7 +228,14 @@ fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
         name,
         volumes: BTreeMap::new(),
         networks: BTreeMap::new(),
+        files: Default::default(),
     };
+    if let Some((_, _, v, path)) = get("configs") {
+        stack.read_file_defs(d, v, path, crate::model::files::FileKind::Config);
+    }
+    if let Some((_, _, v, path)) = get("secrets") {
+        stack.read_file_defs(d, v, path, crate::model::files::FileKind::Secret);
+    }
     if let Some((_, _, v, path)) = get("volumes") {
         stack.read_volumes(d, v, path);
     }
@@ -331,6 +343,7 @@ fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
             volumes: stack.volumes,
         },
         places: gathered.into_iter().map(|(n, g)| (n, g.place)).collect(),
+        files: stack.files.payload.into_inner(),
     })
 }
 

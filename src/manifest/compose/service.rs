@@ -96,6 +96,20 @@ impl Stack<'_> {
                 }
                 "ports" => self.read_ports(d, v, &fpath, &mut c, g),
                 "volumes" => self.read_mounts(d, v, &fpath, &mut c),
+                "configs" => self.read_service_files(
+                    d,
+                    v,
+                    &fpath,
+                    &mut c,
+                    crate::model::files::FileKind::Config,
+                ),
+                "secrets" => self.read_service_files(
+                    d,
+                    v,
+                    &fpath,
+                    &mut c,
+                    crate::model::files::FileKind::Secret,
+                ),
                 "labels" => c.labels = user_labels(d, v, &fpath),
                 "restart" => {
                     if let Some(s) = d.string(v, &fpath) {

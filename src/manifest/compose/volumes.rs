@@ -1,8 +1,9 @@
 //! Volumes: the top-level `volumes` (named volumes and their engine names) and a service's
 //! `volumes` (mounts, short and long syntax).
 //!
-//! Reads only the nodes handed in; no I/O. A bind mount's source must be an absolute path on
-//! the host, because the hosts do not have the repository; a named volume must be declared at
+//! Reads only the nodes handed in; no I/O. A bind mount's source is an absolute path on the
+//! host, or a path of the repository relative to the Compose file, shipped to the hosts
+//! (`files::repo_mount`); a named volume must be declared at
 //! the top level; an anonymous volume (`/data`, or `type: volume` without `source`) becomes
 //! each slot's own named volume (`MountKind::Anonymous`, resolved per slot by the planner).
 
@@ -16,8 +17,6 @@ use crate::manifest::yaml::{Kind, Node};
 use crate::model::spec::{ContainerSpec, MountKind, MountSpec, VolumeSpec};
 
 const BIND_WITHOUT_SOURCE: &str = "a bind mount needs a `source` (an absolute host path)";
-const RELATIVE_BIND: &str = "is not supported: the hosts do not have the repository; \
-     use an absolute path or a named volume";
 
 impl Stack<'_> {
     pub(super) fn read_volumes(&mut self, d: &mut Diag, v: &Node, path: &str) {
@@ -78,6 +77,10 @@ impl Stack<'_> {
                     .and_then(|s| self.short_mount(d, item, &ipath, &s)),
             };
             if let Some(m) = mount {
+                if m.source.starts_with(super::files::REPO_SOURCE) {
+                    self.repo_mount(d, item, &ipath, m, c);
+                    continue;
+                }
                 if c.mounts.iter().any(|o| o.target == m.target) {
                     d.at(item, &ipath, format!("`{}` is mounted twice", m.target));
                     continue;
@@ -114,12 +117,11 @@ impl Stack<'_> {
         match kind {
             MountKind::Bind => {
                 if !source.starts_with('/') {
-                    d.at(
-                        node,
-                        path,
-                        format!("relative bind-mount source `{source}` {RELATIVE_BIND}"),
-                    );
-                    return None;
+                    // Shipped from the repository (`files`): read by `repo_mount`.
+                    return Some((
+                        MountKind::Bind,
+                        format!("{}{source}", super::files::REPO_SOURCE),
+                    ));
                 }
                 Some((MountKind::Bind, source.to_string()))
             }

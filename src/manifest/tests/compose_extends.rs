@@ -352,7 +352,6 @@ fn include_options_and_bounds() {
         vec![
             "stacks/web/compose.yaml:3:24: include[0].project_directory: `project_directory` other than the included file's own folder is not supported: an included file's relative paths are read from its folder",
             "stacks/web/compose.yaml:4:15: include[0].env_file: `env_file` of an include is not supported yet: the included file is interpolated with the stack's own variables",
-            "stacks/web/db/compose.yaml:1:1: secrets: `secrets` is not supported yet: use environment variables or a bind mount",
         ]
     );
     // The included file's own folder is its project directory already.

@@ -34,8 +34,6 @@ fn unsupported_keys_at_every_level() {
     assert_eq!(
         e,
         vec![
-            "stacks/web/compose.yaml:1:1: secrets: `secrets` is not supported yet: use environment variables or a bind mount",
-            "stacks/web/compose.yaml:2:1: configs: `configs` is not supported yet: use environment variables or a bind mount",
             "stacks/web/compose.yaml:4:1: x-convoy: `x-convoy` is only supported at the service level",
             "stacks/web/compose.yaml:8:21: services.a.container_name: invalid container name `a`: Docker names start with a letter or digit and go on with letters, digits, `_`, `.` or `-` (two characters at least)",
             "stacks/web/compose.yaml:12:7: services.a.deploy.update_config: `update_config` is not supported yet: rolling updates: not yet, issue 10",
@@ -49,13 +47,13 @@ fn unsupported_keys_at_every_level() {
 
 #[test]
 fn mount_rules() {
-    let e = web_errs("services:\n  a:\n    image: x\n    volumes:\n      - ./data:/data\n      - ~/x:/x\n      - type: bind\n        source: ../up\n        target: /up\n      - undeclared:/u\n      - /anon\n      - /a:/same\n      - /b:/same\n      - /c:/c:z\n");
+    let e = web_errs("services:\n  a:\n    image: x\n    volumes:\n      - ./data:/data\n      - ~/x:/x\n      - type: bind\n        source: ../../../up\n        target: /up\n      - undeclared:/u\n      - /anon\n      - /a:/same\n      - /b:/same\n      - /c:/c:z\n");
     assert_eq!(
         e,
         vec![
-            "stacks/web/compose.yaml:5:9: services.a.volumes[0]: relative bind-mount source `./data` is not supported: the hosts do not have the repository; use an absolute path or a named volume",
-            "stacks/web/compose.yaml:6:9: services.a.volumes[1]: relative bind-mount source `~/x` is not supported: the hosts do not have the repository; use an absolute path or a named volume",
-            "stacks/web/compose.yaml:7:9: services.a.volumes[2]: relative bind-mount source `../up` is not supported: the hosts do not have the repository; use an absolute path or a named volume",
+            "stacks/web/compose.yaml:5:9: services.a.volumes[0]: `./data` (`stacks/web/data`) does not exist in the repository (the in-memory repository) or is an empty folder",
+            "stacks/web/compose.yaml:6:9: services.a.volumes[1]: `~/x` is in a home folder, outside the repository: only files of the repository are shipped",
+            "stacks/web/compose.yaml:7:9: services.a.volumes[2]: `../../../up` leads outside the repository: only files of the repository are shipped",
             "stacks/web/compose.yaml:10:9: services.a.volumes[3]: volume `undeclared` is not declared in the top-level `volumes`",
             "stacks/web/compose.yaml:13:9: services.a.volumes[6]: `/same` is mounted twice",
             "stacks/web/compose.yaml:14:9: services.a.volumes[7]: volume option `z` is not supported yet",

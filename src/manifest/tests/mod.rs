@@ -6,6 +6,7 @@
 //! and reads only through the `RepoTree` handed in, so an in-memory tree is all it needs.
 
 mod compose_extends;
+mod compose_files;
 mod compose_keys;
 mod compose_restart;
 mod compose_volumes;
