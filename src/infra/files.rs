@@ -526,6 +526,7 @@ mod tests {
             ],
             uid: None,
             gid: None,
+            owner: None,
         };
         let addr = blob.address();
         ship(&shell, "h", &host, "f1", &[(&addr, &blob)])

@@ -127,6 +127,11 @@ pub struct Blob {
     pub entries: Vec<BlobEntry>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// `<stack>/<service>` for a read-write mount: its copy is that service's own, so what one
+    /// service writes never shows in another's mount nor in a read-only copy of the same
+    /// content (a content address names content only while nothing writes to it). `None` for
+    /// read-only mounts, configs and secrets, which share one copy per content.
+    pub owner: Option<String>,
 }
 
 impl Blob {
@@ -140,6 +145,7 @@ impl Blob {
             }],
             uid,
             gid,
+            owner: None,
         }
     }
 
@@ -169,6 +175,11 @@ impl Blob {
                 }
                 None => h.update(b"-"),
             }
+        }
+        // Appended only when set, so the addresses of read-only content stay as they were.
+        if let Some(owner) = &self.owner {
+            h.update(b"o");
+            h.update(owner.as_bytes());
         }
         let d = h.finalize();
         d[..16].iter().map(|b| format!("{b:02x}")).collect()

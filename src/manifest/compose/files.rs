@@ -104,12 +104,30 @@ fn read_id(d: &mut Diag, v: &Node, path: &str) -> Option<u32> {
     }
 }
 
+/// Why a file or folder of the repository could not be read.
+enum ReadError {
+    /// It is not in the repository (or is an empty folder, which git does not keep).
+    Missing(String),
+    Other(String),
+}
+
 impl Stack<'_> {
     /// Reads a file or folder of the repository, relative to the Compose file's folder.
-    fn read_repo(&self, source: &str) -> Result<(String, Vec<BlobEntry>), String> {
-        let path = repo_path(self.input.dir, source)?;
+    fn read_repo(&self, source: &str) -> Result<(String, Vec<BlobEntry>), ReadError> {
+        self.read_repo_inner(source).map_err(|(missing, msg)| {
+            if missing {
+                ReadError::Missing(msg)
+            } else {
+                ReadError::Other(msg)
+            }
+        })
+    }
+
+    /// `read_repo`, with `true` beside the message when the source is not in the repository.
+    fn read_repo_inner(&self, source: &str) -> Result<(String, Vec<BlobEntry>), (bool, String)> {
+        let path = repo_path(self.input.dir, source).map_err(|m| (false, m))?;
         let tree = self.input.tree;
-        let fail = |e: String| format!("cannot read `{source}` (`{path}`): {e}");
+        let fail = |e: String| (false, format!("cannot read `{source}` (`{path}`): {e}"));
         match tree.read(&path) {
             Ok(Some(bytes)) => {
                 if bytes.len() > MAX_BLOB_BYTES {
@@ -134,9 +152,12 @@ impl Stack<'_> {
         }
         let top = tree.list(&path).map_err(fail)?;
         if top.is_empty() {
-            return Err(format!(
+            return Err((
+                true,
+                format!(
                 "`{source}` (`{path}`) does not exist in the repository ({}) or is an empty folder",
                 tree.describe()
+            ),
             ));
         }
         let mut entries = vec![BlobEntry {
@@ -222,13 +243,33 @@ impl Stack<'_> {
         }
         let entries = match self.read_repo(&source) {
             Ok((_, e)) => e,
-            Err(msg) => {
+            // Compose creates a missing source as an empty folder on the host, and projects
+            // rely on it for data folders (`./data:/var/lib/app`): the same here, read-write
+            // only (a read-only empty folder is a mistake worth an error), with a warning.
+            Err(ReadError::Missing(_)) if !m.read_only => {
+                self.warn(
+                    d,
+                    node,
+                    path,
+                    format!(
+                        "`{source}` is not in the repository: an empty folder is mounted \
+                         read-write, as Compose creates one; what is written there is not kept \
+                         across changes of the service: data belongs in a named volume"
+                    ),
+                );
+                vec![BlobEntry {
+                    path: String::new(),
+                    data: None,
+                    mode: 0o755,
+                }]
+            }
+            Err(ReadError::Missing(msg) | ReadError::Other(msg)) => {
                 d.at(node, path, msg);
                 return;
             }
         };
         let is_dir = entries.first().is_some_and(|e| e.data.is_none());
-        if is_dir && !m.read_only {
+        if is_dir && !m.read_only && entries.len() > 1 {
             self.warn(
                 d,
                 node,
@@ -240,10 +281,16 @@ impl Stack<'_> {
                 ),
             );
         }
+        // `path` is `services.<name>.volumes[i]`: the service owns its read-write copy.
+        let service = path
+            .strip_prefix("services.")
+            .and_then(|p| p.split('.').next())
+            .unwrap_or_default();
         let address = self.store(Blob {
             entries,
             uid: None,
             gid: None,
+            owner: (!m.read_only).then(|| format!("{}/{service}", self.name)),
         });
         c.files.push(FileMount {
             kind: FileKind::Bind,
@@ -286,7 +333,9 @@ impl Stack<'_> {
                                     value = e.into_iter().next().and_then(|e| e.data)
                                 }
                                 Ok(_) => d.at(fv, &fpath, format!("`{s}` is a folder, not a file")),
-                                Err(m) => d.at(fv, &fpath, m),
+                                Err(ReadError::Missing(m) | ReadError::Other(m)) => {
+                                    d.at(fv, &fpath, m)
+                                }
                             }
                         }
                     }

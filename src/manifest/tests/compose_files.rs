@@ -117,3 +117,54 @@ fn undeclared_names_outside_sources_and_bad_keys_are_located() {
         ]
     );
 }
+
+/// A read-write copy is its service's own (what one writes never shows in another's mount nor
+/// in a read-only copy of the same content); read-only copies of one content are shared.
+#[test]
+fn read_write_copies_belong_to_their_service() {
+    let f = repo(
+        "services:\n  a:\n    image: x\n    volumes: [./html:/w, ./html:/r:ro]\n  b:\n    image: x\n    volumes: [./html:/w, ./html:/r:ro]\n",
+        &[("stacks/web/html/index.html", "<p>hi</p>\n")],
+    );
+    let s = ok(&files(&f));
+    let addr = |svc: &str, target: &str| {
+        s.stacks["web"].services[svc]
+            .container
+            .files
+            .iter()
+            .find(|m| m.target == target)
+            .unwrap()
+            .address
+            .clone()
+    };
+    assert_eq!(addr("a", "/r"), addr("b", "/r"));
+    assert_ne!(addr("a", "/w"), addr("b", "/w"));
+    assert_ne!(addr("a", "/w"), addr("a", "/r"));
+}
+
+/// A read-write source the repository does not have is an empty folder, as Compose creates
+/// one, with a warning; read-only it is an error.
+#[test]
+fn a_missing_read_write_source_is_an_empty_folder_with_a_warning() {
+    let f = repo(
+        "services:\n  a:\n    image: x\n    volumes: [./data:/var/lib/app]\n",
+        &[],
+    );
+    let s = ok(&files(&f));
+    let m = &s.stacks["web"].services["a"].container.files[0];
+    let blob = &s.files.blobs[&m.address];
+    assert_eq!(blob.entries.len(), 1);
+    assert!(blob.entries[0].data.is_none(), "a folder");
+    assert_eq!(s.files.warnings.len(), 1, "{:?}", s.files.warnings);
+    assert!(
+        s.files.warnings[0].contains("`./data` is not in the repository"),
+        "{:?}",
+        s.files.warnings
+    );
+    let e = errs(&files(&repo(
+        "services:\n  a:\n    image: x\n    volumes: [./data:/var/lib/app:ro]\n",
+        &[],
+    )));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("does not exist in the repository"), "{e:?}");
+}
