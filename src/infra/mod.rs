@@ -9,5 +9,6 @@ pub mod docker;
 pub mod fleet;
 pub mod images;
 pub mod lock;
+pub mod sops_keys;
 pub mod source;
 pub mod ssh;
