@@ -6,6 +6,7 @@ mod apply;
 mod bad_input;
 mod cli;
 mod compose_keys;
+mod compose_sops;
 mod compose_volumes;
 mod concurrency;
 mod daemon;
