@@ -33,6 +33,8 @@ pub struct SopsKeys {
     gnupghome: Option<PathBuf>,
     /// Data keys opened so far, by the encrypted key they came from.
     opened: Mutex<BTreeMap<String, DataKey>>,
+    /// Whether an age key file was named (rather than SOPS's default looked for).
+    explicit_file: bool,
 }
 
 impl SopsKeys {
@@ -46,6 +48,7 @@ impl SopsKeys {
             gpg: PathBuf::from("gpg"),
             gnupghome: None,
             opened: Mutex::default(),
+            explicit_file: false,
         }
     }
 
@@ -55,7 +58,10 @@ impl SopsKeys {
     pub fn from_env(age_key_file: Option<&Path>) -> SopsKeys {
         let mut keys = SopsKeys::empty();
         match age_key_file {
-            Some(f) => keys.add_age_file(f),
+            Some(f) => {
+                keys.explicit_file = true;
+                keys.add_age_file(f);
+            }
             None => {
                 if let Some(f) = default_age_file().filter(|f| f.is_file()) {
                     keys.add_age_file(&f);
@@ -266,6 +272,19 @@ static PROCESS_KEYS: RwLock<Option<Arc<SopsKeys>>> = RwLock::new(None);
 /// Makes `keys` the ones every later load of this process uses.
 pub fn install(keys: SopsKeys) {
     *PROCESS_KEYS.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(keys));
+}
+
+/// Uses the age key file of the daemon's configuration, unless one was named on the command
+/// line (or by `SOPS_AGE_KEY_FILE`), which wins as every flag does over the file.
+pub fn install_from_config(file: &Path) {
+    let explicit = PROCESS_KEYS
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .is_some_and(|k| k.explicit_file);
+    if !explicit {
+        install(SopsKeys::from_env(Some(file)));
+    }
 }
 
 /// The installed keys, or those of the environment (`SopsKeys::from_env(None)`) when none were.
