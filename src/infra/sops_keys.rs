@@ -416,6 +416,11 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["firstName"], "John", "{json}");
         assert!(v.get("sops").is_none());
+        let txt = text(
+            decrypt_if_encrypted("stacks/a/example.txt", &fixture("example.txt"), &keys).unwrap(),
+        );
+        // The binary store gives back the file itself.
+        assert!(txt.starts_with("Welcome to SOPS!\n"), "{txt}");
         let env = text(
             decrypt_if_encrypted("stacks/a/format.enc.env", &fixture("format.enc.env"), &keys)
                 .unwrap(),

@@ -62,6 +62,25 @@ pub fn decrypt(text: &str, format: Format, keys: &dyn KeySource) -> Result<Opene
         walk.node(v, &mut vec![name])?;
     }
     check_mac(&meta, &key, walk.mac, sops_key.line)?;
+    if format == Format::Binary {
+        // SOPS's binary store: the file is the one `data` value (else it is JSON after all).
+        let rest: Vec<&(Node, Node)> = entries
+            .iter()
+            .filter(|(k, _)| !std::ptr::eq(k, sops_key))
+            .collect();
+        if let [(k, v)] = rest.as_slice() {
+            if let (Some("data"), Some(value)) = (k.scalar(), v.scalar()) {
+                let data = if value.is_empty() {
+                    String::new()
+                } else {
+                    cipher::decrypt(value, &key, "data:")
+                        .map_err(|e| (v.line, format!("`data`: {e}")))?
+                        .text()
+                };
+                return Ok(Some((data, walk.secrets)));
+            }
+        }
+    }
     let removal = sops_range(text, format, entries, sops_key).ok_or((
         sops_key.line,
         "cannot find the end of the `sops` section".to_string(),

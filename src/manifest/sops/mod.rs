@@ -79,6 +79,9 @@ pub enum Format {
     Yaml,
     Json,
     Dotenv,
+    /// SOPS's binary store (a file of another name): `{"data": ENC[…], "sops": …}`, whose
+    /// decrypted text is the `data` value itself.
+    Binary,
 }
 
 /// A decrypted file: its text as `sops --decrypt` prints it, and the values that were
@@ -114,7 +117,7 @@ fn format_of(path: &str, text: &str) -> Result<Format, String> {
         _ => {}
     }
     if text.trim_start().starts_with('{') {
-        Ok(Format::Json)
+        Ok(Format::Binary)
     } else if text
         .lines()
         .any(|l| l.starts_with("sops_mac=") || l.starts_with("sops_version="))
@@ -145,7 +148,7 @@ pub fn decrypt_if_encrypted(
     };
     let format = format_of(path, text).map_err(|m| err(0, m))?;
     let opened = match format {
-        Format::Yaml | Format::Json => document::decrypt(text, format, keys),
+        Format::Yaml | Format::Json | Format::Binary => document::decrypt(text, format, keys),
         Format::Dotenv => dotenv::decrypt(text, keys),
     }
     .map_err(|(line, message)| err(line, message))?;
