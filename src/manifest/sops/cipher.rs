@@ -166,10 +166,7 @@ pub fn encrypt(plain: &Plain, key: &[u8; 32], aad: &str, iv: &[u8; 32]) -> Strin
         Plain::Str(s) => (s.as_bytes().to_vec(), "str"),
         Plain::Int(i) => (i.to_string().into_bytes(), "int"),
         Plain::Float(f) => (go_float(*f).into_bytes(), "float"),
-        Plain::Bool(b) => (plain.mac_bytes().clone().into_iter().collect(), {
-            let _ = b;
-            "bool"
-        }),
+        Plain::Bool(_) => (plain.mac_bytes(), "bool"),
         Plain::Bytes(b) => (b.clone(), "bytes"),
         Plain::Time(s) => (s.as_bytes().to_vec(), "time"),
         Plain::Comment(s) => (s.as_bytes().to_vec(), "comment"),

@@ -81,11 +81,12 @@ pub fn decrypt(text: &str, format: Format, keys: &dyn KeySource) -> Result<Opene
             }
         }
     }
-    let removal = sops_range(text, format, entries, sops_key).ok_or((
+    let lines = Lines::new(text);
+    let removal = sops_range(&lines, format, entries, sops_key).ok_or((
         sops_key.line,
         "cannot find the end of the `sops` section".to_string(),
     ))?;
-    let out = apply(text, walk.edits, removal).map_err(|line| {
+    let out = apply(&lines, walk.edits, removal).map_err(|line| {
         (
             line,
             "an encrypted value is not written where the parser placed it".to_string(),
@@ -198,31 +199,43 @@ fn to_meta(node: &Node) -> Meta {
     }
 }
 
-/// The byte offset of a 1-based (line, column in characters) position.
-fn offset(text: &str, line: usize, col: usize) -> Option<usize> {
-    let start = if line <= 1 {
-        0
-    } else {
-        text.match_indices('\n').nth(line - 2)?.0 + 1
-    };
-    let rest = &text[start..];
-    let end = rest.find('\n').unwrap_or(rest.len());
-    let at = rest[..end]
-        .char_indices()
-        .nth(col.checked_sub(1)?)
-        .map(|(i, _)| i)
-        .unwrap_or(end);
-    Some(start + at)
+/// Where each line of a text starts, to turn parser positions into byte offsets.
+struct Lines<'t> {
+    text: &'t str,
+    starts: Vec<usize>,
+}
+
+impl<'t> Lines<'t> {
+    fn new(text: &'t str) -> Lines<'t> {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Lines { text, starts }
+    }
+
+    /// The byte offset of a 1-based (line, column in characters) position.
+    fn offset(&self, line: usize, col: usize) -> Option<usize> {
+        let start = *self.starts.get(line.checked_sub(1)?)?;
+        let rest = &self.text[start..];
+        let end = rest.find('\n').unwrap_or(rest.len());
+        let at = rest[..end]
+            .char_indices()
+            .nth(col.checked_sub(1)?)
+            .map(|(i, _)| i)
+            .unwrap_or(end);
+        Some(start + at)
+    }
 }
 
 /// The byte range of the `sops` entry, including the separating comma in a flow map.
 fn sops_range(
-    text: &str,
+    lines: &Lines<'_>,
     format: Format,
     entries: &[(Node, Node)],
     key: &Node,
 ) -> Option<(usize, usize)> {
-    let start = offset(text, key.line, key.col)?;
+    let text = lines.text;
+    let start = lines.offset(key.line, key.col)?;
     if format == Format::Yaml && key.col == 1 && !text[start..].starts_with(['"', '\'']) {
         // Block style: from its line to the next top-level key written after it.
         let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
@@ -233,7 +246,7 @@ fn sops_range(
             .map(|k| k.line)
             .min();
         let end = match next {
-            Some(l) => offset(text, l, 1)?,
+            Some(l) => lines.offset(l, 1)?,
             None => text.len(),
         };
         return Some((line_start, end));
@@ -241,11 +254,11 @@ fn sops_range(
     // Flow style (JSON): the value ends at its matching brace; a comma goes with it.
     // The parser places a collection at its first entry: start from the `:` after the key.
     let key_len = match text.as_bytes().get(start) {
-        Some(q @ (b'"' | b'\'')) => 1 + text[start + 1..].find(*q as char)? + 1,
+        Some(q @ (b'"' | b'\'')) => 1 + text.get(start + 1..)?.find(*q as char)? + 1,
         _ => "sops".len(),
     };
-    let colon = start + key_len + text[start + key_len..].find(':')? + 1;
-    let after_colon = &text[colon..];
+    let colon = start + key_len + text.get(start + key_len..)?.find(':')? + 1;
+    let after_colon = text.get(colon..)?;
     let vstart = colon + (after_colon.len() - after_colon.trim_start().len());
     let vend = flow_end(text, vstart)?;
     let before = text[..start].trim_end();
@@ -302,10 +315,11 @@ fn flow_end(text: &str, start: usize) -> Option<usize> {
 
 /// The text with each value replaced and the `removal` range blanked (its line breaks kept).
 /// `Err(line)` when a value is not written where the parser said.
-fn apply(text: &str, edits: Vec<Edit>, removal: (usize, usize)) -> Result<String, usize> {
+fn apply(lines: &Lines<'_>, edits: Vec<Edit>, removal: (usize, usize)) -> Result<String, usize> {
+    let text = lines.text;
     let mut spans: Vec<(usize, usize, String)> = Vec::with_capacity(edits.len() + 1);
     for e in edits {
-        let start = offset(text, e.line, e.col).ok_or(e.line)?;
+        let start = lines.offset(e.line, e.col).ok_or(e.line)?;
         let rest = &text[start..];
         let len = match rest.as_bytes().first() {
             Some(q @ (b'"' | b'\'')) => 1 + rest[1..].find(*q as char).ok_or(e.line)? + 1,

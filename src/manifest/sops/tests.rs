@@ -326,3 +326,27 @@ fn an_encrypted_compose_file_loads_with_its_values_secret_and_its_lines() {
     assert!(e[0].message.contains("MAC does not match"), "{e:?}");
     assert!(!format!("{e:?}").contains("s3cret-pass-42"));
 }
+
+/// Whatever a file holds, decryption answers (a value, an error or "not SOPS") and never
+/// panics: every fixture, cut and with a byte changed at many places.
+#[test]
+fn damaged_files_never_panic() {
+    let keys = AgeKeys::test();
+    let json = include_str!("../../../tests/fixtures/sops/example.json");
+    for (path, text) in [
+        ("s/x.yaml", EXAMPLE_AGE_YAML),
+        ("s/x.env", FORMAT_AGE_ENV),
+        ("s/x.json", json),
+        ("s/x.bin", json),
+    ] {
+        let bytes = text.as_bytes();
+        for at in (0..bytes.len()).step_by(31) {
+            let _ = decrypt_if_encrypted(path, &bytes[..at], &keys);
+            for b in [b'"', b'\n', b':', b'{', b']', 0xC3] {
+                let mut changed = bytes.to_vec();
+                changed[at] = b;
+                let _ = decrypt_if_encrypted(path, &changed, &keys);
+            }
+        }
+    }
+}
