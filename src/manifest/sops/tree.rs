@@ -5,8 +5,8 @@
 //!
 //! Pure: it reads through the tree it wraps and gets data keys from the `KeySource` it is given.
 //! A decrypted file is kept in memory for the rest of the load (one decryption per file, however
-//! many readers ask); nothing is written anywhere. `convoy.yaml` and files outside `stacks/`
-//! are passed through untouched.
+//! many readers ask); nothing is written anywhere. `convoy.yaml` is passed through untouched:
+//! the fleet file says where hosts are and is never a secret.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,7 +40,7 @@ impl<'a> DecryptingTree<'a> {
 
 impl RepoTree for DecryptingTree<'_> {
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
-        if !path.starts_with("stacks/") {
+        if path == crate::manifest::FLEET_FILE {
             return self.inner.read(path);
         }
         if let Some(done) = self.opened.borrow().get(path) {
