@@ -166,9 +166,11 @@ impl SopsKeys {
         if let Some(home) = &self.gnupghome {
             cmd.env("GNUPGHOME", home);
         }
-        let ran = crate::infra::source::run_program(cmd, Some(enc.as_bytes()), GPG_TIMEOUT, 4096)
-            .map_err(|e| format!("cannot run {}: {e}", self.gpg.display()))?;
-        let out = zeroize::Zeroizing::new(ran.stdout.clone());
+        let mut ran =
+            crate::infra::source::run_program(cmd, Some(enc.as_bytes()), GPG_TIMEOUT, 4096)
+                .map_err(|e| format!("cannot run {}: {e}", self.gpg.display()))?;
+        // The data key, wiped when dropped.
+        let out = zeroize::Zeroizing::new(std::mem::take(&mut ran.stdout));
         if ran.status.is_none() {
             return Err(format!("gpg took longer than {}s", GPG_TIMEOUT.as_secs()));
         }

@@ -145,7 +145,11 @@ fn a_sops_env_file_decrypts_with_the_pgp_key_reaches_the_container_and_stays_mas
         // The change is shown, its values masked.
         assert!(run.stdout.contains("foo"), "{args:?}: {}", run.stdout);
         assert!(run.stdout.contains("(secret)"), "{args:?}: {}", run.stdout);
-        assert!(!run.stdout.contains("in-clear-before"), "{args:?}: {}", run.stdout);
+        assert!(
+            !run.stdout.contains("in-clear-before"),
+            "{args:?}: {}",
+            run.stdout
+        );
         assert_value_not_shown(&format!("{args:?}"), &run);
     }
     let run = t.convoy(&["apply", "-vv"]).outcome(Outcome::Converged);
