@@ -112,7 +112,7 @@ fn without_the_pgp_key_every_command_stops_at_a_located_error_naming_file_and_ke
         let stack = t.stack("sops");
         assert!(
             run.stderr.contains(&format!(
-                "stacks/{stack}/compose.yaml:5:15: services.app.env_file: cannot read env file `stacks/{stack}/app.env`: stacks/{stack}/app.env: cannot decrypt with SOPS"
+                "stacks/{stack}/compose.yaml:5:15: services.app.env_file: cannot read env file `stacks/{stack}/app.env`: cannot decrypt with SOPS"
             )),
             "{args:?}: {}",
             run.stderr
@@ -170,7 +170,7 @@ fn an_age_encrypted_env_file_opens_with_age_key_file() {
     let run = t.convoy(&["validate"]).outcome(Outcome::Invalid);
     assert!(run.stderr.contains(AGE_RECIPIENT), "{}", run.stderr);
     assert!(
-        run.stderr.contains("app.env: cannot decrypt with SOPS"),
+        run.stderr.contains("app.env`: cannot decrypt with SOPS"),
         "{}",
         run.stderr
     );

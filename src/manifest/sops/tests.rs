@@ -249,7 +249,7 @@ fn a_stack_reads_its_env_file_and_compose_file_through_sops() {
         .join("\n");
     assert!(text.contains("stacks/web/compose.yaml:4:"), "{text}");
     assert!(
-        text.contains("stacks/web/app.env: cannot decrypt with SOPS"),
+        text.contains("cannot read env file `stacks/web/app.env`: cannot decrypt with SOPS"),
         "{text}"
     );
     assert!(text.contains(AGE_RECIPIENT), "{text}");

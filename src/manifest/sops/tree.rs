@@ -55,7 +55,12 @@ impl RepoTree for DecryptingTree<'_> {
                 self.secrets.borrow_mut().extend(d.secrets);
                 Ok(d.bytes)
             }
-            Err(e) => Err(e.to_string()),
+            // Every reader names the file it reads: the message says the rest.
+            Err(e) if e.line > 0 => Err(format!(
+                "line {}: cannot decrypt with SOPS: {}",
+                e.line, e.message
+            )),
+            Err(e) => Err(format!("cannot decrypt with SOPS: {}", e.message)),
         };
         self.opened
             .borrow_mut()
