@@ -31,6 +31,10 @@ pub struct Cli {
     /// Where Convoy keeps history, caches and connection sockets (never needed to converge).
     #[arg(long, global = true, env = "CONVOY_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// age identities that open the stacks' SOPS-encrypted files (PGP ones open with the
+    /// system's gpg and its `GNUPGHOME`). Default: SOPS's `~/.config/sops/age/keys.txt`.
+    #[arg(long, global = true, env = "SOPS_AGE_KEY_FILE", value_name = "FILE")]
+    pub age_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

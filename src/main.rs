@@ -34,6 +34,10 @@ fn exit_code(outcome: Outcome) -> i32 {
 fn main() {
     let cli = cli::Cli::parse();
     cmd::logging::init(cli.verbose, cli.log_format);
+    // The keys every load of this process opens SOPS files with (in memory only).
+    convoy::infra::sops_keys::install(convoy::infra::sops_keys::SopsKeys::from_env(
+        cli.age_key_file.as_deref(),
+    ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

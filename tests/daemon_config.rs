@@ -67,6 +67,7 @@ fn without_a_config_every_default_applies() {
             require_signed: false,
             allowed_signers: None,
             gpg_keyring: None,
+            age_key_file: None,
             state_dir: None,
         }
     );
@@ -585,4 +586,15 @@ proptest! {
             }
         }
     }
+}
+
+/// `age-key-file` (SOPS) is a path like the others, relative to the config file's folder.
+#[test]
+fn the_age_key_file_for_sops_is_read_relative_to_the_file() {
+    let c = ok("age-key-file: keys/age.txt\n");
+    assert_eq!(
+        c.age_key_file,
+        Some(Path::new(FILE).parent().unwrap().join("keys/age.txt"))
+    );
+    assert_eq!(ok("").age_key_file, None);
 }

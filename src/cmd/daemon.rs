@@ -35,6 +35,9 @@ pub async fn run(args: DaemonArgs, state_dir: Option<PathBuf>) -> Result<Outcome
             return Ok(Outcome::Invalid);
         }
     };
+    if let Some(file) = &cfg.age_key_file {
+        crate::infra::sops_keys::install_from_config(file);
+    }
     let state_dir = cfg
         .state_dir
         .clone()

@@ -32,7 +32,7 @@ use crate::manifest::suggest;
 pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 
 /// Every key a config file may have, in the order `systemd/daemon.yaml.example` documents them.
-pub const KEYS: [&str; 20] = [
+pub const KEYS: [&str; 21] = [
     "repo",
     "branch",
     "path",
@@ -52,6 +52,7 @@ pub const KEYS: [&str; 20] = [
     "require-signed",
     "allowed-signers",
     "gpg-keyring",
+    "age-key-file",
     "state-dir",
 ];
 
@@ -97,6 +98,9 @@ pub struct DaemonConfig {
     pub gpg_keyring: Option<PathBuf>,
     /// None: the caller's default state directory.
     pub state_dir: Option<PathBuf>,
+    /// age identities for the stacks' SOPS-encrypted files; the global `--age-key-file` (or
+    /// `SOPS_AGE_KEY_FILE`) wins over it.
+    pub age_key_file: Option<PathBuf>,
 }
 
 /// One problem with the daemon's settings.
@@ -815,6 +819,7 @@ fn merge(
     let allowed_signers = pick(cli.allowed_signers, f.path("allowed-signers"));
     let gpg_keyring = pick(cli.gpg_keyring, f.path("gpg-keyring"));
     let state_dir = pick(state_dir, f.path("state-dir"));
+    let age_key_file = f.path("age-key-file");
 
     if let Some((true, at)) = require_signed {
         if allowed_signers.is_none() && gpg_keyring.is_none() {
@@ -855,5 +860,6 @@ fn merge(
         allowed_signers: value(allowed_signers),
         gpg_keyring: value(gpg_keyring),
         state_dir: value(state_dir),
+        age_key_file: value(age_key_file),
     })
 }

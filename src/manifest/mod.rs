@@ -13,6 +13,7 @@ pub use fleet::FLEET_FILE;
 pub use values::suggest;
 mod fleetwide;
 mod interpolate;
+pub mod sops;
 #[cfg(test)]
 mod tests;
 mod typed;
@@ -72,6 +73,18 @@ pub fn load(
     tree: &dyn RepoTree,
     env: &BTreeMap<String, String>,
 ) -> Result<DesiredState, ManifestErrors> {
+    load_with_keys(tree, env, &sops::NoKeys)
+}
+
+/// `load`, with the stacks' SOPS-encrypted files (Compose files, `.env`, env files) decrypted
+/// in memory with data keys from `keys`; every value that was encrypted is a secret value.
+pub fn load_with_keys(
+    tree: &dyn RepoTree,
+    env: &BTreeMap<String, String>,
+    keys: &dyn sops::KeySource,
+) -> Result<DesiredState, ManifestErrors> {
+    let decrypting = sops::DecryptingTree::new(tree, keys);
+    let tree: &dyn RepoTree = &decrypting;
     let mut errors: Vec<ManifestError> = Vec::new();
 
     let fleet = read_fleet(tree, env, &mut errors);
@@ -176,7 +189,13 @@ pub fn load(
     );
     // "Secrets stay masked", in every message: each file masked its own already; a value
     // made secret in one stack may still be quoted by another's.
-    let secret_values = secret_values_of(&stacks, secret_values);
+    let mut secret_values = secret_values_of(&stacks, secret_values);
+    secret_values.extend(
+        decrypting
+            .secrets()
+            .into_iter()
+            .filter(|v| v.chars().count() >= MIN_SECRET_LEN),
+    );
     for e in &mut errors {
         e.message = crate::model::spec::mask_secrets(&e.message, &secret_values);
     }

@@ -79,7 +79,9 @@ pub fn load_with_env(
         source: e,
     })?;
     let recording = RecordingTree::new(tree.tree.as_ref());
-    let result = manifest::load(&recording, env);
+    // SOPS-encrypted files of the stacks open with this process's keys (`--age-key-file`, gpg).
+    let keys = crate::infra::sops_keys::process_keys();
+    let result = manifest::load_with_keys(&recording, env, keys.as_ref());
     let inputs = recording.into_inputs();
     match result {
         Ok(desired) => {

@@ -31,6 +31,8 @@ pub use branch::{
     open_follow, redact_userinfo, FollowOptions, LocalBranch, RemoteBranch, FETCH_TIMEOUT,
 };
 pub use read::{parse_size, Limits, MAX_FILE_SIZE_VAR};
+/// Helper programs with a deadline, for the other infra modules that run one (`sops_keys`: gpg).
+pub(crate) use run::{last_line, run as run_program};
 pub use signature::{verify_commit, SignaturePolicy};
 
 /// Where the desired state comes from.
