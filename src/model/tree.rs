@@ -7,6 +7,12 @@
 pub trait RepoTree {
     /// The bytes of a file, `Ok(None)` when there is no such file.
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String>;
+    /// The bytes as the repository stores them, never transformed (a SOPS-encrypted file stays
+    /// encrypted): for what is shipped as it is, bind mounts and build contexts, so that a
+    /// decrypted secret is never baked into an image or copied onto a host's disk.
+    fn read_raw(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        self.read(path)
+    }
     /// The names of the entries (files and folders) directly inside a folder, sorted; empty
     /// when the folder does not exist.
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String>;
@@ -66,6 +72,11 @@ impl RepoTree for RecordingTree<'_> {
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
         self.inputs.borrow_mut().files.insert(path.to_string());
         self.inner.read(path)
+    }
+
+    fn read_raw(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        self.inputs.borrow_mut().files.insert(path.to_string());
+        self.inner.read_raw(path)
     }
 
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String> {

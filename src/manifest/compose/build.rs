@@ -206,7 +206,7 @@ impl Stack<'_> {
                 }
             }
         }
-        let ignore = match tree.read(&join_path(&dir, ".dockerignore")) {
+        let ignore = match tree.read_raw(&join_path(&dir, ".dockerignore")) {
             Ok(Some(bytes)) => Ignore::parse(&String::from_utf8_lossy(&bytes)),
             Ok(None) => Ignore::default(),
             Err(e) => {
@@ -249,7 +249,7 @@ impl Stack<'_> {
                     .strip_prefix(&format!("{dir}/"))
                     .unwrap_or(&repo_path)
                     .to_string();
-                match tree.read(&repo_path) {
+                match tree.read_raw(&repo_path) {
                     // Sent even when `.dockerignore` leaves it out, as the Docker CLI does.
                     Ok(Some(bytes)) => {
                         files.insert(rel.clone(), bytes);
@@ -330,7 +330,7 @@ fn read_context(
                 continue;
             }
             let repo_path = join_path(dir, &rel);
-            let bytes = match tree.read(&repo_path) {
+            let bytes = match tree.read_raw(&repo_path) {
                 Ok(Some(b)) => b,
                 // Listed but gone: a race with the working directory; the next load sees it.
                 Ok(None) => continue,

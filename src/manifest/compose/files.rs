@@ -113,8 +113,8 @@ enum ReadError {
 
 impl Stack<'_> {
     /// Reads a file or folder of the repository, relative to the Compose file's folder.
-    fn read_repo(&self, source: &str) -> Result<(String, Vec<BlobEntry>), ReadError> {
-        self.read_repo_inner(source).map_err(|(missing, msg)| {
+    fn read_repo(&self, source: &str, raw: bool) -> Result<(String, Vec<BlobEntry>), ReadError> {
+        self.read_repo_inner(source, raw).map_err(|(missing, msg)| {
             if missing {
                 ReadError::Missing(msg)
             } else {
@@ -124,11 +124,17 @@ impl Stack<'_> {
     }
 
     /// `read_repo`, with `true` beside the message when the source is not in the repository.
-    fn read_repo_inner(&self, source: &str) -> Result<(String, Vec<BlobEntry>), (bool, String)> {
+    fn read_repo_inner(
+        &self,
+        source: &str,
+        raw: bool,
+    ) -> Result<(String, Vec<BlobEntry>), (bool, String)> {
         let path = repo_path(self.input.dir, source).map_err(|m| (false, m))?;
         let tree = self.input.tree;
         let fail = |e: String| (false, format!("cannot read `{source}` (`{path}`): {e}"));
-        match tree.read(&path) {
+        // Binds are shipped as stored; a config's or secret's `file:` is decrypted (SOPS).
+        let read = |p: &str| if raw { tree.read_raw(p) } else { tree.read(p) };
+        match read(&path) {
             Ok(Some(bytes)) => {
                 if bytes.len() > MAX_BLOB_BYTES {
                     return Err(fail(format!("it is over {MAX_BLOB_BYTES} bytes")));
@@ -188,7 +194,7 @@ impl Stack<'_> {
                     stack.push((r, sub));
                 } else {
                     let bytes = tree
-                        .read(&full)
+                        .read_raw(&full)
                         .map_err(|m| fail(format!("{r}: {m}")))?
                         .unwrap_or_default();
                     total += bytes.len();
@@ -241,7 +247,7 @@ impl Stack<'_> {
             d.at(node, path, format!("`{}` is mounted twice", m.target));
             return;
         }
-        let entries = match self.read_repo(&source) {
+        let entries = match self.read_repo(&source, true) {
             Ok((_, e)) => e,
             // Compose creates a missing source as an empty folder on the host, and projects
             // rely on it for data folders (`./data:/var/lib/app`): the same here, read-write
@@ -328,7 +334,7 @@ impl Stack<'_> {
                     "file" => {
                         sources += 1;
                         if let Some(s) = d.string(fv, &fpath) {
-                            match self.read_repo(&s) {
+                            match self.read_repo(&s, false) {
                                 Ok((_, e)) if e.len() == 1 && e[0].data.is_some() => {
                                     value = e.into_iter().next().and_then(|e| e.data)
                                 }

@@ -350,3 +350,47 @@ fn damaged_files_never_panic() {
         }
     }
 }
+
+/// A secret's `file:` is decrypted; the same file bind-mounted or in a build context is shipped
+/// as the repository stores it, so no decrypted value lands on a host's disk or in an image.
+#[test]
+fn secrets_are_decrypted_and_shipped_files_stay_as_stored() {
+    let tree = crate::manifest::MemoryTree::new()
+        .with(
+            "convoy.yaml",
+            "fleet: t\nhosts:\n  a: {address: \"unix:///var/run/docker.sock\"}\n",
+        )
+        .with(
+            "stacks/web/compose.yaml",
+            "services:\n  web:\n    build: ./app\n    volumes: [./app.env:/etc/app.env:ro]\n    secrets: [env]\nsecrets:\n  env: {file: ./app.env}\n",
+        )
+        .with("stacks/web/app.env", FORMAT_AGE_ENV)
+        .with("stacks/web/app/Dockerfile", "FROM scratch\nCOPY app.env /\n")
+        .with("stacks/web/app/app.env", FORMAT_AGE_ENV);
+    let env = BTreeMap::new();
+    let state = crate::manifest::load_with_keys(&tree, &env, &AgeKeys::test()).unwrap();
+    let c = &state.stacks["web"].services["web"].container;
+    let bind = c.files.iter().find(|f| f.target == "/etc/app.env").unwrap();
+    let blob = &state.files.blobs[&bind.address];
+    assert_eq!(
+        blob.entries[0].data.as_deref(),
+        Some(FORMAT_AGE_ENV.as_bytes())
+    );
+    let build = c.build.as_ref().unwrap();
+    let (_, bytes) = build
+        .input
+        .files
+        .iter()
+        .find(|(p, _)| p == "app.env")
+        .unwrap();
+    assert_eq!(bytes.as_slice(), FORMAT_AGE_ENV.as_bytes());
+    let secret = state
+        .files
+        .secrets
+        .values()
+        .next()
+        .expect("the secret's value");
+    // Decrypted as SOPS writes dotenv back: every line kept where it was.
+    let text = String::from_utf8_lossy(&secret.data);
+    assert_eq!(text.trim_end(), "foo = bar", "{text:?}");
+}

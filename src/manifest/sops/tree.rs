@@ -68,6 +68,11 @@ impl RepoTree for DecryptingTree<'_> {
         result.map(Some)
     }
 
+    /// Shipped as stored: bind mounts and build contexts get the encrypted bytes.
+    fn read_raw(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        self.inner.read_raw(path)
+    }
+
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String> {
         self.inner.list(dir)
     }
