@@ -423,6 +423,8 @@ pub struct BuildInput {
     pub labels: BTreeMap<String, String>,
     pub no_cache: bool,
     pub pull: bool,
+    /// The service's `platform` (`linux/arm64`): what the image is built for.
+    pub platform: Option<String>,
 }
 
 impl std::fmt::Debug for BuildInput {

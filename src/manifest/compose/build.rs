@@ -154,6 +154,7 @@ impl Stack<'_> {
         b: BuildDecl<'_>,
         image: Option<&str>,
         service: &str,
+        platform: Option<&str>,
     ) -> Option<(BuildSpec, String)> {
         let ctx = &b.context;
         if ctx.contains("://") || ctx.starts_with("git@") {
@@ -266,7 +267,14 @@ impl Stack<'_> {
                 rel
             }
         };
-        let hash = content_hash(&files, &dockerfile, &b.args, b.target.as_deref(), &b.labels);
+        let hash = content_hash(
+            &files,
+            &dockerfile,
+            &b.args,
+            b.target.as_deref(),
+            &b.labels,
+            platform,
+        );
         let tag = build_tag(&self.name, service, &hash);
         let mut tags: Vec<String> = image.map(str::to_string).into_iter().collect();
         for t in b.tags {
@@ -288,6 +296,7 @@ impl Stack<'_> {
                 labels: b.labels,
                 no_cache: b.no_cache,
                 pull: b.pull,
+                platform: platform.map(str::to_string),
             }),
         };
         Some((spec, image_ref))
@@ -362,13 +371,16 @@ fn read_context(
 }
 
 /// The content hash of a build: every file's path, length and bytes, the Dockerfile's path,
-/// the args, the target and the labels, each length-prefixed so no two inputs run together.
+/// the args, the target, the labels and the platform, each length-prefixed so no two inputs
+/// run together. The platform is hashed only when set, so a build without one keeps its hash
+/// (and tag); with one, an image built for another platform never passes for this one.
 pub fn content_hash(
     files: &BTreeMap<String, Vec<u8>>,
     dockerfile: &str,
     args: &BTreeMap<String, String>,
     target: Option<&str>,
     labels: &BTreeMap<String, String>,
+    platform: Option<&str>,
 ) -> String {
     let mut h = Sha256::new();
     let put = |h: &mut Sha256, b: &[u8]| {
@@ -392,6 +404,10 @@ pub fn content_hash(
     for (k, v) in labels {
         put(&mut h, k.as_bytes());
         put(&mut h, v.as_bytes());
+    }
+    if let Some(p) = platform {
+        put(&mut h, b"platform");
+        put(&mut h, p.as_bytes());
     }
     hex::encode(h.finalize())
 }
@@ -614,6 +630,7 @@ mod tests {
     }
 
     const SHORT: &str = "services:\n  app:\n    build: ./app\n";
+    const PINNED_HASH16: &str = "071f4e5417f69a15";
 
     #[test]
     fn a_build_without_image_runs_convoys_tag() {
@@ -671,6 +688,31 @@ mod tests {
             state2.stacks["web"].services["app"].container.hash(),
             c.hash()
         );
+    }
+
+    #[test]
+    fn platform_is_built_for_and_moves_the_hash_only_when_set() {
+        let (_, none) = build_of(&repo(SHORT, &app_files()));
+        assert_eq!(none.input.platform, None);
+        // Pinned: a build without `platform` hashes (and is tagged) as before the key was read.
+        let files: BTreeMap<String, Vec<u8>> = [("Dockerfile".to_string(), b"FROM x\n".to_vec())]
+            .into_iter()
+            .collect();
+        let empty = BTreeMap::new();
+        assert_eq!(
+            &content_hash(&files, "Dockerfile", &empty, None, &empty, None)[..16],
+            PINNED_HASH16
+        );
+        let with = |p: &str| {
+            let c = format!("services:\n  app:\n    build: ./app\n    platform: {p}\n");
+            build_of(&repo(&c, &app_files())).1
+        };
+        let arm = with("linux/arm64");
+        assert_eq!(arm.input.platform.as_deref(), Some("linux/arm64"));
+        assert_ne!(arm.hash, none.hash);
+        assert_ne!(arm.input.tag, none.input.tag);
+        assert_ne!(with("linux/amd64").hash, arm.hash);
+        assert_eq!(with("linux/arm64").hash, arm.hash);
     }
 
     #[test]

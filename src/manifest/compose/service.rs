@@ -238,7 +238,9 @@ impl Stack<'_> {
         }
         if let Some(b) = build {
             let given = (!c.image.is_empty()).then(|| c.image.clone());
-            if let Some((spec, image)) = self.finish_build(d, b, given.as_deref(), name) {
+            if let Some((spec, image)) =
+                self.finish_build(d, b, given.as_deref(), name, c.platform.as_deref())
+            {
                 c.image = image;
                 c.build = Some(spec);
             }
