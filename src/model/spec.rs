@@ -414,8 +414,8 @@ pub struct BuildInput {
     /// Repository path of the context folder, for messages.
     pub context: String,
     /// The context's files that `.dockerignore` keeps: path inside the context → bytes,
-    /// sorted by path.
-    pub files: Vec<(String, Vec<u8>)>,
+    /// sorted by path. Shared by the services that build the same context.
+    pub files: std::sync::Arc<Vec<(String, Vec<u8>)>>,
     /// The Dockerfile's path inside the context (an inline one is among `files`).
     pub dockerfile: String,
     pub args: BTreeMap<String, String>,

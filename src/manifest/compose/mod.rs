@@ -77,6 +77,8 @@ struct Stack<'a> {
     name: String,
     volumes: BTreeMap<String, VolumeSpec>,
     networks: BTreeMap<String, NetworkSpec>,
+    /// Build contexts read so far in this load, by repository path (`build::ContextCache`).
+    build_contexts: build::ContextCache,
 }
 
 /// A stack as read, with where each service is written, for the checks across stacks.
@@ -222,6 +224,7 @@ fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
         name,
         volumes: BTreeMap::new(),
         networks: BTreeMap::new(),
+        build_contexts: Default::default(),
     };
     if let Some((_, _, v, path)) = get("volumes") {
         stack.read_volumes(d, v, path);
