@@ -2,7 +2,9 @@
 //! create and replace steps need them: built once per pass on the builder (`builder:` in
 //! `convoy.yaml`, by default the local engine, else the first host), then shipped to each host
 //! once, by image ID with the registry-less copy (`infra::images::push_image`), or through the
-//! registry named by `image:` for a host with `images: pull`.
+//! registry named by `image:` for a host with `images: pull` (the builder pushes `image:` and
+//! the `build.tags` that name a registry, once per pass; the host pulls, even when it is the
+//! builder itself).
 //!
 //! Content addressed: the tag `convoy-build/<stack>-<service>:<hash16>` names one context and
 //! set of options, so a host or a builder that has the tag has the build, and nothing is built
@@ -91,7 +93,7 @@ impl Builds {
             let id = self
                 .build(&builder, build, policy == PullPolicy::Always)
                 .await?;
-            self.ship(&builder, engine, host, image, build, &id).await
+            self.ship(&builder, engine, host, replica, build, &id).await
         })
         .await
         .clone()
@@ -174,11 +176,43 @@ impl Builds {
         builder: &Engine,
         engine: &Engine,
         host: &str,
-        image: &str,
+        replica: &Replica,
         build: &BuildSpec,
         id: &str,
     ) -> Result<(), String> {
+        let image = replica.spec.image.as_str();
+        let platform = replica.spec.platform.as_deref();
         let tag = &build.input.tag;
+        if image != tag && !self.push_hosts.contains(host) && names_a_registry(image) {
+            // Through the registry: the builder pushes once, the host pulls. Also when the
+            // builder is this very host: `image:` names where the image is published, and the
+            // pull proves the host can get it there (as every other `images: pull` host must).
+            let pushed = cell(&self.pushed, image.to_string());
+            pushed
+                .get_or_init(|| async {
+                    // `image:` first, then the `tags` that name a registry; a Docker Hub name
+                    // (`team/app`) is not pushed: publishing there is not asked for by a tag.
+                    for t in build.input.tags.iter().filter(|t| names_a_registry(t)) {
+                        tracing::info!(image = %t, builder = %builder.host(), "pushing built image");
+                        builder
+                            .push_to_registry(t)
+                            .await
+                            .map_err(|e| format!("cannot push built image `{t}`: {e}"))?;
+                    }
+                    Ok(())
+                })
+                .await
+                .clone()?;
+            engine
+                .ensure_image_for(image, platform, true)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(image = %image, host = %host, "pulled built image");
+            return engine
+                .tag_image(image, tag)
+                .await
+                .map_err(|e| e.to_string());
+        }
         // The builder may be this very engine.
         if engine
             .image_id(tag)
@@ -188,29 +222,6 @@ impl Builds {
             == Some(id)
         {
             return retag(engine, tag, image).await;
-        }
-        if image != tag && !self.push_hosts.contains(host) && names_a_registry(image) {
-            // Through the registry: the builder pushes once, the host pulls.
-            let pushed = cell(&self.pushed, image.to_string());
-            pushed
-                .get_or_init(|| async {
-                    tracing::info!(image = %image, builder = %builder.host(), "pushing built image");
-                    builder
-                        .push_to_registry(image)
-                        .await
-                        .map_err(|e| format!("cannot push built image `{image}`: {e}"))
-                })
-                .await
-                .clone()?;
-            engine
-                .ensure_image(image, true)
-                .await
-                .map_err(|e| e.to_string())?;
-            tracing::info!(image = %image, host = %host, "pulled built image");
-            return engine
-                .tag_image(image, tag)
-                .await
-                .map_err(|e| e.to_string());
         }
         match crate::infra::images::push_image(builder, engine, host, tag).await {
             Ok(outcome) => {

@@ -435,8 +435,8 @@ pub struct BuildInput {
     /// Repository path of the context folder, for messages.
     pub context: String,
     /// The context's files that `.dockerignore` keeps: path inside the context → bytes,
-    /// sorted by path.
-    pub files: Vec<(String, Vec<u8>)>,
+    /// sorted by path. Shared by the services that build the same context.
+    pub files: std::sync::Arc<Vec<(String, Vec<u8>)>>,
     /// The Dockerfile's path inside the context (an inline one is among `files`).
     pub dockerfile: String,
     pub args: BTreeMap<String, String>,
@@ -444,6 +444,8 @@ pub struct BuildInput {
     pub labels: BTreeMap<String, String>,
     pub no_cache: bool,
     pub pull: bool,
+    /// The service's `platform` (`linux/arm64`): what the image is built for.
+    pub platform: Option<String>,
 }
 
 impl std::fmt::Debug for BuildInput {

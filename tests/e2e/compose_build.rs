@@ -218,3 +218,224 @@ fn a_failed_build_fails_its_service_only_with_its_last_lines_masked() {
     }
     assert_eq!(running, vec![t.cname("bad", "fine", 1)]);
 }
+
+/// Debian's distribution registry (`docker-registry`, installed by `scripts/ensure-docker`),
+/// serving `127.0.0.1:<free port>` from a temporary folder; killed on drop.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+impl Registry {
+    /// `None` (a skip) when the registry is not installed and Docker is not required.
+    fn start() -> Option<Registry> {
+        if !std::path::Path::new(REGISTRY_BIN).exists() {
+            if docker_required() {
+                panic!("{REGISTRY_BIN} is missing: run scripts/ensure-docker");
+            }
+            eprintln!("SKIPPED: {REGISTRY_BIN} is missing; run scripts/ensure-docker");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A free port: the kernel picks one, the listener lets it go just before the registry
+        // binds it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("write the registry config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
+        let child = std::process::Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        let mut r = Registry { child, port, dir };
+        wait_for("the registry to answer", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = r.child.try_wait() {
+                panic!("docker-registry exited ({status}): {}", r.log());
+            }
+            r.get("/v2/").is_some()
+        });
+        Some(r)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// The body of a successful GET, `None` on any failure.
+    fn get(&self, path: &str) -> Option<String> {
+        let out = std::process::Command::new("curl")
+            .args(["-sf", "--max-time", "5"])
+            .arg(format!("http://127.0.0.1:{}{path}", self.port))
+            .output()
+            .expect("run curl");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The tags of a repository, as the registry lists them.
+    fn tags(&self, repo: &str) -> Vec<String> {
+        let Some(body) = self.get(&format!("/v2/{repo}/tags/list")) else {
+            return Vec::new();
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).expect("tags/list is JSON");
+        let mut tags: Vec<String> = v["tags"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        tags.sort();
+        tags
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Removes every tag of these repositories from the local engine; declared before the
+/// `TestFleet`, so that it drops after the fleet's containers are gone.
+struct RemoveLocalImages(Vec<String>);
+
+impl Drop for RemoveLocalImages {
+    fn drop(&mut self) {
+        for repo in &self.0 {
+            let Some(out) = docker_try(&[
+                "images",
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+                repo.as_str(),
+            ]) else {
+                continue;
+            };
+            for tag in out.lines().filter(|l| !l.is_empty()) {
+                let _ = docker_try(&["rmi", "-f", tag]);
+            }
+        }
+    }
+}
+
+/// `images: pull` and an `image:` naming a registry: the builder (the local engine, also the
+/// only host) builds, pushes `image:` and the `tags` that name a registry to a real registry on
+/// loopback, and the host pulls from it. Docker lets an engine talk plain HTTP to a registry
+/// on 127.0.0.0/8 without `insecure-registries`, so nothing is configured for this.
+#[test]
+fn a_built_image_goes_through_the_registry_image_names_when_hosts_pull() {
+    if !docker_available() {
+        return;
+    }
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let mut images = RemoveLocalImages(Vec::new());
+    let t = TestFleet::new();
+    let stack = t.stack("reg");
+    let reg = format!("127.0.0.1:{}", registry.port);
+    let repo = format!("{reg}/convoy-e2e/app");
+    let hub = format!("convoy-e2e-hub/{}", t.id);
+    images.0.extend([
+        format!("convoy-build/{stack}-app"),
+        repo.clone(),
+        hub.clone(),
+    ]);
+    t.write(
+        "convoy.yaml",
+        &format!(
+            "fleet: {}\nbuilder: local\nhosts:\n  local:\n    address: unix:///var/run/docker.sock\n    images: pull\n",
+            t.id
+        ),
+    );
+    let dir = format!("stacks/{stack}/app");
+    t.write(
+        &format!("{dir}/Dockerfile"),
+        &format!("FROM {IMAGE}\nCOPY hello.txt /hello.txt\nCMD [\"sleep\", \"3600\"]\n"),
+    );
+    t.write(
+        &format!("{dir}/hello.txt"),
+        &format!("via registry {}\n", t.id),
+    );
+    let image = format!("{repo}:{}", t.id);
+    let extra = format!("{repo}:{}-extra", t.id);
+    t.compose(
+        "reg",
+        &format!(
+            "services:\n  app:\n    image: {image}\n    build:\n      context: ./app\n      tags: [\"{extra}\", \"{hub}:1\"]\n"
+        ),
+    );
+    assert!(registry.tags("convoy-e2e/app").is_empty());
+
+    let run = apply(&t).outcome(Outcome::Converged);
+    assert_eq!(count(&run, "building image"), 1, "{}", run.stderr);
+    assert_eq!(count(&run, "pushing built image"), 2, "{}", run.stderr);
+    assert_eq!(count(&run, "pulled built image"), 1, "{}", run.stderr);
+    assert_eq!(count(&run, "shipped built image"), 0, "{}", run.stderr);
+    // The registry holds `image:` and the extra tag that names it; the Docker Hub tag stays
+    // local.
+    let mut want = vec![t.id.clone(), format!("{}-extra", t.id)];
+    want.sort();
+    assert_eq!(registry.tags("convoy-e2e/app"), want, "{}", registry.log());
+    assert!(registry.tags(&hub).is_empty());
+    assert!(!docker(&["images", "-q", &format!("{hub}:1")])
+        .trim()
+        .is_empty());
+    // The registry's manifest is the built image's: same config digest as the local image ID.
+    let name = t.cname("reg", "app", 1);
+    assert_eq!(
+        docker(&["exec", &name, "cat", "/hello.txt"]).trim(),
+        format!("via registry {}", t.id)
+    );
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Config.Image}}", &name]).trim(),
+        image
+    );
+    let local_id = docker(&["image", "inspect", "-f", "{{.Id}}", &image]);
+    let manifest = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+        ])
+        .arg(format!("http://{reg}/v2/convoy-e2e/app/manifests/{}", t.id))
+        .output()
+        .expect("curl");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&manifest.stdout).expect("the manifest is JSON");
+    assert_eq!(
+        manifest["config"]["digest"].as_str(),
+        Some(local_id.trim()),
+        "{manifest}"
+    );
+
+    // Converged: nothing is built, pushed or pulled again.
+    let id = t.id_of(&name);
+    t.convoy(&["diff", "--state-dir", &state_dir(&t)])
+        .outcome(Outcome::InSync);
+    let run = apply(&t).outcome(Outcome::Converged);
+    assert_eq!(count(&run, "building image"), 0, "{}", run.stderr);
+    assert_eq!(count(&run, "pushing built image"), 0, "{}", run.stderr);
+    assert_eq!(count(&run, "pulled built image"), 0, "{}", run.stderr);
+    assert_eq!(t.id_of(&name), id);
+}

@@ -58,6 +58,7 @@ impl Engine {
                     .collect::<HashMap<_, _>>()
             }),
             target: input.target.clone().unwrap_or_default(),
+            platform: input.platform.clone().unwrap_or_default(),
             ..Default::default()
         };
         let body = bollard::body_stream(tar_stream(input.clone()));

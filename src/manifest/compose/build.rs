@@ -10,6 +10,7 @@
 //! `exec::build` sends what is read here. A context outside the repository, a file the tree
 //! refuses (too large, a link out) and a context over `MAX_CONTEXT_BYTES` are located errors.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -154,6 +155,7 @@ impl Stack<'_> {
         b: BuildDecl<'_>,
         image: Option<&str>,
         service: &str,
+        platform: Option<&str>,
     ) -> Option<(BuildSpec, String)> {
         let ctx = &b.context;
         if ctx.contains("://") || ctx.starts_with("git@") {
@@ -206,26 +208,19 @@ impl Stack<'_> {
                 }
             }
         }
-        let ignore = match tree.read_raw(&join_path(&dir, ".dockerignore")) {
-            Ok(Some(bytes)) => Ignore::parse(&String::from_utf8_lossy(&bytes)),
-            Ok(None) => Ignore::default(),
+        let read = match self.build_contexts.get(tree, &dir) {
+            Ok(r) => r,
             Err(e) => {
-                d.at(
-                    b.at,
-                    &b.at_path,
-                    format!("cannot read `{}`: {e}", join_path(&dir, ".dockerignore")),
-                );
+                d.at(b.at, &b.at_path, e);
                 return None;
             }
         };
-        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        if let Err(e) = read_context(tree, &dir, &ignore, &mut files) {
-            d.at(b.at, &b.at_path, e);
-            return None;
-        }
+        // A file the context lacks, or has with other bytes: the inline Dockerfile, or one
+        // `.dockerignore` leaves out.
+        let mut extra: Option<(String, Vec<u8>)> = None;
         let dockerfile = match (&b.inline, &b.dockerfile) {
             (Some(text), _) => {
-                files.insert(INLINE_DOCKERFILE.into(), text.as_bytes().to_vec());
+                extra = Some((INLINE_DOCKERFILE.into(), text.as_bytes().to_vec()));
                 INLINE_DOCKERFILE.to_string()
             }
             (None, written) => {
@@ -249,11 +244,14 @@ impl Stack<'_> {
                     .strip_prefix(&format!("{dir}/"))
                     .unwrap_or(&repo_path)
                     .to_string();
-                match tree.read_raw(&repo_path) {
+                match read
+                    .file(&rel)
+                    .map_or_else(|| tree.read_raw(&repo_path), |_| Ok(None))
+                {
+                    // In the context already: read from this very tree in this load.
+                    Ok(None) if read.file(&rel).is_some() => {}
                     // Sent even when `.dockerignore` leaves it out, as the Docker CLI does.
-                    Ok(Some(bytes)) => {
-                        files.insert(rel.clone(), bytes);
-                    }
+                    Ok(Some(bytes)) => extra = Some((rel.clone(), bytes)),
                     Ok(None) => {
                         d.at(at, &at_path, format!("no Dockerfile at `{repo_path}`"));
                         return None;
@@ -266,7 +264,24 @@ impl Stack<'_> {
                 rel
             }
         };
-        let hash = content_hash(&files, &dockerfile, &b.args, b.target.as_deref(), &b.labels);
+        let (files, state) = match extra {
+            // The usual case: the context's files as read, shared, and their hash state.
+            None => (read.files.clone(), read.state.clone()),
+            Some((path, bytes)) => {
+                let mut m: BTreeMap<String, Vec<u8>> = read.files.iter().cloned().collect();
+                m.insert(path, bytes);
+                let state = files_state(&m);
+                (Arc::new(m.into_iter().collect::<Vec<_>>()), state)
+            }
+        };
+        let hash = finish_hash(
+            state,
+            &dockerfile,
+            &b.args,
+            b.target.as_deref(),
+            &b.labels,
+            platform,
+        );
         let tag = build_tag(&self.name, service, &hash);
         let mut tags: Vec<String> = image.map(str::to_string).into_iter().collect();
         for t in b.tags {
@@ -281,16 +296,70 @@ impl Stack<'_> {
                 tag,
                 tags,
                 context: if dir.is_empty() { ".".into() } else { dir },
-                files: files.into_iter().collect(),
+                files,
                 dockerfile,
                 args: b.args,
                 target: b.target,
                 labels: b.labels,
                 no_cache: b.no_cache,
                 pull: b.pull,
+                platform: platform.map(str::to_string),
             }),
         };
         Some((spec, image_ref))
+    }
+}
+
+/// The build contexts one stack's load has read: services built from one folder (another
+/// `target`, other args) read and hash its files once, and share them in memory. Keyed by the
+/// context's repository path: one load reads one tree, so one path has one content (a working
+/// copy changed during the load gives every service the first view, never a mix). Errors are
+/// not kept: each service reports its own, at its own `build`.
+#[derive(Default)]
+pub(super) struct ContextCache(RefCell<BTreeMap<String, Arc<ContextRead>>>);
+
+/// A context as read: its files after `.dockerignore`, and the hash state after them.
+pub(super) struct ContextRead {
+    files: Arc<Vec<(String, Vec<u8>)>>,
+    state: Sha256,
+}
+
+impl ContextRead {
+    fn file(&self, path: &str) -> Option<&[u8]> {
+        self.files
+            .binary_search_by(|(p, _)| p.as_str().cmp(path))
+            .ok()
+            .map(|i| self.files[i].1.as_slice())
+    }
+}
+
+impl ContextCache {
+    fn get(
+        &self,
+        tree: &dyn crate::model::tree::RepoTree,
+        dir: &str,
+    ) -> Result<Arc<ContextRead>, String> {
+        if let Some(r) = self.0.borrow().get(dir) {
+            return Ok(r.clone());
+        }
+        let ignore = match tree.read_raw(&join_path(dir, ".dockerignore")) {
+            Ok(Some(bytes)) => Ignore::parse(&String::from_utf8_lossy(&bytes)),
+            Ok(None) => Ignore::default(),
+            Err(e) => {
+                return Err(format!(
+                    "cannot read `{}`: {e}",
+                    join_path(dir, ".dockerignore")
+                ))
+            }
+        };
+        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        read_context(tree, dir, &ignore, &mut files)?;
+        let read = Arc::new(ContextRead {
+            state: files_state(&files),
+            files: Arc::new(files.into_iter().collect()),
+        });
+        self.0.borrow_mut().insert(dir.to_string(), read.clone());
+        Ok(read)
     }
 }
 
@@ -362,25 +431,57 @@ fn read_context(
 }
 
 /// The content hash of a build: every file's path, length and bytes, the Dockerfile's path,
-/// the args, the target and the labels, each length-prefixed so no two inputs run together.
+/// the args, the target, the labels and the platform, each length-prefixed so no two inputs
+/// run together. The platform is hashed only when set, so a build without one keeps its hash
+/// (and tag); with one, an image built for another platform never passes for this one.
+/// Loads compute it in two parts (`files_state`, then `finish_hash`) so a shared context is
+/// hashed once; this whole form is the tests' reference.
+#[cfg(test)]
 pub fn content_hash(
     files: &BTreeMap<String, Vec<u8>>,
     dockerfile: &str,
     args: &BTreeMap<String, String>,
     target: Option<&str>,
     labels: &BTreeMap<String, String>,
+    platform: Option<&str>,
 ) -> String {
+    finish_hash(
+        files_state(files),
+        dockerfile,
+        args,
+        target,
+        labels,
+        platform,
+    )
+}
+
+fn put(h: &mut Sha256, b: &[u8]) {
+    h.update((b.len() as u64).to_le_bytes());
+    h.update(b);
+}
+
+/// The first part of `content_hash`: the version and every file. Kept with a context read, so
+/// services built from one context hash its bytes once.
+fn files_state(files: &BTreeMap<String, Vec<u8>>) -> Sha256 {
     let mut h = Sha256::new();
-    let put = |h: &mut Sha256, b: &[u8]| {
-        h.update((b.len() as u64).to_le_bytes());
-        h.update(b);
-    };
     put(&mut h, b"convoy-build/1");
     put(&mut h, &(files.len() as u64).to_le_bytes());
     for (p, bytes) in files {
         put(&mut h, p.as_bytes());
         put(&mut h, bytes);
     }
+    h
+}
+
+/// The rest of `content_hash`, from the state after the files.
+fn finish_hash(
+    mut h: Sha256,
+    dockerfile: &str,
+    args: &BTreeMap<String, String>,
+    target: Option<&str>,
+    labels: &BTreeMap<String, String>,
+    platform: Option<&str>,
+) -> String {
     put(&mut h, dockerfile.as_bytes());
     put(&mut h, &(args.len() as u64).to_le_bytes());
     for (k, v) in args {
@@ -392,6 +493,10 @@ pub fn content_hash(
     for (k, v) in labels {
         put(&mut h, k.as_bytes());
         put(&mut h, v.as_bytes());
+    }
+    if let Some(p) = platform {
+        put(&mut h, b"platform");
+        put(&mut h, p.as_bytes());
     }
     hex::encode(h.finalize())
 }
@@ -614,6 +719,7 @@ mod tests {
     }
 
     const SHORT: &str = "services:\n  app:\n    build: ./app\n";
+    const PINNED_HASH16: &str = "071f4e5417f69a15";
 
     #[test]
     fn a_build_without_image_runs_convoys_tag() {
@@ -670,6 +776,94 @@ mod tests {
         assert_eq!(
             state2.stacks["web"].services["app"].container.hash(),
             c.hash()
+        );
+    }
+
+    #[test]
+    fn platform_is_built_for_and_moves_the_hash_only_when_set() {
+        let (_, none) = build_of(&repo(SHORT, &app_files()));
+        assert_eq!(none.input.platform, None);
+        // Pinned: a build without `platform` hashes (and is tagged) as before the key was read.
+        let files: BTreeMap<String, Vec<u8>> = [("Dockerfile".to_string(), b"FROM x\n".to_vec())]
+            .into_iter()
+            .collect();
+        let empty = BTreeMap::new();
+        assert_eq!(
+            &content_hash(&files, "Dockerfile", &empty, None, &empty, None)[..16],
+            PINNED_HASH16
+        );
+        let with = |p: &str| {
+            let c = format!("services:\n  app:\n    build: ./app\n    platform: {p}\n");
+            build_of(&repo(&c, &app_files())).1
+        };
+        let arm = with("linux/arm64");
+        assert_eq!(arm.input.platform.as_deref(), Some("linux/arm64"));
+        assert_ne!(arm.hash, none.hash);
+        assert_ne!(arm.input.tag, none.input.tag);
+        assert_ne!(with("linux/amd64").hash, arm.hash);
+        assert_eq!(with("linux/arm64").hash, arm.hash);
+    }
+
+    /// Services built from one context read each of its files once and share them; the hash
+    /// is what each would have alone, and a Dockerfile added to the context (inline, or one
+    /// `.dockerignore` leaves out) is hashed with it.
+    #[test]
+    fn one_context_is_read_and_hashed_once_per_load() {
+        struct Counting(MemoryTree, RefCell<BTreeMap<String, usize>>);
+        impl crate::model::tree::RepoTree for Counting {
+            fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+                *self.1.borrow_mut().entry(path.to_string()).or_default() += 1;
+                self.0.read(path)
+            }
+            fn list(&self, dir: &str) -> Result<Vec<crate::model::tree::DirEntry>, String> {
+                self.0.list(dir)
+            }
+            fn describe(&self) -> String {
+                self.0.describe()
+            }
+        }
+        let shared = "services:\n  a:\n    build: ./app\n  b:\n    build:\n      context: ./app\n      target: t\n  c:\n    build:\n      context: ./app\n      dockerfile_inline: \"FROM scratch\\n\"\n";
+        let t = Counting(repo(shared, &app_files()), RefCell::default());
+        let state = load(&t, &BTreeMap::new()).unwrap();
+        assert_eq!(t.1.borrow()["stacks/web/app/hello.txt"], 1);
+        assert_eq!(t.1.borrow()["stacks/web/app/Dockerfile"], 1);
+        let b = |s: &str| {
+            state.stacks["web"].services[s]
+                .container
+                .build
+                .clone()
+                .unwrap()
+        };
+        let (a, bb, c) = (b("a"), b("b"), b("c"));
+        assert!(Arc::ptr_eq(&a.input.files, &bb.input.files));
+        assert!(!Arc::ptr_eq(&a.input.files, &c.input.files));
+        assert!(c.input.files.iter().any(|(p, _)| p == INLINE_DOCKERFILE));
+        assert!(!a.input.files.iter().any(|(p, _)| p == INLINE_DOCKERFILE));
+        // The same hashes as each service loaded alone.
+        let (_, alone) = build_of(&repo(SHORT, &app_files()));
+        assert_eq!(a.hash, alone.hash);
+        let only_c = "services:\n  app:\n    build:\n      context: ./app\n      dockerfile_inline: \"FROM scratch\\n\"\n";
+        assert_eq!(build_of(&repo(only_c, &app_files())).1.hash, c.hash);
+        assert_ne!(a.hash, bb.hash);
+        // A Dockerfile the context ignores is sent and hashed all the same.
+        let mut f = app_files();
+        f[2].1 = "Dockerfile\n";
+        let (_, ignored) = build_of(&repo(SHORT, &f));
+        let names: Vec<&str> = ignored
+            .input
+            .files
+            .iter()
+            .map(|(p, _)| p.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [".dockerignore", "Dockerfile", "debug.log", "hello.txt"]
+        );
+        let map: BTreeMap<String, Vec<u8>> = ignored.input.files.iter().cloned().collect();
+        let empty = BTreeMap::new();
+        assert_eq!(
+            content_hash(&map, "Dockerfile", &empty, None, &empty, None),
+            ignored.hash
         );
     }
 

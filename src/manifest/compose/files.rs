@@ -225,7 +225,7 @@ impl Stack<'_> {
         address
     }
 
-    fn warn(&self, d: &Diag, node: &Node, path: &str, message: String) {
+    pub(super) fn warn(&self, d: &Diag, node: &Node, path: &str, message: String) {
         self.files.payload.borrow_mut().warnings.push(format!(
             "{}:{}:{}: {path}: warning: {message}",
             d.file, node.line, node.col

@@ -75,6 +75,9 @@ pub(super) const SERVICE: Keys = Keys {
         "secrets",
         // Convoy's own extension, read strictly (see `X_CONVOY`).
         "x-convoy",
+        // Local development only (`docker compose watch`): a warning, not an error, so a file
+        // written for both stays usable as it is.
+        "develop",
         // The less common engine settings and the keys that repeat another (`engine_more`).
         "privileged",
         "shm_size",
@@ -117,10 +120,6 @@ pub(super) const SERVICE: Keys = Keys {
         (
             "credential_spec",
             "a Windows container setting (gMSA credentials)",
-        ),
-        (
-            "develop",
-            "`develop` (watch and sync) belongs to local development with `docker compose watch`; Convoy deploys what the commit holds",
         ),
         (
             "external_links",

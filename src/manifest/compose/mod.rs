@@ -81,6 +81,8 @@ struct Stack<'a> {
     networks: BTreeMap<String, NetworkSpec>,
     /// Relative binds, configs and secrets read so far (`files`).
     files: files::StackFiles,
+    /// Build contexts read so far in this load, by repository path (`build::ContextCache`).
+    build_contexts: build::ContextCache,
 }
 
 /// A stack as read, with where each service is written, for the checks across stacks.
@@ -229,6 +231,7 @@ fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
         volumes: BTreeMap::new(),
         networks: BTreeMap::new(),
         files: Default::default(),
+        build_contexts: Default::default(),
     };
     if let Some((_, _, v, path)) = get("configs") {
         stack.read_file_defs(d, v, path, crate::model::files::FileKind::Config);

@@ -184,6 +184,14 @@ impl Stack<'_> {
                         read_deploy(d, v, &fpath, &mut svc, &mut c, &mut g.place.replicas)
                 }
                 "x-convoy" => svc.placement.hosts = self.read_x_convoy(d, v, &fpath),
+                "develop" => self.warn(
+                    d,
+                    v,
+                    &fpath,
+                    "`develop` (watch and sync) belongs to local development with `docker compose \
+                     watch` and is ignored: Convoy deploys what the commit holds"
+                        .into(),
+                ),
                 "expose" => c.expose = read_expose(d, v, &fpath),
                 "mem_limit" | "memswap_limit" | "mem_reservation" | "cpus" => {
                     legacy.read(d, field, v, &fpath)
@@ -257,7 +265,9 @@ impl Stack<'_> {
         }
         if let Some(b) = build {
             let given = (!c.image.is_empty()).then(|| c.image.clone());
-            if let Some((spec, image)) = self.finish_build(d, b, given.as_deref(), name) {
+            if let Some((spec, image)) =
+                self.finish_build(d, b, given.as_deref(), name, c.platform.as_deref())
+            {
                 c.image = image;
                 c.build = Some(spec);
             }

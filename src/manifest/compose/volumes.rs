@@ -160,6 +160,21 @@ impl Stack<'_> {
             match opt {
                 "ro" => read_only = true,
                 "rw" => read_only = false,
+                // Docker on Linux accepts and ignores these (they tune Docker Desktop's file
+                // sharing on macOS).
+                "cached" | "delegated" | "consistent" => {}
+                // SELinux relabelling has no field in the engine's mount API, which Convoy
+                // uses: said, not silently dropped, and harmless where SELinux is off.
+                "z" | "Z" => self.warn(
+                    d,
+                    node,
+                    path,
+                    format!(
+                        "volume option `{opt}` (SELinux relabelling) is not applied by Convoy: \
+                         on a host with SELinux enforcing, label the source yourself \
+                         (`chcon -Rt container_file_t`); elsewhere it has no effect"
+                    ),
+                ),
                 other => {
                     d.at(
                         node,

@@ -47,7 +47,7 @@ fn unsupported_keys_at_every_level() {
 
 #[test]
 fn mount_rules() {
-    let e = web_errs("services:\n  a:\n    image: x\n    volumes:\n      - ./data:/data\n      - ~/x:/x\n      - type: bind\n        source: ../../../up\n        target: /up\n      - undeclared:/u\n      - /anon\n      - /a:/same\n      - /b:/same\n      - /c:/c:z\n");
+    let e = web_errs("services:\n  a:\n    image: x\n    volumes:\n      - ./data:/data:ro\n      - ~/x:/x\n      - type: bind\n        source: ../../../up\n        target: /up\n      - undeclared:/u\n      - /anon\n      - /a:/same\n      - /b:/same\n      - /c:/c:z,cached\n      - /d:/d:nocopy\n");
     assert_eq!(
         e,
         vec![
@@ -56,7 +56,7 @@ fn mount_rules() {
             "stacks/web/compose.yaml:7:9: services.a.volumes[2]: `../../../up` leads outside the repository: only files of the repository are shipped",
             "stacks/web/compose.yaml:10:9: services.a.volumes[3]: volume `undeclared` is not declared in the top-level `volumes`",
             "stacks/web/compose.yaml:13:9: services.a.volumes[6]: `/same` is mounted twice",
-            "stacks/web/compose.yaml:14:9: services.a.volumes[7]: volume option `z` is not supported yet",
+            "stacks/web/compose.yaml:15:9: services.a.volumes[8]: volume option `nocopy` is not supported yet",
         ]
     );
     // Named and external volumes keep their names.
