@@ -241,7 +241,10 @@ mod tests {
         let stale = for_host(&spec(), &h, "f", "web", Some(&c), Some(&seen));
         let (_, _, changes) = split_drift(&stale, &running);
         assert_eq!(changes.len(), 1);
-        assert_eq!(changes[0].new, "secret db (secret changed)");
+        assert_eq!(
+            changes[0].new,
+            "secret db at /run/secrets/db (secret changed)"
+        );
     }
 
     #[test]

@@ -97,8 +97,11 @@ impl FileMount {
     pub fn changed_label(&self) -> String {
         match self.kind {
             FileKind::Bind => format!("{} (content changed)", self.name),
-            FileKind::Config => format!("config {} (content changed)", self.name),
-            FileKind::Secret => format!("secret {} (secret changed)", self.name),
+            // A config or secret may be mounted at several targets: each line says which.
+            FileKind::Config => {
+                format!("config {} at {} (content changed)", self.name, self.target)
+            }
+            FileKind::Secret => format!("secret {} at {} (secret changed)", self.name, self.target),
         }
     }
 

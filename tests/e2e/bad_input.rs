@@ -112,10 +112,16 @@ fn relative_bind_source() {
         |t| {
             t.compose(
                 "web",
-                "services:\n  app:\n    image: convoy-test/busybox:1\n    volumes:\n      - ./conf:/etc/app\n",
+                "services:\n  app:\n    image: convoy-test/busybox:1\n    volumes:\n      - ./conf:/etc/app:ro\n      - ../../../etc:/host-etc:ro\n",
             )
         },
-        &["stacks/{web}/compose.yaml:5:", "relative bind-mount source"],
+        &[
+            "stacks/{web}/compose.yaml:5:",
+            "`./conf`",
+            "does not exist in the repository",
+            "stacks/{web}/compose.yaml:6:",
+            "leads outside the repository",
+        ],
     );
 }
 

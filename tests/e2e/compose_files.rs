@@ -107,7 +107,8 @@ fn a_web_server_serves_files_shipped_from_the_repository() {
     );
     let diff = t.convoy(&["diff", "--state-dir", &state(&t)]);
     assert!(
-        diff.stdout.contains("config httpd (content changed)"),
+        diff.stdout
+            .contains("config httpd at /httpd (content changed)"),
         "{}",
         diff.stdout
     );

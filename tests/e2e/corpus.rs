@@ -39,7 +39,9 @@ enum Feature {
     Secrets,
     /// `build:` on the builder engine, shipped by image ID.
     Build,
-    /// `volumes_from`, `network_mode: service:`, lifecycle hooks, `depends_on.restart`,
+    /// `depends_on.restart` and the less common engine settings.
+    EngineKeys,
+    /// `volumes_from`, `network_mode: service:`, lifecycle hooks,
     /// `privileged`/`shm_size`/`dns_opt`/`links`, `restart_policy.delay`/`window`.
     ServiceKeys,
 }
@@ -52,13 +54,21 @@ impl Feature {
             Feature::Configs => "configs",
             Feature::Secrets => "secrets",
             Feature::Build => "build",
+            Feature::EngineKeys => "engine-keys",
             Feature::ServiceKeys => "service-keys",
         }
     }
 }
 
 /// The features merged on this branch. The lead adds each one as its branch lands.
-const LANDED: &[Feature] = &[Feature::Today];
+const LANDED: &[Feature] = &[
+    Feature::Today,
+    Feature::Binds,
+    Feature::Configs,
+    Feature::Secrets,
+    Feature::Build,
+    Feature::EngineKeys,
+];
 
 /// Every corpus stack: folder (under `tests/corpus/`), and what it needs.
 const CORPUS: &[(&str, &[Feature])] = &[
@@ -70,7 +80,7 @@ const CORPUS: &[(&str, &[Feature])] = &[
     ("features/configs-content", &[Feature::Configs]),
     ("features/configs-file", &[Feature::Configs]),
     ("features/container-name", &[Feature::Today]),
-    ("features/depends-on-restart", &[Feature::ServiceKeys]),
+    ("features/depends-on-restart", &[Feature::EngineKeys]),
     ("features/engine-options", &[Feature::ServiceKeys]),
     ("features/expose", &[Feature::Today]),
     ("features/extends", &[Feature::Today]),
@@ -985,7 +995,15 @@ fn a_changed_file_replaces_exactly_the_services_that_use_it() {
     let diff = t
         .convoy(&["diff", "--state-dir", &state])
         .outcome(Outcome::Differs);
-    assert!(diff.stdout.contains("settings.ini"), "{}", diff.stdout);
+    assert!(
+        diff.stdout
+            .contains("config app_settings at /etc/app/settings.ini (content changed)")
+            && diff
+                .stdout
+                .contains("config app_settings at /app_settings (content changed)"),
+        "{}",
+        diff.stdout
+    );
     let before = ids(&hosts, &fleet);
     apply();
     assert_eq!(
@@ -1072,6 +1090,10 @@ fn a_changed_build_context_rebuilds_once_and_ships_once() {
     }
     copy_stack(&t, "stacks/app-build");
     let state = t.path().join("state").to_string_lossy().into_owned();
+    // The build runs on the first host (not the local engine, the default when there is
+    // one), so the other two receive it by load.
+    let y = std::fs::read_to_string(t.path().join("convoy.yaml")).expect("fleet file");
+    t.write("convoy.yaml", &format!("{y}builder: {}\n", hosts.names[0]));
     let fleet = t.id.clone();
     let image_of = |slot: u32| {
         inspect(
