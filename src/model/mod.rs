@@ -6,6 +6,7 @@
 //! Everything else imports from here; this imports nothing of the crate's but itself.
 
 pub mod engine_more;
+pub mod hooks;
 pub mod observed;
 pub mod outcome;
 pub mod plan;

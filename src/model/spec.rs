@@ -393,6 +393,10 @@ pub struct ContainerSpec {
         skip_serializing_if = "crate::model::engine_more::EngineMore::is_empty"
     )]
     pub more: crate::model::engine_more::EngineMore,
+    /// `post_start` and `pre_stop`: commands the executor runs in the container (no engine
+    /// setting, so in the hash only); out of the serialised form while none is declared.
+    #[serde(default, skip_serializing_if = "crate::model::hooks::Hooks::is_empty")]
+    pub hooks: crate::model::hooks::Hooks,
 }
 
 /// A service's `build:` as the executor needs it: the content hash (serialised, into the spec

@@ -1,7 +1,8 @@
 //! Compose keys that change how Convoy names and fetches a container, on the local engine:
 //! `container_name` (the replica's engine name, while ownership, healing and removal still go
 //! by the fleet's labels) and `pull_policy` (`never` fetches nothing, `always` pulls even an
-//! image the host has).
+//! image the host has); on the SSH fleet, the less common engine settings and the lifecycle
+//! hooks (`post_start`, `pre_stop`).
 //!
 //! Registries are only ever addressed on loopback (`127.0.0.1:1`, where nothing listens), so a
 //! pull that happens fails at once and says so, and nothing leaves the machine.
@@ -330,4 +331,125 @@ services:
         .outcome(Outcome::Converged);
     t.convoy(&["diff", "--state-dir", &state])
         .outcome(Outcome::InSync);
+}
+
+/// The host of the fleet that runs `name`.
+fn host_of(hosts: &crate::fleet::Hosts, fleet: &str, name: &str) -> String {
+    hosts
+        .names
+        .iter()
+        .find(|h| hosts.fleet_containers(h, fleet).iter().any(|n| n == name))
+        .unwrap_or_else(|| panic!("{name} runs on no host"))
+        .clone()
+}
+
+fn hooked_stack(t: &TestFleet, version: u32) {
+    t.compose(
+        "hk",
+        &format!(
+            r#"
+services:
+  hooked:
+    image: {IMAGE}
+    command: sleep 3600
+    stop_grace_period: 5s
+    environment: [VERSION={version}]
+    volumes: [data:/data]
+    post_start:
+      - command: sh -c 'echo started-$$VERSION > /tmp/post_start'
+      - command: ["sh", "-c", "id -u > hook_user"]
+        user: nobody
+        working_dir: /tmp
+        environment: [API_TOKEN=not-shown-anywhere]
+    pre_stop:
+      - command: ["sh", "-c", "echo stopping-$$VERSION >> /data/log"]
+volumes:
+  data: {{}}
+"#
+        ),
+    );
+}
+
+/// `post_start` runs in the started container (its file is there, written in order, as the
+/// hook's user); `pre_stop` runs in the old container before a replace (its line is in the
+/// named volume the new one mounts); a second apply runs nothing; a failing `post_start`
+/// fails its step with the hook's last lines.
+#[test]
+fn lifecycle_hooks_run_around_start_and_stop_on_the_fleet() {
+    let Some(hosts) = crate::fleet::Hosts::get() else {
+        return;
+    };
+    let t = TestFleet::new();
+    let _cleanup = crate::fleet::HostCleanup(&hosts, t.id.clone());
+    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
+    let state = t.path().join("state").to_string_lossy().into_owned();
+    hooked_stack(&t, 1);
+    t.convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    let name = t.cname("hk", "hooked", 1);
+    let host = host_of(&hosts, &t.id, &name);
+    assert_eq!(
+        hosts.docker(&host, &["exec", &name, "cat", "/tmp/post_start"]),
+        "started-1"
+    );
+    // The second hook ran after it, as its user, in its working folder.
+    assert_eq!(
+        hosts.docker(&host, &["exec", &name, "cat", "/tmp/hook_user"]),
+        "65534"
+    );
+    let id = hosts.docker(&host, &["inspect", "-f", "{{.Id}}", &name]);
+
+    // Converged: a second apply neither replaces nor runs a hook again.
+    let again = t
+        .convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+    assert_eq!(
+        hosts.docker(&host, &["inspect", "-f", "{{.Id}}", &name]),
+        id
+    );
+
+    // A replace: the old container's pre_stop writes to the volume before it stops.
+    hooked_stack(&t, 2);
+    let run = t
+        .convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    assert!(!run.stdout.contains("not-shown-anywhere"), "{}", run.stdout);
+    assert!(!run.stderr.contains("not-shown-anywhere"), "{}", run.stderr);
+    let host = host_of(&hosts, &t.id, &name);
+    assert_ne!(
+        hosts.docker(&host, &["inspect", "-f", "{{.Id}}", &name]),
+        id
+    );
+    assert_eq!(
+        hosts.docker(&host, &["exec", &name, "cat", "/data/log"]),
+        "stopping-1"
+    );
+    assert_eq!(
+        hosts.docker(&host, &["exec", &name, "cat", "/tmp/post_start"]),
+        "started-2"
+    );
+    t.convoy(&["diff", "--state-dir", &state])
+        .outcome(Outcome::InSync);
+
+    // A failing post_start fails its step with the hook's own last lines.
+    t.compose(
+        "bad",
+        &format!(
+            "services:\n  failing:\n    image: {IMAGE}\n    command: sleep 3600\n    post_start:\n      - command: sh -c 'echo hook-said-no; exit 3'\n"
+        ),
+    );
+    let run = t
+        .convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::NotConverged);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("exited with code 3"), "{all}");
+    assert!(all.contains("hook-said-no"), "{all}");
+    // Removed again, so the failure is not forgotten: the next pass tries again.
+    let failing = t.cname("bad", "failing", 1);
+    for h in &hosts.names {
+        assert!(!hosts.fleet_containers(h, &t.id).contains(&failing), "{h}");
+    }
+    t.convoy(&["diff", "--state-dir", &state])
+        .outcome(Outcome::Differs);
 }

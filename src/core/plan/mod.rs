@@ -648,6 +648,13 @@ impl<'a> Planner<'a> {
                         id: c.id.clone(),
                         grace_secs: c.actual.stop_grace_period_secs,
                         reason,
+                        pre_stop: self
+                            .desired
+                            .stacks
+                            .get(&c.stack)
+                            .and_then(|s| s.services.get(&c.service))
+                            .map(|s| s.container.hooks.pre_stop.clone())
+                            .unwrap_or_default(),
                     },
                     after,
                     vec![],

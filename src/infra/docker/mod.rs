@@ -35,11 +35,13 @@ use crate::model::spec::{
 mod build;
 mod create;
 mod create_more;
+mod hooks;
 mod observe;
 mod observe_more;
 mod streams;
 
 pub use build::{BuildError, BUILD_ERROR_LINES};
+pub use hooks::{HookRun, HOOK_OUTPUT_LINES};
 pub use streams::{
     normalise_time, ExecChunk, ExecSession, ListedContainer, LogLine, LogRange, LogSource,
 };

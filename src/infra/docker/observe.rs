@@ -510,6 +510,8 @@ fn observed_container(
         pull_policy: Default::default(),
         build: None,
         more,
+        // Hooks are no container setting: nothing to read back (`model::hooks`).
+        hooks: Default::default(),
     };
     Some(ObservedContainer {
         id: i.id.unwrap_or_default(),

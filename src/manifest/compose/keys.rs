@@ -103,6 +103,9 @@ pub(super) const SERVICE: Keys = Keys {
         "pids_limit",
         "scale",
         "attach",
+        // Lifecycle hooks, run by the executor through the engine's exec (`hooks`).
+        "post_start",
+        "pre_stop",
         // Resolved by `expand` (`extends`, `profiles`) before the service is read.
         "extends",
         "profiles",
@@ -143,19 +146,10 @@ pub(super) const SERVICE: Keys = Keys {
             "models",
             "AI models are run by Docker Desktop's model runner, which fleet hosts do not have",
         ),
-        // `host` and `none` are read; these need the two containers on one host.
-        // Compose's lifecycle hooks: commands run in the container around its start and stop.
-        (
-            "post_start",
-            "lifecycle hooks are not run yet; run the command in the entrypoint",
-        ),
+        // Compose's `pre_start`: a one-off container before the service's first replica.
         (
             "pre_start",
-            "init containers before the service's are not run yet; make the step a one-shot service (`restart: no`) and depend on it with `condition: service_completed_successfully`",
-        ),
-        (
-            "pre_stop",
-            "lifecycle hooks are not run yet; handle the stop signal in the service",
+            "Compose runs it as a one-off container of the service's image with the service container's volumes and networks, once per service before its first replica starts, and Convoy does not run such containers yet; make it a one-shot service (`restart: no`) and depend on it with `condition: service_completed_successfully`",
         ),
         (
             "provider",

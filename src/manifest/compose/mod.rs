@@ -27,6 +27,7 @@ mod expand;
 mod extends;
 pub(super) use env_file::resolve;
 mod healthcheck;
+mod hooks;
 mod keys;
 mod networks;
 mod ports;

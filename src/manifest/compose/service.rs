@@ -200,6 +200,8 @@ impl Stack<'_> {
                     c.device_requests.append(&mut gpus);
                 }
                 f if MORE_KEYS.contains(&f) => more.read(d, f, v, &fpath, &mut c),
+                "post_start" => c.hooks.post_start = self.read_hooks(d, v, &fpath),
+                "pre_stop" => c.hooks.pre_stop = self.read_hooks(d, v, &fpath),
                 _ => {}
             }
         }

@@ -2,7 +2,8 @@
 //! `expose`, the older resource keys (`mem_limit`, `memswap_limit`, `mem_reservation`, `cpus`,
 //! `cpu_shares`), `security_opt`, `devices`, `ipc`, `pid`, `runtime`, `pull_policy`,
 //! `container_name`, the older
-//! `external: {name: x}`, the lifecycle hooks refused by name, and a `build`-only service.
+//! `external: {name: x}`, the lifecycle hooks (`post_start`, `pre_stop`; `pre_start` refused
+//! with its reason), and a `build`-only service.
 //!
 //! Tests only, on in-memory repositories through `load`; no disk, no engine.
 
@@ -228,18 +229,77 @@ fn older_resource_keys_that_disagree_with_deploy_are_located_errors() {
 }
 
 #[test]
-fn lifecycle_hooks_are_refused_by_name() {
+fn lifecycle_hooks_are_read_in_order_with_their_options() {
+    let s = service(
+        "services:\n  web:\n    image: x\n    post_start:\n      - command: touch /tmp/started\n      - command: [\"sh\", \"-c\", \"echo $$HOME > /x\"]\n        user: root\n        privileged: true\n        working_dir: /srv\n        environment:\n          A: \"1\"\n          API_TOKEN: s3cr3t-value-long\n    pre_stop:\n      - command: \"sh -c 'echo bye >> /data/log'\"\n        environment: [B=2]\n",
+    );
+    let h = &s.container.hooks;
+    assert_eq!(h.post_start.len(), 2);
+    assert_eq!(h.post_start[0].command, ["touch", "/tmp/started"]);
+    assert_eq!(h.post_start[0].user, None);
+    assert!(!h.post_start[0].privileged);
+    let second = &h.post_start[1];
+    assert_eq!(second.command, ["sh", "-c", "echo $HOME > /x"]);
+    assert_eq!(second.user.as_deref(), Some("root"));
+    assert!(second.privileged);
+    assert_eq!(second.working_dir.as_deref(), Some("/srv"));
+    assert_eq!(second.env_list(), ["A=1", "API_TOKEN=s3cr3t-value-long"]);
+    // The secret-looking value is never shown, not even by `Debug`.
+    assert!(!format!("{h:?}").contains("s3cr3t"));
+    assert_eq!(h.pre_stop.len(), 1);
+    assert_eq!(h.pre_stop[0].command, ["sh", "-c", "echo bye >> /data/log"]);
+    assert_eq!(h.pre_stop[0].env_list(), ["B=2"]);
+}
+
+#[test]
+fn a_hooks_secret_looking_value_is_a_secret_of_the_state() {
+    let st = ok(&files(&web(
+        "services:\n  web:\n    image: x\n    post_start:\n      - command: \"true\"\n        environment: [DB_PASSWORD=hunter2-and-more]\n",
+    )));
+    assert!(st.secret_values.contains("hunter2-and-more"));
+}
+
+#[test]
+fn a_hook_changes_the_spec_hash_and_none_leaves_it() {
+    let plain = service("services:\n  web:\n    image: x\n");
+    let empty = service("services:\n  web:\n    image: x\n    post_start: []\n    pre_stop: []\n");
+    let hooked = service("services:\n  web:\n    image: x\n    pre_stop: [{command: \"true\"}]\n");
+    let other = service("services:\n  web:\n    image: x\n    pre_stop: [{command: \"false\"}]\n");
+    assert_eq!(plain.container.hash(), empty.container.hash());
+    assert_ne!(plain.container.hash(), hooked.container.hash());
+    assert_ne!(hooked.container.hash(), other.container.hash());
+}
+
+#[test]
+fn hook_errors_are_located() {
     let e = web_errs(
-        "services:\n  a:\n    image: x\n    pre_start: []\n    post_start: []\n    pre_stop: []\n",
+        "services:\n  a:\n    image: x\n    post_start:\n      - user: root\n      - command: []\n      - command: \"echo 'unclosed\"\n      - command: x\n        working_dir: rel\n        bogus: 1\n    pre_stop: {command: x}\n",
     );
     assert_eq!(
         e,
         vec![
-            "stacks/web/compose.yaml:4:5: services.a.pre_start: `pre_start` is not supported yet: init containers before the service's are not run yet; make the step a one-shot service (`restart: no`) and depend on it with `condition: service_completed_successfully`",
-            "stacks/web/compose.yaml:5:5: services.a.post_start: `post_start` is not supported yet: lifecycle hooks are not run yet; run the command in the entrypoint",
-            "stacks/web/compose.yaml:6:5: services.a.pre_stop: `pre_stop` is not supported yet: lifecycle hooks are not run yet; handle the stop signal in the service",
+            "stacks/web/compose.yaml:5:9: services.a.post_start[0]: a hook needs a `command`",
+            "stacks/web/compose.yaml:6:9: services.a.post_start[1]: the hook's `command` is empty",
+            "stacks/web/compose.yaml:7:18: services.a.post_start[2].command: unterminated single quote",
+            "stacks/web/compose.yaml:9:22: services.a.post_start[3].working_dir: working_dir `rel` is not an absolute path",
+            "stacks/web/compose.yaml:10:9: services.a.post_start[3].bogus: unknown key",
+            "stacks/web/compose.yaml:11:16: services.a.pre_stop: expected a list of hooks, found a map",
         ]
     );
+}
+
+#[test]
+fn pre_start_is_refused_with_what_compose_does() {
+    let e = web_errs("services:\n  a:\n    image: x\n    pre_start: []\n");
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].starts_with(
+            "stacks/web/compose.yaml:4:5: services.a.pre_start: `pre_start` is not supported yet: "
+        ),
+        "{}",
+        e[0]
+    );
+    assert!(e[0].contains("service_completed_successfully"), "{}", e[0]);
 }
 
 #[test]
