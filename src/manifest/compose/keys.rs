@@ -216,19 +216,11 @@ pub(super) const RESERVATIONS: Keys = Keys {
     extensions: true,
 };
 pub(super) const RESTART_POLICY: Keys = Keys {
-    supported: &["condition", "max_attempts"],
-    // The engine restarts with its own back-off (100 ms, doubling, reset after 10 s of
-    // running) and counts attempts without a window: neither can be set per container.
-    unsupported: &[
-        (
-            "delay",
-            "the engine waits with its own back-off (100 ms, doubling); remove `delay`",
-        ),
-        (
-            "window",
-            "the engine counts every restart without a window; remove `window`",
-        ),
-    ],
+    // `delay` and `window` are read and checked, then left to the engine: it restarts with
+    // its own back-off (100 ms, doubling, reset after 10 s of running) and counts attempts
+    // without a window; neither can be set per container (README, "restart_policy").
+    supported: &["condition", "max_attempts", "delay", "window"],
+    unsupported: &[],
     extensions: true,
 };
 /// An entry of `gpus` or of `deploy.resources.reservations.devices`.

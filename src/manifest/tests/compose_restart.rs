@@ -81,17 +81,30 @@ fn restart_and_restart_policy_that_disagree_are_located() {
     );
 }
 
+/// `delay` and `window` are accepted and left to the engine's own back-off: the spec (so the
+/// hash) is what it is without them; a bad duration is still a located error.
 #[test]
-fn restart_policy_delay_and_window_are_refused_with_the_reason() {
-    let e = web_errs(
-        "services:\n  a:\n    image: x\n    deploy:\n      restart_policy:\n        condition: on-failure\n        delay: 5s\n        window: 120s\n",
+fn restart_policy_delay_and_window_are_accepted_and_left_to_the_engine() {
+    let with = service(
+        "services:\n  web:\n    image: x\n    deploy:\n      restart_policy:\n        condition: on-failure\n        max_attempts: 3\n        delay: 5s\n        window: 120s\n",
     );
-    assert_eq!(
-        e,
-        vec![
-            "stacks/web/compose.yaml:7:9: services.a.deploy.restart_policy.delay: `delay` is not supported yet: the engine waits with its own back-off (100 ms, doubling); remove `delay`",
-            "stacks/web/compose.yaml:8:9: services.a.deploy.restart_policy.window: `window` is not supported yet: the engine counts every restart without a window; remove `window`",
-        ]
+    let without = service(
+        "services:\n  web:\n    image: x\n    deploy:\n      restart_policy:\n        condition: on-failure\n        max_attempts: 3\n",
+    );
+    assert_eq!(with.container, without.container);
+    let e = web_errs(
+        "services:\n  a:\n    image: x\n    deploy:\n      restart_policy:\n        delay: soon\n        window: [1]\n",
+    );
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e[0].starts_with("stacks/web/compose.yaml:6:16: services.a.deploy.restart_policy.delay: "),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].starts_with("stacks/web/compose.yaml:7:18: services.a.deploy.restart_policy.window: "),
+        "{}",
+        e[1]
     );
 }
 
