@@ -10,5 +10,6 @@ pub mod hooks;
 pub mod observed;
 pub mod outcome;
 pub mod plan;
+pub mod share;
 pub mod spec;
 pub mod tree;

@@ -397,6 +397,13 @@ pub struct ContainerSpec {
     /// setting, so in the hash only); out of the serialised form while none is declared.
     #[serde(default, skip_serializing_if = "crate::model::hooks::Hooks::is_empty")]
     pub hooks: crate::model::hooks::Hooks,
+    /// `volumes_from` (`network_mode: service:`/`container:` is in `network_mode`); out of the
+    /// serialised form while empty.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::model::share::Sharing::is_empty"
+    )]
+    pub share: crate::model::share::Sharing,
 }
 
 /// A service's `build:` as the executor needs it: the content hash (serialised, into the spec

@@ -2,7 +2,8 @@
 //! `container_name` (the replica's engine name, while ownership, healing and removal still go
 //! by the fleet's labels) and `pull_policy` (`never` fetches nothing, `always` pulls even an
 //! image the host has); on the SSH fleet, the less common engine settings and the lifecycle
-//! hooks (`post_start`, `pre_stop`).
+//! hooks (`post_start`, `pre_stop`), and services sharing another's network namespace or
+//! volumes (`network_mode: service:`, `volumes_from`), placed beside it.
 //!
 //! Registries are only ever addressed on loopback (`127.0.0.1:1`, where nothing listens), so a
 //! pull that happens fails at once and says so, and nothing leaves the machine.
@@ -452,4 +453,123 @@ fn lifecycle_hooks_run_around_start_and_stop_on_the_fleet() {
     }
     t.convoy(&["diff", "--state-dir", &state])
         .outcome(Outcome::Differs);
+}
+
+fn sharing_stack(t: &TestFleet, version: u32) {
+    t.compose(
+        "sh",
+        &format!(
+            r#"
+services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "mkdir -p /www && echo hello-{version} > /www/index.html && echo seen > /shared/mark && httpd -f -p 8080 -h /www"]
+    volumes: [/shared]
+    deploy:
+      replicas: 2
+      placement:
+        max_replicas_per_node: 1
+  side:
+    image: {IMAGE}
+    command: sleep 3600
+    network_mode: service:web
+    volumes_from: ["web:ro"]
+    deploy:
+      replicas: 2
+"#
+        ),
+    );
+}
+
+/// `network_mode: service:web` reaches web's port on 127.0.0.1, `volumes_from` sees web's
+/// volume (read-only), each replica beside web's of the same slot; a second apply changes
+/// nothing; web replaced, side is replaced after it and reaches the new one.
+#[test]
+fn a_service_sharing_anothers_namespace_and_volumes_runs_beside_it() {
+    let Some(hosts) = crate::fleet::Hosts::get() else {
+        return;
+    };
+    let t = TestFleet::new();
+    let _cleanup = crate::fleet::HostCleanup(&hosts, t.id.clone());
+    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
+    let state = t.path().join("state").to_string_lossy().into_owned();
+    sharing_stack(&t, 1);
+    t.convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    let check = |version: u32| {
+        for slot in 1..=2 {
+            let web = t.cname("sh", "web", slot);
+            let side = t.cname("sh", "side", slot);
+            let host = host_of(&hosts, &t.id, &web);
+            assert_eq!(host_of(&hosts, &t.id, &side), host, "slot {slot}");
+            let mut got = String::new();
+            wait_for(
+                "web answers inside side",
+                std::time::Duration::from_secs(20),
+                || {
+                    got = hosts.docker(
+                        &host,
+                        &[
+                            "exec",
+                            &side,
+                            "sh",
+                            "-c",
+                            "wget -qO- http://127.0.0.1:8080/ || true",
+                        ],
+                    );
+                    got == format!("hello-{version}")
+                },
+            );
+            assert_eq!(
+                hosts.docker(&host, &["exec", &side, "cat", "/shared/mark"]),
+                "seen"
+            );
+            // Read-only, as written.
+            assert_eq!(
+                hosts.docker(
+                    &host,
+                    &[
+                        "exec",
+                        &side,
+                        "sh",
+                        "-c",
+                        "touch /shared/x 2>/dev/null && echo rw || echo ro"
+                    ]
+                ),
+                "ro"
+            );
+        }
+    };
+    check(1);
+    let view = |t: &TestFleet| -> Vec<String> {
+        let mut v: Vec<String> = hosts
+            .names
+            .iter()
+            .flat_map(|h| {
+                hosts
+                    .fleet_containers(h, &t.id)
+                    .into_iter()
+                    .map(|n| hosts.docker(h, &["inspect", "-f", "{{.Name}} {{.Id}}", &n]))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = view(&t);
+    let again = t
+        .convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+    assert_eq!(view(&t), before, "a second apply replaced something");
+
+    // web replaced: side loses its namespace with it and is made again after it.
+    sharing_stack(&t, 2);
+    let run = t
+        .convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    assert!(run.stdout.contains("namespace of `web`"), "{}", run.stdout);
+    check(2);
+    t.convoy(&["diff", "--state-dir", &state])
+        .outcome(Outcome::InSync);
 }

@@ -456,9 +456,11 @@ impl<'a> Planner<'a> {
         service: &ServiceSpec,
         snap: &HostSnapshot,
     ) -> Option<Action> {
+        let actual =
+            crate::core::schedule::colocate::normalise_actual(&replica.spec, &c.actual, snap);
         let mut changes = container_drift(
             &replica.spec,
-            &c.actual,
+            &actual,
             &c.image_defaults,
             &service.secret_env,
         );
@@ -566,9 +568,10 @@ impl<'a> Planner<'a> {
     fn replica(&self, key: &ReplicaKey, service: &ServiceSpec, name: &str) -> Replica {
         // The hash is the service's (anonymous volumes unresolved), the same for every slot.
         let spec_hash = service.container.hash();
-        let spec = service
+        let mut spec = service
             .container
             .for_slot(&key.stack, &key.service, &key.slot);
+        crate::core::schedule::colocate::resolve(self.desired, &key.stack, &key.slot, &mut spec);
         let mut labels = spec.labels.clone();
         labels.insert(LABEL_FLEET.into(), self.desired.fleet.clone());
         labels.insert(LABEL_STACK.into(), key.stack.clone());
@@ -826,9 +829,10 @@ pub fn assume_converged(
         };
         let snap = hosts.entry(host.clone()).or_default();
         let name = replica_name(&key.stack, service, &key.slot);
-        let spec = service
+        let mut spec = service
             .container
             .for_slot(&key.stack, &key.service, &key.slot);
+        crate::core::schedule::colocate::resolve(desired, &key.stack, &key.slot, &mut spec);
         for net in stack
             .networks
             .values()

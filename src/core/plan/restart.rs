@@ -4,6 +4,9 @@
 //! than an engine restart, so the executor needs no new kind of step; the slot keeps its
 //! anonymous volumes and its name.
 //!
+//! The same holds, with no `restart: true` written, for a service that shares the
+//! dependency's network namespace or volumes: the manifest puts the source in `restart_with`.
+//!
 //! Pure, as the planner. It never adds a step for a dependency that is only created (a new
 //! service, a first apply: nothing ran before it), nor for a dependent that already has a
 //! step of its own.
@@ -35,11 +38,19 @@ impl Planner<'_> {
         })?;
         let name = replica_name(&key.stack, service, &key.slot);
         let c = snap.containers.get(&name)?;
+        // A service sharing the dependency's namespace or volumes (`network_mode: service:`,
+        // `volumes_from`) lost them with its container: it is made again beside the new one.
+        let shared =
+            crate::core::schedule::colocate::sources(&service.container).contains(dep.as_str());
         Some(Action::Replace {
             old_id: c.id.clone(),
             old_grace_secs: c.actual.stop_grace_period_secs,
             changes: vec![FieldChange {
-                field: format!("depends_on.{dep}.restart"),
+                field: if shared {
+                    format!("namespace of `{dep}`")
+                } else {
+                    format!("depends_on.{dep}.restart")
+                },
                 old: "running".into(),
                 new: format!("restarted after `{dep}`"),
             }],

@@ -498,7 +498,7 @@ fn observed_container(
         // network's name or ID here (or `default`, `bridge`), which `networks` covers.
         network_mode: hc
             .network_mode
-            .filter(|m| matches!(m.as_str(), "host" | "none")),
+            .filter(|m| matches!(m.as_str(), "host" | "none") || m.starts_with("container:")),
         // The engine reports only the OS on a container (`Platform: linux`): never compared.
         platform: None,
         device_requests: hc
@@ -512,6 +512,12 @@ fn observed_container(
         more,
         // Hooks are no container setting: nothing to read back (`model::hooks`).
         hooks: Default::default(),
+        // `volumes_from` as sent (`network_mode: container:<id>` is above; the planner maps the
+        // ID to a name, `core::schedule::colocate`).
+        share: crate::model::share::Sharing {
+            volumes_from: Vec::new(),
+            engine_volumes_from: hc.volumes_from.unwrap_or_default(),
+        },
     };
     Some(ObservedContainer {
         id: i.id.unwrap_or_default(),

@@ -103,6 +103,8 @@ pub(super) const SERVICE: Keys = Keys {
         "pids_limit",
         "scale",
         "attach",
+        // Another container's volumes, beside it (`share`).
+        "volumes_from",
         // Lifecycle hooks, run by the executor through the engine's exec (`hooks`).
         "post_start",
         "pre_stop",
@@ -163,10 +165,6 @@ pub(super) const SERVICE: Keys = Keys {
         (
             "use_api_socket",
             "it hands the engine's socket and the local Docker credentials of the machine running Compose to the container; Convoy never ships credentials",
-        ),
-        (
-            "volumes_from",
-            "declare a named volume and mount it in both services",
         ),
     ],
     extensions: true,

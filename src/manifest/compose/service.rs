@@ -191,7 +191,14 @@ impl Stack<'_> {
                     c.container_name = read_container_name(d, v, &fpath);
                     container_name_at = Some((v, fpath.clone()));
                 }
-                "network_mode" => c.network_mode = read_network_mode(d, v, &fpath),
+                "network_mode" => {
+                    c.network_mode = read_network_mode(d, v, &fpath);
+                    super::share::network_source(c.network_mode.as_deref(), v, &fpath, &mut svc, g);
+                }
+                "volumes_from" => {
+                    c.share.volumes_from =
+                        super::share::read_volumes_from(d, v, &fpath, &mut svc, g)
+                }
                 "platform" => c.platform = read_platform(d, v, &fpath),
                 "gpus" => {
                     // After the reservations' requests whichever key comes first (`deploy`
@@ -313,6 +320,7 @@ impl Stack<'_> {
             saw_networks = true;
             network_names.clear();
         }
+        super::share::refuse_beside_shared_network(d, entries, path, c.network_mode.as_deref());
         if !saw_networks {
             network_names.push(Attachment {
                 name: "default".into(),

@@ -489,3 +489,75 @@ fn external_with_a_name_in_both_forms() {
         assert_eq!(st.networks[n].engine_name, name);
     }
 }
+
+#[test]
+fn sharing_a_services_namespace_and_volumes_depends_on_it() {
+    let st = ok(&files(&web(
+        "services:\n  db:\n    image: x\n    deploy: {replicas: 2}\n  side:\n    image: x\n    network_mode: service:db\n    volumes_from: [\"db:ro\", \"container:outside:rw\", other]\n    deploy: {replicas: 2}\n  other:\n    image: x\n    scale: 2\n  ext:\n    image: x\n    network_mode: container:vpn\n",
+    )));
+    let side = &st.stacks["web"].services["side"];
+    assert_eq!(side.container.network_mode.as_deref(), Some("service:db"));
+    assert!(side.container.networks.is_empty());
+    use crate::model::share::{ShareSource, VolumesFrom};
+    assert_eq!(
+        side.container.share.volumes_from,
+        [
+            VolumesFrom {
+                source: ShareSource::Service("db".into()),
+                read_only: true
+            },
+            VolumesFrom {
+                source: ShareSource::Container("outside".into()),
+                read_only: false
+            },
+            VolumesFrom {
+                source: ShareSource::Service("other".into()),
+                read_only: false
+            },
+        ]
+    );
+    // Compose starts the sources first; the dependent goes with their containers.
+    assert_eq!(side.depends_on.keys().collect::<Vec<_>>(), ["db", "other"]);
+    assert_eq!(
+        side.restart_with.iter().collect::<Vec<_>>(),
+        ["db", "other"]
+    );
+    let ext = &st.stacks["web"].services["ext"];
+    assert_eq!(ext.container.network_mode.as_deref(), Some("container:vpn"));
+    assert!(ext.depends_on.is_empty());
+    // Without the keys, the hash is what it was.
+    let plain = service("services:\n  web:\n    image: x\n");
+    let empty = service("services:\n  web:\n    image: x\n    volumes_from: []\n");
+    assert_eq!(plain.container.hash(), empty.container.hash());
+}
+
+#[test]
+fn sharing_errors_are_located() {
+    let e = web_errs(
+        "services:\n  db:\n    image: x\n    deploy: {replicas: 2}\n  a:\n    image: x\n    network_mode: service:db\n    hostname: h\n    dns: [1.1.1.1]\n    expose: [80]\n    extra_hosts: [\"a:1.2.3.4\"]\n  b:\n    image: x\n    volumes_from: [\"db:rx\", \"container:\", nosuch]\n  c:\n    image: x\n    network_mode: \"service:\"\n    deploy: {mode: global}\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:8:5: services.a.hostname: `hostname` cannot be used with `network_mode: service:db`: the container uses the network settings of the one whose namespace it joins",
+            "stacks/web/compose.yaml:9:5: services.a.dns: `dns` cannot be used with `network_mode: service:db`: the container uses the network settings of the one whose namespace it joins",
+            "stacks/web/compose.yaml:10:5: services.a.expose: `expose` cannot be used with `network_mode: service:db`: the container uses the network settings of the one whose namespace it joins",
+            "stacks/web/compose.yaml:11:5: services.a.extra_hosts: `extra_hosts` cannot be used with `network_mode: service:db`: the container uses the network settings of the one whose namespace it joins",
+            "stacks/web/compose.yaml:14:20: services.b.volumes_from[0]: invalid mode `rx` in `db:rx` (expected ro or rw)",
+            "stacks/web/compose.yaml:14:29: services.b.volumes_from[1]: `container:` names no source",
+            "stacks/web/compose.yaml:14:43: services.b.volumes_from[2]: depends on unknown service `nosuch`",
+            "stacks/web/compose.yaml:17:19: services.c.network_mode: `network_mode: service:` names no source",
+        ]
+    );
+    // Slot k runs beside the source's slot k: the replicas must correspond.
+    let e = web_errs(
+        "services:\n  db:\n    image: x\n    deploy: {replicas: 2}\n  a:\n    image: x\n    network_mode: service:db\n  b:\n    image: x\n    volumes_from: [db]\n    deploy: {mode: global}\n  g:\n    image: x\n    deploy: {mode: global}\n  h:\n    image: x\n    volumes_from: [g]\n    deploy: {mode: global}\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:7:19: services.a.network_mode: `a` must run beside each replica of `db`, which shares its namespace or volumes: give both the same replicas or make both global (`db` is 2 replica(s), `a` is 1 replica(s))",
+            "stacks/web/compose.yaml:10:20: services.b.volumes_from[0]: `b` must run beside each replica of `db`, which shares its namespace or volumes: give both the same replicas or make both global (`db` is 2 replica(s), `b` is global)",
+        ]
+    );
+}

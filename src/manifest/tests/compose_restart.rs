@@ -157,9 +157,7 @@ fn network_mode_errors_are_located() {
         vec![
             "stacks/web/compose.yaml:5:5: services.a.networks: `networks` cannot be used with `network_mode: host`: the container joins no network",
             "stacks/web/compose.yaml:6:5: services.a.ports: `ports` cannot be used with `network_mode: host`: the container has no ports of its own to publish",
-            "stacks/web/compose.yaml:9:19: services.b.network_mode: `network_mode: service:a` is not supported yet: the two containers would have to be placed on one host; use a network both services join",
-            "stacks/web/compose.yaml:12:19: services.c.network_mode: `network_mode: container:db` is not supported yet: the two containers would have to be placed on one host; use a network both services join",
-            "stacks/web/compose.yaml:15:19: services.d.network_mode: invalid network mode `bridge` (expected host or none; attach networks with `networks`)",
+            "stacks/web/compose.yaml:15:19: services.d.network_mode: invalid network mode `bridge` (expected host, none, service:<name> or container:<name>; attach networks with `networks`)",
         ]
     );
 }
