@@ -152,4 +152,79 @@ mod tests {
             ]
         );
     }
+
+    /// `web` (2 replicas) and `side` sharing its network namespace and volumes, as the
+    /// manifest reads them: the source in `depends_on` and `restart_with`.
+    fn sharing(web_env: &str) -> DesiredState {
+        let mut web = service("web", "web", 2);
+        web.container.env.insert("V".into(), web_env.into());
+        let mut side = service("web", "side", 2);
+        side.container.networks.clear();
+        side.container.network_mode = Some("service:web".into());
+        side.container.share.volumes_from = vec![crate::model::share::VolumesFrom {
+            source: crate::model::share::ShareSource::Service("web".into()),
+            read_only: true,
+        }];
+        side.depends_on
+            .insert("web".into(), DependsCondition::ServiceStarted);
+        side.restart_with.insert("web".into());
+        desired(&["h1", "h2"], vec![stack("web", vec![side, web])])
+    }
+
+    #[test]
+    fn a_sharing_service_is_made_after_its_source_beside_it_and_again_when_it_is_replaced() {
+        let d = sharing("1");
+        let o = empty_observed(&d);
+        let first = plan_for(&d, &o);
+        let step_of = |p: &crate::model::plan::Plan, name: &str| {
+            p.steps
+                .iter()
+                .find(|s| match &s.action {
+                    Action::Create { replica, .. } | Action::Replace { replica, .. } => {
+                        replica.name == name
+                    }
+                    _ => false,
+                })
+                .cloned()
+                .unwrap_or_else(|| panic!("no step for {name}"))
+        };
+        for slot in 1..=2 {
+            let web = step_of(&first, &format!("web-web-{slot}"));
+            let side = step_of(&first, &format!("web-side-{slot}"));
+            assert_eq!(side.host, web.host, "slot {slot} beside its source");
+            assert!(side.after.contains(&web.id), "{side:?}");
+            let Action::Create { replica, .. } = &side.action else {
+                panic!("{side:?}");
+            };
+            assert_eq!(
+                replica.spec.network_mode.as_deref(),
+                Some(format!("container:web-web-{slot}").as_str())
+            );
+            assert_eq!(
+                replica.spec.share.engine_volumes_from,
+                [format!("web-web-{slot}:ro")]
+            );
+        }
+        let o = execute_in_memory(&first, &o);
+        assert!(
+            plan_for(&d, &o).steps.is_empty(),
+            "{:?}",
+            lines(&plan_for(&d, &o))
+        );
+
+        // The source replaced: each dependent after it, saying why.
+        let changed = sharing("2");
+        let p = plan_for(&changed, &o);
+        for slot in 1..=2 {
+            let web = step_of(&p, &format!("web-web-{slot}"));
+            let side = step_of(&p, &format!("web-side-{slot}"));
+            assert!(side.after.contains(&web.id));
+            let Action::Replace { changes, .. } = &side.action else {
+                panic!("{side:?}");
+            };
+            assert_eq!(changes[0].field, "namespace of `web`");
+        }
+        let o2 = execute_in_memory(&p, &o);
+        assert!(plan_for(&changed, &o2).steps.is_empty());
+    }
 }

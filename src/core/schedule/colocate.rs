@@ -183,3 +183,226 @@ pub fn normalise_actual<'a>(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{place, ExistingReplica, HostFacts, HostState, Snapshot};
+    use super::*;
+    use crate::core::testkit;
+    use crate::model::observed::ObservedContainer;
+    use crate::model::spec::{DeployMode, ServiceSpec};
+    use proptest::prelude::*;
+
+    fn facts(name: &str) -> HostFacts {
+        HostFacts {
+            name: name.into(),
+            labels: Default::default(),
+            capacity: None,
+            state: HostState::Up,
+            cordon: false,
+            drain: false,
+        }
+    }
+
+    fn sharing(
+        name: &str,
+        replicas: u32,
+        network_of: Option<&str>,
+        volumes_of: &[&str],
+    ) -> ServiceSpec {
+        let mut s = testkit::service(name, replicas);
+        s.container.network_mode = network_of.map(|n| format!("service:{n}"));
+        s.container.share.volumes_from = volumes_of
+            .iter()
+            .map(|v| crate::model::share::VolumesFrom {
+                source: ShareSource::Service(v.to_string()),
+                read_only: false,
+            })
+            .collect();
+        s
+    }
+
+    fn host_of<'p>(p: &'p Placement, service: &str, slot: &str) -> Option<&'p str> {
+        p.host_of(&ReplicaKey {
+            stack: "s".into(),
+            service: service.into(),
+            slot: slot.into(),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        /// Whatever the hosts, the replicas, where copies already run and which hosts the
+        /// source may use, every placed dependent slot is on its source slot's host, and a
+        /// dependent slot is placed exactly when its source slot is.
+        #[test]
+        fn a_dependent_is_always_on_its_sources_host(
+            n_hosts in 1usize..5,
+            replicas in 1u32..5,
+            allowed in proptest::collection::vec(any::<bool>(), 4),
+            running in proptest::collection::vec((0usize..5, 0usize..5), 0..6),
+            global in any::<bool>(),
+        ) {
+            let names: Vec<String> = (0..n_hosts).map(|i| format!("h{i}")).collect();
+            let mut web = testkit::service("web", replicas);
+            let pinned: Vec<String> = names.iter().zip(&allowed).filter(|(_, a)| **a).map(|(n, _)| n.clone()).collect();
+            if !pinned.is_empty() {
+                web.placement.hosts = Some(pinned);
+            }
+            let mut side = sharing("side", replicas, Some("web"), &[]);
+            let mut tail = sharing("tail", replicas, None, &["side"]);
+            if global {
+                for s in [&mut web, &mut side, &mut tail] {
+                    s.mode = DeployMode::Global;
+                }
+            }
+            let d = testkit::desired(&[], vec![testkit::stack("s", vec![web, side, tail])]);
+            let existing = running
+                .iter()
+                .filter(|(h, _)| *h < n_hosts)
+                .map(|(h, slot)| ExistingReplica {
+                    key: ReplicaKey { stack: "s".into(), service: "side".into(), slot: (slot + 1).to_string() },
+                    host: names[*h].clone(),
+                    healthy: true,
+                    created: "2024-01-01T00:00:00Z".into(),
+                })
+                .collect();
+            let snap = Snapshot {
+                unknown: Default::default(),
+                hosts: names.iter().map(|n| (n.clone(), facts(n))).collect(),
+                existing,
+            };
+            let p = place(&d, &snap);
+            for (k, a) in &p.replicas {
+                if k.service == "web" {
+                    continue;
+                }
+                let source = if k.service == "side" { "web" } else { "side" };
+                let src = host_of(&p, source, &k.slot);
+                match a {
+                    Assignment::Host { host } => prop_assert_eq!(Some(host.as_str()), src, "{:?}", k),
+                    Assignment::Pending { .. } => prop_assert_eq!(src, None, "{:?}", k),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_sources_on_different_hosts_leave_the_dependent_pending() {
+        let mut a = testkit::service("a", 1);
+        a.placement.hosts = Some(vec!["h1".into()]);
+        let mut b = testkit::service("b", 1);
+        b.placement.hosts = Some(vec!["h2".into()]);
+        let c = sharing("c", 1, Some("a"), &["b"]);
+        let d = testkit::desired(&[], vec![testkit::stack("s", vec![a, b, c])]);
+        let snap = Snapshot {
+            unknown: Default::default(),
+            hosts: ["h1", "h2"]
+                .iter()
+                .map(|n| (n.to_string(), facts(n)))
+                .collect(),
+            existing: vec![],
+        };
+        let p = place(&d, &snap);
+        let key = ReplicaKey {
+            stack: "s".into(),
+            service: "c".into(),
+            slot: "1".into(),
+        };
+        assert_eq!(
+            p.replicas[&key],
+            Assignment::Pending {
+                reason: "its sources run on different hosts (`h1` and `h2`)".into()
+            }
+        );
+    }
+
+    fn observed(name: &str, id: &str) -> ObservedContainer {
+        ObservedContainer {
+            id: id.into(),
+            name: name.into(),
+            stack: "s".into(),
+            service: "web".into(),
+            slot: "1".into(),
+            spec_hash: String::new(),
+            commit: String::new(),
+            created: String::new(),
+            image_id: String::new(),
+            state: crate::model::observed::RunState::Running,
+            exit_code: 0,
+            health: None,
+            restart_count: 0,
+            actual: ContainerSpec::default(),
+            image_defaults: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_engines_container_id_is_read_as_the_name_of_the_fleets_container() {
+        let mut snap = HostSnapshot::default();
+        snap.containers
+            .insert("s-web-1".into(), observed("s-web-1", "abc123"));
+        let desired = ContainerSpec {
+            network_mode: Some("container:s-web-1".into()),
+            ..Default::default()
+        };
+        let actual = ContainerSpec {
+            network_mode: Some("container:abc123".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            normalise_actual(&desired, &actual, &snap)
+                .network_mode
+                .as_deref(),
+            Some("container:s-web-1")
+        );
+        // The source gone (replaced behind Convoy's back): its old ID names nothing, drift.
+        let stale = ContainerSpec {
+            network_mode: Some("container:gone999".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            normalise_actual(&desired, &stale, &snap)
+                .network_mode
+                .as_deref(),
+            Some("container:gone999")
+        );
+        // A container outside the fleet: its ID is not observed, so it is not compared.
+        let outside = ContainerSpec {
+            network_mode: Some("container:vpn".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            normalise_actual(&outside, &stale, &snap)
+                .network_mode
+                .as_deref(),
+            Some("container:vpn")
+        );
+    }
+
+    #[test]
+    fn with_volumes_from_only_the_specs_own_mounts_are_compared() {
+        let mount = |t: &str| MountSpec {
+            kind: crate::model::spec::MountKind::Volume,
+            source: format!("v{t}"),
+            target: t.into(),
+            read_only: false,
+        };
+        let mut desired = ContainerSpec {
+            mounts: vec![mount("/own")],
+            ..Default::default()
+        };
+        desired.share.engine_volumes_from = vec!["s-web-1".into()];
+        let actual = ContainerSpec {
+            mounts: vec![mount("/own"), mount("/shared")],
+            ..Default::default()
+        };
+        let snap = HostSnapshot::default();
+        assert_eq!(
+            normalise_actual(&desired, &actual, &snap).mounts,
+            [mount("/own")]
+        );
+        desired.share.engine_volumes_from.clear();
+        assert_eq!(normalise_actual(&desired, &actual, &snap).mounts.len(), 2);
+    }
+}
