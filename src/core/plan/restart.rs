@@ -227,4 +227,43 @@ mod tests {
         let o2 = execute_in_memory(&p, &o);
         assert!(plan_for(&changed, &o2).steps.is_empty());
     }
+
+    /// A scale-down's removal carries the service's `pre_stop` hooks for the executor; a
+    /// service the commit removed has none to give.
+    #[test]
+    fn a_removal_carries_the_desired_services_pre_stop_hooks() {
+        let hook = crate::model::hooks::Hook {
+            command: vec!["sh".into(), "-c".into(), "echo bye".into()],
+            ..Default::default()
+        };
+        let with = |replicas: u32| {
+            let mut web = service("web", "web", replicas);
+            web.container.hooks.pre_stop = vec![hook.clone()];
+            desired(&["h1"], vec![stack("web", vec![web])])
+        };
+        let two = with(2);
+        let o = execute_in_memory(
+            &plan_for(&two, &empty_observed(&two)),
+            &empty_observed(&two),
+        );
+        let p = plan_for(&with(1), &o);
+        let removal = p
+            .steps
+            .iter()
+            .find_map(|s| match &s.action {
+                Action::Remove { name, pre_stop, .. } => Some((name.clone(), pre_stop.clone())),
+                _ => None,
+            })
+            .expect("a removal");
+        assert_eq!(removal, ("web-web-2".to_string(), vec![hook.clone()]));
+        let gone = desired(
+            &["h1"],
+            vec![stack("other", vec![service("other", "x", 1)])],
+        );
+        let p = plan_for(&gone, &o);
+        assert!(p.steps.iter().all(|s| match &s.action {
+            Action::Remove { pre_stop, .. } => pre_stop.is_empty(),
+            _ => true,
+        }));
+    }
 }

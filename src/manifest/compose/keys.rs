@@ -139,7 +139,10 @@ pub(super) const SERVICE: Keys = Keys {
             "a Windows container setting",
         ),
         ("label_file", "use `labels`"),
-        ("links", "services on one network reach each other by name"),
+        (
+            "links",
+            "services on one network reach each other by name; for another name (`db:database`) give `db` a network alias (`networks: {default: {aliases: [database]}}`). Links are the engine's per-host container links, and a service's replicas may run on other hosts",
+        ),
         (
             "mac_address",
             "engines before API 1.44 take it only in a container field Convoy's engine client no longer sends; set it on a network attachment once supported",
