@@ -405,4 +405,34 @@ mod tests {
         desired.share.engine_volumes_from.clear();
         assert_eq!(normalise_actual(&desired, &actual, &snap).mounts.len(), 2);
     }
+
+    /// `volumes_from` is read back as the engine keeps it: the same list is no drift, another
+    /// one is.
+    #[test]
+    fn volumes_from_is_compared_as_the_engine_keeps_it() {
+        let mut desired = ContainerSpec::default();
+        desired.share.engine_volumes_from = vec!["s-web-1:ro".into()];
+        let mut actual = desired.clone();
+        actual.share.volumes_from.clear();
+        let drift = |a: &ContainerSpec| {
+            crate::core::drift::container_drift(
+                &desired,
+                a,
+                &Default::default(),
+                &Default::default(),
+            )
+        };
+        assert!(drift(&actual).is_empty(), "{:?}", drift(&actual));
+        actual.share.engine_volumes_from = vec!["s-web-1".into()];
+        let changes = drift(&actual);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(
+            (
+                changes[0].field.as_str(),
+                changes[0].old.as_str(),
+                changes[0].new.as_str()
+            ),
+            ("volumes_from", "s-web-1", "s-web-1:ro")
+        );
+    }
 }
