@@ -343,6 +343,11 @@ pub fn container_drift(
         actual.share.engine_volumes_from.join(", "),
         desired.share.engine_volumes_from.join(", "),
     );
+    push(
+        "links",
+        actual.share.engine_links.join(", "),
+        desired.share.engine_links.join(", "),
+    );
     // The engine reports 0 (or -1 for pids) for "no limit": so does a spec that writes it.
     let limit = |v: Option<i64>| v.filter(|n| *n > 0);
     push(

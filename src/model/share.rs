@@ -1,6 +1,7 @@
 //! Containers that share another's namespace or volumes (issue 9): `network_mode:
 //! service:<name>` / `container:<name>` (kept in `ContainerSpec::network_mode` as written) and
-//! `volumes_from`, kept here. A `service:` source is a service of the same stack: the
+//! `volumes_from`, kept here, with `links` (the engine's endpoint links, to the linked
+//! service's replicas on the same host). A `service:` source is a service of the same stack: the
 //! dependent's slot k runs on the host of the source's slot k (`core::schedule::colocate`),
 //! and the planner resolves the source to that replica's engine name; a `container:` source
 //! is a container outside Convoy, named as it is.
@@ -37,11 +38,29 @@ pub struct Sharing {
     /// read back by observation. Never serialised.
     #[serde(skip)]
     pub engine_volumes_from: Vec<String>,
+    /// `links`, in the order written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
+    /// The engine's endpoint `Links` (`<engine name>:<alias>`, sorted): the linked services'
+    /// replicas on the same host, resolved by the planner, read back by observation. Never
+    /// serialised.
+    #[serde(skip)]
+    pub engine_links: Vec<String>,
+}
+
+/// One `links` entry: `service[:alias]` (the alias is the service's name when not written).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub service: String,
+    pub alias: String,
 }
 
 impl Sharing {
     pub fn is_empty(&self) -> bool {
-        self.volumes_from.is_empty() && self.engine_volumes_from.is_empty()
+        self.volumes_from.is_empty()
+            && self.engine_volumes_from.is_empty()
+            && self.links.is_empty()
+            && self.engine_links.is_empty()
     }
 }
 

@@ -3,7 +3,7 @@
 //! by the fleet's labels) and `pull_policy` (`never` fetches nothing, `always` pulls even an
 //! image the host has); on the SSH fleet, the less common engine settings and the lifecycle
 //! hooks (`post_start`, `pre_stop`), and services sharing another's network namespace or
-//! volumes (`network_mode: service:`, `volumes_from`), placed beside it.
+//! volumes (`network_mode: service:`, `volumes_from`), placed beside it, and `links`.
 //!
 //! Registries are only ever addressed on loopback (`127.0.0.1:1`, where nothing listens), so a
 //! pull that happens fails at once and says so, and nothing leaves the machine.
@@ -572,4 +572,79 @@ fn a_service_sharing_anothers_namespace_and_volumes_runs_beside_it() {
     check(2);
     t.convoy(&["diff", "--state-dir", &state])
         .outcome(Outcome::InSync);
+}
+
+/// `links: [web:site]`: the linking container reaches web's replica on its host by the alias
+/// (the alias is visible to it only), and a second apply changes nothing.
+#[test]
+fn a_link_gives_the_linking_service_an_alias_of_the_linked_one() {
+    let Some(hosts) = crate::fleet::Hosts::get() else {
+        return;
+    };
+    let t = TestFleet::new();
+    let _cleanup = crate::fleet::HostCleanup(&hosts, t.id.clone());
+    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
+    let state = t.path().join("state").to_string_lossy().into_owned();
+    let first = hosts.names[0].clone();
+    t.compose(
+        "ln",
+        &format!(
+            r#"
+services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "mkdir -p /www && echo linked > /www/index.html && httpd -f -p 8080 -h /www"]
+    x-convoy: {{hosts: [{first}]}}
+  app:
+    image: {IMAGE}
+    command: sleep 3600
+    links: ["web:site"]
+    x-convoy: {{hosts: [{first}]}}
+  other:
+    image: {IMAGE}
+    command: sleep 3600
+    x-convoy: {{hosts: [{first}]}}
+"#
+        ),
+    );
+    t.convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    let app = t.cname("ln", "app", 1);
+    let mut got = String::new();
+    wait_for(
+        "web answers by its alias",
+        std::time::Duration::from_secs(20),
+        || {
+            got = hosts.docker(
+                &first,
+                &[
+                    "exec",
+                    &app,
+                    "sh",
+                    "-c",
+                    "wget -qO- http://site:8080/ || true",
+                ],
+            );
+            got == "linked"
+        },
+    );
+    // Only the linking container knows the alias.
+    let other = t.cname("ln", "other", 1);
+    assert_eq!(
+        hosts.docker(
+            &first,
+            &[
+                "exec",
+                &other,
+                "sh",
+                "-c",
+                "wget -qO- http://site:8080/ 2>/dev/null || echo unknown"
+            ]
+        ),
+        "unknown"
+    );
+    let again = t
+        .convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
 }

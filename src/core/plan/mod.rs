@@ -572,6 +572,13 @@ impl<'a> Planner<'a> {
             .container
             .for_slot(&key.stack, &key.service, &key.slot);
         crate::core::schedule::colocate::resolve(self.desired, &key.stack, &key.slot, &mut spec);
+        crate::core::schedule::colocate::resolve_links(
+            self.desired,
+            self.placement,
+            &key.stack,
+            self.placement.host_of(key),
+            &mut spec,
+        );
         let mut labels = spec.labels.clone();
         labels.insert(LABEL_FLEET.into(), self.desired.fleet.clone());
         labels.insert(LABEL_STACK.into(), key.stack.clone());
@@ -833,6 +840,13 @@ pub fn assume_converged(
             .container
             .for_slot(&key.stack, &key.service, &key.slot);
         crate::core::schedule::colocate::resolve(desired, &key.stack, &key.slot, &mut spec);
+        crate::core::schedule::colocate::resolve_links(
+            desired,
+            placement,
+            &key.stack,
+            Some(host),
+            &mut spec,
+        );
         for net in stack
             .networks
             .values()

@@ -134,6 +134,34 @@ pub fn resolve(desired: &DesiredState, stack: &str, slot: &str, spec: &mut Conta
         .collect();
 }
 
+/// The engine's endpoint links of a replica on `host`: `<engine name>:<alias>` for each
+/// replica of each linked service placed on the same host (a link is a per-host name), sorted.
+pub fn resolve_links(
+    desired: &DesiredState,
+    placement: &Placement,
+    stack: &str,
+    host: Option<&str>,
+    spec: &mut ContainerSpec,
+) {
+    let mut out = Vec::new();
+    for link in &spec.share.links {
+        for (k, a) in &placement.replicas {
+            if k.stack != stack || k.service != link.service {
+                continue;
+            }
+            if matches!(a, Assignment::Host { host: h } if Some(h.as_str()) == host) {
+                out.push(format!(
+                    "{}:{}",
+                    desired.replica_name(stack, &k.service, &k.slot),
+                    link.alias
+                ));
+            }
+        }
+    }
+    out.sort();
+    spec.share.engine_links = out;
+}
+
 /// The inspected container in the resolved spec's terms: `container:<ID>` (what the engine
 /// reports) as `container:<name>` when the ID is a container of the fleet on that host; a
 /// namespace of a container outside the fleet (whose ID observation does not keep) taken as
@@ -434,5 +462,38 @@ mod tests {
             ),
             ("volumes_from", "s-web-1", "s-web-1:ro")
         );
+    }
+
+    /// A link names the linked service's replicas on the linker's host only.
+    #[test]
+    fn links_name_the_linked_replicas_on_the_same_host() {
+        let mut app = testkit::service("app", 1);
+        app.container.share.links = vec![crate::model::share::Link {
+            service: "db".into(),
+            alias: "database".into(),
+        }];
+        let d = testkit::desired(
+            &[],
+            vec![testkit::stack("s", vec![app, testkit::service("db", 3)])],
+        );
+        let mut p = Placement::default();
+        for (slot, host) in [("1", "h1"), ("2", "h2"), ("3", "h1")] {
+            p.replicas.insert(
+                ReplicaKey {
+                    stack: "s".into(),
+                    service: "db".into(),
+                    slot: slot.into(),
+                },
+                Assignment::Host { host: host.into() },
+            );
+        }
+        let mut spec = d.stacks["s"].services["app"].container.clone();
+        resolve_links(&d, &p, "s", Some("h1"), &mut spec);
+        assert_eq!(
+            spec.share.engine_links,
+            ["s-db-1:database", "s-db-3:database"]
+        );
+        resolve_links(&d, &p, "s", Some("h9"), &mut spec);
+        assert!(spec.share.engine_links.is_empty());
     }
 }

@@ -213,6 +213,8 @@ fn networking_config(
                     // is what it uses instead.
                     network_id: network_ids.get(name).cloned(),
                     ipam_config: endpoint_ipam(attach),
+                    // `links`, resolved to this host's replicas by the planner.
+                    links: Some(s.share.engine_links.clone()).filter(|l| !l.is_empty()),
                     ..Default::default()
                 },
             )])),

@@ -501,6 +501,8 @@ impl Engine {
                             // Looked up again at start: by this ID, not the name.
                             network_id: network_ids.get(net).cloned(),
                             ipam_config: create::endpoint_ipam(attach),
+                            links: Some(replica.spec.share.engine_links.clone())
+                                .filter(|l| !l.is_empty()),
                             ..Default::default()
                         }),
                     },

@@ -375,6 +375,20 @@ fn observed_container(
         max_attempts: nonzero(restart.maximum_retry_count),
     };
 
+    // `links`: the endpoints' links, the same on every network the container joins.
+    let engine_links: Vec<String> = {
+        let mut l: Vec<String> = i
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .into_iter()
+            .flat_map(|m| m.values())
+            .flat_map(|ep| ep.links.clone().unwrap_or_default())
+            .collect();
+        l.sort();
+        l.dedup();
+        l
+    };
     let networks: BTreeMap<String, NetworkAttachment> = i
         .network_settings
         .and_then(|n| n.networks)
@@ -517,6 +531,8 @@ fn observed_container(
         share: crate::model::share::Sharing {
             volumes_from: Vec::new(),
             engine_volumes_from: hc.volumes_from.unwrap_or_default(),
+            links: Vec::new(),
+            engine_links,
         },
     };
     Some(ObservedContainer {

@@ -103,8 +103,9 @@ pub(super) const SERVICE: Keys = Keys {
         "pids_limit",
         "scale",
         "attach",
-        // Another container's volumes, beside it (`share`).
+        // Another container's volumes, beside it, and links (`share`).
         "volumes_from",
+        "links",
         // Lifecycle hooks, run by the executor through the engine's exec (`hooks`).
         "post_start",
         "pre_stop",
@@ -139,10 +140,6 @@ pub(super) const SERVICE: Keys = Keys {
             "a Windows container setting",
         ),
         ("label_file", "use `labels`"),
-        (
-            "links",
-            "services on one network reach each other by name; for another name (`db:database`) give `db` a network alias (`networks: {default: {aliases: [database]}}`). Links are the engine's per-host container links, and a service's replicas may run on other hosts",
-        ),
         (
             "mac_address",
             "engines before API 1.44 take it only in a container field Convoy's engine client no longer sends; set it on a network attachment once supported",

@@ -195,6 +195,7 @@ impl Stack<'_> {
                     c.network_mode = read_network_mode(d, v, &fpath);
                     super::share::network_source(c.network_mode.as_deref(), v, &fpath, &mut svc, g);
                 }
+                "links" => c.share.links = super::share::read_links(d, v, &fpath, &mut svc, g),
                 "volumes_from" => {
                     c.share.volumes_from =
                         super::share::read_volumes_from(d, v, &fpath, &mut svc, g)

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use super::{Dependency, Gathered};
 use crate::manifest::typed::{join, Diag};
 use crate::manifest::yaml::Node;
-use crate::model::share::{ShareSource, VolumesFrom};
+use crate::model::share::{Link, ShareSource, VolumesFrom};
 use crate::model::spec::{DependsCondition, DeployMode, ServiceSpec};
 
 /// The keys the engine refuses beside a network namespace of another container.
@@ -90,6 +90,53 @@ pub(super) fn read_volumes_from<'n>(
             continue;
         }
         out.push(VolumesFrom { source, read_only });
+    }
+    out
+}
+
+/// `links`: `service[:alias]`, a service of the stack, which joins `depends_on` as Compose
+/// makes it (it is not placed beside the linker: a link reaches its replicas on the same host).
+pub(super) fn read_links<'n>(
+    d: &mut Diag,
+    v: &'n Node,
+    path: &str,
+    svc: &mut ServiceSpec,
+    g: &mut Gathered<'n>,
+) -> Vec<Link> {
+    let mut out: Vec<Link> = Vec::new();
+    for (i, (s, node)) in d
+        .string_list(v, path)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let ipath = format!("{path}[{i}]");
+        let (service, alias) = s.split_once(':').unwrap_or((&s, &s));
+        if service.is_empty() || alias.is_empty() || alias.contains(':') {
+            d.at(
+                node,
+                &ipath,
+                format!("invalid link `{s}` (expected service or service:alias)"),
+            );
+            continue;
+        }
+        if out.iter().any(|l| l.alias == alias) {
+            d.at(node, &ipath, format!("the alias `{alias}` is linked twice"));
+            continue;
+        }
+        svc.depends_on
+            .entry(service.to_string())
+            .or_insert(DependsCondition::ServiceStarted);
+        g.depends.push(Dependency {
+            service: service.to_string(),
+            node,
+            path: ipath,
+            condition: DependsCondition::ServiceStarted,
+        });
+        out.push(Link {
+            service: service.to_string(),
+            alias: alias.to_string(),
+        });
     }
     out
 }

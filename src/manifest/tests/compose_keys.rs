@@ -561,3 +561,35 @@ fn sharing_errors_are_located() {
         ]
     );
 }
+
+#[test]
+fn links_are_read_with_their_alias_and_depend_on_the_linked_service() {
+    let st = ok(&files(&web(
+        "services:\n  db:\n    image: x\n  app:\n    image: x\n    links: [db, \"db:database\"]\n",
+    )));
+    let app = &st.stacks["web"].services["app"];
+    use crate::model::share::Link;
+    let link = |s: &str, a: &str| Link {
+        service: s.into(),
+        alias: a.into(),
+    };
+    assert_eq!(
+        app.container.share.links,
+        [link("db", "db"), link("db", "database")]
+    );
+    assert_eq!(app.depends_on.keys().collect::<Vec<_>>(), ["db"]);
+    // Not replaced with it, nor placed beside it: a link reaches what runs on its host.
+    assert!(app.restart_with.is_empty());
+    let e = web_errs(
+        "services:\n  db:\n    image: x\n  app:\n    image: x\n    links: [\"db:\", \"db:a:b\", \"db:x\", \"db:x\", nosuch]\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:6:13: services.app.links[0]: invalid link `db:` (expected service or service:alias)",
+            "stacks/web/compose.yaml:6:20: services.app.links[1]: invalid link `db:a:b` (expected service or service:alias)",
+            "stacks/web/compose.yaml:6:38: services.app.links[3]: the alias `x` is linked twice",
+            "stacks/web/compose.yaml:6:46: services.app.links[4]: depends on unknown service `nosuch`",
+        ]
+    );
+}
