@@ -335,6 +335,19 @@ pub fn container_drift(
         opt(&actual.network_mode),
         opt(&desired.network_mode),
     );
+    // `volumes_from` as the engine keeps it (`<name>[:ro]`, resolved by the planner; the
+    // engine's `container:<ID>` network mode is read as the name in `colocate`). Lifecycle
+    // hooks are not compared: the engine keeps no record of them (`model::hooks`).
+    push(
+        "volumes_from",
+        actual.share.engine_volumes_from.join(", "),
+        desired.share.engine_volumes_from.join(", "),
+    );
+    push(
+        "links",
+        actual.share.engine_links.join(", "),
+        desired.share.engine_links.join(", "),
+    );
     // The engine reports 0 (or -1 for pids) for "no limit": so does a spec that writes it.
     let limit = |v: Option<i64>| v.filter(|n| *n > 0);
     push(

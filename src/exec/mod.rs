@@ -20,6 +20,7 @@
 
 mod build;
 pub mod files;
+mod hooks;
 mod names;
 
 use std::collections::BTreeMap;
@@ -280,6 +281,16 @@ async fn run_step(
             }
             // Stop-first: the old container frees its name and host ports before the new one
             // is created (rolling updates come later).
+            let pre_stop = &replica.spec.hooks.pre_stop;
+            hooks::pre_stop(
+                engine,
+                old_id,
+                &replica.name,
+                pre_stop,
+                *old_grace_secs,
+                &ctx.cancel,
+            )
+            .await;
             match names::remove(engine, old_id, &replica.name, *old_grace_secs, &ctx.cancel).await {
                 Ok(()) => create_and_start(ctx, engine, &step.host, replica).await,
                 Err(e) => Err(e),
@@ -298,8 +309,12 @@ async fn run_step(
             id,
             name,
             grace_secs,
+            pre_stop,
             ..
-        } => names::remove(engine, id, name, *grace_secs, &ctx.cancel).await,
+        } => {
+            hooks::pre_stop(engine, id, name, pre_stop, *grace_secs, &ctx.cancel).await;
+            names::remove(engine, id, name, *grace_secs, &ctx.cancel).await
+        }
     };
     result.map_err(|e| e.to_string())
 }
@@ -374,7 +389,8 @@ async fn create_and_start(
         .get(host)
         .cloned()
         .unwrap_or_default();
-    names::create_and_start(engine, &ctx.fleet, replica, &ids, &ctx.cancel).await
+    names::create_and_start(engine, &ctx.fleet, replica, &ids, &ctx.cancel).await?;
+    hooks::after_start(engine, replica, ctx.opts.dependency_timeout, &ctx.cancel).await
 }
 
 /// Waits until every container of a dependency meets the condition, or fails at the deadline

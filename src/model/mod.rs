@@ -7,8 +7,10 @@
 
 pub mod engine_more;
 pub mod files;
+pub mod hooks;
 pub mod observed;
 pub mod outcome;
 pub mod plan;
+pub mod share;
 pub mod spec;
 pub mod tree;

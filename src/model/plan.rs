@@ -269,6 +269,11 @@ pub enum Action {
         /// The container's own stop grace period, as the engine reports it.
         grace_secs: Option<i64>,
         reason: Reason,
+        /// `pre_stop` hooks to run first: the desired service's, when it is still desired
+        /// (scale-down, a move); none for a service the commit removed. Never serialised
+        /// (environment values).
+        #[serde(skip)]
+        pre_stop: Vec<crate::model::hooks::Hook>,
     },
     RemoveNetwork {
         name: String,

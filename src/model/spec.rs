@@ -403,6 +403,17 @@ pub struct ContainerSpec {
     /// into bind mounts per host by the planner (`core::files::for_host`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<crate::model::files::FileMount>,
+    /// `post_start` and `pre_stop`: commands the executor runs in the container (no engine
+    /// setting, so in the hash only); out of the serialised form while none is declared.
+    #[serde(default, skip_serializing_if = "crate::model::hooks::Hooks::is_empty")]
+    pub hooks: crate::model::hooks::Hooks,
+    /// `volumes_from` (`network_mode: service:`/`container:` is in `network_mode`); out of the
+    /// serialised form while empty.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::model::share::Sharing::is_empty"
+    )]
+    pub share: crate::model::share::Sharing,
 }
 
 /// A service's `build:` as the executor needs it: the content hash (serialised, into the spec

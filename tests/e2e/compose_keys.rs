@@ -1,7 +1,9 @@
 //! Compose keys that change how Convoy names and fetches a container, on the local engine:
 //! `container_name` (the replica's engine name, while ownership, healing and removal still go
 //! by the fleet's labels) and `pull_policy` (`never` fetches nothing, `always` pulls even an
-//! image the host has).
+//! image the host has); on the SSH fleet, the less common engine settings and the lifecycle
+//! hooks (`post_start`, `pre_stop`), and services sharing another's network namespace or
+//! volumes (`network_mode: service:`, `volumes_from`), placed beside it, and `links`.
 //!
 //! Registries are only ever addressed on loopback (`127.0.0.1:1`, where nothing listens), so a
 //! pull that happens fails at once and says so, and nothing leaves the machine.
@@ -330,4 +332,319 @@ services:
         .outcome(Outcome::Converged);
     t.convoy(&["diff", "--state-dir", &state])
         .outcome(Outcome::InSync);
+}
+
+/// The host of the fleet that runs `name`.
+fn host_of(hosts: &crate::fleet::Hosts, fleet: &str, name: &str) -> String {
+    hosts
+        .names
+        .iter()
+        .find(|h| hosts.fleet_containers(h, fleet).iter().any(|n| n == name))
+        .unwrap_or_else(|| panic!("{name} runs on no host"))
+        .clone()
+}
+
+fn hooked_stack(t: &TestFleet, version: u32) {
+    t.compose(
+        "hk",
+        &format!(
+            r#"
+services:
+  hooked:
+    image: {IMAGE}
+    command: sleep 3600
+    stop_grace_period: 5s
+    environment: [VERSION={version}]
+    volumes: [data:/data]
+    post_start:
+      - command: sh -c 'echo started-$$VERSION > /tmp/post_start'
+      - command: ["sh", "-c", "id -u > hook_user"]
+        user: nobody
+        working_dir: /tmp
+        environment: [API_TOKEN=not-shown-anywhere]
+    pre_stop:
+      - command: ["sh", "-c", "echo stopping-$$VERSION >> /data/log"]
+volumes:
+  data: {{}}
+"#
+        ),
+    );
+}
+
+/// `post_start` runs in the started container (its file is there, written in order, as the
+/// hook's user); `pre_stop` runs in the old container before a replace (its line is in the
+/// named volume the new one mounts); a second apply runs nothing; a failing `post_start`
+/// fails its step with the hook's last lines.
+#[test]
+fn lifecycle_hooks_run_around_start_and_stop_on_the_fleet() {
+    let Some(hosts) = crate::fleet::Hosts::get() else {
+        return;
+    };
+    let t = TestFleet::new();
+    let _cleanup = crate::fleet::HostCleanup(&hosts, t.id.clone());
+    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
+    let state = t.path().join("state").to_string_lossy().into_owned();
+    hooked_stack(&t, 1);
+    t.convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    let name = t.cname("hk", "hooked", 1);
+    let host = host_of(&hosts, &t.id, &name);
+    assert_eq!(
+        hosts.docker(&host, &["exec", &name, "cat", "/tmp/post_start"]),
+        "started-1"
+    );
+    // The second hook ran after it, as its user, in its working folder.
+    assert_eq!(
+        hosts.docker(&host, &["exec", &name, "cat", "/tmp/hook_user"]),
+        "65534"
+    );
+    let id = hosts.docker(&host, &["inspect", "-f", "{{.Id}}", &name]);
+
+    // Converged: a second apply neither replaces nor runs a hook again.
+    let again = t
+        .convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+    assert_eq!(
+        hosts.docker(&host, &["inspect", "-f", "{{.Id}}", &name]),
+        id
+    );
+
+    // A replace: the old container's pre_stop writes to the volume before it stops.
+    hooked_stack(&t, 2);
+    let run = t
+        .convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    assert!(!run.stdout.contains("not-shown-anywhere"), "{}", run.stdout);
+    assert!(!run.stderr.contains("not-shown-anywhere"), "{}", run.stderr);
+    let host = host_of(&hosts, &t.id, &name);
+    assert_ne!(
+        hosts.docker(&host, &["inspect", "-f", "{{.Id}}", &name]),
+        id
+    );
+    assert_eq!(
+        hosts.docker(&host, &["exec", &name, "cat", "/data/log"]),
+        "stopping-1"
+    );
+    assert_eq!(
+        hosts.docker(&host, &["exec", &name, "cat", "/tmp/post_start"]),
+        "started-2"
+    );
+    t.convoy(&["diff", "--state-dir", &state])
+        .outcome(Outcome::InSync);
+
+    // A failing post_start fails its step with the hook's own last lines.
+    t.compose(
+        "bad",
+        &format!(
+            "services:\n  failing:\n    image: {IMAGE}\n    command: sleep 3600\n    post_start:\n      - command: sh -c 'echo hook-said-no; exit 3'\n"
+        ),
+    );
+    let run = t
+        .convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::NotConverged);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("exited with code 3"), "{all}");
+    assert!(all.contains("hook-said-no"), "{all}");
+    // Removed again, so the failure is not forgotten: the next pass tries again.
+    let failing = t.cname("bad", "failing", 1);
+    for h in &hosts.names {
+        assert!(!hosts.fleet_containers(h, &t.id).contains(&failing), "{h}");
+    }
+    t.convoy(&["diff", "--state-dir", &state])
+        .outcome(Outcome::Differs);
+}
+
+fn sharing_stack(t: &TestFleet, version: u32) {
+    t.compose(
+        "sh",
+        &format!(
+            r#"
+services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "mkdir -p /www && echo hello-{version} > /www/index.html && echo seen > /shared/mark && httpd -f -p 8080 -h /www"]
+    volumes: [/shared]
+    deploy:
+      replicas: 2
+      placement:
+        max_replicas_per_node: 1
+  side:
+    image: {IMAGE}
+    command: sleep 3600
+    network_mode: service:web
+    volumes_from: ["web:ro"]
+    deploy:
+      replicas: 2
+"#
+        ),
+    );
+}
+
+/// `network_mode: service:web` reaches web's port on 127.0.0.1, `volumes_from` sees web's
+/// volume (read-only), each replica beside web's of the same slot; a second apply changes
+/// nothing; web replaced, side is replaced after it and reaches the new one.
+#[test]
+fn a_service_sharing_anothers_namespace_and_volumes_runs_beside_it() {
+    let Some(hosts) = crate::fleet::Hosts::get() else {
+        return;
+    };
+    let t = TestFleet::new();
+    let _cleanup = crate::fleet::HostCleanup(&hosts, t.id.clone());
+    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
+    let state = t.path().join("state").to_string_lossy().into_owned();
+    sharing_stack(&t, 1);
+    t.convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    let check = |version: u32| {
+        for slot in 1..=2 {
+            let web = t.cname("sh", "web", slot);
+            let side = t.cname("sh", "side", slot);
+            let host = host_of(&hosts, &t.id, &web);
+            assert_eq!(host_of(&hosts, &t.id, &side), host, "slot {slot}");
+            let mut got = String::new();
+            wait_for(
+                "web answers inside side",
+                std::time::Duration::from_secs(20),
+                || {
+                    got = hosts.docker(
+                        &host,
+                        &[
+                            "exec",
+                            &side,
+                            "sh",
+                            "-c",
+                            "wget -qO- http://127.0.0.1:8080/ || true",
+                        ],
+                    );
+                    got == format!("hello-{version}")
+                },
+            );
+            assert_eq!(
+                hosts.docker(&host, &["exec", &side, "cat", "/shared/mark"]),
+                "seen"
+            );
+            // Read-only, as written.
+            assert_eq!(
+                hosts.docker(
+                    &host,
+                    &[
+                        "exec",
+                        &side,
+                        "sh",
+                        "-c",
+                        "touch /shared/x 2>/dev/null && echo rw || echo ro"
+                    ]
+                ),
+                "ro"
+            );
+        }
+    };
+    check(1);
+    let view = |t: &TestFleet| -> Vec<String> {
+        let mut v: Vec<String> = hosts
+            .names
+            .iter()
+            .flat_map(|h| {
+                hosts
+                    .fleet_containers(h, &t.id)
+                    .into_iter()
+                    .map(|n| hosts.docker(h, &["inspect", "-f", "{{.Name}} {{.Id}}", &n]))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = view(&t);
+    let again = t
+        .convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+    assert_eq!(view(&t), before, "a second apply replaced something");
+
+    // web replaced: side loses its namespace with it and is made again after it.
+    sharing_stack(&t, 2);
+    let run = t
+        .convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    assert!(run.stdout.contains("namespace of `web`"), "{}", run.stdout);
+    check(2);
+    t.convoy(&["diff", "--state-dir", &state])
+        .outcome(Outcome::InSync);
+}
+
+/// `links: [web:site]`: the linking container reaches web's replica on its host by the alias
+/// (the alias is visible to it only), and a second apply changes nothing.
+#[test]
+fn a_link_gives_the_linking_service_an_alias_of_the_linked_one() {
+    let Some(hosts) = crate::fleet::Hosts::get() else {
+        return;
+    };
+    let t = TestFleet::new();
+    let _cleanup = crate::fleet::HostCleanup(&hosts, t.id.clone());
+    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
+    let state = t.path().join("state").to_string_lossy().into_owned();
+    let first = hosts.names[0].clone();
+    t.compose(
+        "ln",
+        &format!(
+            r#"
+services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "mkdir -p /www && echo linked > /www/index.html && httpd -f -p 8080 -h /www"]
+    x-convoy: {{hosts: [{first}]}}
+  app:
+    image: {IMAGE}
+    command: sleep 3600
+    links: ["web:site"]
+    x-convoy: {{hosts: [{first}]}}
+  other:
+    image: {IMAGE}
+    command: sleep 3600
+    x-convoy: {{hosts: [{first}]}}
+"#
+        ),
+    );
+    t.convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    let app = t.cname("ln", "app", 1);
+    let mut got = String::new();
+    wait_for(
+        "web answers by its alias",
+        std::time::Duration::from_secs(20),
+        || {
+            got = hosts.docker(
+                &first,
+                &[
+                    "exec",
+                    &app,
+                    "sh",
+                    "-c",
+                    "wget -qO- http://site:8080/ || true",
+                ],
+            );
+            got == "linked"
+        },
+    );
+    // Only the linking container knows the alias.
+    let other = t.cname("ln", "other", 1);
+    assert_eq!(
+        hosts.docker(
+            &first,
+            &[
+                "exec",
+                &other,
+                "sh",
+                "-c",
+                "wget -qO- http://site:8080/ 2>/dev/null || echo unknown"
+            ]
+        ),
+        "unknown"
+    );
+    let again = t
+        .convoy(&["apply", "--state-dir", &state])
+        .outcome(Outcome::Converged);
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
 }

@@ -68,6 +68,7 @@ const LANDED: &[Feature] = &[
     Feature::Secrets,
     Feature::Build,
     Feature::EngineKeys,
+    Feature::ServiceKeys,
 ];
 
 /// Every corpus stack: folder (under `tests/corpus/`), and what it needs.

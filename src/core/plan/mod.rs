@@ -473,8 +473,10 @@ impl<'a> Planner<'a> {
         service: &ServiceSpec,
         snap: &HostSnapshot,
     ) -> Option<Action> {
+        let actual =
+            crate::core::schedule::colocate::normalise_actual(&replica.spec, &c.actual, snap);
         // File mounts are compared by name (`core::files`), the rest field by field.
-        let (want, have, file_changes) = crate::core::files::split_drift(&replica.spec, &c.actual);
+        let (want, have, file_changes) = crate::core::files::split_drift(&replica.spec, &actual);
         let mut changes = container_drift(&want, &have, &c.image_defaults, &service.secret_env);
         changes.extend(file_changes);
         // A secret interpolated into any field (`command: --password ${DB_PASSWORD}`) is
@@ -593,9 +595,17 @@ impl<'a> Planner<'a> {
     fn replica(&self, key: &ReplicaKey, service: &ServiceSpec, name: &str) -> Replica {
         // The hash is the service's (anonymous volumes unresolved), the same for every slot.
         let spec_hash = service.container.hash();
-        let spec = service
+        let mut spec = service
             .container
             .for_slot(&key.stack, &key.service, &key.slot);
+        crate::core::schedule::colocate::resolve(self.desired, &key.stack, &key.slot, &mut spec);
+        crate::core::schedule::colocate::resolve_links(
+            self.desired,
+            self.placement,
+            &key.stack,
+            self.placement.host_of(key),
+            &mut spec,
+        );
         let mut labels = spec.labels.clone();
         labels.insert(LABEL_FLEET.into(), self.desired.fleet.clone());
         labels.insert(LABEL_STACK.into(), key.stack.clone());
@@ -675,6 +685,13 @@ impl<'a> Planner<'a> {
                         id: c.id.clone(),
                         grace_secs: c.actual.stop_grace_period_secs,
                         reason,
+                        pre_stop: self
+                            .desired
+                            .stacks
+                            .get(&c.stack)
+                            .and_then(|s| s.services.get(&c.service))
+                            .map(|s| s.container.hooks.pre_stop.clone())
+                            .unwrap_or_default(),
                     },
                     after,
                     vec![],
@@ -858,6 +875,14 @@ pub fn assume_converged(
                 snap,
             );
         }
+        crate::core::schedule::colocate::resolve(desired, &key.stack, &key.slot, &mut spec);
+        crate::core::schedule::colocate::resolve_links(
+            desired,
+            placement,
+            &key.stack,
+            Some(host),
+            &mut spec,
+        );
         for net in stack
             .networks
             .values()

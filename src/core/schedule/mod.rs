@@ -38,6 +38,7 @@ use serde::Serialize;
 
 use crate::model::spec::DesiredState;
 
+pub mod colocate;
 mod placer;
 mod reasons;
 mod snapshot;
@@ -82,6 +83,14 @@ impl Placement {
 /// Places every replica of every service of `desired` on the hosts of `snap` (see the module
 /// comment for the order).
 pub fn place(desired: &DesiredState, snap: &Snapshot) -> Placement {
+    let mut placement = place_alone(desired, snap);
+    // Services sharing another's namespace or volumes go beside it (`colocate`).
+    colocate::follow_sources(desired, &mut placement);
+    placement
+}
+
+/// [`place`] before the services that share another's namespace are moved beside it.
+fn place_alone(desired: &DesiredState, snap: &Snapshot) -> Placement {
     if snap.unknown.is_empty() {
         return Placer::new(desired, snap, &BTreeMap::new()).run();
     }

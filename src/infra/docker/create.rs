@@ -168,6 +168,8 @@ fn host_config(
         pid_mode: s.pid.clone(),
         runtime: s.runtime.clone(),
         // `host` or `none` when the spec says so (it then has no networks), else the first network.
+        // `volumes_from`, resolved to engine names by the planner.
+        volumes_from: Some(s.share.engine_volumes_from.clone()).filter(|v| !v.is_empty()),
         network_mode: s.network_mode.clone().or_else(|| {
             s.networks
                 .keys()
@@ -211,6 +213,8 @@ fn networking_config(
                     // is what it uses instead.
                     network_id: network_ids.get(name).cloned(),
                     ipam_config: endpoint_ipam(attach),
+                    // `links`, resolved to this host's replicas by the planner.
+                    links: Some(s.share.engine_links.clone()).filter(|l| !l.is_empty()),
                     ..Default::default()
                 },
             )])),

@@ -35,11 +35,13 @@ use crate::model::spec::{
 mod build;
 mod create;
 mod create_more;
+mod hooks;
 mod observe;
 mod observe_more;
 mod streams;
 
 pub use build::{BuildError, BUILD_ERROR_LINES};
+pub use hooks::{HookRun, HOOK_OUTPUT_LINES};
 pub use streams::{
     normalise_time, ExecChunk, ExecSession, ListedContainer, LogLine, LogRange, LogSource,
 };
@@ -499,6 +501,8 @@ impl Engine {
                             // Looked up again at start: by this ID, not the name.
                             network_id: network_ids.get(net).cloned(),
                             ipam_config: create::endpoint_ipam(attach),
+                            links: Some(replica.spec.share.engine_links.clone())
+                                .filter(|l| !l.is_empty()),
                             ..Default::default()
                         }),
                     },

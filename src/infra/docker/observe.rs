@@ -375,6 +375,20 @@ fn observed_container(
         max_attempts: nonzero(restart.maximum_retry_count),
     };
 
+    // `links`: the endpoints' links, the same on every network the container joins.
+    let engine_links: Vec<String> = {
+        let mut l: Vec<String> = i
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .into_iter()
+            .flat_map(|m| m.values())
+            .flat_map(|ep| ep.links.clone().unwrap_or_default())
+            .collect();
+        l.sort();
+        l.dedup();
+        l
+    };
     let networks: BTreeMap<String, NetworkAttachment> = i
         .network_settings
         .and_then(|n| n.networks)
@@ -498,7 +512,7 @@ fn observed_container(
         // network's name or ID here (or `default`, `bridge`), which `networks` covers.
         network_mode: hc
             .network_mode
-            .filter(|m| matches!(m.as_str(), "host" | "none")),
+            .filter(|m| matches!(m.as_str(), "host" | "none") || m.starts_with("container:")),
         // The engine reports only the OS on a container (`Platform: linux`): never compared.
         platform: None,
         device_requests: hc
@@ -511,6 +525,16 @@ fn observed_container(
         build: None,
         more,
         files: Default::default(),
+        // Hooks are no container setting: nothing to read back (`model::hooks`).
+        hooks: Default::default(),
+        // `volumes_from` as sent (`network_mode: container:<id>` is above; the planner maps the
+        // ID to a name, `core::schedule::colocate`).
+        share: crate::model::share::Sharing {
+            volumes_from: Vec::new(),
+            engine_volumes_from: hc.volumes_from.unwrap_or_default(),
+            links: Vec::new(),
+            engine_links,
+        },
     };
     Some(ObservedContainer {
         id: i.id.unwrap_or_default(),

@@ -133,6 +133,10 @@ pub(super) fn read_deploy<'n>(
                         "max_attempts" => {
                             policy.max_attempts = d.non_negative(pv, &ppath).map(i64::from)
                         }
+                        // Checked, then left to the engine's own back-off (see `keys`).
+                        "delay" | "window" => {
+                            let _ = super::duration_ns(d, pv, &ppath);
+                        }
                         _ => {}
                     }
                 }

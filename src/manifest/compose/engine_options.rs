@@ -276,22 +276,21 @@ pub(super) fn read_container_name(d: &mut Diag, v: &Node, path: &str) -> Option<
     Some(name.to_string())
 }
 
-/// `network_mode`: `host` or `none`. Sharing another container's namespace (`service:<name>`,
-/// `container:<name>`) needs the two on one host, which the scheduler cannot promise yet.
+/// `network_mode`: `host`, `none`, or another container's namespace: `service:<name>` (a
+/// service of the stack, placed beside it by `share`) or `container:<name>` (a container
+/// outside Convoy).
 pub(super) fn read_network_mode(d: &mut Diag, v: &Node, path: &str) -> Option<String> {
     let s = d.string(v, path)?;
     match s.as_str() {
         "host" | "none" => Some(s),
         _ if s.starts_with("service:") || s.starts_with("container:") => {
-            d.at(
-                v,
-                path,
-                format!(
-                    "`network_mode: {s}` is not supported yet: the two containers would have to \
-                     be placed on one host; use a network both services join"
-                ),
-            );
-            None
+            let (_, name) = s.split_once(':').unwrap_or_default();
+            if name.is_empty() {
+                d.at(v, path, format!("`network_mode: {s}` names no source"));
+                None
+            } else {
+                Some(s)
+            }
         }
         // `bridge` and the stack's networks are what `networks` is for.
         _ => {
@@ -299,8 +298,8 @@ pub(super) fn read_network_mode(d: &mut Diag, v: &Node, path: &str) -> Option<St
                 v,
                 path,
                 format!(
-                    "invalid network mode `{s}` (expected host or none; attach networks with \
-                     `networks`)"
+                    "invalid network mode `{s}` (expected host, none, service:<name> or \
+                     container:<name>; attach networks with `networks`)"
                 ),
             );
             None

@@ -104,6 +104,12 @@ pub(super) const SERVICE: Keys = Keys {
         "pids_limit",
         "scale",
         "attach",
+        // Another container's volumes, beside it, and links (`share`).
+        "volumes_from",
+        "links",
+        // Lifecycle hooks, run by the executor through the engine's exec (`hooks`).
+        "post_start",
+        "pre_stop",
         // Resolved by `expand` (`extends`, `profiles`) before the service is read.
         "extends",
         "profiles",
@@ -130,7 +136,6 @@ pub(super) const SERVICE: Keys = Keys {
             "a Windows container setting",
         ),
         ("label_file", "use `labels`"),
-        ("links", "services on one network reach each other by name"),
         (
             "mac_address",
             "engines before API 1.44 take it only in a container field Convoy's engine client no longer sends; set it on a network attachment once supported",
@@ -139,19 +144,10 @@ pub(super) const SERVICE: Keys = Keys {
             "models",
             "AI models are run by Docker Desktop's model runner, which fleet hosts do not have",
         ),
-        // `host` and `none` are read; these need the two containers on one host.
-        // Compose's lifecycle hooks: commands run in the container around its start and stop.
-        (
-            "post_start",
-            "lifecycle hooks are not run yet; run the command in the entrypoint",
-        ),
+        // Compose's `pre_start`: a one-off container before the service's first replica.
         (
             "pre_start",
-            "init containers before the service's are not run yet; make the step a one-shot service (`restart: no`) and depend on it with `condition: service_completed_successfully`",
-        ),
-        (
-            "pre_stop",
-            "lifecycle hooks are not run yet; handle the stop signal in the service",
+            "Compose runs it as a one-off container of the service's image with the service container's volumes and networks, once per service before its first replica starts, and Convoy does not run such containers yet; make it a one-shot service (`restart: no`) and depend on it with `condition: service_completed_successfully`",
         ),
         (
             "provider",
@@ -164,10 +160,6 @@ pub(super) const SERVICE: Keys = Keys {
         (
             "use_api_socket",
             "it hands the engine's socket and the local Docker credentials of the machine running Compose to the container; Convoy never ships credentials",
-        ),
-        (
-            "volumes_from",
-            "declare a named volume and mount it in both services",
         ),
     ],
     extensions: true,
@@ -217,19 +209,11 @@ pub(super) const RESERVATIONS: Keys = Keys {
     extensions: true,
 };
 pub(super) const RESTART_POLICY: Keys = Keys {
-    supported: &["condition", "max_attempts"],
-    // The engine restarts with its own back-off (100 ms, doubling, reset after 10 s of
-    // running) and counts attempts without a window: neither can be set per container.
-    unsupported: &[
-        (
-            "delay",
-            "the engine waits with its own back-off (100 ms, doubling); remove `delay`",
-        ),
-        (
-            "window",
-            "the engine counts every restart without a window; remove `window`",
-        ),
-    ],
+    // `delay` and `window` are read and checked, then left to the engine: it restarts with
+    // its own back-off (100 ms, doubling, reset after 10 s of running) and counts attempts
+    // without a window; neither can be set per container (README, "restart_policy").
+    supported: &["condition", "max_attempts", "delay", "window"],
+    unsupported: &[],
     extensions: true,
 };
 /// An entry of `gpus` or of `deploy.resources.reservations.devices`.

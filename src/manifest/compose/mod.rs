@@ -28,6 +28,7 @@ mod extends;
 mod files;
 pub(super) use env_file::resolve;
 mod healthcheck;
+mod hooks;
 mod keys;
 mod networks;
 mod ports;
@@ -35,6 +36,7 @@ mod profiles;
 mod sources;
 pub use profiles::is_profile_name;
 mod service;
+mod share;
 mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -108,6 +110,8 @@ struct Gathered<'n> {
     networks: Vec<String>,
     health: HealthDecl,
     place: Place,
+    /// `service:` sources of `network_mode` and `volumes_from` (`share`).
+    shares: Vec<Dependency<'n>>,
 }
 
 /// One `depends_on` entry as written.
@@ -276,6 +280,7 @@ fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
                             key: (k.line, k.col),
                             replicas: None,
                         },
+                        shares: Vec::new(),
                     };
                     if let Some(s) = stack.read_service(d, &sname, k, v, &spath, &mut g) {
                         services.insert(sname.clone(), s);
@@ -322,6 +327,7 @@ fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
     }
     depends::report_cycles(d, &gathered);
     depends::report_unhealthy_gates(d, &gathered);
+    share::report_colocation(d, &gathered, &services);
 
     // Only the networks some service uses are created, as Compose does.
     let used: BTreeSet<&String> = gathered.values().flat_map(|g| g.networks.iter()).collect();

@@ -213,7 +213,15 @@ impl Stack<'_> {
                     c.container_name = read_container_name(d, v, &fpath);
                     container_name_at = Some((v, fpath.clone()));
                 }
-                "network_mode" => c.network_mode = read_network_mode(d, v, &fpath),
+                "network_mode" => {
+                    c.network_mode = read_network_mode(d, v, &fpath);
+                    super::share::network_source(c.network_mode.as_deref(), v, &fpath, &mut svc, g);
+                }
+                "links" => c.share.links = super::share::read_links(d, v, &fpath, &mut svc, g),
+                "volumes_from" => {
+                    c.share.volumes_from =
+                        super::share::read_volumes_from(d, v, &fpath, &mut svc, g)
+                }
                 "platform" => c.platform = read_platform(d, v, &fpath),
                 "gpus" => {
                     // After the reservations' requests whichever key comes first (`deploy`
@@ -222,6 +230,8 @@ impl Stack<'_> {
                     c.device_requests.append(&mut gpus);
                 }
                 f if MORE_KEYS.contains(&f) => more.read(d, f, v, &fpath, &mut c),
+                "post_start" => c.hooks.post_start = self.read_hooks(d, v, &fpath),
+                "pre_stop" => c.hooks.pre_stop = self.read_hooks(d, v, &fpath),
                 _ => {}
             }
         }
@@ -335,6 +345,7 @@ impl Stack<'_> {
             saw_networks = true;
             network_names.clear();
         }
+        super::share::refuse_beside_shared_network(d, entries, path, c.network_mode.as_deref());
         if !saw_networks {
             network_names.push(Attachment {
                 name: "default".into(),

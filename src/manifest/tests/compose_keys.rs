@@ -2,7 +2,8 @@
 //! `expose`, the older resource keys (`mem_limit`, `memswap_limit`, `mem_reservation`, `cpus`,
 //! `cpu_shares`), `security_opt`, `devices`, `ipc`, `pid`, `runtime`, `pull_policy`,
 //! `container_name`, the older
-//! `external: {name: x}`, the lifecycle hooks refused by name, and a `build`-only service.
+//! `external: {name: x}`, the lifecycle hooks (`post_start`, `pre_stop`; `pre_start` refused
+//! with its reason), and a `build`-only service.
 //!
 //! Tests only, on in-memory repositories through `load`; no disk, no engine.
 
@@ -228,18 +229,77 @@ fn older_resource_keys_that_disagree_with_deploy_are_located_errors() {
 }
 
 #[test]
-fn lifecycle_hooks_are_refused_by_name() {
+fn lifecycle_hooks_are_read_in_order_with_their_options() {
+    let s = service(
+        "services:\n  web:\n    image: x\n    post_start:\n      - command: touch /tmp/started\n      - command: [\"sh\", \"-c\", \"echo $$HOME > /x\"]\n        user: root\n        privileged: true\n        working_dir: /srv\n        environment:\n          A: \"1\"\n          API_TOKEN: s3cr3t-value-long\n    pre_stop:\n      - command: \"sh -c 'echo bye >> /data/log'\"\n        environment: [B=2]\n",
+    );
+    let h = &s.container.hooks;
+    assert_eq!(h.post_start.len(), 2);
+    assert_eq!(h.post_start[0].command, ["touch", "/tmp/started"]);
+    assert_eq!(h.post_start[0].user, None);
+    assert!(!h.post_start[0].privileged);
+    let second = &h.post_start[1];
+    assert_eq!(second.command, ["sh", "-c", "echo $HOME > /x"]);
+    assert_eq!(second.user.as_deref(), Some("root"));
+    assert!(second.privileged);
+    assert_eq!(second.working_dir.as_deref(), Some("/srv"));
+    assert_eq!(second.env_list(), ["A=1", "API_TOKEN=s3cr3t-value-long"]);
+    // The secret-looking value is never shown, not even by `Debug`.
+    assert!(!format!("{h:?}").contains("s3cr3t"));
+    assert_eq!(h.pre_stop.len(), 1);
+    assert_eq!(h.pre_stop[0].command, ["sh", "-c", "echo bye >> /data/log"]);
+    assert_eq!(h.pre_stop[0].env_list(), ["B=2"]);
+}
+
+#[test]
+fn a_hooks_secret_looking_value_is_a_secret_of_the_state() {
+    let st = ok(&files(&web(
+        "services:\n  web:\n    image: x\n    post_start:\n      - command: \"true\"\n        environment: [DB_PASSWORD=hunter2-and-more]\n",
+    )));
+    assert!(st.secret_values.contains("hunter2-and-more"));
+}
+
+#[test]
+fn a_hook_changes_the_spec_hash_and_none_leaves_it() {
+    let plain = service("services:\n  web:\n    image: x\n");
+    let empty = service("services:\n  web:\n    image: x\n    post_start: []\n    pre_stop: []\n");
+    let hooked = service("services:\n  web:\n    image: x\n    pre_stop: [{command: \"true\"}]\n");
+    let other = service("services:\n  web:\n    image: x\n    pre_stop: [{command: \"false\"}]\n");
+    assert_eq!(plain.container.hash(), empty.container.hash());
+    assert_ne!(plain.container.hash(), hooked.container.hash());
+    assert_ne!(hooked.container.hash(), other.container.hash());
+}
+
+#[test]
+fn hook_errors_are_located() {
     let e = web_errs(
-        "services:\n  a:\n    image: x\n    pre_start: []\n    post_start: []\n    pre_stop: []\n",
+        "services:\n  a:\n    image: x\n    post_start:\n      - user: root\n      - command: []\n      - command: \"echo 'unclosed\"\n      - command: x\n        working_dir: rel\n        bogus: 1\n    pre_stop: {command: x}\n",
     );
     assert_eq!(
         e,
         vec![
-            "stacks/web/compose.yaml:4:5: services.a.pre_start: `pre_start` is not supported yet: init containers before the service's are not run yet; make the step a one-shot service (`restart: no`) and depend on it with `condition: service_completed_successfully`",
-            "stacks/web/compose.yaml:5:5: services.a.post_start: `post_start` is not supported yet: lifecycle hooks are not run yet; run the command in the entrypoint",
-            "stacks/web/compose.yaml:6:5: services.a.pre_stop: `pre_stop` is not supported yet: lifecycle hooks are not run yet; handle the stop signal in the service",
+            "stacks/web/compose.yaml:5:9: services.a.post_start[0]: a hook needs a `command`",
+            "stacks/web/compose.yaml:6:9: services.a.post_start[1]: the hook's `command` is empty",
+            "stacks/web/compose.yaml:7:18: services.a.post_start[2].command: unterminated single quote",
+            "stacks/web/compose.yaml:9:22: services.a.post_start[3].working_dir: working_dir `rel` is not an absolute path",
+            "stacks/web/compose.yaml:10:9: services.a.post_start[3].bogus: unknown key",
+            "stacks/web/compose.yaml:11:16: services.a.pre_stop: expected a list of hooks, found a map",
         ]
     );
+}
+
+#[test]
+fn pre_start_is_refused_with_what_compose_does() {
+    let e = web_errs("services:\n  a:\n    image: x\n    pre_start: []\n");
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].starts_with(
+            "stacks/web/compose.yaml:4:5: services.a.pre_start: `pre_start` is not supported yet: "
+        ),
+        "{}",
+        e[0]
+    );
+    assert!(e[0].contains("service_completed_successfully"), "{}", e[0]);
 }
 
 #[test]
@@ -446,4 +506,108 @@ fn external_with_a_name_in_both_forms() {
         assert!(st.networks[n].external);
         assert_eq!(st.networks[n].engine_name, name);
     }
+}
+
+#[test]
+fn sharing_a_services_namespace_and_volumes_depends_on_it() {
+    let st = ok(&files(&web(
+        "services:\n  db:\n    image: x\n    deploy: {replicas: 2}\n  side:\n    image: x\n    network_mode: service:db\n    volumes_from: [\"db:ro\", \"container:outside:rw\", other]\n    deploy: {replicas: 2}\n  other:\n    image: x\n    scale: 2\n  ext:\n    image: x\n    network_mode: container:vpn\n",
+    )));
+    let side = &st.stacks["web"].services["side"];
+    assert_eq!(side.container.network_mode.as_deref(), Some("service:db"));
+    assert!(side.container.networks.is_empty());
+    use crate::model::share::{ShareSource, VolumesFrom};
+    assert_eq!(
+        side.container.share.volumes_from,
+        [
+            VolumesFrom {
+                source: ShareSource::Service("db".into()),
+                read_only: true
+            },
+            VolumesFrom {
+                source: ShareSource::Container("outside".into()),
+                read_only: false
+            },
+            VolumesFrom {
+                source: ShareSource::Service("other".into()),
+                read_only: false
+            },
+        ]
+    );
+    // Compose starts the sources first; the dependent goes with their containers.
+    assert_eq!(side.depends_on.keys().collect::<Vec<_>>(), ["db", "other"]);
+    assert_eq!(
+        side.restart_with.iter().collect::<Vec<_>>(),
+        ["db", "other"]
+    );
+    let ext = &st.stacks["web"].services["ext"];
+    assert_eq!(ext.container.network_mode.as_deref(), Some("container:vpn"));
+    assert!(ext.depends_on.is_empty());
+    // Without the keys, the hash is what it was.
+    let plain = service("services:\n  web:\n    image: x\n");
+    let empty = service("services:\n  web:\n    image: x\n    volumes_from: []\n");
+    assert_eq!(plain.container.hash(), empty.container.hash());
+}
+
+#[test]
+fn sharing_errors_are_located() {
+    let e = web_errs(
+        "services:\n  db:\n    image: x\n    deploy: {replicas: 2}\n  a:\n    image: x\n    network_mode: service:db\n    hostname: h\n    dns: [1.1.1.1]\n    expose: [80]\n    extra_hosts: [\"a:1.2.3.4\"]\n  b:\n    image: x\n    volumes_from: [\"db:rx\", \"container:\", nosuch]\n  c:\n    image: x\n    network_mode: \"service:\"\n    deploy: {mode: global}\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:8:5: services.a.hostname: `hostname` cannot be used with `network_mode: service:db`: the container uses the network settings of the one whose namespace it joins",
+            "stacks/web/compose.yaml:9:5: services.a.dns: `dns` cannot be used with `network_mode: service:db`: the container uses the network settings of the one whose namespace it joins",
+            "stacks/web/compose.yaml:10:5: services.a.expose: `expose` cannot be used with `network_mode: service:db`: the container uses the network settings of the one whose namespace it joins",
+            "stacks/web/compose.yaml:11:5: services.a.extra_hosts: `extra_hosts` cannot be used with `network_mode: service:db`: the container uses the network settings of the one whose namespace it joins",
+            "stacks/web/compose.yaml:14:20: services.b.volumes_from[0]: invalid mode `rx` in `db:rx` (expected ro or rw)",
+            "stacks/web/compose.yaml:14:29: services.b.volumes_from[1]: `container:` names no source",
+            "stacks/web/compose.yaml:14:43: services.b.volumes_from[2]: depends on unknown service `nosuch`",
+            "stacks/web/compose.yaml:17:19: services.c.network_mode: `network_mode: service:` names no source",
+        ]
+    );
+    // Slot k runs beside the source's slot k: the replicas must correspond.
+    let e = web_errs(
+        "services:\n  db:\n    image: x\n    deploy: {replicas: 2}\n  a:\n    image: x\n    network_mode: service:db\n  b:\n    image: x\n    volumes_from: [db]\n    deploy: {mode: global}\n  g:\n    image: x\n    deploy: {mode: global}\n  h:\n    image: x\n    volumes_from: [g]\n    deploy: {mode: global}\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:7:19: services.a.network_mode: `a` must run beside each replica of `db`, which shares its namespace or volumes: give both the same replicas or make both global (`db` is 2 replica(s), `a` is 1 replica(s))",
+            "stacks/web/compose.yaml:10:20: services.b.volumes_from[0]: `b` must run beside each replica of `db`, which shares its namespace or volumes: give both the same replicas or make both global (`db` is 2 replica(s), `b` is global)",
+        ]
+    );
+}
+
+#[test]
+fn links_are_read_with_their_alias_and_depend_on_the_linked_service() {
+    let st = ok(&files(&web(
+        "services:\n  db:\n    image: x\n  app:\n    image: x\n    links: [db, \"db:database\"]\n",
+    )));
+    let app = &st.stacks["web"].services["app"];
+    use crate::model::share::Link;
+    let link = |s: &str, a: &str| Link {
+        service: s.into(),
+        alias: a.into(),
+    };
+    assert_eq!(
+        app.container.share.links,
+        [link("db", "db"), link("db", "database")]
+    );
+    assert_eq!(app.depends_on.keys().collect::<Vec<_>>(), ["db"]);
+    // Not replaced with it, nor placed beside it: a link reaches what runs on its host.
+    assert!(app.restart_with.is_empty());
+    let e = web_errs(
+        "services:\n  db:\n    image: x\n  app:\n    image: x\n    links: [\"db:\", \"db:a:b\", \"db:x\", \"db:x\", nosuch]\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:6:13: services.app.links[0]: invalid link `db:` (expected service or service:alias)",
+            "stacks/web/compose.yaml:6:20: services.app.links[1]: invalid link `db:a:b` (expected service or service:alias)",
+            "stacks/web/compose.yaml:6:38: services.app.links[3]: the alias `x` is linked twice",
+            "stacks/web/compose.yaml:6:46: services.app.links[4]: depends on unknown service `nosuch`",
+        ]
+    );
 }

@@ -81,17 +81,30 @@ fn restart_and_restart_policy_that_disagree_are_located() {
     );
 }
 
+/// `delay` and `window` are accepted and left to the engine's own back-off: the spec (so the
+/// hash) is what it is without them; a bad duration is still a located error.
 #[test]
-fn restart_policy_delay_and_window_are_refused_with_the_reason() {
-    let e = web_errs(
-        "services:\n  a:\n    image: x\n    deploy:\n      restart_policy:\n        condition: on-failure\n        delay: 5s\n        window: 120s\n",
+fn restart_policy_delay_and_window_are_accepted_and_left_to_the_engine() {
+    let with = service(
+        "services:\n  web:\n    image: x\n    deploy:\n      restart_policy:\n        condition: on-failure\n        max_attempts: 3\n        delay: 5s\n        window: 120s\n",
     );
-    assert_eq!(
-        e,
-        vec![
-            "stacks/web/compose.yaml:7:9: services.a.deploy.restart_policy.delay: `delay` is not supported yet: the engine waits with its own back-off (100 ms, doubling); remove `delay`",
-            "stacks/web/compose.yaml:8:9: services.a.deploy.restart_policy.window: `window` is not supported yet: the engine counts every restart without a window; remove `window`",
-        ]
+    let without = service(
+        "services:\n  web:\n    image: x\n    deploy:\n      restart_policy:\n        condition: on-failure\n        max_attempts: 3\n",
+    );
+    assert_eq!(with.container, without.container);
+    let e = web_errs(
+        "services:\n  a:\n    image: x\n    deploy:\n      restart_policy:\n        delay: soon\n        window: [1]\n",
+    );
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e[0].starts_with("stacks/web/compose.yaml:6:16: services.a.deploy.restart_policy.delay: "),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].starts_with("stacks/web/compose.yaml:7:18: services.a.deploy.restart_policy.window: "),
+        "{}",
+        e[1]
     );
 }
 
@@ -144,9 +157,7 @@ fn network_mode_errors_are_located() {
         vec![
             "stacks/web/compose.yaml:5:5: services.a.networks: `networks` cannot be used with `network_mode: host`: the container joins no network",
             "stacks/web/compose.yaml:6:5: services.a.ports: `ports` cannot be used with `network_mode: host`: the container has no ports of its own to publish",
-            "stacks/web/compose.yaml:9:19: services.b.network_mode: `network_mode: service:a` is not supported yet: the two containers would have to be placed on one host; use a network both services join",
-            "stacks/web/compose.yaml:12:19: services.c.network_mode: `network_mode: container:db` is not supported yet: the two containers would have to be placed on one host; use a network both services join",
-            "stacks/web/compose.yaml:15:19: services.d.network_mode: invalid network mode `bridge` (expected host or none; attach networks with `networks`)",
+            "stacks/web/compose.yaml:15:19: services.d.network_mode: invalid network mode `bridge` (expected host, none, service:<name> or container:<name>; attach networks with `networks`)",
         ]
     );
 }

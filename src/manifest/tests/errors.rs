@@ -37,7 +37,6 @@ fn unsupported_keys_at_every_level() {
             "stacks/web/compose.yaml:4:1: x-convoy: `x-convoy` is only supported at the service level",
             "stacks/web/compose.yaml:8:21: services.a.container_name: invalid container name `a`: Docker names start with a letter or digit and go on with letters, digits, `_`, `.` or `-` (two characters at least)",
             "stacks/web/compose.yaml:12:7: services.a.deploy.update_config: `update_config` is not supported yet: rolling updates: not yet, issue 10",
-            "stacks/web/compose.yaml:14:9: services.a.deploy.restart_policy.delay: `delay` is not supported yet: the engine waits with its own back-off (100 ms, doubling); remove `delay`",
             "stacks/web/compose.yaml:22:11: services.a.volumes[0].bind.propagation: `propagation` is not supported yet: bind mounts use the engine's default propagation (rprivate)",
             "stacks/web/compose.yaml:25:9: services.a.ports[0].app_protocol: `app_protocol` is not supported yet: a port's protocol name is metadata for tools Convoy does not run; remove it",
             "stacks/web/compose.yaml:34:7: services.b.x-convoy.zone: unknown key",
