@@ -327,11 +327,12 @@ fn files_noop() {
     // run's (secrets_dir on /dev/shm: a tmpfs already, nothing to mount).
     let files_dir = dir.path().join("host-files");
     let secrets_dir = format!("/dev/shm/convoy-bench-{pid}");
-    for (repo, fleet, compose) in [
-        (&plain, &plain_fleet, &plain_compose),
-        (&files, &files_fleet, &files_compose),
+    // Two stack names: both fleets run on the one engine, and container names are per stack.
+    for (repo, fleet, compose, name) in [
+        (&plain, &plain_fleet, &plain_compose, "benchplain"),
+        (&files, &files_fleet, &files_compose, "benchfiles"),
     ] {
-        let stack = repo.join("stacks").join("bench");
+        let stack = repo.join("stacks").join(name);
         std::fs::create_dir_all(&stack).unwrap();
         std::fs::write(
             repo.join("convoy.yaml"),
@@ -343,7 +344,7 @@ fn files_noop() {
         .unwrap();
         std::fs::write(stack.join("compose.yaml"), compose).unwrap();
     }
-    let app = files.join("stacks/bench");
+    let app = files.join("stacks/benchfiles");
     std::fs::create_dir_all(app.join("app")).unwrap();
     std::fs::create_dir_all(app.join("conf")).unwrap();
     std::fs::create_dir_all(app.join("secrets")).unwrap();

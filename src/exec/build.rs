@@ -6,7 +6,7 @@
 //! the `build.tags` that name a registry, once per pass; the host pulls, even when it is the
 //! builder itself).
 //!
-//! Content addressed: the tag `convoy-build/<stack>-<service>:<hash16>` names one context and
+//! Content addressed: the tag `convoy-build/<stack>-<context folder>:<hash16>` names one context and
 //! set of options, so a host or a builder that has the tag has the build, and nothing is built
 //! or sent again. A no-op pass has no create step and never gets here. A failed build fails
 //! the steps that need its image (with the build's last lines) before anything of theirs is

@@ -439,7 +439,7 @@ impl Eq for BuildSpec {}
 /// (build args may be secrets).
 #[derive(Clone, Default)]
 pub struct BuildInput {
-    /// The tag Convoy knows the build by: `convoy-build/<stack>-<service>:<hash16>`.
+    /// The tag Convoy knows the build by: `convoy-build/<stack>-<context folder>:<hash16>`.
     pub tag: String,
     /// More tags for the same image: `image:` when given, then `build.tags`.
     pub tags: Vec<String>,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::fleet::{HostCleanup, Hosts};
 use crate::harness::*;
 
-/// Removes the images of a repository (`convoy-build/<stack>-<service>`) locally and on every
+/// Removes the images of a repository (`convoy-build/<stack>-<context folder>`) locally and on every
 /// host; declared before `HostCleanup`, so that it drops after it.
 struct RemoveImages<'a>(&'a Hosts, Vec<String>);
 

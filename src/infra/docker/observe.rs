@@ -187,8 +187,12 @@ impl Engine {
             .values()
             .filter_map(|c| images.get(&(c.stack.clone(), c.service.clone())))
             .collect();
-        for image in wanted {
-            if let Some(id) = self.image_id(image).await? {
+        // Concurrently, as the containers above: a stack of built services has one tag per
+        // service, and one request after another cost a millisecond each.
+        let ids =
+            futures_util::future::join_all(wanted.iter().map(|image| self.image_id(image))).await;
+        for (image, id) in wanted.into_iter().zip(ids) {
+            if let Some(id) = id? {
                 snap.image_ids.insert(image.clone(), id);
             }
         }

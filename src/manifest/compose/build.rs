@@ -2,7 +2,7 @@
 //! (`context`, `dockerfile`, `dockerfile_inline`, `args`, `target`, `labels`, `no_cache`,
 //! `pull`, `tags`), the context read from the commit's tree through the `RepoTree` with its
 //! `.dockerignore` applied, and the content hash that names the image
-//! (`convoy-build/<stack>-<service>:<hash16>`) and moves the spec hash exactly when the
+//! (`convoy-build/<stack>-<context folder>:<hash16>`) and moves the spec hash exactly when the
 //! context or an option that shapes the image changes.
 //!
 //! No I/O of its own: files come only through the `RepoTree` handed in (never a working
@@ -282,7 +282,10 @@ impl Stack<'_> {
             &b.labels,
             platform,
         );
-        let tag = build_tag(&self.name, service, &hash);
+        // Named by the context's folder, not the service: services built alike share one tag
+        // (one image, one check per pass), and the hash tells different builds apart.
+        let context_name = dir.rsplit('/').next().unwrap_or(service);
+        let tag = build_tag(&self.name, context_name, &hash);
         let mut tags: Vec<String> = image.map(str::to_string).into_iter().collect();
         for t in b.tags {
             if !tags.contains(&t) && t != tag {
@@ -501,11 +504,11 @@ fn finish_hash(
     hex::encode(h.finalize())
 }
 
-/// `convoy-build/<stack>-<service>:<hash16>`: a repository name the engine accepts (lowercase,
-/// `[a-z0-9]` runs joined by `-`) whatever the service is called.
-pub fn build_tag(stack: &str, service: &str, hash: &str) -> String {
+/// `convoy-build/<stack>-<context folder>:<hash16>`: a repository name the engine accepts
+/// (lowercase, `[a-z0-9]` runs joined by `-`) whatever the folder is called.
+pub fn build_tag(stack: &str, context: &str, hash: &str) -> String {
     let mut name = String::new();
-    for c in format!("{stack}-{service}").chars() {
+    for c in format!("{stack}-{context}").chars() {
         let c = c.to_ascii_lowercase();
         if c.is_ascii_lowercase() || c.is_ascii_digit() {
             name.push(c);
