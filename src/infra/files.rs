@@ -146,40 +146,32 @@ pub fn quote(s: &str) -> String {
 const NEEDS: &str = "the SSH user needs root, or write access to `files_dir` and `secrets_dir` \
      (and root to mount a tmpfs at `secrets_dir`)";
 
-/// The secret mounts of the fleet's containers on a host, with the desired value of each:
-/// (host path, value) for paths under `<secrets_dir>/<fleet>/<stack>/<name>.`.
-fn secret_paths<'a>(
+/// The secrets of the desired state with where their generations live on a host:
+/// (`<secrets_dir>/<fleet>/<stack>/<name>.` prefix, value), one per secret. Every generation
+/// under a prefix is read back and compared, whoever binds it, so the check needs no
+/// observation of the containers and runs beside it.
+fn secret_prefixes<'a>(
     desired: &'a DesiredState,
     host: &HostFiles,
-    snap: &crate::model::observed::HostSnapshot,
 ) -> Vec<(String, &'a SecretValue)> {
     let mut out = Vec::new();
-    for c in snap.containers.values() {
-        let Some(svc) = desired
-            .stacks
-            .get(&c.stack)
-            .and_then(|s| s.services.get(&c.service))
-        else {
-            continue;
-        };
-        for f in svc
-            .container
-            .files
-            .iter()
-            .filter(|f| f.kind == FileKind::Secret)
-        {
-            let prefix = host.secret_prefix(&desired.fleet, &c.stack, &f.name);
-            let Some(value) = desired
+    for (stack_name, stack) in &desired.stacks {
+        for svc in stack.services.values() {
+            for f in svc
+                .container
                 .files
-                .secrets
-                .get(&FilePayload::secret_key(&c.stack, &f.name))
-            else {
-                continue;
-            };
-            for m in c.actual.mounts.iter().filter(|m| m.target == f.target) {
-                let gen = m.source.strip_prefix(&prefix).unwrap_or_default();
-                if !gen.is_empty() && gen.chars().all(|c| c.is_ascii_alphanumeric()) {
-                    out.push((m.source.clone(), value));
+                .iter()
+                .filter(|f| f.kind == FileKind::Secret)
+            {
+                if let Some(value) = desired
+                    .files
+                    .secrets
+                    .get(&FilePayload::secret_key(stack_name, &f.name))
+                {
+                    out.push((
+                        host.secret_prefix(&desired.fleet, stack_name, &f.name),
+                        value,
+                    ));
                 }
             }
         }
@@ -189,29 +181,26 @@ fn secret_paths<'a>(
     out
 }
 
-/// Fills `files` of every reachable host's snapshot: one round trip per host, none when the
-/// desired state uses no files. A host whose check fails is reported unreachable with why
-/// (the planner then plans nothing there rather than replace on a guess).
-pub async fn observe(
+/// What each host holds of the files the desired state needs: one round trip per host (the
+/// shells given), none when the desired state uses no files. Independent of the containers'
+/// observation, so `Fleet::observe` runs it beside the engines'; `apply_seen` puts the answers
+/// into the snapshots.
+pub async fn check(
     shells: &BTreeMap<String, HostShell>,
     desired: &DesiredState,
-    observed: &mut ObservedState,
-) {
+) -> BTreeMap<String, Result<FilesSeen, String>> {
     if desired.files.is_empty() {
-        return;
+        return BTreeMap::new();
     }
     let addresses: Vec<&String> = desired.files.blobs.keys().collect();
     let mut jobs = Vec::new();
-    for (name, obs) in observed.hosts.iter() {
-        let (Some(snap), Some(shell)) = (obs.snapshot(), shells.get(name)) else {
-            continue;
-        };
+    for (name, shell) in shells {
         let host = desired
             .hosts
             .get(name)
             .map(|h| h.files.clone())
             .unwrap_or_default();
-        let secrets = secret_paths(desired, &host, snap);
+        let secrets = secret_prefixes(desired, &host);
         let mut script = format!("d={}\n", quote(&host.fleet_files(&desired.fleet)));
         script.push_str("for a in");
         for a in &addresses {
@@ -219,10 +208,11 @@ pub async fn observe(
             script.push_str(a);
         }
         script.push_str("; do [ -d \"$d/$a\" ] && echo \"P $a\"; done\n");
-        for (i, (p, _)) in secrets.iter().enumerate() {
+        for (i, (prefix, _)) in secrets.iter().enumerate() {
+            // Each generation: `S <index> <length> <path>`, its bytes, a newline.
             script.push_str(&format!(
-                "p={}; if [ -f \"$p\" ] && [ -r \"$p\" ]; then n=$(wc -c < \"$p\"); echo \"S {i} $n\"; cat \"$p\"; echo; fi\n",
-                quote(p)
+                "for p in {}*; do if [ -f \"$p\" ] && [ -r \"$p\" ]; then n=$(wc -c < \"$p\"); echo \"S {i} $n $p\"; cat \"$p\"; echo; fi; done\n",
+                quote(prefix)
             ));
         }
         script.push_str("true\n");
@@ -230,13 +220,28 @@ pub async fn observe(
         let name = name.clone();
         jobs.push(async move {
             let r = shell.run(&script, Vec::new()).await;
-            (name, secrets, r)
+            let seen = r
+                .map(|out| parse_seen(&out.stdout, &secrets))
+                .map_err(|e| e.to_string());
+            (name, seen)
         });
     }
-    let results = futures_util::future::join_all(jobs).await;
-    for (name, secrets, r) in results {
-        let seen = match r {
-            Ok(out) => parse_seen(&out.stdout, &secrets),
+    futures_util::future::join_all(jobs)
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Puts each reachable host's answer from `check` into its snapshot. A host whose check failed
+/// is reported unreachable with why (the planner then plans nothing there rather than replace
+/// on a guess).
+pub fn apply_seen(observed: &mut ObservedState, seen: BTreeMap<String, Result<FilesSeen, String>>) {
+    for (name, r) in seen {
+        let Some(ObservedHost::Reachable(snap)) = observed.hosts.get_mut(&name) else {
+            continue;
+        };
+        match r {
+            Ok(seen) => snap.files = Some(Box::new(seen)),
             Err(e) => {
                 tracing::warn!(host = %name, error = %e, "cannot check the host's files");
                 observed.hosts.insert(
@@ -245,17 +250,13 @@ pub async fn observe(
                         reason: format!("cannot check its files: {e}"),
                     },
                 );
-                continue;
             }
-        };
-        if let Some(ObservedHost::Reachable(snap)) = observed.hosts.get_mut(&name) {
-            snap.files = Some(Box::new(seen));
         }
     }
 }
 
-/// Reads the check's answer: `P <address>` lines, then for each secret path that exists,
-/// `S <index> <n>`, its n bytes and a newline. Values are compared here and dropped.
+/// Reads the check's answer: `P <address>` lines, then for each secret generation that exists,
+/// `S <index> <n> <path>`, its n bytes and a newline. Values are compared here and dropped.
 fn parse_seen(out: &[u8], secrets: &[(String, &SecretValue)]) -> FilesSeen {
     let mut seen = FilesSeen::default();
     let mut i = 0;
@@ -269,15 +270,21 @@ fn parse_seen(out: &[u8], secrets: &[(String, &SecretValue)]) -> FilesSeen {
         if let Some(a) = line.strip_prefix("P ") {
             seen.present.insert(a.to_string());
         } else if let Some(rest) = line.strip_prefix("S ") {
-            let mut words = rest.split_whitespace().map(str::parse::<usize>);
-            let (Some(Ok(idx)), Some(Ok(n))) = (words.next(), words.next()) else {
+            let mut words = rest.splitn(3, ' ');
+            let idx = words.next().and_then(|w| w.parse::<usize>().ok());
+            let n = words.next().and_then(|w| w.trim().parse::<usize>().ok());
+            let (Some(idx), Some(n), Some(path)) = (idx, n, words.next()) else {
                 break;
             };
             let content = out.get(i..i + n).unwrap_or_default();
             i += n + 1;
-            if let Some((path, value)) = secrets.get(idx) {
-                if value.data == content {
-                    seen.secrets_current.insert(path.clone());
+            if let Some((prefix, value)) = secrets.get(idx) {
+                // A generation is `<prefix><letters and digits>`: nothing else under it counts.
+                let gen = path.strip_prefix(prefix.as_str()).unwrap_or_default();
+                let is_generation =
+                    !gen.is_empty() && gen.chars().all(|c| c.is_ascii_alphanumeric());
+                if is_generation && value.data == content {
+                    seen.secrets_current.insert(path.to_string());
                 }
             }
         }
@@ -569,14 +576,19 @@ mod tests {
             data: b"other!\n".to_vec(),
         };
         let script = format!(
-            "p={}; n=$(wc -c < \"$p\"); echo \"P {addr}\"; echo \"S 0 $n\"; cat \"$p\"; echo",
+            "p={}; n=$(wc -c < \"$p\"); echo \"P {addr}\"; echo \"S 0 $n $p\"; cat \"$p\"; echo",
             quote(&path)
         );
         let out = shell.run(&script, Vec::new()).await.unwrap();
-        let seen = parse_seen(&out.stdout, &[(path.clone(), &value)]);
+        let prefix = host.secret_prefix("f1", "web", "db");
+        let seen = parse_seen(&out.stdout, &[(prefix.clone(), &value)]);
         assert!(seen.present.contains(&addr));
         assert!(seen.secrets_current.contains(&path));
-        let seen = parse_seen(&out.stdout, &[(path.clone(), &other)]);
+        // Another secret's prefix: not a generation of it, however equal the bytes.
+        let elsewhere = host.secret_prefix("f1", "web", "other");
+        let seen = parse_seen(&out.stdout, &[(elsewhere, &value)]);
+        assert!(seen.secrets_current.is_empty());
+        let seen = parse_seen(&out.stdout, &[(prefix, &other)]);
         assert!(seen.secrets_current.is_empty());
 
         // Garbage: nothing kept, everything of the fleet goes; nothing else is touched.

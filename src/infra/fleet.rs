@@ -195,7 +195,11 @@ impl Fleet {
             })
             .collect();
         let images = &images;
-        let results: Vec<_> = futures_util::stream::iter(self.engines.iter().map(|(name, engine)| {
+        // What the hosts hold of the files the desired state needs, beside the engines' answer:
+        // one round trip per host, none when it needs none.
+        let shells = self.shells(desired);
+        let files = crate::infra::files::check(&shells, desired);
+        let engines = futures_util::stream::iter(self.engines.iter().map(|(name, engine)| {
             async move {
                 let started = Instant::now();
                 let r = tokio::time::timeout(self.observe_timeout, engine.observe(&desired.fleet, images))
@@ -205,8 +209,8 @@ impl Fleet {
             }
         }))
         .buffer_unordered(HOST_CONCURRENCY)
-        .collect()
-        .await;
+        .collect::<Vec<_>>();
+        let (results, files) = tokio::join!(engines, files);
         let mut state = ObservedState::default();
         for (name, r) in results {
             let host = match r {
@@ -220,9 +224,7 @@ impl Fleet {
             };
             state.hosts.insert(name, host);
         }
-        // What the hosts hold of the files the desired state needs: one round trip per host,
-        // none when it needs none.
-        crate::infra::files::observe(&self.shells(desired), desired, &mut state).await;
+        crate::infra::files::apply_seen(&mut state, files);
         for (name, e) in &self.failed {
             state.hosts.insert(
                 name.clone(),

@@ -713,9 +713,9 @@ fn the_corpus_converges_on_the_fleet_and_a_second_apply_changes_nothing() {
             &hosts,
             &fleet,
             &c("features/engine-options", "app", 1),
-            "{{.HostConfig.Privileged}} {{.HostConfig.ShmSize}} {{json .HostConfig.DnsOptions}}",
+            "{{.HostConfig.ShmSize}} {{json .HostConfig.DnsOptions}}",
         );
-        assert_eq!(hc, r#"true 67108864 ["ndots:2","timeout:3"]"#);
+        assert_eq!(hc, r#"67108864 ["ndots:2","timeout:3"]"#);
     }
     if has("features/resources") {
         let hc = inspect(
