@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use super::Stack;
 use crate::manifest::typed::{Diag, Keys};
-use crate::manifest::values::shell_split;
 use crate::manifest::yaml::{Kind, Node};
 use crate::manifest::MIN_SECRET_LEN;
 use crate::model::hooks::Hook;
@@ -58,7 +57,14 @@ impl Stack<'_> {
         let mut command = None;
         for (field, _k, v, fpath) in d.fields(entries, path, &HOOK) {
             match field {
-                "command" => command = hook_command(d, v, &fpath),
+                // The service's own reading of `command`; a null one is an empty command here.
+                "command" => {
+                    command = if v.is_null() {
+                        Some(Vec::new())
+                    } else {
+                        super::service::command(d, v, &fpath)
+                    }
+                }
                 "user" => hook.user = d.string(v, &fpath).filter(|s| !s.is_empty()),
                 "privileged" => hook.privileged = d.bool(v, &fpath).unwrap_or(false),
                 "working_dir" => {
@@ -101,27 +107,5 @@ impl Stack<'_> {
             None => {}
         }
         (d.errors.len() == before).then_some(hook)
-    }
-}
-
-/// A hook's `command`: a list of words, or a string split as a shell would.
-fn hook_command(d: &mut Diag, v: &Node, path: &str) -> Option<Vec<String>> {
-    match &v.kind {
-        Kind::Seq(_) => Some(
-            d.string_list(v, path)?
-                .into_iter()
-                .map(|(s, _)| s)
-                .collect(),
-        ),
-        _ => {
-            let s = d.string(v, path)?;
-            match shell_split(&s) {
-                Ok(words) => Some(words),
-                Err(m) => {
-                    d.at(v, path, m);
-                    None
-                }
-            }
-        }
     }
 }

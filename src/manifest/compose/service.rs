@@ -423,7 +423,7 @@ impl Stack<'_> {
     }
 }
 
-fn command(d: &mut Diag, v: &Node, path: &str) -> Option<Vec<String>> {
+pub(super) fn command(d: &mut Diag, v: &Node, path: &str) -> Option<Vec<String>> {
     if v.is_null() {
         return None;
     }
