@@ -53,6 +53,7 @@ pub fn service(name: &str, replicas: u32) -> ServiceSpec {
             ..Default::default()
         },
         restart_with: BTreeSet::new(),
+        rollout: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod observed;
 pub mod outcome;
 pub mod plan;
+pub mod rollout;
 pub mod share;
 pub mod spec;
 pub mod tree;

@@ -283,6 +283,10 @@ pub struct ServiceSpec {
     /// replaced or started again in a pass, this service's replicas are replaced after it.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub restart_with: BTreeSet<String>,
+    /// `deploy.update_config`, `deploy.rollback_config` and the `x-convoy` keys of a rollout.
+    /// Not in the spec hash: changing them replaces nothing.
+    #[serde(default)]
+    pub rollout: crate::model::rollout::RolloutSpec,
 }
 
 impl ServiceSpec {
@@ -801,6 +805,7 @@ mod tests {
             secret_env: BTreeSet::new(),
             container: ContainerSpec::default(),
             restart_with: BTreeSet::new(),
+            rollout: Default::default(),
         };
         assert_eq!(replica_name("web", &svc, "1"), "web-app-1");
         svc.container.container_name = Some("my-app".into());

@@ -56,6 +56,7 @@ impl Stack<'_> {
             secret_env: BTreeSet::new(),
             container: ContainerSpec::default(),
             restart_with: BTreeSet::new(),
+            rollout: Default::default(),
         };
         let mut image = None;
         let mut env_file_env: BTreeMap<String, String> = BTreeMap::new();
