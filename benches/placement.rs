@@ -89,6 +89,7 @@ fn service(i: usize) -> ServiceSpec {
             ..Default::default()
         },
         restart_with: BTreeSet::new(),
+        rollout: Default::default(),
     }
 }
 

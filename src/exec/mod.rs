@@ -22,6 +22,7 @@ mod build;
 pub mod files;
 mod hooks;
 mod names;
+mod rollout;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -63,6 +64,8 @@ pub struct ExecOptions {
     pub parallel_per_host: usize,
     /// How long a `depends_on` condition may take.
     pub dependency_timeout: Duration,
+    /// A shell on each host, for rollouts' readiness probes (`exec::rollout`).
+    pub shells: BTreeMap<String, crate::infra::files::HostShell>,
 }
 
 impl Default for ExecOptions {
@@ -73,6 +76,7 @@ impl Default for ExecOptions {
             // Convoy, the bottleneck (measured by benches/apply.rs).
             parallel_per_host: 32,
             dependency_timeout: Duration::from_secs(120),
+            shells: BTreeMap::new(),
         }
     }
 }
@@ -94,6 +98,8 @@ pub use crate::model::outcome::StepOutcome;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub outcomes: Vec<StepOutcome>,
+    /// How each rollout of the plan ended.
+    pub rollouts: Vec<crate::model::rollout::RolloutReport>,
 }
 
 /// Executes every step of `plan` on `engines` (hosts without an engine fail their steps).
@@ -144,6 +150,37 @@ pub async fn execute(
         images.push_hosts.clone(),
     ));
     let network_ids: NetworkIds = Arc::new(Mutex::new(plan.network_ids.clone()));
+    // Rollouts: each member step waits for its batch to open; a driver per rollout opens them.
+    let errors: Arc<Mutex<BTreeMap<usize, String>>> = Arc::default();
+    let mut members: BTreeMap<
+        usize,
+        (
+            crate::model::rollout::Member,
+            watch::Receiver<rollout::Gate>,
+        ),
+    > = BTreeMap::new();
+    let mut drivers = Vec::new();
+    for r in &plan.rollouts {
+        let (gate, rx) = watch::channel(rollout::Gate::default());
+        for m in &r.members {
+            members.insert(m.step, (m.clone(), rx.clone()));
+        }
+        drivers.push(rollout::Driver {
+            rollout: r.clone(),
+            fleet: plan.fleet.clone(),
+            engines: engines.clone(),
+            shells: opts.shells.clone(),
+            gate,
+            steps: r
+                .members
+                .iter()
+                .map(|m| (m.step, receivers[m.step].clone()))
+                .collect(),
+            errors: errors.clone(),
+            cancel: cancel.clone(),
+        });
+    }
+    let members = Arc::new(members);
     let mut tasks = Vec::new();
     for (step, tx) in plan.steps.iter().cloned().zip(senders) {
         let deps: Vec<watch::Receiver<Option<bool>>> =
@@ -159,9 +196,11 @@ pub async fn execute(
             opts: opts.clone(),
             cancel: cancel.clone(),
             builds: builds.clone(),
+            member: members.get(&step.id).cloned(),
         };
         let progress = progress.clone();
         let secrets = plan.secret_values.clone();
+        let errors = errors.clone();
         let span = tracing::info_span!("step", host = %step.host, id = step.id);
         tasks.push(tokio::spawn(async move {
             // Engines echo what they were given (a mount's options, say): mask secrets first.
@@ -170,6 +209,12 @@ pub async fn execute(
                 .await
                 .err()
                 .map(|e| crate::model::spec::mask_secrets(&e, &secrets));
+            if let Some(e) = &error {
+                errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(step.id, e.clone());
+            }
             let _ = tx.send(Some(error.is_none()));
             let outcome = StepOutcome {
                 id: step.id,
@@ -181,6 +226,13 @@ pub async fn execute(
             outcome
         }));
     }
+    let drivers: Vec<_> = drivers
+        .into_iter()
+        .map(|d| {
+            let span = tracing::info_span!("rollout", stack = %d.rollout.stack, service = %d.rollout.service);
+            tokio::spawn(d.run().instrument(span))
+        })
+        .collect();
     let mut outcomes = Vec::new();
     for t in tasks {
         match t.await {
@@ -189,7 +241,14 @@ pub async fn execute(
         }
     }
     outcomes.sort_by_key(|o| o.id);
-    Report { outcomes }
+    let mut rollouts = Vec::new();
+    for d in drivers {
+        match d.await {
+            Ok(r) => rollouts.push(r),
+            Err(e) => tracing::error!(error = %e, "rollout task failed"),
+        }
+    }
+    Report { outcomes, rollouts }
 }
 
 struct StepContext {
@@ -203,6 +262,11 @@ struct StepContext {
     opts: ExecOptions,
     cancel: CancellationToken,
     builds: Arc<build::Builds>,
+    /// The step's place in a rollout, and the gate of its batches.
+    member: Option<(
+        crate::model::rollout::Member,
+        watch::Receiver<rollout::Gate>,
+    )>,
 }
 
 async fn run_step(
@@ -221,6 +285,9 @@ async fn run_step(
     }
     for gate in &step.gates {
         wait_gate(ctx, gate).await?;
+    }
+    if let Some((member, gate)) = &ctx.member {
+        rollout::wait_open(&mut gate.clone(), member.batch).await?;
     }
     let engine = ctx
         .engines
@@ -279,8 +346,24 @@ async fn run_step(
             if ctx.cancel.is_cancelled() {
                 return Err(NOT_STARTED.into());
             }
+            // In a rollout, the old container is kept as `<name>.prev` for the way back.
+            if let Some((member, _)) = &ctx.member {
+                rollout::replace_member(
+                    engine,
+                    replica,
+                    old_id,
+                    *old_grace_secs,
+                    member,
+                    &ctx.cancel,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                return create_and_start(ctx, engine, &step.host, replica)
+                    .await
+                    .map_err(|e| e.to_string());
+            }
             // Stop-first: the old container frees its name and host ports before the new one
-            // is created (rolling updates come later).
+            // is created.
             let pre_stop = &replica.spec.hooks.pre_stop;
             hooks::pre_stop(
                 engine,
@@ -314,6 +397,27 @@ async fn run_step(
         } => {
             hooks::pre_stop(engine, id, name, pre_stop, *grace_secs, &ctx.cancel).await;
             names::remove(engine, id, name, *grace_secs, &ctx.cancel).await
+        }
+        Action::Restore { name, .. } => {
+            match rollout::restore(engine, name, crate::model::rollout::UpdateOrder::StopFirst)
+                .await
+            {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(DockerError {
+                    host: step.host.clone(),
+                    op: format!("restore `{name}`"),
+                    message: format!("`{}` is gone", crate::model::rollout::prev_name(name)),
+                    status: None,
+                }),
+                Err(e) => Err(e),
+            }
+        }
+        Action::RecordQuarantine { record, image } => {
+            let mut record = record.clone();
+            if record.at.is_empty() {
+                record.at = rollout::now_rfc3339();
+            }
+            engine.record_quarantine(&ctx.fleet, &record, image).await
         }
     };
     result.map_err(|e| e.to_string())

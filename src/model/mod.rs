@@ -14,4 +14,5 @@ pub mod plan;
 pub mod rollout;
 pub mod share;
 pub mod spec;
+pub mod time;
 pub mod tree;

@@ -59,6 +59,9 @@ pub struct HostSnapshot {
     /// What the host holds of the files the desired state needs; `None` when it needs none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<Box<crate::model::files::FilesSeen>>,
+    /// Quarantine records on this engine (`model::rollout`): specs that failed a rollout.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantines: Vec<crate::model::rollout::QuarantineRecord>,
 }
 
 /// A volume Convoy owns on a host.

@@ -46,6 +46,9 @@ pub struct PassReport {
     pub plan: Plan,
     pub outcomes: Vec<StepOutcome>,
     pub pull_failures: Vec<String>,
+    /// How each rollout of the pass ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollouts: Vec<crate::model::rollout::RolloutReport>,
     /// The plan made after acting (when the pass verified): empty when converged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining: Option<Plan>,

@@ -64,6 +64,10 @@ pub enum Reason {
     /// The host lost files the container binds (repository paths, `config <name>`): shipped
     /// again and the container made anew.
     FilesMissing { files: Vec<String> },
+    /// The previous replica of a rollout that succeeded: no longer needed to go back to.
+    RolloutDone,
+    /// A rollout failed (`reason`): its spec goes back to the previous one.
+    RolloutFailed { reason: String },
 }
 
 impl Reason {
@@ -87,6 +91,8 @@ impl Reason {
             Reason::HostIneligible => "host_ineligible",
             Reason::DependencyRestarted { .. } => "dependency_restarted",
             Reason::FilesMissing { .. } => "files_missing",
+            Reason::RolloutDone => "rollout_done",
+            Reason::RolloutFailed { .. } => "rollout_failed",
         }
     }
 }
@@ -117,6 +123,8 @@ impl fmt::Display for Reason {
             Reason::FilesMissing { files } => {
                 write!(f, "files missing on the host: {}", files.join(", "))
             }
+            Reason::RolloutDone => f.write_str("previous version, rollout done"),
+            Reason::RolloutFailed { reason } => write!(f, "rollout failed: {reason}"),
         }
     }
 }
@@ -152,12 +160,22 @@ pub struct Plan {
     /// Networks the plan creates are not in it; the executor learns their IDs as it goes.
     #[serde(skip)]
     pub network_ids: BTreeMap<String, BTreeMap<String, String>>,
+    /// Services whose changed spec rolls out in batches (`deploy.update_config`), with the
+    /// way back should a batch fail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollouts: Vec<crate::model::rollout::Rollout>,
+    /// Services whose desired spec failed a rollout before: it is not tried again, and the
+    /// version that runs is kept and healed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<crate::model::rollout::QuarantineRecord>,
 }
 
 impl Plan {
     /// True when nothing is to be done and nothing stands in the way of convergence.
     pub fn is_converged(&self) -> bool {
         self.steps.is_empty()
+            && self.rollouts.is_empty()
+            && self.quarantined.is_empty()
             && self.conflicts.is_empty()
             && self.unreachable.is_empty()
             && self.pending.is_empty()
@@ -171,6 +189,8 @@ impl Plan {
                 Action::Replace { .. } => s.replace += 1,
                 Action::Start { .. } => s.start += 1,
                 Action::Remove { .. } => s.remove += 1,
+                Action::Restore { .. } => s.replace += 1,
+                Action::RecordQuarantine { .. } => s.resources += 1,
                 Action::CreateNetwork { .. }
                 | Action::CreateVolume { .. }
                 | Action::RemoveNetwork { .. } => s.resources += 1,
@@ -281,6 +301,24 @@ pub enum Action {
         /// name that is ambiguous.
         id: String,
     },
+    /// A rollout found failed from the containers' labels (a process that ended mid-rollout):
+    /// the new replica goes and the kept previous one (`<name>.prev`) takes its name back and
+    /// runs.
+    Restore {
+        stack: String,
+        service: String,
+        name: String,
+        /// The failed new replica, when there is one.
+        new_id: Option<String>,
+        prev_id: String,
+        reason: Reason,
+    },
+    /// Writes a quarantine record on the host (`model::rollout::QuarantineRecord`).
+    RecordQuarantine {
+        record: crate::model::rollout::QuarantineRecord,
+        /// An image present on the host, for the record's container (never started).
+        image: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -323,6 +361,8 @@ impl Action {
             Action::Start { .. } => "start",
             Action::Remove { .. } => "remove",
             Action::RemoveNetwork { .. } => "remove_network",
+            Action::Restore { .. } => "restore",
+            Action::RecordQuarantine { .. } => "record_quarantine",
         }
     }
 
@@ -369,6 +409,18 @@ impl Action {
             Action::Start { name, reason, .. } => format!("> {name}  (start: {reason})"),
             Action::Remove { name, reason, .. } => format!("- {name}  ({reason})"),
             Action::RemoveNetwork { name, .. } => format!("- network {name}"),
+            Action::Restore { name, reason, .. } => {
+                format!(
+                    "< {name}  (rolled back to {}: {reason})",
+                    crate::model::rollout::prev_name(name)
+                )
+            }
+            Action::RecordQuarantine { record, .. } => format!(
+                "! quarantine {}/{} spec {}",
+                record.stack,
+                record.service,
+                short_id(&record.spec_hash)
+            ),
         }
     }
 }

@@ -132,22 +132,159 @@ impl Default for RolloutSpec {
 }
 
 impl RolloutSpec {
-    /// The deadline in force: never less than what the healthcheck needs to call a replica
-    /// healthy at the latest: start period plus interval times retries (engine defaults 0 s,
-    /// 30 s and 3 where unset).
-    pub fn deadline_ms(&self, health: Option<&crate::model::spec::Healthcheck>) -> u64 {
-        let Some(h) = health else {
-            return self.progress_deadline_ms;
-        };
-        if h.test.first().map(String::as_str) == Some("NONE") {
-            return self.progress_deadline_ms;
-        }
-        let ms =
-            |ns: Option<i64>, default_s: i64| ns.unwrap_or(default_s * 1_000_000_000) / 1_000_000;
-        let interval = ms(h.interval_ns, 30);
-        let retries = h.retries.unwrap_or(3);
-        let start = ms(h.start_period_ns, 0);
-        let floor = start + interval * retries.max(1);
-        self.progress_deadline_ms.max(floor.max(0) as u64)
+    /// The deadline in force: never less than `health_floor_ms`, what the healthcheck needs to
+    /// call a replica healthy at the latest (`Healthcheck::latest_healthy_ms`).
+    pub fn deadline_ms(&self, health_floor_ms: u64) -> u64 {
+        self.progress_deadline_ms.max(health_floor_ms)
     }
+}
+
+/// The suffix of a replica kept, stopped (or, `start-first`, still running), while its
+/// successor proves itself: `<name>.prev`. Its labels stay those of its own spec, so a daemon
+/// that restarts finds it by slot and knows what it ran.
+pub const PREV_SUFFIX: &str = ".prev";
+
+/// The name of the kept previous replica of the container `name`.
+pub fn prev_name(name: &str) -> String {
+    format!("{name}{PREV_SUFFIX}")
+}
+
+/// On a quarantine record's container: the spec hash that failed (its presence marks the
+/// container as a record, never a replica).
+pub const LABEL_QUARANTINE: &str = "convoy.quarantine";
+/// Why it failed, in one line.
+pub const LABEL_QUARANTINE_REASON: &str = "convoy.quarantine.reason";
+/// The batch (1-based) in which it failed.
+pub const LABEL_QUARANTINE_BATCH: &str = "convoy.quarantine.batch";
+/// The host of the replica that failed.
+pub const LABEL_QUARANTINE_HOST: &str = "convoy.quarantine.host";
+/// When (RFC 3339, the daemon's clock).
+pub const LABEL_QUARANTINE_AT: &str = "convoy.quarantine.at";
+
+/// A spec that failed its rollout and was rolled back: not tried again until the service's
+/// spec changes to something else. Kept on the engines, as the labels of a container that is
+/// created and never started (`<stack>-<service>.quarantine-<hash>`) on every host of the
+/// service, so it survives a lost state directory and a daemon restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineRecord {
+    pub stack: String,
+    pub service: String,
+    pub spec_hash: String,
+    /// The commit the failed spec came from.
+    pub commit: String,
+    pub reason: String,
+    pub batch: u32,
+    /// The host of the replica whose failure decided it.
+    pub host: String,
+    pub at: String,
+    /// The record's container, on the host where it was observed.
+    #[serde(skip)]
+    pub id: String,
+}
+
+/// The name of a quarantine record's container.
+pub fn quarantine_name(stack: &str, service: &str, spec_hash: &str) -> String {
+    let short: String = spec_hash.chars().take(12).collect();
+    format!("{stack}-{service}.quarantine-{short}")
+}
+
+/// A replica of a rollout that an earlier pass (or process) changed already: watched like the
+/// replicas changed in this pass, and put back like them on a rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Changed {
+    pub host: String,
+    pub name: String,
+    /// Whether `<name>.prev` is there to go back to.
+    pub has_prev: bool,
+}
+
+/// A previous replica kept by an earlier pass whose slot is no longer in the rollout (its
+/// successor is up): removed when the rollout succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeptPrev {
+    pub host: String,
+    pub name: String,
+    pub id: String,
+    pub grace_secs: Option<i64>,
+}
+
+/// One step of a rollout's batch, as the executor runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub step: usize,
+    pub host: String,
+    pub name: String,
+    /// 0-based batch.
+    pub batch: usize,
+    /// The order this replica is replaced in (`start-first` falls back to `stop-first` where
+    /// both copies would need one host port or one name).
+    pub order: UpdateOrder,
+    /// Keep the old container as `<name>.prev` (false when an older one is kept already: the
+    /// last version that ran well stays the one to go back to).
+    pub keep_prev: bool,
+}
+
+/// A service's rolling update, as planned: the batches, what to watch, what to do on failure.
+/// The plan carries the way back too, so the executor follows it without deciding anything.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rollout {
+    pub stack: String,
+    pub service: String,
+    pub to_hash: String,
+    pub commit: String,
+    /// Replicas of the service placed.
+    pub replicas: usize,
+    pub update: UpdateConfig,
+    pub rollback: UpdateConfig,
+    pub deadline_ms: u64,
+    pub readiness: Option<Readiness>,
+    /// Every step of every batch, in batch order.
+    pub members: Vec<Member>,
+    pub batches: usize,
+    /// Replicas changed before this pass, still to be proven (or put back).
+    pub changed: Vec<Changed>,
+    /// Kept previous replicas to remove once the rollout has succeeded.
+    pub kept: Vec<KeptPrev>,
+    /// Host → an image ID present there, for the quarantine record's container.
+    pub record_images: std::collections::BTreeMap<String, String>,
+    /// Quarantine records of older specs of the service: removed once this one succeeds.
+    pub stale_records: Vec<(String, String)>,
+}
+
+/// How a rollout ended in this pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum RolloutResult {
+    /// Every batch up, and no failure over the ratio through the last `monitor`.
+    Completed,
+    /// A batch failed: the previous spec is back on every replica changed, the spec
+    /// quarantined.
+    RolledBack {
+        reason: String,
+        batch: u32,
+        host: String,
+    },
+    /// A batch failed with `failure_action: pause`: it stays where it is.
+    Paused {
+        reason: String,
+        batch: u32,
+        host: String,
+    },
+    /// The pass was cancelled after the batch in flight: the next pass continues.
+    Interrupted,
+}
+
+/// A rollout's outcome in a pass report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolloutReport {
+    pub stack: String,
+    pub service: String,
+    pub to_hash: String,
+    #[serde(flatten)]
+    pub result: RolloutResult,
+    /// Batches that ran, of `batches`.
+    pub batches_done: u32,
+    pub batches: u32,
+    /// Replicas on the new spec when it ended.
+    pub updated: u32,
 }

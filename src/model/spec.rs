@@ -606,6 +606,22 @@ pub struct Healthcheck {
     pub start_interval_ns: Option<i64>,
 }
 
+impl Healthcheck {
+    /// The latest a replica with this healthcheck can turn healthy: start period plus interval
+    /// times retries (engine defaults 0 s, 30 s and 3 where unset); 0 for `NONE`.
+    pub fn latest_healthy_ms(&self) -> u64 {
+        if self.test.first().map(String::as_str) == Some("NONE") {
+            return 0;
+        }
+        let ms = |ns: Option<i64>, default_s: i64| {
+            ns.unwrap_or(default_s * 1_000_000_000).max(0) / 1_000_000
+        };
+        let floor = ms(self.start_period_ns, 0)
+            + ms(self.interval_ns, 30) * self.retries.unwrap_or(3).max(1);
+        floor.max(0) as u64
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ulimit {
     pub soft: i64,

@@ -178,28 +178,30 @@ pub async fn run_pass(
             exec::files::prepare(&mut plan, &loaded.desired, &planned.observed, &shells).await,
         );
         let exec_started = Instant::now();
-        let outcomes = if planned.pass.plan.steps.is_empty() {
-            Vec::new()
-        } else {
-            let exec_opts = ExecOptions {
-                dependency_timeout: Duration::from_secs(
-                    loaded.desired.settings.dependency_timeout_secs,
-                ),
-                ..Default::default()
+        let (outcomes, rollouts) =
+            if planned.pass.plan.steps.is_empty() && planned.pass.plan.rollouts.is_empty() {
+                (Vec::new(), Vec::new())
+            } else {
+                let exec_opts = ExecOptions {
+                    dependency_timeout: Duration::from_secs(
+                        loaded.desired.settings.dependency_timeout_secs,
+                    ),
+                    shells: shells.clone(),
+                    ..Default::default()
+                };
+                let observer = std::sync::Arc::new(observer);
+                let seen = observer.clone();
+                let report = exec::execute(
+                    &plan,
+                    &fleet.engines,
+                    &exec_opts,
+                    &images,
+                    cancel,
+                    move |o| seen.step_done(o),
+                )
+                .await;
+                (report.outcomes, report.rollouts)
             };
-            let observer = std::sync::Arc::new(observer);
-            let seen = observer.clone();
-            exec::execute(
-                &plan,
-                &fleet.engines,
-                &exec_opts,
-                &images,
-                cancel,
-                move |o| seen.step_done(o),
-            )
-            .await
-            .outcomes
-        };
         let execute_ms = ms(exec_started.elapsed());
         let verify_started = Instant::now();
         let after = if opts.verify {
@@ -225,8 +227,21 @@ pub async fn run_pass(
                 .unwrap_or(&planned.pass.plan)
                 .is_converged()
             && (remaining.is_some() || outcomes.is_empty());
-        let result = if failed {
+        let rolled_back = rollouts.iter().any(|r| {
+            matches!(
+                r.result,
+                crate::model::rollout::RolloutResult::RolledBack { .. }
+            )
+        });
+        let result = if rolled_back {
+            PassResult::RolledBack
+        } else if failed {
             PassResult::Failed
+        } else if outcomes.is_empty() && !planned.pass.plan.quarantined.is_empty() {
+            // The quarantined spec is not tried again: held, not a failure to retry.
+            PassResult::Held {
+                reason: crate::model::outcome::HoldReason::QuarantinedSpec,
+            }
         } else if outcomes.is_empty() {
             PassResult::Converged
         } else {
@@ -248,6 +263,7 @@ pub async fn run_pass(
                 plan: planned.pass.plan.clone(),
                 outcomes,
                 pull_failures,
+                rollouts,
                 remaining,
                 timings: Timings {
                     observe_ms,

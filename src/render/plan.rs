@@ -60,6 +60,21 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
             v.name, v.host, v.stack
         );
     }
+    for r in &plan.rollouts {
+        write_rollout(&mut out, r, style);
+    }
+    for q in &plan.quarantined {
+        let _ = writeln!(
+            out,
+            "{} quarantined {}/{} spec {} (from {}): {}; the running version is kept",
+            style.paint("31", "!"),
+            q.stack,
+            q.service,
+            crate::model::plan::short_id(&q.spec_hash),
+            crate::model::plan::short_id(&q.commit),
+            q.reason
+        );
+    }
     for note in &plan.notes {
         let _ = writeln!(out, "note: {note}");
     }
@@ -141,6 +156,58 @@ fn write_step(out: &mut String, action: &Action, style: Style) {
         Action::Remove { name, reason, .. } => {
             let _ = writeln!(out, "  {} {name}  ({reason})", style.paint("31", "-"));
         }
+        Action::Restore { .. } | Action::RecordQuarantine { .. } => {
+            let line = action.line();
+            let (mark, rest) = line.split_at(1);
+            let _ = writeln!(out, "  {}{rest}", style.paint("35", mark));
+        }
+    }
+}
+
+/// A rollout as the batches it will run.
+fn write_rollout(out: &mut String, r: &crate::model::rollout::Rollout, style: Style) {
+    let u = &r.update;
+    let _ = writeln!(
+        out,
+        "
+{} rollout {}/{} to spec {}: {} of {} replica(s) in {} batch(es) of {}, {}, monitor {}, delay {}, on failure {}",
+        style.paint("33", "~"),
+        r.stack,
+        r.service,
+        crate::model::plan::short_id(&r.to_hash),
+        r.members.len(),
+        r.replicas,
+        r.batches,
+        u.batch_size(r.members.len()),
+        r.members.first().map(|m| m.order).unwrap_or(u.order),
+        secs(u.monitor_ms),
+        secs(u.delay_ms),
+        u.failure_action
+    );
+    for b in 0..r.batches {
+        let names: Vec<String> = r
+            .members
+            .iter()
+            .filter(|m| m.batch == b)
+            .map(|m| format!("{} on {}", m.name, m.host))
+            .collect();
+        let _ = writeln!(out, "    batch {}: {}", b + 1, names.join(", "));
+    }
+    if !r.changed.is_empty() {
+        let names: Vec<String> = r
+            .changed
+            .iter()
+            .map(|c| format!("{} on {}", c.name, c.host))
+            .collect();
+        let _ = writeln!(out, "    updated before, watched: {}", names.join(", "));
+    }
+}
+
+fn secs(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}ms", ms)
     }
 }
 
@@ -178,6 +245,54 @@ pub fn apply_text(report: &PassReport, style: Style) -> String {
     for f in &report.pull_failures {
         let _ = writeln!(out, "failed: {f}");
     }
+    for r in &report.rollouts {
+        use crate::model::rollout::RolloutResult;
+        match &r.result {
+            RolloutResult::RolledBack {
+                reason,
+                batch,
+                host,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "rolled back {}/{}: batch {batch} of {} failed on host {host}: {reason}; the previous version runs again and spec {} is quarantined",
+                    r.stack,
+                    r.service,
+                    r.batches,
+                    crate::model::plan::short_id(&r.to_hash)
+                );
+            }
+            RolloutResult::Paused {
+                reason,
+                batch,
+                host,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "paused {}/{}: batch {batch} of {} failed on host {host}: {reason} (failure_action: pause)",
+                    r.stack, r.service, r.batches
+                );
+            }
+            RolloutResult::Interrupted => {
+                let _ = writeln!(
+                    out,
+                    "interrupted {}/{} after batch {} of {}: the next pass continues it",
+                    r.stack, r.service, r.batches_done, r.batches
+                );
+            }
+            RolloutResult::Completed => {
+                let _ = writeln!(
+                    out,
+                    "rolled out {}/{}: {} batch(es), {} replica(s) on spec {}",
+                    r.stack,
+                    r.service,
+                    r.batches,
+                    r.updated,
+                    crate::model::plan::short_id(&r.to_hash)
+                );
+            }
+        }
+    }
     let failed = report.failures().count();
     let done = report.outcomes.len() - failed;
     if report.converged {
@@ -208,6 +323,8 @@ pub fn apply_json(report: &PassReport) -> String {
         plan: &'a Plan,
         outcomes: &'a [crate::model::outcome::StepOutcome],
         pull_failures: &'a [String],
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        rollouts: &'a [crate::model::rollout::RolloutReport],
         remaining: &'a Option<Plan>,
         #[serde(flatten)]
         result: &'a crate::model::outcome::PassResult,
@@ -220,6 +337,7 @@ pub fn apply_json(report: &PassReport) -> String {
         plan: &report.plan,
         outcomes: &report.outcomes,
         pull_failures: &report.pull_failures,
+        rollouts: &report.rollouts,
         remaining: &report.remaining,
         result: &report.result,
         reason: &report.reason,

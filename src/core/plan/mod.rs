@@ -11,6 +11,7 @@
 
 mod networks;
 mod restart;
+mod rollout;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -52,6 +53,8 @@ pub fn plan(
             notes: Vec::new(),
             secret_values: desired.secret_values.clone(),
             network_ids: networks::kept_ids(observed),
+            rollouts: Vec::new(),
+            quarantined: Vec::new(),
         },
         replica_steps: BTreeMap::new(),
         created_at: BTreeMap::new(),
@@ -94,7 +97,7 @@ fn named_containers(observed: &ObservedState) -> BTreeMap<(String, ReplicaKey), 
     for (host, obs) in &observed.hosts {
         let Some(snap) = obs.snapshot() else { continue };
         for (name, c) in &snap.containers {
-            if *name != container_name(&c.stack, &c.service, &c.slot) {
+            if *name != container_name(&c.stack, &c.service, &c.slot) && !rollout::is_prev(c) {
                 let key = ReplicaKey {
                     stack: c.stack.clone(),
                     service: c.service.clone(),
@@ -171,13 +174,52 @@ impl<'a> Planner<'a> {
         for (stack, service) in &order {
             let spec = &self.desired.stacks[stack].services[service];
             let placed = by_service.get(&(stack.as_str(), service.as_str()));
+            let hash = spec.container.hash();
+            let mut draft = rollout::survey(self.observed, stack, spec, &hash, self.commit);
+            match draft.mode.clone() {
+                rollout::Mode::Paused(why) => {
+                    // Nothing is done to a paused rollout until its spec changes.
+                    for (_, keys) in placed.into_iter().flatten() {
+                        for key in keys {
+                            self.plan.pending.push(PendingReplica {
+                                stack: key.stack.clone(),
+                                service: key.service.clone(),
+                                slot: key.slot.clone(),
+                                reason: format!("rollout paused (failure_action: pause): {why}"),
+                            });
+                        }
+                    }
+                    continue;
+                }
+                rollout::Mode::RollBack(record) => {
+                    self.plan_restore(stack, service, &draft, &record);
+                    self.plan.quarantined.push(record);
+                }
+                rollout::Mode::Quarantined(record) => self.plan.quarantined.push(record),
+                rollout::Mode::Normal => {}
+            }
+            let (order, fallback) = rollout::effective_order(spec);
+            draft.fallback = fallback;
+            let mut replicas = 0;
             for (host, keys) in placed.into_iter().flatten() {
+                replicas += keys.len();
                 let Some(snap) = self.snapshot(host) else {
                     continue;
                 };
                 for key in keys {
                     let needs = self.ensure_resources(host, snap, key, spec, &mut resource_steps);
-                    self.plan_replica(host, snap, key, spec, needs);
+                    self.plan_replica(host, snap, key, spec, needs, &mut draft, order);
+                }
+            }
+            if draft.mode == rollout::Mode::Normal {
+                let fallback = draft.fallback.clone();
+                if let Some(r) = rollout::finish(stack, spec, &hash, self.commit, replicas, draft) {
+                    if let (Some(why), false) = (fallback, r.members.is_empty()) {
+                        self.plan.notes.push(format!(
+                            "service `{stack}/{service}` rolls out stop-first, not start-first: it {why}"
+                        ));
+                    }
+                    self.plan.rollouts.push(r);
                 }
             }
         }
@@ -354,6 +396,7 @@ impl<'a> Planner<'a> {
         needs
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn plan_replica(
         &mut self,
         host: &str,
@@ -361,6 +404,8 @@ impl<'a> Planner<'a> {
         key: &ReplicaKey,
         service: &ServiceSpec,
         mut after: Vec<usize>,
+        draft: &mut rollout::Draft,
+        order: crate::model::rollout::UpdateOrder,
     ) {
         let name = replica_name(&key.stack, service, &key.slot);
         let mut replica = self.replica(key, service, &name);
@@ -452,9 +497,60 @@ impl<'a> Planner<'a> {
             }),
         };
         let step = step.or_else(|| self.restart_after_dependency(snap, key, service));
+        // The rollout: a spec change joins the service's batches; under quarantine the
+        // version that runs stays (`rollout`).
+        let old = snap.containers.get(&name).or(before);
+        let prev = draft.prevs.get(&(host.to_string(), key.slot.clone()));
+        let hash = service.container.hash();
+        let mut member = None;
+        let step = match &draft.mode {
+            rollout::Mode::RollBack(_) if prev.is_some() => None,
+            rollout::Mode::Quarantined(_) | rollout::Mode::RollBack(_) => match step {
+                Some(action) => {
+                    let creates = matches!(action, Action::Create { .. });
+                    let kept = rollout::quarantined_step(action, old, &hash);
+                    if kept.is_none() && creates {
+                        self.plan.pending.push(rollout::quarantined_pending(
+                            &key.stack,
+                            &key.service,
+                            &key.slot,
+                        ));
+                    }
+                    kept
+                }
+                None => None,
+            },
+            _ => {
+                match &step {
+                    Some(action) if rollout::is_spec_change(action, old) => {
+                        member = Some(prev.is_none());
+                    }
+                    Some(Action::Create { .. }) if prev.is_some() => member = Some(false),
+                    None if prev.is_some() && old.is_some_and(|c| c.spec_hash == hash) => {
+                        draft.changed.push(crate::model::rollout::Changed {
+                            host: host.to_string(),
+                            name: name.clone(),
+                            has_prev: true,
+                        });
+                    }
+                    _ => {}
+                }
+                step
+            }
+        };
         if let Some(action) = step {
             let creates = matches!(action, Action::Create { .. });
             let id = self.push(host, action, after, gates);
+            if let Some(keep_prev) = member {
+                draft.members.push(crate::model::rollout::Member {
+                    step: id,
+                    host: host.to_string(),
+                    name: name.clone(),
+                    batch: 0,
+                    order,
+                    keep_prev,
+                });
+            }
             self.replica_steps
                 .entry((key.stack.clone(), key.service.clone()))
                 .or_default()
@@ -668,6 +764,16 @@ impl<'a> Planner<'a> {
                 if wanted.contains(name) || self.renamed.contains(&(host.clone(), name.clone())) {
                     continue;
                 }
+                // A kept previous replica of a slot still placed here belongs to its rollout,
+                // which removes it once the rollout succeeds (`rollout`).
+                if rollout::is_prev(c)
+                    && wanted.contains(
+                        name.strip_suffix(crate::model::rollout::PREV_SUFFIX)
+                            .unwrap_or(name),
+                    )
+                {
+                    continue;
+                }
                 let reason = self.removal_reason(host, c);
                 // A replica moving to another host (drain) is started there first.
                 let key = ReplicaKey {
@@ -736,6 +842,54 @@ impl<'a> Planner<'a> {
                     });
                 }
             }
+        }
+    }
+
+    /// A rollout a process left failed: every kept previous replica of the service takes its
+    /// name back and runs, and the spec is quarantined on every host of the service.
+    fn plan_restore(
+        &mut self,
+        stack: &str,
+        service: &str,
+        draft: &rollout::Draft,
+        record: &crate::model::rollout::QuarantineRecord,
+    ) {
+        for ((host, _), prev) in &draft.prevs {
+            let Some(snap) = self.snapshot(host) else {
+                continue;
+            };
+            let name = prev
+                .name
+                .strip_suffix(crate::model::rollout::PREV_SUFFIX)
+                .unwrap_or(&prev.name)
+                .to_string();
+            let new_id = snap.containers.get(&name).map(|c| c.id.clone());
+            self.push(
+                host,
+                Action::Restore {
+                    stack: stack.to_string(),
+                    service: service.to_string(),
+                    name,
+                    new_id,
+                    prev_id: prev.id.clone(),
+                    reason: Reason::RolloutFailed {
+                        reason: record.reason.clone(),
+                    },
+                },
+                vec![],
+                vec![],
+            );
+        }
+        for (host, image) in &draft.record_images {
+            self.push(
+                host,
+                Action::RecordQuarantine {
+                    record: record.clone(),
+                    image: image.clone(),
+                },
+                vec![],
+                vec![],
+            );
         }
     }
 

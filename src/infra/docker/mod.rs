@@ -38,6 +38,7 @@ mod create_more;
 mod hooks;
 mod observe;
 mod observe_more;
+mod rollout;
 mod streams;
 
 pub use build::{BuildError, BUILD_ERROR_LINES};
@@ -112,6 +113,8 @@ pub struct ContainerStatus {
     pub state: RunState,
     pub health: Option<Health>,
     pub exit_code: i64,
+    /// Restarts the engine made (a crash loop shows here between two looks).
+    pub restart_count: i64,
 }
 
 impl Engine {
@@ -622,6 +625,7 @@ impl Engine {
                     state: run_state(state.status),
                     health: state.health.and_then(|h| health(h.status)),
                     exit_code: state.exit_code.unwrap_or(0),
+                    restart_count: i.restart_count.unwrap_or(0),
                 }))
             }
             Err(bollard::errors::Error::DockerResponseServerError {

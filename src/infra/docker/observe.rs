@@ -67,6 +67,13 @@ impl Engine {
                 .map(|n| n.trim_start_matches('/').to_string())
                 .collect();
             if labels.get(LABEL_FLEET).map(String::as_str) == Some(fleet) {
+                // A quarantine record is read from its labels alone: no replica, never inspected.
+                if let Some(r) =
+                    super::rollout::quarantine_record(c.id.as_deref().unwrap_or(""), &labels)
+                {
+                    snap.quarantines.push(r);
+                    continue;
+                }
                 if let Some(id) = c.id {
                     owned_ids.push(id);
                 }

@@ -1,0 +1,1 @@
+//! The rollout's planning: batches, resumption from labels, quarantine, the way back.
