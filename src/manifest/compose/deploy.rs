@@ -146,6 +146,12 @@ pub(super) fn read_deploy<'n>(
                 restart = Some((policy, fv, fpath.clone()));
             }
             "placement" => read_placement(d, fv, &fpath, &mut svc.placement),
+            "update_config" => {
+                super::rollout::read_update_config(d, fv, &fpath, &mut svc.rollout.update, false)
+            }
+            "rollback_config" => {
+                super::rollout::read_update_config(d, fv, &fpath, &mut svc.rollout.rollback, true)
+            }
             _ => {}
         }
     }

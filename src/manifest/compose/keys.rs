@@ -172,6 +172,9 @@ pub(super) const DEPLOY: Keys = Keys {
         "resources",
         "restart_policy",
         "placement",
+        // Read in `rollout` (issue 10).
+        "update_config",
+        "rollback_config",
     ],
     unsupported: &[
         (
@@ -179,14 +182,6 @@ pub(super) const DEPLOY: Keys = Keys {
             "a Swarm load-balancing mode: on a network the service name resolves to every replica, which is what `dnsrr` means; remove it",
         ),
         ("labels", "use the service's `labels`"),
-        (
-            "rollback_config",
-            "rolling updates: not yet, issue 10",
-        ),
-        (
-            "update_config",
-            "rolling updates: not yet, issue 10",
-        ),
     ],
     extensions: true,
 };
@@ -396,7 +391,7 @@ pub(super) const NETWORK: Keys = Keys {
     extensions: true,
 };
 pub(super) const X_CONVOY: Keys = Keys {
-    supported: &["hosts"],
+    supported: &["hosts", "progress_deadline", "readiness"],
     unsupported: &[],
     extensions: false,
 };
@@ -519,4 +514,23 @@ pub(super) const SERVICE_FILE: Keys = Keys {
     supported: &["source", "target", "uid", "gid", "mode"],
     unsupported: &[],
     extensions: true,
+};
+/// `deploy.update_config` and `deploy.rollback_config` (`rollout.rs`): Swarm's keys.
+pub(super) const UPDATE_CONFIG: Keys = Keys {
+    supported: &[
+        "parallelism",
+        "delay",
+        "order",
+        "monitor",
+        "failure_action",
+        "max_failure_ratio",
+    ],
+    unsupported: &[],
+    extensions: true,
+};
+/// `x-convoy: {readiness: ...}` (`rollout.rs`): Convoy's own, read strictly as `X_CONVOY`.
+pub(super) const READINESS: Keys = Keys {
+    supported: &["port", "path", "expect"],
+    unsupported: &[],
+    extensions: false,
 };

@@ -33,6 +33,7 @@ mod keys;
 mod networks;
 mod ports;
 mod profiles;
+mod rollout;
 mod sources;
 pub use profiles::is_profile_name;
 mod service;

@@ -72,6 +72,7 @@ impl Stack<'_> {
         let mut pull_build_at: Option<(&Node, String)> = None;
         let mut more = More::default();
 
+        super::rollout::refuse_dotted_x_convoy(d, entries, path);
         for (field, _k, v, fpath) in d.fields(entries, path, &SERVICE) {
             match field {
                 "image" => {
@@ -184,7 +185,9 @@ impl Stack<'_> {
                     deploy_restart =
                         read_deploy(d, v, &fpath, &mut svc, &mut c, &mut g.place.replicas)
                 }
-                "x-convoy" => svc.placement.hosts = self.read_x_convoy(d, v, &fpath),
+                "x-convoy" => {
+                    svc.placement.hosts = self.read_x_convoy(d, v, &fpath, &mut svc.rollout)
+                }
                 "develop" => self.warn(
                     d,
                     v,
@@ -393,11 +396,24 @@ impl Stack<'_> {
         (d.errors.len() == before).then_some(svc)
     }
 
-    fn read_x_convoy(&self, d: &mut Diag, v: &Node, path: &str) -> Option<Vec<String>> {
+    /// `x-convoy`: gives `hosts`; the rollout's keys go into `rollout`.
+    fn read_x_convoy(
+        &self,
+        d: &mut Diag,
+        v: &Node,
+        path: &str,
+        rollout: &mut crate::model::rollout::RolloutSpec,
+    ) -> Option<Vec<String>> {
         let entries = d.map(v, path)?;
         let mut hosts = None;
-        for (_field, _k, v, fpath) in d.fields(entries, path, &X_CONVOY) {
-            let list = d.string_list(v, &fpath)?;
+        for (field, _k, v, fpath) in d.fields(entries, path, &X_CONVOY) {
+            if field != "hosts" {
+                super::rollout::read_x_convoy_key(d, field, v, &fpath, rollout);
+                continue;
+            }
+            let Some(list) = d.string_list(v, &fpath) else {
+                continue;
+            };
             if list.is_empty() {
                 d.at(v, &fpath, "no host listed: the service could run nowhere");
                 continue;

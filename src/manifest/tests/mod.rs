@@ -9,6 +9,7 @@ mod compose_extends;
 mod compose_files;
 mod compose_keys;
 mod compose_restart;
+mod compose_rollout;
 mod compose_volumes;
 mod engine_rules;
 mod errors;
