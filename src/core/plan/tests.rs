@@ -159,6 +159,20 @@ pub(super) fn execute_in_memory(plan: &Plan, observed: &ObservedState) -> Observ
                 snap.containers.remove(name);
                 detach(snap, name);
             }
+            Action::Restore { name, .. } => {
+                snap.containers.remove(name);
+                let prev = crate::model::rollout::prev_name(name);
+                let mut c = snap
+                    .containers
+                    .remove(&prev)
+                    .expect("restore of a kept replica");
+                c.name = name.clone();
+                c.state = RunState::Running;
+                snap.containers.insert(name.clone(), c);
+            }
+            Action::RecordQuarantine { record, .. } => {
+                snap.quarantines.push(record.clone());
+            }
         }
     }
     out
