@@ -51,6 +51,11 @@ pub enum ProbeFailure {
     /// Nothing listens on the port (yet).
     #[error("connection refused")]
     Refused,
+    /// The host's sshd refused the forward. Through a master, ssh does not say why: nothing
+    /// listens on the port (the usual case while a server starts), or no route to it, or the
+    /// sshd forbids TCP forwarding, in which case every probe of the host ends here.
+    #[error("the host refused the forward: nothing listens on the port, or its sshd does not allow TCP forwarding (AllowTcpForwarding)")]
+    ForwardRefused,
     /// The connection could not be made for another reason (the ssh channel failed, no route).
     #[error("cannot connect: {0}")]
     Connect(String),
@@ -68,6 +73,14 @@ pub enum ProbeFailure {
     /// Reading or writing the connection failed.
     #[error("{0}")]
     Io(String),
+}
+
+impl ProbeFailure {
+    /// Nothing answered on the port: what a server that is still starting gives, so a caller
+    /// probes again until its deadline.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, ProbeFailure::Refused | ProbeFailure::ForwardRefused)
+    }
 }
 
 /// The status code of `GET <path>` on port `port` of `container` (ID or name) on the engine's
@@ -295,6 +308,11 @@ fn ssh_failure(
     if stderr.contains("Connection refused") && stderr.contains("open failed") {
         return ProbeFailure::Refused;
     }
+    // What the mux client says when the master's channel open failed (OpenSSH 9: "Stdio
+    // forwarding request failed: Session open refused by peer"); the reason stays in the master.
+    if stderr.contains("open refused by peer") {
+        return ProbeFailure::ForwardRefused;
+    }
     let line = stderr
         .lines()
         .find(|l| l.contains("open failed"))
@@ -518,6 +536,13 @@ mod tests {
             ssh_failure(no_route, None, Err(ProbeFailure::EarlyEof)),
             ProbeFailure::Connect("open failed: connect failed: No route to host".into())
         );
+        // Through a master, the reason stays in the master.
+        let muxed = "Stdio forwarding request failed: Session open refused by peer\n";
+        assert_eq!(
+            ssh_failure(muxed, None, Err(ProbeFailure::EarlyEof)),
+            ProbeFailure::ForwardRefused
+        );
+        assert!(ProbeFailure::ForwardRefused.is_refused() && ProbeFailure::Refused.is_refused());
         // Nothing from ssh: the exchange's own finding stands.
         assert_eq!(
             ssh_failure("", None, Err(ProbeFailure::EarlyEof)),
