@@ -146,3 +146,102 @@ fn a_readiness_probe_reads_a_containers_http_status_through_the_hosts_ssh_master
         fleet.close().await;
     });
 }
+
+/// A `unix://` host (the engine on this machine): the probe connects straight to the
+/// container's address. Also a container sharing another's network namespace (its address is
+/// the other's) and one with no network at all.
+#[test]
+fn a_readiness_probe_of_a_local_engines_container_connects_directly() {
+    if !docker_available() {
+        return;
+    }
+    let t = TestFleet::new();
+    // No hosts: the local engine (`DOCKER_HOST` or the default socket), as the CLI's.
+    t.write("convoy.yaml", &format!("fleet: {}\nstacks: []\n", t.id));
+    let label = format!("convoy.fleet={}", t.id);
+    let web = format!("{}-probe-web", t.id);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &web,
+        "--label",
+        &label,
+        IMAGE,
+        "sh",
+        "-c",
+        "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www",
+    ]);
+    let joined = format!("{}-probe-joined", t.id);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &joined,
+        "--label",
+        &label,
+        "--network",
+        &format!("container:{web}"),
+        IMAGE,
+        "sleep",
+        "3600",
+    ]);
+    let alone = format!("{}-probe-alone", t.id);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &alone,
+        "--label",
+        &label,
+        "--network",
+        "none",
+        IMAGE,
+        "sleep",
+        "3600",
+    ]);
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let source = convoy::infra::source::open(t.path(), None).expect("open the repository");
+        let loaded = convoy::reconcile::load(source.as_ref(), None).expect("load");
+        let opts = ConnectOptions::new(&t.path().join("state"));
+        let fleet = Fleet::connect(&loaded.desired, &opts).await;
+        assert!(fleet.failed.is_empty(), "{:?}", fleet.failed);
+        let shells = fleet.shells(&loaded.desired);
+        let (host, shell) = shells.iter().next().expect("the local host");
+        assert!(matches!(shell, HostShell::Local), "{shell:?}");
+        let engine = &fleet.engines[host];
+        let limit = Duration::from_secs(5);
+
+        for name in [&web, &joined] {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match http_status(shell, engine, name, 8080, "/", limit).await {
+                    Ok(code) => {
+                        assert_eq!(code, 200, "{name}");
+                        break;
+                    }
+                    Err(e) if e.failure.is_refused() && Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert_eq!(
+                http_status(shell, engine, name, 8080, "/missing", limit).await,
+                Ok(404),
+                "{name}"
+            );
+        }
+        let e = http_status(shell, engine, &web, 9, "/", limit)
+            .await
+            .expect_err("nothing listens on port 9");
+        assert_eq!(e.failure, ProbeFailure::Refused, "{e}");
+        let e = http_status(shell, engine, &alone, 8080, "/", limit)
+            .await
+            .expect_err("no network");
+        assert!(matches!(e.failure, ProbeFailure::NoAddress(_)), "{e}");
+        fleet.close().await;
+    });
+}
