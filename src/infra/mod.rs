@@ -10,6 +10,7 @@ pub mod files;
 pub mod fleet;
 pub mod images;
 pub mod lock;
+pub mod probe;
 pub mod sops_keys;
 pub mod source;
 pub mod ssh;

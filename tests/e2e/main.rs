@@ -20,6 +20,7 @@ mod gitserver;
 mod gitserver_check;
 mod harness;
 mod logs;
+mod probe;
 mod scheduling;
 mod secrets;
 mod systemd;

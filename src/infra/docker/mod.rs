@@ -39,10 +39,12 @@ mod hooks;
 mod observe;
 mod observe_more;
 mod rollout;
+mod probe_addr;
 mod streams;
 
 pub use build::{BuildError, BUILD_ERROR_LINES};
 pub use hooks::{HookRun, HOOK_OUTPUT_LINES};
+pub use probe_addr::ProbeAddr;
 pub use streams::{
     normalise_time, ExecChunk, ExecSession, ListedContainer, LogLine, LogRange, LogSource,
 };
