@@ -21,6 +21,7 @@ mod gitserver_check;
 mod harness;
 mod logs;
 mod probe;
+mod rollout;
 mod scheduling;
 mod secrets;
 mod systemd;
