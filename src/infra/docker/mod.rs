@@ -38,6 +38,7 @@ mod create_more;
 mod hooks;
 mod observe;
 mod observe_more;
+mod prestart;
 mod streams;
 
 pub use build::{BuildError, BUILD_ERROR_LINES};
