@@ -8,6 +8,7 @@
 mod compose_extends;
 mod compose_files;
 mod compose_keys;
+mod compose_prestart;
 mod compose_restart;
 mod compose_volumes;
 mod engine_rules;
