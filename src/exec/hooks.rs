@@ -13,14 +13,8 @@
 //! forgotten and the hook never run again. Removed, the replica is missing: the pass is not
 //! converged, and the next pass creates it and runs the hook again.
 //!
-//! `pre_start` runs between the replica's create and its start, each hook in a one-off
-//! container (`Engine::run_pre_start`), in order, each within the step's hook timeout; the
-//! first that fails fails the step, and the created replica is removed unstarted for the
-//! same reason (a created replica with the right spec would otherwise be started by a later
-//! pass without its hooks). Convoy runs them before every replica it starts (a create, a
-//! replace), not once per service: replicas live on different hosts with different volumes.
+//! `pre_start`, run before a replica starts, is `exec::prestart`'s.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -146,72 +140,4 @@ pub async fn after_start(
         tracing::warn!(host = %engine.host(), container = %replica.name, error = %removal, "could not remove the replica whose post_start hook failed");
     }
     Err(e)
-}
-
-/// Runs the replica's `pre_start` hooks, its container `id` created and not started; when one
-/// fails (exit code other than 0, no end within `timeout`, or no run at all), removes the
-/// replica unstarted and returns an error naming the hook.
-pub async fn before_start(
-    engine: &Engine,
-    replica: &Replica,
-    id: &str,
-    network_ids: &BTreeMap<String, String>,
-    timeout: Duration,
-    cancel: &CancellationToken,
-) -> Result<(), DockerError> {
-    let Err(e) = pre_start(engine, replica, id, network_ids, timeout).await else {
-        return Ok(());
-    };
-    if let Err(removal) = super::names::remove(engine, id, &replica.name, Some(0), cancel).await {
-        tracing::warn!(host = %engine.host(), container = %replica.name, error = %removal, "could not remove the replica whose pre_start hook failed");
-    }
-    Err(e)
-}
-
-async fn pre_start(
-    engine: &Engine,
-    replica: &Replica,
-    id: &str,
-    network_ids: &BTreeMap<String, String>,
-    timeout: Duration,
-) -> Result<(), DockerError> {
-    let container = &replica.name;
-    for (i, hook) in replica.spec.hooks.pre_start.iter().enumerate() {
-        let op = format!("pre_start hook {} of `{container}`", i + 1);
-        let what = if hook.command.is_empty() {
-            "the image's command".to_string()
-        } else {
-            format!("`{}`", hook.command.join(" "))
-        };
-        let run = engine
-            .run_pre_start(replica, id, i, hook, network_ids, timeout)
-            .await
-            .map_err(|e| DockerError {
-                op: op.clone(),
-                message: format!("{}: {}", e.op, e.message),
-                ..e
-            })?;
-        tracing::info!(host = %engine.host(), container = %container, hook = i + 1, exit_code = ?run.exit_code, "pre_start hook ran");
-        if run.exit_code == Some(0) {
-            continue;
-        }
-        let mut message = match run.exit_code {
-            Some(c) => format!("{what} exited with code {c}"),
-            None => format!("{what} did not end within {}s", timeout.as_secs()),
-        };
-        if !run.last_lines.is_empty() {
-            message.push_str(&format!(
-                "; its last lines:\n  {}",
-                run.last_lines.join("\n  ")
-            ));
-        }
-        message.push_str("; the replica was not started");
-        return Err(DockerError {
-            host: engine.host().to_string(),
-            op,
-            message,
-            status: None,
-        });
-    }
-    Ok(())
 }

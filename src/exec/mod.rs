@@ -22,6 +22,7 @@ mod build;
 pub mod files;
 mod hooks;
 mod names;
+mod prestart;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

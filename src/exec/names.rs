@@ -73,7 +73,7 @@ pub async fn create_and_start(
         attempt += 1;
         let err = match engine.create_container(replica, network_ids).await {
             Ok(id) => {
-                super::hooks::before_start(engine, replica, &id, network_ids, hook_timeout, cancel)
+                super::prestart::before_start(engine, replica, &id, network_ids, hook_timeout)
                     .await?;
                 return engine.start(&id, &replica.name).await;
             }
@@ -101,7 +101,7 @@ pub async fn create_and_start(
                 remove(engine, &h.id, &replica.name, None, cancel).await?
             }
             (NameMove::Adopt, Some(h)) => {
-                return adopt(engine, replica, network_ids, &h, cancel, hook_timeout).await
+                return adopt(engine, replica, network_ids, &h, hook_timeout).await
             }
             (_, None) => {}
         }
@@ -116,7 +116,6 @@ async fn adopt(
     replica: &Replica,
     network_ids: &BTreeMap<String, String>,
     h: &Holder,
-    cancel: &CancellationToken,
     hook_timeout: Duration,
 ) -> Result<(), DockerError> {
     engine
@@ -125,7 +124,7 @@ async fn adopt(
     match h.state {
         // Never started: its `pre_start` hooks have not run to the end either.
         RunState::Created => {
-            super::hooks::before_start(engine, replica, &h.id, network_ids, hook_timeout, cancel)
+            super::prestart::before_start(engine, replica, &h.id, network_ids, hook_timeout)
                 .await?;
             engine.start(&h.id, &replica.name).await
         }

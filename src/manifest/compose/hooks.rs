@@ -147,33 +147,35 @@ impl Stack<'_> {
     }
 }
 
-/// A warning when `pre_start` hooks that are not `per_replica` belong to a service that runs
-/// more than one container: Compose runs them once for the service, Convoy before each
-/// replica it starts, since each replica is on its own host with that host's volumes (and
-/// one run on one host would prepare nothing on the others).
-pub(super) fn warn_pre_start_per_replica(
-    stack: &Stack<'_>,
-    d: &Diag,
-    at: Option<(&Node, String)>,
-    svc: &crate::model::spec::ServiceSpec,
-) {
-    let Some((node, path)) = at else {
-        return;
-    };
-    let many = match svc.mode {
-        crate::model::spec::DeployMode::Global => "a global service".to_string(),
-        _ if svc.replicas > 1 => format!("{} replicas", svc.replicas),
-        _ => return,
-    };
-    stack.warn(
-        d,
-        node,
-        &path,
-        format!(
-            "`pre_start` runs before each replica Convoy starts, not once for the service \
+impl Stack<'_> {
+    /// A warning when `pre_start` hooks that are not `per_replica` belong to a service that runs
+    /// more than one container: Compose runs them once for the service, Convoy before each
+    /// replica it starts, since each replica is on its own host with that host's volumes (and
+    /// one run on one host would prepare nothing on the others).
+    pub(super) fn warn_pre_start_per_replica(
+        &self,
+        d: &Diag,
+        at: Option<(&Node, String)>,
+        svc: &crate::model::spec::ServiceSpec,
+    ) {
+        let Some((node, path)) = at else {
+            return;
+        };
+        let many = match svc.mode {
+            crate::model::spec::DeployMode::Global => "a global service".to_string(),
+            _ if svc.replicas > 1 => format!("{} replicas", svc.replicas),
+            _ => return,
+        };
+        self.warn(
+            d,
+            node,
+            &path,
+            format!(
+                "`pre_start` runs before each replica Convoy starts, not once for the service \
              ({many}, each on its host with that host's volumes): make the hooks safe to run \
              more than once, at the same time on several hosts, and say so with \
              `per_replica: true`"
-        ),
-    );
+            ),
+        );
+    }
 }

@@ -245,7 +245,7 @@ impl Stack<'_> {
 
         legacy.apply(d, &mut c, &mut svc);
         more.apply(d, &mut c, &mut svc, &mut g.place.replicas);
-        super::hooks::warn_pre_start_per_replica(self, d, pre_start_at, &svc);
+        self.warn_pre_start_per_replica(d, pre_start_at, &svc);
 
         // One name holds one container per engine: a second replica, or a global service's
         // copy on a second host, would take it from the first on every pass.
