@@ -12,6 +12,8 @@
 //! converged on the verify pass and every later one, so the hook's failure would be
 //! forgotten and the hook never run again. Removed, the replica is missing: the pass is not
 //! converged, and the next pass creates it and runs the hook again.
+//!
+//! `pre_start`, run before a replica starts, is `exec::prestart`'s.
 
 use std::time::Duration;
 

@@ -23,6 +23,7 @@ pub mod files;
 mod hooks;
 mod names;
 mod rollout;
+mod prestart;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -493,7 +494,15 @@ async fn create_and_start(
         .get(host)
         .cloned()
         .unwrap_or_default();
-    names::create_and_start(engine, &ctx.fleet, replica, &ids, &ctx.cancel).await?;
+    names::create_and_start(
+        engine,
+        &ctx.fleet,
+        replica,
+        &ids,
+        &ctx.cancel,
+        ctx.opts.dependency_timeout,
+    )
+    .await?;
     hooks::after_start(engine, replica, ctx.opts.dependency_timeout, &ctx.cancel).await
 }
 

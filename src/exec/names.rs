@@ -66,12 +66,17 @@ pub async fn create_and_start(
     replica: &Replica,
     network_ids: &BTreeMap<String, String>,
     cancel: &CancellationToken,
+    hook_timeout: Duration,
 ) -> Result<(), DockerError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let err = match engine.create_container(replica, network_ids).await {
-            Ok(id) => return engine.start(&id, &replica.name).await,
+            Ok(id) => {
+                super::prestart::before_start(engine, replica, &id, network_ids, hook_timeout)
+                    .await?;
+                return engine.start(&id, &replica.name).await;
+            }
             Err(e) if e.is_conflict() && attempt < ATTEMPTS => e,
             Err(e) => return Err(e),
         };
@@ -95,7 +100,9 @@ pub async fn create_and_start(
             (NameMove::Replace, Some(h)) => {
                 remove(engine, &h.id, &replica.name, None, cancel).await?
             }
-            (NameMove::Adopt, Some(h)) => return adopt(engine, replica, network_ids, &h).await,
+            (NameMove::Adopt, Some(h)) => {
+                return adopt(engine, replica, network_ids, &h, hook_timeout).await
+            }
             (_, None) => {}
         }
     }
@@ -109,12 +116,18 @@ async fn adopt(
     replica: &Replica,
     network_ids: &BTreeMap<String, String>,
     h: &Holder,
+    hook_timeout: Duration,
 ) -> Result<(), DockerError> {
     engine
         .connect_networks(&h.id, replica, network_ids, &h.networks)
         .await?;
     match h.state {
-        RunState::Created => engine.start(&h.id, &replica.name).await,
+        // Never started: its `pre_start` hooks have not run to the end either.
+        RunState::Created => {
+            super::prestart::before_start(engine, replica, &h.id, network_ids, hook_timeout)
+                .await?;
+            engine.start(&h.id, &replica.name).await
+        }
         RunState::Exited if replica.spec.restart.name != RestartName::No => {
             engine.start(&h.id, &replica.name).await
         }

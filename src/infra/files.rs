@@ -35,6 +35,9 @@ const SECRETS_TMPFS_SIZE: &str = "16m";
 pub enum HostShell {
     /// The local `sh` (a `unix://` host: the same machine).
     Local,
+    /// The local `sh` with extra variables for that child only, never the process's own
+    /// environment (tests put a directory of shims first in its `PATH`).
+    LocalWith(Vec<(String, String)>),
     Ssh(ShellTarget),
 }
 
@@ -55,6 +58,11 @@ impl HostShell {
             HostShell::Local => {
                 let mut c = tokio::process::Command::new("sh");
                 c.arg("-c").arg(script);
+                c
+            }
+            HostShell::LocalWith(vars) => {
+                let mut c = tokio::process::Command::new("sh");
+                c.arg("-c").arg(script).envs(vars.iter().cloned());
                 c
             }
             HostShell::Ssh(t) => {
@@ -619,3 +627,7 @@ mod tests {
         assert!(e.contains("SSH user needs root"), "{e}");
     }
 }
+
+#[cfg(test)]
+#[path = "files_disk_tests.rs"]
+mod disk_tests;

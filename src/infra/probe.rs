@@ -139,7 +139,7 @@ pub async fn status_at(
     let request = request(target, path)?;
     let work = async {
         match shell {
-            HostShell::Local => {
+            HostShell::Local | HostShell::LocalWith(_) => {
                 let stream = tokio::net::TcpStream::connect(target)
                     .await
                     .map_err(connect_failure)?;

@@ -1,6 +1,7 @@
 //! Compose's lifecycle hooks of a container (`post_start`, `pre_stop`), as the executor runs
 //! them through the engine's exec API: a command with its user, privilege, working folder and
-//! environment (issue 9).
+//! environment (issue 9); and `pre_start`, the same fields run in a one-off container of the
+//! service's image before the replica starts (see `exec::hooks`).
 //!
 //! Data only, already validated by the manifest. A hook is not container configuration: the
 //! engine keeps no record of it, so drift has nothing to read back and a changed hook is seen
@@ -63,10 +64,15 @@ pub struct Hooks {
     /// Run before Convoy stops the container; best effort, bounded by the grace period.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pre_stop: Vec<Hook>,
+    /// Run each in a one-off container of the service's image, with the replica's volumes
+    /// and networks, after the replica is created and before it starts; a failure fails the
+    /// step and the replica never starts. An empty `command` runs the image's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_start: Vec<Hook>,
 }
 
 impl Hooks {
     pub fn is_empty(&self) -> bool {
-        self.post_start.is_empty() && self.pre_stop.is_empty()
+        self.post_start.is_empty() && self.pre_stop.is_empty() && self.pre_start.is_empty()
     }
 }

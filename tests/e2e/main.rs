@@ -8,6 +8,7 @@ mod cli;
 mod compose_build;
 mod compose_files;
 mod compose_keys;
+mod compose_prestart;
 mod compose_sops;
 mod compose_volumes;
 mod concurrency;

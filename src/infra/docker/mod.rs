@@ -40,6 +40,7 @@ mod observe;
 mod observe_more;
 mod rollout;
 mod probe_addr;
+mod prestart;
 mod streams;
 
 pub use build::{BuildError, BUILD_ERROR_LINES};

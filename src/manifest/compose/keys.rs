@@ -110,6 +110,8 @@ pub(super) const SERVICE: Keys = Keys {
         // Lifecycle hooks, run by the executor through the engine's exec (`hooks`).
         "post_start",
         "pre_stop",
+        // Run in a one-off container before the replica starts (`exec::hooks`).
+        "pre_start",
         // Resolved by `expand` (`extends`, `profiles`) before the service is read.
         "extends",
         "profiles",
@@ -143,11 +145,6 @@ pub(super) const SERVICE: Keys = Keys {
         (
             "models",
             "AI models are run by Docker Desktop's model runner, which fleet hosts do not have",
-        ),
-        // Compose's `pre_start`: a one-off container before the service's first replica.
-        (
-            "pre_start",
-            "Compose runs it as a one-off container of the service's image with the service container's volumes and networks, once per service before its first replica starts, and Convoy does not run such containers yet; make it a one-shot service (`restart: no`) and depend on it with `condition: service_completed_successfully`",
         ),
         (
             "provider",

@@ -68,6 +68,7 @@ impl Stack<'_> {
         let mut saw_networks = false;
         let mut legacy = LegacyResources::default();
         let mut container_name_at: Option<(&Node, String)> = None;
+        let mut pre_start_at: Option<(&Node, String)> = None;
         let mut build = None;
         let mut pull_build_at: Option<(&Node, String)> = None;
         let mut more = More::default();
@@ -236,12 +237,18 @@ impl Stack<'_> {
                 f if MORE_KEYS.contains(&f) => more.read(d, f, v, &fpath, &mut c),
                 "post_start" => c.hooks.post_start = self.read_hooks(d, v, &fpath),
                 "pre_stop" => c.hooks.pre_stop = self.read_hooks(d, v, &fpath),
+                "pre_start" => {
+                    let (hooks, per_replica) = self.read_pre_start(d, v, &fpath);
+                    c.hooks.pre_start = hooks;
+                    pre_start_at = (!per_replica).then(|| (v, fpath.clone()));
+                }
                 _ => {}
             }
         }
 
         legacy.apply(d, &mut c, &mut svc);
         more.apply(d, &mut c, &mut svc, &mut g.place.replicas);
+        self.warn_pre_start_per_replica(d, pre_start_at, &svc);
 
         // One name holds one container per engine: a second replica, or a global service's
         // copy on a second host, would take it from the first on every pass.

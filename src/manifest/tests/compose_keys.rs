@@ -2,8 +2,8 @@
 //! `expose`, the older resource keys (`mem_limit`, `memswap_limit`, `mem_reservation`, `cpus`,
 //! `cpu_shares`), `security_opt`, `devices`, `ipc`, `pid`, `runtime`, `pull_policy`,
 //! `container_name`, the older
-//! `external: {name: x}`, the lifecycle hooks (`post_start`, `pre_stop`; `pre_start` refused
-//! with its reason), and a `build`-only service.
+//! `external: {name: x}`, the lifecycle hooks (`post_start`, `pre_stop`; `pre_start` in
+//! `compose_prestart.rs`), and a `build`-only service.
 //!
 //! Tests only, on in-memory repositories through `load`; no disk, no engine.
 
@@ -286,20 +286,6 @@ fn hook_errors_are_located() {
             "stacks/web/compose.yaml:11:16: services.a.pre_stop: expected a list of hooks, found a map",
         ]
     );
-}
-
-#[test]
-fn pre_start_is_refused_with_what_compose_does() {
-    let e = web_errs("services:\n  a:\n    image: x\n    pre_start: []\n");
-    assert_eq!(e.len(), 1, "{e:#?}");
-    assert!(
-        e[0].starts_with(
-            "stacks/web/compose.yaml:4:5: services.a.pre_start: `pre_start` is not supported yet: "
-        ),
-        "{}",
-        e[0]
-    );
-    assert!(e[0].contains("service_completed_successfully"), "{}", e[0]);
 }
 
 #[test]

@@ -8,6 +8,7 @@
 mod compose_extends;
 mod compose_files;
 mod compose_keys;
+mod compose_prestart;
 mod compose_restart;
 mod compose_rollout;
 mod compose_volumes;
