@@ -22,8 +22,8 @@ mod build;
 pub mod files;
 mod hooks;
 mod names;
-mod rollout;
 mod prestart;
+mod rollout;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -222,18 +222,20 @@ impl Driver {
                 tokio::time::sleep(POLL).await;
             }
             // start-first: the old replicas of this batch stop now that the new ones are up.
-            for m in r
+            let this = &self;
+            let stops = r
                 .members
                 .iter()
                 .filter(|m| m.batch == b && m.keep_prev && m.order == UpdateOrder::StartFirst)
-            {
-                if let Ok(engine) = self.engine(&m.host) {
-                    let prev = prev_name(&m.name);
-                    if let Err(e) = engine.stop(&prev, &prev, None).await {
-                        tracing::warn!(host = %m.host, container = %prev, error = %e, "stopping the previous replica failed");
+                .map(|m| async move {
+                    if let Ok(engine) = this.engine(&m.host) {
+                        let prev = prev_name(&m.name);
+                        if let Err(e) = engine.stop(&prev, &prev, m.grace_secs).await {
+                            tracing::warn!(host = %m.host, container = %prev, error = %e, "stopping the previous replica failed");
+                        }
                     }
-                }
-            }
+                });
+            futures_util::future::join_all(stops).await;
             if b + 1 < r.batches && r.update.delay_ms > 0 {
                 let until = Instant::now() + Duration::from_millis(r.update.delay_ms);
                 while Instant::now() < until {

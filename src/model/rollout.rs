@@ -222,6 +222,8 @@ pub struct Member {
     /// Keep the old container as `<name>.prev` (false when an older one is kept already: the
     /// last version that ran well stays the one to go back to).
     pub keep_prev: bool,
+    /// The old container's own stop grace period (`start-first` stops it after the batch).
+    pub grace_secs: Option<i64>,
 }
 
 /// A service's rolling update, as planned: the batches, what to watch, what to do on failure.

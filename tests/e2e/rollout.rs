@@ -33,11 +33,13 @@ fn web(t: &TestFleet, version: &str, start: &str, extra: &str) {
         {start}
         touch /tmp/up
         exec httpd -f -p 8080 -h /www
+    stop_grace_period: 1s
     healthcheck:
       test: ["CMD", "test", "-f", "/tmp/up"]
       interval: 500ms
       timeout: 2s
       retries: 2
+      start_period: 5s
     deploy:
       replicas: 4
 {extra}"#
@@ -173,13 +175,54 @@ fn records(hosts: &Hosts, t: &TestFleet) -> Vec<(String, String)> {
     out
 }
 
+/// Waits until all 4 replicas of the service run and are healthy.
+fn all_healthy(hosts: &Hosts, t: &TestFleet) {
+    wait_for("4 healthy replicas", Duration::from_secs(30), || {
+        let n: usize = hosts
+            .names
+            .iter()
+            .map(|h| {
+                hosts
+                    .docker(
+                        h,
+                        &[
+                            "ps",
+                            "--filter",
+                            &format!("label=convoy.fleet={}", t.id),
+                            "--filter",
+                            "health=healthy",
+                            "--format",
+                            "{{.Names}}",
+                        ],
+                    )
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .count()
+            })
+            .sum();
+        n == 4
+    });
+}
+
+/// `wait_for`, showing the daemon's log when the wait fails.
+fn wait_logged(d: &Daemon, what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}; daemon log:\n{}", d.log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn setup(hosts: &Hosts) -> TestFleet {
     let t = TestFleet::new();
     hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
     t
 }
 
-const FAST: &str = "      update_config:\n        parallelism: 1\n        delay: 500ms\n        monitor: 1s\n";
+const FAST: &str =
+    "      update_config:\n        parallelism: 1\n        delay: 500ms\n        monitor: 1s\n";
 
 #[test]
 fn a_rolling_update_keeps_the_floor_in_both_orders() {
@@ -201,10 +244,14 @@ fn a_rolling_update_keeps_the_floor_in_both_orders() {
         "{}",
         diff.stdout
     );
+    all_healthy(&hosts, &t);
     let floor = Floor::start(&hosts, &t.id);
     let run = t.convoy(&["apply"]).outcome(Outcome::Converged);
     let min = floor.end();
-    assert!(min >= 3, "stop-first parallelism 1: {min} of 4 up at one point");
+    assert!(
+        min >= 3,
+        "stop-first parallelism 1: {min} of 4 up at one point"
+    );
     assert!(run.stdout.contains("rolled out"), "{}", run.stdout);
     let v2 = replicas(&hosts, &t);
     assert_eq!(v2.len(), 4, "no kept replica left: {v2:?}");
@@ -220,6 +267,7 @@ fn a_rolling_update_keeps_the_floor_in_both_orders() {
         "{}",
         diff.stdout
     );
+    all_healthy(&hosts, &t);
     let floor = Floor::start(&hosts, &t.id);
     t.convoy(&["apply"]).outcome(Outcome::Converged);
     let min = floor.end();
@@ -252,6 +300,7 @@ fn a_bad_version_is_rolled_back_on_every_host_and_quarantined() {
     ];
     for (what, start) in bad {
         web(&t, &format!("bad-{what}").replace(' ', "-"), start, two);
+        all_healthy(&hosts, &t);
         let floor = Floor::start(&hosts, &t.id);
         let run = t.convoy(&["apply"]).outcome(Outcome::NotConverged);
         let min = floor.end();
@@ -264,16 +313,26 @@ fn a_bad_version_is_rolled_back_on_every_host_and_quarantined() {
         // The old containers run again, the same ones, on every host; nothing kept is left.
         let now = replicas(&hosts, &t);
         let ids: Vec<&String> = now.iter().map(|r| &r.2).collect();
-        assert_eq!(ids, good_ids, "{what}: the old replicas are restarted, not made anew");
+        assert_eq!(
+            ids, good_ids,
+            "{what}: the old replicas are restarted, not made anew"
+        );
         assert!(now.iter().all(|r| r.3), "{what}: {now:?}");
         // Quarantined on every host of the service, and not tried again.
         let recs = records(&hosts, &t);
         let on: std::collections::BTreeSet<&String> = recs.iter().map(|r| &r.0).collect();
         assert_eq!(on.len(), 3, "{what}: a record on every host: {recs:?}");
         let again = t.convoy(&["apply"]).outcome(Outcome::NotConverged);
-        assert!(again.stdout.contains("quarantined"), "{what}: {}", again.stdout);
+        assert!(
+            again.stdout.contains("quarantined"),
+            "{what}: {}",
+            again.stdout
+        );
         assert_eq!(
-            replicas(&hosts, &t).iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
+            replicas(&hosts, &t)
+                .iter()
+                .map(|r| r.2.clone())
+                .collect::<Vec<_>>(),
             good_ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
             "{what}: nothing made for a quarantined spec"
         );
@@ -298,10 +357,16 @@ fn a_killed_daemon_continues_its_rollout_and_a_quarantine_survives_a_lost_state(
     // A version that takes 3 s to be up: kill the daemon once the first batch is done.
     web(&t, "v2", "sleep 3", slow);
     let mut d = Daemon::start(&t, &[]);
-    wait_for("the first batch", Duration::from_secs(60), || {
+    wait_logged(&d, "the first batch", Duration::from_secs(60), || {
         let r = replicas(&hosts, &t);
-        r.iter().filter(|r| r.4 != v1 && !r.1.ends_with(".prev")).count() >= 1
-            && r.iter().filter(|r| r.4 == v1 && !r.1.ends_with(".prev")).count() >= 2
+        r.iter()
+            .filter(|r| r.4 != v1 && !r.1.ends_with(".prev"))
+            .count()
+            >= 1
+            && r.iter()
+                .filter(|r| r.4 == v1 && !r.1.ends_with(".prev"))
+                .count()
+                >= 2
     });
     d.kill9();
     let mid = replicas(&hosts, &t);
@@ -310,7 +375,7 @@ fn a_killed_daemon_continues_its_rollout_and_a_quarantine_survives_a_lost_state(
         "killed mid-rollout: {mid:?}"
     );
     let mut d = Daemon::start(&t, &[]);
-    wait_for("the rollout to end", Duration::from_secs(90), || {
+    wait_logged(&d, "the rollout to end", Duration::from_secs(90), || {
         let r = replicas(&hosts, &t);
         r.len() == 4 && r.iter().all(|r| r.3 && r.4 != v1)
     });
@@ -319,10 +384,10 @@ fn a_killed_daemon_continues_its_rollout_and_a_quarantine_survives_a_lost_state(
     // A bad version under the daemon: rolled back, quarantined, then left alone.
     web(&t, "bad", "exit 3", slow);
     let d = Daemon::start(&t, &[]);
-    wait_for("the quarantine record", Duration::from_secs(60), || {
+    wait_logged(&d, "the quarantine record", Duration::from_secs(60), || {
         records(&hosts, &t).len() == 3
     });
-    wait_for("the rollback", Duration::from_secs(30), || {
+    wait_logged(&d, "the rollback", Duration::from_secs(30), || {
         let r = replicas(&hosts, &t);
         r.len() == 4 && r.iter().all(|r| r.3)
     });
@@ -330,7 +395,11 @@ fn a_killed_daemon_continues_its_rollout_and_a_quarantine_survives_a_lost_state(
     // No retry loop: nothing is made or replaced while the daemon keeps running.
     let until = Instant::now() + Duration::from_secs(20);
     while Instant::now() < until {
-        assert_eq!(replicas(&hosts, &t), settled, "a quarantined spec is not retried");
+        assert_eq!(
+            replicas(&hosts, &t),
+            settled,
+            "a quarantined spec is not retried"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     drop(d);
@@ -339,9 +408,16 @@ fn a_killed_daemon_continues_its_rollout_and_a_quarantine_survives_a_lost_state(
     let d = Daemon::start(&t, &[]);
     let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
-        assert_eq!(replicas(&hosts, &t), settled, "still quarantined after a restart");
+        assert_eq!(
+            replicas(&hosts, &t),
+            settled,
+            "still quarantined after a restart"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let log = d.log();
-    assert!(log.contains("result=\"held\"") || log.contains("result=held"), "{log}");
+    assert!(
+        log.contains("result=\"held\"") || log.contains("result=held"),
+        "{log}"
+    );
 }

@@ -549,6 +549,7 @@ impl<'a> Planner<'a> {
                     batch: 0,
                     order,
                     keep_prev,
+                    grace_secs: old.and_then(|c| c.actual.stop_grace_period_secs),
                 });
             }
             self.replica_steps

@@ -38,9 +38,9 @@ mod create_more;
 mod hooks;
 mod observe;
 mod observe_more;
-mod rollout;
-mod probe_addr;
 mod prestart;
+mod probe_addr;
+mod rollout;
 mod streams;
 
 pub use build::{BuildError, BUILD_ERROR_LINES};
