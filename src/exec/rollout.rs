@@ -209,6 +209,11 @@ impl Driver {
             }
             // Wait for this batch (and, in the first, replicas changed before) to be up.
             loop {
+                if self.cancel.is_cancelled() {
+                    // The batch's steps are done: the next pass watches its replicas.
+                    self.close(crate::exec::NOT_STARTED);
+                    return self.report(RolloutResult::Interrupted, b + 1, &watched);
+                }
                 self.look(&mut watched, &mut failures, deadline).await;
                 if let Some(end) = self.verdict(&watched, &failures, b).await {
                     return end;
@@ -239,6 +244,10 @@ impl Driver {
             if b + 1 < r.batches && r.update.delay_ms > 0 {
                 let until = Instant::now() + Duration::from_millis(r.update.delay_ms);
                 while Instant::now() < until {
+                    if self.cancel.is_cancelled() {
+                        self.close(crate::exec::NOT_STARTED);
+                        return self.report(RolloutResult::Interrupted, b + 1, &watched);
+                    }
                     tokio::time::sleep(POLL.min(until - Instant::now())).await;
                     self.look(&mut watched, &mut failures, deadline).await;
                     if let Some(end) = self.verdict(&watched, &failures, b).await {
@@ -254,6 +263,9 @@ impl Driver {
             match last {
                 Some(t) if Instant::now() < t + monitor => {}
                 _ => break,
+            }
+            if self.cancel.is_cancelled() {
+                return self.report(RolloutResult::Interrupted, r.batches, &watched);
             }
             tokio::time::sleep(POLL).await;
             self.look(&mut watched, &mut failures, deadline).await;

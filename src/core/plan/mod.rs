@@ -522,7 +522,10 @@ impl<'a> Planner<'a> {
             },
             _ => {
                 match &step {
-                    Some(action) if rollout::is_spec_change(action, old) => {
+                    // A one-shot service runs to its end: nothing to keep up, nothing to roll.
+                    Some(action)
+                        if !service.is_one_shot() && rollout::is_spec_change(action, old) =>
+                    {
                         member = Some(prev.is_none());
                     }
                     Some(Action::Create { .. }) if prev.is_some() => member = Some(false),

@@ -107,11 +107,21 @@ pub(super) fn survey(
                     .prevs
                     .insert((host.clone(), c.slot.clone()), c.clone());
             }
-            if c.spec_hash != hash && !c.image_id.is_empty() {
-                draft
+            // The record's container needs an image the host has: an old version's first,
+            // else any of the service's (by ID, else as written).
+            let image = if c.image_id.is_empty() {
+                c.actual.image.clone()
+            } else {
+                c.image_id.clone()
+            };
+            if !image.is_empty() {
+                let e = draft
                     .record_images
                     .entry(host.clone())
-                    .or_insert_with(|| c.image_id.clone());
+                    .or_insert_with(|| image.clone());
+                if c.spec_hash != hash && is_prev(c) {
+                    *e = image;
+                }
             }
         }
         for c in mine {
