@@ -59,8 +59,33 @@ pub async fn run(
         steps: text && std::io::stderr().is_terminal(),
     };
     let opts = PassOptions { pull, verify: true };
-    // Never cancelled: a one-shot apply finishes what it started (a signal kills it outright).
+    // SIGINT or SIGTERM: the steps in flight finish (a rollout stops after the batch in
+    // flight, its kept replicas stay for the next pass) and nothing new starts; a second
+    // signal ends the process at once.
     let cancel = tokio_util::sync::CancellationToken::new();
+    let on_signal = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+            else {
+                return;
+            };
+            for n in 0..2 {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                if n == 0 {
+                    tracing::warn!("interrupted: finishing the steps in flight (again to stop at once)");
+                    cancel.cancel();
+                } else {
+                    std::process::exit(130);
+                }
+            }
+        })
+    };
     let run = with_fleet(&loaded, state_dir, async |fleet| {
         run_pass(
             fleet,
@@ -76,6 +101,7 @@ pub async fn run(
         .await
     })
     .await;
+    on_signal.abort();
     let report = run.report;
     match output {
         Output::Text => emit(&render::apply_text(&report, style())),

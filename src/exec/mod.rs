@@ -385,6 +385,9 @@ async fn run_step(
         } => {
             if *reason == Reason::Paused {
                 engine.unpause(id, name).await
+            } else if *reason == Reason::Unhealthy {
+                // A kept version under quarantine: restarted in place (`core::plan::rollout`).
+                engine.restart(id, name).await
             } else {
                 engine.start(id, name).await
             }

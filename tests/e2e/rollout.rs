@@ -421,3 +421,71 @@ fn a_killed_daemon_continues_its_rollout_and_a_quarantine_survives_a_lost_state(
         "{log}"
     );
 }
+
+#[test]
+fn an_interrupted_apply_stops_after_the_batch_in_flight_and_the_next_continues() {
+    if !docker_available() {
+        return;
+    }
+    let t = TestFleet::new();
+    let stack = |version: &str, wait: u32| {
+        t.compose(
+            "si",
+            &format!(
+                r#"services:
+  w:
+    image: {IMAGE}
+    command: ["sh", "-c", "sleep {wait}; touch /tmp/up; echo {version}; exec sleep 3600"]
+    stop_grace_period: 1s
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/up"]
+      interval: 300ms
+      retries: 2
+      start_period: 20s
+    deploy:
+      replicas: 3
+      update_config: {{parallelism: 1, monitor: 0s}}
+"#
+            ),
+        )
+    };
+    stack("v1", 0);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    stack("v2", 3);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_convoy"))
+        .args(["apply", "--repo"])
+        .arg(t.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn apply");
+    wait_for("the first batch", Duration::from_secs(30), || {
+        t.containers().iter().any(|n| n.ends_with(".prev"))
+    });
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("apply ends");
+    let run = Run::from(out).outcome(Outcome::NotConverged);
+    assert!(run.stdout.contains("interrupted"), "{}", run.stdout);
+    // Stopped after the batch in flight: the other replicas still run the old version.
+    let names = t.containers();
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".prev")).count(),
+        1,
+        "{names:?}"
+    );
+    assert!(
+        t.inspect(&t.cname("si", "w", 3), "{{json .Config.Cmd}}")
+            .contains("v1"),
+        "slot 3 untouched"
+    );
+    // The next apply continues from the labels.
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    let names = t.containers();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for n in &names {
+        assert!(t.inspect(n, "{{json .Config.Cmd}}").contains("v2"), "{n}");
+    }
+}

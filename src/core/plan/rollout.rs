@@ -207,7 +207,8 @@ pub(super) fn is_spec_change(action: &Action, old: Option<&ObservedContainer>) -
 }
 
 /// Under quarantine, what becomes of a step on a replica whose spec would change: a stopped
-/// old replica is started again (it is the version that runs), nothing else is done.
+/// old replica is started again and an unhealthy one restarted (it is the version that runs);
+/// nothing is made from the quarantined spec.
 pub(super) fn quarantined_step(
     action: Action,
     old: Option<&ObservedContainer>,
@@ -242,6 +243,19 @@ pub(super) fn quarantined_step(
                 },
             },
         }),
+        // An unhealthy old replica is restarted: it is the version that runs, and none other
+        // may be made from the quarantined spec.
+        (Action::Replace { replica, .. }, RunState::Running)
+            if c.health == Some(Health::Unhealthy) =>
+        {
+            Some(Action::Start {
+                stack: replica.stack.clone(),
+                service: replica.service.clone(),
+                name: c.name.clone(),
+                id: c.id.clone(),
+                reason: Reason::Unhealthy,
+            })
+        }
         _ => None,
     }
 }

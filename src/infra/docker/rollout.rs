@@ -69,6 +69,16 @@ impl Engine {
         }
     }
 
+    /// Restarts a running container (stop within its grace period, then start).
+    pub async fn restart(&self, id: &str, name: &str) -> Result<(), DockerError> {
+        self.docker
+            .clone()
+            .with_timeout(Duration::from_secs(API_TIMEOUT_SECS * 2))
+            .restart_container(id, None::<bollard::query_parameters::RestartContainerOptions>)
+            .await
+            .map_err(|e| self.err(format!("restart container `{name}`"), e))
+    }
+
     /// Renames container `id` (known as `name`) to `to`.
     pub async fn rename(&self, id: &str, name: &str, to: &str) -> Result<(), DockerError> {
         self.docker

@@ -305,13 +305,22 @@ fn a_quarantined_spec_is_never_tried_and_the_old_version_is_healed() {
             c.exit_code = 137;
         }
     }
+    // An unhealthy one is restarted.
+    for (_, c) in containers(&mut o) {
+        if c.name == "web-app-1" {
+            c.health = Some(Health::Unhealthy);
+        }
+    }
     let p = plan_for(&d, &o);
     assert_eq!(
         lines(&p)
             .iter()
             .map(|l| l.split_once(' ').unwrap().1)
             .collect::<Vec<_>>(),
-        ["> web-app-2  (start: stopped (exit code 137))"]
+        [
+            "> web-app-1  (start: unhealthy)",
+            "> web-app-2  (start: stopped (exit code 137))"
+        ]
     );
     assert!(p.rollouts.is_empty());
     assert_eq!(p.quarantined.len(), 1);
