@@ -5,7 +5,7 @@
 //!
 //! It reads; it must not ask the daemon for anything nor block its loop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,6 +21,8 @@ const PASS_RESULTS: [&str; 6] = [
     "held",
     "superseded",
 ];
+/// Every `RolloutResult::code`, in the order they are written.
+const ROLLOUT_RESULTS: [&str; 4] = ["completed", "rolled_back", "paused", "interrupted"];
 /// Every host state `DaemonStatus::hosts` uses.
 const HOST_STATES: [&str; 4] = ["connected", "unreachable", "down", "parked"];
 
@@ -192,6 +194,8 @@ pub(super) fn render(s: &DaemonStatus, hooks: &HookCounts) -> String {
         &c.heals,
     );
 
+    rollouts(&mut out, s);
+
     out.family(
         "convoy_webhooks_total",
         "counter",
@@ -207,6 +211,97 @@ pub(super) fn render(s: &DaemonStatus, hooks: &HookCounts) -> String {
         }
     }
     out.0
+}
+
+/// Quarantined specs, rollouts ended, and the batch of each rollout in flight. The per-service
+/// series are written for every service the daemon knows (zeros included), so an alert on
+/// `increase(convoy_rollouts_total{result="rolled_back"}[1h])` sees the first one.
+fn rollouts(out: &mut Out, s: &DaemonStatus) {
+    let c = &s.counters;
+    let mut services: BTreeSet<(&str, &str)> = s
+        .services
+        .iter()
+        .map(|x| (x.stack.as_str(), x.service.as_str()))
+        .collect();
+    services.extend(
+        c.rollouts
+            .iter()
+            .map(|x| (x.stack.as_str(), x.service.as_str())),
+    );
+    services.extend(
+        s.rollouts
+            .iter()
+            .map(|x| (x.stack.as_str(), x.service.as_str())),
+    );
+
+    out.family(
+        "convoy_quarantined_specs",
+        "gauge",
+        "1 per service whose desired spec failed a rollout and is quarantined (not tried again until it changes).",
+    );
+    let quarantined: BTreeSet<(&str, &str)> = s
+        .quarantined
+        .iter()
+        .map(|q| (q.stack.as_str(), q.service.as_str()))
+        .collect();
+    for (stack, service) in &quarantined {
+        out.sample(
+            "convoy_quarantined_specs",
+            &[("stack", stack), ("service", service)],
+            1.0,
+        );
+    }
+
+    out.family(
+        "convoy_rollouts_total",
+        "counter",
+        "Rollouts that ended, by service and result (completed, rolled_back, paused, interrupted).",
+    );
+    for (stack, service) in &services {
+        let count = |result: &str| {
+            c.rollouts
+                .iter()
+                .filter(|x| x.stack == *stack && x.service == *service && x.result == result)
+                .map(|x| x.count)
+                .sum::<u64>()
+        };
+        for result in ROLLOUT_RESULTS {
+            out.sample(
+                "convoy_rollouts_total",
+                &[("stack", stack), ("service", service), ("result", result)],
+                count(result) as f64,
+            );
+        }
+        // A result code this build does not know yet is still counted.
+        for x in c.rollouts.iter().filter(|x| {
+            x.stack == *stack && x.service == *service && !ROLLOUT_RESULTS.contains(&x.result)
+        }) {
+            out.sample(
+                "convoy_rollouts_total",
+                &[("stack", stack), ("service", service), ("result", x.result)],
+                x.count as f64,
+            );
+        }
+    }
+
+    out.family(
+        "convoy_rollout_batch",
+        "gauge",
+        "The batch (1-based) a rollout in flight is at, per service; 0 when none runs.",
+    );
+    for (stack, service) in &services {
+        let batch = s
+            .rollouts
+            .iter()
+            .find(|r| r.stack == *stack && r.service == *service)
+            .map(|r| r.batch)
+            .unwrap_or(0);
+        out.sample(
+            "convoy_rollout_batch",
+            &[("stack", stack), ("service", service)],
+            batch as f64,
+        );
+    }
 }
 
 fn counter_map(

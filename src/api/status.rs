@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::daemon::DaemonStatus;
 use crate::model::plan::JSON_VERSION;
+use crate::model::rollout::{QuarantineRecord, RolloutProgress, RolloutReport};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusDoc {
@@ -26,6 +27,14 @@ pub struct StatusDoc {
     pub passes: u64,
     pub services: Vec<ServiceDoc>,
     pub hosts: Vec<HostDoc>,
+    /// Rollouts of the pass in flight: `{stack, service, to_hash, batch, batches, updated,
+    /// replicas, done}` (batch 1-based); empty between passes.
+    #[serde(default)]
+    pub rollouts: Vec<RolloutProgress>,
+    /// Specs quarantined after a failed rollout, not tried again until the service's spec
+    /// changes: `{stack, service, spec_hash, commit, reason, batch, host, at}`.
+    #[serde(default)]
+    pub quarantined: Vec<QuarantineRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +69,11 @@ pub struct LastPassDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_reason: Option<String>,
     pub converged: bool,
+    /// How each rollout of the pass ended: `{stack, service, to_hash, result (completed,
+    /// rolled_back, paused, interrupted), reason, batch, host (when it failed), batches_done,
+    /// batches, updated}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollouts: Vec<RolloutReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +110,7 @@ impl StatusDoc {
                 _ => None,
             },
             converged: s.converged,
+            rollouts: s.last_rollouts.clone(),
         });
         StatusDoc {
             version: JSON_VERSION,
@@ -142,6 +157,8 @@ impl StatusDoc {
                     reason: h.reason.clone(),
                 })
                 .collect(),
+            rollouts: s.rollouts.clone(),
+            quarantined: s.quarantined.clone(),
         }
     }
 }

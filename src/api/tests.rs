@@ -16,6 +16,7 @@ use super::hooks::sign;
 use super::*;
 use crate::daemon::{CommitError, DaemonStatus, FetchCause, HostState, Pending, ServiceCount};
 use crate::model::outcome::{HoldReason, PassReason, PassResult};
+use crate::model::rollout::{QuarantineRecord, RolloutProgress, RolloutReport, RolloutResult};
 
 const TOKEN: &str = "t0ken-for-tests";
 const SECRET: &str = "hook-secret";
@@ -230,8 +231,45 @@ pub(crate) fn busy_status() -> DaemonStatus {
             running: 2,
             pending: 1,
         }],
+        rollouts: vec![RolloutProgress {
+            stack: "shop".into(),
+            service: "web".into(),
+            to_hash: "9999aaaabbbbccccdddd".into(),
+            batch: 2,
+            batches: 4,
+            updated: 1,
+            replicas: 4,
+            done: false,
+        }],
+        last_rollouts: vec![RolloutReport {
+            stack: "shop".into(),
+            service: "api".into(),
+            to_hash: "abc123abc123abc123".into(),
+            result: RolloutResult::RolledBack {
+                reason: "api-1: exited with code 3".into(),
+                batch: 1,
+                host: "a".into(),
+            },
+            batches_done: 1,
+            batches: 3,
+            updated: 0,
+        }],
+        quarantined: vec![QuarantineRecord {
+            stack: "shop".into(),
+            service: "api".into(),
+            spec_hash: "abc123abc123abc123".into(),
+            commit: "def456def456def456".into(),
+            reason: "api-1: exited with code 3".into(),
+            batch: 1,
+            host: "a".into(),
+            at: "2024-03-01T12:00:09Z".into(),
+            id: String::new(),
+        }],
         ..DaemonStatus::default()
     };
+    s.counters.count_rollout("shop", "api", "rolled_back");
+    s.counters.count_rollout("shop", "api", "completed");
+    s.counters.count_rollout("shop", "api", "completed");
     s.counters.passes.insert("applied", 5);
     s.counters.passes.insert("failed", 2);
     s.counters.pass_duration.observe(0.2);
@@ -270,7 +308,23 @@ async fn the_status_document_carries_what_the_daemon_knows() {
         serde_json::json!({"finished_at": "2024-03-01T12:00:10.250Z", "duration_ms": 1234,
             "reason": {"kind": "engine_event", "host": "a", "action": "die",
                        "container": "web-app-1"},
-            "result": "applied", "converged": true})
+            "result": "applied", "converged": true,
+            "rollouts": [{"stack": "shop", "service": "api", "to_hash": "abc123abc123abc123",
+                          "result": "rolled_back", "reason": "api-1: exited with code 3",
+                          "batch": 1, "host": "a", "batches_done": 1, "batches": 3,
+                          "updated": 0}]})
+    );
+    // The rollout in flight, and the quarantined spec with why, where and when.
+    assert_eq!(
+        v["rollouts"],
+        serde_json::json!([{"stack": "shop", "service": "web", "to_hash": "9999aaaabbbbccccdddd",
+            "batch": 2, "batches": 4, "updated": 1, "replicas": 4, "done": false}])
+    );
+    assert_eq!(
+        v["quarantined"],
+        serde_json::json!([{"stack": "shop", "service": "api", "spec_hash": "abc123abc123abc123",
+            "commit": "def456def456def456", "reason": "api-1: exited with code 3",
+            "batch": 1, "host": "a", "at": "2024-03-01T12:00:09Z"}])
     );
     assert_eq!(v["passes"], 7);
     assert_eq!(v["services"][0]["pending"], 1);
@@ -287,6 +341,17 @@ async fn the_status_document_carries_what_the_daemon_knows() {
         .json();
     assert!(empty["pending_commit"].is_null() && empty["last_pass"].is_null());
     assert!(empty["applied_commit"].is_null());
+    assert_eq!(empty["rollouts"], serde_json::json!([]));
+    assert_eq!(empty["quarantined"], serde_json::json!([]));
+    // A document from a daemon that predates rollouts still reads (the fields are added).
+    let mut old = serde_json::to_value(StatusDoc::from_status(&busy_status())).unwrap();
+    let obj = old.as_object_mut().unwrap();
+    obj.remove("rollouts");
+    obj.remove("quarantined");
+    obj["last_pass"].as_object_mut().unwrap().remove("rollouts");
+    let doc: StatusDoc = serde_json::from_value(old).unwrap();
+    assert!(doc.rollouts.is_empty() && doc.quarantined.is_empty());
+    assert!(doc.last_pass.unwrap().rollouts.is_empty());
 }
 
 #[tokio::test]
@@ -685,6 +750,67 @@ async fn metrics_parse_with_the_prometheus_parser() {
     expect("convoy_commit_errors_total", &[], 1.0);
     expect("convoy_git_fetch_errors_total", &[], 3.0);
     expect("convoy_heals_total", &[("reason", "missing")], 1.0);
+    // Rollouts: the quarantined spec, how rollouts ended (zeros written for every service
+    // known), and the batch of the one in flight (0 where none runs).
+    expect(
+        "convoy_quarantined_specs",
+        &[("stack", "shop"), ("service", "api")],
+        1.0,
+    );
+    assert_eq!(
+        find(
+            &s,
+            "convoy_quarantined_specs",
+            &[("stack", "shop"), ("service", "web")]
+        ),
+        None
+    );
+    expect(
+        "convoy_rollouts_total",
+        &[
+            ("stack", "shop"),
+            ("service", "api"),
+            ("result", "rolled_back"),
+        ],
+        1.0,
+    );
+    expect(
+        "convoy_rollouts_total",
+        &[
+            ("stack", "shop"),
+            ("service", "api"),
+            ("result", "completed"),
+        ],
+        2.0,
+    );
+    expect(
+        "convoy_rollouts_total",
+        &[
+            ("stack", "web"),
+            ("service", "a\"p\\p\nx"),
+            ("result", "paused"),
+        ],
+        0.0,
+    );
+    expect(
+        "convoy_rollouts_total",
+        &[
+            ("stack", "shop"),
+            ("service", "web"),
+            ("result", "interrupted"),
+        ],
+        0.0,
+    );
+    expect(
+        "convoy_rollout_batch",
+        &[("stack", "shop"), ("service", "web")],
+        2.0,
+    );
+    expect(
+        "convoy_rollout_batch",
+        &[("stack", "shop"), ("service", "api")],
+        0.0,
+    );
     expect(
         "convoy_webhooks_total",
         &[("provider", "github"), ("result", "accepted")],
@@ -702,6 +828,9 @@ async fn metrics_parse_with_the_prometheus_parser() {
     );
     for name in [
         "convoy_passes_total",
+        "convoy_quarantined_specs",
+        "convoy_rollouts_total",
+        "convoy_rollout_batch",
         "convoy_replicas",
         "convoy_hosts",
         "convoy_webhooks_total",
@@ -717,6 +846,9 @@ async fn metrics_parse_with_the_prometheus_parser() {
         .iter()
         .any(|(n, _, _)| n.starts_with("convoy_applied_commit")));
     assert_eq!(find(&s, "convoy_ready", &[]), Some(0.0));
+    assert!(!s
+        .iter()
+        .any(|(n, _, _)| n.starts_with("convoy_rollout") || n.starts_with("convoy_quarantined")));
 }
 
 #[tokio::test]

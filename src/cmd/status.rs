@@ -22,7 +22,10 @@ use crate::infra::fleet::Fleet;
 use crate::model::observed::{ObservedHost, RunState};
 use crate::model::spec::mask_secrets;
 use crate::reconcile::{observe_and_plan, Loaded, Planned};
-use crate::render::status::{status_json, status_text, FleetStatus, ReplicaStatus, ServiceStatus};
+use crate::render::status::{
+    quarantine_line, rollout_progress_line, rollout_report_line, status_json, status_text,
+    FleetStatus, ReplicaStatus, ServiceStatus,
+};
 
 pub async fn run(repo: &RepoArgs, output: Output, state_dir: &Path) -> Result<Outcome> {
     let Some(loaded) = load_repo(repo)? else {
@@ -41,6 +44,7 @@ pub async fn run(repo: &RepoArgs, output: Output, state_dir: &Path) -> Result<Ou
         services,
         unreachable: &plan.unreachable,
         orphan_volumes: &plan.orphan_volumes,
+        quarantined: &plan.quarantined,
     };
     match output {
         Output::Json => emit_line(&status_json(&status)),
@@ -179,12 +183,24 @@ fn daemon_text(d: &StatusDoc) -> String {
                 ", not converged"
             });
             let _ = writeln!(out, "{line}");
+            for r in &p.rollouts {
+                let _ = writeln!(out, "  {}", rollout_report_line(r));
+            }
         }
         None => {
             let _ = writeln!(out, "last pass  none yet");
         }
     }
     let _ = writeln!(out, "passes     {}", d.passes);
+    if !d.rollouts.is_empty() || !d.quarantined.is_empty() {
+        out.push('\n');
+    }
+    for r in &d.rollouts {
+        let _ = writeln!(out, "{}", rollout_progress_line(r));
+    }
+    for q in &d.quarantined {
+        let _ = writeln!(out, "! {}", quarantine_line(q));
+    }
     if !d.services.is_empty() {
         let names: Vec<String> = d
             .services
@@ -298,6 +314,7 @@ async fn services(fleet: &Fleet, loaded: &Loaded, planned: &Planned) -> Vec<Serv
 mod tests {
     use super::*;
     use crate::api::{HostDoc, LastPassDoc, PendingDoc, ServiceDoc};
+    use crate::model::rollout::{QuarantineRecord, RolloutProgress, RolloutReport, RolloutResult};
 
     #[test]
     fn a_daemons_status_reads_as_text() {
@@ -327,6 +344,19 @@ mod tests {
                 result: Some("held".into()),
                 hold_reason: Some("deletion_guard".into()),
                 converged: false,
+                rollouts: vec![RolloutReport {
+                    stack: "web".into(),
+                    service: "api".into(),
+                    to_hash: "abc123abc123abc123".into(),
+                    result: RolloutResult::RolledBack {
+                        reason: "api-1: unhealthy".into(),
+                        batch: 1,
+                        host: "host1".into(),
+                    },
+                    batches_done: 1,
+                    batches: 2,
+                    updated: 0,
+                }],
             }),
             passes: 3,
             services: vec![ServiceDoc {
@@ -341,6 +371,27 @@ mod tests {
                 state: "unreachable".into(),
                 reason: Some("timed out".into()),
             }],
+            rollouts: vec![RolloutProgress {
+                stack: "web".into(),
+                service: "app".into(),
+                to_hash: "0a0a0a0a0a0a0a0a".into(),
+                batch: 2,
+                batches: 4,
+                updated: 1,
+                replicas: 4,
+                done: false,
+            }],
+            quarantined: vec![QuarantineRecord {
+                stack: "web".into(),
+                service: "api".into(),
+                spec_hash: "abc123abc123abc123".into(),
+                commit: "def456def456def456".into(),
+                reason: "api-1: unhealthy".into(),
+                batch: 1,
+                host: "host1".into(),
+                at: "2024-03-01T12:00:09Z".into(),
+                id: String::new(),
+            }],
         };
         let text = daemon_text(&doc);
         for want in [
@@ -351,6 +402,9 @@ mod tests {
             "last pass  2024-03-01T12:00:10Z, 80 ms, host lost (host b): held (deletion_guard), not converged",
             "web/app  2        1        1",
             "b     unreachable  timed out",
+            "  rollout web/api rolled back: spec abc123abc123 failed in batch 1 of 2 on host host1: api-1: unhealthy",
+            "\nrollout web/app: batch 2 of 4, 1 of 4 replicas updated\n",
+            "! quarantined web/api spec abc123abc123 (commit def456def456) since 2024-03-01T12:00:09Z: api-1: unhealthy (batch 1, host host1)\n",
         ] {
             assert!(text.contains(want), "{want:?} not in\n{text}");
         }

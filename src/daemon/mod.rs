@@ -23,6 +23,7 @@ mod intake;
 mod notify;
 mod pass;
 mod policy;
+mod progress;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -47,7 +48,7 @@ use crate::reconcile::{Loaded, PassObserver};
 pub use policy::requeue;
 pub use status::{
     ApiRequest, CommitError, Counters, DaemonHandle, DaemonStatus, FetchCause, Histogram,
-    HostState, Pending, ServiceCount,
+    HostState, Pending, RolloutCount, ServiceCount,
 };
 pub use watch::Trigger;
 

@@ -337,6 +337,21 @@ fn status_line(applied: Option<&str>, s: &DaemonStatus) -> Option<String> {
         let hosts: Vec<&str> = s.disconnected.keys().map(String::as_str).collect();
         let _ = write!(line, "; not connected: {}", hosts.join(", "));
     }
+    for r in &s.rollouts {
+        let _ = write!(
+            line,
+            "; rollout {}/{} batch {} of {}",
+            r.stack, r.service, r.batch, r.batches
+        );
+    }
+    if !s.quarantined.is_empty() {
+        let names: Vec<String> = s
+            .quarantined
+            .iter()
+            .map(|q| format!("{}/{}", q.stack, q.service))
+            .collect();
+        let _ = write!(line, "; quarantined: {}", names.join(", "));
+    }
     Some(one_line(&line))
 }
 
@@ -471,6 +486,37 @@ mod tests {
         assert!(line.contains("die READY=1"), "{line}");
         assert_eq!(line.chars().count(), STATUS_MAX + 1, "{line}");
         assert!(line.ends_with('…'));
+    }
+
+    #[test]
+    fn a_status_line_names_rollouts_in_flight_and_quarantined_specs() {
+        let mut s = passed("abc", 3, PassResult::RolledBack);
+        s.rollouts = vec![crate::model::rollout::RolloutProgress {
+            stack: "shop".into(),
+            service: "web".into(),
+            to_hash: "h".into(),
+            batch: 2,
+            batches: 4,
+            updated: 1,
+            replicas: 4,
+            done: false,
+        }];
+        s.quarantined = vec![crate::model::rollout::QuarantineRecord {
+            stack: "shop".into(),
+            service: "api".into(),
+            spec_hash: "h2".into(),
+            commit: "c".into(),
+            reason: "exited".into(),
+            batch: 1,
+            host: "a".into(),
+            at: "2024-03-01T12:00:00Z".into(),
+            id: String::new(),
+        }];
+        let line = status_line(Some("abc"), &s).unwrap();
+        assert!(
+            line.ends_with("; rollout shop/web batch 2 of 4; quarantined: shop/api"),
+            "{line}"
+        );
     }
 
     /// A datagram socket in a temporary folder, as systemd's would be, read on a thread of its

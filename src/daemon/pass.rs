@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use super::intake::{spawn_fetch, supersedes};
-use super::{requeue, ApiRequest, Daemon, ServiceCount, StepLog, Trigger};
+use super::{progress, requeue, ApiRequest, Daemon, ServiceCount, Trigger};
 use crate::core::schedule::{Assignment, Placement};
 use crate::model::observed::{ObservedHost, ObservedState, RunState};
 use crate::model::outcome::{PassReason, PassReport, PassResult};
@@ -57,6 +57,7 @@ impl Daemon {
         let mut later: Vec<Trigger> = Vec::new();
         let mut later_api: Vec<ApiRequest> = Vec::new();
         let pass_opts = PassOptions::default();
+        let observer = progress::PassWatch::new(self.status.clone());
         let run = {
             let loaded = self.loaded.as_ref().expect("checked above");
             let run = reconcile::run_pass(
@@ -66,7 +67,7 @@ impl Daemon {
                 reason.clone(),
                 &pass_opts,
                 &pass_cancel,
-                StepLog,
+                observer,
             );
             tokio::pin!(run);
             loop {
@@ -137,6 +138,7 @@ impl Daemon {
             self.requeued = Some((Instant::now() + delay, next));
         }
         self.count(&report);
+        progress::count_rollouts(&mut self.counters, &report);
         let services = service_counts(
             self.loaded.as_ref().map(|l| &l.desired),
             &run.decided.placement,
@@ -213,6 +215,9 @@ impl Daemon {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or_default();
+        let quarantined = progress::quarantines(report);
+        progress::log_quarantines(&quarantined);
+        let last_rollouts = report.rollouts.clone();
         // A held commit leaves the last good one running: the pass says so when it had nothing
         // else to do.
         let held = self.intake.pending.as_ref().map(|p| p.reason);
@@ -233,6 +238,10 @@ impl Daemon {
             s.hosts = hosts;
             s.services = services;
             s.counters = counters;
+            // Nothing is in flight once the pass has ended; how each rollout ended is kept.
+            s.rollouts.clear();
+            s.last_rollouts = last_rollouts;
+            s.quarantined = quarantined;
         });
     }
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::model::outcome::{HoldReason, PassReason, PassResult};
+use crate::model::rollout::{QuarantineRecord, RolloutProgress, RolloutReport};
 
 /// The daemon's state as it changes.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -46,6 +47,14 @@ pub struct DaemonStatus {
     /// Per stack and service, from the last pass.
     pub services: Vec<ServiceCount>,
     pub counters: Counters,
+    /// Rollouts of the pass in flight, as the executor reports them (batch k of n, replicas
+    /// updated); empty between passes.
+    pub rollouts: Vec<RolloutProgress>,
+    /// How each rollout of the last pass ended.
+    pub last_rollouts: Vec<RolloutReport>,
+    /// Specs quarantined after a failed rollout, as the last pass found them (and those its
+    /// own rollouts quarantined): not tried again until the service's spec changes.
+    pub quarantined: Vec<QuarantineRecord>,
 }
 
 /// A commit that is not (yet) in force.
@@ -104,6 +113,37 @@ pub struct Counters {
     /// Steps that healed something (a container missing, exited, dead, unhealthy, drifted,
     /// fenced or moved off a lost host), by `Reason::code`.
     pub heals: BTreeMap<&'static str, u64>,
+    /// Rollouts that ended, by stack, service and `RolloutResult::code`.
+    pub rollouts: Vec<RolloutCount>,
+}
+
+/// Rollouts of one service that ended one way.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RolloutCount {
+    pub stack: String,
+    pub service: String,
+    /// A `RolloutResult::code`.
+    pub result: &'static str,
+    pub count: u64,
+}
+
+impl Counters {
+    /// Counts one rollout of `stack/service` that ended with `result`.
+    pub fn count_rollout(&mut self, stack: &str, service: &str, result: &'static str) {
+        match self
+            .rollouts
+            .iter_mut()
+            .find(|c| c.stack == stack && c.service == service && c.result == result)
+        {
+            Some(c) => c.count += 1,
+            None => self.rollouts.push(RolloutCount {
+                stack: stack.to_string(),
+                service: service.to_string(),
+                result,
+                count: 1,
+            }),
+        }
+    }
 }
 
 /// A Prometheus histogram: counts per upper bound (not cumulative), the sum and the count.

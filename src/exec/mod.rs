@@ -24,6 +24,10 @@ mod hooks;
 mod names;
 mod prestart;
 mod rollout;
+#[cfg(test)]
+mod rollout_progress_tests;
+
+pub use rollout::ProgressHook;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -67,6 +71,8 @@ pub struct ExecOptions {
     pub dependency_timeout: Duration,
     /// A shell on each host, for rollouts' readiness probes (`exec::rollout`).
     pub shells: BTreeMap<String, crate::infra::files::HostShell>,
+    /// Told where each rollout is (batch k of n, replicas updated), for the daemon's status.
+    pub rollout_progress: Option<ProgressHook>,
 }
 
 impl Default for ExecOptions {
@@ -78,6 +84,7 @@ impl Default for ExecOptions {
             parallel_per_host: 32,
             dependency_timeout: Duration::from_secs(120),
             shells: BTreeMap::new(),
+            rollout_progress: None,
         }
     }
 }
@@ -179,6 +186,7 @@ pub async fn execute(
                 .collect(),
             errors: errors.clone(),
             cancel: cancel.clone(),
+            progress: opts.rollout_progress.clone(),
         });
     }
     let members = Arc::new(members);

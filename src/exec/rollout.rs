@@ -23,8 +23,8 @@ use crate::infra::files::HostShell;
 use crate::model::observed::{Health, RunState};
 use crate::model::plan::Replica;
 use crate::model::rollout::{
-    prev_name, FailureAction, Member, QuarantineRecord, Rollout, RolloutReport, RolloutResult,
-    UpdateConfig, UpdateOrder,
+    prev_name, FailureAction, Member, QuarantineRecord, Rollout, RolloutProgress, RolloutReport,
+    RolloutResult, UpdateConfig, UpdateOrder,
 };
 
 /// How often replicas are looked at while a rollout waits: short, since each look is one
@@ -88,6 +88,18 @@ pub async fn replace_member(
     engine.rename(old_id, &replica.name, &prev).await
 }
 
+/// Sees where each rollout is (`ExecOptions::rollout_progress`): called when a batch opens,
+/// when its replicas are up, and when the rollout ends. It must return at once (the daemon
+/// writes its status channel from here); it is called from the rollout's own task.
+#[derive(Clone)]
+pub struct ProgressHook(pub Arc<dyn Fn(&RolloutProgress) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHook")
+    }
+}
+
 /// Everything a driver needs, shared with the step tasks.
 pub struct Driver {
     pub rollout: Rollout,
@@ -100,6 +112,8 @@ pub struct Driver {
     /// Step id → its error, for the report of a failure.
     pub errors: Arc<Mutex<BTreeMap<usize, String>>>,
     pub cancel: CancellationToken,
+    /// Told where the rollout is, when someone watches (the daemon's status).
+    pub progress: Option<ProgressHook>,
 }
 
 /// A replica changed by the rollout, as the driver follows it.
@@ -127,7 +141,25 @@ impl Driver {
             .ok_or_else(|| format!("host `{host}` is not connected"))
     }
 
+    /// Tells the progress hook, if any, where the rollout is: `batch` is 1-based.
+    fn tell(&self, batch: usize, watched: &[Watched], done: bool) {
+        if let Some(hook) = &self.progress {
+            (hook.0)(&RolloutProgress {
+                stack: self.rollout.stack.clone(),
+                service: self.rollout.service.clone(),
+                to_hash: self.rollout.to_hash.clone(),
+                batch: batch.min(self.rollout.batches) as u32,
+                batches: self.rollout.batches as u32,
+                updated: watched.iter().filter(|w| !w.failed).count() as u32,
+                replicas: self.rollout.replicas as u32,
+                done,
+            });
+        }
+    }
+
+    /// The rollout's report; every end goes through here, so the hook hears of it too.
     fn report(&self, result: RolloutResult, done: usize, watched: &[Watched]) -> RolloutReport {
+        self.tell(done, watched, true);
         RolloutReport {
             stack: self.rollout.stack.clone(),
             service: self.rollout.service.clone(),
@@ -169,6 +201,7 @@ impl Driver {
                     opened: b + 1,
                     closed: None,
                 });
+                self.tell(b + 1, &watched, false);
                 for m in r.members.iter().filter(|m| m.batch == b) {
                     let ok = match self.steps.get(&m.step) {
                         Some(rx) => {
@@ -226,6 +259,7 @@ impl Driver {
                 }
                 tokio::time::sleep(POLL).await;
             }
+            self.tell(b + 1, &watched, false);
             // start-first: the old replicas of this batch stop now that the new ones are up.
             let this = &self;
             let stops = r

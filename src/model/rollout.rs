@@ -254,7 +254,7 @@ pub struct Rollout {
 }
 
 /// How a rollout ended in this pass.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum RolloutResult {
     /// Every batch up, and no failure over the ratio through the last `monitor`.
@@ -277,7 +277,7 @@ pub enum RolloutResult {
 }
 
 /// A rollout's outcome in a pass report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutReport {
     pub stack: String,
     pub service: String,
@@ -289,4 +289,37 @@ pub struct RolloutReport {
     pub batches: u32,
     /// Replicas on the new spec when it ended.
     pub updated: u32,
+}
+
+impl RolloutResult {
+    /// A stable name for logs and metrics (the word it serialises as).
+    pub fn code(&self) -> &'static str {
+        match self {
+            RolloutResult::Completed => "completed",
+            RolloutResult::RolledBack { .. } => "rolled_back",
+            RolloutResult::Paused { .. } => "paused",
+            RolloutResult::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Where a rollout is while it runs, as the executor reports it at each batch's opening and
+/// end and at the rollout's end (`exec::ExecOptions::rollout_progress`): what `status` shows
+/// as "batch k of n, m of N replicas updated".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutProgress {
+    pub stack: String,
+    pub service: String,
+    /// The spec hash rolled out.
+    pub to_hash: String,
+    /// The batch open or last run, 1-based (0 before the first opens).
+    pub batch: u32,
+    pub batches: u32,
+    /// Replicas up on the new spec so far (those changed by earlier passes included).
+    pub updated: u32,
+    /// Replicas of the service placed.
+    pub replicas: u32,
+    /// The rollout has ended (its report says how).
+    #[serde(default)]
+    pub done: bool,
 }

@@ -133,6 +133,13 @@ pub trait PassObserver: Send + Sync + 'static {
     fn planned(&self, _plan: &Plan) {}
     /// A step ended (in completion order).
     fn step_done(&self, _outcome: &StepOutcome) {}
+    /// A rollout opened a batch, had a batch up, or ended (`done`).
+    fn rollout_progress(&self, _progress: &crate::model::rollout::RolloutProgress) {}
+}
+
+/// The executor's rollout hook that tells `observer`.
+fn progress_hook(observer: std::sync::Arc<impl PassObserver>) -> exec::ProgressHook {
+    exec::ProgressHook(std::sync::Arc::new(move |p| observer.rollout_progress(p)))
 }
 
 /// An observer that sees nothing.
@@ -182,7 +189,7 @@ pub async fn run_pass(
             if planned.pass.plan.steps.is_empty() && planned.pass.plan.rollouts.is_empty() {
                 (Vec::new(), Vec::new())
             } else {
-                let exec_opts = ExecOptions {
+                let mut exec_opts = ExecOptions {
                     dependency_timeout: Duration::from_secs(
                         loaded.desired.settings.dependency_timeout_secs,
                     ),
@@ -191,6 +198,7 @@ pub async fn run_pass(
                 };
                 let observer = std::sync::Arc::new(observer);
                 let seen = observer.clone();
+                exec_opts.rollout_progress = Some(progress_hook(observer.clone()));
                 let report = exec::execute(
                     &plan,
                     &fleet.engines,

@@ -1,6 +1,7 @@
 //! `convoy status`: desired against running replicas per service, with health, restarts and
 //! the last lines of troubled containers, as text and JSON. The document types live here; the
-//! command fills them from a pass's observation.
+//! command fills them from a pass's observation. The lines of rollouts (in flight, ended) and
+//! of quarantined specs are here too, shared with the daemon's status (`status --daemon`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -8,7 +9,8 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::model::observed::{Health, RunState};
-use crate::model::plan::{OrphanVolume, JSON_VERSION};
+use crate::model::plan::{short_id, OrphanVolume, JSON_VERSION};
+use crate::model::rollout::{QuarantineRecord, RolloutProgress, RolloutReport, RolloutResult};
 
 #[derive(Debug, Serialize)]
 pub struct ServiceStatus {
@@ -46,6 +48,8 @@ pub struct FleetStatus<'a> {
     pub services: Vec<ServiceStatus>,
     pub unreachable: &'a BTreeMap<String, String>,
     pub orphan_volumes: &'a [OrphanVolume],
+    /// Services whose desired spec failed a rollout and is not tried again.
+    pub quarantined: &'a [QuarantineRecord],
 }
 
 pub fn status_json(s: &FleetStatus) -> String {
@@ -57,6 +61,7 @@ pub fn status_json(s: &FleetStatus) -> String {
         services: &'a [ServiceStatus],
         unreachable: &'a BTreeMap<String, String>,
         orphan_volumes: &'a [OrphanVolume],
+        quarantined: &'a [QuarantineRecord],
     }
     let doc = Doc {
         version: JSON_VERSION,
@@ -65,6 +70,7 @@ pub fn status_json(s: &FleetStatus) -> String {
         services: &s.services,
         unreachable: s.unreachable,
         orphan_volumes: s.orphan_volumes,
+        quarantined: s.quarantined,
     };
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
@@ -122,5 +128,193 @@ pub fn status_text(s: &FleetStatus) -> String {
             v.name, v.host, v.stack
         );
     }
+    if !s.quarantined.is_empty() {
+        out.push('\n');
+    }
+    for q in s.quarantined {
+        let _ = writeln!(out, "! {}", quarantine_line(q));
+    }
     out
+}
+
+/// A quarantined spec in one line: `quarantined shop/web spec 0123456789ab (commit
+/// fedcba987654) since <at>: <reason> (batch 1, host h1)`.
+pub fn quarantine_line(q: &QuarantineRecord) -> String {
+    format!(
+        "quarantined {}/{} spec {} (commit {}) since {}: {} (batch {}, host {})",
+        q.stack,
+        q.service,
+        short_id(&q.spec_hash),
+        short_id(&q.commit),
+        q.at,
+        q.reason,
+        q.batch,
+        q.host
+    )
+}
+
+/// A rollout in flight in one line: `rollout shop/web: batch 2 of 4, 1 of 4 replicas updated`.
+pub fn rollout_progress_line(p: &RolloutProgress) -> String {
+    let batch = if p.batch == 0 {
+        format!("starting, {} batches", p.batches)
+    } else {
+        format!("batch {} of {}", p.batch, p.batches)
+    };
+    format!(
+        "rollout {}/{}: {batch}, {} of {} replicas updated",
+        p.stack, p.service, p.updated, p.replicas
+    )
+}
+
+/// How a rollout of the last pass ended, in one line.
+pub fn rollout_report_line(r: &RolloutReport) -> String {
+    let name = format!("{}/{}", r.stack, r.service);
+    let spec = short_id(&r.to_hash);
+    match &r.result {
+        RolloutResult::Completed => format!(
+            "rollout {name} completed: spec {spec}, {} of {} batches, {} replicas updated",
+            r.batches_done, r.batches, r.updated
+        ),
+        RolloutResult::RolledBack {
+            reason,
+            batch,
+            host,
+        } => format!(
+            "rollout {name} rolled back: spec {spec} failed in batch {batch} of {} on host {host}: {reason}",
+            r.batches
+        ),
+        RolloutResult::Paused {
+            reason,
+            batch,
+            host,
+        } => format!(
+            "rollout {name} paused: spec {spec} failed in batch {batch} of {} on host {host}: {reason} ({} replicas updated)",
+            r.batches, r.updated
+        ),
+        RolloutResult::Interrupted => format!(
+            "rollout {name} interrupted after {} of {} batches ({} replicas updated); the next pass continues it",
+            r.batches_done, r.batches, r.updated
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> QuarantineRecord {
+        QuarantineRecord {
+            stack: "shop".into(),
+            service: "web".into(),
+            spec_hash: "abc123abc123abc123abc123".into(),
+            commit: "def456def456def456def456".into(),
+            reason: "web-2: not up within the progress deadline (120s)".into(),
+            batch: 1,
+            host: "host1".into(),
+            at: "2024-03-01T12:00:09Z".into(),
+            id: "c0nta1ner".into(),
+        }
+    }
+
+    fn report(result: RolloutResult) -> RolloutReport {
+        RolloutReport {
+            stack: "shop".into(),
+            service: "web".into(),
+            to_hash: "abc123abc123abc123abc123".into(),
+            result,
+            batches_done: 2,
+            batches: 4,
+            updated: 2,
+        }
+    }
+
+    #[test]
+    fn rollouts_and_quarantines_read_as_located_lines() {
+        assert_eq!(
+            quarantine_line(&record()),
+            "quarantined shop/web spec abc123abc123 (commit def456def456) since \
+             2024-03-01T12:00:09Z: web-2: not up within the progress deadline (120s) \
+             (batch 1, host host1)"
+        );
+        let mut p = RolloutProgress {
+            stack: "shop".into(),
+            service: "web".into(),
+            to_hash: "abc".into(),
+            batch: 2,
+            batches: 4,
+            updated: 1,
+            replicas: 4,
+            done: false,
+        };
+        assert_eq!(
+            rollout_progress_line(&p),
+            "rollout shop/web: batch 2 of 4, 1 of 4 replicas updated"
+        );
+        p.batch = 0;
+        assert_eq!(
+            rollout_progress_line(&p),
+            "rollout shop/web: starting, 4 batches, 1 of 4 replicas updated"
+        );
+        assert_eq!(
+            rollout_report_line(&report(RolloutResult::Completed)),
+            "rollout shop/web completed: spec abc123abc123, 2 of 4 batches, 2 replicas updated"
+        );
+        assert_eq!(
+            rollout_report_line(&report(RolloutResult::RolledBack {
+                reason: "web-3: exited with code 1".into(),
+                batch: 2,
+                host: "host2".into(),
+            })),
+            "rollout shop/web rolled back: spec abc123abc123 failed in batch 2 of 4 on host \
+             host2: web-3: exited with code 1"
+        );
+        assert_eq!(
+            rollout_report_line(&report(RolloutResult::Paused {
+                reason: "web-3: unhealthy".into(),
+                batch: 2,
+                host: "host2".into(),
+            })),
+            "rollout shop/web paused: spec abc123abc123 failed in batch 2 of 4 on host host2: \
+             web-3: unhealthy (2 replicas updated)"
+        );
+        assert_eq!(
+            rollout_report_line(&report(RolloutResult::Interrupted)),
+            "rollout shop/web interrupted after 2 of 4 batches (2 replicas updated); the next \
+             pass continues it"
+        );
+    }
+
+    #[test]
+    fn fleet_status_shows_quarantined_specs_as_text_and_json() {
+        let unreachable = BTreeMap::new();
+        let quarantined = [record()];
+        let s = FleetStatus {
+            fleet: "prod",
+            commit: "c1",
+            services: Vec::new(),
+            unreachable: &unreachable,
+            orphan_volumes: &[],
+            quarantined: &quarantined,
+        };
+        let text = status_text(&s);
+        assert!(
+            text.contains("\n! quarantined shop/web spec abc123abc123 (commit def456def456)"),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&status_json(&s)).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(
+            v["quarantined"],
+            serde_json::json!([{"stack": "shop", "service": "web",
+                "spec_hash": "abc123abc123abc123abc123", "commit": "def456def456def456def456",
+                "reason": "web-2: not up within the progress deadline (120s)", "batch": 1,
+                "host": "host1", "at": "2024-03-01T12:00:09Z"}])
+        );
+        // Nothing quarantined: nothing said.
+        let s = FleetStatus {
+            quarantined: &[],
+            ..s
+        };
+        assert!(!status_text(&s).contains("quarantined"));
+    }
 }
