@@ -35,6 +35,15 @@ impl PassObserver for Progress {
             eprintln!("  [{}] {} {}", o.host, mark, o.step);
         }
     }
+
+    fn rollout_progress(&self, p: &crate::model::rollout::RolloutProgress) {
+        if self.text && !p.done {
+            eprintln!(
+                "  rollout {}/{}: batch {} of {}, {} of {} replicas updated",
+                p.stack, p.service, p.batch, p.batches, p.updated, p.replicas
+            );
+        }
+    }
 }
 
 pub async fn run(
@@ -67,9 +76,10 @@ pub async fn run(
         let cancel = cancel.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) =
-                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-            else {
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
                 return;
             };
             for n in 0..2 {
@@ -78,7 +88,9 @@ pub async fn run(
                     _ = term.recv() => {}
                 }
                 if n == 0 {
-                    tracing::warn!("interrupted: finishing the steps in flight (again to stop at once)");
+                    tracing::warn!(
+                        "interrupted: finishing the steps in flight (again to stop at once)"
+                    );
                     cancel.cancel();
                 } else {
                     std::process::exit(130);

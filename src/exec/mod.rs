@@ -187,6 +187,7 @@ pub async fn execute(
             errors: errors.clone(),
             cancel: cancel.clone(),
             progress: opts.rollout_progress.clone(),
+            stopping: Default::default(),
         });
     }
     let members = Arc::new(members);

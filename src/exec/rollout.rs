@@ -30,6 +30,9 @@ use crate::model::rollout::{
 /// How often replicas are looked at while a rollout waits: short, since each look is one
 /// inspect and the time to notice a healthy replica is the rollout's overhead per batch.
 const POLL: Duration = Duration::from_millis(50);
+/// While a batch's replicas are not up yet: what Convoy adds to each batch is mostly the time
+/// to notice that they are (measured by `scripts/bench-rollout`).
+const READY_POLL: Duration = Duration::from_millis(25);
 
 /// What the member steps of one rollout wait for: how many batches are open, or why none
 /// will open any more.
@@ -114,6 +117,8 @@ pub struct Driver {
     pub cancel: CancellationToken,
     /// Told where the rollout is, when someone watches (the daemon's status).
     pub progress: Option<ProgressHook>,
+    /// Stops of kept replicas still running (`start-first`).
+    pub stopping: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// A replica changed by the rollout, as the driver follows it.
@@ -171,8 +176,52 @@ impl Driver {
         }
     }
 
-    /// Runs the rollout to its end.
+    /// Stops the kept replicas of `batch`'s `start-first` members without waiting.
+    fn stop_in_background(&self, batch: usize) {
+        let mut handles = Vec::new();
+        for m in self
+            .rollout
+            .members
+            .iter()
+            .filter(|m| m.batch == batch && m.keep_prev && m.order == UpdateOrder::StartFirst)
+        {
+            let Ok(engine) = self.engine(&m.host) else {
+                continue;
+            };
+            let (engine, prev, grace, host) = (
+                engine.clone(),
+                prev_name(&m.name),
+                m.grace_secs,
+                m.host.clone(),
+            );
+            handles.push(tokio::spawn(async move {
+                if let Err(e) = engine.stop(&prev, &prev, grace).await {
+                    tracing::warn!(host = %host, container = %prev, error = %e, "stopping the previous replica failed");
+                }
+            }));
+        }
+        self.stopping
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(handles);
+    }
+
+    /// Waits for the background stops.
+    async fn settle(&self) {
+        let handles = std::mem::take(&mut *self.stopping.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+
+    /// Runs the rollout to its end, the background stops included.
     pub async fn run(self) -> RolloutReport {
+        let report = self.drive().await;
+        self.settle().await;
+        report
+    }
+
+    async fn drive(&self) -> RolloutReport {
         let r = &self.rollout;
         let deadline = Duration::from_millis(r.deadline_ms);
         let now = Instant::now();
@@ -257,24 +306,13 @@ impl Driver {
                 if !pending {
                     break;
                 }
-                tokio::time::sleep(POLL).await;
+                tokio::time::sleep(READY_POLL).await;
             }
             self.tell(b + 1, &watched, false);
-            // start-first: the old replicas of this batch stop now that the new ones are up.
-            let this = &self;
-            let stops = r
-                .members
-                .iter()
-                .filter(|m| m.batch == b && m.keep_prev && m.order == UpdateOrder::StartFirst)
-                .map(|m| async move {
-                    if let Ok(engine) = this.engine(&m.host) {
-                        let prev = prev_name(&m.name);
-                        if let Err(e) = engine.stop(&prev, &prev, m.grace_secs).await {
-                            tracing::warn!(host = %m.host, container = %prev, error = %e, "stopping the previous replica failed");
-                        }
-                    }
-                });
-            futures_util::future::join_all(stops).await;
+            // start-first: the old replicas of this batch stop now that the new ones are up,
+            // in the background (the next batch need not wait for their grace period); they
+            // are waited for before a rollback, a clean-up or the end.
+            self.stop_in_background(b);
             if b + 1 < r.batches && r.update.delay_ms > 0 {
                 let until = Instant::now() + Duration::from_millis(r.update.delay_ms);
                 while Instant::now() < until {
@@ -454,6 +492,7 @@ impl Driver {
             ));
         }
         self.close("not started: rollout rolled back");
+        self.settle().await;
         self.roll_back(watched).await;
         self.quarantine(&why, batch_no, &host).await;
         Some(self.report(
@@ -550,6 +589,7 @@ impl Driver {
 
     /// A rollout that succeeded: the kept previous replicas and the records of older specs go.
     async fn clean_up(&self, watched: &[Watched]) {
+        self.settle().await;
         let r = &self.rollout;
         let mut gone: Vec<(String, String)> = watched
             .iter()

@@ -78,7 +78,7 @@ fn fleet_files(t: &TestFleet, extra: &str) -> String {
 
 fn app(replicas: u32, version: &str) -> String {
     format!(
-        "services:\n  app:\n    image: {IMAGE}\n    command: sleep 3600\n    environment:\n      VERSION: \"{version}\"\n    deploy:\n      replicas: {replicas}\n"
+        "services:\n  app:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n    environment:\n      VERSION: \"{version}\"\n    deploy:\n      replicas: {replicas}\n      update_config: {{parallelism: 0, monitor: 0s}}\n"
     )
 }
 

@@ -74,7 +74,10 @@ impl Engine {
         self.docker
             .clone()
             .with_timeout(Duration::from_secs(API_TIMEOUT_SECS * 2))
-            .restart_container(id, None::<bollard::query_parameters::RestartContainerOptions>)
+            .restart_container(
+                id,
+                None::<bollard::query_parameters::RestartContainerOptions>,
+            )
             .await
             .map_err(|e| self.err(format!("restart container `{name}`"), e))
     }
