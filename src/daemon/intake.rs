@@ -321,6 +321,9 @@ impl Daemon {
     pub(super) fn fetched(&mut self, result: Result<(), String>) {
         if self.source.is_remote() {
             self.counters.git_fetches += 1;
+            // Published now, not at the end of the pass it leads to (a rollout can be long).
+            let counters = self.counters.clone();
+            self.publish(move |s| s.counters = counters);
         }
         self.intake.fetching = false;
         match result {
