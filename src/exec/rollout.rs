@@ -529,7 +529,14 @@ impl Driver {
         }
         let cfg: UpdateConfig = self.rollout.rollback;
         let size = cfg.batch_size(targets.len());
-        for chunk in targets.chunks(size.max(1)) {
+        let chunks: Vec<&[(String, String)]> = targets.chunks(size.max(1)).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            if i > 0 {
+                // `rollback_config`: the previous batch runs again before the next one goes
+                // back, then `delay`.
+                self.wait_running(chunks[i - 1]).await;
+                tokio::time::sleep(Duration::from_millis(cfg.delay_ms)).await;
+            }
             let results =
                 futures_util::future::join_all(chunk.iter().map(|(host, name)| async move {
                     let engine = self.engine(host)?;
@@ -549,6 +556,23 @@ impl Driver {
                     Err(e) => {
                         tracing::error!(host = %host, container = %name, error = %e, "restore failed")
                     }
+                }
+            }
+        }
+    }
+
+    /// Waits, within the progress deadline, until the restored replicas run.
+    async fn wait_running(&self, replicas: &[(String, String)]) {
+        let until = Instant::now() + Duration::from_millis(self.rollout.deadline_ms);
+        for (host, name) in replicas {
+            let Ok(engine) = self.engine(host) else {
+                continue;
+            };
+            while Instant::now() < until {
+                match engine.status(name).await {
+                    Ok(Some(s)) if s.state == RunState::Running => break,
+                    Ok(None) | Err(_) => break,
+                    _ => tokio::time::sleep(POLL).await,
                 }
             }
         }

@@ -649,6 +649,13 @@ fn the_corpus_converges_on_the_fleet_and_a_second_apply_changes_nothing() {
             &["cat", "/tmp/post_start"],
         );
         assert_eq!(out, "corpus-post-start-v1");
+        let out = exec(
+            &hosts,
+            &fleet,
+            &c("features/lifecycle-hooks", "app", 1),
+            &["cat", "/prepared/by-pre-start"],
+        );
+        assert_eq!(out, "corpus-pre-start", "the pre_start hook ran first");
     }
     if has("features/profiles") {
         let all: Vec<String> = fleet_view(&hosts, &fleet)

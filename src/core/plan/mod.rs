@@ -674,6 +674,17 @@ impl<'a> Planner<'a> {
             RunState::Exited | RunState::Created | RunState::Paused
         );
         let one_shot_done = service.is_one_shot() && c.state == RunState::Exited;
+        // Created, never started, with `pre_start` hooks: a process ended between the create
+        // and the hooks, which only a new replica runs (the executor runs them before a start).
+        if c.state == RunState::Created && !replica.spec.hooks.pre_start.is_empty() {
+            return Some(Action::Replace {
+                old_id: c.id.clone(),
+                old_grace_secs: c.actual.stop_grace_period_secs,
+                changes,
+                reason: Reason::NeverStarted,
+                replica: Box::new(replica),
+            });
+        }
         if stopped && !one_shot_done {
             return Some(Action::Start {
                 stack: replica.stack,

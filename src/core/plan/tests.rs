@@ -1071,3 +1071,38 @@ fn a_dependency_chain_of_2000_plans_quickly() {
     assert_eq!(lines(&p)[n], "h1 + web-s0000-1  (missing, image busybox:1)");
     assert!(p.steps[n].after.contains(&(n - 1)));
 }
+
+#[test]
+fn a_replica_created_but_never_started_with_pre_start_hooks_is_made_anew() {
+    let mut d = desired(&["h1"], vec![stack("web", vec![service("web", "app", 1)])]);
+    let mut o = converge(&d);
+    if let Some(ObservedHost::Reachable(s)) = o.hosts.get_mut("h1") {
+        s.containers.get_mut("web-app-1").unwrap().state = RunState::Created;
+    }
+    // Without hooks it is started; with `pre_start` it is replaced, so the hooks run first.
+    assert_eq!(
+        lines(&plan_for(&d, &o)),
+        vec!["h1 > web-app-1  (start: created, never started)"]
+    );
+    let hook = crate::model::hooks::Hook {
+        command: vec!["true".into()],
+        ..Default::default()
+    };
+    let app = d
+        .stacks
+        .get_mut("web")
+        .unwrap()
+        .services
+        .get_mut("app")
+        .unwrap();
+    app.container.hooks.pre_start = vec![hook.clone()];
+    if let Some(ObservedHost::Reachable(s)) = o.hosts.get_mut("h1") {
+        let c = s.containers.get_mut("web-app-1").unwrap();
+        c.actual.hooks.pre_start = vec![hook];
+        c.spec_hash = app.container.hash();
+    }
+    assert_eq!(
+        lines(&plan_for(&d, &o)),
+        vec!["h1 ~ web-app-1  (created, never started)"]
+    );
+}
