@@ -4,8 +4,8 @@
 //! A typo in a path, a bad merge or a commit that empties `stacks:` would otherwise take a
 //! fleet down within a second of the push. The guard counts only removals that lower what runs
 //! (a stack or service gone, fewer replicas, a host no longer eligible, a name nothing desires);
-//! a replacement, a move off a lost host or the removal of a fenced duplicate keeps the count
-//! and never trips it. Pure: it reads a plan and an observation and decides nothing else.
+//! a replacement, a move off a lost host, the removal of a fenced duplicate or of a rollout's
+//! kept previous replica keeps the count and never trips it. Pure: it reads a plan and an observation and decides nothing else.
 
 use std::collections::BTreeSet;
 
@@ -70,8 +70,15 @@ pub fn check(plan: &Plan, observed: &ObservedState, percent: Option<u8>) -> Opti
     let mut stacks = BTreeSet::new();
     let mut removed = 0;
     for step in &plan.steps {
-        if let Action::Remove { stack, reason, .. } = &step.action {
-            if prunes(reason) {
+        if let Action::Remove {
+            stack,
+            reason,
+            name,
+            ..
+        } = &step.action
+        {
+            // A kept previous replica of a rollout (`<name>.prev`) is a copy, not what runs.
+            if prunes(reason) && !name.ends_with(crate::model::rollout::PREV_SUFFIX) {
                 removed += 1;
                 if matches!(reason, Reason::StackRemoved { .. }) {
                     stacks.insert(stack.clone());
@@ -144,5 +151,36 @@ mod tests {
         changed.container.image = "busybox:2".into();
         let after = desired(&["h1"], vec![stack("web", vec![changed])]);
         assert_eq!(trip(&before, &after, Some(1)), None);
+    }
+
+    #[test]
+    fn the_kept_replicas_of_a_rollout_do_not_count() {
+        let before = desired(&["h1"], vec![stack("web", vec![service("app", 4)])]);
+        let after = desired(&["h1"], vec![stack("web", vec![service("app", 2)])]);
+        let mut observed = assume_observed(&before, "c1");
+        // Every replica has a kept `.prev`, stopped, as an interrupted rollout leaves them.
+        if let Some(crate::model::observed::ObservedHost::Reachable(s)) =
+            observed.hosts.get_mut("h1")
+        {
+            let kept: Vec<_> = s
+                .containers
+                .values()
+                .map(|c| {
+                    let mut p = c.clone();
+                    p.name = crate::model::rollout::prev_name(&c.name);
+                    p.id = format!("{}-prev", c.id);
+                    p.state = RunState::Exited;
+                    p
+                })
+                .collect();
+            for p in kept {
+                s.containers.insert(p.name.clone(), p);
+            }
+        }
+        let pass = plan_pass(&after, &observed, &HostMemory::default(), "c2");
+        // Slots 3 and 4 go with their kept copies: 2 of 4 running, not 4.
+        assert_eq!(check(&pass.plan, &observed, Some(50)), None);
+        let t = check(&pass.plan, &observed, Some(40)).expect("50% > 40%");
+        assert_eq!((t.removed, t.running), (2, 4));
     }
 }

@@ -771,15 +771,20 @@ fn kill_9_at_random_points_then_a_restart_converges_exactly() {
     let want: Vec<String> = (1..=expected).map(|i| t.cname("big", "app", i)).collect();
     let mut sorted = want.clone();
     sorted.sort();
-    wait_for(
-        "exactly the last commit's replicas",
-        Duration::from_secs(60),
-        || {
-            t.containers() == sorted
-                && t.running() == sorted
-                && want.iter().all(|n| version_is(&t, n, "10"))
-        },
-    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(t.containers() == sorted
+        && t.running() == sorted
+        && want.iter().all(|n| version_is(&t, n, "10")))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for exactly the last commit's replicas: {:?} (running {:?}); daemon log:\n{}",
+            t.containers(),
+            t.running(),
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     drop(d);
     // Independent of the daemon: `convoy diff` on the same files finds nothing to do.
     let diff = Command::new(env!("CARGO_BIN_EXE_convoy"))
