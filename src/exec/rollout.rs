@@ -467,11 +467,11 @@ impl Driver {
         batch: usize,
     ) -> Option<RolloutReport> {
         let (host, why, b) = failures.first()?.clone();
-        let changed = watched.len().max(1)
-            + failures
-                .iter()
-                .filter(|f| !watched.iter().any(|w| f.1.starts_with(&w.name)))
-                .count();
+        // Replicas changed: those watched, and those whose step failed (never watched).
+        let step_failures = failures
+            .len()
+            .saturating_sub(watched.iter().filter(|w| w.failed).count());
+        let changed = (watched.len() + step_failures).max(1);
         let ratio = failures.len() as f64 / changed as f64;
         let u = &self.rollout.update;
         if ratio <= u.max_failure_ratio || u.failure_action == FailureAction::Continue {

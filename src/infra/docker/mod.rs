@@ -21,7 +21,7 @@ use bollard::models::{
     EndpointSettings, NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, RemoveContainerOptions, StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, RemoveContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
@@ -577,29 +577,7 @@ impl Engine {
         name: &str,
         grace: Option<i64>,
     ) -> Result<(), DockerError> {
-        // bollard's timeout covers the wait for response headers, which for a stop lasts the
-        // whole grace period: allow for it.
-        let grace_secs = grace.unwrap_or(10).max(0) as u64;
-        let stop = self
-            .docker
-            .clone()
-            .with_timeout(Duration::from_secs(API_TIMEOUT_SECS + grace_secs))
-            .stop_container(
-                id,
-                Some(StopContainerOptions {
-                    t: grace.map(|g| g.clamp(0, i32::MAX as i64) as i32),
-                    ..Default::default()
-                }),
-            )
-            .await;
-        match stop {
-            Ok(()) => {}
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 304 | 404,
-                ..
-            }) => {}
-            Err(e) => return Err(self.err(format!("stop container `{name}`"), e)),
-        }
+        self.stop(id, name, grace).await?;
         match self
             .docker
             .remove_container(

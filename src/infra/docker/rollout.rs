@@ -24,16 +24,12 @@ use crate::model::spec::{LABEL_COMMIT, LABEL_FLEET, LABEL_SERVICE, LABEL_STACK};
 impl Engine {
     /// The ID of the container named `name`, when there is one.
     pub async fn container_id(&self, name: &str) -> Result<Option<String>, DockerError> {
-        match self.docker.inspect_container(name, None).await {
-            Ok(i) => Ok(i.id),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(e) => Err(self.err(format!("inspect container `{name}`"), e)),
-        }
+        Ok(self.inspect_opt(name).await?.and_then(|i| i.id))
     }
 
-    /// Stops a container, keeping it; one stopped already, or gone, is fine.
+    /// Stops a container, keeping it; one stopped already, or gone, is fine. bollard's timeout
+    /// covers the wait for response headers, which for a stop lasts the whole grace period:
+    /// allowed for.
     pub async fn stop(&self, id: &str, name: &str, grace: Option<i64>) -> Result<(), DockerError> {
         let grace_secs = grace.unwrap_or(10).max(0) as u64;
         let stop = self
@@ -60,8 +56,16 @@ impl Engine {
 
     /// The image ID container `name` runs, when it exists.
     pub async fn image_of(&self, name: &str) -> Result<Option<String>, DockerError> {
+        Ok(self.inspect_opt(name).await?.and_then(|i| i.image))
+    }
+
+    /// Inspect, with a container that does not exist as `None`.
+    async fn inspect_opt(
+        &self,
+        name: &str,
+    ) -> Result<Option<bollard::models::ContainerInspectResponse>, DockerError> {
         match self.docker.inspect_container(name, None).await {
-            Ok(i) => Ok(i.image),
+            Ok(i) => Ok(Some(i)),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(None),
