@@ -141,6 +141,51 @@ pub enum Command {
     /// Run a command in one replica (slot 1 by default). The command's exit code is passed
     /// through; 125 no such replica or host unreachable, 126 cannot execute, 127 not found.
     Exec(ExecArgs),
+    /// Go back by a new commit: the branch gets a commit whose tree is an earlier commit's (the
+    /// last one that applied, by default), after printing the diff it will cause. Exit 0
+    /// written (or dry run), 1 refused (dirty tree, branch moved, nothing to revert), 2 invalid.
+    Rollback(RollbackArgs),
+}
+
+/// `convoy rollback`'s flags.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// A working tree (the revert is committed and checked out), a bare repository or a URL
+    /// (the revert is pushed, with `--push`).
+    #[arg(long, default_value = ".", env = "CONVOY_REPO")]
+    pub repo: String,
+    /// The commit to return to.
+    #[arg(long, value_name = "REV", conflicts_with = "last")]
+    pub to: Option<String>,
+    /// Return to the last commit that applied successfully (the default).
+    #[arg(long)]
+    pub last: bool,
+    /// The branch (a working tree's checked-out one; a remote's HEAD by default).
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// The fleet's root inside a bare repository or URL, when not its top.
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// Push the commit: required for a bare repository or URL; for a working tree, pushes to
+    /// the branch's upstream before moving the branch.
+    #[arg(long)]
+    pub push: bool,
+    /// Why, in the commit message.
+    #[arg(long, short = 'm')]
+    pub message: Option<String>,
+    /// Print the diff the revert would cause and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Sign the commit with the user's git signing key (`git commit-tree -S`), for a daemon
+    /// that only applies signed commits.
+    #[arg(long)]
+    pub gpg_sign: bool,
+    /// HTTPS: a file holding a token or `user:password` (as the daemon's).
+    #[arg(long)]
+    pub git_credentials_file: Option<PathBuf>,
+    /// HTTPS: a CA bundle to verify the git server with.
+    #[arg(long)]
+    pub git_ca_file: Option<PathBuf>,
 }
 
 /// `convoy logs`'s flags.

@@ -17,11 +17,13 @@ fn exit_code(outcome: Outcome) -> i32 {
         | Outcome::AllReachable
         | Outcome::Pushed
         | Outcome::Stopped
-        | Outcome::Accepted => 0,
+        | Outcome::Accepted
+        | Outcome::Written => 0,
         Outcome::Differs
         | Outcome::NotConverged
         | Outcome::SomeUnreachable
-        | Outcome::PushFailed => 1,
+        | Outcome::PushFailed
+        | Outcome::Refused => 1,
         // "In sync" is never claimed blind: a host that could not be observed is an error.
         Outcome::Invalid | Outcome::Unobserved => EXIT_ERROR,
         // An unreachable daemon, a refused token: nothing was learnt or asked.

@@ -16,6 +16,7 @@ mod hosts;
 mod image;
 pub mod logging;
 mod logs;
+mod rollback;
 mod status;
 mod sync;
 mod validate;
@@ -64,6 +65,11 @@ pub enum Outcome {
     /// `status --daemon`, `sync`: the daemon could not be reached, refused the token, or
     /// answered with an error.
     Unavailable,
+    /// `rollback`: the revert commit was written (and pushed), or `--dry-run` showed it.
+    Written,
+    /// `rollback`: refused (uncommitted changes, the branch moved, nothing to revert):
+    /// nothing was changed.
+    Refused,
     /// `exec`: the command's own exit code, or Convoy's failure as `docker exec` numbers it
     /// (125 no such replica or host unreachable, 126 cannot execute, 127 not found).
     Exited(i32),
@@ -87,6 +93,8 @@ impl Outcome {
             Outcome::Stopped => "stopped",
             Outcome::Accepted => "accepted",
             Outcome::Unavailable => "unavailable",
+            Outcome::Written => "written",
+            Outcome::Refused => "refused",
             Outcome::Exited(_) => "exited",
         }
     }
@@ -132,6 +140,7 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
         }
         Command::Logs(args) => logs::run(&args, &state_dir).await,
         Command::Exec(args) => exec::run(&args, &state_dir).await,
+        Command::Rollback(args) => rollback::run(&args, &state_dir).await,
         Command::Daemon(_) => unreachable!("handled above"),
     }
 }

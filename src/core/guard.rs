@@ -56,6 +56,21 @@ fn prunes(reason: &Reason) -> bool {
     )
 }
 
+/// The guard's percentage when the fleet file sets none.
+pub const DEFAULT_PERCENT: u8 = 50;
+
+/// The percentage a candidate commit is held with: the stricter of the commit in force's and
+/// the candidate's `prune_guard`, so a commit cannot switch the guard off and prune in one go.
+/// `in_force` is `None` when nothing is in force (a restart): then the candidate alone may not
+/// loosen the default, or a held commit would pass on the next restart.
+pub fn effective_percent(in_force: Option<Option<u8>>, candidate: Option<u8>) -> Option<u8> {
+    match in_force {
+        None => Some(candidate.unwrap_or(DEFAULT_PERCENT).min(DEFAULT_PERCENT)),
+        Some(Some(a)) => Some(candidate.map_or(a, |b| a.min(b))),
+        Some(None) => candidate,
+    }
+}
+
 /// `Some` when `plan` removes a whole stack, or more than `percent` % of the running replicas
 /// that `observed` shows. `percent: None` (the guard off) never trips.
 pub fn check(plan: &Plan, observed: &ObservedState, percent: Option<u8>) -> Option<GuardTrip> {

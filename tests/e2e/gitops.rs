@@ -17,14 +17,14 @@ use crate::gitserver::{push_commit, HttpsGit, SshGit};
 use crate::harness::*;
 
 /// A bare repository on this machine and a work clone that commits and pushes to it.
-struct Repo {
+pub(crate) struct Repo {
     _dir: tempfile::TempDir,
-    bare: PathBuf,
-    work: PathBuf,
+    pub(crate) bare: PathBuf,
+    pub(crate) work: PathBuf,
 }
 
 impl Repo {
-    fn new() -> Repo {
+    pub(crate) fn new() -> Repo {
         let dir = tempfile::tempdir().expect("tempdir");
         let bare = dir.path().join("fleet.git");
         let work = dir.path().join("work");
@@ -42,23 +42,23 @@ impl Repo {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.bare.to_string_lossy().into_owned()
     }
 
-    fn write(&self, rel: &str, contents: &str) {
+    pub(crate) fn write(&self, rel: &str, contents: &str) {
         let p = self.work.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, contents).unwrap();
     }
 
-    fn remove(&self, rel: &str) {
+    pub(crate) fn remove(&self, rel: &str) {
         std::fs::remove_dir_all(self.work.join(rel)).unwrap();
     }
 
     /// Commits everything (with extra `git commit` arguments, a signature say) and pushes;
     /// returns the full commit id.
-    fn push(&self, message: &str, commit_args: &[&str]) -> String {
+    pub(crate) fn push(&self, message: &str, commit_args: &[&str]) -> String {
         git(&self.work, &["add", "-A"]);
         let mut args = vec!["commit", "-q", "--allow-empty", "-m", message];
         args.extend_from_slice(commit_args);
@@ -72,7 +72,7 @@ impl Repo {
 }
 
 /// The fleet file and one stack of `app` replicas whose environment says `version`.
-fn fleet_files(t: &TestFleet, extra: &str) -> String {
+pub(crate) fn fleet_files(t: &TestFleet, extra: &str) -> String {
     format!("fleet: {}\n{extra}", t.id)
 }
 
@@ -83,7 +83,7 @@ fn app(replicas: u32, version: &str) -> String {
 }
 
 /// An API token file in the test's directory, and a curl header file carrying it.
-fn token(t: &TestFleet) -> (String, String) {
+pub(crate) fn token(t: &TestFleet) -> (String, String) {
     let token = format!("tok-{}-secret", t.id);
     let file = t.path().join("api-token");
     std::fs::write(&file, format!("{token}\n")).unwrap();
@@ -96,7 +96,7 @@ fn token(t: &TestFleet) -> (String, String) {
 }
 
 /// `curl` to the daemon: (HTTP status, body).
-fn http(method: &str, url: &str, args: &[&str]) -> (u16, String) {
+pub(crate) fn http(method: &str, url: &str, args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-sS", "-X", method, "-o", "-", "-w", "\n%{http_code}", url])
         .args(args)
@@ -107,7 +107,7 @@ fn http(method: &str, url: &str, args: &[&str]) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
-fn status(api: &str, header: &str) -> Value {
+pub(crate) fn status(api: &str, header: &str) -> Value {
     let (code, body) = http(
         "GET",
         &format!("{api}/api/v1/status"),
@@ -117,7 +117,7 @@ fn status(api: &str, header: &str) -> Value {
     serde_json::from_str(&body).expect("status is JSON")
 }
 
-fn wait_status(
+pub(crate) fn wait_status(
     api: &str,
     header: &str,
     what: &str,
@@ -132,7 +132,7 @@ fn wait_status(
     last
 }
 
-fn applied(v: &Value) -> &str {
+pub(crate) fn applied(v: &Value) -> &str {
     v["applied_commit"].as_str().unwrap_or_default()
 }
 
@@ -173,7 +173,7 @@ fn sample(metrics: &str, series: &str) -> f64 {
 }
 
 /// `wait_for`, with the daemon's log in the message when it times out.
-fn wait_d(d: &Daemon, what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_d(d: &Daemon, what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !cond() {
         assert!(
@@ -185,11 +185,11 @@ fn wait_d(d: &Daemon, what: &str, within: Duration, mut cond: impl FnMut() -> bo
     }
 }
 
-fn env_of(t: &TestFleet, name: &str) -> String {
+pub(crate) fn env_of(t: &TestFleet, name: &str) -> String {
     t.inspect(name, "{{range .Config.Env}}{{println .}}{{end}}")
 }
 
-fn version_is(t: &TestFleet, name: &str, v: &str) -> bool {
+pub(crate) fn version_is(t: &TestFleet, name: &str, v: &str) -> bool {
     docker_try(&["inspect", "-f", "{{.State.Running}}", name]).as_deref() == Some("true")
         && env_of(t, name).contains(&format!("VERSION={v}"))
 }

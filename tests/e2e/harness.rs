@@ -108,6 +108,10 @@ pub enum Outcome {
     Error,
     /// `sync`: the daemon accepted the request.
     Accepted,
+    /// `rollback`: the revert commit was written (or shown, with `--dry-run`).
+    Written,
+    /// `rollback`: refused, nothing changed.
+    Refused,
 }
 
 impl Outcome {
@@ -119,11 +123,13 @@ impl Outcome {
             | Outcome::AllReachable
             | Outcome::Pushed
             | Outcome::Stopped
-            | Outcome::Accepted => 0,
+            | Outcome::Accepted
+            | Outcome::Written => 0,
             Outcome::Differs
             | Outcome::NotConverged
             | Outcome::SomeUnreachable
-            | Outcome::PushFailed => 1,
+            | Outcome::PushFailed
+            | Outcome::Refused => 1,
             Outcome::Invalid | Outcome::Unobserved | Outcome::Error => 2,
         }
     }

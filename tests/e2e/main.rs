@@ -22,6 +22,7 @@ mod gitserver_check;
 mod harness;
 mod logs;
 mod probe;
+mod rollback;
 mod rollout;
 mod scheduling;
 mod secrets;

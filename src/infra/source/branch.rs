@@ -100,7 +100,7 @@ fn classify(spec: &str) -> Result<Spec, SourceError> {
 }
 
 /// `--path` as a relative path with no `..`; `""` for the repository's top.
-fn fleet_path(path: Option<&Path>) -> Result<PathBuf, SourceError> {
+pub(super) fn fleet_path(path: Option<&Path>) -> Result<PathBuf, SourceError> {
     let mut out = PathBuf::new();
     let Some(path) = path else {
         return Ok(out);
@@ -517,7 +517,12 @@ impl RemoteBranch {
         &self.reader.git_dir
     }
 
-    fn branch(&self) -> Result<String, SourceError> {
+    /// The URL git is given (without credentials).
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(super) fn branch(&self) -> Result<String, SourceError> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.branch.clone().ok_or_else(|| SourceError::Repository {
             repo: self.reader.shown.clone(),
@@ -527,7 +532,7 @@ impl RemoteBranch {
 
     /// The credentials now (the file is read on every fetch, so a rotated one is used), and a
     /// hash of them; `None` without credentials.
-    fn credential(&self) -> Result<Option<(Credential, [u8; 32])>, SourceError> {
+    pub(super) fn credential(&self) -> Result<Option<(Credential, [u8; 32])>, SourceError> {
         let cred = match &self.credentials {
             CredentialSource::None => return Ok(None),
             CredentialSource::Url(c) => c.clone(),
@@ -626,7 +631,7 @@ impl RemoteBranch {
 
     /// Runs git; `Err` with its masked, bounded output and whether it was an authentication
     /// failure.
-    fn run_git(&self, cmd: Command, secrets: &[String]) -> Result<Ran, (String, bool)> {
+    pub(super) fn run_git(&self, cmd: Command, secrets: &[String]) -> Result<Ran, (String, bool)> {
         let ran = run(cmd, None, FETCH_TIMEOUT, OUTPUT_CAP)
             .map_err(|e| (format!("cannot run git: {e}"), false))?;
         if ran.success() {

@@ -7,7 +7,7 @@
 //! A commit is read straight from the object database with git2, without a checkout, which is
 //! what lets `convoy diff --rev origin/main` run in CI on any working tree. A source reads when
 //! asked and watches nothing: the daemon's triggers decide when to ask. It never writes to the
-//! repository.
+//! repository; only `revert` (`convoy rollback`'s commit) does, and only a new commit.
 //!
 //! Nothing read is trusted: a working file is read only when it resolves inside the repository
 //! and is a regular file under its size cap (`read`), a commit's blob only when it is a file (a
@@ -17,6 +17,9 @@ mod branch;
 #[cfg(test)]
 mod branch_tests;
 mod read;
+mod revert;
+#[cfg(test)]
+mod revert_tests;
 mod run;
 mod signature;
 #[cfg(test)]
@@ -31,6 +34,7 @@ pub use branch::{
     open_follow, redact_userinfo, FollowOptions, LocalBranch, RemoteBranch, FETCH_TIMEOUT,
 };
 pub use read::{parse_size, Limits, MAX_FILE_SIZE_VAR};
+pub use revert::{CommitLine, OpenOptions, RevertError, RollbackRepo};
 /// Helper programs with a deadline, for the other infra modules that run one (`sops_keys`: gpg).
 pub(crate) use run::{last_line, run as run_program};
 pub use signature::{verify_commit, SignaturePolicy};
