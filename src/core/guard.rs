@@ -127,6 +127,20 @@ mod tests {
     }
 
     #[test]
+    fn the_stricter_percentage_counts_and_a_restart_never_loosens_the_default() {
+        // Nothing in force: the candidate may tighten the default, never loosen or remove it.
+        assert_eq!(effective_percent(None, None), Some(DEFAULT_PERCENT));
+        assert_eq!(effective_percent(None, Some(20)), Some(20));
+        assert_eq!(effective_percent(None, Some(90)), Some(DEFAULT_PERCENT));
+        // A commit in force: the stricter of the two; the guard is off only when both say so.
+        assert_eq!(effective_percent(Some(Some(30)), Some(70)), Some(30));
+        assert_eq!(effective_percent(Some(Some(70)), Some(30)), Some(30));
+        assert_eq!(effective_percent(Some(Some(30)), None), Some(30));
+        assert_eq!(effective_percent(Some(None), Some(40)), Some(40));
+        assert_eq!(effective_percent(Some(None), None), None);
+    }
+
+    #[test]
     fn removing_a_whole_stack_trips_it() {
         let before = desired(
             &["h1"],

@@ -270,6 +270,19 @@ fn a_working_tree_gets_the_revert_checked_out_and_refusals_change_nothing() {
     rollback(&t, &["--repo", &dir, "--to", "HEAD"]).outcome(Outcome::Refused);
     assert_eq!(git(t.path(), &["rev-parse", "HEAD"]), new);
 
+    // A revert that removes a whole stack: it says that a daemon's guard will hold it.
+    t.compose("db", &app("1", ""));
+    git(t.path(), &["add", "-A"]);
+    git(t.path(), &["commit", "-qm", "add db"]);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    let run = rollback(&t, &["--repo", &dir, "--to", &new, "--dry-run"]).outcome(Outcome::Written);
+    assert!(
+        run.stdout.contains("deletion guard") && run.stdout.contains(&t.stack("db")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("--allow-prune"), "{}", run.stdout);
+
     // A branch that moves while the revert is pushed: refused, the server's branch kept.
     let server = t.path().join("server.git");
     git(
