@@ -145,6 +145,35 @@ pub enum Command {
     /// last one that applied, by default), after printing the diff it will cause. Exit 0
     /// written (or dry run), 1 refused (dirty tree, branch moved, nothing to revert), 2 invalid.
     Rollback(RollbackArgs),
+    /// Write the fleet as another engine's files: one `docker stack deploy` file per stack.
+    /// What the target cannot express is listed on stderr. Exit 0 written, 1 something was not
+    /// expressible and `--strict` was given, 2 invalid.
+    Export(ExportArgs),
+}
+
+/// What `convoy export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportTarget {
+    Swarm,
+}
+
+/// `convoy export`'s flags.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The engine to export to.
+    #[arg(long, value_enum)]
+    pub to: ExportTarget,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// The folder to write `<stack>.yaml` (and the configs and secrets they name) into.
+    #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Write secrets' values as files (mode 0600) instead of naming secrets to create.
+    #[arg(long)]
+    pub include_secrets: bool,
+    /// Exit 1 when anything could not be expressed in the target.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `convoy rollback`'s flags.

@@ -23,7 +23,8 @@ fn exit_code(outcome: Outcome) -> i32 {
         | Outcome::NotConverged
         | Outcome::SomeUnreachable
         | Outcome::PushFailed
-        | Outcome::Refused => 1,
+        | Outcome::Refused
+        | Outcome::Unexpressed => 1,
         // "In sync" is never claimed blind: a host that could not be observed is an error.
         Outcome::Invalid | Outcome::Unobserved => EXIT_ERROR,
         // An unreachable daemon, a refused token: nothing was learnt or asked.

@@ -12,6 +12,7 @@ mod daemon;
 pub mod daemon_config;
 mod diff;
 mod exec;
+mod export;
 mod hosts;
 mod image;
 pub mod logging;
@@ -70,6 +71,9 @@ pub enum Outcome {
     /// `rollback`: refused (uncommitted changes, the branch moved, nothing to revert):
     /// nothing was changed.
     Refused,
+    /// `export --strict`: something could not be expressed in the target (the files were
+    /// written, the notes printed).
+    Unexpressed,
     /// `exec`: the command's own exit code, or Convoy's failure as `docker exec` numbers it
     /// (125 no such replica or host unreachable, 126 cannot execute, 127 not found).
     Exited(i32),
@@ -94,6 +98,7 @@ impl Outcome {
             Outcome::Accepted => "accepted",
             Outcome::Unavailable => "unavailable",
             Outcome::Written => "written",
+            Outcome::Unexpressed => "unexpressed",
             Outcome::Refused => "refused",
             Outcome::Exited(_) => "exited",
         }
@@ -141,6 +146,7 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
         Command::Logs(args) => logs::run(&args, &state_dir).await,
         Command::Exec(args) => exec::run(&args, &state_dir).await,
         Command::Rollback(args) => rollback::run(&args, &state_dir).await,
+        Command::Export(args) => export::run(&args),
         Command::Daemon(_) => unreachable!("handled above"),
     }
 }

@@ -14,6 +14,7 @@ mod compose_volumes;
 mod concurrency;
 mod corpus;
 mod daemon;
+mod export;
 mod fleet;
 mod git_rev;
 mod gitops;
