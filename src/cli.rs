@@ -145,7 +145,8 @@ pub enum Command {
     /// last one that applied, by default), after printing the diff it will cause. Exit 0
     /// written (or dry run), 1 refused (dirty tree, branch moved, nothing to revert), 2 invalid.
     Rollback(RollbackArgs),
-    /// Write the fleet as another engine's files: one `docker stack deploy` file per stack.
+    /// Write the fleet as another engine's files: one `docker stack deploy` file, or one file
+    /// of Kubernetes manifests, per stack.
     /// What the target cannot express is listed on stderr. Exit 0 written, 1 something was not
     /// expressible and `--strict` was given, 2 invalid.
     Export(ExportArgs),
@@ -155,6 +156,7 @@ pub enum Command {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportTarget {
     Swarm,
+    Kubernetes,
 }
 
 /// `convoy export`'s flags.

@@ -1,4 +1,4 @@
-//! `convoy export --to swarm`: the repository's desired state (at `--rev`, or the working
+//! `convoy export --to swarm|kubernetes`: the repository's desired state (at `--rev`, or the working
 //! files) as another engine's files in `-o DIR`, the notes of what the target cannot express
 //! on stderr (service by service), and the commands to run before deploying on stdout.
 //!
@@ -23,6 +23,7 @@ pub fn run(args: &ExportArgs) -> Result<Outcome> {
     };
     let exported = match args.to {
         ExportTarget::Swarm => export::swarm::export(&loaded.desired, opts),
+        ExportTarget::Kubernetes => export::kubernetes::export(&loaded.desired, opts),
     };
     for f in &exported.files {
         let path = args.dir.join(&f.path);
@@ -51,10 +52,11 @@ pub fn run(args: &ExportArgs) -> Result<Outcome> {
     }
     emit_line("# Deploy:");
     for stack in loaded.desired.stacks.keys() {
-        emit_line(&format!(
-            "docker stack deploy -c {} {stack}",
-            args.dir.join(format!("{stack}.yaml")).display()
-        ));
+        let file = args.dir.join(format!("{stack}.yaml"));
+        emit_line(&match args.to {
+            ExportTarget::Swarm => format!("docker stack deploy -c {} {stack}", file.display()),
+            ExportTarget::Kubernetes => format!("kubectl apply -f {}", file.display()),
+        });
     }
     Ok(if args.strict && !exported.unexpressed.is_empty() {
         Outcome::Unexpressed

@@ -217,3 +217,170 @@ fn an_exported_stack_runs_the_same_replicas_on_a_swarm() {
         .docker("host1", &["exec", task, "cat", "/data/last"])
         .is_empty());
 }
+
+/// The corpus's secret values (`tests/corpus/README.md`), as a `grep -E` pattern.
+const SECRET_VALUES: &str = "corpus-s3cret-file-v1|corpus-t0ken-env-v1|corpus-redis-pw-3f9c1a";
+
+/// The corpus of issue 9 (every feature folder and realistic stack) as one fleet repository.
+fn corpus_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("convoy.yaml"),
+        "fleet: corpus\nhosts:\n  h1: {address: \"ssh://h1\", labels: {zone: a}}\n  h2: {address: \"ssh://h2\", labels: {zone: b}}\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("stacks")).unwrap();
+    for part in ["features", "stacks"] {
+        let root = project_root().join("tests/corpus").join(part);
+        for entry in std::fs::read_dir(&root).unwrap() {
+            let from = entry.unwrap().path();
+            let ok = Command::new("cp")
+                .arg("-r")
+                .arg(&from)
+                .arg(dir.path().join("stacks"))
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "cp {}", from.display());
+        }
+    }
+    dir
+}
+
+fn convoy_export(repo: &std::path::Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_convoy"))
+        .arg("export")
+        .args(args)
+        .arg("--repo")
+        .arg(repo)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("convoy export");
+    Run::from(out)
+}
+
+fn yaml_files(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Debian's python3 with a module the tests need (`scripts/ensure-docker` installs them).
+fn python(args: &[&str]) -> Run {
+    Run::from(
+        Command::new("/usr/bin/python3")
+            .args(args)
+            .output()
+            .expect("/usr/bin/python3"),
+    )
+}
+
+#[test]
+fn the_kubernetes_export_of_the_corpus_passes_the_openapi_schemas() {
+    let repo = corpus_repo();
+    for include in [false, true] {
+        let out = tempfile::tempdir().unwrap();
+        let mut args = vec!["--to", "kubernetes", "-o", out.path().to_str().unwrap()];
+        if include {
+            args.push("--include-secrets");
+        }
+        let run = convoy_export(repo.path(), &args).outcome(Outcome::Written);
+        // What has no Kubernetes form is named, service by service.
+        assert!(
+            run.stderr.contains("not expressible: volumes-from/"),
+            "{}",
+            run.stderr
+        );
+        let files = yaml_files(out.path());
+        assert!(files.len() >= 20, "{files:?}");
+        // A real YAML parser reads every document, and each is an object Kubernetes knows.
+        let mut parse = vec![
+            "-c",
+            "import sys, yaml\nn = 0\nfor f in sys.argv[1:]:\n    for d in yaml.safe_load_all(open(f)):\n        assert d['apiVersion'] and d['kind'] and d['metadata']['name'], (f, d)\n        n += 1\nprint(n)",
+        ];
+        parse.extend(files.iter().map(String::as_str));
+        let parsed = python(&parse).outcome(Outcome::Written);
+        let docs: usize = parsed.stdout.trim().parse().unwrap();
+        assert!(docs > files.len() * 2, "{docs} documents");
+        let mut validate = vec!["-m", "kubernetes_validate", "--strict", "--quiet"];
+        validate.extend(files.iter().map(String::as_str));
+        let checked = python(&validate);
+        assert_eq!(
+            checked.code, 0,
+            "kubernetes-validate:\n{}{}",
+            checked.stdout, checked.stderr
+        );
+        // Secrets' values: only with --include-secrets, and then in files only this user reads.
+        let mut with_values = Vec::new();
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap();
+            if text.contains("kind: Secret") {
+                with_values.push(f.clone());
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{f}");
+            }
+        }
+        assert_eq!(!with_values.is_empty(), include, "{with_values:?}");
+        if !include {
+            assert!(
+                run.stdout
+                    .contains("kubectl -n secrets-file create secret generic"),
+                "{}",
+                run.stdout
+            );
+            assert!(
+                !run.stdout.contains("corpus-"),
+                "no value printed: {}",
+                run.stdout
+            );
+        }
+    }
+    // --strict: the same export, exit 1 because something had no form.
+    let out = tempfile::tempdir().unwrap();
+    let strict = convoy_export(
+        repo.path(),
+        &[
+            "--to",
+            "kubernetes",
+            "--strict",
+            "-o",
+            out.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(strict.code, 1, "{}", strict.stderr);
+}
+
+#[test]
+fn the_swarm_export_of_the_corpus_parses_and_keeps_secrets_out() {
+    let repo = corpus_repo();
+    let out = tempfile::tempdir().unwrap();
+    convoy_export(
+        repo.path(),
+        &["--to", "swarm", "-o", out.path().to_str().unwrap()],
+    )
+    .outcome(Outcome::Written);
+    let files = yaml_files(out.path());
+    let mut parse = vec![
+        "-c",
+        "import sys, yaml\nfor f in sys.argv[1:]:\n    d = yaml.safe_load(open(f))\n    assert d['version'] == '3.8' and d['services'], f",
+    ];
+    parse.extend(files.iter().map(String::as_str));
+    python(&parse).outcome(Outcome::Written);
+    let found = Command::new("grep")
+        .args(["-rlE", SECRET_VALUES])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        found.stdout.is_empty(),
+        "a secret value in {}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+}

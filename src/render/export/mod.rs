@@ -1,11 +1,13 @@
 //! `convoy export`: a fleet's desired state as another engine's files, for a fleet that
-//! outgrows Convoy. `swarm` writes one `docker stack deploy` file per stack.
+//! outgrows Convoy. `swarm` writes one `docker stack deploy` file per stack, `kubernetes` one
+//! multi-document file of manifests per stack.
 //!
 //! Pure: a `DesiredState` in, the files' bytes and what could not be expressed out; writing
 //! them and printing the notes is the command's job. Nothing that cannot be expressed in the
 //! target is dropped silently: each is an `Unexpressed` note, service by service. A secret's
 //! value is only ever in `files` when the caller asked for secrets to be included.
 
+pub mod kubernetes;
 pub mod swarm;
 #[cfg(test)]
 mod swarm_tests;
