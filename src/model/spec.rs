@@ -74,6 +74,9 @@ pub struct FleetSettings {
     /// host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builder: Option<String>,
+    /// `history_limit:`: deploy history entries kept per fleet (older ones are pruned).
+    #[serde(skip)]
+    pub history_limit: u32,
 }
 
 impl Default for FleetSettings {
@@ -84,6 +87,7 @@ impl Default for FleetSettings {
             connect_timeout_secs: 5,
             prune_guard_percent: Some(50),
             builder: None,
+            history_limit: crate::model::history::DEFAULT_HISTORY_LIMIT,
         }
     }
 }
