@@ -141,6 +141,26 @@ pub enum Command {
     /// Run a command in one replica (slot 1 by default). The command's exit code is passed
     /// through; 125 no such replica or host unreachable, 126 cannot execute, 127 not found.
     Exec(ExecArgs),
+    /// The deploy history of the state directory, newest first: every pass that changed
+    /// something or was refused. Reads the file directly (no daemon needed). Exit 0, 2 when
+    /// the history cannot be read.
+    History(HistoryArgs),
+}
+
+/// `convoy history`'s flags.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Entries shown, newest first.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub limit: u32,
+    /// Only entries that concern this stack.
+    #[arg(long)]
+    pub stack: Option<String>,
+    /// Only this fleet's entries (every fleet of the state directory by default).
+    #[arg(long)]
+    pub fleet: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
 }
 
 /// `convoy logs`'s flags.

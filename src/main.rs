@@ -17,7 +17,8 @@ fn exit_code(outcome: Outcome) -> i32 {
         | Outcome::AllReachable
         | Outcome::Pushed
         | Outcome::Stopped
-        | Outcome::Accepted => 0,
+        | Outcome::Accepted
+        | Outcome::Listed => 0,
         Outcome::Differs
         | Outcome::NotConverged
         | Outcome::SomeUnreachable

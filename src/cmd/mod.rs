@@ -12,6 +12,7 @@ mod daemon;
 pub mod daemon_config;
 mod diff;
 mod exec;
+mod history;
 mod hosts;
 mod image;
 pub mod logging;
@@ -67,6 +68,8 @@ pub enum Outcome {
     /// `exec`: the command's own exit code, or Convoy's failure as `docker exec` numbers it
     /// (125 no such replica or host unreachable, 126 cannot execute, 127 not found).
     Exited(i32),
+    /// `history`: the history was read and printed.
+    Listed,
 }
 
 impl Outcome {
@@ -88,6 +91,7 @@ impl Outcome {
             Outcome::Accepted => "accepted",
             Outcome::Unavailable => "unavailable",
             Outcome::Exited(_) => "exited",
+            Outcome::Listed => "listed",
         }
     }
 }
@@ -132,6 +136,7 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
         }
         Command::Logs(args) => logs::run(&args, &state_dir).await,
         Command::Exec(args) => exec::run(&args, &state_dir).await,
+        Command::History(args) => history::run(&args, &state_dir).await,
         Command::Daemon(_) => unreachable!("handled above"),
     }
 }

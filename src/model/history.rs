@@ -18,8 +18,7 @@ use crate::model::plan::Action;
 
 /// Version of the history document; bumped only on an incompatible change.
 pub const HISTORY_VERSION: u32 = 1;
-/// `history_limit`'s default: entries kept per fleet.
-pub const DEFAULT_HISTORY_LIMIT: u32 = 1000;
+pub use crate::model::spec::DEFAULT_HISTORY_LIMIT;
 /// Longest commit message kept (bytes, cut at a character boundary).
 pub const MESSAGE_CAP: usize = 4096;
 /// Longest author, error or step line kept.

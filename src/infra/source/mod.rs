@@ -16,6 +16,7 @@
 mod branch;
 #[cfg(test)]
 mod branch_tests;
+mod meta;
 mod read;
 mod run;
 mod signature;
@@ -80,6 +81,11 @@ pub trait Source: Send + Sync {
     /// `gpgv` runs.
     fn verify(&self, _commit: &str) -> Result<(), String> {
         Ok(())
+    }
+    /// Who wrote `commit` and its message, for the deploy history; `None` when unknown (not
+    /// in git, not found). Blocks while git2 reads the repository.
+    fn commit_meta(&self, _commit: &str) -> Option<crate::model::history::CommitMeta> {
+        None
     }
 }
 
@@ -149,6 +155,10 @@ impl Source for WorkDir {
     fn local_dir(&self) -> Option<&Path> {
         Some(&self.root)
     }
+
+    fn commit_meta(&self, commit: &str) -> Option<crate::model::history::CommitMeta> {
+        meta::commit_meta(&self.root, commit)
+    }
 }
 
 /// A fixed revision of a git repository (`--rev REV`), read without a checkout.
@@ -169,6 +179,10 @@ impl Source for GitRev {
 
     fn describe(&self) -> String {
         format!("{} at {}", self.dir.display(), self.rev)
+    }
+
+    fn commit_meta(&self, commit: &str) -> Option<crate::model::history::CommitMeta> {
+        meta::commit_meta(&self.dir, commit)
     }
 }
 
