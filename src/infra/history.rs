@@ -203,7 +203,7 @@ impl History {
             .collect())
     }
 
-    /// Commits that applied and left the fleet converged, newest first, each once: what
+    /// Commits that applied cleanly (`HistoryEntry::is_good`), newest first, each once: what
     /// `convoy rollback --last` may go back to. All fleets of the file.
     pub fn good_commits(&self, limit: usize) -> Vec<String> {
         self.good_commits_of(None, limit)

@@ -110,16 +110,25 @@ fn the_stack_filter_and_the_query_limit() {
 }
 
 #[test]
-fn good_commits_are_applied_and_converged_newest_first_each_once() {
+fn good_commits_applied_cleanly_newest_first_each_once() {
     let dir = tempfile::tempdir().unwrap();
     let h = History::open(dir.path(), 100).unwrap();
     h.record(&entry("f", "old", "web", PassResult::Applied))
         .unwrap();
     h.record(&entry("f", "good", "web", PassResult::Applied))
         .unwrap();
-    let mut not_converged = entry("f", "half", "web", PassResult::Applied);
-    not_converged.converged = false;
-    h.record(&not_converged).unwrap();
+    let mut half = entry("f", "half", "web", PassResult::Applied);
+    half.failures.push(crate::model::history::Failure {
+        host: "a".into(),
+        stack: "web".into(),
+        service: "app".into(),
+        step: "+ web-app-2".into(),
+        error: "no such image".into(),
+    });
+    h.record(&half).unwrap();
+    let mut unverified = entry("f", "unverified", "web", PassResult::Applied);
+    unverified.converged = false;
+    h.record(&unverified).unwrap();
     h.record(&entry("f", "bad", "web", PassResult::Failed))
         .unwrap();
     h.record(&entry(
@@ -133,7 +142,7 @@ fn good_commits_are_applied_and_converged_newest_first_each_once() {
     .unwrap();
     h.record(&entry("f", "good", "web", PassResult::Applied))
         .unwrap();
-    assert_eq!(h.good_commits(10), ["good", "old"]);
+    assert_eq!(h.good_commits(10), ["good", "unverified", "old"]);
     assert_eq!(h.good_commits(1), ["good"]);
     assert_eq!(h.good_commits_of(Some("g"), 10), Vec::<String>::new());
 }

@@ -163,10 +163,18 @@ impl HistoryEntry {
         self.message = Some(cap(meta.message.trim_end(), MESSAGE_CAP));
     }
 
-    /// Whether the entry records a commit that was applied and left the fleet converged: a
-    /// commit to roll back to.
+    /// Whether the entry records a commit that applied cleanly: a commit to roll back to.
+    /// Every step succeeded and every rollout completed (the daemon does not verify in the
+    /// pass that applies, so `converged` is only known from its next pass, which changes
+    /// nothing and has no entry); or a verified pass found the fleet converged.
     pub fn is_good(&self) -> bool {
-        self.converged && matches!(self.result, PassResult::Applied | PassResult::Converged)
+        match self.result {
+            PassResult::Applied => {
+                self.failures.is_empty() && self.rollouts.iter().all(|r| r.result == "completed")
+            }
+            PassResult::Converged => self.converged,
+            _ => false,
+        }
     }
 
     /// Every secret value in `secrets` replaced by `(secret)`, in every text the entry holds.
