@@ -130,3 +130,7 @@ impl HistoryReader {
         .map_err(|e| format!("the history read failed: {e}"))?
     }
 }
+
+#[cfg(test)]
+#[path = "history_tests.rs"]
+mod tests;
