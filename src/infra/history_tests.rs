@@ -250,3 +250,75 @@ fn writers_on_two_connections_at_once_lose_nothing() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+/// Not a test on its own: the writer process of `two_processes_writing_at_once_lose_nothing`
+/// (this test binary run again with the directory and a tag in its environment).
+#[test]
+#[ignore = "run as a child process by two_processes_writing_at_once_lose_nothing"]
+fn writer_process() {
+    let (Some(dir), Ok(tag)) = (
+        std::env::var_os("CONVOY_HISTORY_TEST_DIR"),
+        std::env::var("CONVOY_HISTORY_TEST_TAG"),
+    ) else {
+        return;
+    };
+    let h = History::open(Path::new(&dir), 10_000).unwrap();
+    for i in 0..200 {
+        h.record(&entry(
+            "f",
+            &format!("{tag}-{i}"),
+            "web",
+            PassResult::Applied,
+        ))
+        .unwrap();
+    }
+}
+
+#[test]
+fn two_processes_writing_at_once_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    History::open(dir.path(), 10_000).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<std::process::Child> = ["p0", "p1"]
+        .into_iter()
+        .map(|tag| {
+            std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "infra::history::tests::writer_process",
+                    "--ignored",
+                    "--test-threads",
+                    "1",
+                ])
+                .env("CONVOY_HISTORY_TEST_DIR", dir.path())
+                .env("CONVOY_HISTORY_TEST_TAG", tag)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let h = History::open(dir.path(), 10_000).unwrap();
+    let all = h.entries(MAX_QUERY, None, None).unwrap();
+    for tag in ["p0", "p1"] {
+        let mine = all
+            .iter()
+            .filter(|e| e.commit.starts_with(&format!("{tag}-")))
+            .count();
+        assert_eq!(mine, 200, "{tag}");
+    }
+    let conn = h.conn.lock().unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
