@@ -330,3 +330,78 @@ fn apply_records_its_pass_and_a_commit_it_refuses() {
     assert_eq!(got[0]["fleet"], t.id.as_str());
     assert!(!got[0]["errors"].as_array().unwrap().is_empty(), "{got:?}");
 }
+
+#[test]
+fn a_commit_held_by_the_deletion_guard_and_its_release_are_both_recorded() {
+    if !docker_available() {
+        return;
+    }
+    let t = TestFleet::new();
+    let state = t.path().join("state");
+    let token = format!("tok-{}-guard", t.id);
+    let token_file = t.path().join("api-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token_arg = token_file.to_string_lossy().into_owned();
+    let repo = Repo::new();
+    let url = repo.bare.to_string_lossy().into_owned();
+    let (web, db) = (t.stack("web"), t.stack("db"));
+    repo.write("convoy.yaml", &format!("fleet: {}\n", t.id));
+    repo.write(&format!("stacks/{web}/compose.yaml"), &app("1"));
+    repo.write(&format!("stacks/{db}/compose.yaml"), &app("1"));
+    let c1 = repo.push("Two stacks");
+    let d = Daemon::follow(&t, &url, &["--api-token-file", &token_arg], &[]);
+    let api = d.api();
+    wait_for("c1 in the history", Duration::from_secs(40), || {
+        find(&entries(&history(&state, &[])), &c1, "applied").is_some()
+    });
+
+    std::fs::remove_dir_all(repo.work.join(format!("stacks/{db}"))).unwrap();
+    let c2 = repo.push("Remove db");
+    let mut got = Vec::new();
+    wait_for(
+        "the guard's hold in the history",
+        Duration::from_secs(20),
+        || {
+            got = entries(&history(&state, &[]));
+            find(&got, &c2, "held").is_some()
+        },
+    );
+    let held = find(&got, &c2, "held").unwrap();
+    assert_eq!(held["reason"], "deletion_guard", "{held}");
+    assert!(
+        held["detail"].as_str().unwrap_or_default().contains(&db),
+        "the hold says what it would remove: {held}"
+    );
+    assert_eq!(t.running().len(), 2, "nothing removed while held");
+
+    // Released through the API: the pass that removes db is recorded as applied.
+    let out = Command::new("curl")
+        .args(["-sS", "-X", "POST", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("{api}/api/v1/sync?allow_prune=true"))
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "202");
+    wait_for(
+        "the release in the history",
+        Duration::from_secs(30),
+        || {
+            got = entries(&history(&state, &[]));
+            find(&got, &c2, "applied").is_some()
+        },
+    );
+    let applied = find(&got, &c2, "applied").unwrap();
+    let removed = applied["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["stack"] == db.as_str() && c["service"] == "app")
+        .unwrap_or_else(|| panic!("{applied}"));
+    assert_eq!(removed["removed"], 1, "{applied}");
+    assert_eq!(
+        got.iter().filter(|e| e["commit"] == c2.as_str()).count(),
+        2,
+        "held once, applied once: {got:?}"
+    );
+    assert_eq!(d.stop(), 0);
+}
