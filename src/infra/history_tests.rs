@@ -322,3 +322,14 @@ fn two_processes_writing_at_once_lose_nothing() {
         .unwrap();
     assert_eq!(check, "ok");
 }
+
+#[test]
+fn a_state_directory_that_cannot_hold_a_history_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the state directory should be.
+    let not_a_dir = dir.path().join("state");
+    std::fs::write(&not_a_dir, "a file").unwrap();
+    let e = History::open(&not_a_dir, 10).unwrap_err();
+    assert!(e.to_string().contains("history database"), "{e}");
+    assert!(History::open_read_only(&not_a_dir).unwrap().is_none());
+}
