@@ -150,6 +150,10 @@ pub enum Command {
     /// What the target cannot express is listed on stderr. Exit 0 written, 1 something was not
     /// expressible and `--strict` was given, 2 invalid.
     Export(ExportArgs),
+    /// The deploy history of the state directory, newest first: every pass that changed
+    /// something or was refused. Reads the file directly (no daemon needed). Exit 0, 2 when
+    /// the history cannot be read.
+    History(HistoryArgs),
 }
 
 /// What `convoy export` writes.
@@ -217,6 +221,22 @@ pub struct RollbackArgs {
     /// HTTPS: a CA bundle to verify the git server with.
     #[arg(long)]
     pub git_ca_file: Option<PathBuf>,
+}
+
+/// `convoy history`'s flags.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Entries shown, newest first.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub limit: u32,
+    /// Only entries that concern this stack.
+    #[arg(long)]
+    pub stack: Option<String>,
+    /// Only this fleet's entries (every fleet of the state directory by default).
+    #[arg(long)]
+    pub fleet: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
 }
 
 /// `convoy logs`'s flags.

@@ -18,7 +18,8 @@ fn exit_code(outcome: Outcome) -> i32 {
         | Outcome::Pushed
         | Outcome::Stopped
         | Outcome::Accepted
-        | Outcome::Written => 0,
+        | Outcome::Written
+        | Outcome::Listed => 0,
         Outcome::Differs
         | Outcome::NotConverged
         | Outcome::SomeUnreachable

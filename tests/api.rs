@@ -70,6 +70,7 @@ async fn start(tls: Option<(PathBuf, PathBuf)>, dir: tempfile::TempDir) -> Serve
     let handle = DaemonHandle {
         status: status_rx,
         requests: req_tx,
+        history: None,
     };
     let listener = bind(&cfg).await.unwrap();
     let addr = listener.local_addr().unwrap();

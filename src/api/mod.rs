@@ -7,6 +7,7 @@
 //! secret) are held as digests or bytes, compared in constant time, and never logged, echoed or
 //! put in an error. Every body it reads is bounded, and so is the number of connections.
 
+mod history;
 mod hooks;
 mod metrics;
 mod status;
@@ -401,6 +402,7 @@ fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/status", get(status_route))
         .route("/api/v1/sync", post(sync_route))
         .route("/api/v1/diff", get(diff_route))
+        .route("/api/v1/history", get(history::route))
         .route("/hooks/github", post(github))
         .route("/hooks/gitea", post(gitea))
         .route("/hooks/gitlab", post(gitlab))

@@ -52,6 +52,7 @@ fn handle(
         DaemonHandle {
             status: rx,
             requests: req_tx,
+            history: None,
         },
         tx,
         req_rx,

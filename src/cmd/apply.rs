@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::{emit, emit_line, load_repo, style, with_fleet, Outcome};
+use super::{emit, emit_line, load, open_source, style, with_fleet, Outcome};
 use crate::cli::{LockArgs, Output, RepoArgs};
 use crate::core::pass::HostMemory;
 use crate::model::outcome::{PassReason, StepOutcome};
@@ -53,7 +53,9 @@ pub async fn run(
     state_dir: &Path,
     lock: LockArgs,
 ) -> Result<Outcome> {
-    let Some(loaded) = load_repo(repo)? else {
+    let source = open_source(repo)?;
+    let Some(loaded) = load(source.as_ref(), None)? else {
+        record_refusal(state_dir, source).await;
         return Ok(Outcome::Invalid);
     };
     let _lock = crate::infra::lock::acquire(
@@ -98,6 +100,7 @@ pub async fn run(
             }
         })
     };
+    let started = now();
     let run = with_fleet(&loaded, state_dir, async |fleet| {
         run_pass(
             fleet,
@@ -115,6 +118,12 @@ pub async fn run(
     .await;
     on_signal.abort();
     let report = run.report;
+    if let Some(entry) =
+        crate::model::history::entry_from_report(&report, &report.result, started, now())
+    {
+        let limit = loaded.desired.settings.history_limit;
+        super::history::record(state_dir, limit, entry, source).await;
+    }
     match output {
         Output::Text => emit(&render::apply_text(&report, style())),
         Output::Json => emit_line(&render::apply_json(&report)),
@@ -124,4 +133,45 @@ pub async fn run(
     } else {
         Outcome::NotConverged
     })
+}
+
+/// A commit `apply` refused (it does not validate): recorded as held, like the daemon's.
+async fn record_refusal(state_dir: &Path, source: Box<dyn crate::infra::source::Source>) {
+    let Err(crate::reconcile::LoadError::Invalid {
+        origin,
+        commit,
+        errors,
+        ..
+    }) = crate::reconcile::load(source.as_ref(), None)
+    else {
+        return;
+    };
+    let fleet = super::daemon::fleet_name(source.as_ref()).unwrap_or_default();
+    let message = format!("{} error(s) in {origin}; nothing was changed", errors.len());
+    let entry = crate::model::history::entry_from_hold(crate::model::history::Hold {
+        fleet: &fleet,
+        commit: &commit,
+        reason: crate::model::outcome::HoldReason::InvalidCommit,
+        trigger: PassReason::Command {
+            name: "apply".into(),
+        },
+        message: &message,
+        errors: errors.iter().map(ToString::to_string).collect(),
+        at: now(),
+    });
+    super::history::record(
+        state_dir,
+        crate::model::history::DEFAULT_HISTORY_LIMIT,
+        entry,
+        source,
+    )
+    .await;
+}
+
+/// Unix seconds now.
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }

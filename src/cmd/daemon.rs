@@ -92,7 +92,10 @@ pub async fn run(args: DaemonArgs, state_dir: Option<PathBuf>) -> Result<Outcome
         locked_fleet,
         poll: cfg.poll_interval,
     };
-    let daemon = Daemon::new(source, opts)?;
+    let mut daemon = Daemon::new(source, opts)?;
+    if let Some(history) = super::history::open_for_daemon(&state_dir).await {
+        daemon.set_history(history);
+    }
     let handle = daemon.api_handle();
     let stop_api = CancellationToken::new();
     let mut background = tokio::task::JoinSet::new();
@@ -204,7 +207,7 @@ async fn hangups(handle: DaemonHandle, stop: CancellationToken) {
 /// The fleet the repository names: from a desired state that validates, else from the fleet
 /// file's `fleet:` alone (a stack that does not validate yet must not leave the daemon
 /// unlocked). Read through the source, so its bounds and repository checks apply.
-fn fleet_name(source: &dyn Source) -> Option<String> {
+pub(super) fn fleet_name(source: &dyn Source) -> Option<String> {
     if let Ok(l) = crate::reconcile::load(source, None) {
         return Some(l.desired.fleet);
     }

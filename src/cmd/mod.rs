@@ -13,6 +13,7 @@ pub mod daemon_config;
 mod diff;
 mod exec;
 mod export;
+mod history;
 mod hosts;
 mod image;
 pub mod logging;
@@ -77,6 +78,8 @@ pub enum Outcome {
     /// `exec`: the command's own exit code, or Convoy's failure as `docker exec` numbers it
     /// (125 no such replica or host unreachable, 126 cannot execute, 127 not found).
     Exited(i32),
+    /// `history`: the history was read and printed.
+    Listed,
 }
 
 impl Outcome {
@@ -101,6 +104,7 @@ impl Outcome {
             Outcome::Unexpressed => "unexpressed",
             Outcome::Refused => "refused",
             Outcome::Exited(_) => "exited",
+            Outcome::Listed => "listed",
         }
     }
 }
@@ -147,6 +151,7 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
         Command::Exec(args) => exec::run(&args, &state_dir).await,
         Command::Rollback(args) => rollback::run(&args, &state_dir).await,
         Command::Export(args) => export::run(&args),
+        Command::History(args) => history::run(&args, &state_dir).await,
         Command::Daemon(_) => unreachable!("handled above"),
     }
 }

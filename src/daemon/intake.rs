@@ -305,6 +305,14 @@ impl Daemon {
             self.intake.held = None;
         }
         let reason = pending.reason;
+        let new = self
+            .intake
+            .pending
+            .as_ref()
+            .is_none_or(|p| p.commit != pending.commit || p.reason != pending.reason);
+        if new {
+            self.record_hold(&pending);
+        }
         self.intake.pending = Some(pending.clone());
         let counters = self.counters.clone();
         self.publish(move |s| {
@@ -314,6 +322,44 @@ impl Daemon {
             // Nothing will run until a better commit comes: the daemon is as ready as it gets.
             s.ready = true;
         });
+    }
+
+    /// The history entry of a commit newly held.
+    fn record_hold(&self, pending: &Pending) {
+        let fleet = self
+            .opts
+            .locked_fleet
+            .clone()
+            .or_else(|| self.loaded.as_ref().map(|l| l.desired.fleet.clone()))
+            .unwrap_or_default();
+        let trigger = if self.loaded.is_none() && self.passes == 0 {
+            PassReason::Start
+        } else if self.source.local_dir().is_some() {
+            PassReason::FilesChanged
+        } else {
+            PassReason::NewCommit {
+                commit: pending.commit.clone(),
+            }
+        };
+        let entry = crate::model::history::entry_from_hold(crate::model::history::Hold {
+            fleet: &fleet,
+            commit: &pending.commit,
+            reason: pending.reason,
+            trigger,
+            message: &pending.message,
+            errors: pending
+                .errors
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}:{}:{}: {}: {}",
+                        e.file, e.line, e.column, e.key, e.message
+                    )
+                })
+                .collect(),
+            at: super::history::now(),
+        });
+        self.record_history(entry, true);
     }
 
     /// A fetch ended: on success the branch is read shortly; on failure it is counted, and the

@@ -18,6 +18,7 @@
 //! desired state in force ("a commit that does not validate changes nothing"). Its status is
 //! published on a `watch` channel.
 
+mod history;
 mod hosts;
 mod intake;
 mod notify;
@@ -45,6 +46,7 @@ use crate::model::outcome::{PassReason, StepOutcome};
 use crate::model::tree::TreeInputs;
 use crate::reconcile::{Loaded, PassObserver};
 
+pub use history::HistoryReader;
 pub use policy::requeue;
 pub use status::{
     ApiRequest, CommitError, Counters, DaemonHandle, DaemonStatus, FetchCause, Histogram,
@@ -152,6 +154,9 @@ pub struct Daemon {
     status: status_watch::Sender<DaemonStatus>,
     /// The file watch of a working directory, or the ref watch of a followed local repository.
     _watch: Option<::notify::RecommendedWatcher>,
+    /// The deploy history, when the state directory has one, and its writer once running.
+    history: Option<Arc<crate::infra::history::History>>,
+    history_tx: Option<history::Writer>,
 }
 
 impl Daemon {
@@ -196,7 +201,14 @@ impl Daemon {
             tasks: JoinSet::new(),
             status,
             _watch: watcher,
+            history: None,
+            history_tx: None,
         })
+    }
+
+    /// Records passes and held commits in `history` (before `api_handle`, so the API reads it).
+    pub fn set_history(&mut self, history: Arc<crate::infra::history::History>) {
+        self.history = Some(history);
     }
 
     /// What an API server needs: the status, and a way to ask for syncs, fetches and diffs.
@@ -204,6 +216,10 @@ impl Daemon {
         DaemonHandle {
             status: self.subscribe(),
             requests: self.api_tx.clone(),
+            history: self
+                .history
+                .clone()
+                .map(|h| HistoryReader::new(h, self.opts.locked_fleet.clone())),
         }
     }
 
@@ -229,6 +245,13 @@ impl Daemon {
             tracing::info!("shutdown requested: finishing the steps in flight");
             cancel.cancel();
         });
+        if let Some(h) = &self.history {
+            self.history_tx = Some(history::spawn_writer(
+                &mut self.tasks,
+                h.clone(),
+                self.source.clone(),
+            ));
+        }
         if self.source.is_remote() && self.source.latest().is_err() {
             // Nothing fetched yet (the first fetch failed): fetch now, backing off from here.
             self.intake.next_poll = Some(Instant::now());
@@ -274,6 +297,8 @@ impl Daemon {
         tracing::info!(passes = self.passes, "shutting down");
         self.cancel.cancel();
         signal.abort();
+        // The history writer ends once what is queued is stored.
+        self.history_tx = None;
         let tasks = std::mem::take(&mut self.tasks);
         if tokio::time::timeout(TASKS_GRACE, tasks.join_all())
             .await
@@ -420,6 +445,19 @@ impl Daemon {
 
     fn publish(&self, change: impl FnOnce(&mut DaemonStatus)) {
         self.status.send_modify(change);
+    }
+
+    /// Queues `entry` for the history (nothing when there is none); never waits.
+    fn record_history(&self, entry: crate::model::history::HistoryEntry, hold: bool) {
+        let Some(tx) = &self.history_tx else {
+            return;
+        };
+        let limit = self
+            .loaded
+            .as_ref()
+            .map(|l| l.desired.settings.history_limit)
+            .unwrap_or(crate::model::history::DEFAULT_HISTORY_LIMIT);
+        let _ = tx.send(history::Record { entry, limit, hold });
     }
 }
 

@@ -41,6 +41,7 @@ impl Daemon {
         }
         let requests = std::mem::take(&mut self.requests);
         let reason = requests.first().cloned().unwrap_or(PassReason::Resync);
+        let started = super::history::now();
         self.requeued = None;
         self.next_resync = Instant::now() + self.opts.resync;
         self.passes += 1;
@@ -145,6 +146,14 @@ impl Daemon {
             &run.observed,
         );
         self.finish(&report, services);
+        if let Some(entry) = crate::model::history::entry_from_report(
+            &report,
+            &report.result,
+            started,
+            super::history::now(),
+        ) {
+            self.record_history(entry, false);
+        }
         for t in later {
             self.handle(t).await;
         }

@@ -206,4 +206,6 @@ pub enum ApiRequest {
 pub struct DaemonHandle {
     pub status: watch::Receiver<DaemonStatus>,
     pub requests: mpsc::UnboundedSender<ApiRequest>,
+    /// The deploy history, when the daemon has one (`GET /api/v1/history`).
+    pub history: Option<super::history::HistoryReader>,
 }

@@ -24,6 +24,8 @@ use crate::model::spec::{
 
 pub const FLEET_FILE: &str = "convoy.yaml";
 const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+/// The most deploy history entries `history_limit` may keep per fleet.
+const MAX_HISTORY_LIMIT: u32 = 1_000_000;
 
 const TOP: Keys = Keys {
     supported: &[
@@ -41,6 +43,7 @@ const TOP: Keys = Keys {
         "files_dir",
         "secrets_dir",
         "secrets_on_disk",
+        "history_limit",
     ],
     unsupported: &[],
     extensions: false,
@@ -188,6 +191,18 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
                 if let Some(s) = d.string(v, &path) {
                     settings.builder = Some(s.clone());
                     builder = Some((v, s));
+                }
+            }
+            "history_limit" => {
+                if let Some(n) = d.int(v, &path) {
+                    match u32::try_from(n) {
+                        Ok(n) if (1..=MAX_HISTORY_LIMIT).contains(&n) => settings.history_limit = n,
+                        _ => d.at(
+                            v,
+                            &path,
+                            format!("expected a number of entries from 1 to {MAX_HISTORY_LIMIT}"),
+                        ),
+                    }
                 }
             }
             "connect_timeout" => {

@@ -7,6 +7,7 @@
 
 pub mod engine_more;
 pub mod files;
+pub mod history;
 pub mod hooks;
 pub mod observed;
 pub mod outcome;

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::plan::Plan;
 
@@ -63,7 +63,7 @@ impl PassReport {
 }
 
 /// The result of one reconcile pass.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum PassResult {
     /// Steps ran and every one succeeded.
@@ -105,7 +105,7 @@ impl fmt::Display for PassResult {
 }
 
 /// Why a pass applied nothing of a new desired state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HoldReason {
     /// The commit does not validate: every error is reported, nothing changes.
@@ -133,7 +133,7 @@ impl HoldReason {
 }
 
 /// Why a pass was requested: on the pass's log span and in its report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PassReason {
     /// A one-shot command (`apply`).

@@ -57,6 +57,9 @@ pub fn mask_secrets(text: &str, secrets: &BTreeSet<String>) -> String {
     out
 }
 
+/// `history_limit`'s default: deploy history entries kept per fleet.
+pub const DEFAULT_HISTORY_LIMIT: u32 = 1000;
+
 /// Fleet-wide settings from `convoy.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FleetSettings {
@@ -74,6 +77,9 @@ pub struct FleetSettings {
     /// host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builder: Option<String>,
+    /// `history_limit:`: deploy history entries kept per fleet (older ones are pruned).
+    #[serde(skip)]
+    pub history_limit: u32,
 }
 
 impl Default for FleetSettings {
@@ -84,6 +90,7 @@ impl Default for FleetSettings {
             connect_timeout_secs: 5,
             prune_guard_percent: Some(50),
             builder: None,
+            history_limit: DEFAULT_HISTORY_LIMIT,
         }
     }
 }

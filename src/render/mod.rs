@@ -6,6 +6,7 @@
 //! a terminal). Printing is the command layer's job, never this module's.
 
 pub mod export;
+pub mod history;
 pub mod hosts;
 pub mod plan;
 pub mod status;

@@ -21,6 +21,7 @@ mod gitops;
 mod gitserver;
 mod gitserver_check;
 mod harness;
+mod history;
 mod logs;
 mod probe;
 mod rollback;

@@ -302,6 +302,10 @@ impl Source for LocalBranch {
     fn verify(&self, commit: &str) -> Result<(), String> {
         self.reader.verify(commit)
     }
+
+    fn commit_meta(&self, commit: &str) -> Option<crate::model::history::CommitMeta> {
+        super::meta::commit_meta(&self.reader.git_dir, commit)
+    }
 }
 
 /// HTTPS credentials: a user and a password (a token alone is sent as `x-access-token`'s).
@@ -830,5 +834,9 @@ impl Source for RemoteBranch {
 
     fn verify(&self, commit: &str) -> Result<(), String> {
         self.reader.verify(commit)
+    }
+
+    fn commit_meta(&self, commit: &str) -> Option<crate::model::history::CommitMeta> {
+        super::meta::commit_meta(&self.reader.git_dir, commit)
     }
 }

@@ -16,6 +16,7 @@
 mod branch;
 #[cfg(test)]
 mod branch_tests;
+mod meta;
 mod read;
 mod revert;
 #[cfg(test)]
@@ -85,6 +86,11 @@ pub trait Source: Send + Sync {
     fn verify(&self, _commit: &str) -> Result<(), String> {
         Ok(())
     }
+    /// Who wrote `commit` and its message, for the deploy history; `None` when unknown (not
+    /// in git, not found). Blocks while git2 reads the repository.
+    fn commit_meta(&self, _commit: &str) -> Option<crate::model::history::CommitMeta> {
+        None
+    }
 }
 
 /// A repository's files at one revision, plus the commit to record on containers.
@@ -153,6 +159,10 @@ impl Source for WorkDir {
     fn local_dir(&self) -> Option<&Path> {
         Some(&self.root)
     }
+
+    fn commit_meta(&self, commit: &str) -> Option<crate::model::history::CommitMeta> {
+        meta::commit_meta(&self.root, commit)
+    }
 }
 
 /// A fixed revision of a git repository (`--rev REV`), read without a checkout.
@@ -173,6 +183,10 @@ impl Source for GitRev {
 
     fn describe(&self) -> String {
         format!("{} at {}", self.dir.display(), self.rev)
+    }
+
+    fn commit_meta(&self, commit: &str) -> Option<crate::model::history::CommitMeta> {
+        meta::commit_meta(&self.dir, commit)
     }
 }
 

@@ -244,3 +244,27 @@ fn prune_guard_is_a_percentage_or_off() {
         "{e:?}"
     );
 }
+
+#[test]
+fn history_limit_is_a_positive_number_of_entries() {
+    const APP: &str = "services:\n  app:\n    image: a\n";
+    let fleet = |v: &str| format!("fleet: prod\nhistory_limit: {v}\n");
+    let default = ok(&[("convoy.yaml", FLEET), ("stacks/web/compose.yaml", APP)]);
+    assert_eq!(default.settings.history_limit, 1000);
+    let set = ok(&[
+        ("convoy.yaml", &fleet("50")),
+        ("stacks/web/compose.yaml", APP),
+    ]);
+    assert_eq!(set.settings.history_limit, 50);
+    for bad in ["0", "-3", "lots", "2000000"] {
+        let e = errs(&[
+            ("convoy.yaml", &fleet(bad)),
+            ("stacks/web/compose.yaml", APP),
+        ]);
+        assert!(
+            e.iter()
+                .any(|m| m.contains("convoy.yaml:2") && m.contains("history_limit")),
+            "{bad}: {e:?}"
+        );
+    }
+}
