@@ -25,6 +25,8 @@ use crate::render;
 
 /// How many reverted commits the message lists one by one.
 const LISTED: usize = 50;
+/// How many of the history's good commits are read.
+const HISTORY_LOOKUP: usize = 1000;
 
 pub async fn run(args: &RollbackArgs, state_dir: &Path) -> Result<Outcome> {
     let limits = Limits::from_env().map_err(anyhow::Error::msg)?;
@@ -180,6 +182,20 @@ async fn known_good(state_dir: &Path, current: Option<&Loaded>) -> BTreeSet<Stri
     let Some(loaded) = current else {
         return good;
     };
+    let (dir, fleet) = (state_dir.to_path_buf(), loaded.desired.fleet.clone());
+    let recorded = tokio::task::spawn_blocking(move || {
+        match crate::infra::history::History::open_read_only(&dir) {
+            Ok(Some(h)) => h.good_commits_of(Some(&fleet), HISTORY_LOOKUP),
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the deploy history: only the containers' labels say what applied");
+                Vec::new()
+            }
+        }
+    })
+    .await
+    .unwrap_or_default();
+    good.extend(recorded);
     let labels = with_fleet(loaded, state_dir, async |fleet| {
         let planned = observe_and_plan(fleet, loaded, &HostMemory::default()).await;
         planned

@@ -22,9 +22,20 @@ use crate::model::history::HistoryEntry;
 pub(super) struct Record {
     pub entry: HistoryEntry,
     pub limit: u32,
-    /// A held commit: not stored again when the newest entry of the fleet already holds the
-    /// same commit for the same reason (a restart reads the held commit anew).
-    pub hold: bool,
+    pub dedup: Dedup,
+}
+
+/// When an entry is not stored because the fleet's newest entry already says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dedup {
+    /// A pass that acted, failed or rolled back: always stored.
+    Never,
+    /// A held commit: not again while the newest entry holds the same commit for the same
+    /// reason (a restart reads the held commit anew, and every pass under a quarantine is held).
+    SameHold,
+    /// A pass that found nothing to do: stored only as the first of its commit, so a revert
+    /// to what already runs still shows in the history.
+    SameCommit,
 }
 
 /// The sending end the daemon queues entries on; dropping it lets the writer finish.
@@ -55,12 +66,15 @@ fn store(history: &History, source: &dyn Source, record: Record) {
     let Record {
         mut entry,
         limit,
-        hold,
+        dedup,
     } = record;
-    if hold {
+    if dedup != Dedup::Never {
         let latest = history.latest(&entry.fleet).ok().flatten();
-        if latest.is_some_and(|l| l.commit == entry.commit && l.result == entry.result) {
-            tracing::debug!(commit = %entry.commit, "the held commit is in the history already");
+        let said = latest.is_some_and(|l| {
+            l.commit == entry.commit && (dedup == Dedup::SameCommit || l.result == entry.result)
+        });
+        if said {
+            tracing::debug!(commit = %entry.commit, result = %entry.result, "the history says it already");
             return;
         }
     }

@@ -25,9 +25,6 @@ use crate::reconcile::{self, LoadError, Loaded};
 /// How long after a ref change or a fetch the branch is read: a push updates several refs.
 const REFS_QUIET: Duration = Duration::from_millis(20);
 
-/// The guard's share when nothing is in force yet: `convoy.yaml`'s default.
-const DEFAULT_PRUNE_GUARD: u8 = 50;
-
 /// What the daemon knows of commits that are not (yet) in force, and of fetching.
 #[derive(Default)]
 pub(super) struct Intake {
@@ -359,7 +356,7 @@ impl Daemon {
                 .collect(),
             at: super::history::now(),
         });
-        self.record_history(entry, true);
+        self.record_history(entry, super::history::Dedup::SameHold);
     }
 
     /// A fetch ended: on success the branch is read shortly; on failure it is counted, and the
@@ -480,24 +477,12 @@ impl Daemon {
         let Some(c) = self.candidate.take() else {
             return;
         };
-        let percent = match self.loaded.as_ref() {
-            // Nothing in force (a restart): the commit alone must not switch the guard off or
-            // loosen it, or a held commit would pass on the next restart.
-            None => Some(
-                c.desired
-                    .settings
-                    .prune_guard_percent
-                    .unwrap_or(DEFAULT_PRUNE_GUARD)
-                    .min(DEFAULT_PRUNE_GUARD),
-            ),
-            Some(l) => match (
-                l.desired.settings.prune_guard_percent,
-                c.desired.settings.prune_guard_percent,
-            ) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
-        };
+        let percent = guard::effective_percent(
+            self.loaded
+                .as_ref()
+                .map(|l| l.desired.settings.prune_guard_percent),
+            c.desired.settings.prune_guard_percent,
+        );
         let released = self.intake.allow_prune.as_deref() == Some(c.commit.as_str());
         let trip = if released || percent.is_none() {
             None

@@ -448,7 +448,7 @@ impl Daemon {
     }
 
     /// Queues `entry` for the history (nothing when there is none); never waits.
-    fn record_history(&self, entry: crate::model::history::HistoryEntry, hold: bool) {
+    fn record_history(&self, entry: crate::model::history::HistoryEntry, dedup: history::Dedup) {
         let Some(tx) = &self.history_tx else {
             return;
         };
@@ -457,7 +457,11 @@ impl Daemon {
             .as_ref()
             .map(|l| l.desired.settings.history_limit)
             .unwrap_or(crate::model::history::DEFAULT_HISTORY_LIMIT);
-        let _ = tx.send(history::Record { entry, limit, hold });
+        let _ = tx.send(history::Record {
+            entry,
+            limit,
+            dedup,
+        });
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
+use super::history::Dedup;
 use super::intake::{spawn_fetch, supersedes};
 use super::{progress, requeue, ApiRequest, Daemon, ServiceCount, Trigger};
 use crate::core::schedule::{Assignment, Placement};
@@ -146,13 +147,21 @@ impl Daemon {
             &run.observed,
         );
         self.finish(&report, services);
-        if let Some(entry) = crate::model::history::entry_from_report(
+        let (entry, acted) = crate::model::history::pass_entry(
             &report,
             &report.result,
             started,
             super::history::now(),
-        ) {
-            self.record_history(entry, false);
+        );
+        let dedup = match &report.result {
+            _ if acted => Some(Dedup::Never),
+            PassResult::Held { .. } => Some(Dedup::SameHold),
+            PassResult::Converged | PassResult::Applied => Some(Dedup::SameCommit),
+            // A failed observation or a superseded pass says nothing about its commit.
+            _ => None,
+        };
+        if let Some(dedup) = dedup {
+            self.record_history(entry, dedup);
         }
         for t in later {
             self.handle(t).await;

@@ -228,6 +228,18 @@ pub fn entry_from_report(
     started: f64,
     ended: f64,
 ) -> Option<HistoryEntry> {
+    let (entry, significant) = pass_entry(report, result, started, ended);
+    (significant || matches!(report.result, PassResult::Held { .. })).then_some(entry)
+}
+
+/// The entry of a pass, and whether it acted, failed or rolled back (otherwise it is worth
+/// recording only as the first pass of a commit, or a hold not recorded yet: `Dedup`).
+pub fn pass_entry(
+    report: &PassReport,
+    result: &PassResult,
+    started: f64,
+    ended: f64,
+) -> (HistoryEntry, bool) {
     let steps: BTreeMap<usize, &Action> = report
         .plan
         .steps
@@ -311,13 +323,10 @@ pub fn entry_from_report(
             }
         })
         .collect();
-    let refused = matches!(
-        report.result,
-        PassResult::Held { .. } | PassResult::RolledBack
-    );
-    if changes.is_empty() && failures.is_empty() && rollouts.is_empty() && !refused {
-        return None;
-    }
+    let significant = !changes.is_empty()
+        || !failures.is_empty()
+        || !rollouts.is_empty()
+        || report.result == PassResult::RolledBack;
     let detail = match result {
         PassResult::Failed if !failures.is_empty() => Some(format!(
             "{} step(s) failed: {}",
@@ -340,7 +349,7 @@ pub fn entry_from_report(
             .map(|r| format!("rolled back: {r}")),
         _ => None,
     };
-    Some(HistoryEntry {
+    let entry = HistoryEntry {
         id: 0,
         fleet: report.plan.fleet.clone(),
         commit: report.commit.clone(),
@@ -363,7 +372,8 @@ pub fn entry_from_report(
             .iter()
             .map(|(h, r)| (h.clone(), cap(r, LINE_CAP)))
             .collect(),
-    })
+    };
+    (entry, significant)
 }
 
 /// What a held commit's entry is made of.
