@@ -38,6 +38,9 @@ pub(super) enum Dedup {
     SameCommit,
 }
 
+/// How many of the fleet's newest entries say whether a commit is recorded already.
+const RECENT: usize = 50;
+
 /// The sending end the daemon queues entries on; dropping it lets the writer finish.
 pub(super) type Writer = mpsc::UnboundedSender<Record>;
 
@@ -68,15 +71,22 @@ fn store(history: &History, source: &dyn Source, record: Record) {
         limit,
         dedup,
     } = record;
-    if dedup != Dedup::Never {
-        let latest = history.latest(&entry.fleet).ok().flatten();
-        let said = latest.is_some_and(|l| {
-            l.commit == entry.commit && (dedup == Dedup::SameCommit || l.result == entry.result)
-        });
-        if said {
-            tracing::debug!(commit = %entry.commit, result = %entry.result, "the history says it already");
-            return;
-        }
+    let said = match dedup {
+        Dedup::Never => false,
+        Dedup::SameHold => history
+            .latest(&entry.fleet)
+            .ok()
+            .flatten()
+            .is_some_and(|l| l.commit == entry.commit && l.result == entry.result),
+        // Among the fleet's recent entries: a hold of a newer commit in between does not make
+        // the commit in force new again.
+        Dedup::SameCommit => history
+            .entries(RECENT, Some(&entry.fleet), None)
+            .is_ok_and(|recent| recent.iter().any(|l| l.commit == entry.commit)),
+    };
+    if said {
+        tracing::debug!(commit = %entry.commit, result = %entry.result, "the history says it already");
+        return;
     }
     if let Some(meta) = source.commit_meta(&entry.commit) {
         entry.set_meta(meta);

@@ -212,8 +212,7 @@ fn history_survives_a_daemon_restart_and_the_api_serves_it() {
                 return false;
             }
             doc = serde_json::from_str(&body).unwrap_or(Value::Null);
-            d.log()
-                .contains("the held commit is in the history already")
+            d.log().contains("the history says it already")
         },
     );
     let from_api = entries(&doc);

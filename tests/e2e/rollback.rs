@@ -1,5 +1,6 @@
 //! `convoy rollback`: a revert commit pushed into a bare repository that a daemon follows (the
-//! daemon applies it like any other commit and the fleet returns to the old spec), a revert
+//! daemon applies it like any other commit, the fleet returns to the old spec, and the history
+//! shows the bad commit, its rollback and the revert, also after a restart), a revert
 //! committed and checked out in a working tree (the next `apply` records it clean), and the
 //! refusals that change nothing: a dirty tree, a branch that moved while the rollback ran,
 //! nothing to revert, a bare repository without `--push`.
@@ -198,7 +199,64 @@ fn a_pushed_rollback_returns_a_followed_fleet_to_the_old_spec() {
     rollback(&t, &["--repo", &bare, "--to", &c2]).outcome(Outcome::Invalid);
     assert_eq!(git(&repo.bare, &["rev-parse", "main"]), new);
     assert_eq!(status(&api, &header)["applied_commit"], new.as_str());
+
+    // The history tells the story: v1 applied, v2 rolled back, the revert in force; also
+    // after a restart, and without recording the revert twice.
+    let story = |h: &[serde_json::Value]| {
+        let has = |commit: &str, result: &str| {
+            h.iter()
+                .filter(|e| e["commit"] == commit && e["result"] == result)
+                .count()
+        };
+        assert_eq!(has(&c1, "applied"), 1, "{h:?}");
+        assert_eq!(has(&c2, "rolled_back"), 1, "{h:?}");
+        assert_eq!(
+            h.iter().filter(|e| e["commit"] == new.as_str()).count(),
+            1,
+            "{h:?}"
+        );
+        let revert = h.iter().find(|e| e["commit"] == new.as_str()).unwrap();
+        assert!(
+            revert["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Convoy-Rollback-To:"),
+            "{revert}"
+        );
+        assert!(
+            h.iter().position(|e| e["commit"] == new.as_str())
+                < h.iter().position(|e| e["commit"] == c2.as_str()),
+            "newest first: {h:?}"
+        );
+    };
+    story(&history(&t));
     assert_eq!(d.stop(), 0);
+    let d = Daemon::follow(&t, &repo.url(), &["--api-token-file", &token_file], &[]);
+    let api = d.api();
+    wait_until(
+        &d,
+        &api,
+        &header,
+        "the revert applied after a restart",
+        Duration::from_secs(30),
+        |s| applied(s) == new && s["last_pass"]["converged"] == true,
+    );
+    story(&history(&t));
+    assert_eq!(d.stop(), 0);
+}
+
+/// `convoy history --output json` of the test's state directory: its entries.
+fn history(t: &TestFleet) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_convoy"))
+        .arg("--state-dir")
+        .arg(t.path().join("state"))
+        .args(["history", "--output", "json", "--limit", "100"])
+        .output()
+        .expect("convoy history");
+    assert!(out.status.success(), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["version"], 1);
+    doc["entries"].as_array().cloned().unwrap_or_default()
 }
 
 /// A pre-receive hook that moves `main` to `to` while a push waits: the push's
@@ -218,8 +276,11 @@ fn a_working_tree_gets_the_revert_checked_out_and_refusals_change_nothing() {
     if !docker_available() {
         return;
     }
-    let t = TestFleet::new();
+    let mut t = TestFleet::new();
     let dir = t.path().to_string_lossy().into_owned();
+    // `apply` records its passes in the history that `rollback` reads.
+    let state = t.path().join("state").to_string_lossy().into_owned();
+    t.env("CONVOY_STATE_DIR", &state);
     std::fs::write(t.path().join(".gitignore"), "state/\n").unwrap();
     git(t.path(), &["init", "-q", "-b", "main"]);
     t.compose("web", &app("1", ""));
