@@ -74,6 +74,10 @@ pub struct FleetSettings {
     /// host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builder: Option<String>,
+    /// `adopt:`: Compose projects started outside Convoy that the fleet owns from now on
+    /// (`model::adopt`), in the order written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adopted: Vec<crate::model::adopt::Adoption>,
 }
 
 impl Default for FleetSettings {
@@ -84,6 +88,7 @@ impl Default for FleetSettings {
             connect_timeout_secs: 5,
             prune_guard_percent: Some(50),
             builder: None,
+            adopted: Vec::new(),
         }
     }
 }
