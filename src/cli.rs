@@ -141,6 +141,30 @@ pub enum Command {
     /// Run a command in one replica (slot 1 by default). The command's exit code is passed
     /// through; 125 no such replica or host unreachable, 126 cannot execute, 127 not found.
     Exec(ExecArgs),
+    /// Write a running Compose project into the repository as a stack (compose file inferred
+    /// from inspect, secret-looking values in the stack's `.env`) and record its adoption in
+    /// `convoy.yaml`: from then on the fleet owns those containers. Exit 0 adopted, 1 some
+    /// project not, 2 nothing adopted.
+    Adopt(AdoptArgs),
+}
+
+/// `convoy adopt`'s flags.
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// The Compose project (`com.docker.compose.project`).
+    #[arg(long, conflicts_with = "all")]
+    pub project: Option<String>,
+    /// The host it runs on (with `--all`: only this host).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The stack to write it as (default: the project's name).
+    #[arg(long, requires = "project")]
+    pub stack: Option<String>,
+    /// Every Compose project on every host (each not adopted yet).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `convoy logs`'s flags.

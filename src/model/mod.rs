@@ -6,6 +6,7 @@
 //! Everything else imports from here; this imports nothing of the crate's but itself.
 
 pub mod adopt;
+pub mod compose_project;
 pub mod engine_more;
 pub mod files;
 pub mod hooks;

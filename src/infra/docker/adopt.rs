@@ -51,54 +51,9 @@ impl Engine {
         stack: &str,
         images: &BTreeMap<(String, String), String>,
     ) -> Result<(), DockerError> {
-        let filter = || {
-            Some(HashMap::from([(
-                "label".to_string(),
-                vec![format!("{COMPOSE_PROJECT}={project}")],
-            )]))
-        };
-        let list = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: filter(),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| self.err(format!("list containers of project `{project}`"), e))?;
-        for c in list {
-            let labels = c.labels.unwrap_or_default();
-            if labels.contains_key(LABEL_FLEET)
-                || labels
-                    .get(COMPOSE_ONEOFF)
-                    .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-                || labels.get(COMPOSE_PROJECT).map(String::as_str) != Some(project)
-            {
-                continue;
-            }
-            let Some(id) = c.id else { continue };
-            let inspect = match self.docker.inspect_container(&id, None).await {
-                Ok(i) => i,
-                // Removed between list and inspect: gone, which is what we observe.
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => continue,
-                Err(e) => return Err(self.err(format!("inspect container {id}"), e)),
-            };
-            let image_id = inspect.image.clone().unwrap_or_default();
-            let defaults: ImageDefaults = self.image_defaults(&image_id).await?;
-            let Some(mut oc) = super::observe::observed_container(inspect, defaults) else {
-                continue;
-            };
+        let filter = || Some(project_filter(project));
+        for mut oc in self.project_containers(project).await? {
             oc.stack = stack.to_string();
-            oc.service = labels.get(COMPOSE_SERVICE).cloned().unwrap_or_default();
-            oc.slot = labels
-                .get(COMPOSE_NUMBER)
-                .cloned()
-                .unwrap_or_else(|| "1".into());
-            oc.spec_hash = String::new();
-            oc.commit = String::new();
-            strip_compose_bookkeeping(&mut oc.actual, &oc.name);
             if let Some(image) = images.get(&(oc.stack.clone(), oc.service.clone())) {
                 if !snap.image_ids.contains_key(image) {
                     if let Some(id) = self.image_id(image).await? {
@@ -180,6 +135,167 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+impl Engine {
+    /// The containers of Compose project `project` that adoption may take, as observed
+    /// containers with Compose's service and number as service and slot, no stack, no spec
+    /// hash, and Compose's bookkeeping left out: not a one-off, not carrying any fleet's label.
+    pub async fn project_containers(
+        &self,
+        project: &str,
+    ) -> Result<Vec<crate::model::observed::ObservedContainer>, DockerError> {
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(project_filter(project)),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| self.err(format!("list containers of project `{project}`"), e))?;
+        let mut out = Vec::new();
+        let mut defaults_of: BTreeMap<String, ImageDefaults> = BTreeMap::new();
+        for c in list {
+            let labels = c.labels.unwrap_or_default();
+            if labels.contains_key(LABEL_FLEET)
+                || labels
+                    .get(COMPOSE_ONEOFF)
+                    .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+                || labels.get(COMPOSE_PROJECT).map(String::as_str) != Some(project)
+            {
+                continue;
+            }
+            let Some(id) = c.id else { continue };
+            let inspect = match self.docker.inspect_container(&id, None).await {
+                Ok(i) => i,
+                // Removed between list and inspect: gone, which is what we observe.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => continue,
+                Err(e) => return Err(self.err(format!("inspect container {id}"), e)),
+            };
+            let image_id = inspect.image.clone().unwrap_or_default();
+            if !defaults_of.contains_key(&image_id) {
+                let defaults = self.image_defaults(&image_id).await?;
+                defaults_of.insert(image_id.clone(), defaults);
+            }
+            let defaults = defaults_of[&image_id].clone();
+            let Some(mut oc) = super::observe::observed_container(inspect, defaults) else {
+                continue;
+            };
+            oc.service = labels.get(COMPOSE_SERVICE).cloned().unwrap_or_default();
+            oc.slot = labels
+                .get(COMPOSE_NUMBER)
+                .cloned()
+                .unwrap_or_else(|| "1".into());
+            oc.spec_hash = String::new();
+            oc.commit = String::new();
+            strip_compose_bookkeeping(&mut oc.actual, &oc.name);
+            out.push(oc);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// What `convoy adopt` reads of Compose project `project`: its containers
+    /// (`project_containers`), and for each network and named volume they use, the
+    /// Compose-level name when the project made it (empty: not the project's, external).
+    pub async fn project_view(
+        &self,
+        project: &str,
+    ) -> Result<crate::model::compose_project::ProjectView, DockerError> {
+        let containers = self.project_containers(project).await?;
+        let mut view = crate::model::compose_project::ProjectView {
+            project: project.to_string(),
+            ..Default::default()
+        };
+        for c in &containers {
+            for net in c.actual.networks.keys() {
+                if view.networks.contains_key(net) {
+                    continue;
+                }
+                let labels = match self
+                    .docker
+                    .inspect_network(
+                        net,
+                        None::<bollard::query_parameters::InspectNetworkOptions>,
+                    )
+                    .await
+                {
+                    Ok(n) => n
+                        .labels
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect::<BTreeMap<_, _>>(),
+                    Err(e) => return Err(self.err(format!("inspect network `{net}`"), e)),
+                };
+                view.networks
+                    .insert(net.clone(), compose_name(&labels, project, COMPOSE_NETWORK));
+            }
+            for m in &c.actual.mounts {
+                if m.kind != crate::model::spec::MountKind::Volume
+                    || view.volumes.contains_key(&m.source)
+                {
+                    continue;
+                }
+                let labels: BTreeMap<String, String> =
+                    match self.docker.inspect_volume(&m.source).await {
+                        Ok(v) => v.labels.into_iter().collect(),
+                        Err(e) => return Err(self.err(format!("inspect volume `{}`", m.source), e)),
+                    };
+                let name = compose_name(&labels, project, COMPOSE_VOLUME);
+                view.volumes.insert(m.source.clone(), name);
+            }
+        }
+        view.containers = containers;
+        Ok(view)
+    }
+
+    /// Every Compose project with a container on this engine that no fleet labels.
+    pub async fn compose_projects(&self) -> Result<Vec<String>, DockerError> {
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(HashMap::from([(
+                    "label".to_string(),
+                    vec![COMPOSE_PROJECT.to_string()],
+                )])),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| self.err("list Compose containers", e))?;
+        let mut out: Vec<String> = list
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                if labels.contains_key(LABEL_FLEET) {
+                    return None;
+                }
+                labels.get(COMPOSE_PROJECT).cloned()
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        vec![format!("{COMPOSE_PROJECT}={project}")],
+    )])
+}
+
+/// The Compose-level name of a network or volume of `project` (its `key` label), empty when
+/// the project did not make it.
+fn compose_name(labels: &BTreeMap<String, String>, project: &str, key: &str) -> String {
+    if labels.get(COMPOSE_PROJECT).map(String::as_str) != Some(project) {
+        return String::new();
+    }
+    labels.get(key).cloned().unwrap_or_default()
 }
 
 /// Leaves out of an adopted container's settings what Compose added for itself: its labels
