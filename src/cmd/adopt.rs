@@ -33,7 +33,7 @@ pub async fn run(args: &AdoptArgs, state_dir: &Path) -> Result<Outcome> {
         );
         return Ok(Outcome::Invalid);
     }
-    let Some(loaded) = load_repo(&args.repo)? else {
+    let Some(loaded) = load_for_adopt(&args.repo)? else {
         return Ok(Outcome::Invalid);
     };
     let hosts: Vec<String> = args.host.iter().cloned().collect();
@@ -171,6 +171,43 @@ pub async fn run(args: &AdoptArgs, state_dir: &Path) -> Result<Outcome> {
     } else {
         Outcome::Converged
     })
+}
+
+/// Loads the repository. One with no stack yet (no `stacks:` in `convoy.yaml`, no folder under
+/// `stacks/`) is the usual start of an adoption, and is not valid as it is (an empty repository
+/// must say `stacks: []`): its fleet file is read from a copy that says so, in a folder of our
+/// own, removed after. Relative paths in the fleet file are relative to the working directory,
+/// not to the repository, so the copy reads the same.
+fn load_for_adopt(repo: &crate::cli::RepoArgs) -> Result<Option<crate::reconcile::Loaded>> {
+    let fleet_path = repo.repo.join(FLEET_FILE);
+    let text = std::fs::read_to_string(&fleet_path).unwrap_or_default();
+    let no_stacks = std::fs::read_dir(repo.repo.join("stacks"))
+        .map(|entries| !entries.flatten().any(|e| e.path().is_dir()))
+        .unwrap_or(true);
+    if text.is_empty() || has_top_key(&text, "stacks") || !no_stacks {
+        return load_repo(repo);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let copy = std::env::temp_dir().join(format!("convoy-adopt-{}-{nanos}", std::process::id()));
+    std::fs::create_dir(&copy).with_context(|| format!("cannot create {}", copy.display()))?;
+    let mut with_stacks = text;
+    if !with_stacks.ends_with('\n') {
+        with_stacks.push('\n');
+    }
+    with_stacks.push_str("stacks: []\n");
+    let loaded = std::fs::write(copy.join(FLEET_FILE), with_stacks)
+        .with_context(|| format!("cannot write {}", copy.display()))
+        .and_then(|()| {
+            load_repo(&crate::cli::RepoArgs {
+                repo: copy.clone(),
+                rev: None,
+            })
+        });
+    let _ = std::fs::remove_dir_all(&copy);
+    loaded
 }
 
 fn stack_dir(repo: &Path, stack: &str) -> PathBuf {
