@@ -178,7 +178,7 @@ fn a_compose_project_is_adopted_in_sync_and_replaced_one_service_at_a_time() {
         "the adopted db is gone"
     );
     let new_db = format!("{project}-db-1");
-    assert_eq!(hosts.fleet_containers(&host, &t.id), [new_db.clone()]);
+    assert_eq!(hosts.fleet_containers(&host, &t.id), [new_db.as_str()]);
     assert_eq!(
         hosts
             .docker(&host, &["exec", &new_db, "cat", "/data/marker"])
