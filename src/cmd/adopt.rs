@@ -105,11 +105,22 @@ pub async fn run(args: &AdoptArgs, state_dir: &Path) -> Result<Outcome> {
         .with_context(|| format!("cannot read {}", fleet_path.display()))?;
     let mut text = original.clone();
     let mut written: Vec<(Adoption, PathBuf, crate::render::adopt::Inferred, usize)> = Vec::new();
+    // Network and volume names the stacks written in this run make.
+    let mut claimed: Vec<String> = Vec::new();
     for t in targets {
         let Some(engine) = fleet.engines.get(&t.host) else {
             continue;
         };
-        match adopt_one(&args.repo.repo, desired, engine, &t, &mut text).await {
+        match adopt_one(
+            &args.repo.repo,
+            desired,
+            engine,
+            &t,
+            &mut text,
+            &mut claimed,
+        )
+        .await
+        {
             Ok((dir, inferred, containers)) => written.push((t, dir, inferred, containers)),
             Err(why) => {
                 eprintln!(
@@ -223,6 +234,7 @@ async fn adopt_one(
     engine: &Engine,
     t: &Adoption,
     fleet_text: &mut String,
+    claimed: &mut Vec<String>,
 ) -> Result<(PathBuf, crate::render::adopt::Inferred, usize), String> {
     if !is_project_name(&t.project) {
         return Err("a Compose project name is lower-case letters, digits, `_` and `-`".into());
@@ -260,7 +272,22 @@ async fn adopt_one(
     if view.containers.is_empty() {
         return Err("no container of it runs there".into());
     }
-    let inferred = crate::render::adopt::infer(&view, &t.host);
+    // Engine names of networks and volumes other stacks make or use: one adopted project of
+    // one name on two hosts must not have both stacks make them.
+    let taken: std::collections::BTreeSet<String> = desired
+        .stacks
+        .values()
+        .flat_map(|s| {
+            s.networks
+                .values()
+                .map(|n| n.engine_name.clone())
+                .chain(s.volumes.values().map(|v| v.engine_name.clone()))
+        })
+        .chain(claimed.iter().cloned())
+        .collect();
+    let inferred = crate::render::adopt::infer(&view, &t.host, &taken);
+    claimed.extend(view.networks.keys().cloned());
+    claimed.extend(view.volumes.keys().cloned());
     let next = add_adoption(fleet_text, t)?;
     let next = if has_top_key(&next, "stacks") {
         add_list_item(&next, "stacks", &quote(&t.stack))?

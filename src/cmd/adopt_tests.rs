@@ -113,7 +113,7 @@ fn shop() -> ProjectView {
 #[test]
 fn the_inferred_stack_reads_back_in_sync_with_what_runs() {
     let view = shop();
-    let inferred = crate::render::adopt::infer(&view, "h1");
+    let inferred = crate::render::adopt::infer(&view, "h1", &Default::default());
     // Secret-looking values are in the `.env`, and only there.
     assert_eq!(inferred.secret_names, ["API_TOKEN", "DB_PASSWORD"]);
     assert_eq!(
@@ -176,7 +176,7 @@ fn one_secret_name_with_two_values_is_told_apart_by_service() {
     web.actual
         .env
         .insert("DB_PASSWORD".into(), "other-pw".into());
-    let inferred = crate::render::adopt::infer(&view, "h1");
+    let inferred = crate::render::adopt::infer(&view, "h1", &Default::default());
     assert_eq!(
         inferred.secret_names,
         ["API_TOKEN", "DB_PASSWORD", "WEB_DB_PASSWORD"]
@@ -227,4 +227,23 @@ fn the_adoption_is_appended_and_every_other_line_kept() {
         "stacksx: 1\nstacks:\n  - a\n"
     );
     assert!(add_list_item("stacks: web\n", "stacks", "a").is_err());
+}
+
+#[test]
+fn names_another_stack_makes_are_written_external() {
+    let taken = ["shop_default".to_string(), "shop_data".to_string()].into();
+    let inferred = crate::render::adopt::infer(&shop(), "h2", &taken);
+    assert!(
+        inferred
+            .compose
+            .contains("networks:\n  default:\n    name: \"shop_default\"\n    external: true\n"),
+        "{}",
+        inferred.compose
+    );
+    assert!(inferred
+        .compose
+        .contains("volumes:\n  data:\n    name: \"shop_data\"\n    external: true\n"));
+    assert_eq!(inferred.notes.len(), 2, "{:?}", inferred.notes);
+    let alone = crate::render::adopt::infer(&shop(), "h2", &Default::default());
+    assert!(!alone.compose.contains("external"));
 }

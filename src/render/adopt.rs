@@ -12,7 +12,7 @@
 //! is pinned to its host (`node.hostname`), where its volumes' data is. Pure: a value in, text
 //! out; it must not print, and must not put a secret's value anywhere but the `.env` text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use crate::model::compose_project::ProjectView;
@@ -32,8 +32,11 @@ pub struct Inferred {
     pub notes: Vec<String>,
 }
 
-/// The compose file (and `.env`) of `view`, adopted on `host`.
-pub fn infer(view: &ProjectView, host: &str) -> Inferred {
+/// The compose file (and `.env`) of `view`, adopted on `host`. Networks and volumes whose
+/// engine names are in `taken` (another stack of the repository makes or uses them: the same
+/// project adopted on another host) are written `external: true`, so that no two stacks would
+/// make one name.
+pub fn infer(view: &ProjectView, host: &str, taken: &BTreeSet<String>) -> Inferred {
     let mut out = Inferred::default();
     let mut by_service: BTreeMap<&str, Vec<&ObservedContainer>> = BTreeMap::new();
     for c in &view.containers {
@@ -91,6 +94,12 @@ pub fn infer(view: &ProjectView, host: &str) -> Inferred {
         y.push_str("networks:\n");
         for engine in used_networks.keys() {
             let (k, external) = resource_key(&view.networks, engine);
+            let external = external || taken.contains(engine);
+            if taken.contains(engine) {
+                out.notes.push(format!(
+                    "networks `{engine}` is another stack's too: written `external: true`, Convoy does not make it"
+                ));
+            }
             let _ = writeln!(y, "  {}:\n    name: {}", key(&k), quote(engine));
             if external {
                 y.push_str("    external: true\n");
@@ -101,6 +110,12 @@ pub fn infer(view: &ProjectView, host: &str) -> Inferred {
         y.push_str("volumes:\n");
         for engine in used_volumes.keys() {
             let (k, external) = resource_key(&view.volumes, engine);
+            let external = external || taken.contains(engine);
+            if taken.contains(engine) {
+                out.notes.push(format!(
+                    "volumes `{engine}` is another stack's too: written `external: true`, Convoy does not make it"
+                ));
+            }
             let _ = writeln!(y, "  {}:\n    name: {}", key(&k), quote(engine));
             if external {
                 y.push_str("    external: true\n");

@@ -207,3 +207,51 @@ fn a_compose_project_is_adopted_in_sync_and_replaced_one_service_at_a_time() {
     // `_cleanup` drops first (Convoy's replicas off the project's network), then the projects.
     let _ = (&shop, &bystander);
 }
+
+#[test]
+fn adopt_all_takes_every_project_of_every_host_once_one_name_on_two_hosts_two_stacks() {
+    let Some(hosts) = Hosts::get() else { return };
+    if !have_docker_compose() {
+        assert!(!docker_required(), "docker-compose is required");
+        eprintln!("SKIPPED: no docker-compose");
+        return;
+    }
+    let t = TestFleet::new();
+    let project = t.stack("svc");
+    let yaml = format!(
+        "version: \"3.8\"\nservices:\n  app:\n    image: {IMAGE}\n    command: sleep 3600\n    environment:\n      DB_PASSWORD: pw-e2e-all\n"
+    );
+    let (h2, h3) = (hosts.names[1].clone(), hosts.names[2].clone());
+    let on2 = ComposeProject::up(&project, &format!("unix://{}", hosts.sock(&h2)), &yaml);
+    let on3 = ComposeProject::up(&project, &format!("unix://{}", hosts.sock(&h3)), &yaml);
+    let _cleanup = HostCleanup(&hosts, t.id.clone());
+    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
+    let run = t.convoy(&["adopt", "--all"]).outcome(Outcome::Converged);
+    let second = format!("{project}-{h3}");
+    for (h, stack) in [(&h2, &project), (&h3, &second)] {
+        assert!(
+            run.stdout.contains(&format!(
+                "adopted Compose project `{project}` on host `{h}` as stack `{stack}`"
+            )),
+            "{}",
+            run.stdout
+        );
+    }
+    // Each stack is pinned to its host: `diff` finds both in sync, adopted.
+    let run = t.convoy(&["diff"]).outcome(Outcome::InSync);
+    assert!(run
+        .stdout
+        .contains(&format!("{h2}: {project}_app_1 in sync, adopted")));
+    assert!(run
+        .stdout
+        .contains(&format!("{h3}: {project}_app_1 in sync, adopted")));
+    // Nothing is left to adopt.
+    let run = t.convoy(&["adopt", "--all"]);
+    assert!(
+        !run.stdout.contains(&project) && !run.stderr.contains(&project),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    let _ = (&on2, &on3);
+}
