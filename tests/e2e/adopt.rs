@@ -149,6 +149,15 @@ fn a_compose_project_is_adopted_in_sync_and_replaced_one_service_at_a_time() {
         run.stdout
     );
     assert!(!run.stdout.contains("s3cret"));
+    // `status` counts the adopted containers as the replicas they are.
+    let run = t.convoy(&["status"]).outcome(Outcome::AllReachable);
+    assert!(
+        run.stdout.contains(&web)
+            && run.stdout.contains(&db)
+            && run.stdout.matches("1/1 running").count() == 2,
+        "{}",
+        run.stdout
+    );
     t.convoy(&["apply"]).outcome(Outcome::Converged);
     assert_eq!((id(&web), id(&db)), (web_id.clone(), db_id.clone()));
     for h in &hosts.names {
