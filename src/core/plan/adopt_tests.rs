@@ -15,6 +15,12 @@ use proptest::prelude::*;
 /// names it (`<project>_<service>_<n>`), without Convoy's labels (no spec hash, no commit),
 /// marked adopted.
 fn as_compose(o: &mut ObservedState, stacks: &[&str]) {
+    as_compose_named(o, stacks, "_");
+}
+
+/// `as_compose` with Compose's separator `sep`: `_` for `docker-compose` v1, `-` for v2, whose
+/// names are then Convoy's own for a stack named as the project.
+fn as_compose_named(o: &mut ObservedState, stacks: &[&str], sep: &str) {
     for obs in o.hosts.values_mut() {
         let ObservedHost::Reachable(snap) = obs else {
             continue;
@@ -27,7 +33,7 @@ fn as_compose(o: &mut ObservedState, stacks: &[&str]) {
             .collect();
         for old in names {
             let mut c = snap.containers.remove(&old).unwrap();
-            let new = format!("{}_{}_{}", c.stack, c.service, c.slot);
+            let new = [c.stack.as_str(), &c.service, &c.slot].join(sep);
             c.name = new.clone();
             c.spec_hash = String::new();
             c.commit = String::new();
@@ -115,6 +121,32 @@ fn a_change_replaces_exactly_that_adopted_container_with_a_labelled_one() {
     assert!(again.steps.is_empty(), "{:?}", lines(&again));
     assert_eq!(again.notes.len(), 1, "{:?}", again.notes);
     assert!(again.notes[0].contains("shop_db_1 in sync, adopted"));
+}
+
+#[test]
+fn a_compose_v2_container_holding_the_replicas_own_name_is_kept_then_replaced_in_place() {
+    let mut d = shop();
+    let mut o = converge(&d);
+    as_compose_named(&mut o, &["shop"], "-");
+    let p = plan_for(&d, &o);
+    assert!(p.steps.is_empty(), "{:?}", lines(&p));
+    assert_eq!(p.notes.len(), 2, "{:?}", p.notes);
+    assert!(p.notes[1].starts_with("h1: shop-web-1 in sync, adopted"));
+    let old_id = snap_mut(&mut o, "h1").containers["shop-web-1"].id.clone();
+    d.stacks
+        .get_mut("shop")
+        .unwrap()
+        .services
+        .get_mut("web")
+        .unwrap()
+        .container
+        .user = Some("1000".into());
+    let p = plan_for(&d, &o);
+    assert_eq!(p.steps.len(), 1, "{:?}", lines(&p));
+    assert!(
+        matches!(&p.steps[0].action, Action::Replace { old_id: id, replica, .. }
+            if id == &old_id && replica.name == "shop-web-1")
+    );
 }
 
 #[test]
