@@ -154,6 +154,11 @@ pub enum Command {
     /// something or was refused. Reads the file directly (no daemon needed). Exit 0, 2 when
     /// the history cannot be read.
     History(HistoryArgs),
+    /// Write a running Compose project into the repository as a stack (compose file inferred
+    /// from inspect, secret-looking values in the stack's `.env`) and record its adoption in
+    /// `convoy.yaml`: from then on the fleet owns those containers. Exit 0 adopted, 1 some
+    /// project not, 2 nothing adopted.
+    Adopt(AdoptArgs),
 }
 
 /// What `convoy export` writes.
@@ -237,6 +242,25 @@ pub struct HistoryArgs {
     pub fleet: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
+}
+
+/// `convoy adopt`'s flags.
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// The Compose project (`com.docker.compose.project`).
+    #[arg(long, conflicts_with = "all")]
+    pub project: Option<String>,
+    /// The host it runs on (with `--all`: only this host).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The stack to write it as (default: the project's name).
+    #[arg(long, requires = "project")]
+    pub stack: Option<String>,
+    /// Every Compose project on every host (each not adopted yet).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `convoy logs`'s flags.

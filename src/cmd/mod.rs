@@ -6,6 +6,7 @@
 //! closed stdout (`convoy diff | head -1`) ends the printing quietly and changes nothing else:
 //! the command finishes what it was doing (an `apply` keeps acting) and keeps its outcome.
 
+mod adopt;
 mod apply;
 mod client;
 mod daemon;
@@ -152,6 +153,7 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
         Command::Rollback(args) => rollback::run(&args, &state_dir).await,
         Command::Export(args) => export::run(&args),
         Command::History(args) => history::run(&args, &state_dir).await,
+        Command::Adopt(args) => adopt::run(&args, &state_dir).await,
         Command::Daemon(_) => unreachable!("handled above"),
     }
 }

@@ -267,7 +267,17 @@ async fn services(fleet: &Fleet, loaded: &Loaded, planned: &Planned) -> Vec<Serv
             .hosts
             .get(&host)
             .and_then(ObservedHost::snapshot)
-            .and_then(|s| s.containers.get(&name));
+            .and_then(|s| {
+                // An adopted Compose container holds its slot under Compose's name.
+                s.containers.get(&name).or_else(|| {
+                    s.containers.values().find(|c| {
+                        s.adopted.contains_key(&c.name)
+                            && (&c.stack, &c.service, &c.slot)
+                                == (&key.stack, &key.service, &key.slot)
+                    })
+                })
+            });
+        let name = observed.map_or(name, |c| c.name.clone());
         if observed.is_some_and(|c| c.state == RunState::Running) {
             entry.running += 1;
         }

@@ -202,7 +202,7 @@ impl Fleet {
         let engines = futures_util::stream::iter(self.engines.iter().map(|(name, engine)| {
             async move {
                 let started = Instant::now();
-                let r = tokio::time::timeout(self.observe_timeout, engine.observe(&desired.fleet, images))
+                let r = tokio::time::timeout(self.observe_timeout, engine.observe_with_adopted(desired, name, images))
                     .await;
                 tracing::debug!(host = %name, elapsed_ms = started.elapsed().as_millis() as u64, "observed");
                 (name.clone(), r)

@@ -44,6 +44,7 @@ const TOP: Keys = Keys {
         "secrets_dir",
         "secrets_on_disk",
         "history_limit",
+        "adopt",
     ],
     unsupported: &[],
     extensions: false,
@@ -87,6 +88,9 @@ pub struct Fleet {
     /// of each stack name (a name no stack has is an error once the stacks are read).
     pub profiles: BTreeMap<String, BTreeSet<String>>,
     pub profile_stacks: Vec<(String, Node)>,
+    /// `adopt:` entries (also in `settings.adopted`), each with the node of its stack name,
+    /// checked against the stacks once they are read.
+    pub adopt_stacks: Vec<(crate::model::adopt::Adoption, Node)>,
 }
 
 /// `[a-zA-Z0-9_.-]+`: fleet ids and host names end up in labels and file names.
@@ -128,8 +132,10 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
     let mut profile_stacks = Vec::new();
     let mut builder: Option<(&Node, String)> = None;
     let mut fleet_files = crate::model::files::HostFiles::default();
+    let mut adopted = Vec::new();
     for (name, _k, v, path) in d.fields(entries, "", &TOP) {
         match name {
+            "adopt" => adopted = super::adopt::read(d, v, &path),
             "files_dir" | "secrets_dir" | "secrets_on_disk" => {
                 read_files_setting(d, name, v, &path, &mut fleet_files)
             }
@@ -308,6 +314,9 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
             );
         }
     }
+    super::adopt::check_hosts(d, &adopted, &hosts);
+    settings.adopted = adopted.iter().map(|(a, _, _)| a.clone()).collect();
+    let adopt_stacks = adopted.into_iter().map(|(a, _, s)| (a, s)).collect();
     if d.errors.len() > before {
         return None;
     }
@@ -318,6 +327,7 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
         settings,
         profiles,
         profile_stacks,
+        adopt_stacks,
     })
 }
 

@@ -7,6 +7,7 @@
 //! repository that does not validate changes nothing"), and an empty repository is an error,
 //! not a request to remove everything ("removal is never the side effect of an error").
 
+mod adopt;
 mod compose;
 mod fleet;
 pub use fleet::FLEET_FILE;
@@ -180,6 +181,15 @@ pub fn load_with_keys(
                 message: format!("no stack is named `{name}`"),
             });
         }
+    }
+    if let Some(f) = &fleet {
+        adopt::check_stacks(
+            fleet::FLEET_FILE,
+            &f.adopt_stacks,
+            &stacks,
+            &folders,
+            &mut errors,
+        );
     }
     fleetwide::check(
         &stacks,

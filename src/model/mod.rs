@@ -5,6 +5,8 @@
 //! Types, their fixed text forms and small pure helpers only: no I/O, no clock, no async.
 //! Everything else imports from here; this imports nothing of the crate's but itself.
 
+pub mod adopt;
+pub mod compose_project;
 pub mod engine_more;
 pub mod files;
 pub mod history;

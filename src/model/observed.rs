@@ -62,6 +62,16 @@ pub struct HostSnapshot {
     /// Quarantine records on this engine (`model::rollout`): specs that failed a rollout.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quarantines: Vec<crate::model::rollout::QuarantineRecord>,
+    /// Containers in `containers` that carry no fleet label but belong to a Compose project
+    /// the fleet file adopts (`model::adopt`): container name → project. Their spec hash is
+    /// empty, so the planner decides "in sync" for them from drift alone.
+    /// Boxed: most snapshots have none, and `ObservedHost` stays small.
+    #[serde(default, skip_serializing_if = "no_adoptions")]
+    pub adopted: Box<BTreeMap<String, String>>,
+}
+
+fn no_adoptions(adopted: &BTreeMap<String, String>) -> bool {
+    adopted.is_empty()
 }
 
 /// A volume Convoy owns on a host.

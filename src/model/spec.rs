@@ -80,6 +80,10 @@ pub struct FleetSettings {
     /// `history_limit:`: deploy history entries kept per fleet (older ones are pruned).
     #[serde(skip)]
     pub history_limit: u32,
+    /// `adopt:`: Compose projects started outside Convoy that the fleet owns from now on
+    /// (`model::adopt`), in the order written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adopted: Vec<crate::model::adopt::Adoption>,
 }
 
 impl Default for FleetSettings {
@@ -91,6 +95,7 @@ impl Default for FleetSettings {
             prune_guard_percent: Some(50),
             builder: None,
             history_limit: DEFAULT_HISTORY_LIMIT,
+            adopted: Vec::new(),
         }
     }
 }

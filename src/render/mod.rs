@@ -5,6 +5,7 @@
 //! Pure: a value in, a `String` out. Colour is a parameter (the caller knows whether stdout is
 //! a terminal). Printing is the command layer's job, never this module's.
 
+pub mod adopt;
 pub mod export;
 pub mod history;
 pub mod hosts;

@@ -2,6 +2,7 @@
 //! tests, real SSH to hosts in network namespaces), with real git repositories. One binary,
 //! one module per feature.
 
+mod adopt;
 mod apply;
 mod bad_input;
 mod cli;

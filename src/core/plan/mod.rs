@@ -9,6 +9,7 @@
 //! a host (two processes created it at once) is healed in `networks`: one is kept, what of the
 //! fleet is on the others is replaced onto it, and the others go by ID.
 
+mod adopt;
 mod networks;
 mod restart;
 mod rollout;
@@ -463,6 +464,11 @@ impl<'a> Planner<'a> {
                     }),
                 },
             },
+            // An adopted Compose container (`adopt`): kept while what runs matches the file,
+            // replaced by a labelled replica under the replica's name on the first change.
+            None if before.is_some_and(|o| adopt::is_adopted(snap, o)) => {
+                self.adopted_step(host, snap, before.expect("checked"), replica, service)
+            }
             // Replaced under its new name (stop-first, as any replacement: the old one frees
             // its ports first). While someone else holds the new name, the conflict below is
             // reported and the old container keeps running.
@@ -497,6 +503,13 @@ impl<'a> Planner<'a> {
             }),
         };
         let step = step.or_else(|| self.restart_after_dependency(snap, key, service));
+        if step.is_none() {
+            if let Some(note) =
+                adopt::in_sync_note(host, snap, snap.containers.get(&name).or(before))
+            {
+                self.plan.notes.push(note);
+            }
+        }
         // The rollout: a spec change joins the service's batches; under quarantine the
         // version that runs stays (`rollout`).
         let old = snap.containers.get(&name).or(before);
@@ -658,7 +671,7 @@ impl<'a> Planner<'a> {
                 replica: Box::new(replica),
             });
         }
-        if c.spec_hash != replica.spec_hash {
+        if c.spec_hash != replica.spec_hash && !adopt::is_adopted(snap, c) {
             // The engine shows no difference, but the spec says something changed (a field
             // the engine does not report the way it was written): replace to be sure.
             return Some(Action::Replace {
@@ -1131,6 +1144,8 @@ pub fn assume_converged(
     }
 }
 
+#[cfg(test)]
+mod adopt_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

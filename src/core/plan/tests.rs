@@ -822,7 +822,7 @@ fn same_input_same_plan() {
 
 // ---- property tests ----
 
-fn arb_desired() -> impl Strategy<Value = DesiredState> {
+pub(super) fn arb_desired() -> impl Strategy<Value = DesiredState> {
     let svc = (
         0u32..4,
         prop::option::of(0i64..4),
@@ -866,7 +866,7 @@ fn arb_desired() -> impl Strategy<Value = DesiredState> {
 
 /// Mutations of a converged fleet: what hands and crashes do to it.
 #[derive(Debug, Clone)]
-enum Mutation {
+pub(super) enum Mutation {
     Stop(usize),
     Drift(usize),
     Remove(usize),
@@ -877,7 +877,7 @@ enum Mutation {
     Duplicate(usize, bool, usize),
 }
 
-fn arb_mutations() -> impl Strategy<Value = Vec<Mutation>> {
+pub(super) fn arb_mutations() -> impl Strategy<Value = Vec<Mutation>> {
     prop::collection::vec(
         prop_oneof![
             (0usize..50).prop_map(Mutation::Stop),
@@ -892,7 +892,7 @@ fn arb_mutations() -> impl Strategy<Value = Vec<Mutation>> {
     )
 }
 
-fn mutate(o: &mut ObservedState, muts: &[Mutation]) {
+pub(super) fn mutate(o: &mut ObservedState, muts: &[Mutation]) {
     for m in muts {
         let Some(ObservedHost::Reachable(snap)) = o.hosts.values_mut().next() else {
             return;

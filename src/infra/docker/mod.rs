@@ -32,6 +32,7 @@ use crate::model::spec::{
     NetworkSpec, VolumeSpec, LABEL_FLEET, LABEL_RESOURCE, LABEL_SPEC_HASH, LABEL_STACK,
 };
 
+mod adopt;
 mod build;
 mod create;
 mod create_more;

@@ -206,7 +206,10 @@ impl Engine {
         Ok(snap)
     }
 
-    async fn image_defaults(&self, image_id: &str) -> Result<ImageDefaults, DockerError> {
+    pub(super) async fn image_defaults(
+        &self,
+        image_id: &str,
+    ) -> Result<ImageDefaults, DockerError> {
         if image_id.is_empty() {
             return Ok(ImageDefaults::default());
         }
@@ -321,7 +324,7 @@ fn device_request(r: bollard::models::DeviceRequest) -> DeviceRequest {
 }
 
 /// Converts an inspect answer into Convoy's view; `None` when it lacks a name.
-fn observed_container(
+pub(super) fn observed_container(
     i: ContainerInspectResponse,
     image_defaults: ImageDefaults,
 ) -> Option<ObservedContainer> {

@@ -14,6 +14,7 @@ mod compose_rollout;
 mod compose_volumes;
 mod engine_rules;
 mod errors;
+mod fleet_adopt;
 mod fleet_file;
 mod fuzz;
 mod interpolation;

@@ -130,7 +130,14 @@ impl Planner<'_> {
             let step = self.plan.steps.iter().find(|s| {
                 s.host == host
                     && match &s.action {
-                        Action::Replace { replica, .. } => &replica.name == c,
+                        // By ID too: an adopted or renamed container is replaced under
+                        // another name than the one attached.
+                        Action::Replace {
+                            replica, old_id, ..
+                        } => {
+                            &replica.name == c
+                                || snap.containers.get(c).is_some_and(|o| &o.id == old_id)
+                        }
                         Action::Remove { name, .. } => name == c,
                         _ => false,
                     }
