@@ -1,5 +1,6 @@
 //! `convoy daemon` following a git branch: pushes into a local bare repository (the ref watch),
-//! an HTTPS remote with a webhook, an `ssh://` remote on a fleet host by polling; a broken
+//! an HTTPS remote with a webhook, an `ssh://` remote on a fleet host by polling (and a
+//! `convoy rollback --push` into it); a broken
 //! commit held with its located error in the API and metrics; the deletion guard and its
 //! release; unsigned commits held; a newer commit cancelling a gate wait; `kill -9` trials.
 //!
@@ -459,7 +460,7 @@ fn an_ssh_remote_on_a_fleet_host_is_polled_with_strict_host_keys() {
     let env = remote.git_env();
     let stack_file = format!("stacks/{}/compose.yaml", t.stack("web"));
     let fleet = fleet_files(&t, "");
-    push_commit(
+    let c1 = push_commit(
         &remote.url(),
         &env,
         "main",
@@ -491,6 +492,38 @@ fn an_ssh_remote_on_a_fleet_host_is_polled_with_strict_host_keys() {
         Duration::from_secs(20),
         || version_is(&t, &name, "2"),
     );
+
+    // `convoy rollback` over the same remote, with the same ssh: the revert is pushed, and the
+    // daemon polls it in like any other commit.
+    let rollback = Command::new(env!("CARGO_BIN_EXE_convoy"))
+        .arg("--state-dir")
+        .arg(t.path().join("rollback-state"))
+        .args(["rollback", "--repo", &remote.url(), "--push", "--to", &c1])
+        .env("GIT_SSH_COMMAND", &ssh)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("convoy rollback");
+    assert!(rollback.status.success(), "{rollback:?}");
+    wait_d(
+        &d,
+        "v1 running again, from the revert",
+        Duration::from_secs(20),
+        || version_is(&t, &name, "1"),
+    );
+    let trailer = git(
+        remote.repo_path(),
+        &[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Convoy-Rollback-To,valueonly)",
+            "main",
+        ],
+    );
+    assert_eq!(trailer, c1);
     drop(d);
 
     // A host key the daemon does not know is refused: nothing is fetched, and it says why.
