@@ -53,13 +53,28 @@ impl Daemon {
             let Some(t) = self.hosts.get_mut(name) else {
                 continue;
             };
-            if t.watcher.as_ref().is_some_and(|w| !w.is_finished()) {
-                continue;
+            let adopted: Vec<String> = l
+                .desired
+                .settings
+                .adopted
+                .iter()
+                .filter(|a| &a.host == name)
+                .map(|a| a.project.clone())
+                .collect();
+            if let Some(w) = t.watcher.as_ref().filter(|w| !w.is_finished()) {
+                if t.watched_projects == adopted {
+                    continue;
+                }
+                // A commit adopted or released a project on this host: follow its events from
+                // the last one seen.
+                w.abort();
             }
+            t.watched_projects = adopted.clone();
             t.watcher = Some(self.tasks.spawn(watch::watch_host(
                 name.clone(),
                 engine.clone(),
                 l.desired.fleet.clone(),
+                adopted,
                 t.last_event,
                 self.opts.heartbeat,
                 self.tx.clone(),

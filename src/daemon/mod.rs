@@ -97,6 +97,8 @@ struct HostTrack {
     last_known: Option<Vec<ExistingReplica>>,
     /// `HostDown` was requested for the current outage.
     down_requested: bool,
+    /// The adopted Compose projects whose events the running watcher follows.
+    watched_projects: Vec<String>,
 }
 
 impl HostTrack {
@@ -118,6 +120,7 @@ impl HostTrack {
             last_event: None,
             last_known: None,
             down_requested: false,
+            watched_projects: Vec::new(),
         }
     }
 }

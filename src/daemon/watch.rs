@@ -112,17 +112,19 @@ pub fn watch_refs(
     Ok(watcher)
 }
 
-/// Follows one host: its events, and a ping every `heartbeat`. Ends with `Lost`.
+/// Follows one host: the events of its fleet's containers and of the Compose projects adopted
+/// on it, and a ping every `heartbeat`. Ends with `Lost`.
 pub async fn watch_host(
     host: String,
     engine: Engine,
     fleet: String,
+    adopted: Vec<String>,
     since: Option<i64>,
     heartbeat: Duration,
     tx: UnboundedSender<Trigger>,
     cancel: CancellationToken,
 ) {
-    let events = engine.events(&fleet, since);
+    let events = engine.events(&fleet, &adopted, since);
     tokio::pin!(events);
     let mut tick = tokio::time::interval(heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

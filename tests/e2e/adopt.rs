@@ -1,7 +1,8 @@
 //! `convoy adopt` on a project started with `docker-compose up -d` on a test host: the stack is
 //! written from what runs, `diff` finds it in sync ("adopted"), `apply` replaces nothing, and an
 //! edit of one service replaces exactly that one with a labelled replica, its named volume
-//! (and data) kept. Another Compose project on the same host, not adopted, is never touched.
+//! (and data) kept; a daemon heals an adopted container at the engine's event. Another Compose
+//! project on the same host, not adopted, is never touched.
 
 use std::path::Path;
 use std::process::Command;
@@ -167,6 +168,41 @@ fn a_compose_project_is_adopted_in_sync_and_replaced_one_service_at_a_time() {
             "{h}"
         );
     }
+
+    // A daemon heals an adopted container at the engine's event (its resync is an hour away):
+    // stopped by hand, it is started again in place.
+    let d = Daemon::start(&t, &["--resync", "3600"]);
+    d.api();
+    wait_for(
+        "the daemon's first pass",
+        std::time::Duration::from_secs(30),
+        || d.log().contains("pass ended"),
+    );
+    hosts.docker(&host, &["stop", "-t", "0", &web]);
+    let running = || {
+        docker_try(&[
+            "-H",
+            &docker_host,
+            "inspect",
+            "-f",
+            "{{.State.Running}}",
+            &web,
+        ])
+        .as_deref()
+            == Some("true")
+    };
+    wait_for(
+        "the stopped adopted container started again by the daemon",
+        std::time::Duration::from_secs(20),
+        running,
+    );
+    assert_eq!(id(&web), web_id, "started in place, not replaced");
+    assert!(
+        d.log().contains(&format!("of {web} on host {host}")),
+        "{}",
+        d.log()
+    );
+    assert_eq!(d.stop(), 0);
 
     // One service edited: exactly that one is replaced, by a labelled replica on its volume.
     t.write(

@@ -617,17 +617,18 @@ impl Engine {
         }
     }
 
-    /// The engine's event stream for this fleet's containers (die, destroy, health, oom), from
-    /// `since` (Unix seconds) when given. The stream never times out on its own; it ends when
-    /// the connection does, which is one of the ways a lost host is noticed.
+    /// The engine's event stream for this fleet's containers (die, destroy, health, oom), and
+    /// for those of the Compose projects `adopted` on this host, from `since` (Unix seconds)
+    /// when given. The stream never times out on its own; it ends when the connection does,
+    /// which is one of the ways a lost host is noticed.
     pub fn events(
         &self,
         fleet: &str,
+        adopted: &[String],
         since: Option<i64>,
     ) -> impl futures_util::Stream<Item = Result<EngineEvent, DockerError>> + Send + 'static {
-        let filters = HashMap::from([
+        let mut filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
-            ("label".to_string(), vec![format!("{LABEL_FLEET}={fleet}")]),
             (
                 "event".to_string(),
                 ["die", "destroy", "health_status", "oom", "stop", "kill"]
@@ -635,6 +636,12 @@ impl Engine {
                     .to_vec(),
             ),
         ]);
+        // The engine ANDs label filters: with adopted projects the labels are matched here,
+        // on the attributes each event carries (a container's labels).
+        if adopted.is_empty() {
+            filters.insert("label".to_string(), vec![format!("{LABEL_FLEET}={fleet}")]);
+        }
+        let (fleet, adopted) = (fleet.to_string(), adopted.to_vec());
         let host = self.host.clone();
         self.docker
             .events(Some(bollard::query_parameters::EventsOptions {
@@ -642,21 +649,30 @@ impl Engine {
                 until: None,
                 filters: Some(filters),
             }))
-            .map(move |item| match item {
-                Ok(m) => {
-                    let attrs = m.actor.and_then(|a| a.attributes).unwrap_or_default();
-                    Ok(EngineEvent {
-                        action: m.action.unwrap_or_default(),
-                        name: attrs.get("name").cloned().unwrap_or_default(),
-                        time: m.time.unwrap_or(0),
-                    })
-                }
-                Err(e) => Err(DockerError {
-                    host: host.clone(),
-                    op: "follow events".into(),
-                    message: root_cause(&e),
-                    status: None,
-                }),
+            .filter_map(move |item| {
+                let out = match item {
+                    Ok(m) => {
+                        let attrs = m.actor.and_then(|a| a.attributes).unwrap_or_default();
+                        let ours = attrs.get(LABEL_FLEET) == Some(&fleet)
+                            || attrs
+                                .get(crate::model::adopt::COMPOSE_PROJECT)
+                                .is_some_and(|p| adopted.contains(p));
+                        ours.then(|| {
+                            Ok(EngineEvent {
+                                action: m.action.unwrap_or_default(),
+                                name: attrs.get("name").cloned().unwrap_or_default(),
+                                time: m.time.unwrap_or(0),
+                            })
+                        })
+                    }
+                    Err(e) => Some(Err(DockerError {
+                        host: host.clone(),
+                        op: "follow events".into(),
+                        message: root_cause(&e),
+                        status: None,
+                    })),
+                };
+                futures_util::future::ready(out)
             })
     }
 
