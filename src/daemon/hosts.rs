@@ -73,8 +73,10 @@ impl Daemon {
             t.watcher = Some(self.tasks.spawn(watch::watch_host(
                 name.clone(),
                 engine.clone(),
-                l.desired.fleet.clone(),
-                adopted,
+                watch::Owned {
+                    fleet: l.desired.fleet.clone(),
+                    adopted,
+                },
                 t.last_event,
                 self.opts.heartbeat,
                 self.tx.clone(),

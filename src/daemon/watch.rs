@@ -112,19 +112,25 @@ pub fn watch_refs(
     Ok(watcher)
 }
 
+/// Whose containers' events a host watcher follows: the fleet's, and the Compose projects
+/// adopted on that host.
+pub struct Owned {
+    pub fleet: String,
+    pub adopted: Vec<String>,
+}
+
 /// Follows one host: the events of its fleet's containers and of the Compose projects adopted
 /// on it, and a ping every `heartbeat`. Ends with `Lost`.
 pub async fn watch_host(
     host: String,
     engine: Engine,
-    fleet: String,
-    adopted: Vec<String>,
+    owned: Owned,
     since: Option<i64>,
     heartbeat: Duration,
     tx: UnboundedSender<Trigger>,
     cancel: CancellationToken,
 ) {
-    let events = engine.events(&fleet, &adopted, since);
+    let events = engine.events(&owned.fleet, &owned.adopted, since);
     tokio::pin!(events);
     let mut tick = tokio::time::interval(heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
