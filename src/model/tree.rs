@@ -13,6 +13,12 @@ pub trait RepoTree {
     fn read_raw(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
         self.read(path)
     }
+    /// The bytes of a file delivered whole into containers (a config's or secret's `file:`):
+    /// as `read`, except that a decrypted file is given exactly as `sops --decrypt` prints it,
+    /// where `read` may keep the encrypted file's lines for readers that report line numbers.
+    fn read_whole(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        self.read(path)
+    }
     /// The names of the entries (files and folders) directly inside a folder, sorted; empty
     /// when the folder does not exist.
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String>;
@@ -77,6 +83,11 @@ impl RepoTree for RecordingTree<'_> {
     fn read_raw(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
         self.inputs.borrow_mut().files.insert(path.to_string());
         self.inner.read_raw(path)
+    }
+
+    fn read_whole(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        self.inputs.borrow_mut().files.insert(path.to_string());
+        self.inner.read_whole(path)
     }
 
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String> {

@@ -132,8 +132,15 @@ impl Stack<'_> {
         let path = repo_path(self.input.dir, source).map_err(|m| (false, m))?;
         let tree = self.input.tree;
         let fail = |e: String| (false, format!("cannot read `{source}` (`{path}`): {e}"));
-        // Binds are shipped as stored; a config's or secret's `file:` is decrypted (SOPS).
-        let read = |p: &str| if raw { tree.read_raw(p) } else { tree.read(p) };
+        // Binds are shipped as stored; a config's or secret's `file:` is decrypted (SOPS), as
+        // `sops --decrypt` prints it.
+        let read = |p: &str| {
+            if raw {
+                tree.read_raw(p)
+            } else {
+                tree.read_whole(p)
+            }
+        };
         match read(&path) {
             Ok(Some(bytes)) => {
                 if bytes.len() > MAX_BLOB_BYTES {
