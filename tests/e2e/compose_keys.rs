@@ -205,6 +205,7 @@ fn the_less_common_engine_settings_converge_on_the_fleet_and_stay_converged() {
         return;
     };
     let t = TestFleet::new();
+    let _volumes = HostVolumes(&hosts, t.id.clone());
     let _cleanup = crate::fleet::HostCleanup(&hosts, t.id.clone());
     hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
     let state = t.path().join("state").to_string_lossy().into_owned();
@@ -338,6 +339,25 @@ services:
         .outcome(Outcome::InSync);
 }
 
+/// Removes this fleet's volumes (named and anonymous, labelled by Convoy) from every host;
+/// declared before `HostCleanup` so that it drops after it (a volume in use cannot be removed).
+struct HostVolumes<'a>(&'a crate::fleet::Hosts, String);
+
+impl Drop for HostVolumes<'_> {
+    fn drop(&mut self) {
+        for h in &self.0.names {
+            let sock = format!("unix://{}", self.0.sock(h));
+            let owned = format!("label=convoy.fleet={}", self.1);
+            if let Some(vols) = docker_try(&["-H", &sock, "volume", "ls", "-q", "--filter", &owned])
+            {
+                for v in vols.split_whitespace() {
+                    let _ = docker_try(&["-H", &sock, "volume", "rm", v]);
+                }
+            }
+        }
+    }
+}
+
 /// The host of the fleet that runs `name`.
 fn host_of(hosts: &crate::fleet::Hosts, fleet: &str, name: &str) -> String {
     hosts
@@ -388,6 +408,7 @@ fn lifecycle_hooks_run_around_start_and_stop_on_the_fleet() {
         return;
     };
     let t = TestFleet::new();
+    let _volumes = HostVolumes(&hosts, t.id.clone());
     let _cleanup = crate::fleet::HostCleanup(&hosts, t.id.clone());
     hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
     let state = t.path().join("state").to_string_lossy().into_owned();
@@ -571,6 +592,7 @@ fn services_sharing_a_namespace_volumes_or_a_link_run_beside_each_other() {
         return;
     };
     let t = TestFleet::new();
+    let _volumes = HostVolumes(&hosts, t.id.clone());
     let _cleanup = crate::fleet::HostCleanup(&hosts, t.id.clone());
     hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
     let state = t.path().join("state").to_string_lossy().into_owned();

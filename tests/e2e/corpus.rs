@@ -294,7 +294,8 @@ fn addr(hosts: &Hosts, host: &str) -> String {
 }
 
 /// Unmounts every mount under the test's folder (the tmpfs Convoy mounts at `secrets_dir`)
-/// and removes the fleet's volumes and the corpus's built images from every host, on drop.
+/// and removes the fleet's volumes and the corpus's built images and tags from every host and
+/// its tags from this machine's engine (the default builder), on drop.
 /// Declared before `HostCleanup` so it drops after it (containers go first).
 struct CorpusCleanup<'a> {
     hosts: &'a Hosts,
@@ -334,6 +335,41 @@ impl Drop for CorpusCleanup<'_> {
                 &format!("corpus-ext-vol-{}", self.corpus_id),
             ]);
             remove_built_images(&sock);
+            remove_fleet_tags(Some(&sock), &self.fleet);
+        }
+        // The default builder is this machine's engine: the tags it built for this fleet.
+        remove_fleet_tags(None, &self.fleet);
+    }
+}
+
+/// Untags every image Convoy tagged for `fleet`'s stacks (`convoy-build/<stack>-<service>`,
+/// the stack named `<fleet><short name>`) on one engine (`None`: this machine's). Only tags:
+/// an image another tag still names (another test's, on the shared local engine) stays.
+fn remove_fleet_tags(sock: Option<&str>, fleet: &str) {
+    let mut args: Vec<&str> = Vec::new();
+    if let Some(s) = sock {
+        args.extend(["-H", s]);
+    }
+    let pattern = format!("reference=convoy-build/{fleet}*");
+    args.extend(["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter"]);
+    args.push(&pattern);
+    let Some(out) = docker_try(&args) else {
+        return;
+    };
+    let prefix = format!("convoy-build/{fleet}");
+    for tag in out.lines() {
+        // `e1x1` must not take `e1x10`'s: a short name starts with a letter.
+        let ours = tag
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.chars().next())
+            .is_some_and(|c| !c.is_ascii_digit());
+        if ours {
+            let mut rm: Vec<&str> = Vec::new();
+            if let Some(s) = sock {
+                rm.extend(["-H", s]);
+            }
+            rm.extend(["rmi", tag]);
+            let _ = docker_try(&rm);
         }
     }
 }
@@ -683,6 +719,18 @@ fn the_corpus_converges_on_the_fleet_stays_converged_and_a_change_replaces_only_
             &["cat", "/etc/corpus/app.conf"],
         );
         assert!(out.contains("corpus-bind-file-v1"), "{out}");
+        // An executable in the repository keeps its execute bit: it runs.
+        let out = exec(
+            &hosts,
+            &fleet,
+            &c("features/bind-file", "app", 1),
+            &[
+                "sh",
+                "-c",
+                "stat -c %a /usr/local/bin/corpus-hello && corpus-hello",
+            ],
+        );
+        assert_eq!(out, "755\ncorpus-bind-exec-v1");
     }
     if has("features/bind-dir") {
         let out = exec(
