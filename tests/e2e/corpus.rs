@@ -727,7 +727,7 @@ fn the_corpus_converges_on_the_fleet_stays_converged_and_a_change_replaces_only_
             &[
                 "sh",
                 "-c",
-                "stat -c %a /usr/local/bin/corpus-hello && corpus-hello",
+                "stat -c %a /usr/local/bin/corpus-hello && /usr/local/bin/corpus-hello",
             ],
         );
         assert_eq!(out, "755\ncorpus-bind-exec-v1");
