@@ -122,7 +122,7 @@ fn a_built_image_runs_where_it_never_was_and_is_rebuilt_only_when_its_context_ch
     t.write(&format!("{dir}/build.log"), "ignored\n");
     t.compose(
         "bld",
-        "services:\n  app:\n    build: ./app\n    x-convoy:\n      hosts: [host2]\n",
+        "services:\n  app:\n    build: ./app\n    stop_grace_period: 1s\n    deploy:\n      update_config: {monitor: 0s}\n    x-convoy:\n      hosts: [host2]\n",
     );
     let host = "host2";
     let name = t.cname("bld", "app", 1);

@@ -73,7 +73,7 @@ fn fleet(config: &Path, gnupghome: &Path) -> TestFleet {
     t.compose(
         "sops",
         &format!(
-            "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"3600\"]\n    env_file: app.env\n"
+            "services:\n  app:\n    image: {IMAGE}\n    command: [\"sleep\", \"3600\"]\n    env_file: app.env\n    stop_grace_period: 1s\n    deploy:\n      update_config: {{monitor: 0s}}\n"
         ),
     );
     t

@@ -4,9 +4,11 @@
 //! test fleet over SSH: they converge, a second apply changes nothing, and each stack is
 //! checked from outside (the engines' inspect data, `docker exec`, an HTTP fetch from this
 //! process to a port published on a host's address, a search of the hosts' persistent files
-//! for secret values). Two more tests change files of the corpus: a changed config, page or
-//! secret replaces exactly the services that use it; a changed build context is built once and
-//! shipped once, an unchanged one neither (image events counted on every host).
+//! for secret values). Then, on the same converged fleet (`corpus_changes.rs`), files of the
+//! corpus change: a changed config, page or secret replaces exactly the service that uses it; a
+//! changed build context is built once and shipped once, an unchanged one neither (image events
+//! counted on every host). One convergence serves every check: the fleet tests run one at a
+//! time, and each convergence from scratch costs the whole of `scripts/test` its time.
 //!
 //! The features land one helper branch at a time: each corpus entry names the [`Feature`] it
 //! needs, and only the features in [`LANDED`] (or in `CONVOY_CORPUS_LANDED`, a comma list of
@@ -25,6 +27,9 @@ use std::time::Duration;
 
 use crate::fleet::{HostCleanup, Hosts};
 use crate::harness::*;
+
+#[path = "corpus_changes.rs"]
+mod changes;
 
 /// What a corpus entry needs from issue 9, by the helper branch that brings it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -289,7 +294,8 @@ fn addr(hosts: &Hosts, host: &str) -> String {
 }
 
 /// Unmounts every mount under the test's folder (the tmpfs Convoy mounts at `secrets_dir`)
-/// and removes the fleet's volumes and the corpus's built images from every host, on drop.
+/// and removes the fleet's volumes and the corpus's built images and tags from every host and
+/// its tags from this machine's engine (the default builder), on drop.
 /// Declared before `HostCleanup` so it drops after it (containers go first).
 struct CorpusCleanup<'a> {
     hosts: &'a Hosts,
@@ -329,7 +335,77 @@ impl Drop for CorpusCleanup<'_> {
                 &format!("corpus-ext-vol-{}", self.corpus_id),
             ]);
             remove_built_images(&sock);
+            remove_fleet_tags(Some(&sock), &self.fleet);
         }
+        // The default builder is this machine's engine: the tags it built for this fleet.
+        remove_fleet_tags(None, &self.fleet);
+    }
+}
+
+/// Untags every image Convoy tagged for `fleet`'s stacks (`convoy-build/<stack>-<service>`,
+/// the stack named `<fleet><short name>`) on one engine (`None`: this machine's). Only tags:
+/// an image another tag still names (another test's, on the shared local engine) stays.
+fn remove_fleet_tags(sock: Option<&str>, fleet: &str) {
+    let mut args: Vec<&str> = Vec::new();
+    if let Some(s) = sock {
+        args.extend(["-H", s]);
+    }
+    let pattern = format!("reference=convoy-build/{fleet}*");
+    args.extend(["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter"]);
+    args.push(&pattern);
+    let Some(out) = docker_try(&args) else {
+        return;
+    };
+    let prefix = format!("convoy-build/{fleet}");
+    for tag in out.lines() {
+        // `e1x1` must not take `e1x10`'s: a short name starts with a letter.
+        let ours = tag
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.chars().next())
+            .is_some_and(|c| !c.is_ascii_digit());
+        if ours {
+            let mut rm: Vec<&str> = Vec::new();
+            if let Some(s) = sock {
+                rm.extend(["-H", s]);
+            }
+            rm.extend(["rmi", tag]);
+            let _ = docker_try(&rm);
+        }
+    }
+}
+
+/// Removes the fleet's containers from every host, the hosts and the containers in parallel;
+/// declared after `HostCleanup`, so that it drops before it and leaves it only the networks.
+/// The corpus runs dozens of containers: one `docker rm -f` after another took 12 s of the
+/// fleet lock.
+struct RemoveContainers<'a>(&'a Hosts, String);
+
+impl Drop for RemoveContainers<'_> {
+    fn drop(&mut self) {
+        let label = format!("label=convoy.fleet={}", self.1);
+        std::thread::scope(|s| {
+            for h in &self.0.names {
+                let sock = format!("unix://{}", self.0.sock(h));
+                let label = &label;
+                s.spawn(move || {
+                    let Some(ids) = docker_try(&["-H", &sock, "ps", "-aq", "--filter", label])
+                    else {
+                        return;
+                    };
+                    let ids: Vec<&str> = ids.split_whitespace().collect();
+                    std::thread::scope(|s| {
+                        for chunk in ids.chunks(4) {
+                            let sock = &sock;
+                            s.spawn(move || {
+                                let mut args = vec!["-H", sock.as_str(), "rm", "-f"];
+                                args.extend(chunk);
+                                let _ = docker_try(&args);
+                            });
+                        }
+                    });
+                });
+            }
+        });
     }
 }
 
@@ -376,29 +452,87 @@ fn tmpfs_mounts() -> Vec<PathBuf> {
         .collect()
 }
 
-/// Files under `dir` (not following links, not entering tmpfs mounts or sockets) whose bytes
-/// contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8], tmpfs: &[PathBuf], found: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        let Ok(meta) = std::fs::symlink_metadata(&p) else {
-            continue;
-        };
-        if meta.is_dir() {
-            if !tmpfs.iter().any(|t| t == &p) {
-                files_containing(&p, needle, tmpfs, found);
-            }
-        } else if meta.is_file() && meta.len() < 256 << 20 {
-            if let Ok(bytes) = std::fs::read(&p) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    found.push(p);
-                }
-            }
-        }
+/// Files under `dirs` (not following links, not entering tmpfs mounts, regular files under
+/// 256 MiB) whose bytes contain one of `needles`, each with the needles it holds; and how many
+/// files were searched. One `find | grep -F` over the hosts' data roots (hundreds of megabytes
+/// of image layers): a byte-by-byte search in this debug-built test took minutes.
+fn files_containing(
+    dirs: &[PathBuf],
+    needles: &[&str],
+    tmpfs: &[PathBuf],
+) -> (Vec<(PathBuf, Vec<String>)>, usize) {
+    use std::os::unix::ffi::OsStrExt;
+    use std::process::Stdio;
+    let dirs: Vec<&PathBuf> = dirs.iter().filter(|d| d.is_dir()).collect();
+    if dirs.is_empty() || needles.is_empty() {
+        return (Vec::new(), 0);
     }
+    let mut find = Command::new("find");
+    find.args(&dirs);
+    let prune: Vec<&PathBuf> = tmpfs
+        .iter()
+        .filter(|m| dirs.iter().any(|d| m.starts_with(d)))
+        .collect();
+    if !prune.is_empty() {
+        find.arg("(");
+        for (i, m) in prune.iter().enumerate() {
+            if i > 0 {
+                find.arg("-o");
+            }
+            // `-path` takes a glob: its special characters stand for themselves here.
+            let mut glob = String::new();
+            for ch in m.to_string_lossy().chars() {
+                if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
+                    glob.push('\\');
+                }
+                glob.push(ch);
+            }
+            find.arg("-path").arg(glob);
+        }
+        find.args([")", "-prune", "-o"]);
+    }
+    find.args(["-type", "f", "-size", "-268435456c", "-print0"]);
+    // Files may come and go under a running engine: find's complaints about them are noise.
+    let listed = find.stderr(Stdio::null()).output().expect("run find");
+    let searched = listed
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .count();
+    let mut grep = Command::new("xargs");
+    grep.args(["-0", "-r", "grep", "-lFZs"]);
+    for n in needles {
+        grep.arg("-e").arg(n);
+    }
+    let mut child = grep
+        .env("LC_ALL", "C")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run xargs grep");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let feed = std::thread::spawn(move || {
+        let _ = stdin.write_all(&listed.stdout);
+    });
+    let out = child.wait_with_output().expect("xargs grep");
+    feed.join().expect("feeding grep");
+    // grep exits 1 when nothing matches, and xargs then 123: only the names it printed count.
+    let found = out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let path = PathBuf::from(std::ffi::OsStr::from_bytes(p));
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            let which = needles
+                .iter()
+                .filter(|n| bytes.windows(n.len()).any(|w| w == n.as_bytes()))
+                .map(|n| n.to_string())
+                .collect();
+            (path, which)
+        })
+        .collect();
+    (found, searched)
 }
 
 /// Makes sure every host holds `image` (the fleet copies only the busybox images): saved from
@@ -421,14 +555,39 @@ fn ensure_on_hosts(hosts: &Hosts, image: &str) {
 }
 
 /// (host, container name, id, state) of every container of the fleet, for before/after.
+/// One `docker ps` per host (not one inspect per container: the corpus has dozens, and tests
+/// poll this).
 fn fleet_view(hosts: &Hosts, fleet: &str) -> Vec<(String, String, String, String)> {
     let mut v = Vec::new();
     for h in &hosts.names {
-        for name in hosts.fleet_containers(h, fleet) {
-            let line = hosts.docker(h, &["inspect", "-f", "{{.Id}} {{.State.Status}}", &name]);
-            let (id, state) = line.split_once(' ').expect("id state");
-            v.push((h.clone(), name, id.to_string(), state.to_string()));
-        }
+        let out = hosts.docker(
+            h,
+            &[
+                "ps",
+                "-a",
+                "--no-trunc",
+                "--filter",
+                &format!("label=convoy.fleet={fleet}"),
+                "--format",
+                "{{.Names}} {{.ID}} {{.State}}",
+            ],
+        );
+        let mut lines: Vec<(String, String, String, String)> = out
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                assert_eq!(f.len(), 3, "docker ps: {l}");
+                (
+                    h.clone(),
+                    f[0].to_string(),
+                    f[1].to_string(),
+                    f[2].to_string(),
+                )
+            })
+            .collect();
+        lines.sort();
+        v.extend(lines);
     }
     v
 }
@@ -467,9 +626,10 @@ fn http_get(addr: &str, port: u16, path: &str) -> Option<(String, String)> {
     Some((head.to_string(), body.to_string()))
 }
 
-/// Every corpus entry whose features have landed, applied together on the 3-host fleet.
+/// Every corpus entry whose features have landed, applied together on the 3-host fleet,
+/// checked, applied again, then changed (`corpus_changes.rs`).
 #[test]
-fn the_corpus_converges_on_the_fleet_and_a_second_apply_changes_nothing() {
+fn the_corpus_converges_on_the_fleet_stays_converged_and_a_change_replaces_only_its_users() {
     let Some(hosts) = Hosts::get() else { return };
     let (ready, waiting) = split_corpus();
     eprintln!("corpus: applying {ready:?}; waiting for their features: {waiting:?}");
@@ -482,6 +642,7 @@ fn the_corpus_converges_on_the_fleet_and_a_second_apply_changes_nothing() {
         corpus_id: corpus_id.clone(),
     };
     let _cleanup = HostCleanup(&hosts, t.id.clone());
+    let _containers = RemoveContainers(&hosts, t.id.clone());
     t.env("CONVOY_CORPUS_ID", &corpus_id);
     t.env("CORPUS_WEB_PORT", &WEB_PORT.to_string());
     write_fleet_file(&hosts, &t);
@@ -558,6 +719,18 @@ fn the_corpus_converges_on_the_fleet_and_a_second_apply_changes_nothing() {
             &["cat", "/etc/corpus/app.conf"],
         );
         assert!(out.contains("corpus-bind-file-v1"), "{out}");
+        // An executable in the repository keeps its execute bit: it runs.
+        let out = exec(
+            &hosts,
+            &fleet,
+            &c("features/bind-file", "app", 1),
+            &[
+                "sh",
+                "-c",
+                "stat -c %a /usr/local/bin/corpus-hello && /usr/local/bin/corpus-hello",
+            ],
+        );
+        assert_eq!(out, "755\ncorpus-bind-exec-v1");
     }
     if has("features/bind-dir") {
         let out = exec(
@@ -842,9 +1015,11 @@ fn the_corpus_converges_on_the_fleet_and_a_second_apply_changes_nothing() {
         .outcome(Outcome::InSync);
     outputs.push_str(&diff.stdout);
     outputs.push_str(&diff.stderr);
+    let since = changes::unix_now();
     let again = t
         .convoy(&["apply", "--state-dir", &state])
         .outcome(Outcome::Converged);
+    let until = changes::unix_now();
     outputs.push_str(&again.stdout);
     outputs.push_str(&again.stderr);
     assert_eq!(
@@ -852,6 +1027,8 @@ fn the_corpus_converges_on_the_fleet_and_a_second_apply_changes_nothing() {
         before,
         "a second apply changed something"
     );
+    // Unchanged build contexts: nothing built or shipped (no image event on any host).
+    changes::assert_no_image_events(&hosts, &since, &until);
     let status = t
         .convoy(&["status", "--output", "json", "--state-dir", &state])
         .outcome(Outcome::AllReachable);
@@ -867,308 +1044,59 @@ fn the_corpus_converges_on_the_fleet_and_a_second_apply_changes_nothing() {
             !outputs.contains(value),
             "{entry}: a convoy output shows the secret"
         );
-        let mut found = Vec::new();
-        // The hosts' engines (data roots, container configs) and the files Convoy shipped;
-        // the repository itself holds the secret files and is left out.
-        files_containing(
-            Path::new(&hosts.env["FLEET_DIR"]),
-            value.as_bytes(),
-            &tmpfs,
-            &mut found,
-        );
-        files_containing(
-            &t.path().join("hostdirs"),
-            value.as_bytes(),
-            &tmpfs,
-            &mut found,
-        );
-        files_containing(
-            Path::new("/var/lib/convoy"),
-            value.as_bytes(),
-            &tmpfs,
-            &mut found,
-        );
-        assert!(
-            found.is_empty(),
-            "{entry}: the secret is on a persistent path: {found:?}"
-        );
     }
-}
-
-/// Unix time with nanoseconds, as `docker events --since` takes it.
-fn unix_now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock");
-    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
-}
-
-/// Image events (`tag`, `load`, `import`, `pull`, ...) of one host's engine in a time window.
-fn image_events(hosts: &Hosts, host: &str, since: &str, until: &str) -> Vec<String> {
-    hosts
-        .docker(
-            host,
-            &[
-                "events",
-                "--since",
-                since,
-                "--until",
-                until,
-                "--filter",
-                "type=image",
-                "--format",
-                "{{.Action}}",
-            ],
-        )
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// Container name → id of every container of the fleet.
-fn ids(hosts: &Hosts, fleet: &str) -> std::collections::BTreeMap<String, String> {
-    fleet_view(hosts, fleet)
-        .into_iter()
-        .map(|(_, name, id, _)| (name, id))
-        .collect()
-}
-
-/// Names whose container id differs between two [`ids`] views (or that exist in one only).
-fn replaced(
-    before: &std::collections::BTreeMap<String, String>,
-    after: &std::collections::BTreeMap<String, String>,
-) -> Vec<String> {
-    let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
-    names
-        .into_iter()
-        .filter(|n| before.get(*n) != after.get(*n))
-        .cloned()
-        .collect()
-}
-
-/// A changed file from the repository replaces exactly the services that use it: a config
-/// file, a file inside a bind-mounted directory, and (once secrets land) a secret, whose diff
-/// says `(secret changed)` and never shows a value.
-#[test]
-fn a_changed_file_replaces_exactly_the_services_that_use_it() {
-    let landed = landed();
-    if !(landed.contains(&Feature::Binds) && landed.contains(&Feature::Configs)) {
-        eprintln!("SKIPPED: needs the binds and configs features (LANDED in tests/e2e/corpus.rs)");
-        return;
-    }
-    let Some(hosts) = Hosts::get() else { return };
-    let mut t = TestFleet::new();
-    let _files = CorpusCleanup {
-        hosts: &hosts,
-        fleet: t.id.clone(),
-        root: t.path().to_path_buf(),
-        corpus_id: t.id.clone(),
-    };
-    let _cleanup = HostCleanup(&hosts, t.id.clone());
-    t.env("CONVOY_CORPUS_ID", &t.id.clone());
-    write_fleet_file(&hosts, &t);
-    let secrets = landed.contains(&Feature::Secrets);
-    let mut entries = vec![
-        "features/bind-file",
-        "features/bind-dir",
-        "features/configs-file",
-    ];
-    if secrets {
-        entries.push("features/secrets-file");
-    }
-    for e in &entries {
-        copy_stack(&t, e);
-    }
-    let state = t.path().join("state").to_string_lossy().into_owned();
-    let fleet = t.id.clone();
-    let stack_dir = |e: &str| t.path().join("stacks").join(t.stack(short(e)));
-    let apply = || {
-        t.convoy(&["apply", "--state-dir", &state])
-            .outcome(Outcome::Converged);
-        wait_for("every container running", Duration::from_secs(60), || {
-            fleet_view(&hosts, &fleet)
-                .iter()
-                .all(|(_, _, _, st)| st == "running")
-        });
-    };
-    apply();
-
-    // A config file: only the service that mounts it, and diff names the file.
-    std::fs::write(
-        stack_dir("features/configs-file").join("settings.ini"),
-        "[corpus]\nmarker = corpus-config-file-v1\nextra = 2\n",
-    )
-    .expect("edit config");
-    let diff = t
-        .convoy(&["diff", "--state-dir", &state])
-        .outcome(Outcome::Differs);
-    assert!(
-        diff.stdout
-            .contains("config app_settings at /etc/app/settings.ini (content changed)")
-            && diff
-                .stdout
-                .contains("config app_settings at /app_settings (content changed)"),
-        "{}",
-        diff.stdout
+    // The hosts' engines (data roots, container configs) and the files Convoy shipped; the
+    // repository itself holds the secret files and is left out. One search for every value.
+    // A canary on a persistent path shows that the search finds what is there.
+    let canary = format!("corpus-search-canary-{corpus_id}");
+    t.write(
+        "search-canary/inside/file.bin",
+        &format!("\0\x01{canary}\n"),
     );
-    let before = ids(&hosts, &fleet);
-    apply();
-    assert_eq!(
-        replaced(&before, &ids(&hosts, &fleet)),
-        vec![t.cname("configs-file", "app", 1)]
-    );
-
-    // A file deep in a bind-mounted directory: only the service of that directory.
-    std::fs::write(
-        stack_dir("features/bind-dir").join("www/sub/nested.txt"),
-        "nested file, second version\n",
-    )
-    .expect("edit page");
-    let before = ids(&hosts, &fleet);
-    apply();
-    assert_eq!(
-        replaced(&before, &ids(&hosts, &fleet)),
-        vec![t.cname("bind-dir", "web", 1)]
-    );
-    let page = exec(
-        &hosts,
-        &fleet,
-        &t.cname("bind-dir", "web", 1),
+    let mut values: Vec<&str> = SECRETS
+        .iter()
+        .filter(|(entry, _)| has(entry))
+        .map(|(_, v)| *v)
+        .collect();
+    values.push(&canary);
+    let (found, searched) = files_containing(
         &[
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            "http://127.0.0.1:8080/sub/nested.txt",
+            PathBuf::from(&hosts.env["FLEET_DIR"]),
+            t.path().join("hostdirs"),
+            PathBuf::from("/var/lib/convoy"),
+            t.path().join("search-canary"),
         ],
+        &values,
+        &tmpfs,
     );
-    assert!(page.contains("second version"), "{page}");
-
-    if secrets {
-        std::fs::write(
-            stack_dir("features/secrets-file").join("db_password.txt"),
-            "corpus-s3cret-file-v2",
-        )
-        .expect("edit secret");
-        let diff = t
-            .convoy(&["diff", "--state-dir", &state])
-            .outcome(Outcome::Differs);
-        assert!(diff.stdout.contains("(secret changed)"), "{}", diff.stdout);
-        for v in ["corpus-s3cret-file-v1", "corpus-s3cret-file-v2"] {
-            assert!(
-                !diff.stdout.contains(v) && !diff.stderr.contains(v),
-                "diff shows a secret value"
-            );
-        }
-        let before = ids(&hosts, &fleet);
-        apply();
-        let app = t.cname("secrets-file", "app", 1);
-        assert_eq!(replaced(&before, &ids(&hosts, &fleet)), vec![app.clone()]);
-        assert_eq!(
-            exec(&hosts, &fleet, &app, &["cat", "/run/secrets/db_password"]),
-            "corpus-s3cret-file-v2"
+    assert!(searched > 100, "only {searched} files searched for secrets");
+    assert!(
+        found
+            .iter()
+            .any(|(p, which)| p.ends_with("inside/file.bin")
+                && which == std::slice::from_ref(&canary)),
+        "the search missed its canary: {found:?}"
+    );
+    for (entry, value) in SECRETS {
+        let on_disk: Vec<&PathBuf> = found
+            .iter()
+            .filter(|(_, which)| which.iter().any(|w| w == value))
+            .map(|(p, _)| p)
+            .collect();
+        assert!(
+            on_disk.is_empty(),
+            "{entry}: the secret is on a persistent path: {on_disk:?}"
         );
     }
-    t.convoy(&["diff", "--state-dir", &state])
-        .outcome(Outcome::InSync);
-}
 
-/// `build:` on the fleet: an unchanged context is neither built nor shipped again (no image
-/// event on any host); a changed one is built once, on one host, and loaded once into each
-/// of the two other hosts, and every replica then runs the new image.
-#[test]
-fn a_changed_build_context_rebuilds_once_and_ships_once() {
-    if !landed().contains(&Feature::Build) {
-        eprintln!("SKIPPED: needs the build feature (LANDED in tests/e2e/corpus.rs)");
-        return;
-    }
-    let Some(hosts) = Hosts::get() else { return };
-    let t = TestFleet::new();
-    let _files = CorpusCleanup {
+    // --- changes: each replaces exactly its users, on this converged fleet -----------------
+    let converged = changes::Converged {
         hosts: &hosts,
-        fleet: t.id.clone(),
-        root: t.path().to_path_buf(),
-        corpus_id: t.id.clone(),
+        t: &t,
+        state: &state,
     };
-    let _cleanup = HostCleanup(&hosts, t.id.clone());
-    write_fleet_file(&hosts, &t);
-    for h in &hosts.names {
-        remove_built_images(&format!("unix://{}", hosts.sock(h)));
+    changes::a_changed_file_replaces_exactly_the_services_that_use_it(&converged, &has);
+    if has("stacks/app-build") {
+        changes::a_changed_build_context_rebuilds_once_and_ships_once(&converged);
     }
-    copy_stack(&t, "stacks/app-build");
-    let state = t.path().join("state").to_string_lossy().into_owned();
-    // The build runs on the first host (not the local engine, the default when there is
-    // one), so the other two receive it by load.
-    let y = std::fs::read_to_string(t.path().join("convoy.yaml")).expect("fleet file");
-    t.write("convoy.yaml", &format!("{y}builder: {}\n", hosts.names[0]));
-    let fleet = t.id.clone();
-    let image_of = |slot: u32| {
-        inspect(
-            &hosts,
-            &fleet,
-            &t.cname("app-build", "app", slot),
-            "{{.Image}}",
-        )
-    };
-    t.convoy(&["apply", "--state-dir", &state])
-        .outcome(Outcome::Converged);
-    let first = image_of(1);
-
-    // Unchanged: no build, no transfer.
-    let since = unix_now();
-    t.convoy(&["apply", "--state-dir", &state])
-        .outcome(Outcome::Converged);
-    let until = unix_now();
-    for h in &hosts.names {
-        let ev = image_events(&hosts, h, &since, &until);
-        assert!(ev.is_empty(), "{h}: image events on a no-op pass: {ev:?}");
-    }
-
-    // Changed: built on one host, loaded into the two others.
-    let page = t
-        .path()
-        .join("stacks")
-        .join(t.stack("app-build"))
-        .join("app/www/index.html");
-    std::fs::write(&page, "<p>corpus-app-build-v2</p>\n").expect("edit page");
-    t.convoy(&["diff", "--state-dir", &state])
-        .outcome(Outcome::Differs);
-    let since = unix_now();
-    t.convoy(&["apply", "--state-dir", &state])
-        .outcome(Outcome::Converged);
-    let until = unix_now();
-    let mut built_on = Vec::new();
-    let mut loads = 0;
-    for h in &hosts.names {
-        let ev = image_events(&hosts, h, &since, &until);
-        if ev.iter().any(|a| a == "tag") {
-            built_on.push(h.clone());
-        }
-        loads += ev.iter().filter(|a| *a == "load").count();
-    }
-    assert_eq!(built_on.len(), 1, "built on {built_on:?}");
-    assert_eq!(loads, hosts.names.len() - 1, "loads");
-    let images: BTreeSet<String> = (1..=3).map(image_of).collect();
-    assert_eq!(images.len(), 1, "{images:?}");
-    assert!(
-        !images.contains(&first),
-        "the replicas still run the old image"
-    );
-    wait_for("the new page served", Duration::from_secs(30), || {
-        docker_try(&[
-            "-H",
-            &host_of(&hosts, &fleet, &t.cname("app-build", "app", 1)).1,
-            "exec",
-            &t.cname("app-build", "app", 1),
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            "http://127.0.0.1:8080/",
-        ])
-        .is_some_and(|p| p.contains("corpus-app-build-v2"))
-    });
-    t.convoy(&["diff", "--state-dir", &state])
-        .outcome(Outcome::InSync);
 }

@@ -329,3 +329,82 @@ fn a_revision_follows_no_link_and_holds_to_the_caps() {
         Some(b"fleet: t\n".to_vec())
     );
 }
+
+/// A file the repository records as executable (git's `100755`, or the owner's execute bit in a
+/// working directory) is shipped with mode 0755 when bind-mounted, alone or inside a folder, as
+/// a bind mount of a checkout keeps it; the other files 0644; a config made of it has the mode
+/// the service gives it (0444 by default), as before.
+#[test]
+fn executable_files_keep_their_execute_bit_when_bind_mounted() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = tempfile::tempdir().unwrap();
+    write(
+        repo.path(),
+        "convoy.yaml",
+        b"fleet: t\nhosts:\n  a: {address: \"unix:///var/run/docker.sock\"}\n",
+    );
+    write(
+        repo.path(),
+        "stacks/web/compose.yaml",
+        b"services:\n  app:\n    image: busybox\n    volumes:\n      - ./bin/run.sh:/run.sh:ro\n      - ./scripts:/scripts:ro\n    configs: [run]\nconfigs:\n  run:\n    file: ./bin/run.sh\n",
+    );
+    write(repo.path(), "stacks/web/bin/run.sh", b"#!/bin/sh\n");
+    write(repo.path(), "stacks/web/scripts/tool.sh", b"#!/bin/sh\n");
+    write(repo.path(), "stacks/web/scripts/notes.txt", b"notes\n");
+    for f in ["stacks/web/bin/run.sh", "stacks/web/scripts/tool.sh"] {
+        std::fs::set_permissions(repo.path().join(f), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+    std::fs::set_permissions(
+        repo.path().join("stacks/web/scripts/notes.txt"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    // Target (and path inside a folder) → mode, as shipped.
+    let modes = |tree: &dyn RepoTree| -> BTreeMap<String, u32> {
+        let state = crate::manifest::load(tree, &BTreeMap::new()).unwrap();
+        let c = &state.stacks["web"].services["app"].container;
+        let mut out = BTreeMap::new();
+        for f in &c.files {
+            for e in &state.files.blobs[&f.address].entries {
+                let at = if e.path.is_empty() {
+                    f.target.clone()
+                } else {
+                    format!("{}/{}", f.target, e.path)
+                };
+                out.insert(at, e.mode);
+            }
+        }
+        out
+    };
+    let want: BTreeMap<String, u32> = [
+        ("/run.sh", 0o755),
+        ("/scripts", 0o755),
+        ("/scripts/notes.txt", 0o644),
+        ("/scripts/tool.sh", 0o755),
+        ("/run", 0o444),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let workdir = WorkDir::new(repo.path()).unwrap().tree(None).unwrap().tree;
+    assert_eq!(modes(workdir.as_ref()), want, "working directory");
+    git(repo.path(), &["init", "-q"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "modes"]);
+    // The commit, not the files on disk: a mode changed since is not what is applied.
+    std::fs::set_permissions(
+        repo.path().join("stacks/web/bin/run.sh"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let source = open_with(repo.path(), Some("HEAD"), Limits::default()).unwrap();
+    let commit = source.tree(None).unwrap().tree;
+    assert_eq!(modes(commit.as_ref()), want, "commit");
+    let workdir = WorkDir::new(repo.path()).unwrap().tree(None).unwrap().tree;
+    assert_eq!(
+        modes(workdir.as_ref())["/run.sh"],
+        0o644,
+        "working directory, changed"
+    );
+}

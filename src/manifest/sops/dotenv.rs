@@ -2,8 +2,11 @@
 //! the metadata flattened into `sops_*` lines (`sops_pgp__list_0__map_fp=…`), every value
 //! encrypted with its key as the path.
 //!
-//! Pure. The decrypted text keeps every line where it was (the `sops_*` lines and comments
-//! become empty), so the env-file reader's errors point at the same line of the encrypted file.
+//! Pure. The decrypted text keeps every line where it was (the `sops_*` lines become empty),
+//! so the env-file reader's errors point at the same line of the encrypted file. Comments stay
+//! (SOPS encrypts them with the key path `:` and leaves them out of the MAC; one that does not
+//! open is kept as written, as SOPS keeps it). [`as_printed`] turns that text into exactly what
+//! `sops --decrypt` prints, for a file delivered whole (a secret's or config's `file:`).
 //! A file without a `sops_mac` line is not a SOPS file here (`Ok(None)`).
 
 use super::cipher::{self, Plain};
@@ -13,14 +16,23 @@ use super::{check_mac, data_key, new_mac, KeySource, Located, Opened};
 pub fn decrypt(text: &str, keys: &dyn KeySource) -> Result<Opened, Located> {
     enum Line<'a> {
         Blank,
-        Entry { key: &'a str, value: String },
+        /// The text after `#`.
+        Comment(&'a str),
+        Entry {
+            key: &'a str,
+            value: String,
+        },
         Malformed,
     }
     let mut lines = Vec::new();
     let mut meta: Vec<(&str, String, usize)> = Vec::new();
     for (i, raw) in text.split('\n').enumerate() {
-        if raw.is_empty() || raw.starts_with('#') {
+        if raw.is_empty() {
             lines.push(Line::Blank);
+            continue;
+        }
+        if let Some(comment) = raw.strip_prefix('#') {
+            lines.push(Line::Comment(comment));
             continue;
         }
         let Some((key, value)) = raw.split_once('=') else {
@@ -50,6 +62,17 @@ pub fn decrypt(text: &str, keys: &dyn KeySource) -> Result<Opened, Located> {
                 out.push(String::new());
                 continue;
             }
+            Line::Comment(text) => {
+                // Top-level comments have the empty key path; never in the MAC.
+                let opened = (meta.rule.encrypted(&[]) && cipher::is_enc(text))
+                    .then(|| cipher::decrypt(text, &key, ":").ok())
+                    .flatten();
+                match opened {
+                    Some(plain) => out.push(format!("#{}", plain.text().replace('\n', "\\n"))),
+                    None => out.push(format!("#{text}")),
+                }
+                continue;
+            }
             Line::Malformed => return Err((i + 1, "not a `KEY=value` line".into())),
             Line::Entry { key, value } => (key, value),
         };
@@ -75,6 +98,18 @@ pub fn decrypt(text: &str, keys: &dyn KeySource) -> Result<Opened, Located> {
     }
     check_mac(&meta, &key, mac, mac_line)?;
     Ok(Some((out.join("\n"), secrets)))
+}
+
+/// The line-kept text of [`decrypt`] as `sops --decrypt` prints the file: its entries and
+/// comments in order, each ended by a newline, without the empty lines (SOPS skips them when it
+/// reads a dotenv file, and the metadata's lines are empty here).
+pub fn as_printed(line_kept: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line_kept.len());
+    for line in line_kept.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out
 }
 
 /// One step of a flattened key: `__map_name` or `__list_N`.

@@ -84,8 +84,9 @@ pub enum Format {
     Binary,
 }
 
-/// A decrypted file: its text as `sops --decrypt` prints it, and the values that were
-/// encrypted in it (to be masked wherever they appear).
+/// A decrypted file: its text as `sops --decrypt` prints it (a dotenv file with its lines kept
+/// where they were instead: `dotenv::as_printed` gives the printed form), and the values that
+/// were encrypted in it (to be masked wherever they appear).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decrypted {
     pub bytes: Vec<u8>,

@@ -390,7 +390,43 @@ fn secrets_are_decrypted_and_shipped_files_stay_as_stored() {
         .values()
         .next()
         .expect("the secret's value");
-    // Decrypted as SOPS writes dotenv back: every line kept where it was.
+    // Exactly what `sops --decrypt` prints for the file (its `EmitPlainFile`): the entry and
+    // its newline, no line of the metadata.
     let text = String::from_utf8_lossy(&secret.data);
-    assert_eq!(text.trim_end(), "foo = bar", "{text:?}");
+    assert_eq!(text, "foo = bar\n");
+}
+
+/// A dotenv file's comments, as SOPS writes them (encrypted with the empty key path, outside the
+/// MAC; made here with the cipher above, as no fixture of the sops project has one) and as a
+/// person adds them (in clear): both are kept where they were, and `as_printed` is what
+/// `sops --decrypt` prints: entries and comments in order, each ended, no empty line.
+#[test]
+fn dotenv_comments_are_kept_and_the_printed_form_is_what_sops_prints() {
+    use cipher::{encrypt, Plain};
+    use sha2::Digest;
+    let key = [7u8; 32];
+    let iv = [9u8; 32];
+    let value = encrypt(&Plain::Str("s3cr3t-value".into()), &key, "TOKEN:", &iv);
+    let note = encrypt(&Plain::Comment(" a note".into()), &key, ":", &iv);
+    let mut h = sha2::Sha512::new();
+    h.update(b"s3cr3t-value");
+    h.update(b"in the clear");
+    let mac = hex::encode_upper(h.finalize());
+    let mac = encrypt(&Plain::Str(mac), &key, "2026-01-02T03:04:05Z", &iv);
+    let text = format!(
+        "#{note}\nTOKEN={value}\n\n# added by hand\nNAME_unencrypted=in the clear\nsops_age__list_0__map_enc=x\nsops_age__list_0__map_recipient=age1x\nsops_lastmodified=2026-01-02T03:04:05Z\nsops_mac={mac}\nsops_unencrypted_suffix=_unencrypted\nsops_version=3.9.0\n"
+    );
+    let d = decrypt_if_encrypted("stacks/web/app.env", text.as_bytes(), &Fixed(key))
+        .unwrap()
+        .unwrap();
+    let kept = String::from_utf8(d.bytes.clone()).unwrap();
+    assert_eq!(kept.split('\n').count(), text.split('\n').count());
+    assert_eq!(kept.lines().nth(3), Some("# added by hand"));
+    assert_eq!(
+        String::from_utf8(super::dotenv::as_printed(&d.bytes)).unwrap(),
+        "# a note\nTOKEN=s3cr3t-value\n# added by hand\nNAME_unencrypted=in the clear\n"
+    );
+    // A comment is outside the MAC, as in SOPS: changing one fails nothing.
+    let edited = text.replace("# added by hand", "# edited");
+    assert!(decrypt_if_encrypted("stacks/web/app.env", edited.as_bytes(), &Fixed(key)).is_ok());
 }

@@ -20,6 +20,8 @@ pub struct DecryptingTree<'a> {
     /// Files decrypted (or that failed to), by path.
     opened: RefCell<BTreeMap<String, Result<Vec<u8>, String>>>,
     secrets: RefCell<BTreeSet<String>>,
+    /// The files among `opened` that were SOPS dotenv files (kept line for line by `read`).
+    dotenv: RefCell<BTreeSet<String>>,
 }
 
 impl<'a> DecryptingTree<'a> {
@@ -29,6 +31,7 @@ impl<'a> DecryptingTree<'a> {
             keys,
             opened: RefCell::default(),
             secrets: RefCell::default(),
+            dotenv: RefCell::default(),
         }
     }
 
@@ -53,6 +56,9 @@ impl RepoTree for DecryptingTree<'_> {
             Ok(None) => return Ok(Some(bytes)),
             Ok(Some(d)) => {
                 self.secrets.borrow_mut().extend(d.secrets);
+                if d.format == super::Format::Dotenv {
+                    self.dotenv.borrow_mut().insert(path.to_string());
+                }
                 Ok(d.bytes)
             }
             // Every reader names the file it reads: the message says the rest.
@@ -68,9 +74,23 @@ impl RepoTree for DecryptingTree<'_> {
         result.map(Some)
     }
 
+    /// A dotenv file as `sops --decrypt` prints it: a secret or config made of it holds what
+    /// its author sees with `sops -d`, not the line-kept text the env-file reader gets.
+    fn read_whole(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        let bytes = self.read(path)?;
+        if self.dotenv.borrow().contains(path) {
+            return Ok(bytes.map(|b| super::dotenv::as_printed(&b)));
+        }
+        Ok(bytes)
+    }
+
     /// Shipped as stored: bind mounts and build contexts get the encrypted bytes.
     fn read_raw(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
         self.inner.read_raw(path)
+    }
+
+    fn is_executable(&self, path: &str) -> bool {
+        self.inner.is_executable(path)
     }
 
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String> {
