@@ -19,13 +19,6 @@ pub trait RepoTree {
     fn read_whole(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
         self.read(path)
     }
-    /// Whether the file is executable as the repository records it (git's mode `100755`; in a
-    /// directory, the owner's execute bit), so that a file shipped to hosts keeps it as a bind
-    /// mount of a checkout would. `false` when unknown.
-    fn is_executable(&self, path: &str) -> bool {
-        let _ = path;
-        false
-    }
     /// The names of the entries (files and folders) directly inside a folder, sorted; empty
     /// when the folder does not exist.
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String>;
@@ -95,10 +88,6 @@ impl RepoTree for RecordingTree<'_> {
     fn read_whole(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
         self.inputs.borrow_mut().files.insert(path.to_string());
         self.inner.read_whole(path)
-    }
-
-    fn is_executable(&self, path: &str) -> bool {
-        self.inner.is_executable(path)
     }
 
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String> {

@@ -719,18 +719,6 @@ fn the_corpus_converges_on_the_fleet_stays_converged_and_a_change_replaces_only_
             &["cat", "/etc/corpus/app.conf"],
         );
         assert!(out.contains("corpus-bind-file-v1"), "{out}");
-        // An executable in the repository keeps its execute bit: it runs.
-        let out = exec(
-            &hosts,
-            &fleet,
-            &c("features/bind-file", "app", 1),
-            &[
-                "sh",
-                "-c",
-                "stat -c %a /usr/local/bin/corpus-hello && /usr/local/bin/corpus-hello",
-            ],
-        );
-        assert_eq!(out, "755\ncorpus-bind-exec-v1");
     }
     if has("features/bind-dir") {
         let out = exec(

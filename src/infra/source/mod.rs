@@ -273,10 +273,6 @@ impl RepoTree for DirTree {
         read::read_file(&self.root, path, &self.limits)
     }
 
-    fn is_executable(&self, path: &str) -> bool {
-        read::is_executable(&self.root, path)
-    }
-
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String> {
         read::list_dir(&self.root, dir)
     }
@@ -429,8 +425,6 @@ impl GitTree {
 
 /// The mode git records for a symbolic link.
 const GIT_LINK_MODE: i32 = 0o120000;
-/// The mode git records for an executable file.
-const GIT_EXECUTABLE_MODE: i32 = 0o100755;
 
 impl RepoTree for GitTree {
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
@@ -460,10 +454,6 @@ impl RepoTree for GitTree {
             .find_blob(entry.id())
             .map_err(|e| e.message().to_string())?;
         Ok(Some(blob.content().to_vec()))
-    }
-
-    fn is_executable(&self, path: &str) -> bool {
-        matches!(self.tree_entry(path), Ok(Some(e)) if e.filemode() == GIT_EXECUTABLE_MODE)
     }
 
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String> {

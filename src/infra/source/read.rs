@@ -200,16 +200,6 @@ pub fn read_file(root: &Path, path: &str, limits: &Limits) -> Result<Option<Vec<
     Ok(Some(bytes))
 }
 
-/// Whether the regular file at `path` below `root` has its owner's execute bit, as git reads a
-/// working tree (`100755`); `false` when it is not there, not inside, or not a regular file.
-pub fn is_executable(root: &Path, path: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(Some(real)) = resolve_inside(root, path) else {
-        return false;
-    };
-    std::fs::metadata(real).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o100 != 0)
-}
-
 /// The entries of the folder at `dir` below `root`, sorted; empty when there is no such
 /// folder.
 pub fn list_dir(root: &Path, dir: &str) -> Result<Vec<DirEntry>, String> {

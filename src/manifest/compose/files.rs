@@ -19,17 +19,6 @@ use crate::manifest::MIN_SECRET_LEN;
 use crate::model::files::{Blob, BlobEntry, FileKind, FileMount, FilePayload, SecretValue};
 use crate::model::spec::{ContainerSpec, MountSpec};
 
-/// The mode a file from the repository is shipped with: `0755` for a bind-mounted file the
-/// repository records as executable (git's `100755`), as a bind mount of a checkout keeps it,
-/// else `0644`. A config's or secret's `file:` (`raw` false) gets its mode from the service.
-fn file_mode(tree: &dyn crate::model::tree::RepoTree, path: &str, raw: bool) -> u32 {
-    if raw && tree.is_executable(path) {
-        0o755
-    } else {
-        0o644
-    }
-}
-
 /// The sentinel `mount_source` gives a relative bind's source, turned into a `FileMount` by
 /// `repo_mount` (a real source never starts with a NUL).
 pub(super) const REPO_SOURCE: &str = "\0repo:";
@@ -157,13 +146,12 @@ impl Stack<'_> {
                 if bytes.len() > MAX_BLOB_BYTES {
                     return Err(fail(format!("it is over {MAX_BLOB_BYTES} bytes")));
                 }
-                let mode = file_mode(tree, &path, raw);
                 return Ok((
                     path,
                     vec![BlobEntry {
                         path: String::new(),
                         data: Some(bytes),
-                        mode,
+                        mode: 0o644,
                     }],
                 ));
             }
@@ -221,9 +209,9 @@ impl Stack<'_> {
                         return Err(fail(format!("it is over {MAX_BLOB_BYTES} bytes")));
                     }
                     entries.push(BlobEntry {
-                        mode: file_mode(tree, &full, raw),
                         path: r,
                         data: Some(bytes),
+                        mode: 0o644,
                     });
                 }
             }

@@ -89,10 +89,6 @@ impl RepoTree for DecryptingTree<'_> {
         self.inner.read_raw(path)
     }
 
-    fn is_executable(&self, path: &str) -> bool {
-        self.inner.is_executable(path)
-    }
-
     fn list(&self, dir: &str) -> Result<Vec<DirEntry>, String> {
         self.inner.list(dir)
     }
