@@ -8,6 +8,8 @@
 //! a pass runs (the daemon does) or what an outcome means for an exit code (`main` does).
 
 mod secrets;
+#[cfg(test)]
+mod speed_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
