@@ -7,7 +7,7 @@
 //! a replacement, a move off a lost host, the removal of a fenced duplicate or of a rollout's
 //! kept previous replica keeps the count and never trips it. Pure: it reads a plan and an observation and decides nothing else.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::observed::{ObservedState, RunState};
 use crate::model::plan::{Action, Plan, Reason};
@@ -83,24 +83,43 @@ pub fn check(plan: &Plan, observed: &ObservedState, percent: Option<u8>) -> Opti
         .filter(|c| c.state == RunState::Running)
         .count();
     let mut stacks = BTreeSet::new();
-    let mut removed = 0;
+    // Per service: replicas the plan removes, and replicas it brings up (made, started, put
+    // back). Removals count only by what they take beyond what comes up in the same pass: a
+    // rollout interrupted with most replicas stopped, then scaled down, lowers nothing.
+    let mut pruned: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let mut brought_up: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for step in &plan.steps {
-        if let Action::Remove {
-            stack,
-            reason,
-            name,
-            ..
-        } = &step.action
-        {
-            // A kept previous replica of a rollout (`<name>.prev`) is a copy, not what runs.
-            if prunes(reason) && !name.ends_with(crate::model::rollout::PREV_SUFFIX) {
-                removed += 1;
-                if matches!(reason, Reason::StackRemoved { .. }) {
-                    stacks.insert(stack.clone());
+        match &step.action {
+            Action::Remove {
+                stack,
+                service,
+                reason,
+                name,
+                ..
+            } => {
+                // A kept previous replica of a rollout (`<name>.prev`) is a copy, not what runs.
+                if prunes(reason) && !name.ends_with(crate::model::rollout::PREV_SUFFIX) {
+                    *pruned.entry((stack, service)).or_default() += 1;
+                    if matches!(reason, Reason::StackRemoved { .. }) {
+                        stacks.insert(stack.clone());
+                    }
                 }
             }
+            Action::Create { replica, .. } => {
+                *brought_up
+                    .entry((&replica.stack, &replica.service))
+                    .or_default() += 1;
+            }
+            Action::Start { stack, service, .. } | Action::Restore { stack, service, .. } => {
+                *brought_up.entry((stack, service)).or_default() += 1;
+            }
+            _ => {}
         }
     }
+    let removed: usize = pruned
+        .iter()
+        .map(|(key, n)| n.saturating_sub(brought_up.get(key).copied().unwrap_or(0)))
+        .sum();
     let too_many = removed * 100 > usize::from(percent) * running;
     (removed > 0 && (!stacks.is_empty() || too_many)).then_some(GuardTrip {
         stacks,
@@ -138,6 +157,36 @@ mod tests {
         assert_eq!(effective_percent(Some(Some(30)), None), Some(30));
         assert_eq!(effective_percent(Some(None), Some(40)), Some(40));
         assert_eq!(effective_percent(Some(None), None), None);
+    }
+
+    #[test]
+    fn a_scale_down_that_starts_more_than_it_removes_lowers_nothing() {
+        let before = desired(&["h1"], vec![stack("web", vec![service("app", 12)])]);
+        let after = desired(&["h1"], vec![stack("web", vec![service("app", 8)])]);
+        // Everything runs: removing 4 of 12 is within 50 %, 4 of 6 is not.
+        assert!(trip(&before, &after, Some(50)).is_none());
+        assert!(trip(&before, &after, Some(30)).is_some());
+        // An interrupted rollout left slots 1 to 8 stopped and 9 to 12 running: the scale-down
+        // removes 4 of 4 running replicas but starts 8, so what runs goes up.
+        let mut observed = assume_observed(&before, "c1");
+        for h in observed.hosts.values_mut() {
+            if let crate::model::observed::ObservedHost::Reachable(snap) = h {
+                for c in snap.containers.values_mut() {
+                    if c.slot.parse::<u32>().is_ok_and(|n| n <= 8) {
+                        c.state = RunState::Exited;
+                    }
+                }
+            }
+        }
+        let pass = plan_pass(&after, &observed, &HostMemory::default(), "c2");
+        assert!(
+            pass.plan
+                .steps
+                .iter()
+                .any(|s| matches!(s.action, Action::Start { .. })),
+            "the stopped replicas are started"
+        );
+        assert_eq!(check(&pass.plan, &observed, Some(50)), None);
     }
 
     #[test]
