@@ -90,19 +90,17 @@ pub fn check(plan: &Plan, observed: &ObservedState, percent: Option<u8>) -> Opti
     let mut brought_up: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for step in &plan.steps {
         match &step.action {
+            // A kept previous replica of a rollout (`<name>.prev`) is a copy, not what runs.
             Action::Remove {
                 stack,
                 service,
                 reason,
                 name,
                 ..
-            } => {
-                // A kept previous replica of a rollout (`<name>.prev`) is a copy, not what runs.
-                if prunes(reason) && !name.ends_with(crate::model::rollout::PREV_SUFFIX) {
-                    *pruned.entry((stack, service)).or_default() += 1;
-                    if matches!(reason, Reason::StackRemoved { .. }) {
-                        stacks.insert(stack.clone());
-                    }
+            } if prunes(reason) && !name.ends_with(crate::model::rollout::PREV_SUFFIX) => {
+                *pruned.entry((stack, service)).or_default() += 1;
+                if matches!(reason, Reason::StackRemoved { .. }) {
+                    stacks.insert(stack.clone());
                 }
             }
             Action::Create { replica, .. } => {
