@@ -83,9 +83,18 @@ pub fn check(plan: &Plan, observed: &ObservedState, percent: Option<u8>) -> Opti
         .filter(|c| c.state == RunState::Running)
         .count();
     let mut stacks = BTreeSet::new();
-    // Per service: replicas the plan removes, and replicas it brings up (made, started, put
-    // back). Removals count only by what they take beyond what comes up in the same pass: a
-    // rollout interrupted with most replicas stopped, then scaled down, lowers nothing.
+    let running_ids: BTreeSet<&str> = observed
+        .hosts
+        .values()
+        .filter_map(|h| h.snapshot())
+        .flat_map(|s| s.containers.values())
+        .filter(|c| c.state == RunState::Running)
+        .map(|c| c.id.as_str())
+        .collect();
+    // Per service: replicas the plan removes, and replicas it brings up (made, or started or
+    // replaced in place of one that does not run, or put back). Removals count only by what
+    // they take beyond what comes up in the same pass: a rollout interrupted with most
+    // replicas stopped, then scaled down, lowers nothing.
     let mut pruned: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let mut brought_up: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for step in &plan.steps {
@@ -108,7 +117,19 @@ pub fn check(plan: &Plan, observed: &ObservedState, percent: Option<u8>) -> Opti
                     .entry((&replica.stack, &replica.service))
                     .or_default() += 1;
             }
-            Action::Start { stack, service, .. } | Action::Restore { stack, service, .. } => {
+            Action::Replace {
+                replica, old_id, ..
+            } if !running_ids.contains(old_id.as_str()) => {
+                *brought_up
+                    .entry((&replica.stack, &replica.service))
+                    .or_default() += 1;
+            }
+            Action::Start {
+                stack, service, id, ..
+            } if !running_ids.contains(id.as_str()) => {
+                *brought_up.entry((stack, service)).or_default() += 1;
+            }
+            Action::Restore { stack, service, .. } => {
                 *brought_up.entry((stack, service)).or_default() += 1;
             }
             _ => {}
