@@ -189,18 +189,8 @@ impl Daemon {
         *c.passes.entry(report.result.code()).or_default() += 1;
         c.pass_duration
             .observe(report.timings.total_ms as f64 / 1000.0);
-        // A pass that a change of the repository caused creates and replaces what the change
-        // asks for: that heals nothing.
-        let heals = matches!(
-            report.reason,
-            PassReason::EngineEvent { .. }
-                | PassReason::HostLost { .. }
-                | PassReason::HostBack { .. }
-                | PassReason::HostDown { .. }
-                | PassReason::Resync
-                | PassReason::Retry { .. }
-                | PassReason::Confirm
-        );
+        // The same rule as the history's: a pass a change of the repository caused heals nothing.
+        let heals = crate::model::history::trigger_heals(&report.reason);
         let steps: BTreeMap<usize, &crate::model::plan::Action> = report
             .plan
             .steps

@@ -672,12 +672,7 @@ impl Ctx<'_> {
 
     fn mounts(&mut self, svc: &ServiceSpec, mounts: &mut Vec<Yaml>, volumes: &mut Vec<Yaml>) {
         let c = &svc.container;
-        let by_engine: BTreeMap<&str, &str> = self
-            .stack
-            .volumes
-            .iter()
-            .map(|(name, v)| (v.engine_name.as_str(), name.as_str()))
-            .collect();
+        let by_engine = super::volume_names(self.stack);
         let mut n = 0;
         let mut vol = |mounts: &mut Vec<Yaml>,
                        volumes: &mut Vec<Yaml>,
@@ -806,11 +801,7 @@ impl Ctx<'_> {
             src.put_map("secret", sv);
             return Some((src, key));
         }
-        let blob = self.payload.blobs.get(&f.address);
-        let data = blob.and_then(|b| match b.entries.as_slice() {
-            [only] if only.path.is_empty() => only.data.clone(),
-            _ => None,
-        });
+        let data = super::single_file(self.payload, &f.address);
         let Some(data) = data else {
             self.note(&svc.name, format!("{} at {}: a folder cannot be a ConfigMap key; build it into the image or use a volume", f.label(), f.target));
             return None;

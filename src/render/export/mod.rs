@@ -144,6 +144,32 @@ pub(crate) fn duration_ms(ms: u64) -> String {
     duration_ns(ms as i64 * 1_000_000)
 }
 
+/// A stack's named volumes by engine name: mounts name the engine's volume, files the
+/// Compose name.
+pub(crate) fn volume_names(
+    stack: &crate::model::spec::StackSpec,
+) -> std::collections::BTreeMap<&str, &str> {
+    stack
+        .volumes
+        .iter()
+        .map(|(name, v)| (v.engine_name.as_str(), name.as_str()))
+        .collect()
+}
+
+/// The bytes of a content-addressed file; `None` for a folder (or content not read).
+pub(crate) fn single_file(
+    payload: &crate::model::files::FilePayload,
+    address: &str,
+) -> Option<Vec<u8>> {
+    payload
+        .blobs
+        .get(address)
+        .and_then(|b| match b.entries.as_slice() {
+            [only] if only.path.is_empty() => only.data.clone(),
+            _ => None,
+        })
+}
+
 /// A document as YAML text, without the `---` line the emitter starts with.
 pub(crate) fn dump(doc: &Yaml) -> String {
     let mut out = String::new();

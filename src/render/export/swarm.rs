@@ -300,12 +300,7 @@ impl Ctx<'_> {
 
     fn volume_mounts(&mut self, svc: &ServiceSpec) -> Vec<Yaml> {
         let c = &svc.container;
-        let by_engine: BTreeMap<&str, &str> = self
-            .stack
-            .volumes
-            .iter()
-            .map(|(name, v)| (v.engine_name.as_str(), name.as_str()))
-            .collect();
+        let by_engine = super::volume_names(self.stack);
         let mut out = Vec::new();
         for mount in &c.mounts {
             let mut m = Map::new();
@@ -389,14 +384,7 @@ impl Ctx<'_> {
             }
             _ => f.name.clone(),
         };
-        let data = self
-            .payload
-            .blobs
-            .get(&f.address)
-            .and_then(|b| match b.entries.as_slice() {
-                [only] if only.path.is_empty() => only.data.clone(),
-                _ => None,
-            });
+        let data = super::single_file(self.payload, &f.address);
         let Some(data) = data else {
             self.note(
                 &svc.name,
