@@ -6,66 +6,18 @@
 //!
 //! The local engine only; HTTP through `curl`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::gitops::Repo;
 use crate::harness::*;
 
-/// A bare repository and a work clone that commits (as Ann) and pushes to it.
-struct Repo {
-    _dir: tempfile::TempDir,
-    bare: PathBuf,
-    work: PathBuf,
-}
-
-impl Repo {
-    fn new() -> Repo {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let bare = dir.path().join("fleet.git");
-        let work = dir.path().join("work");
-        std::fs::create_dir_all(&work).unwrap();
-        git(
-            dir.path(),
-            &["init", "-q", "--bare", "-b", "main", "fleet.git"],
-        );
-        git(&work, &["init", "-q", "-b", "main"]);
-        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
-        Repo {
-            _dir: dir,
-            bare,
-            work,
-        }
-    }
-
-    fn write(&self, rel: &str, contents: &str) {
-        let p = self.work.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, contents).unwrap();
-    }
-
-    fn push(&self, message: &str) -> String {
-        git(&self.work, &["add", "-A"]);
-        git(
-            &self.work,
-            &[
-                "commit",
-                "-q",
-                "--allow-empty",
-                "--author",
-                "Ann Author <ann@example.com>",
-                "-m",
-                message,
-            ],
-        );
-        git(
-            &self.work,
-            &["push", "-q", "origin", "HEAD:refs/heads/main"],
-        );
-        git(&self.work, &["rev-parse", "HEAD"])
-    }
+/// Commits as Ann (the history records the author) and pushes.
+fn push_as_ann(repo: &Repo, message: &str) -> String {
+    repo.push(message, &["--author", "Ann Author <ann@example.com>"])
 }
 
 fn app(version: &str) -> String {
@@ -146,7 +98,7 @@ fn history_survives_a_daemon_restart_and_the_api_serves_it() {
     let stack = t.stack("web");
     repo.write("convoy.yaml", &format!("fleet: {}\n", t.id));
     repo.write(&format!("stacks/{stack}/compose.yaml"), &app("1"));
-    let c1 = repo.push("Deploy v1\n\nThe first version.");
+    let c1 = push_as_ann(&repo, "Deploy v1\n\nThe first version.");
 
     let d = Daemon::follow(&t, &url, &["--api-token-file", &token_arg], &[]);
     let name = t.cname("web", "app", 1);
@@ -177,7 +129,7 @@ fn history_survives_a_daemon_restart_and_the_api_serves_it() {
         &format!("stacks/{stack}/compose.yaml"),
         "services:\n  app:\n    image: [broken\n",
     );
-    let c2 = repo.push("Break it");
+    let c2 = push_as_ann(&repo, "Break it");
     wait_for(
         "the held commit in the history",
         Duration::from_secs(20),
@@ -347,7 +299,7 @@ fn a_commit_held_by_the_deletion_guard_and_its_release_are_both_recorded() {
     repo.write("convoy.yaml", &format!("fleet: {}\n", t.id));
     repo.write(&format!("stacks/{web}/compose.yaml"), &app("1"));
     repo.write(&format!("stacks/{db}/compose.yaml"), &app("1"));
-    let c1 = repo.push("Two stacks");
+    let c1 = push_as_ann(&repo, "Two stacks");
     let d = Daemon::follow(&t, &url, &["--api-token-file", &token_arg], &[]);
     let api = d.api();
     wait_for("c1 in the history", Duration::from_secs(40), || {
@@ -355,7 +307,7 @@ fn a_commit_held_by_the_deletion_guard_and_its_release_are_both_recorded() {
     });
 
     std::fs::remove_dir_all(repo.work.join(format!("stacks/{db}"))).unwrap();
-    let c2 = repo.push("Remove db");
+    let c2 = push_as_ann(&repo, "Remove db");
     let mut got = Vec::new();
     wait_for(
         "the guard's hold in the history",
