@@ -196,8 +196,10 @@ fn ssh_clone_push_and_fetch_with_strict_host_key_checking() {
     // The fleet's known_hosts names hosts by address: the harness uses it as it is.
     assert_eq!(remote.known_hosts(), Path::new(&hosts.known_hosts()));
     let env = remote.git_env();
-    assert!(env[0].1.contains("StrictHostKeyChecking=yes"));
-    assert!(!env[0].1.contains("StrictHostKeyChecking=no"));
+    // Strict host key checking, and no other value for it anywhere on the command line.
+    let ssh = &env[0].1;
+    assert!(ssh.contains("StrictHostKeyChecking=yes"));
+    assert_eq!(ssh.matches("HostKeyChecking").count(), 1, "{ssh}");
 
     let first = push_commit(&url, &env, "main", &[("convoy.yaml", "fleet: s\n")], "one");
     assert_eq!(
