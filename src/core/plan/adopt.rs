@@ -7,7 +7,7 @@
 //! replica. It must not treat as adopted anything observation did not mark so (the observed
 //! snapshot's `adopted` map is the only source).
 
-use super::{networks, Action, Conflict, Planner, Reason, Replica};
+use super::{Action, Conflict, Planner, Replica};
 use crate::model::observed::{HostSnapshot, ObservedContainer};
 use crate::model::spec::ServiceSpec;
 
@@ -43,19 +43,7 @@ impl Planner<'_> {
         service: &ServiceSpec,
     ) -> Option<Action> {
         let name = replica.name.clone();
-        let step = match networks::on_duplicate(snap, old) {
-            None => self.compare(old, replica, service, snap),
-            Some(change) => match self.compare(old, replica.clone(), service, snap) {
-                Some(replace @ Action::Replace { .. }) => Some(replace),
-                _ => Some(Action::Replace {
-                    old_id: old.id.clone(),
-                    old_grace_secs: old.actual.stop_grace_period_secs,
-                    changes: vec![change],
-                    reason: Reason::Drift,
-                    replica: Box::new(replica),
-                }),
-            },
-        };
+        let step = self.compare_on_networks(old, replica, service, snap);
         // A start or a restart acts on the adopted container itself, under its own name.
         if !matches!(step, Some(Action::Replace { .. })) || !snap.foreign_names.contains(&name) {
             return step;

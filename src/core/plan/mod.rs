@@ -449,21 +449,7 @@ impl<'a> Planner<'a> {
         }
 
         let step = match snap.containers.get(&name) {
-            Some(c) => match networks::on_duplicate(snap, c) {
-                None => self.compare(c, replica, service, snap),
-                // Attached to a network of the fleet that is not the one kept of its name:
-                // replaced, so it comes up on the kept one and the other can go.
-                Some(change) => match self.compare(c, replica.clone(), service, snap) {
-                    Some(replace @ Action::Replace { .. }) => Some(replace),
-                    _ => Some(Action::Replace {
-                        old_id: c.id.clone(),
-                        old_grace_secs: c.actual.stop_grace_period_secs,
-                        changes: vec![change],
-                        reason: Reason::Drift,
-                        replica: Box::new(replica),
-                    }),
-                },
-            },
+            Some(c) => self.compare_on_networks(c, replica, service, snap),
             // An adopted Compose container (`adopt`): kept while what runs matches the file,
             // replaced by a labelled replica under the replica's name on the first change.
             None if before.is_some_and(|o| adopt::is_adopted(snap, o)) => {
@@ -575,6 +561,30 @@ impl<'a> Planner<'a> {
             if creates {
                 self.created_at.insert(key.clone(), id);
             }
+        }
+    }
+
+    /// `compare`, and a replacement of a container attached to a network of the fleet that is
+    /// not the one kept of its name, so it comes up on the kept one and the other can go.
+    fn compare_on_networks(
+        &mut self,
+        c: &ObservedContainer,
+        replica: Replica,
+        service: &ServiceSpec,
+        snap: &HostSnapshot,
+    ) -> Option<Action> {
+        match networks::on_duplicate(snap, c) {
+            None => self.compare(c, replica, service, snap),
+            Some(change) => match self.compare(c, replica.clone(), service, snap) {
+                Some(replace @ Action::Replace { .. }) => Some(replace),
+                _ => Some(Action::Replace {
+                    old_id: c.id.clone(),
+                    old_grace_secs: c.actual.stop_grace_period_secs,
+                    changes: vec![change],
+                    reason: Reason::Drift,
+                    replica: Box::new(replica),
+                }),
+            },
         }
     }
 
