@@ -289,11 +289,13 @@ async fn services(fleet: &Fleet, loaded: &Loaded, planned: &Planned) -> Vec<Serv
             health: observed.and_then(|c| c.health),
             restarts: observed.map(|c| c.restart_count).unwrap_or(0),
             exit_code: observed
+                // The engine resets the exit code to 0 when it starts a container again, so a
+                // running container's last exit code is unknown, not 0.
                 .filter(|c| {
                     matches!(
                         c.state,
                         RunState::Exited | RunState::Restarting | RunState::Dead
-                    ) || c.restart_count > 0
+                    )
                 })
                 .map(|c| c.exit_code),
             crash_loop: observed

@@ -31,7 +31,8 @@ pub struct ReplicaStatus {
     pub state: Option<RunState>,
     pub health: Option<Health>,
     pub restarts: i64,
-    /// The last exit code, for containers that exited or are restarting.
+    /// The last exit code, for containers that exited or are restarting (unknown while one runs:
+    /// the engine resets it on each start).
     pub exit_code: Option<i64>,
     /// Restarting, or restarted three times or more: the engine keeps restarting it and it
     /// keeps failing.
@@ -94,10 +95,10 @@ pub fn status_text(s: &FleetStatus) -> String {
                 .health
                 .map(|h| format!(", {}", format!("{h:?}").to_lowercase()))
                 .unwrap_or_default();
-            let looping = if r.crash_loop {
-                format!(", crash loop (last exit code {})", r.exit_code.unwrap_or(0))
-            } else {
-                String::new()
+            let looping = match (r.crash_loop, r.exit_code) {
+                (true, Some(code)) => format!(", crash loop (last exit code {code})"),
+                (true, None) => ", crash loop".to_string(),
+                (false, _) => String::new(),
             };
             let _ = writeln!(
                 out,
