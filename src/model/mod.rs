@@ -15,6 +15,7 @@ pub mod observed;
 pub mod outcome;
 pub mod plan;
 pub mod rollout;
+pub mod schedule;
 pub mod share;
 pub mod spec;
 pub mod time;
