@@ -147,6 +147,8 @@ impl Daemon {
             &run.observed,
         );
         self.finish(&report, services);
+        self.publish_facts(&run.observed, &run.decided.placement)
+            .await;
         let (entry, acted) = crate::model::history::pass_entry(
             &report,
             &report.result,
@@ -175,6 +177,11 @@ impl Daemon {
         }
         for r in later_api {
             if let ApiRequest::Diff { reply } = &r {
+                if reply.is_closed() {
+                    continue;
+                }
+            }
+            if let ApiRequest::DiffText { reply } = &r {
                 if reply.is_closed() {
                     continue;
                 }
