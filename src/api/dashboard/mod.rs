@@ -182,9 +182,11 @@ fn harden(headers: &mut HeaderMap) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Not `no-referrer`: under it a browser sends `Origin: null` with the page's own forms,
+    // and the origin check refuses them. `same-origin` still sends nothing to other origins.
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
 }
 
@@ -627,11 +629,11 @@ async fn commit_page(
             body.push_str("<ul class=\"errors\">");
             for e in &p.errors {
                 body.push_str(&format!(
-                    "<li><code class=\"loc\">{}:{}:{}</code> <code>{}</code>: {}</li>",
+                    "<li><code class=\"loc\">{}:{}:{}</code>{}: {}</li>",
                     html::esc(&e.file),
                     e.line,
                     e.column,
-                    html::esc(&e.key),
+                    view::key_code(&e.key),
                     html::esc(&e.message)
                 ));
             }

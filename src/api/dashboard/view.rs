@@ -134,6 +134,15 @@ fn summary(out: &mut String, l: &Live) {
     out.push_str("</div></section>");
 }
 
+/// A located error's key path (` <code>services.app.image</code>`), nothing when it has none.
+pub fn key_code(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" <code>{}</code>", esc(key))
+    }
+}
+
 fn pending(out: &mut String, s: &DaemonStatus) {
     let Some(p) = &s.pending else {
         return;
@@ -152,11 +161,11 @@ fn pending(out: &mut String, s: &DaemonStatus) {
         for e in &p.errors {
             let _ = write!(
                 out,
-                "<li><code class=\"loc\">{}:{}:{}</code> <code>{}</code>: {}</li>",
+                "<li><code class=\"loc\">{}:{}:{}</code>{}: {}</li>",
                 esc(&e.file),
                 e.line,
                 e.column,
-                esc(&e.key),
+                key_code(&e.key),
                 esc(&e.message)
             );
         }
