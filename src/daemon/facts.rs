@@ -18,7 +18,8 @@ use tokio::time::Instant;
 use super::Daemon;
 use crate::core::schedule::{Assignment, Placement};
 use crate::model::observed::{Health, ObservedHost, ObservedState, RunState};
-use crate::model::plan::{short_id, Plan};
+use crate::model::outcome::{PassReport, StepOutcome};
+use crate::model::plan::{short_id, Action, Plan};
 use crate::model::spec::mask_secrets;
 
 /// Lines kept of a troubled replica's log.
@@ -81,24 +82,85 @@ pub struct HostFact {
     pub drained: bool,
 }
 
-/// One step of the pass in flight, as a plain line (`+ web-app-1 (missing)`).
+/// One step of the pass in flight, as a plain line (`+ web-app-1 (missing)`), with the replica
+/// it brings up (if any) and what that replica will run.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StepFact {
+    pub id: usize,
     pub host: String,
     pub kind: &'static str,
     pub line: String,
+    /// The replica the step creates, replaces, starts or restores; empty for other steps.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// For a create or a replace: the new container's spec hash, image and commit.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub spec_hash: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub image: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub commit: String,
 }
 
 /// The steps of `plan` as the status shows them while the pass runs.
 pub(super) fn steps_in_flight(plan: &Plan) -> Vec<StepFact> {
     plan.steps
         .iter()
-        .map(|s| StepFact {
-            host: s.host.clone(),
-            kind: s.action.kind(),
-            line: s.action.line(),
+        .map(|s| {
+            let mut f = StepFact {
+                id: s.id,
+                host: s.host.clone(),
+                kind: s.action.kind(),
+                line: s.action.line(),
+                name: String::new(),
+                spec_hash: String::new(),
+                image: String::new(),
+                commit: String::new(),
+            };
+            match &s.action {
+                Action::Create { replica, .. } | Action::Replace { replica, .. } => {
+                    f.name = replica.name.clone();
+                    f.spec_hash = replica.spec_hash.clone();
+                    f.image = replica.image.clone();
+                    f.commit = plan.commit.clone();
+                }
+                Action::Start { name, .. } | Action::Restore { name, .. } => {
+                    f.name = name.clone();
+                }
+                _ => {}
+            }
+            f
         })
         .collect()
+}
+
+/// A step of the pass in flight ended: it leaves the list, and the replica it brought up shows
+/// as running what the step gave it (its container ID is known at the next observation).
+pub(super) fn step_done(s: &mut super::DaemonStatus, o: &StepOutcome) {
+    let Some(i) = s.in_flight.iter().position(|f| f.id == o.id) else {
+        return;
+    };
+    let f = s.in_flight.remove(i);
+    if o.error.is_some() || f.name.is_empty() {
+        return;
+    }
+    let Some(r) = s.replicas.iter_mut().find(|r| r.name == f.name) else {
+        return;
+    };
+    r.host = f.host;
+    r.pending = None;
+    r.state = Some(RunState::Running);
+    r.health = None;
+    r.exit_code = None;
+    r.crash_loop = false;
+    r.last_logs.clear();
+    r.container.clear();
+    if !f.spec_hash.is_empty() {
+        r.restarts = 0;
+        r.spec_hash = f.spec_hash;
+        r.image = f.image;
+        r.commit = f.commit;
+    }
 }
 
 fn now() -> f64 {
@@ -183,9 +245,35 @@ fn troubled(r: &ReplicaFact) -> bool {
 impl Daemon {
     /// Publishes the replicas, hosts and (cleared) steps in flight after a pass: the last log
     /// lines of troubled replicas and a ping per connected host are read first, each bounded.
-    pub(super) async fn publish_facts(&mut self, observed: &ObservedState, placement: &Placement) {
+    /// A replica a step of this pass brought up keeps what `step_done` wrote: the observation
+    /// was made before the step.
+    pub(super) async fn publish_facts(
+        &mut self,
+        observed: &ObservedState,
+        placement: &Placement,
+        report: &PassReport,
+    ) {
         let desired = self.loaded.as_ref().map(|l| &l.desired);
         let mut replicas = replica_facts(desired, placement, observed);
+        let done: std::collections::BTreeSet<usize> = report
+            .outcomes
+            .iter()
+            .filter(|o| o.error.is_none())
+            .map(|o| o.id)
+            .collect();
+        let touched: std::collections::BTreeSet<String> = steps_in_flight(&report.plan)
+            .into_iter()
+            .filter(|f| done.contains(&f.id) && !f.name.is_empty())
+            .map(|f| f.name)
+            .collect();
+        {
+            let now = self.status.borrow();
+            for r in replicas.iter_mut().filter(|r| touched.contains(&r.name)) {
+                if let Some(kept) = now.replicas.iter().find(|k| k.name == r.name) {
+                    *r = kept.clone();
+                }
+            }
+        }
         let secrets = desired.map(|d| d.secret_values.clone()).unwrap_or_default();
         for r in replicas
             .iter_mut()
@@ -288,6 +376,47 @@ mod tests {
             container: "abc".into(),
             last_logs: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_step_done_leaves_the_pass_and_brings_its_replica_up() {
+        let mut s = super::super::DaemonStatus {
+            replicas: vec![fact(None, 2, Some(1))],
+            ..Default::default()
+        };
+        let step = |id: usize, name: &str| StepFact {
+            id,
+            host: "b".into(),
+            kind: "create",
+            line: format!("+ {name} (missing)"),
+            name: name.into(),
+            spec_hash: "h2".into(),
+            image: "nginx:2".into(),
+            commit: "c2".into(),
+        };
+        s.in_flight = vec![step(1, "web-app-1"), step(2, "web-app-2")];
+        let outcome = |id: usize, error: Option<&str>| StepOutcome {
+            id,
+            host: "b".into(),
+            step: String::new(),
+            error: error.map(str::to_string),
+        };
+        // A failed step leaves the list and changes no replica.
+        step_done(&mut s, &outcome(2, Some("refused")));
+        assert_eq!(s.in_flight.len(), 1);
+        assert_eq!(s.replicas[0].state, None);
+        step_done(&mut s, &outcome(1, None));
+        assert!(s.in_flight.is_empty());
+        let r = &s.replicas[0];
+        assert_eq!(r.state, Some(RunState::Running));
+        assert_eq!((r.host.as_str(), r.spec_hash.as_str()), ("b", "h2"));
+        assert_eq!((r.image.as_str(), r.commit.as_str()), ("nginx:2", "c2"));
+        assert_eq!(
+            (r.restarts, r.exit_code, r.container.as_str()),
+            (0, None, "")
+        );
+        // A step not in flight (another pass's) is ignored.
+        step_done(&mut s, &outcome(9, None));
     }
 
     #[test]

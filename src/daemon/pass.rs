@@ -147,7 +147,7 @@ impl Daemon {
             &run.observed,
         );
         self.finish(&report, services);
-        self.publish_facts(&run.observed, &run.decided.placement)
+        self.publish_facts(&run.observed, &run.decided.placement, &report)
             .await;
         let (entry, acted) = crate::model::history::pass_entry(
             &report,

@@ -37,6 +37,7 @@ impl PassObserver for PassWatch {
 
     fn step_done(&self, o: &StepOutcome) {
         StepLog.step_done(o);
+        self.status.send_modify(|s| super::facts::step_done(s, o));
     }
 
     fn rollout_progress(&self, p: &RolloutProgress) {

@@ -231,11 +231,12 @@ fn the_dashboard_shows_the_fleet_live_in_a_real_browser() {
     repo.write(&format!("stacks/{stack}/compose.yaml"), &app("2"));
     let c2 = repo.push("Deploy v2", &[]);
     let progress = b.wait_js(
-        "the rollout's progress",
+        "the rollout's progress, a replica on the new spec",
         Duration::from_secs(20),
         &format!(
             "const r = document.querySelector('[data-rollout=\"{stack}/app\"]'); \
-             return r && /batch \\d of 3/.test(r.textContent) && r.textContent"
+             return r && /batch \\d of 3/.test(r.textContent) && r.querySelector('.badge.new') \
+             && r.querySelector('.badge.old') && r.textContent"
         ),
     );
     let progress = progress.as_str().unwrap().to_string();

@@ -75,9 +75,12 @@ fn summary(out: &mut String, l: &Live) {
          <dt>Phase</dt><dd><span class=\"badge {phase}\">{phase}</span>{ready}</dd>\
          <dt>Applied commit</dt><dd id=\"applied\">{applied}{when}</dd>",
         src = esc(&s.source),
+        // The source names the branch when it follows one; a default branch learnt later
+        // is said here.
         branch = s
             .branch
             .as_deref()
+            .filter(|b| !s.source.contains(&format!("branch {b}")))
             .map(|b| format!(" branch <code>{}</code>", esc(b)))
             .unwrap_or_default(),
         phase = esc(s.phase),
@@ -100,7 +103,7 @@ fn summary(out: &mut String, l: &Live) {
                     Some(PassResult::Held { reason }) => format!(" ({})", esc(reason.code())),
                     _ => String::new(),
                 },
-                conv = if s.converged { ", converged" } else { "" },
+                conv = if s.converged { "" } else { ", not converged" },
                 why = s
                     .last_reason
                     .as_ref()
@@ -481,7 +484,7 @@ fn services(out: &mut String, s: &DaemonStatus) {
                 out,
                 "<tr data-replica=\"{n}\" data-state=\"{word}\" data-container=\"{cid}\">\
                  <th scope=\"row\">{n}</th><td>{host}</td><td>{state}</td><td>{health}</td>\
-                 <td>{restarts}</td><td><code>{image}</code></td><td>{commit}</td><td><code>{cid}</code></td></tr>",
+                 <td>{restarts}</td><td><code>{image}</code></td><td>{commit}</td><td>{cid_cell}</td></tr>",
                 n = esc(&r.name),
                 host = if r.host.is_empty() {
                     "–".to_string()
@@ -493,6 +496,12 @@ fn services(out: &mut String, s: &DaemonStatus) {
                 image = esc(&r.image),
                 commit = commit_link(&r.commit),
                 cid = esc(&r.container),
+                // Empty between a step that made it and the next observation.
+                cid_cell = if r.container.is_empty() {
+                    "–".to_string()
+                } else {
+                    format!("<code>{}</code>", esc(&r.container))
+                },
             );
         }
         out.push_str("</tbody></table></div>");
