@@ -71,7 +71,7 @@ pub fn page(title: &str, nav: Option<&str>, body: &str) -> String {
             out,
             "<nav aria-label=\"Views\"><a href=\"/\">Fleet</a><a href=\"/diff\">Diff</a>\
              <a href=\"/history\">History</a></nav>\
-             <span id=\"conn\" class=\"conn\" role=\"status\" aria-live=\"polite\">static</span>\
+             <span id=\"conn\" class=\"conn\" role=\"status\" aria-live=\"polite\"></span>\
              <form method=\"post\" action=\"/logout\" class=\"inline\">{}\
              <button type=\"submit\" class=\"link\">Log out</button></form>",
             csrf_input(csrf)
