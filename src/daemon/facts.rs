@@ -243,11 +243,12 @@ fn troubled(r: &ReplicaFact) -> bool {
 }
 
 impl Daemon {
-    /// Publishes the replicas, hosts and (cleared) steps in flight after a pass: the last log
-    /// lines of troubled replicas and a ping per connected host are read first, each bounded.
-    /// A replica a step of this pass brought up keeps what `step_done` wrote: the observation
-    /// was made before the step.
-    pub(super) async fn publish_facts(
+    /// Publishes the replicas, hosts and (cleared) steps in flight after a pass, at once and
+    /// without I/O; then, off the loop (a host that stopped answering must not hold it), a
+    /// ping per connected host and the last log lines of troubled replicas, each bounded, are
+    /// read and published as they come. A replica a step of this pass brought up keeps what
+    /// `step_done` wrote: the observation was made before the step.
+    pub(super) fn publish_facts(
         &mut self,
         observed: &ObservedState,
         placement: &Placement,
@@ -266,59 +267,38 @@ impl Daemon {
             .filter(|f| done.contains(&f.id) && !f.name.is_empty())
             .map(|f| f.name)
             .collect();
-        {
+        let (previous_hosts, previous_replicas): (BTreeMap<String, HostFact>, Vec<ReplicaFact>) = {
             let now = self.status.borrow();
-            for r in replicas.iter_mut().filter(|r| touched.contains(&r.name)) {
-                if let Some(kept) = now.replicas.iter().find(|k| k.name == r.name) {
-                    *r = kept.clone();
+            (
+                now.host_facts
+                    .iter()
+                    .map(|h| (h.name.clone(), h.clone()))
+                    .collect(),
+                now.replicas.clone(),
+            )
+        };
+        for r in replicas.iter_mut() {
+            let before = previous_replicas.iter().find(|k| k.name == r.name);
+            match before {
+                Some(kept) if touched.contains(&r.name) => *r = kept.clone(),
+                // The same container, still troubled: its lines stay until read again.
+                Some(kept) if kept.container == r.container && troubled(r) => {
+                    r.last_logs = kept.last_logs.clone()
                 }
+                _ => {}
             }
         }
-        let secrets = desired.map(|d| d.secret_values.clone()).unwrap_or_default();
-        for r in replicas
-            .iter_mut()
-            .filter(|r| troubled(r))
-            .take(MAX_LOG_READS)
-        {
-            let Some(engine) = self.fleet.engines.get(&r.host) else {
-                continue;
-            };
-            if let Ok(lines) =
-                tokio::time::timeout(READ_TIMEOUT, engine.recent_logs(&r.name, LOG_LINES)).await
-            {
-                r.last_logs = lines.iter().map(|l| mask_secrets(l, &secrets)).collect();
-            }
-        }
-        let pings = futures_util::future::join_all(self.fleet.engines.iter().map(
-            |(name, engine)| async move {
-                let started = Instant::now();
-                let ok = matches!(
-                    tokio::time::timeout(READ_TIMEOUT, engine.ping()).await,
-                    Ok(Ok(()))
-                );
-                (
-                    name.clone(),
-                    ok.then(|| started.elapsed().as_secs_f64() * 1000.0),
-                )
-            },
-        ))
-        .await;
-        let rtts: BTreeMap<String, Option<f64>> = pings.into_iter().collect();
         let (wall, mono) = (now(), Instant::now());
-        let previous: BTreeMap<String, HostFact> = self
-            .status
-            .borrow()
-            .host_facts
-            .iter()
-            .map(|h| (h.name.clone(), h.clone()))
-            .collect();
         let mut hosts = Vec::new();
         for (name, track) in &self.hosts {
             // A host not seen now keeps what it reported last.
-            let mut fact = previous.get(name).cloned().unwrap_or_else(|| HostFact {
-                name: name.clone(),
-                ..HostFact::default()
-            });
+            let mut fact = previous_hosts
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| HostFact {
+                    name: name.clone(),
+                    ..HostFact::default()
+                });
             if let Some(s) = observed.hosts.get(name).and_then(ObservedHost::snapshot) {
                 fact.engine_version = s.engine_version.clone();
                 fact.cpus = s.nano_cpus as f64 / 1e9;
@@ -327,7 +307,9 @@ impl Daemon {
                 fact.seen_at = Some(wall);
             }
             let connected = self.fleet.engines.contains_key(name);
-            fact.rtt_ms = rtts.get(name).copied().flatten();
+            if !connected {
+                fact.rtt_ms = None;
+            }
             fact.silent_since =
                 (!connected).then(|| wall - mono.duration_since(track.last_contact).as_secs_f64());
             if let Some(spec) = desired.and_then(|d| d.hosts.get(name)) {
@@ -336,10 +318,58 @@ impl Daemon {
             }
             hosts.push(fact);
         }
+        let secrets = desired.map(|d| d.secret_values.clone()).unwrap_or_default();
+        let reads: Vec<(String, crate::infra::docker::Engine)> = replicas
+            .iter()
+            .filter(|r| troubled(r) && r.last_logs.is_empty())
+            .filter_map(|r| Some((r.name.clone(), self.fleet.engines.get(&r.host)?.clone())))
+            .take(MAX_LOG_READS)
+            .collect();
+        let pings: Vec<(String, crate::infra::docker::Engine)> = self
+            .fleet
+            .engines
+            .iter()
+            .map(|(n, e)| (n.clone(), e.clone()))
+            .collect();
         self.publish(move |s| {
             s.replicas = replicas;
             s.host_facts = hosts;
             s.in_flight.clear();
+        });
+        let status = self.status.clone();
+        tokio::spawn(async move {
+            let pings = futures_util::future::join_all(pings.into_iter().map(
+                |(name, engine)| async move {
+                    let started = Instant::now();
+                    let ok = matches!(
+                        tokio::time::timeout(READ_TIMEOUT, engine.ping()).await,
+                        Ok(Ok(()))
+                    );
+                    (name, ok.then(|| started.elapsed().as_secs_f64() * 1000.0))
+                },
+            ));
+            let logs = futures_util::future::join_all(reads.into_iter().map(
+                |(name, engine)| async move {
+                    let lines =
+                        tokio::time::timeout(READ_TIMEOUT, engine.recent_logs(&name, LOG_LINES))
+                            .await
+                            .unwrap_or_default();
+                    (name, lines)
+                },
+            ));
+            let (pings, logs) = futures_util::future::join(pings, logs).await;
+            status.send_modify(move |s| {
+                for (name, rtt) in pings {
+                    if let Some(h) = s.host_facts.iter_mut().find(|h| h.name == name) {
+                        h.rtt_ms = rtt;
+                    }
+                }
+                for (name, lines) in logs {
+                    if let Some(r) = s.replicas.iter_mut().find(|r| r.name == name) {
+                        r.last_logs = lines.iter().map(|l| mask_secrets(l, &secrets)).collect();
+                    }
+                }
+            });
         });
     }
 

@@ -147,8 +147,7 @@ impl Daemon {
             &run.observed,
         );
         self.finish(&report, services);
-        self.publish_facts(&run.observed, &run.decided.placement, &report)
-            .await;
+        self.publish_facts(&run.observed, &run.decided.placement, &report);
         let (entry, acted) = crate::model::history::pass_entry(
             &report,
             &report.result,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::fleet::{HostCleanup, Hosts};
 use crate::gitops::Repo;
 use crate::harness::*;
 use crate::webdriver::{self, Browser};
@@ -228,6 +229,41 @@ fn the_dashboard_shows_the_fleet_live_in_a_real_browser() {
         "gone, then back: {states:?}"
     );
 
+    // The keyboard: "Sync now" is a real button; Enter on it asks for a pass (a CSRF-checked
+    // POST from the page itself).
+    b.js(
+        "document.getElementById('sync-now').focus(); return true",
+        json!([]),
+    );
+    let outline = b.js(
+        "return document.activeElement.id + ' ' + getComputedStyle(document.activeElement).outlineStyle",
+        json!([]),
+    );
+    assert!(
+        outline.as_str().unwrap().starts_with("sync-now"),
+        "{outline}"
+    );
+    b.send_keys_to_focused("\u{E007}");
+    b.wait_js(
+        "the requested pass",
+        Duration::from_secs(10),
+        "const l = document.getElementById('last-pass'); return location.pathname === '/' && l && l.textContent.includes('requested by api')",
+    );
+    // Dark mode follows the system's.
+    let light = b.js(
+        "return getComputedStyle(document.body).backgroundColor",
+        json!([]),
+    );
+    b.emulate_dark(true);
+    let dark = b.js(
+        "return getComputedStyle(document.body).backgroundColor",
+        json!([]),
+    );
+    assert_ne!(light, dark, "the dark palette applies");
+    assert_eq!(dark, json!("rgb(15, 18, 23)"));
+    save(&b, &dir, "dashboard-dark.png");
+    b.emulate_dark(false);
+
     // A rollout: its batches show while they run.
     repo.write(&format!("stacks/{stack}/compose.yaml"), &app("2"));
     let c2 = repo.push("Deploy v2", &[]);
@@ -396,4 +432,78 @@ fn the_dashboard_shows_the_fleet_live_in_a_real_browser() {
     assert_eq!(d.stop(), 0);
     let took = started.elapsed();
     assert!(took < Duration::from_secs(90), "took {took:?}");
+}
+
+/// On the 3-host SSH test fleet: every host listed with what its engine reports and what it
+/// runs; a host cut from the network shows as unreachable, then down with the time since when.
+#[test]
+fn the_dashboard_lists_the_ssh_fleet_and_a_host_going_down() {
+    let Some(hosts) = Hosts::get() else { return };
+    if !webdriver::available() {
+        assert!(
+            !docker_required(),
+            "the dashboard test needs chromium and chromium-driver (scripts/ensure-docker)"
+        );
+        return;
+    }
+    let t = TestFleet::new();
+    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
+    let fleet_file = std::fs::read_to_string(t.path().join("convoy.yaml")).unwrap();
+    t.write("convoy.yaml", &format!("{fleet_file}host_down_after: 2s\n"));
+    let _clean = HostCleanup(&hosts, t.id.clone());
+    t.compose(
+        "web",
+        &format!(
+            "services:\n  app:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n    \
+             deploy:\n      replicas: 3\n"
+        ),
+    );
+    let token = format!("tok-{}-dash", t.id);
+    let token_file = t.path().join("api-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let d = Daemon::start(&t, &["--api-token-file", &token_file.to_string_lossy()]);
+    let api = d.api();
+    let b = Browser::start(1200, 800);
+    b.goto(&format!("{api}/login"));
+    b.type_into("#token", &token);
+    b.click("button[type=submit]");
+    let rows = b.wait_js(
+        "three connected hosts with their engines' facts",
+        Duration::from_secs(40),
+        "const rows = [...document.querySelectorAll('[data-host]')]; \
+         return rows.length === 3 && rows.every(r => r.dataset.state === 'connected' && / ms/.test(r.textContent) \
+           && /GiB/.test(r.textContent) && /replica/.test(r.textContent)) && rows.map(r => r.textContent)",
+    );
+    for (row, name) in rows.as_array().unwrap().iter().zip(&hosts.names) {
+        let text = row.as_str().unwrap();
+        assert!(text.starts_with(name.as_str()), "{text}");
+        let version = hosts.docker(name, &["version", "-f", "{{.Server.Version}}"]);
+        assert!(text.contains(version.trim()), "{version} in {text}");
+    }
+    let stack = t.stack("web");
+    b.wait_js(
+        "the stack's replicas running",
+        Duration::from_secs(20),
+        &format!(
+            "return document.querySelectorAll('[data-stack=\"{stack}\"] [data-replica][data-state=running]').length === 3"
+        ),
+    );
+    save(&b, &shots(&t), "dashboard-ssh-fleet.png");
+
+    // host3 cut from the network: unreachable, then down, with since when.
+    hosts.cut(3);
+    // (The host's state and its facts are published one after the other: polled together.)
+    let row = b.wait_js(
+        "host3 down, since when",
+        Duration::from_secs(40),
+        "const r = document.querySelector('[data-host=\"host3\"]'); \
+         return r && r.dataset.state === 'down' && / since .* ago/.test(r.textContent) && r.textContent",
+    );
+    assert!(
+        row.as_str().unwrap().contains("–"),
+        "no round trip to a silent host: {row}"
+    );
+    drop(b);
+    hosts.heal(3);
+    assert_eq!(d.stop(), 0);
 }

@@ -39,6 +39,11 @@ fn free_port() -> u16 {
 
 /// One HTTP request to chromedriver; the JSON answer.
 fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
+    try_request(port, method, path, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `request`, with a WebDriver error as `Err` (its code and message).
+fn try_request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to chromedriver");
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
@@ -87,12 +92,12 @@ fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
     let v: Value = serde_json::from_str(&body)
         .unwrap_or_else(|e| panic!("chromedriver {method} {path}: {e}: {head}\n{body}"));
     if let Some(err) = v["value"]["error"].as_str() {
-        panic!(
+        return Err(format!(
             "chromedriver {method} {path}: {err}: {}",
             v["value"]["message"]
-        );
+        ));
     }
-    v["value"].clone()
+    Ok(v["value"].clone())
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -206,6 +211,34 @@ impl Browser {
     pub fn click(&self, css: &str) {
         let e = self.element(css);
         self.call("POST", &format!("/element/{e}/click"), Some(json!({})));
+    }
+
+    /// Types `keys` (WebDriver key codes allowed: `\u{E007}` is Enter) into the focused element.
+    /// A live update may replace the element between the two calls: then it is found again.
+    pub fn send_keys_to_focused(&self, keys: &str) {
+        for _ in 0..20 {
+            let v = self.call("GET", "/element/active", None);
+            let e = v[ELEMENT].as_str().expect("a focused element").to_string();
+            let path = format!("/session/{}/element/{e}/value", self.session);
+            match try_request(self.port, "POST", &path, Some(&json!({ "text": keys }))) {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element") => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("the focused element kept going stale");
+    }
+
+    /// Emulates `prefers-color-scheme: dark` (or light) through the DevTools protocol.
+    pub fn emulate_dark(&self, dark: bool) {
+        let value = if dark { "dark" } else { "light" };
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": "Emulation.setEmulatedMedia", "params": {
+                "features": [{"name": "prefers-color-scheme", "value": value}]
+            }})),
+        );
     }
 
     pub fn resize(&self, width: u32, height: u32) {
