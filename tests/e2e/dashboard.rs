@@ -186,7 +186,8 @@ fn the_dashboard_shows_the_fleet_live_in_a_real_browser() {
         .as_str()
         .unwrap()
         .ends_with(&c1));
-    save(&b, &dir, "dashboard-fleet.png");
+    // (The SSH fleet's test takes the fleet view for the docs.)
+    save(&b, &t.path().join("shots"), "dashboard-fleet.png");
 
     // A replica removed by hand: gone on the page, then back within 2 s of the heal.
     let victim = &names[1];
@@ -458,6 +459,15 @@ fn the_dashboard_lists_the_ssh_fleet_and_a_host_going_down() {
              deploy:\n      replicas: 3\n"
         ),
     );
+    // A replica that keeps failing, and prints a secret as it goes.
+    let secret = format!("s3cret-{}-pw", t.id);
+    t.compose(
+        "bad",
+        &format!(
+            "services:\n  crash:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo connecting with $$DB_PASSWORD; echo giving up; exit 3\"]\n    \
+             restart: always\n    environment:\n      DB_PASSWORD: {secret}\n"
+        ),
+    );
     let token = format!("tok-{}-dash", t.id);
     let token_file = t.path().join("api-token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
@@ -489,6 +499,30 @@ fn the_dashboard_lists_the_ssh_fleet_and_a_host_going_down() {
         ),
     );
     save(&b, &shots(&t), "dashboard-ssh-fleet.png");
+
+    // The failing replica: a crash loop, its last lines shown with the secret masked.
+    let crash = t.cname("bad", "crash", 1);
+    let logs = b.wait_js(
+        "the crash loop's last lines",
+        Duration::from_secs(40),
+        &format!(
+            "const r = document.querySelector('[data-replica=\"{crash}\"]'); \
+             const l = [...document.querySelectorAll('details.logs')].find(d => d.textContent.includes('{crash}')); \
+             return r && /crash loop|restarting|exit 3/.test(r.textContent) && l && l.textContent.includes('giving up') && l.textContent"
+        ),
+    );
+    let logs = logs.as_str().unwrap();
+    assert!(logs.contains("connecting with (secret)"), "masked: {logs}");
+    let page = b.js("return document.documentElement.outerHTML", json!([]));
+    assert!(
+        !page.as_str().unwrap().contains(&secret),
+        "the secret never reaches the page"
+    );
+    b.js(
+        "document.querySelector('details.logs').scrollIntoView({block: 'center'}); return true",
+        json!([]),
+    );
+    save(&b, &shots(&t), "dashboard-crash-loop.png");
 
     // host3 cut from the network: unreachable, then down, with since when.
     hosts.cut(3);
