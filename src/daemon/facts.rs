@@ -5,9 +5,10 @@
 //! steps of the pass in flight (so a heal shows while it happens). Also the plan of the newest
 //! commit as `convoy diff` prints it, for the dashboard's diff view.
 //!
-//! Bookkeeping after a pass and a few bounded reads (a ping and the last log lines of troubled
-//! replicas, each under a short timeout): it decides nothing and must not put a secret in the
-//! status (log lines are masked with the desired state's secret values before they are kept).
+//! Bookkeeping after a pass, and a few bounded reads (a ping per host, the last log lines of
+//! troubled replicas, each under a short timeout) in a task of their own: it decides nothing,
+//! must not make the daemon's loop wait on a host, and must not put a secret in the status (log
+//! lines are masked with the desired state's secret values before they are kept).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
