@@ -7,6 +7,7 @@
 //! secret) are held as digests or bytes, compared in constant time, and never logged, echoed or
 //! put in an error. Every body it reads is bounded, and so is the number of connections.
 
+mod dashboard;
 mod history;
 mod hooks;
 mod metrics;
@@ -325,6 +326,8 @@ struct Api {
     metrics_token: bool,
     branch_ref: String,
     hooks: metrics::HookCounts,
+    /// The web dashboard's sessions.
+    dashboard: dashboard::Dashboard,
 }
 
 impl Api {
@@ -348,6 +351,7 @@ impl Api {
             metrics_token: cfg.metrics_token,
             branch_ref: cfg.branch_ref(),
             hooks: metrics::HookCounts::default(),
+            dashboard: dashboard::Dashboard::new(cfg),
         }
     }
 
@@ -407,6 +411,7 @@ fn router(api: Arc<Api>) -> Router {
         .route("/hooks/gitea", post(gitea))
         .route("/hooks/gitlab", post(gitlab))
         .route("/hooks/generic", post(generic))
+        .merge(dashboard::routes())
         .with_state(api)
 }
 

@@ -441,12 +441,21 @@ impl Daemon {
             ApiRequest::Diff { reply } => {
                 let _ = reply.send(self.diff().await);
             }
+            ApiRequest::DiffText { reply } => {
+                let _ = reply.send(self.diff_text().await);
+            }
         }
     }
 
     /// The plan of the newest valid commit (candidate, held, or in force) against the fleet,
     /// as `convoy diff --output json` prints it.
     async fn diff(&self) -> Result<String, String> {
+        let plan = self.diff_plan().await?;
+        Ok(crate::render::plan::plan_json(&plan))
+    }
+
+    /// The plan `diff` shows (the dashboard renders it as text).
+    pub(super) async fn diff_plan(&self) -> Result<crate::model::plan::Plan, String> {
         // The branch's newest commit is what the diff is of: one that cannot be planned says
         // why instead of showing an older commit's plan.
         if let Some(p) = &self.intake.pending {
@@ -467,7 +476,7 @@ impl Daemon {
             .ok_or_else(|| "no valid commit has been read yet".to_string())?;
         let memory = self.memory(newest);
         let planned = reconcile::observe_and_plan(&self.fleet, newest, &memory).await;
-        Ok(crate::render::plan::plan_json(&planned.pass.plan))
+        Ok(planned.pass.plan)
     }
 
     /// The candidate, if any, either comes into force or is held by the deletion guard (which

@@ -18,6 +18,7 @@
 //! desired state in force ("a commit that does not validate changes nothing"). Its status is
 //! published on a `watch` channel.
 
+mod facts;
 mod history;
 mod hosts;
 mod intake;
@@ -46,6 +47,7 @@ use crate::model::outcome::{PassReason, StepOutcome};
 use crate::model::tree::TreeInputs;
 use crate::reconcile::{Loaded, PassObserver};
 
+pub use facts::{HostFact, ReplicaFact, StepFact};
 pub use history::HistoryReader;
 pub use policy::requeue;
 pub use status::{

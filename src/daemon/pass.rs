@@ -147,6 +147,7 @@ impl Daemon {
             &run.observed,
         );
         self.finish(&report, services);
+        self.publish_facts(&run.observed, &run.decided.placement, &report);
         let (entry, acted) = crate::model::history::pass_entry(
             &report,
             &report.result,
@@ -175,6 +176,11 @@ impl Daemon {
         }
         for r in later_api {
             if let ApiRequest::Diff { reply } = &r {
+                if reply.is_closed() {
+                    continue;
+                }
+            }
+            if let ApiRequest::DiffText { reply } = &r {
                 if reply.is_closed() {
                     continue;
                 }

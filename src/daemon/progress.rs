@@ -29,8 +29,15 @@ impl PassWatch {
 }
 
 impl PassObserver for PassWatch {
+    fn planned(&self, plan: &crate::model::plan::Plan) {
+        // The dashboard shows a heal while it happens.
+        let steps = super::facts::steps_in_flight(plan);
+        self.status.send_modify(move |s| s.in_flight = steps);
+    }
+
     fn step_done(&self, o: &StepOutcome) {
         StepLog.step_done(o);
+        self.status.send_modify(|s| super::facts::step_done(s, o));
     }
 
     fn rollout_progress(&self, p: &RolloutProgress) {

@@ -55,6 +55,12 @@ pub struct DaemonStatus {
     /// Specs quarantined after a failed rollout, as the last pass found them (and those its
     /// own rollouts quarantined): not tried again until the service's spec changes.
     pub quarantined: Vec<QuarantineRecord>,
+    /// Every replica the last pass placed, with what it runs (the dashboard's detail).
+    pub replicas: Vec<super::facts::ReplicaFact>,
+    /// What each host's engine reported when last seen (the dashboard's detail).
+    pub host_facts: Vec<super::facts::HostFact>,
+    /// The steps of the pass in flight, once planned; empty between passes.
+    pub in_flight: Vec<super::facts::StepFact>,
 }
 
 /// A commit that is not (yet) in force.
@@ -197,6 +203,10 @@ pub enum ApiRequest {
     /// `GET /api/v1/diff`: the plan of the branch's newest commit against the fleet, as
     /// `convoy diff --output json` prints it, or an error message.
     Diff {
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// The dashboard's diff view: the same plan as `Diff`, as `convoy diff` prints it (text).
+    DiffText {
         reply: oneshot::Sender<Result<String, String>>,
     },
 }
