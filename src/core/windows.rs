@@ -19,56 +19,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
-
 use crate::model::observed::{Health, ObservedContainer, ObservedState, RunState};
 use crate::model::plan::{Action, PendingReplica, Plan, Reason};
 use crate::model::spec::DesiredState;
+pub use crate::model::sync_window::WindowHold;
 use crate::model::sync_window::{SyncWindow, WindowKind};
 
 /// How many scheduled times a search for a window's end, or for the next opening, follows:
 /// a window that is still open after this many chained periods (`* * * * *` for `2m`) is
 /// reported as opening at no foreseeable time rather than searched for ever.
 const MAX_CHAIN: usize = 2_000;
-
-/// Why a stack's change is held at a time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct WindowHold {
-    pub stack: String,
-    /// The window's index in `sync_windows:` (of the commit whose windows hold it).
-    pub window: usize,
-    pub kind: WindowKind,
-    pub schedule: String,
-    pub timezone: String,
-    /// Whether `sync --force` may apply the change: every window that holds it allows manual
-    /// syncs.
-    pub manual_sync: bool,
-    /// When changes are allowed again, Unix seconds; `None`: not within the search horizon.
-    pub opens_at: Option<i64>,
-}
-
-impl WindowHold {
-    /// One line: `stack `web` is held by sync window 0 (deny `0 22 * * 5` UTC) until ...`.
-    pub fn line(&self) -> String {
-        let until = match self.opens_at {
-            Some(t) => format!("until {}", crate::model::time::rfc3339(t as f64)),
-            None => "with no opening in sight".to_string(),
-        };
-        let what = match self.kind {
-            WindowKind::Deny => "deny window",
-            WindowKind::Allow => "outside allow window",
-        };
-        let force = if self.manual_sync {
-            "`convoy sync --force` applies it now"
-        } else {
-            "manual_sync: false, so no forced sync either"
-        };
-        format!(
-            "stack `{}` is held by sync window {} ({what} `{}` {}) {until}: {force}",
-            self.stack, self.window, self.schedule, self.timezone
-        )
-    }
-}
 
 /// Whether `w` is open at `t`.
 pub fn is_open(w: &SyncWindow, t: i64) -> bool {
@@ -245,7 +205,7 @@ pub fn merge_held(
 }
 
 /// The stack a step acts on, when it acts on one.
-fn step_stack(a: &Action) -> Option<&str> {
+pub fn step_stack(a: &Action) -> Option<&str> {
     match a {
         Action::Create { replica, .. } | Action::Replace { replica, .. } => Some(&replica.stack),
         Action::Start { stack, .. }

@@ -434,6 +434,7 @@ impl Daemon {
                 self.request(PassReason::Requested { by: "api".into() });
                 self.fetch();
             }
+            ApiRequest::ForceWindows => self.force_windows(),
             ApiRequest::Fetch { cause } => {
                 tracing::debug!(?cause, "fetch requested");
                 self.fetch();
@@ -504,6 +505,8 @@ impl Daemon {
                 self.intake.held = Some(c);
             }
             None => {
+                // Sync windows: the stacks they hold keep what runs; the rest comes in.
+                let (c, window_hold) = self.through_windows(c);
                 tracing::info!(commit = %c.commit, "commit in force");
                 let (commit, time) = (c.commit.clone(), c.commit_time);
                 self.intake.pending = None;
@@ -517,6 +520,9 @@ impl Daemon {
                     s.pending = None;
                     s.held = None;
                 });
+                if let Some(p) = window_hold {
+                    self.hold(p);
+                }
             }
         }
     }

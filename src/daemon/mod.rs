@@ -29,6 +29,7 @@ mod status;
 #[cfg(test)]
 mod tests;
 mod watch;
+mod windows;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -160,6 +161,8 @@ pub struct Daemon {
     /// The deploy history, when the state directory has one, and its writer once running.
     history: Option<Arc<crate::infra::history::History>>,
     history_tx: Option<history::Writer>,
+    /// A commit that sync windows hold in part (`windows`).
+    windows: windows::Windows,
 }
 
 impl Daemon {
@@ -206,6 +209,7 @@ impl Daemon {
             _watch: watcher,
             history: None,
             history_tx: None,
+            windows: Default::default(),
         })
     }
 
@@ -375,6 +379,7 @@ impl Daemon {
             }
         }
         self.poll_due(now);
+        self.windows_due(now);
         if self.next_resync <= now {
             // A followed branch is read again too: a missed ref event must not leave a pushed
             // commit waiting for the next push (the read is cheap when nothing moved).
@@ -427,6 +432,9 @@ impl Daemon {
             wake = wake.min(at);
         }
         if let Some(at) = self.intake.next_poll {
+            wake = wake.min(at);
+        }
+        if let Some(at) = self.windows.wake {
             wake = wake.min(at);
         }
         let grace = self.grace();

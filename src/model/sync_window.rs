@@ -2,7 +2,8 @@
 //! not applied to some stacks (`deny`), or the only times they are (`allow`). The evaluation
 //! (is a change allowed now, which window holds it, when it opens) is `core::windows`.
 //!
-//! Types only: nothing here reads a clock or decides anything.
+//! Types only (and the one line a hold is said in): nothing here reads a clock or decides
+//! anything.
 
 use serde::Serialize;
 
@@ -50,5 +51,44 @@ impl SyncWindow {
         self.stacks
             .as_ref()
             .is_none_or(|s| s.iter().any(|n| n == stack))
+    }
+}
+
+/// Why a stack's change is held at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WindowHold {
+    pub stack: String,
+    /// The window's index in `sync_windows:` (of the commit whose windows hold it).
+    pub window: usize,
+    pub kind: WindowKind,
+    pub schedule: String,
+    pub timezone: String,
+    /// Whether `sync --force` may apply the change: every window that holds it allows manual
+    /// syncs.
+    pub manual_sync: bool,
+    /// When changes are allowed again, Unix seconds; `None`: not within the search horizon.
+    pub opens_at: Option<i64>,
+}
+
+impl WindowHold {
+    /// One line: `stack `web` is held by sync window 0 (deny `0 22 * * 5` UTC) until ...`.
+    pub fn line(&self) -> String {
+        let until = match self.opens_at {
+            Some(t) => format!("until {}", crate::model::time::rfc3339(t as f64)),
+            None => "with no opening in sight".to_string(),
+        };
+        let what = match self.kind {
+            WindowKind::Deny => "deny window",
+            WindowKind::Allow => "outside allow window",
+        };
+        let force = if self.manual_sync {
+            "`convoy sync --force` applies it now"
+        } else {
+            "manual_sync: false, so no forced sync either"
+        };
+        format!(
+            "stack `{}` is held by sync window {} ({what} `{}` {}) {until}: {force}",
+            self.stack, self.window, self.schedule, self.timezone
+        )
     }
 }
