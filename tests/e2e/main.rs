@@ -31,3 +31,4 @@ mod scheduling;
 mod secrets;
 mod systemd;
 mod upgrade;
+mod windows;
