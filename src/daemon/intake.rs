@@ -451,7 +451,7 @@ impl Daemon {
         // The branch's newest commit is what the diff is of: one that cannot be planned says
         // why instead of showing an older commit's plan.
         if let Some(p) = &self.intake.pending {
-            if p.reason != HoldReason::DeletionGuard {
+            if p.reason != HoldReason::DeletionGuard && p.reason != HoldReason::SyncWindow {
                 return Err(format!(
                     "the branch's commit {} is held ({}): {}",
                     p.commit,
@@ -464,10 +464,13 @@ impl Daemon {
             .candidate
             .as_ref()
             .or(self.intake.held.as_ref())
+            .or(self.window_target())
             .or(self.loaded.as_ref())
             .ok_or_else(|| "no valid commit has been read yet".to_string())?;
         let memory = self.memory(newest);
-        let planned = reconcile::observe_and_plan(&self.fleet, newest, &memory).await;
+        let mut planned = reconcile::observe_and_plan(&self.fleet, newest, &memory).await;
+        // The whole change of a commit sync windows hold, with a note of what waits.
+        self.note_window_holds(&mut planned.pass.plan);
         Ok(crate::render::plan::plan_json(&planned.pass.plan))
     }
 

@@ -117,6 +117,17 @@ impl Daemon {
         (effective, Some(pending))
     }
 
+    /// The whole commit that sync windows hold in part, for `GET /api/v1/diff`.
+    pub(super) fn window_target(&self) -> Option<&Loaded> {
+        self.windows.target.as_ref()
+    }
+
+    /// A note in `plan` for each stack a sync window holds.
+    pub(super) fn note_window_holds(&self, plan: &mut crate::model::plan::Plan) {
+        let holds = self.status.borrow().sync_windows.clone();
+        plan.notes.extend(holds.iter().map(WindowHold::line));
+    }
+
     fn clear_windows(&mut self) {
         self.windows = Windows::default();
         self.publish(|s| s.sync_windows.clear());

@@ -97,6 +97,17 @@ fn a_deny_window_holds_a_push_while_healing_and_sync_force_applies_it() {
     assert_eq!(w["manual_sync"], true, "{s}");
     assert_eq!(w["opens_at"], closes.as_str(), "{s}");
     assert!(version_is(&t, &web1, "1"), "web keeps v1 while held");
+    // The API's diff shows the whole change, and what waits for the window.
+    let (code, body) = http(
+        "GET",
+        &format!("{api}/api/v1/diff"),
+        &["-H", &format!("@{header}")],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(&format!("stack `{web}` is held by sync window 0")) && body.contains(&web1),
+        "{body}"
+    );
 
     // Healing goes on: a removed replica of the held stack comes back with v1.
     let old_id = t.id_of(&web1);
@@ -237,4 +248,72 @@ fn a_one_shot_apply_respects_a_window_and_force_overrides_it() {
         .outcome(Outcome::NotConverged);
     assert!(run.stderr.contains("manual_sync: false"), "{}", run.stderr);
     assert!(version_is(&t, &web1, "2"));
+}
+
+#[test]
+fn a_held_commit_is_applied_when_its_window_closes() {
+    if !docker_available() {
+        return;
+    }
+    let t = TestFleet::new();
+    let repo = Repo::new();
+    let (token_file, header) = token(&t);
+    let web = t.stack("web");
+    repo.write("convoy.yaml", &fleet_files(&t, ""));
+    repo.write(&format!("stacks/{web}/compose.yaml"), &app("1"));
+    let c1 = repo.push("v1", &[]);
+    let d = Daemon::follow(&t, &repo.url(), &["--api-token-file", &token_file], &[]);
+    let api = d.api();
+    let web1 = t.cname("web", "app", 1);
+    wait_status(&api, &header, "c1 applied", Duration::from_secs(30), |s| {
+        applied(s) == c1
+    });
+    // A window that opened at this minute and closes in 12 s.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let start = now - now % 60;
+    let (h, m) = ((start % 86_400) / 3600, (start % 3600) / 60);
+    let closes = now + 12;
+    repo.write(
+        "convoy.yaml",
+        &fleet_files(
+            &t,
+            &format!(
+                "sync_windows:\n  - {{kind: deny, schedule: \"{m} {h} * * *\", duration: {}s}}\n",
+                closes - start
+            ),
+        ),
+    );
+    repo.write(&format!("stacks/{web}/compose.yaml"), &app("2"));
+    let c2 = repo.push("v2", &[]);
+    let s = wait_status(&api, &header, "c2 held", Duration::from_secs(8), |s| {
+        s["pending_commit"]["commit"] == c2.as_str()
+    });
+    assert_eq!(
+        s["sync_windows"][0]["opens_at"],
+        convoy::model::time::rfc3339(closes as f64).as_str(),
+        "{s}"
+    );
+    assert!(version_is(&t, &web1, "1"));
+    // No push, no sync: the daemon's timer decides the commit again once the window closes.
+    wait_d(
+        &d,
+        "v2 once the window closed",
+        Duration::from_secs(20),
+        || version_is(&t, &web1, "2"),
+    );
+    let done = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(done >= closes, "applied before the window closed");
+    wait_status(
+        &api,
+        &header,
+        "nothing held",
+        Duration::from_secs(10),
+        |s| s["pending_commit"].is_null() && applied(s) == c2,
+    );
 }
