@@ -1,6 +1,7 @@
-//! `convoy sync --daemon URL [--allow-prune]`: asks a running daemon for a pass now
-//! (`POST /api/v1/sync`) and prints one line. Exit 0 accepted, 2 unreachable, refused or
-//! without `--daemon` (a one-shot apply is `convoy apply`).
+//! `convoy sync --daemon URL [--allow-prune] [--force]`: asks a running daemon for a pass now
+//! (`POST /api/v1/sync`) and prints one line. Exit 0 accepted, 2 unreachable, refused (a
+//! `--force` that no sync window allows, `manual_sync: false`) or without `--daemon` (a
+//! one-shot apply is `convoy apply`).
 //!
 //! It only asks: what the pass does is the daemon's, seen with `convoy status --daemon`.
 
