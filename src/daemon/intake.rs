@@ -509,7 +509,7 @@ impl Daemon {
             }
             None => {
                 // Sync windows: the stacks they hold keep what runs; the rest comes in.
-                let (c, window_hold) = self.through_windows(c);
+                let (c, window_hold) = self.through_windows(c).await;
                 tracing::info!(commit = %c.commit, "commit in force");
                 let (commit, time) = (c.commit.clone(), c.commit_time);
                 self.intake.pending = None;

@@ -7,8 +7,9 @@
 //! The whole new commit is kept aside (`target`) and becomes the candidate again when the
 //! earliest window opens (a timer, nothing polls) or when `sync --force` releases it where the
 //! windows allow manual syncs. The windows of the commit in force count as well as the new
-//! commit's: a commit cannot lift the window that holds it. Part of the `Daemon` state machine;
-//! it acts on nothing itself.
+//! commit's: a commit cannot lift the window that holds it. With nothing in force (a start),
+//! the commit is planned once against what runs, so a stack that already runs it is not
+//! reported held. Part of the `Daemon` state machine; it acts on nothing itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -43,7 +44,7 @@ impl Daemon {
     /// The desired state to bring into force for candidate `c`: `c` itself when no window
     /// holds a stack it changes, else `c` with those stacks kept as they run, and the hold to
     /// report.
-    pub(super) fn through_windows(&mut self, c: Loaded) -> (Loaded, Option<Pending>) {
+    pub(super) async fn through_windows(&mut self, c: Loaded) -> (Loaded, Option<Pending>) {
         let now = now_secs();
         let base = self.loaded.as_ref();
         let none: &[crate::model::sync_window::SyncWindow] = &[];
@@ -63,6 +64,16 @@ impl Daemon {
             None => c.desired.stacks.keys().cloned().collect(),
         };
         let mut holds = windows::holds(&sets, changing.iter().map(String::as_str), now);
+        if base.is_none() && !holds.is_empty() {
+            // Nothing in force (a start): a stack is held only if the commit would change
+            // what runs; one that already runs it (a restart inside a window) is not.
+            let mut probe = c.clone();
+            probe.frozen = holds.clone();
+            let memory = self.memory(&probe);
+            let planned = crate::reconcile::observe_and_plan(&self.fleet, &probe, &memory).await;
+            holds.retain(|s, _| planned.held.contains(s));
+        }
+        let base = self.loaded.as_ref();
         if self.windows.forced.as_deref() == Some(c.commit.as_str()) {
             for (stack, h) in &holds {
                 if h.manual_sync {

@@ -11,7 +11,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::gitops::{applied, fleet_files, http, token, version_is, wait_d, wait_status, Repo};
+use crate::gitops::{
+    applied, env_of, fleet_files, http, token, version_is, wait_d, wait_status, Repo,
+};
 use crate::harness::*;
 
 fn app(version: &str) -> String {
@@ -181,6 +183,29 @@ fn a_deny_window_holds_a_push_while_healing_and_sync_force_applies_it() {
     );
     assert_eq!(code, 409, "{body}");
     assert!(version_is(&t, &web1, "2"), "web stays at v2");
+
+    // A restart inside the window knows no state in force: the hold is found by planning
+    // against what runs, and a killed replica is started again in place with what it ran.
+    assert_eq!(d.stop(), 0);
+    let d = Daemon::follow(&t, &repo.url(), &["--api-token-file", &token_file], &[]);
+    let api = d.api();
+    let s = wait_status(
+        &api,
+        &header,
+        "c3 held after a restart",
+        Duration::from_secs(20),
+        |s| s["pending_commit"]["commit"] == c3.as_str() && s["last_pass"].is_object(),
+    );
+    assert_eq!(s["sync_windows"][0]["stack"], web.as_str(), "{s}");
+    let id = t.id_of(&web1);
+    docker(&["kill", &web1]);
+    wait_d(
+        &d,
+        "web started again at v2",
+        Duration::from_secs(20),
+        || version_is(&t, &web1, "2"),
+    );
+    assert_eq!(t.id_of(&web1), id, "started in place");
 }
 
 /// `convoy status --daemon API` as text.
@@ -266,7 +291,10 @@ fn a_held_commit_is_applied_when_its_window_closes() {
     let api = d.api();
     let web1 = t.cname("web", "app", 1);
     wait_status(&api, &header, "c1 applied", Duration::from_secs(30), |s| {
-        applied(s) == c1
+        applied(s) == c1 && s["last_pass"]["converged"] == true
+    });
+    wait_d(&d, "web at v1", Duration::from_secs(10), || {
+        version_is(&t, &web1, "1")
     });
     // A window that opened at this minute and closes in 12 s.
     let now = std::time::SystemTime::now()
@@ -296,7 +324,12 @@ fn a_held_commit_is_applied_when_its_window_closes() {
         convoy::model::time::rfc3339(closes as f64).as_str(),
         "{s}"
     );
-    assert!(version_is(&t, &web1, "1"));
+    assert!(
+        version_is(&t, &web1, "1"),
+        "{}\n{}",
+        env_of(&t, &web1),
+        d.log()
+    );
     // No push, no sync: the daemon's timer decides the commit again once the window closes.
     wait_d(
         &d,
