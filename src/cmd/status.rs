@@ -48,7 +48,14 @@ pub async fn run(repo: &RepoArgs, output: Output, state_dir: &Path) -> Result<Ou
     };
     match output {
         Output::Json => emit_line(&status_json(&status)),
-        Output::Text => emit(&status_text(&status)),
+        Output::Text => {
+            emit(&status_text(&status));
+            // Changes a sync window holds now: which stack, which window, until when.
+            let holds = super::windows::holds_now(&loaded.desired, super::windows::now_secs());
+            for line in super::windows::held_lines(plan, &holds) {
+                emit(&format!("held: {line}\n"));
+            }
+        }
     }
     Ok(if plan.unreachable.is_empty() {
         Outcome::AllReachable

@@ -48,14 +48,20 @@ pub fn force(holds: BTreeMap<String, WindowHold>) -> BTreeMap<String, WindowHold
 /// Adds a note to `plan` for each held stack it has steps for: the change is shown, and
 /// marked as waiting for its window.
 pub fn note_holds(plan: &mut Plan, holds: &BTreeMap<String, WindowHold>) {
-    for (stack, h) in holds {
-        let touches = plan
-            .steps
-            .iter()
-            .any(|s| windows::step_stack(&s.action) == Some(stack.as_str()))
-            || plan.rollouts.iter().any(|r| &r.stack == stack);
-        if touches {
-            plan.notes.push(h.line());
-        }
-    }
+    let lines = held_lines(plan, holds);
+    plan.notes.extend(lines);
+}
+
+/// One line for each held stack that `plan` would change.
+pub fn held_lines(plan: &Plan, holds: &BTreeMap<String, WindowHold>) -> Vec<String> {
+    holds
+        .iter()
+        .filter(|(stack, _)| {
+            plan.steps
+                .iter()
+                .any(|s| windows::step_stack(&s.action) == Some(stack.as_str()))
+                || plan.rollouts.iter().any(|r| &r.stack == *stack)
+        })
+        .map(|(_, h)| h.line())
+        .collect()
 }

@@ -260,6 +260,14 @@ fn a_one_shot_apply_respects_a_window_and_force_overrides_it() {
     );
     assert!(version_is(&t, &web1, "1"), "web keeps v1 and runs again");
     assert_eq!(t.id_of(&web1), id, "started in place, not replaced");
+    let status = t.convoy(&["status"]);
+    assert!(
+        status
+            .stdout
+            .contains(&format!("held: stack `{web}` is held by sync window 0")),
+        "{}",
+        status.stdout
+    );
 
     t.convoy(&["apply", "--force"]).outcome(Outcome::Converged);
     assert!(version_is(&t, &web1, "2"));
