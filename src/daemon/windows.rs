@@ -166,8 +166,15 @@ impl Daemon {
     }
 
     fn release_target(&mut self, why: &str) {
-        // A newer candidate replaces the held commit.
-        if self.candidate.is_some() {
+        // A newer commit (a candidate, or one held for another reason) replaces the one the
+        // windows held: that one is not brought back over it.
+        let newest = self.windows.target.as_ref().is_some_and(|t| {
+            self.intake
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.commit == t.commit && p.reason == HoldReason::SyncWindow)
+        });
+        if self.candidate.is_some() || !newest {
             self.windows.target = None;
             return;
         }
