@@ -308,6 +308,7 @@ async fn pass(fleet: &Fleet, desired: &DesiredState, commit: &str) {
         key: None,
         commit_time: None,
         inputs: Default::default(),
+        frozen: Default::default(),
     };
     let p = reconcile::observe_and_plan(fleet, &loaded, &HostMemory::default())
         .await

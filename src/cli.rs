@@ -96,6 +96,10 @@ pub enum Command {
         output: Output,
         #[command(flatten)]
         lock: LockArgs,
+        /// Apply changes that a sync window holds now, where the window allows manual syncs
+        /// (`manual_sync`, true unless written false).
+        #[arg(long)]
+        force: bool,
     },
     /// Every host: reachability, round trip, Docker version, CPUs, memory, owned containers.
     Hosts {
@@ -115,6 +119,10 @@ pub enum Command {
         /// Release a commit held by the deletion guard.
         #[arg(long)]
         allow_prune: bool,
+        /// Apply the commit a sync window holds, where the window allows manual syncs
+        /// (`manual_sync`, true unless written false); refused where it does not.
+        #[arg(long)]
+        force: bool,
     },
     /// Images without a registry.
     #[command(subcommand)]

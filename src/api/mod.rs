@@ -13,6 +13,7 @@ mod hooks;
 mod metrics;
 mod status;
 mod tls;
+mod windows;
 
 #[cfg(test)]
 mod tests;
@@ -42,7 +43,7 @@ use crate::daemon::{ApiRequest, DaemonHandle};
 
 pub use hooks::Provider;
 pub use status::{
-    rfc3339, CommitErrorDoc, HostDoc, LastPassDoc, PendingDoc, ServiceDoc, StatusDoc,
+    rfc3339, CommitErrorDoc, HostDoc, LastPassDoc, PendingDoc, ServiceDoc, StatusDoc, SyncWindowDoc,
 };
 
 /// Largest secret or token file read.
@@ -474,6 +475,20 @@ async fn sync_route(State(api): State<Arc<Api>>, req: Request) -> Response {
         Ok(v) => v,
         Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
     };
+    let force = match query_flag(req.uri().query(), "force") {
+        Ok(v) => v,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
+    };
+    if force {
+        let refused = windows::force_refusal(&api.handle.status.borrow());
+        if let Some(msg) = refused {
+            tracing::warn!("API: {msg}");
+            return error(StatusCode::CONFLICT, &msg);
+        }
+        if api.handle.requests.send(ApiRequest::ForceWindows).is_err() {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping");
+        }
+    }
     if api
         .handle
         .requests
@@ -482,7 +497,7 @@ async fn sync_route(State(api): State<Arc<Api>>, req: Request) -> Response {
     {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping");
     }
-    tracing::info!(allow_prune, "API: sync requested");
+    tracing::info!(allow_prune, force, "API: sync requested");
     json(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "accepted": true }),

@@ -35,6 +35,25 @@ pub struct StatusDoc {
     /// changes: `{stack, service, spec_hash, commit, reason, batch, host, at}`.
     #[serde(default)]
     pub quarantined: Vec<QuarantineRecord>,
+    /// Stacks whose change a sync window holds: `{stack, window, kind, schedule, timezone,
+    /// manual_sync, opens_at}` (`opens_at` RFC 3339 UTC, null when no opening is in sight).
+    #[serde(default)]
+    pub sync_windows: Vec<SyncWindowDoc>,
+}
+
+/// One stack held by a sync window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncWindowDoc {
+    pub stack: String,
+    /// The window's index in `sync_windows:`.
+    pub window: usize,
+    /// `deny` or `allow` (held outside every allow window).
+    pub kind: String,
+    pub schedule: String,
+    pub timezone: String,
+    /// Whether `convoy sync --force` may apply the change.
+    pub manual_sync: bool,
+    pub opens_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +178,19 @@ impl StatusDoc {
                 .collect(),
             rollouts: s.rollouts.clone(),
             quarantined: s.quarantined.clone(),
+            sync_windows: s
+                .sync_windows
+                .iter()
+                .map(|h| SyncWindowDoc {
+                    stack: h.stack.clone(),
+                    window: h.window,
+                    kind: h.kind.code().to_string(),
+                    schedule: h.schedule.clone(),
+                    timezone: h.timezone.clone(),
+                    manual_sync: h.manual_sync,
+                    opens_at: h.opens_at.map(|t| rfc3339(t as f64)),
+                })
+                .collect(),
         }
     }
 }

@@ -52,9 +52,10 @@ pub async fn run(
     output: Output,
     state_dir: &Path,
     lock: LockArgs,
+    force: bool,
 ) -> Result<Outcome> {
     let source = open_source(repo)?;
-    let Some(loaded) = load(source.as_ref(), None)? else {
+    let Some(mut loaded) = load(source.as_ref(), None)? else {
         record_refusal(state_dir, source).await;
         return Ok(Outcome::Invalid);
     };
@@ -64,6 +65,12 @@ pub async fn run(
         std::time::Duration::from_secs(lock.lock_timeout),
     )
     .await?;
+    // Sync windows: a held stack keeps what it runs (healed from its own containers).
+    let mut holds = super::windows::holds_now(&loaded.desired, super::windows::now_secs());
+    if force {
+        holds = super::windows::force(holds);
+    }
+    loaded.frozen = holds;
     let text = output == Output::Text;
     let progress = Progress {
         text,
@@ -117,6 +124,11 @@ pub async fn run(
     })
     .await;
     on_signal.abort();
+    for stack in &run.held {
+        if let Some(h) = loaded.frozen.get(stack) {
+            eprintln!("held: {}", h.line());
+        }
+    }
     let report = run.report;
     if let Some(entry) =
         crate::model::history::entry_from_report(&report, &report.result, started, now())

@@ -24,7 +24,7 @@ pub async fn run(
     for w in &loaded.desired.files.warnings {
         eprintln!("{w}");
     }
-    let plan = match base {
+    let mut plan = match base {
         Some(base_rev) => {
             let Some(base) = load(source.as_ref(), Some(base_rev))? else {
                 return Ok(Outcome::Invalid);
@@ -48,6 +48,9 @@ pub async fn run(
             .await
         }
     };
+    // The whole change is shown; a note says which stacks of it a sync window holds now.
+    let holds = super::windows::holds_now(&loaded.desired, super::windows::now_secs());
+    super::windows::note_holds(&mut plan, &holds);
     match output {
         Output::Text => emit(&render::plan_text(&plan, style())),
         Output::Json => emit_line(&render::plan_json(&plan)),

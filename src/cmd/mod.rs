@@ -23,6 +23,7 @@ mod rollback;
 mod status;
 mod sync;
 mod validate;
+mod windows;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -126,7 +127,8 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
             pull,
             output,
             lock,
-        } => apply::run(&repo, pull, output, &state_dir, lock).await,
+            force,
+        } => apply::run(&repo, pull, output, &state_dir, lock, force).await,
         Command::Status {
             repo,
             output,
@@ -143,7 +145,8 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
         Command::Sync {
             client,
             allow_prune,
-        } => sync::run(&client, allow_prune).await,
+            force,
+        } => sync::run(&client, allow_prune, force).await,
         Command::Hosts { repo, output } => hosts::run(&repo, output, &state_dir).await,
         Command::Image(ImageCommand::Push { image, repo, hosts }) => {
             image::push(&repo, &image, &hosts, &state_dir).await

@@ -48,7 +48,14 @@ pub async fn run(repo: &RepoArgs, output: Output, state_dir: &Path) -> Result<Ou
     };
     match output {
         Output::Json => emit_line(&status_json(&status)),
-        Output::Text => emit(&status_text(&status)),
+        Output::Text => {
+            emit(&status_text(&status));
+            // Changes a sync window holds now: which stack, which window, until when.
+            let holds = super::windows::holds_now(&loaded.desired, super::windows::now_secs());
+            for line in super::windows::held_lines(plan, &holds) {
+                emit(&format!("held: {line}\n"));
+            }
+        }
     }
     Ok(if plan.unreachable.is_empty() {
         Outcome::AllReachable
@@ -161,6 +168,23 @@ fn daemon_text(d: &StatusDoc) -> String {
                 e.file, e.line, e.column, e.key, e.message
             );
         }
+    }
+    for w in &d.sync_windows {
+        let _ = writeln!(
+            out,
+            "  window: stack `{}` held by sync window {} ({} `{}` {}) until {}{}",
+            w.stack,
+            w.window,
+            w.kind,
+            w.schedule,
+            w.timezone,
+            w.opens_at.as_deref().unwrap_or("no opening in sight"),
+            if w.manual_sync {
+                ""
+            } else {
+                " (manual_sync: false)"
+            }
+        );
     }
     match &d.last_pass {
         Some(p) => {
@@ -404,9 +428,19 @@ mod tests {
                 at: "2024-03-01T12:00:09Z".into(),
                 id: String::new(),
             }],
+            sync_windows: vec![crate::api::SyncWindowDoc {
+                stack: "web".into(),
+                window: 0,
+                kind: "deny".into(),
+                schedule: "0 22 * * 5".into(),
+                timezone: "Europe/Berlin".into(),
+                manual_sync: false,
+                opens_at: Some("2024-03-04T09:00:00Z".into()),
+            }],
         };
         let text = daemon_text(&doc);
         for want in [
+            "  window: stack `web` held by sync window 0 (deny `0 22 * * 5` Europe/Berlin) until 2024-03-04T09:00:00Z (manual_sync: false)",
             "daemon     idle, ready",
             "applied    0123456789ab (2024-03-01T12:00:05Z)",
             "pending    fedcba987654 held (invalid_commit): 1 error",

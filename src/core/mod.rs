@@ -15,3 +15,4 @@ pub mod plan;
 pub mod schedule;
 #[cfg(test)]
 pub mod testkit;
+pub mod windows;

@@ -434,6 +434,7 @@ impl Daemon {
                 self.request(PassReason::Requested { by: "api".into() });
                 self.fetch();
             }
+            ApiRequest::ForceWindows => self.force_windows(),
             ApiRequest::Fetch { cause } => {
                 tracing::debug!(?cause, "fetch requested");
                 self.fetch();
@@ -459,7 +460,7 @@ impl Daemon {
         // The branch's newest commit is what the diff is of: one that cannot be planned says
         // why instead of showing an older commit's plan.
         if let Some(p) = &self.intake.pending {
-            if p.reason != HoldReason::DeletionGuard {
+            if p.reason != HoldReason::DeletionGuard && p.reason != HoldReason::SyncWindow {
                 return Err(format!(
                     "the branch's commit {} is held ({}): {}",
                     p.commit,
@@ -472,10 +473,13 @@ impl Daemon {
             .candidate
             .as_ref()
             .or(self.intake.held.as_ref())
+            .or(self.window_target())
             .or(self.loaded.as_ref())
             .ok_or_else(|| "no valid commit has been read yet".to_string())?;
         let memory = self.memory(newest);
-        let planned = reconcile::observe_and_plan(&self.fleet, newest, &memory).await;
+        let mut planned = reconcile::observe_and_plan(&self.fleet, newest, &memory).await;
+        // The whole change of a commit sync windows hold, with a note of what waits.
+        self.note_window_holds(&mut planned.pass.plan);
         Ok(planned.pass.plan)
     }
 
@@ -513,6 +517,8 @@ impl Daemon {
                 self.intake.held = Some(c);
             }
             None => {
+                // Sync windows: the stacks they hold keep what runs; the rest comes in.
+                let (c, window_hold) = self.through_windows(c).await;
                 tracing::info!(commit = %c.commit, "commit in force");
                 let (commit, time) = (c.commit.clone(), c.commit_time);
                 self.intake.pending = None;
@@ -526,6 +532,9 @@ impl Daemon {
                     s.pending = None;
                     s.held = None;
                 });
+                if let Some(p) = window_hold {
+                    self.hold(p);
+                }
             }
         }
     }

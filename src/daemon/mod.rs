@@ -30,6 +30,7 @@ mod status;
 #[cfg(test)]
 mod tests;
 mod watch;
+mod windows;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -162,6 +163,8 @@ pub struct Daemon {
     /// The deploy history, when the state directory has one, and its writer once running.
     history: Option<Arc<crate::infra::history::History>>,
     history_tx: Option<history::Writer>,
+    /// A commit that sync windows hold in part (`windows`).
+    windows: windows::Windows,
 }
 
 impl Daemon {
@@ -208,6 +211,7 @@ impl Daemon {
             _watch: watcher,
             history: None,
             history_tx: None,
+            windows: Default::default(),
         })
     }
 
@@ -377,6 +381,7 @@ impl Daemon {
             }
         }
         self.poll_due(now);
+        self.windows_due(now);
         if self.next_resync <= now {
             // A followed branch is read again too: a missed ref event must not leave a pushed
             // commit waiting for the next push (the read is cheap when nothing moved).
@@ -429,6 +434,9 @@ impl Daemon {
             wake = wake.min(at);
         }
         if let Some(at) = self.intake.next_poll {
+            wake = wake.min(at);
+        }
+        if let Some(at) = self.windows.wake {
             wake = wake.min(at);
         }
         let grace = self.grace();

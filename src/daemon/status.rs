@@ -61,6 +61,8 @@ pub struct DaemonStatus {
     pub host_facts: Vec<super::facts::HostFact>,
     /// The steps of the pass in flight, once planned; empty between passes.
     pub in_flight: Vec<super::facts::StepFact>,
+    /// Stacks whose change a sync window holds: which window, and when it opens.
+    pub sync_windows: Vec<crate::core::windows::WindowHold>,
 }
 
 /// A commit that is not (yet) in force.
@@ -198,6 +200,9 @@ pub enum ApiRequest {
     /// `POST /api/v1/sync`: fetch, read and pass now; `allow_prune` releases a commit held by
     /// the deletion guard (that commit only).
     Sync { allow_prune: bool },
+    /// `POST /api/v1/sync?force=true`: the commit sync windows hold comes into force where
+    /// the windows allow manual syncs (sent before the `Sync` that runs the pass).
+    ForceWindows,
     /// A verified webhook for the tracked branch: fetch now.
     Fetch { cause: FetchCause },
     /// `GET /api/v1/diff`: the plan of the branch's newest commit against the fleet, as

@@ -45,6 +45,7 @@ const TOP: Keys = Keys {
         "secrets_on_disk",
         "history_limit",
         "adopt",
+        "sync_windows",
     ],
     unsupported: &[],
     extensions: false,
@@ -91,6 +92,8 @@ pub struct Fleet {
     /// `adopt:` entries (also in `settings.adopted`), each with the node of its stack name,
     /// checked against the stacks once they are read.
     pub adopt_stacks: Vec<(crate::model::adopt::Adoption, Node)>,
+    /// The stack names `sync_windows:` lists, checked against the stacks once they are read.
+    pub window_stacks: Vec<super::sync_windows::WindowStack>,
 }
 
 /// `[a-zA-Z0-9_.-]+`: fleet ids and host names end up in labels and file names.
@@ -133,8 +136,12 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
     let mut builder: Option<(&Node, String)> = None;
     let mut fleet_files = crate::model::files::HostFiles::default();
     let mut adopted = Vec::new();
+    let mut window_stacks = Vec::new();
     for (name, _k, v, path) in d.fields(entries, "", &TOP) {
         match name {
+            "sync_windows" => {
+                (settings.sync_windows, window_stacks) = super::sync_windows::read(d, v, &path)
+            }
             "adopt" => adopted = super::adopt::read(d, v, &path),
             "files_dir" | "secrets_dir" | "secrets_on_disk" => {
                 read_files_setting(d, name, v, &path, &mut fleet_files)
@@ -328,6 +335,7 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
         profiles,
         profile_stacks,
         adopt_stacks,
+        window_stacks,
     })
 }
 

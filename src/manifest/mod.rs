@@ -15,6 +15,7 @@ pub use values::suggest;
 mod fleetwide;
 mod interpolate;
 pub mod sops;
+mod sync_windows;
 #[cfg(test)]
 mod tests;
 mod typed;
@@ -186,6 +187,15 @@ pub fn load_with_keys(
         adopt::check_stacks(
             fleet::FLEET_FILE,
             &f.adopt_stacks,
+            &stacks,
+            &folders,
+            &mut errors,
+        );
+    }
+    if let Some(f) = &fleet {
+        sync_windows::check_stacks(
+            fleet::FLEET_FILE,
+            &f.window_stacks,
             &stacks,
             &folders,
             &mut errors,

@@ -18,5 +18,6 @@ pub mod rollout;
 pub mod schedule;
 pub mod share;
 pub mod spec;
+pub mod sync_window;
 pub mod time;
 pub mod tree;

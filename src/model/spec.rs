@@ -84,6 +84,10 @@ pub struct FleetSettings {
     /// (`model::adopt`), in the order written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adopted: Vec<crate::model::adopt::Adoption>,
+    /// `sync_windows:`: when new commits are not applied to which stacks
+    /// (`model::sync_window`; evaluated by `core::windows`). Not part of any hash.
+    #[serde(skip)]
+    pub sync_windows: Vec<crate::model::sync_window::SyncWindow>,
 }
 
 impl Default for FleetSettings {
@@ -96,6 +100,7 @@ impl Default for FleetSettings {
             builder: None,
             history_limit: DEFAULT_HISTORY_LIMIT,
             adopted: Vec::new(),
+            sync_windows: Vec::new(),
         }
     }
 }

@@ -41,6 +41,10 @@ pub struct Loaded {
     pub key: Option<String>,
     pub commit_time: Option<i64>,
     pub inputs: TreeInputs,
+    /// Stacks a sync window holds whose spec in force is not known (a one-shot `apply`, a
+    /// daemon's first commit): their plan is cut down to heals of what runs
+    /// (`core::windows::freeze`). Empty: nothing frozen.
+    pub frozen: BTreeMap<String, crate::core::windows::WindowHold>,
 }
 
 /// Why a desired state could not be loaded. Either way nothing is changed on the fleet.
@@ -95,6 +99,7 @@ pub fn load_with_env(
                 key: tree.key,
                 commit_time: tree.commit_time,
                 inputs,
+                frozen: BTreeMap::new(),
             })
         }
         Err(ManifestErrors(errors)) => Err(LoadError::Invalid {
@@ -111,13 +116,20 @@ pub fn load_with_env(
 pub struct Planned {
     pub observed: ObservedState,
     pub pass: PassPlan,
+    /// The frozen stacks (`Loaded::frozen`) of which the plan held something back.
+    pub held: BTreeSet<String>,
 }
 
 /// Observes every connected host (borrowing the fleet) and plans against what they run.
 pub async fn observe_and_plan(fleet: &Fleet, loaded: &Loaded, memory: &HostMemory) -> Planned {
     let observed = fleet.observe(&loaded.desired).await;
-    let pass = plan_pass(&loaded.desired, &observed, memory, &loaded.commit);
-    Planned { observed, pass }
+    let mut pass = plan_pass(&loaded.desired, &observed, memory, &loaded.commit);
+    let held = crate::core::windows::freeze(&mut pass.plan, &observed, &loaded.frozen);
+    Planned {
+        observed,
+        pass,
+        held,
+    }
 }
 
 /// How `run_pass` acts.
@@ -154,6 +166,8 @@ pub struct PassRun {
     pub report: PassReport,
     pub observed: ObservedState,
     pub decided: PassPlan,
+    /// Stacks whose changes a sync window held in this pass (`Loaded::frozen`).
+    pub held: BTreeSet<String>,
 }
 
 /// One pass: observe, plan, execute; with `verify`, observe and plan again. Cancelling `cancel`
@@ -231,7 +245,8 @@ pub async fn run_pass(
         let remaining = after.map(|a| a.pass.plan);
         let verify_ms = ms(verify_started.elapsed());
         let failed = outcomes.iter().any(|o| o.error.is_some()) || !pull_failures.is_empty();
-        let converged = pull_failures.is_empty()
+        let converged = planned.held.is_empty()
+            && pull_failures.is_empty()
             && remaining
                 .as_ref()
                 .unwrap_or(&planned.pass.plan)
@@ -251,6 +266,11 @@ pub async fn run_pass(
             // The quarantined spec is not tried again: held, not a failure to retry.
             PassResult::Held {
                 reason: crate::model::outcome::HoldReason::QuarantinedSpec,
+            }
+        } else if outcomes.is_empty() && !planned.held.is_empty() {
+            // A sync window holds a change: what runs is kept, the rest waits for the window.
+            PassResult::Held {
+                reason: crate::model::outcome::HoldReason::SyncWindow,
             }
         } else if outcomes.is_empty() {
             PassResult::Converged
@@ -284,6 +304,7 @@ pub async fn run_pass(
             },
             observed: planned.observed,
             decided: planned.pass,
+            held: planned.held,
         }
     }
     .instrument(span)

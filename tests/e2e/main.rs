@@ -33,3 +33,4 @@ mod secrets;
 mod systemd;
 mod upgrade;
 mod webdriver;
+mod windows;

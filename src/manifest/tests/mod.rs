@@ -16,6 +16,7 @@ mod engine_rules;
 mod errors;
 mod fleet_adopt;
 mod fleet_file;
+mod fleet_sync_windows;
 mod fuzz;
 mod interpolation;
 mod limits;
