@@ -90,6 +90,7 @@ fn service(i: usize) -> ServiceSpec {
         },
         restart_with: BTreeSet::new(),
         rollout: Default::default(),
+        job: None,
     }
 }
 

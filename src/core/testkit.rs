@@ -54,6 +54,7 @@ pub fn service(name: &str, replicas: u32) -> ServiceSpec {
         },
         restart_with: BTreeSet::new(),
         rollout: Default::default(),
+        job: None,
     }
 }
 

@@ -299,6 +299,10 @@ pub struct ServiceSpec {
     /// Not in the spec hash: changing them replaces nothing.
     #[serde(default)]
     pub rollout: crate::model::rollout::RolloutSpec,
+    /// `x-convoy.job`: the service runs to completion at its scheduled times, or once per
+    /// spec (`model::job`). Not in the spec hash; out of the serialised form while none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<crate::model::job::JobSpec>,
 }
 
 impl ServiceSpec {
@@ -834,6 +838,7 @@ mod tests {
             container: ContainerSpec::default(),
             restart_with: BTreeSet::new(),
             rollout: Default::default(),
+            job: None,
         };
         assert_eq!(replica_name("web", &svc, "1"), "web-app-1");
         svc.container.container_name = Some("my-app".into());
