@@ -120,6 +120,7 @@ fn desired() -> DesiredState {
         stacks,
         settings: FleetSettings::default(),
         files: Default::default(),
+        kept_networks: Default::default(),
     }
 }
 

@@ -479,6 +479,7 @@ mod tests {
             network_ids: BTreeMap::new(),
             rollouts: Vec::new(),
             quarantined: Vec::new(),
+            jobs: Vec::new(),
         }
     }
 

@@ -149,3 +149,13 @@ pub struct JobStatus {
 pub fn job_container_name(stack: &str, service: &str, tag: &str) -> String {
     format!("{stack}-{service}-job-{tag}")
 }
+
+/// A run-once job whose current spec has not run (no container of its spec hash): the pass
+/// runs it, after its other steps and before the services of `before`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDue {
+    pub stack: String,
+    pub service: String,
+    pub spec_hash: String,
+    pub before: Vec<String>,
+}

@@ -38,6 +38,10 @@ pub struct DesiredState {
     /// manifest's warnings about them. Never serialised (a secret's value is in it).
     #[serde(skip)]
     pub files: crate::model::files::FilePayload,
+    /// Engine names of networks that containers outside the plan use (jobs, and services a
+    /// run-once job holds: `core::jobs`): the planner never removes them. Empty as loaded.
+    #[serde(skip)]
+    pub kept_networks: BTreeSet<String>,
 }
 
 /// Replaces every occurrence of a secret value in `text` with `(secret)`, longest first so that
