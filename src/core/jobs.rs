@@ -453,6 +453,141 @@ pub fn find_job<'d>(
     }
 }
 
+/// What a run is for: a scheduled time, a run-once job's spec, or a run started by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Scheduled(i64),
+    Once,
+    /// `convoy jobs run` at this time.
+    Manual(i64),
+}
+
+impl Trigger {
+    /// The value of `convoy.job`.
+    pub fn label(self) -> String {
+        match self {
+            Trigger::Scheduled(t) | Trigger::Manual(t) => t.to_string(),
+            Trigger::Once => ONCE.to_string(),
+        }
+    }
+
+    /// The tag in the container's name (`job_container_name`).
+    pub fn tag(self, spec_hash: &str) -> String {
+        match self {
+            Trigger::Scheduled(t) => t.to_string(),
+            Trigger::Manual(t) => format!("{t}-manual"),
+            Trigger::Once => format!("once-{}", &spec_hash[..spec_hash.len().min(12)]),
+        }
+    }
+}
+
+/// The container a job's run creates: the service's spec, never restarted by the engine,
+/// with Convoy's labels and `convoy.job` (and the trigger of a manual run).
+pub fn job_replica(
+    desired: &DesiredState,
+    stack: &str,
+    service: &str,
+    trigger: Trigger,
+    commit: &str,
+) -> Option<crate::model::plan::Replica> {
+    use crate::model::spec::{
+        RestartPolicy, LABEL_COMMIT, LABEL_FLEET, LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC_HASH,
+        LABEL_STACK,
+    };
+    let svc = desired.stacks.get(stack)?.services.get(service)?;
+    let spec_hash = svc.container.hash();
+    let name = crate::model::job::job_container_name(stack, service, &trigger.tag(&spec_hash));
+    let mut spec = svc.container.for_slot(stack, service, "job");
+    spec.restart = RestartPolicy::default();
+    spec.restart.name = crate::model::spec::RestartName::No;
+    spec.container_name = None;
+    let mut labels = spec.labels.clone();
+    labels.insert(LABEL_FLEET.into(), desired.fleet.clone());
+    labels.insert(LABEL_STACK.into(), stack.into());
+    labels.insert(LABEL_SERVICE.into(), service.into());
+    labels.insert(LABEL_SLOT.into(), "job".into());
+    labels.insert(LABEL_SPEC_HASH.into(), spec_hash.clone());
+    labels.insert(LABEL_COMMIT.into(), commit.into());
+    labels.insert(LABEL_JOB.into(), trigger.label());
+    if let Trigger::Manual(_) = trigger {
+        labels.insert(LABEL_JOB_TRIGGER.into(), "manual".into());
+    }
+    Some(crate::model::plan::Replica {
+        stack: stack.into(),
+        service: service.into(),
+        slot: "job".into(),
+        name,
+        spec_hash,
+        image: spec.image.clone(),
+        spec,
+        labels,
+        secret_env: svc.secret_env.clone(),
+    })
+}
+
+/// The host a job's run goes to: the scheduler's choice for the service as if it were a
+/// service of one replica (constraints, `x-convoy.hosts`, cordon, drain, reservations), or
+/// why there is none.
+pub fn choose_host(
+    desired: &DesiredState,
+    observed: &ObservedState,
+    stack: &str,
+    service: &str,
+) -> Result<String, String> {
+    use crate::core::schedule::{self, Assignment};
+    let svc = desired
+        .stacks
+        .get(stack)
+        .and_then(|s| s.services.get(service))
+        .ok_or_else(|| format!("no service `{stack}/{service}`"))?;
+    let mut alone = svc.clone();
+    alone.job = None;
+    alone.replicas = 1;
+    alone.depends_on.clear();
+    let mut d = desired.clone();
+    d.stacks.retain(|n, _| n == stack);
+    if let Some(st) = d.stacks.get_mut(stack) {
+        st.services.clear();
+        st.services.insert(service.to_string(), alone);
+    }
+    let mut o = observed.clone();
+    for obs in o.hosts.values_mut() {
+        if let ObservedHost::Reachable(snap) = obs {
+            snap.containers.clear();
+        }
+    }
+    let snap = schedule::snapshot(&d, &o, &BTreeSet::new(), &BTreeMap::new());
+    let placement = schedule::place(&d, &snap);
+    match placement.replicas.values().next() {
+        Some(Assignment::Host { host }) => Ok(host.clone()),
+        Some(Assignment::Pending { reason }) => Err(reason.clone()),
+        _ => Err("no host can run it".into()),
+    }
+}
+
+/// How long a run of `stack/service` may take (`deadline`, else the schedule's period at its
+/// time); `None` for a run-once job without a deadline.
+pub fn deadline_of(
+    desired: &DesiredState,
+    stack: &str,
+    service: &str,
+    trigger: Trigger,
+) -> Option<std::time::Duration> {
+    let job = desired
+        .stacks
+        .get(stack)?
+        .services
+        .get(service)?
+        .job
+        .as_ref()?;
+    let at = match trigger {
+        Trigger::Scheduled(t) | Trigger::Manual(t) => t,
+        Trigger::Once => 0,
+    };
+    let secs = job.deadline_at(at)?;
+    Some(std::time::Duration::from_secs(secs.max(1) as u64))
+}
+
 #[cfg(test)]
 #[path = "jobs_tests.rs"]
 mod tests;
