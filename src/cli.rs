@@ -159,6 +159,29 @@ pub enum Command {
     /// `convoy.yaml`: from then on the fleet owns those containers. Exit 0 adopted, 1 some
     /// project not, 2 nothing adopted.
     Adopt(AdoptArgs),
+    /// Jobs (`x-convoy.job`): each with its schedule, next run and last runs (exit code,
+    /// duration, host, last log lines); `jobs run NAME` starts one now. Exit 0, 1 a host could
+    /// not be read or the run failed, 2 invalid or the daemon unavailable.
+    Jobs(JobsArgs),
+}
+
+/// `convoy jobs`'s flags.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    pub command: Option<JobsCommand>,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    #[command(flatten)]
+    pub client: DaemonClientArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Start one run of a job now (`service` or `stack/service`).
+    Run { name: String },
 }
 
 /// What `convoy export` writes.

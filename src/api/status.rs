@@ -35,6 +35,11 @@ pub struct StatusDoc {
     /// changes: `{stack, service, spec_hash, commit, reason, batch, host, at}`.
     #[serde(default)]
     pub quarantined: Vec<QuarantineRecord>,
+    /// Jobs: `{stack, name, schedule, timezone, concurrency, next_run, last_runs: [{host,
+    /// container, scheduled, scheduled_at, phase, exit_code, started, finished,
+    /// duration_secs, spec_hash, commit, last_lines}]}`.
+    #[serde(default)]
+    pub jobs: Vec<crate::model::job::JobStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +164,7 @@ impl StatusDoc {
                 .collect(),
             rollouts: s.rollouts.clone(),
             quarantined: s.quarantined.clone(),
+            jobs: s.jobs.clone(),
         }
     }
 }

@@ -588,6 +588,62 @@ pub fn deadline_of(
     Some(std::time::Duration::from_secs(secs.max(1) as u64))
 }
 
+/// A seen run as status shows it, with its start and end (Unix seconds) and last lines.
+pub fn job_run(
+    r: &SeenRun,
+    started: Option<i64>,
+    finished: Option<i64>,
+    last_lines: Vec<String>,
+) -> crate::model::job::JobRun {
+    use crate::model::job::{JobRun, RunPhase};
+    let phase = match (r.running, r.exit_code) {
+        (true, _) => RunPhase::Running,
+        (false, Some(0)) => RunPhase::Succeeded,
+        _ => RunPhase::Failed,
+    };
+    JobRun {
+        host: r.host.clone(),
+        container: r.name.clone(),
+        scheduled: r.scheduled,
+        scheduled_at: r.scheduled.map(|t| crate::model::time::rfc3339(t as f64)),
+        phase,
+        exit_code: r.exit_code,
+        started,
+        finished: finished.filter(|_| !r.running),
+        duration_secs: if r.running {
+            None
+        } else {
+            started.zip(finished).map(|(s, f)| (f - s).max(0))
+        },
+        spec_hash: r.spec_hash.clone(),
+        commit: r.commit.clone(),
+        manual: r.manual,
+        last_lines,
+    }
+}
+
+/// Every job of `desired` with its next run after `now` and its runs (newest first).
+pub fn statuses(
+    desired: &DesiredState,
+    mut runs: BTreeMap<(String, String), Vec<crate::model::job::JobRun>>,
+    now: i64,
+) -> Vec<crate::model::job::JobStatus> {
+    jobs(desired)
+        .into_iter()
+        .map(|(stack, service, job)| crate::model::job::JobStatus {
+            stack: stack.to_string(),
+            name: service.to_string(),
+            schedule: job.schedule.clone(),
+            timezone: job.timezone.clone(),
+            concurrency: job.concurrency,
+            next_run: next_due(job, now).map(|t| crate::model::time::rfc3339(t as f64)),
+            last_runs: runs
+                .remove(&(stack.to_string(), service.to_string()))
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 #[path = "jobs_tests.rs"]
 mod tests;

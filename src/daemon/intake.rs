@@ -441,6 +441,9 @@ impl Daemon {
             ApiRequest::Diff { reply } => {
                 let _ = reply.send(self.diff().await);
             }
+            ApiRequest::RunJob { name, reply } => {
+                let _ = reply.send(self.run_job_now(&name).await);
+            }
         }
     }
 

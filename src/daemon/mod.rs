@@ -21,6 +21,7 @@
 mod history;
 mod hosts;
 mod intake;
+mod jobs;
 mod notify;
 mod pass;
 mod policy;
@@ -160,6 +161,8 @@ pub struct Daemon {
     /// The deploy history, when the state directory has one, and its writer once running.
     history: Option<Arc<crate::infra::history::History>>,
     history_tx: Option<history::Writer>,
+    /// The job timer (`jobs`).
+    jobs: jobs::JobTimer,
 }
 
 impl Daemon {
@@ -206,6 +209,7 @@ impl Daemon {
             _watch: watcher,
             history: None,
             history_tx: None,
+            jobs: jobs::JobTimer::new(),
         })
     }
 
@@ -289,6 +293,7 @@ impl Daemon {
                     None => break,
                 },
                 Some(r) = self.api_rx.recv() => self.api(r).await,
+                Some(out) = self.jobs.rx.recv() => self.job_done(out).await,
                 _ = tokio::time::sleep_until(wake) => self.on_timers().await,
             }
             // Take whatever else has arrived: one pass answers a burst of events.
@@ -385,6 +390,9 @@ impl Daemon {
             }
             self.request(PassReason::Resync);
         }
+        if self.jobs.next_at.is_some_and(|at| at <= now) {
+            self.jobs_tick().await;
+        }
         if let Some((at, _)) = &self.requeued {
             if *at <= now {
                 let (_, reason) = self.requeued.take().expect("checked above");
@@ -427,6 +435,9 @@ impl Daemon {
             wake = wake.min(at);
         }
         if let Some(at) = self.intake.next_poll {
+            wake = wake.min(at);
+        }
+        if let Some(at) = self.jobs.next_at.filter(|_| self.loaded.is_some()) {
             wake = wake.min(at);
         }
         let grace = self.grace();

@@ -55,6 +55,8 @@ pub struct DaemonStatus {
     /// Specs quarantined after a failed rollout, as the last pass found them (and those its
     /// own rollouts quarantined): not tried again until the service's spec changes.
     pub quarantined: Vec<QuarantineRecord>,
+    /// Every job with its next run and last runs (`daemon::jobs`).
+    pub jobs: Vec<crate::model::job::JobStatus>,
 }
 
 /// A commit that is not (yet) in force.
@@ -197,6 +199,12 @@ pub enum ApiRequest {
     /// `GET /api/v1/diff`: the plan of the branch's newest commit against the fleet, as
     /// `convoy diff --output json` prints it, or an error message.
     Diff {
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// `POST /api/v1/jobs/{name}/run`: start one run of a job now; the reply says which, or
+    /// why not (an unknown job).
+    RunJob {
+        name: String,
         reply: oneshot::Sender<Result<String, String>>,
     },
 }

@@ -244,3 +244,33 @@ pub async fn prune(
         }
     }
 }
+
+/// The runs of every job seen in `observed`, with their times and (masked) last lines, newest
+/// first: what `convoy jobs` and the daemon's status show.
+pub async fn read_runs(
+    engines: &BTreeMap<String, Engine>,
+    observed: &ObservedState,
+    secrets: &std::collections::BTreeSet<String>,
+) -> BTreeMap<(String, String), Vec<JobRun>> {
+    let seen = crate::core::jobs::runs(observed);
+    let mut out = BTreeMap::new();
+    for (key, runs) in seen {
+        let mut list = Vec::new();
+        for r in &runs {
+            let Some(e) = engines.get(&r.host) else {
+                list.push(crate::core::jobs::job_run(r, None, None, Vec::new()));
+                continue;
+            };
+            let (started, finished) = e.run_times(&r.id).await;
+            let lines = e
+                .recent_logs(&r.name, LAST_LINES)
+                .await
+                .into_iter()
+                .map(|l| mask_secrets(&l, secrets))
+                .collect();
+            list.push(crate::core::jobs::job_run(r, started, finished, lines));
+        }
+        out.insert(key, list);
+    }
+    out
+}
