@@ -14,6 +14,8 @@ mod status;
 mod tls;
 
 #[cfg(test)]
+mod jobs_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;

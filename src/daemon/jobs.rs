@@ -192,6 +192,20 @@ impl Daemon {
         let Some(loaded) = self.loaded.clone() else {
             return;
         };
+        let ended = unix_now();
+        let started = out.run.started.map_or(ended, |s| s as f64);
+        self.record_history(
+            crate::model::job_history::entry_from_run(
+                &loaded.desired.fleet,
+                &out.stack,
+                &out.service,
+                &out.run,
+                out.error.as_deref(),
+                started,
+                ended,
+            ),
+            super::history::Dedup::Never,
+        );
         if self.cancel.is_cancelled() {
             return;
         }

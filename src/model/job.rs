@@ -159,3 +159,12 @@ pub struct JobDue {
     pub spec_hash: String,
     pub before: Vec<String>,
 }
+
+/// A job's run as the deploy history records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRunEntry {
+    pub stack: String,
+    pub service: String,
+    #[serde(flatten)]
+    pub run: JobRun,
+}

@@ -12,6 +12,7 @@ pub mod files;
 pub mod history;
 pub mod hooks;
 pub mod job;
+pub mod job_history;
 pub mod observed;
 pub mod outcome;
 pub mod plan;
