@@ -180,8 +180,15 @@ pub struct JobsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
-    /// Start one run of a job now (`service` or `stack/service`).
-    Run { name: String },
+    /// Start one run of a job now (`service` or `stack/service`). Exit 0 it succeeded (or the
+    /// daemon took the request), 1 it failed, 2 no such job or the daemon unavailable.
+    Run {
+        name: String,
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        client: DaemonClientArgs,
+    },
 }
 
 /// What `convoy export` writes.

@@ -148,8 +148,8 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
         Command::Hosts { repo, output } => hosts::run(&repo, output, &state_dir).await,
         Command::Jobs(a) => match &a.command {
             None => jobs::list(&a.repo, &a.client, a.output, &state_dir).await,
-            Some(crate::cli::JobsCommand::Run { name }) => {
-                jobs::run(&a.repo, &a.client, name, &state_dir).await
+            Some(crate::cli::JobsCommand::Run { name, repo, client }) => {
+                jobs::run(repo, client, name, &state_dir).await
             }
         },
         Command::Image(ImageCommand::Push { image, repo, hosts }) => {

@@ -141,7 +141,11 @@ fn a_scheduled_job_runs_at_its_times_and_keeps_its_history() {
             "services:\n  tick:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo tick\"]\n    x-convoy:\n      job: {{schedule: \"@every 3s\", history: 2}}\n  web:\n    image: {IMAGE}\n    command: sleep 3600\n"
         ),
     );
-    let d = Daemon::start(&t, &["--resync", "60"]);
+    let token_file = t.path().join("api-token");
+    std::fs::write(&token_file, "jobs-e2e-token-0123456789\n").expect("token file");
+    let token = token_file.to_string_lossy().to_string();
+    let d = Daemon::start(&t, &["--resync", "60", "--api-token-file", &token]);
+    let api = d.api();
     // Several runs happen; only the two newest remain.
     let mut seen = std::collections::BTreeSet::new();
     wait_for("four runs of the job", Duration::from_secs(40), || {
@@ -173,5 +177,28 @@ fn a_scheduled_job_runs_at_its_times_and_keeps_its_history() {
         st.stdout
     );
     assert!(st.stdout.contains("succeeded"), "{}", st.stdout);
+    // Through the daemon: its status has the job, and a run by hand is started by it.
+    let via = |args: &[&str]| {
+        let mut all = vec!["jobs"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--daemon", &api, "--api-token-file", &token]);
+        t.convoy(&all)
+    };
+    wait_for(
+        "the daemon's status lists the job's runs",
+        Duration::from_secs(15),
+        || {
+            let r = via(&["--output", "json"]);
+            let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+            doc["jobs"][0]["name"] == "tick" && doc["jobs"][0]["last_runs"][0]["exit_code"] == 0
+        },
+    );
+    via(&["run", "tick"]).outcome(Outcome::Accepted);
+    wait_for("the run by hand", Duration::from_secs(20), || {
+        job_runs(&hosts, &t)
+            .iter()
+            .any(|r| r.0.ends_with("-manual"))
+    });
+    via(&["run", "nope"]).outcome(Outcome::Invalid);
     d.stop();
 }
