@@ -90,6 +90,7 @@ fn service(i: usize) -> ServiceSpec {
         },
         restart_with: BTreeSet::new(),
         rollout: Default::default(),
+        job: None,
     }
 }
 
@@ -119,6 +120,7 @@ fn desired() -> DesiredState {
         stacks,
         settings: FleetSettings::default(),
         files: Default::default(),
+        kept_networks: Default::default(),
     }
 }
 

@@ -167,6 +167,36 @@ pub enum Command {
     /// `convoy.yaml`: from then on the fleet owns those containers. Exit 0 adopted, 1 some
     /// project not, 2 nothing adopted.
     Adopt(AdoptArgs),
+    /// Jobs (`x-convoy.job`): each with its schedule, next run and last runs (exit code,
+    /// duration, host, last log lines); `jobs run NAME` starts one now. Exit 0, 1 a host could
+    /// not be read or the run failed, 2 invalid or the daemon unavailable.
+    Jobs(JobsArgs),
+}
+
+/// `convoy jobs`'s flags.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    pub command: Option<JobsCommand>,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    #[command(flatten)]
+    pub client: DaemonClientArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Start one run of a job now (`service` or `stack/service`). Exit 0 it succeeded (or the
+    /// daemon took the request), 1 it failed, 2 no such job or the daemon unavailable.
+    Run {
+        name: String,
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        client: DaemonClientArgs,
+    },
 }
 
 /// What `convoy export` writes.

@@ -16,6 +16,8 @@ mod tls;
 mod windows;
 
 #[cfg(test)]
+mod jobs_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
@@ -408,6 +410,7 @@ fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/sync", post(sync_route))
         .route("/api/v1/diff", get(diff_route))
         .route("/api/v1/history", get(history::route))
+        .route("/api/v1/jobs/{name}/run", post(jobs_run_route))
         .route("/hooks/github", post(github))
         .route("/hooks/gitea", post(gitea))
         .route("/hooks/gitlab", post(gitlab))
@@ -532,6 +535,49 @@ async fn diff_route(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response
         Err(_) => error(
             StatusCode::GATEWAY_TIMEOUT,
             "the daemon did not plan within 60 s",
+        ),
+    }
+}
+
+/// `POST /api/v1/jobs/{name}/run`: one run of a job now (`name` is `service` or
+/// `stack/service`, the slash percent-encoded). 202 with the job's full name, 404 for an
+/// unknown job.
+async fn jobs_run_route(
+    State(api): State<Arc<Api>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = api.authorize(&headers) {
+        return refused.into_response();
+    }
+    let (reply, answer) = oneshot::channel::<Result<String, String>>();
+    if api
+        .handle
+        .requests
+        .send(ApiRequest::RunJob {
+            name: name.clone(),
+            reply,
+        })
+        .is_err()
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping");
+    }
+    match tokio::time::timeout(DIFF_TIMEOUT, answer).await {
+        Ok(Ok(Ok(job))) => {
+            tracing::info!(job = %job, "API: job run requested");
+            json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({ "accepted": true, "job": job }),
+            )
+        }
+        Ok(Ok(Err(msg))) => error(StatusCode::NOT_FOUND, &msg),
+        Ok(Err(_)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon dropped the request (stopping?)",
+        ),
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the daemon did not answer within 60 s",
         ),
     }
 }

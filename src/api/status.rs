@@ -39,6 +39,11 @@ pub struct StatusDoc {
     /// manual_sync, opens_at}` (`opens_at` RFC 3339 UTC, null when no opening is in sight).
     #[serde(default)]
     pub sync_windows: Vec<SyncWindowDoc>,
+    /// Jobs: `{stack, name, schedule, timezone, concurrency, next_run, last_runs: [{host,
+    /// container, scheduled, scheduled_at, phase, exit_code, started, finished,
+    /// duration_secs, spec_hash, commit, last_lines}]}`.
+    #[serde(default)]
+    pub jobs: Vec<crate::model::job::JobStatus>,
 }
 
 /// One stack held by a sync window.
@@ -191,6 +196,7 @@ impl StatusDoc {
                     opens_at: h.opens_at.map(|t| rfc3339(t as f64)),
                 })
                 .collect(),
+            jobs: s.jobs.clone(),
         }
     }
 }

@@ -17,6 +17,7 @@ mod export;
 mod history;
 mod hosts;
 mod image;
+mod jobs;
 pub mod logging;
 mod logs;
 mod rollback;
@@ -148,6 +149,12 @@ pub async fn run(command: Command, state_dir: Option<PathBuf>) -> Result<Outcome
             force,
         } => sync::run(&client, allow_prune, force).await,
         Command::Hosts { repo, output } => hosts::run(&repo, output, &state_dir).await,
+        Command::Jobs(a) => match &a.command {
+            None => jobs::list(&a.repo, &a.client, a.output, &state_dir).await,
+            Some(crate::cli::JobsCommand::Run { name, repo, client }) => {
+                jobs::run(repo, client, name, &state_dir).await
+            }
+        },
         Command::Image(ImageCommand::Push { image, repo, hosts }) => {
             image::push(&repo, &image, &hosts, &state_dir).await
         }

@@ -355,6 +355,7 @@ mod tests {
     #[test]
     fn a_daemons_status_reads_as_text() {
         let doc = StatusDoc {
+            jobs: Vec::new(),
             version: 1,
             applied_commit: Some("0123456789abcdef0123".into()),
             applied_commit_time: Some("2024-03-01T12:00:05Z".into()),

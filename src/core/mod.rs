@@ -10,6 +10,7 @@ pub mod drift;
 mod drift_more;
 pub mod files;
 pub mod guard;
+pub mod jobs;
 pub mod pass;
 pub mod plan;
 pub mod schedule;

@@ -38,9 +38,18 @@ pub fn plan_pass(
     memory: &HostMemory,
     commit: &str,
 ) -> PassPlan {
-    let snapshot = schedule::snapshot(desired, observed, &memory.down, &memory.last_known);
-    let placement = schedule::place(desired, &snapshot);
-    let plan = plan::plan(desired, &placement, observed, commit);
+    // Jobs and the services a run-once job holds are planned apart (`core::jobs`).
+    let view = crate::core::jobs::planning_view(desired, observed);
+    let (d, o) = match &view {
+        Some(v) => (&v.desired, &v.observed),
+        None => (desired, observed),
+    };
+    let snapshot = schedule::snapshot(d, o, &memory.down, &memory.last_known);
+    let placement = schedule::place(d, &snapshot);
+    let mut plan = plan::plan(d, &placement, o, commit);
+    if let Some(v) = &view {
+        crate::core::jobs::complete_plan(&mut plan, desired, v);
+    }
     PassPlan {
         snapshot,
         placement,

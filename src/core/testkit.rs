@@ -54,6 +54,7 @@ pub fn service(name: &str, replicas: u32) -> ServiceSpec {
         },
         restart_with: BTreeSet::new(),
         rollout: Default::default(),
+        job: None,
     }
 }
 
@@ -78,6 +79,7 @@ pub fn desired(hosts: &[&str], stacks: Vec<StackSpec>) -> DesiredState {
         stacks: stacks.into_iter().map(|s| (s.name.clone(), s)).collect(),
         settings: FleetSettings::default(),
         files: Default::default(),
+        kept_networks: Default::default(),
     }
 }
 

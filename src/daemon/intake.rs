@@ -445,6 +445,9 @@ impl Daemon {
             ApiRequest::DiffText { reply } => {
                 let _ = reply.send(self.diff_text().await);
             }
+            ApiRequest::RunJob { name, reply } => {
+                let _ = reply.send(self.run_job_now(&name).await);
+            }
         }
     }
 

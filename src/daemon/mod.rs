@@ -22,6 +22,7 @@ mod facts;
 mod history;
 mod hosts;
 mod intake;
+mod jobs;
 mod notify;
 mod pass;
 mod policy;
@@ -165,6 +166,8 @@ pub struct Daemon {
     history_tx: Option<history::Writer>,
     /// A commit that sync windows hold in part (`windows`).
     windows: windows::Windows,
+    /// The job timer (`jobs`).
+    jobs: jobs::JobTimer,
 }
 
 impl Daemon {
@@ -212,6 +215,7 @@ impl Daemon {
             history: None,
             history_tx: None,
             windows: Default::default(),
+            jobs: jobs::JobTimer::new(),
         })
     }
 
@@ -295,6 +299,7 @@ impl Daemon {
                     None => break,
                 },
                 Some(r) = self.api_rx.recv() => self.api(r).await,
+                Some(out) = self.jobs.rx.recv() => self.job_done(out).await,
                 _ = tokio::time::sleep_until(wake) => self.on_timers().await,
             }
             // Take whatever else has arrived: one pass answers a burst of events.
@@ -392,6 +397,9 @@ impl Daemon {
             }
             self.request(PassReason::Resync);
         }
+        if self.jobs.next_at.is_some_and(|at| at <= now) {
+            self.jobs_tick().await;
+        }
         if let Some((at, _)) = &self.requeued {
             if *at <= now {
                 let (_, reason) = self.requeued.take().expect("checked above");
@@ -437,6 +445,9 @@ impl Daemon {
             wake = wake.min(at);
         }
         if let Some(at) = self.windows.wake {
+            wake = wake.min(at);
+        }
+        if let Some(at) = self.jobs.next_at.filter(|_| self.loaded.is_some()) {
             wake = wake.min(at);
         }
         let grace = self.grace();

@@ -63,6 +63,8 @@ pub struct DaemonStatus {
     pub in_flight: Vec<super::facts::StepFact>,
     /// Stacks whose change a sync window holds: which window, and when it opens.
     pub sync_windows: Vec<crate::core::windows::WindowHold>,
+    /// Every job with its next run and last runs (`daemon::jobs`).
+    pub jobs: Vec<crate::model::job::JobStatus>,
 }
 
 /// A commit that is not (yet) in force.
@@ -212,6 +214,12 @@ pub enum ApiRequest {
     },
     /// The dashboard's diff view: the same plan as `Diff`, as `convoy diff` prints it (text).
     DiffText {
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// `POST /api/v1/jobs/{name}/run`: start one run of a job now; the reply says which, or
+    /// why not (an unknown job).
+    RunJob {
+        name: String,
         reply: oneshot::Sender<Result<String, String>>,
     },
 }

@@ -21,6 +21,7 @@
 mod build;
 pub mod files;
 mod hooks;
+pub mod jobs;
 mod names;
 mod prestart;
 mod rollout;

@@ -233,6 +233,7 @@ pub fn load_with_keys(
             stacks,
             settings: f.settings,
             files,
+            kept_networks: Default::default(),
         }),
         _ => {
             if errors.is_empty() {

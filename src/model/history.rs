@@ -22,7 +22,7 @@ pub use crate::model::spec::DEFAULT_HISTORY_LIMIT;
 /// Longest commit message kept (bytes, cut at a character boundary).
 pub const MESSAGE_CAP: usize = 4096;
 /// Longest author, error or step line kept.
-const LINE_CAP: usize = 1024;
+pub(crate) const LINE_CAP: usize = 1024;
 /// At most this many failures and located errors per entry: a pass that fails everywhere
 /// says so without an unbounded row.
 const LIST_CAP: usize = 50;
@@ -126,6 +126,9 @@ pub struct HistoryEntry {
     /// Hosts that could not be observed, with why.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unreachable: BTreeMap<String, String>,
+    /// Job runs the entry records (`model::job::entry_from_run`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<crate::model::job::JobRunEntry>,
 }
 
 /// The document `convoy history --output json` prints and the API serves.
@@ -372,6 +375,7 @@ pub fn pass_entry(
             .iter()
             .map(|(h, r)| (h.clone(), cap(r, LINE_CAP)))
             .collect(),
+        jobs: Vec::new(),
     };
     (entry, significant)
 }
@@ -415,6 +419,7 @@ pub fn entry_from_hold(hold: Hold<'_>) -> HistoryEntry {
         failures: Vec::new(),
         rollouts: Vec::new(),
         unreachable: BTreeMap::new(),
+        jobs: Vec::new(),
     }
 }
 
@@ -479,6 +484,7 @@ mod tests {
             network_ids: BTreeMap::new(),
             rollouts: Vec::new(),
             quarantined: Vec::new(),
+            jobs: Vec::new(),
         }
     }
 

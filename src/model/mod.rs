@@ -11,6 +11,8 @@ pub mod engine_more;
 pub mod files;
 pub mod history;
 pub mod hooks;
+pub mod job;
+pub mod job_history;
 pub mod observed;
 pub mod outcome;
 pub mod plan;

@@ -164,6 +164,12 @@ pub enum PassReason {
     NewCommit { commit: String },
     /// Someone asked for a pass (`convoy sync`, the API, `SIGHUP`).
     Requested { by: String },
+    /// A job's run (`stack/service`) at its scheduled time, or by hand (`scheduled` none).
+    Job {
+        job: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scheduled: Option<i64>,
+    },
 }
 
 impl fmt::Display for PassReason {
@@ -185,6 +191,7 @@ impl fmt::Display for PassReason {
             PassReason::Retry { attempt } => write!(f, "retry {attempt}"),
             PassReason::NewCommit { commit } => write!(f, "new commit {commit}"),
             PassReason::Requested { by } => write!(f, "requested by {by}"),
+            PassReason::Job { job, .. } => write!(f, "job `{job}`"),
         }
     }
 }

@@ -68,6 +68,8 @@ pub enum Reason {
     RolloutDone,
     /// A rollout failed (`reason`): its spec goes back to the previous one.
     RolloutFailed { reason: String },
+    /// A finished job run older than the `history` newest ones (`model::job`).
+    JobHistory { keep: u32 },
 }
 
 impl Reason {
@@ -93,6 +95,7 @@ impl Reason {
             Reason::FilesMissing { .. } => "files_missing",
             Reason::RolloutDone => "rollout_done",
             Reason::RolloutFailed { .. } => "rollout_failed",
+            Reason::JobHistory { .. } => "job_history",
         }
     }
 }
@@ -125,6 +128,9 @@ impl fmt::Display for Reason {
             }
             Reason::RolloutDone => f.write_str("previous version, rollout done"),
             Reason::RolloutFailed { reason } => write!(f, "rollout failed: {reason}"),
+            Reason::JobHistory { keep } => {
+                write!(f, "job run beyond its history (the {keep} newest are kept)")
+            }
         }
     }
 }
@@ -168,6 +174,10 @@ pub struct Plan {
     /// version that runs is kept and healed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quarantined: Vec<crate::model::rollout::QuarantineRecord>,
+    /// Run-once jobs whose current spec has not run: the pass runs them after its steps, and
+    /// the services in their `before:` after them (`core::jobs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<crate::model::job::JobDue>,
 }
 
 impl Plan {
@@ -179,6 +189,7 @@ impl Plan {
             && self.conflicts.is_empty()
             && self.unreachable.is_empty()
             && self.pending.is_empty()
+            && self.jobs.is_empty()
     }
 
     pub fn summary(&self) -> Summary {

@@ -38,6 +38,10 @@ pub struct DesiredState {
     /// manifest's warnings about them. Never serialised (a secret's value is in it).
     #[serde(skip)]
     pub files: crate::model::files::FilePayload,
+    /// Engine names of networks that containers outside the plan use (jobs, and services a
+    /// run-once job holds: `core::jobs`): the planner never removes them. Empty as loaded.
+    #[serde(skip)]
+    pub kept_networks: BTreeSet<String>,
 }
 
 /// Replaces every occurrence of a secret value in `text` with `(secret)`, longest first so that
@@ -304,6 +308,10 @@ pub struct ServiceSpec {
     /// Not in the spec hash: changing them replaces nothing.
     #[serde(default)]
     pub rollout: crate::model::rollout::RolloutSpec,
+    /// `x-convoy.job`: the service runs to completion at its scheduled times, or once per
+    /// spec (`model::job`). Not in the spec hash; out of the serialised form while none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<crate::model::job::JobSpec>,
 }
 
 impl ServiceSpec {
@@ -839,6 +847,7 @@ mod tests {
             container: ContainerSpec::default(),
             restart_with: BTreeSet::new(),
             rollout: Default::default(),
+            job: None,
         };
         assert_eq!(replica_name("web", &svc, "1"), "web-app-1");
         svc.container.container_name = Some("my-app".into());

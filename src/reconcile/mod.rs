@@ -7,6 +7,7 @@
 //! happen through a `PassObserver`, and everything else in the report. Nothing here decides when
 //! a pass runs (the daemon does) or what an outcome means for an exit code (`main` does).
 
+mod jobs;
 mod secrets;
 #[cfg(test)]
 mod speed_tests;
@@ -226,6 +227,18 @@ pub async fn run_pass(
                 .await;
                 (report.outcomes, report.rollouts)
             };
+        // Run-once jobs after the pass's steps, then what their `before:` held (`jobs`).
+        let (outcomes, rollouts) = jobs::run_due(
+            fleet,
+            loaded,
+            memory,
+            &planned.pass.plan,
+            (outcomes, rollouts),
+            &images,
+            &shells,
+            cancel,
+        )
+        .await;
         let execute_ms = ms(exec_started.elapsed());
         let verify_started = Instant::now();
         let after = if opts.verify {

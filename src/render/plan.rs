@@ -75,6 +75,21 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
             q.reason
         );
     }
+    for j in &plan.jobs {
+        let before = if j.before.is_empty() {
+            String::new()
+        } else {
+            format!(", before {}", j.before.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "{} job {}/{} runs once (spec {}{before})",
+            style.paint("32", "*"),
+            j.stack,
+            j.service,
+            crate::model::plan::short_id(&j.spec_hash)
+        );
+    }
     for note in &plan.notes {
         let _ = writeln!(out, "note: {note}");
     }

@@ -24,6 +24,7 @@ mod gitserver;
 mod gitserver_check;
 mod harness;
 mod history;
+mod jobs;
 mod logs;
 mod probe;
 mod rollback;

@@ -56,6 +56,7 @@ pub fn plan(
             network_ids: networks::kept_ids(observed),
             rollouts: Vec::new(),
             quarantined: Vec::new(),
+            jobs: Vec::new(),
         },
         replica_steps: BTreeMap::new(),
         created_at: BTreeMap::new(),
@@ -863,6 +864,7 @@ impl<'a> Planner<'a> {
                     );
                 }
             }
+            used_networks.extend(self.desired.kept_networks.iter().cloned());
             let replaced: Vec<usize> = self
                 .plan
                 .steps

@@ -37,6 +37,8 @@ mod build;
 mod create;
 mod create_more;
 mod hooks;
+mod jobs;
+pub use jobs::JobExit;
 mod observe;
 mod observe_more;
 mod prestart;

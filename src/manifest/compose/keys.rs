@@ -388,7 +388,7 @@ pub(super) const NETWORK: Keys = Keys {
     extensions: true,
 };
 pub(super) const X_CONVOY: Keys = Keys {
-    supported: &["hosts", "progress_deadline", "readiness"],
+    supported: &["hosts", "progress_deadline", "readiness", "job"],
     unsupported: &[],
     extensions: false,
 };
@@ -528,6 +528,19 @@ pub(super) const UPDATE_CONFIG: Keys = Keys {
 /// `x-convoy: {readiness: ...}` (`rollout.rs`): Convoy's own, read strictly as `X_CONVOY`.
 pub(super) const READINESS: Keys = Keys {
     supported: &["port", "path", "expect"],
+    unsupported: &[],
+    extensions: false,
+};
+/// `x-convoy: {job: ...}` (`job.rs`): Convoy's own, read strictly as `X_CONVOY`.
+pub(super) const JOB: Keys = Keys {
+    supported: &[
+        "schedule",
+        "timezone",
+        "concurrency",
+        "deadline",
+        "history",
+        "before",
+    ],
     unsupported: &[],
     extensions: false,
 };

@@ -29,6 +29,7 @@ mod files;
 pub(super) use env_file::resolve;
 mod healthcheck;
 mod hooks;
+mod job;
 mod keys;
 mod networks;
 mod ports;
@@ -113,6 +114,8 @@ struct Gathered<'n> {
     place: Place,
     /// `service:` sources of `network_mode` and `volumes_from` (`share`).
     shares: Vec<Dependency<'n>>,
+    /// `x-convoy.job` as written (`job`).
+    job: Option<job::JobAt<'n>>,
 }
 
 /// One `depends_on` entry as written.
@@ -282,6 +285,7 @@ fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
                             replicas: None,
                         },
                         shares: Vec::new(),
+                        job: None,
                     };
                     if let Some(s) = stack.read_service(d, &sname, k, v, &spath, &mut g) {
                         services.insert(sname.clone(), s);
@@ -329,6 +333,11 @@ fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
     depends::report_cycles(d, &gathered);
     depends::report_unhealthy_gates(d, &gathered);
     share::report_colocation(d, &gathered, &services);
+    let jobs: BTreeMap<String, job::JobAt<'_>> = gathered
+        .iter_mut()
+        .filter_map(|(n, g)| Some((n.clone(), g.job.take()?)))
+        .collect();
+    job::check_stack(d, &gathered, &jobs);
 
     // Only the networks some service uses are created, as Compose does.
     let used: BTreeSet<&String> = gathered.values().flat_map(|g| g.networks.iter()).collect();

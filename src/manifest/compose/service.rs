@@ -57,6 +57,7 @@ impl Stack<'_> {
             container: ContainerSpec::default(),
             restart_with: BTreeSet::new(),
             rollout: Default::default(),
+            job: None,
         };
         let mut image = None;
         let mut env_file_env: BTreeMap<String, String> = BTreeMap::new();
@@ -187,7 +188,8 @@ impl Stack<'_> {
                         read_deploy(d, v, &fpath, &mut svc, &mut c, &mut g.place.replicas)
                 }
                 "x-convoy" => {
-                    svc.placement.hosts = self.read_x_convoy(d, v, &fpath, &mut svc.rollout)
+                    svc.placement.hosts =
+                        self.read_x_convoy(d, v, &fpath, &mut svc.rollout, &mut svc.job, g)
                 }
                 "develop" => self.warn(
                     d,
@@ -248,6 +250,7 @@ impl Stack<'_> {
 
         legacy.apply(d, &mut c, &mut svc);
         more.apply(d, &mut c, &mut svc, &mut g.place.replicas);
+        super::job::check_service(d, &svc, g, &g.job);
         self.warn_pre_start_per_replica(d, pre_start_at, &svc);
 
         // One name holds one container per engine: a second replica, or a global service's
@@ -403,17 +406,23 @@ impl Stack<'_> {
         (d.errors.len() == before).then_some(svc)
     }
 
-    /// `x-convoy`: gives `hosts`; the rollout's keys go into `rollout`.
-    fn read_x_convoy(
+    /// `x-convoy`: gives `hosts`; the rollout's keys go into `rollout`, `job` into `job`.
+    fn read_x_convoy<'n>(
         &self,
         d: &mut Diag,
-        v: &Node,
+        v: &'n Node,
         path: &str,
         rollout: &mut crate::model::rollout::RolloutSpec,
+        job: &mut Option<crate::model::job::JobSpec>,
+        g: &mut Gathered<'n>,
     ) -> Option<Vec<String>> {
         let entries = d.map(v, path)?;
         let mut hosts = None;
         for (field, _k, v, fpath) in d.fields(entries, path, &X_CONVOY) {
+            if field == "job" {
+                *job = super::job::read_job(d, v, &fpath, &mut g.job);
+                continue;
+            }
             if field != "hosts" {
                 super::rollout::read_x_convoy_key(d, field, v, &fpath, rollout);
                 continue;

@@ -7,6 +7,7 @@
 
 mod compose_extends;
 mod compose_files;
+mod compose_job;
 mod compose_keys;
 mod compose_prestart;
 mod compose_restart;

@@ -1,0 +1,255 @@
+//! The daemon's job timer: it sleeps until the next scheduled time of any job (or a pass),
+//! then observes the fleet and asks `core::jobs::decide` what is due from the job containers'
+//! labels, so a restarted daemon runs at most one catch-up per job and never a time twice.
+//! Each run goes to a background task (`exec::jobs::run_job`) that waits for its end with the
+//! job's deadline and sends back its outcome; the loop then prunes the runs beyond `history`
+//! and refreshes the jobs in the status. `POST /api/v1/jobs/{name}/run` starts one run now.
+//!
+//! It never busy-loops (one wake per scheduled time), starts nothing once the token is
+//! cancelled, and keeps in memory only the runs in flight (the labels hold the rest).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::Daemon;
+use crate::core::jobs::{self as plan_jobs, Decision, Trigger};
+use crate::exec::jobs::JobOutcome;
+use crate::model::observed::ObservedState;
+
+/// How often the timer looks again when no job has a schedule (a new commit may add one).
+const IDLE_CHECK: Duration = Duration::from_secs(30);
+
+/// What the timer keeps between wakes.
+pub(super) struct JobTimer {
+    /// When to look again; `None` when no job has a schedule.
+    pub next_at: Option<Instant>,
+    /// (stack, service, scheduled time) of the runs started and not yet ended.
+    in_flight: BTreeSet<(String, String, i64)>,
+    tx: mpsc::UnboundedSender<JobOutcome>,
+    pub rx: mpsc::UnboundedReceiver<JobOutcome>,
+}
+
+impl JobTimer {
+    pub fn new() -> JobTimer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        JobTimer {
+            // Once at start: a catch-up of a time missed while the daemon was down.
+            next_at: Some(Instant::now()),
+            in_flight: BTreeSet::new(),
+            tx,
+            rx,
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Daemon {
+    /// The timer is due: start what is due, then sleep until the next scheduled time.
+    pub(super) async fn jobs_tick(&mut self) {
+        self.jobs.next_at = None;
+        let Some(loaded) = self.loaded.clone() else {
+            // Nothing in force yet: look again after the first pass.
+            self.jobs.next_at = Some(Instant::now() + Duration::from_secs(1));
+            return;
+        };
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let scheduled: Vec<(String, String, crate::model::job::JobSpec)> =
+            plan_jobs::jobs(&loaded.desired)
+                .into_iter()
+                .filter(|(_, _, j)| j.schedule.is_some())
+                .map(|(st, sv, j)| (st.to_string(), sv.to_string(), j.clone()))
+                .collect();
+        if plan_jobs::jobs(&loaded.desired).is_empty() {
+            // A later commit may bring jobs: look again now and then (no observation).
+            self.publish(|s| s.jobs.clear());
+            self.jobs.next_at = Some(Instant::now() + IDLE_CHECK);
+            return;
+        }
+        let observed = self.fleet.observe(&loaded.desired).await;
+        let now_f = unix_now();
+        let now = now_f as i64;
+        let runs = plan_jobs::runs(&observed);
+        let none = Vec::new();
+        let mut next: Option<i64> = None;
+        for (stack, service, job) in &scheduled {
+            let mine = runs.get(&(stack.clone(), service.clone())).unwrap_or(&none);
+            // Runs a daemon that stopped left going past their deadline.
+            let overdue: Vec<_> = plan_jobs::overdue(job, mine, |_| None, now)
+                .into_iter()
+                .filter(|r| {
+                    !r.scheduled.is_some_and(|t| {
+                        self.jobs
+                            .in_flight
+                            .contains(&(stack.clone(), service.clone(), t))
+                    })
+                })
+                .cloned()
+                .collect();
+            if !overdue.is_empty() {
+                tracing::warn!(job = %format!("{stack}/{service}"), runs = overdue.len(), "job runs past their deadline: stopped");
+                crate::exec::jobs::stop_runs(&self.fleet.engines, &overdue).await;
+            }
+            match plan_jobs::decide(job, mine, now) {
+                Decision::Run { scheduled, stop } => {
+                    let key = (stack.clone(), service.clone(), scheduled);
+                    if !self.jobs.in_flight.contains(&key) {
+                        crate::exec::jobs::stop_runs(&self.fleet.engines, &stop).await;
+                        self.start_job(
+                            &loaded,
+                            &observed,
+                            stack,
+                            service,
+                            Trigger::Scheduled(scheduled),
+                        );
+                    }
+                }
+                Decision::Skip { scheduled, running } => {
+                    tracing::info!(job = %format!("{stack}/{service}"), scheduled, %running, "a run is still going (concurrency: forbid): this time is skipped");
+                }
+                Decision::Wait => {}
+            }
+            if let Some(t) = plan_jobs::next_due(job, now) {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        if scheduled.is_empty() {
+            // Run-once jobs only: their state in the status is refreshed now and then.
+            self.jobs.next_at = Some(Instant::now() + IDLE_CHECK);
+        }
+        if let Some(t) = next {
+            // A little after the time, so that `last_at_or_before` is that time.
+            let wait = (t as f64 - now_f).max(0.0) + 0.05;
+            self.jobs.next_at = Some(Instant::now() + Duration::from_secs_f64(wait));
+        }
+        self.refresh_jobs(&loaded, &observed).await;
+    }
+
+    /// Starts one run in the background; its outcome comes back on the timer's channel.
+    fn start_job(
+        &mut self,
+        loaded: &crate::reconcile::Loaded,
+        observed: &ObservedState,
+        stack: &str,
+        service: &str,
+        trigger: Trigger,
+    ) {
+        if let Trigger::Scheduled(t) | Trigger::Manual(t) = trigger {
+            self.jobs
+                .in_flight
+                .insert((stack.to_string(), service.to_string(), t));
+        }
+        let network_ids = crate::core::pass::plan_pass(
+            &loaded.desired,
+            observed,
+            &Default::default(),
+            &loaded.commit,
+        )
+        .plan
+        .network_ids;
+        let engines = self.fleet.engines.clone();
+        let desired = loaded.desired.clone();
+        let commit = loaded.commit.clone();
+        let observed = observed.clone();
+        let (stack, service) = (stack.to_string(), service.to_string());
+        let tx = self.jobs.tx.clone();
+        let cancel = self.cancel.child_token();
+        tracing::info!(job = %format!("{stack}/{service}"), ?trigger, "job run starts");
+        self.tasks.spawn(async move {
+            let out = crate::exec::jobs::run_job(
+                &engines,
+                &desired,
+                &observed,
+                &network_ids,
+                &stack,
+                &service,
+                trigger,
+                &commit,
+                &cancel,
+            )
+            .await;
+            let _ = tx.send(out);
+        });
+    }
+
+    /// A run ended: prune beyond `history`, refresh the status.
+    pub(super) async fn job_done(&mut self, out: JobOutcome) {
+        if let Trigger::Scheduled(t) | Trigger::Manual(t) = out.trigger {
+            self.jobs
+                .in_flight
+                .remove(&(out.stack.clone(), out.service.clone(), t));
+        }
+        let Some(loaded) = self.loaded.clone() else {
+            return;
+        };
+        let ended = unix_now();
+        let started = out.run.started.map_or(ended, |s| s as f64);
+        self.record_history(
+            crate::model::job_history::entry_from_run(
+                &loaded.desired.fleet,
+                &out.stack,
+                &out.service,
+                &out.run,
+                out.error.as_deref(),
+                started,
+                ended,
+            ),
+            super::history::Dedup::Never,
+        );
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let observed = self.fleet.observe(&loaded.desired).await;
+        crate::exec::jobs::prune(
+            &self.fleet.engines,
+            &loaded.desired,
+            &observed,
+            &out.stack,
+            &out.service,
+        )
+        .await;
+        let observed = self.fleet.observe(&loaded.desired).await;
+        self.refresh_jobs(&loaded, &observed).await;
+    }
+
+    /// `POST /api/v1/jobs/{name}/run`.
+    pub(super) async fn run_job_now(&mut self, name: &str) -> Result<String, String> {
+        let loaded = self
+            .loaded
+            .clone()
+            .ok_or("no desired state is in force yet")?;
+        let (stack, service, _) = plan_jobs::find_job(&loaded.desired, name)?;
+        let (stack, service) = (stack.to_string(), service.to_string());
+        let observed = self.fleet.observe(&loaded.desired).await;
+        self.start_job(
+            &loaded,
+            &observed,
+            &stack,
+            &service,
+            Trigger::Manual(unix_now() as i64),
+        );
+        Ok(format!("{stack}/{service}"))
+    }
+
+    /// The jobs in the status, from `observed`.
+    async fn refresh_jobs(&mut self, loaded: &crate::reconcile::Loaded, observed: &ObservedState) {
+        let runs = crate::exec::jobs::read_runs(
+            &self.fleet.engines,
+            observed,
+            &loaded.desired.secret_values,
+        )
+        .await;
+        let jobs = plan_jobs::statuses(&loaded.desired, runs, unix_now() as i64);
+        self.publish(|s| s.jobs = jobs);
+    }
+}

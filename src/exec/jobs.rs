@@ -1,0 +1,276 @@
+//! Runs one job: the host the scheduler chooses (`core::jobs::choose_host`), its image and
+//! networks there, its container created with the run's labels (`core::jobs::job_replica`),
+//! waited for with the job's deadline, and its exit code, duration and last log lines (masked)
+//! as a `JobOutcome`. Also stops runs (`concurrency: replace`) and removes the finished runs
+//! beyond `history`.
+//!
+//! When a job runs is not decided here (`core::jobs`, the daemon's timer, `reconcile`), and
+//! nothing here prints. `job_finished` is the one point where a finished run is announced.
+
+use std::collections::BTreeMap;
+
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::core::jobs::{beyond_history, choose_host, job_replica, SeenRun, Trigger};
+use crate::infra::docker::Engine;
+use crate::model::job::{JobRun, RunPhase};
+use crate::model::observed::ObservedState;
+use crate::model::spec::{mask_secrets, DesiredState};
+
+/// Log lines kept of a run.
+pub const LAST_LINES: usize = 20;
+
+/// How one run of a job went.
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    pub stack: String,
+    pub service: String,
+    pub trigger: Trigger,
+    pub run: JobRun,
+    /// Why it could not run or be waited for (no host, the image, the engine); masked.
+    pub error: Option<String>,
+    pub timed_out: bool,
+}
+
+impl JobOutcome {
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none() && self.run.exit_code == Some(0)
+    }
+
+    /// One line for logs and reports: `job web/migrate on a: exit code 0 in 3s`.
+    pub fn line(&self) -> String {
+        let what = match (&self.error, self.run.exit_code) {
+            (Some(e), _) => format!("could not run: {e}"),
+            (None, _) if self.timed_out => "killed at its deadline".to_string(),
+            (None, Some(c)) => format!("exit code {c}"),
+            (None, None) => "left running".to_string(),
+        };
+        let took = self
+            .run
+            .duration_secs
+            .map(|d| format!(" in {d}s"))
+            .unwrap_or_default();
+        let host = if self.run.host.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", self.run.host)
+        };
+        format!("job {}/{}{host}: {what}{took}", self.stack, self.service)
+    }
+}
+
+/// Runs `stack/service` once for `trigger` and waits for it (see the module).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_job(
+    engines: &BTreeMap<String, Engine>,
+    desired: &DesiredState,
+    observed: &ObservedState,
+    network_ids: &BTreeMap<String, BTreeMap<String, String>>,
+    stack: &str,
+    service: &str,
+    trigger: Trigger,
+    commit: &str,
+    cancel: &CancellationToken,
+) -> JobOutcome {
+    let mut out = JobOutcome {
+        stack: stack.into(),
+        service: service.into(),
+        trigger,
+        run: JobRun {
+            host: String::new(),
+            container: String::new(),
+            scheduled: match trigger {
+                Trigger::Scheduled(t) | Trigger::Manual(t) => Some(t),
+                Trigger::Once => None,
+            },
+            scheduled_at: match trigger {
+                Trigger::Scheduled(t) | Trigger::Manual(t) => {
+                    Some(crate::model::time::rfc3339(t as f64))
+                }
+                Trigger::Once => None,
+            },
+            phase: RunPhase::Failed,
+            exit_code: None,
+            started: None,
+            finished: None,
+            duration_secs: None,
+            spec_hash: String::new(),
+            commit: commit.into(),
+            manual: matches!(trigger, Trigger::Manual(_)),
+            last_lines: Vec::new(),
+        },
+        error: None,
+        timed_out: false,
+    };
+    let secrets = &desired.secret_values;
+    let Some(replica) = job_replica(desired, stack, service, trigger, commit) else {
+        out.error = Some(format!("no job `{stack}/{service}` in the desired state"));
+        return out;
+    };
+    out.run.container = replica.name.clone();
+    out.run.spec_hash = replica.spec_hash.clone();
+    let host = match choose_host(desired, observed, stack, service) {
+        Ok(h) => h,
+        Err(why) => {
+            out.error = Some(format!("no host to run it: {why}"));
+            return out;
+        }
+    };
+    out.run.host = host.clone();
+    let Some(engine) = engines.get(&host) else {
+        out.error = Some(format!("host `{host}` is not connected"));
+        return out;
+    };
+    let deadline = crate::core::jobs::deadline_of(desired, stack, service, trigger);
+    let span = tracing::info_span!("job", stack, service, host = %host, run = %replica.name);
+    let result = async {
+        engine
+            .ensure_image(&replica.image, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut ids = network_ids.get(&host).cloned().unwrap_or_default();
+        ensure_networks(engine, desired, stack, &replica.spec, &mut ids).await?;
+        tracing::info!("job run starts");
+        engine
+            .run_job(&replica, &ids, deadline, cancel)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .instrument(span)
+    .await;
+    match result {
+        Ok(exit) => {
+            out.timed_out = exit.timed_out;
+            out.run.exit_code = exit.exit_code;
+            let (started, finished) = engine.run_times(&exit.id).await;
+            out.run.started = started;
+            out.run.finished = finished;
+            out.run.duration_secs = started.zip(finished).map(|(s, f)| (f - s).max(0));
+            out.run.phase = match (exit.abandoned, exit.exit_code) {
+                (true, _) => RunPhase::Running,
+                (false, Some(0)) if !exit.timed_out => RunPhase::Succeeded,
+                _ => RunPhase::Failed,
+            };
+            out.run.last_lines = engine
+                .recent_logs(&replica.name, LAST_LINES)
+                .await
+                .into_iter()
+                .map(|l| mask_secrets(&l, secrets))
+                .collect();
+        }
+        Err(e) => out.error = Some(mask_secrets(&e, secrets)),
+    }
+    job_finished(&out);
+    out
+}
+
+/// Creates on the engine the stack's networks the job's spec names and the host lacks.
+async fn ensure_networks(
+    engine: &Engine,
+    desired: &DesiredState,
+    stack: &str,
+    spec: &crate::model::spec::ContainerSpec,
+    ids: &mut BTreeMap<String, String>,
+) -> Result<(), String> {
+    let Some(st) = desired.stacks.get(stack) else {
+        return Ok(());
+    };
+    for name in spec.networks.keys() {
+        if ids.contains_key(name) {
+            continue;
+        }
+        let Some(net) = st.networks.values().find(|n| &n.engine_name == name) else {
+            continue;
+        };
+        if net.external {
+            continue;
+        }
+        let id = engine
+            .create_network(&desired.fleet, stack, net)
+            .await
+            .map_err(|e| e.to_string())?;
+        ids.insert(name.clone(), id);
+    }
+    Ok(())
+}
+
+/// The one point where a finished run is announced: logged here.
+// TODO(notify): the lead wires `notify` here (`job_succeeded` / `job_failed` events).
+pub fn job_finished(outcome: &JobOutcome) {
+    if outcome.succeeded() {
+        tracing::info!(job = %format!("{}/{}", outcome.stack, outcome.service), exit_code = 0, "{}", outcome.line());
+    } else {
+        tracing::warn!(job = %format!("{}/{}", outcome.stack, outcome.service), exit_code = ?outcome.run.exit_code, "{}", outcome.line());
+    }
+}
+
+/// Stops (and keeps, as records) the runs `concurrency: replace` ends.
+pub async fn stop_runs(engines: &BTreeMap<String, Engine>, runs: &[SeenRun]) {
+    for r in runs {
+        if let Some(e) = engines.get(&r.host) {
+            if let Err(err) = e.stop(&r.id, &r.name, r.grace_secs).await {
+                tracing::warn!(container = %r.name, error = %err, "could not stop a job run");
+            }
+        }
+    }
+}
+
+/// Removes the finished runs of `stack/service` beyond its `history`, from `observed`.
+pub async fn prune(
+    engines: &BTreeMap<String, Engine>,
+    desired: &DesiredState,
+    observed: &ObservedState,
+    stack: &str,
+    service: &str,
+) {
+    let Some(job) = desired
+        .stacks
+        .get(stack)
+        .and_then(|s| s.services.get(service))
+        .and_then(|s| s.job.as_ref())
+    else {
+        return;
+    };
+    let all = crate::core::jobs::runs(observed);
+    let Some(runs) = all.get(&(stack.to_string(), service.to_string())) else {
+        return;
+    };
+    for r in beyond_history(runs, job.history) {
+        if let Some(e) = engines.get(&r.host) {
+            if let Err(err) = e.remove(&r.id, &r.name, Some(0)).await {
+                tracing::warn!(container = %r.name, error = %err, "could not remove an old job run");
+            }
+        }
+    }
+}
+
+/// The runs of every job seen in `observed`, with their times and (masked) last lines, newest
+/// first: what `convoy jobs` and the daemon's status show.
+pub async fn read_runs(
+    engines: &BTreeMap<String, Engine>,
+    observed: &ObservedState,
+    secrets: &std::collections::BTreeSet<String>,
+) -> BTreeMap<(String, String), Vec<JobRun>> {
+    let seen = crate::core::jobs::runs(observed);
+    let mut out = BTreeMap::new();
+    for (key, runs) in seen {
+        let mut list = Vec::new();
+        for r in &runs {
+            let Some(e) = engines.get(&r.host) else {
+                list.push(crate::core::jobs::job_run(r, None, None, Vec::new()));
+                continue;
+            };
+            let (started, finished) = e.run_times(&r.id).await;
+            let lines = e
+                .recent_logs(&r.name, LAST_LINES)
+                .await
+                .into_iter()
+                .map(|l| mask_secrets(&l, secrets))
+                .collect();
+            list.push(crate::core::jobs::job_run(r, started, finished, lines));
+        }
+        out.insert(key, list);
+    }
+    out
+}
