@@ -193,6 +193,17 @@ fn a_scheduled_job_runs_at_its_times_and_keeps_its_history() {
             doc["jobs"][0]["name"] == "tick" && doc["jobs"][0]["last_runs"][0]["exit_code"] == 0
         },
     );
+    // The dashboard shows the job with its schedule and a succeeded run.
+    let header = t.path().join("api-header");
+    std::fs::write(&header, "Authorization: Bearer jobs-e2e-token-0123456789\n").unwrap();
+    let at = format!("@{}", header.display());
+    let (code, page) = crate::gitops::http("GET", &format!("{api}/"), &["-H", &at]);
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("<code>@every 3s</code> UTC (forbid)"),
+        "{page}"
+    );
+    assert!(page.contains("succeeded exit 0"), "{page}");
     via(&["run", "tick"]).outcome(Outcome::Accepted);
     wait_for("the run by hand", Duration::from_secs(20), || {
         job_runs(&hosts, &t)

@@ -505,3 +505,75 @@ fn the_first_load_is_small() {
     let total = page.len() + STYLE.len() + SCRIPT.len() + ICON.len();
     assert!(total < 40 * 1024, "{total} bytes");
 }
+
+#[test]
+fn jobs_show_their_schedule_next_run_and_a_failed_runs_last_lines_escaped() {
+    use crate::model::job::{Concurrency, JobRun, JobStatus, RunPhase};
+    let run = |phase, exit_code, lines: &[&str]| JobRun {
+        host: "h<1>".into(),
+        container: "s-backup-job-1700000000".into(),
+        scheduled: Some(1_700_000_000),
+        scheduled_at: Some("2023-11-14T22:13:20Z".into()),
+        phase,
+        exit_code,
+        started: Some(1_700_000_000),
+        finished: Some(1_700_000_004),
+        duration_secs: Some(4),
+        spec_hash: "h".into(),
+        commit: "c".into(),
+        manual: false,
+        last_lines: lines.iter().map(|l| l.to_string()).collect(),
+    };
+    let mut status = DaemonStatus::default();
+    status.jobs = vec![
+        JobStatus {
+            stack: "s".into(),
+            name: "backup<script>".into(),
+            schedule: Some("0 3 * * *".into()),
+            timezone: "Europe/Berlin".into(),
+            concurrency: Concurrency::Forbid,
+            next_run: Some("2023-11-15T02:00:00Z".into()),
+            last_runs: vec![
+                run(RunPhase::Failed, Some(3), &["disk <full>"]),
+                run(RunPhase::Succeeded, Some(0), &[]),
+            ],
+        },
+        JobStatus {
+            stack: "s".into(),
+            name: "migrate".into(),
+            schedule: None,
+            timezone: "UTC".into(),
+            concurrency: Concurrency::Forbid,
+            next_run: None,
+            last_runs: Vec::new(),
+        },
+    ];
+    let page = view::live(&view::Live {
+        status: &status,
+        history: Ok(&[]),
+        csrf: "x",
+        now: 0.0,
+    });
+    assert!(page.contains("s/backup&lt;script&gt;"), "{page}");
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(
+        page.contains("<code>0 3 * * *</code> Europe/Berlin (forbid)"),
+        "{page}"
+    );
+    assert!(page.contains("2023-11-15T02:00:00Z"), "{page}");
+    assert!(
+        page.contains("failed exit 3</span> 2023-11-14T22:13:20Z on h&lt;1&gt;, 4 s"),
+        "{page}"
+    );
+    assert!(page.contains("succeeded exit 0"), "{page}");
+    assert!(page.contains("disk &lt;full&gt;"), "{page}");
+    assert!(page.contains("once per spec"), "{page}");
+    assert!(page.contains("none yet"), "{page}");
+    let empty = view::live(&view::Live {
+        status: &DaemonStatus::default(),
+        history: Ok(&[]),
+        csrf: "x",
+        now: 0.0,
+    });
+    assert!(empty.contains("No job in the commit in force."), "{empty}");
+}

@@ -14,6 +14,7 @@ use std::fmt::Write;
 use super::html::{bytes, commit_link, csrf_input, esc, short};
 use crate::daemon::{DaemonStatus, ReplicaFact};
 use crate::model::history::HistoryEntry;
+use crate::model::job::RunPhase;
 use crate::model::observed::{Health, RunState};
 use crate::model::outcome::{HoldReason, PassResult};
 use crate::model::time::rfc3339;
@@ -523,14 +524,85 @@ fn services(out: &mut String, s: &DaemonStatus) {
     out.push_str("</section>");
 }
 
-/// Jobs (scheduled and one-off runs) are published by the jobs work, not yet in
-/// `DaemonStatus`: this section is their place. Fill it from the status's jobs list (name,
-/// schedule, last run, result, next run) once it exists; until then it says there are none.
-fn jobs(out: &mut String, _s: &DaemonStatus) {
+/// Jobs: each with its schedule (or "once per spec"), next run and last runs (result, exit
+/// code, duration, host), and the last lines of a failed run, from the status's `jobs`.
+fn jobs(out: &mut String, s: &DaemonStatus) {
     out.push_str(
-        "<section class=\"card\" id=\"jobs\" aria-labelledby=\"h-jobs\"><h2 id=\"h-jobs\">Jobs</h2>\
-         <p>No job reported by this daemon.</p></section>",
+        "<section class=\"card\" id=\"jobs\" aria-labelledby=\"h-jobs\"><h2 id=\"h-jobs\">Jobs</h2>",
     );
+    if s.jobs.is_empty() {
+        out.push_str("<p>No job in the commit in force.</p></section>");
+        return;
+    }
+    out.push_str(
+        "<div class=\"scroll\"><table class=\"jobs\"><thead><tr><th scope=\"col\">Job</th>\
+         <th scope=\"col\">Schedule</th><th scope=\"col\">Next run</th>\
+         <th scope=\"col\">Last runs</th></tr></thead><tbody>",
+    );
+    for j in &s.jobs {
+        let schedule = match &j.schedule {
+            Some(expr) => format!(
+                "<code>{}</code> {} ({})",
+                esc(expr),
+                esc(&j.timezone),
+                j.concurrency.as_str()
+            ),
+            None => "once per spec".to_string(),
+        };
+        let next = j.next_run.as_deref().map(esc).unwrap_or_else(|| "–".into());
+        let mut runs = String::new();
+        for r in j.last_runs.iter().take(5) {
+            let (class, word) = match r.phase {
+                RunPhase::Running => ("warn", "running"),
+                RunPhase::Succeeded => ("ok", "succeeded"),
+                RunPhase::Failed => ("bad", "failed"),
+            };
+            let code = r
+                .exit_code
+                .map(|c| format!(" exit {c}"))
+                .unwrap_or_default();
+            let took = r
+                .duration_secs
+                .map(|d| format!(", {d} s"))
+                .unwrap_or_default();
+            let at = r.scheduled_at.as_deref().map(esc).unwrap_or_default();
+            let _ = write!(
+                runs,
+                "<div><span class=\"badge {class}\">{word}{code}</span> {at} on {}{took}</div>",
+                esc(&r.host)
+            );
+        }
+        if runs.is_empty() {
+            runs.push_str("none yet");
+        }
+        let _ = write!(
+            out,
+            "<tr data-job=\"{st}/{n}\"><th scope=\"row\">{st}/{n}</th><td>{schedule}</td><td>{next}</td><td>{runs}</td></tr>",
+            st = esc(&j.stack),
+            n = esc(&j.name),
+        );
+    }
+    out.push_str("</tbody></table></div>");
+    // The last lines of each job's newest failed run (masked where they were read).
+    for j in &s.jobs {
+        let Some(r) = j
+            .last_runs
+            .iter()
+            .find(|r| r.phase == RunPhase::Failed && !r.last_lines.is_empty())
+        else {
+            continue;
+        };
+        let _ = write!(
+            out,
+            "<details class=\"logs\"><summary>Last lines of {}</summary><pre>",
+            esc(&r.container)
+        );
+        for line in &r.last_lines {
+            let _ = writeln!(out, "{}", esc(line));
+        }
+        out.push_str("</pre></details>");
+    }
+    out.push_str("</section>");
 }
 
 fn history(out: &mut String, h: Result<&[HistoryEntry], &str>, limit: usize) {
