@@ -11,6 +11,7 @@ pub mod engine_more;
 pub mod files;
 pub mod history;
 pub mod hooks;
+pub mod notify;
 pub mod observed;
 pub mod outcome;
 pub mod plan;

@@ -9,6 +9,7 @@ pub mod adopt;
 pub mod export;
 pub mod history;
 pub mod hosts;
+pub mod notify;
 pub mod plan;
 pub mod status;
 
