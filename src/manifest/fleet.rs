@@ -45,6 +45,7 @@ const TOP: Keys = Keys {
         "secrets_on_disk",
         "history_limit",
         "adopt",
+        "notifications",
     ],
     unsupported: &[],
     extensions: false,
@@ -136,6 +137,7 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
     for (name, _k, v, path) in d.fields(entries, "", &TOP) {
         match name {
             "adopt" => adopted = super::adopt::read(d, v, &path),
+            "notifications" => settings.notifications = super::notify::read(d, v, &path),
             "files_dir" | "secrets_dir" | "secrets_on_disk" => {
                 read_files_setting(d, name, v, &path, &mut fleet_files)
             }

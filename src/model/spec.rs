@@ -84,6 +84,10 @@ pub struct FleetSettings {
     /// (`model::adopt`), in the order written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adopted: Vec<crate::model::adopt::Adoption>,
+    /// `notifications:`: where passes, holds, hosts and jobs are told (`model::notify`).
+    /// Never serialised: a chat URL is a credential.
+    #[serde(skip)]
+    pub notifications: Vec<crate::model::notify::NotificationSpec>,
 }
 
 impl Default for FleetSettings {
@@ -96,6 +100,7 @@ impl Default for FleetSettings {
             builder: None,
             history_limit: DEFAULT_HISTORY_LIMIT,
             adopted: Vec::new(),
+            notifications: Vec::new(),
         }
     }
 }
