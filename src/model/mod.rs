@@ -17,6 +17,7 @@ pub mod outcome;
 pub mod plan;
 pub mod rollout;
 pub mod share;
+pub mod signature;
 pub mod spec;
 pub mod time;
 pub mod tree;
