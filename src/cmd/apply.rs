@@ -101,6 +101,7 @@ pub async fn run(
         })
     };
     let started = now();
+    let notify_dir = source.local_dir().map(Path::to_path_buf);
     let run = with_fleet(&loaded, state_dir, async |fleet| {
         run_pass(
             fleet,
@@ -128,6 +129,8 @@ pub async fn run(
         Output::Text => emit(&render::apply_text(&report, style())),
         Output::Json => emit_line(&render::apply_json(&report)),
     }
+    // After the report is out: at most a few seconds for the endpoints (`notify_once`).
+    crate::daemon::notify_once(&loaded, notify_dir, &report, started).await;
     Ok(if report.converged {
         Outcome::Converged
     } else {

@@ -21,6 +21,7 @@
 mod history;
 mod hosts;
 mod intake;
+mod notifications;
 mod notify;
 mod pass;
 mod policy;
@@ -47,6 +48,7 @@ use crate::model::tree::TreeInputs;
 use crate::reconcile::{Loaded, PassObserver};
 
 pub use history::HistoryReader;
+pub use notifications::{notify_once, JobNotifier};
 pub use policy::requeue;
 pub use status::{
     ApiRequest, CommitError, Counters, DaemonHandle, DaemonStatus, FetchCause, Histogram,
@@ -74,6 +76,9 @@ const FILE_QUIET: Duration = Duration::from_millis(300);
 
 /// How often a parked host (a failure that waiting does not heal) is tried again.
 const PARKED_RETRY: Duration = Duration::from_secs(60);
+
+/// How long shutdown gives queued notifications to be delivered.
+const NOTIFY_GRACE: Duration = Duration::from_secs(2);
 
 /// How long shutdown waits for the watchers and reconnects to end after cancellation.
 const TASKS_GRACE: Duration = Duration::from_secs(2);
@@ -160,6 +165,8 @@ pub struct Daemon {
     /// The deploy history, when the state directory has one, and its writer once running.
     history: Option<Arc<crate::infra::history::History>>,
     history_tx: Option<history::Writer>,
+    /// Notification endpoints, what was said, and the delivery (`notifications`).
+    notifications: notifications::Notifications,
 }
 
 impl Daemon {
@@ -174,7 +181,9 @@ impl Daemon {
         };
         // Credentials are masked in every line the process writes from here on.
         crate::reconcile::register_secrets(&source.secrets().into_iter().collect());
+        let notify_counts = crate::infra::notify::NotifyCounts::default();
         let (status, _) = status_watch::channel(DaemonStatus {
+            notifications: notify_counts.clone(),
             phase: "starting",
             source: source.describe(),
             branch: source.followed_branch(),
@@ -206,6 +215,7 @@ impl Daemon {
             _watch: watcher,
             history: None,
             history_tx: None,
+            notifications: notifications::Notifications::new(notify_counts),
         })
     }
 
@@ -302,6 +312,7 @@ impl Daemon {
         signal.abort();
         // The history writer ends once what is queued is stored.
         self.history_tx = None;
+        self.notifications.flush(NOTIFY_GRACE).await;
         let tasks = std::mem::take(&mut self.tasks);
         if tokio::time::timeout(TASKS_GRACE, tasks.join_all())
             .await

@@ -55,6 +55,9 @@ pub struct DaemonStatus {
     /// Specs quarantined after a failed rollout, as the last pass found them (and those its
     /// own rollouts quarantined): not tried again until the service's spec changes.
     pub quarantined: Vec<QuarantineRecord>,
+    /// Notifications by delivery result, counted by the delivery tasks as they go.
+    #[serde(skip)]
+    pub notifications: crate::infra::notify::NotifyCounts,
 }
 
 /// A commit that is not (yet) in force.

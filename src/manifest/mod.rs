@@ -11,7 +11,7 @@ mod adopt;
 mod compose;
 mod fleet;
 pub use fleet::FLEET_FILE;
-pub use notify::{read_config_notifications, repo_path};
+pub use notify::read_config_notifications;
 pub use values::suggest;
 mod fleetwide;
 mod interpolate;

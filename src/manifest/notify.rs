@@ -10,7 +10,7 @@
 use super::typed::{Diag, Keys};
 use super::values::suggest;
 use super::yaml::{Kind, Node};
-use crate::model::notify::{EventKind, NotificationSpec, NotifyKind, SecretText};
+use crate::model::notify::{repo_path, EventKind, NotificationSpec, NotifyKind, SecretText};
 
 const ENDPOINT: Keys = Keys {
     supported: &[
@@ -275,19 +275,6 @@ fn url_problem(s: &str) -> Option<&'static str> {
         }
         Some(_) => None,
     }
-}
-
-/// `owner/repo` (or a GitLab `group/sub/project`) of a repository's web address, without
-/// a trailing `.git`.
-pub fn repo_path(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
-    let (_, path) = rest.split_once('/')?;
-    let path = path.trim_end_matches('/');
-    let path = path.strip_suffix(".git").unwrap_or(path);
-    let parts: Vec<&str> = path.split('/').collect();
-    (parts.len() >= 2 && parts.iter().all(|p| !p.is_empty())).then(|| parts.join("/"))
 }
 
 /// The `notifications:` of a daemon's config file (`file` names it in errors): the list, or

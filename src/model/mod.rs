@@ -12,6 +12,7 @@ pub mod files;
 pub mod history;
 pub mod hooks;
 pub mod notify;
+pub mod notify_spec;
 pub mod observed;
 pub mod outcome;
 pub mod plan;

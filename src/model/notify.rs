@@ -18,161 +18,9 @@ use serde::Serialize;
 use crate::model::history::HistoryEntry;
 use crate::model::outcome::{HoldReason, PassResult};
 
-/// Where a notification goes and in what form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NotifyKind {
-    Slack,
-    Discord,
-    /// Compact signed JSON (`render::notify::generic_body`).
-    Generic,
-    /// Commit statuses.
-    GitHub,
-    Gitea,
-    GitLab,
-}
-
-impl NotifyKind {
-    pub const ALL: [NotifyKind; 6] = [
-        NotifyKind::Slack,
-        NotifyKind::Discord,
-        NotifyKind::Generic,
-        NotifyKind::GitHub,
-        NotifyKind::Gitea,
-        NotifyKind::GitLab,
-    ];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            NotifyKind::Slack => "slack",
-            NotifyKind::Discord => "discord",
-            NotifyKind::Generic => "generic",
-            NotifyKind::GitHub => "github",
-            NotifyKind::Gitea => "gitea",
-            NotifyKind::GitLab => "gitlab",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<NotifyKind> {
-        NotifyKind::ALL.into_iter().find(|k| k.code() == s)
-    }
-
-    /// Sets commit statuses rather than posting messages.
-    pub fn is_forge(self) -> bool {
-        matches!(
-            self,
-            NotifyKind::GitHub | NotifyKind::Gitea | NotifyKind::GitLab
-        )
-    }
-
-    /// Its URL is a credential (whoever has it can post): masked everywhere, best in `url_file`.
-    pub fn url_is_secret(self) -> bool {
-        matches!(self, NotifyKind::Slack | NotifyKind::Discord)
-    }
-}
-
-/// The kinds of event an endpoint may subscribe to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    Started,
-    Applied,
-    Failed,
-    RolledBack,
-    Held,
-    Healed,
-    HostDown,
-    HostUp,
-    JobFailed,
-    JobSucceeded,
-}
-
-impl EventKind {
-    pub const ALL: [EventKind; 10] = [
-        EventKind::Started,
-        EventKind::Applied,
-        EventKind::Failed,
-        EventKind::RolledBack,
-        EventKind::Held,
-        EventKind::Healed,
-        EventKind::HostDown,
-        EventKind::HostUp,
-        EventKind::JobFailed,
-        EventKind::JobSucceeded,
-    ];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            EventKind::Started => "started",
-            EventKind::Applied => "applied",
-            EventKind::Failed => "failed",
-            EventKind::RolledBack => "rolled_back",
-            EventKind::Held => "held",
-            EventKind::Healed => "healed",
-            EventKind::HostDown => "host_down",
-            EventKind::HostUp => "host_up",
-            EventKind::JobFailed => "job_failed",
-            EventKind::JobSucceeded => "job_succeeded",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<EventKind> {
-        EventKind::ALL.into_iter().find(|k| k.code() == s)
-    }
-}
-
-/// A value that must never be shown: its `Debug` says `(secret)`.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct SecretText(pub String);
-
-impl fmt::Debug for SecretText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("(secret)")
-    }
-}
-
-/// One endpoint as written. File paths are as written too (absolute, or relative to the
-/// repository for `convoy.yaml` and to the config file's folder for the daemon's config): they
-/// are read on the machine running Convoy, by `infra::notify`, never from the repository.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct NotificationSpec {
-    pub kind: NotifyKind,
-    /// `url:` (exactly one of `url` and `url_file`). For the forges: the repository's web
-    /// address (`https://github.com/owner/repo`), from which the API's is derived.
-    pub url: Option<SecretText>,
-    pub url_file: Option<String>,
-    /// Empty: every event the kind can show.
-    pub events: Vec<EventKind>,
-    /// HMAC key of the generic kind's `X-Convoy-Signature`.
-    pub secret_file: Option<String>,
-    /// The forges' API token.
-    pub token_file: Option<String>,
-    /// The forge's API base (self-hosted servers): `https://git.example.com/api/v1`.
-    pub api_url: Option<String>,
-}
-
-impl NotificationSpec {
-    /// Whether this endpoint wants `kind`.
-    pub fn wants(&self, kind: EventKind) -> bool {
-        if self.kind.is_forge() {
-            // A commit status follows its commit's passes and holds only.
-            return commit_status_kinds().contains(&kind)
-                && (self.events.is_empty() || self.events.contains(&kind));
-        }
-        self.events.is_empty() || self.events.contains(&kind)
-    }
-}
-
-/// The events that can set a commit status.
-fn commit_status_kinds() -> [EventKind; 5] {
-    [
-        EventKind::Started,
-        EventKind::Applied,
-        EventKind::Failed,
-        EventKind::RolledBack,
-        EventKind::Held,
-    ]
-}
+pub use crate::model::notify_spec::{
+    repo_path, EventKind, NotificationSpec, NotifyKind, SecretText,
+};
 
 /// Hosts that did what the pass asked, of the hosts the fleet has: "3/4 hosts".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -611,6 +459,29 @@ pub fn commit_status(fleet: &str, event: &Event) -> Option<CommitStatus> {
         context: format!("convoy/{fleet}"),
         description: one_line(&description, STATUS_DESCRIPTION_CAP),
     })
+}
+
+/// Environment values shorter than this are not masked out of messages: `1`, `on` or `dev`
+/// would blank words of every message and hide nothing worth hiding.
+pub const HIDDEN_MIN_LEN: usize = 4;
+
+/// What no message may show of a desired state: its secret values and the values of every
+/// service's environment.
+pub fn hidden_values(desired: &crate::model::spec::DesiredState) -> BTreeSet<String> {
+    let mut out = desired.secret_values.clone();
+    for stack in desired.stacks.values() {
+        for service in stack.services.values() {
+            out.extend(
+                service
+                    .container
+                    .env
+                    .values()
+                    .filter(|v| v.chars().count() >= HIDDEN_MIN_LEN)
+                    .cloned(),
+            );
+        }
+    }
+    out
 }
 
 /// 40 (SHA-1) or 64 (SHA-256) hex digits.

@@ -87,7 +87,7 @@ pub struct FleetSettings {
     /// `notifications:`: where passes, holds, hosts and jobs are told (`model::notify`).
     /// Never serialised: a chat URL is a credential.
     #[serde(skip)]
-    pub notifications: Vec<crate::model::notify::NotificationSpec>,
+    pub notifications: Vec<crate::model::notify_spec::NotificationSpec>,
 }
 
 impl Default for FleetSettings {
