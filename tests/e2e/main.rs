@@ -24,6 +24,7 @@ mod gitserver_check;
 mod harness;
 mod history;
 mod logs;
+mod notify;
 mod probe;
 mod rollback;
 mod rollout;
