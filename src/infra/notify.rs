@@ -323,6 +323,8 @@ struct Queue {
     items: Mutex<VecDeque<Outgoing>>,
     /// Shared with the task, which waits on it without keeping the queue alive.
     wake: Arc<Notify>,
+    /// 1 while a message is being sent (popped, not yet done).
+    busy: AtomicUsize,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -411,6 +413,7 @@ impl Notifier {
                         endpoint: e,
                         items: Mutex::new(VecDeque::new()),
                         wake: Arc::new(Notify::new()),
+                        busy: AtomicUsize::new(0),
                         task: Mutex::new(None),
                     });
                     let task = tokio::spawn(deliver(Arc::downgrade(&q), self.inner.clone()));
@@ -420,7 +423,8 @@ impl Notifier {
             }
         }
         for gone in queues.drain(..) {
-            let left = lock(&gone.items).len();
+            // Its task is aborted with it: what it had, in flight included, is not sent.
+            let left = lock(&gone.items).len() + gone.busy.swap(0, Ordering::SeqCst);
             self.forget(left);
         }
         *queues = next;
@@ -493,7 +497,13 @@ fn done(inner: &Inner, n: usize) {
     if n == 0 {
         return;
     }
-    let before = inner.pending.fetch_sub(n, Ordering::SeqCst);
+    // Saturating: a removed endpoint's message may be forgotten and finish at once.
+    let before = inner
+        .pending
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
+            Some(p.saturating_sub(n))
+        })
+        .unwrap_or_default();
     if before <= n {
         inner.idle.notify_waiters();
     }
@@ -533,6 +543,8 @@ async fn deliver(queue: std::sync::Weak<Queue>, inner: Arc<Inner>) {
             continue;
         };
         let name = q.endpoint.name.clone();
+        q.busy.store(1, Ordering::SeqCst);
+        let busy = Arc::downgrade(&q);
         drop(q);
         let mut attempt = 1;
         loop {
@@ -571,7 +583,13 @@ async fn deliver(queue: std::sync::Weak<Queue>, inner: Arc<Inner>) {
                 }
             }
         }
-        done(&inner, 1);
+        // Not counted twice: a queue removed meanwhile counted its message already.
+        if busy
+            .upgrade()
+            .is_some_and(|q| q.busy.swap(0, Ordering::SeqCst) == 1)
+        {
+            done(&inner, 1);
+        }
     }
 }
 

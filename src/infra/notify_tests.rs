@@ -317,3 +317,28 @@ fn forges_default_api_addresses() {
         "https://gitlab.com/api/v4"
     );
 }
+
+/// A configuration that drops an endpoint drops its queue, the message in flight included:
+/// nothing is left for `flush` to wait for.
+#[tokio::test]
+async fn an_endpoint_removed_takes_its_queue_with_it() {
+    let (url, _got) = receiver(vec![], true).await;
+    let n = Notifier::new(NotifyCounts::default());
+    n.configure(vec![resolve(
+        &spec(NotifyKind::Slack, &url),
+        "s".into(),
+        None,
+    )
+    .unwrap()]);
+    for _ in 0..5 {
+        n.notify(applied(SHA));
+    }
+    // The task takes the first and waits for its answer.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    n.configure(Vec::new());
+    assert!(n.is_empty());
+    assert_eq!(n.flush(Duration::from_secs(5)).await, 0);
+    assert_eq!(n.counts().get(SendResult::Dropped), 5);
+}

@@ -386,6 +386,30 @@ mod tests {
         }
     }
 
+    /// `convoy.yaml` reads the list into the fleet's settings, and its errors are the fleet
+    /// file's.
+    #[test]
+    fn the_fleet_file_reads_notifications() {
+        let text = "fleet: f\nnotifications:\n  - {kind: generic, url: 'https://h.example.com/x', secret_file: k}\n";
+        let (root, _) = crate::manifest::yaml::parse(text);
+        let mut d = Diag::new("convoy.yaml");
+        let fleet = super::super::fleet::read(&mut d, &root.unwrap(), &Default::default()).unwrap();
+        assert_eq!(fleet.settings.notifications.len(), 1);
+        assert_eq!(fleet.settings.notifications[0].kind, NotifyKind::Generic);
+        let text = "fleet: f\nnotification: []\n";
+        let (root, _) = crate::manifest::yaml::parse(text);
+        let mut d = Diag::new("convoy.yaml");
+        assert!(super::super::fleet::read(&mut d, &root.unwrap(), &Default::default()).is_none());
+        assert_eq!(d.errors[0].key, "notification");
+        assert!(
+            d.errors[0]
+                .message
+                .contains("did you mean `notifications`?"),
+            "{}",
+            d.errors[0].message
+        );
+    }
+
     #[test]
     fn an_endpoint_needs_a_kind_and_an_address() {
         let errors =
