@@ -393,3 +393,36 @@ fn passes_go_on_while_an_endpoint_never_answers() {
     // Shutdown gives queued notifications a bounded grace, then exits cleanly.
     assert_eq!(d.stop(), 0, "{log}");
 }
+
+/// A one-shot `convoy apply` tells its endpoints too (a secret file relative to the repository),
+/// and a silent endpoint costs it at most its bounded wait at exit.
+#[test]
+fn apply_tells_its_endpoints_and_waits_a_bounded_time() {
+    if !docker_available() {
+        return;
+    }
+    let t = TestFleet::new();
+    let r = Receiver::start(false);
+    let silent = Receiver::start(true);
+    t.write("hmac.key", "apply-k3y\n");
+    t.write(
+        "convoy.yaml",
+        &format!(
+            "fleet: {}\nnotifications:\n  - {{kind: generic, url: \"{}/hook\", secret_file: hmac.key}}\n  - {{kind: discord, url: \"{}/silent\"}}\n",
+            t.id, r.addr, silent.addr
+        ),
+    );
+    t.compose("web", &app("1", "pw-apply-s3cr3t", "plain-apply-env"));
+    let started = std::time::Instant::now();
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    let took = started.elapsed();
+    let events = generic_events(&r, b"apply-k3y");
+    let said: Vec<String> = events
+        .iter()
+        .map(|v| v["event"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(said, ["started", "applied"], "{events:?}");
+    // A guard against a hang, not a measure: without the bounded wait, the silent endpoint's
+    // six attempts of 10 s with their backoff would hold the exit for over a minute.
+    assert!(took < Duration::from_secs(60), "apply took {took:?}");
+}
