@@ -69,6 +69,7 @@ fn without_a_config_every_default_applies() {
             gpg_keyring: None,
             age_key_file: None,
             state_dir: None,
+            notifications: Vec::new(),
         }
     );
     // An empty file, or comments only, is the same.
@@ -597,4 +598,29 @@ fn the_age_key_file_for_sops_is_read_relative_to_the_file() {
         Some(Path::new(FILE).parent().unwrap().join("keys/age.txt"))
     );
     assert_eq!(ok("").age_key_file, None);
+}
+
+#[test]
+fn notifications_are_read_with_paths_from_the_config_files_folder() {
+    let c = ok("notifications:\n  - kind: generic\n    url: https://hooks.example.com/convoy\n    secret_file: hmac.key\n  - {kind: slack, url_file: /run/secrets/slack-url}\n");
+    assert_eq!(c.notifications.len(), 2);
+    assert_eq!(
+        c.notifications[0].secret_file.as_deref(),
+        Some("/etc/convoy/hmac.key")
+    );
+    assert_eq!(
+        c.notifications[1].url_file.as_deref(),
+        Some("/run/secrets/slack-url")
+    );
+}
+
+#[test]
+fn a_bad_notification_is_located_and_its_url_not_quoted() {
+    let e = err1(
+        "listen: off\nnotifications:\n  - {kind: slack, url: 'ftp://hooks.slack.com/s3cr3t'}\n",
+    );
+    assert_eq!(
+        e,
+        "/etc/convoy/daemon.yaml:3:24: notifications[0].url: expected an `https://` (or `http://`) address"
+    );
 }

@@ -10,7 +10,6 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -196,15 +195,9 @@ fn verify(provider: Provider, headers: &HeaderMap, body: &[u8], secret: &[u8]) -
     }
 }
 
+/// The one HMAC check (`model::signature`), shared with the signed notifications.
 fn hmac_ok(secret: &[u8], body: &[u8], hex_sig: &str) -> bool {
-    let Ok(sig) = hex::decode(hex_sig) else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&sig).is_ok()
+    crate::model::signature::verify(secret, body, hex_sig)
 }
 
 #[derive(Deserialize)]
@@ -263,7 +256,5 @@ fn generic(body: &[u8], branch_ref: &str) -> Verdict {
 
 #[cfg(test)]
 pub(super) fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    crate::model::signature::sign(secret, body)
 }

@@ -210,6 +210,19 @@ pub(super) fn render(s: &DaemonStatus, hooks: &HookCounts) -> String {
             );
         }
     }
+
+    out.family(
+        "convoy_notifications_total",
+        "counter",
+        "Notifications and commit statuses, by delivery result (delivered, retried: an attempt failed and another follows, failed: given up, dropped: a full queue's oldest or left at exit).",
+    );
+    for (result, n) in s.notifications.by_result() {
+        out.sample(
+            "convoy_notifications_total",
+            &[("result", result)],
+            n as f64,
+        );
+    }
     out.0
 }
 

@@ -827,6 +827,9 @@ async fn metrics_parse_with_the_prometheus_parser() {
         &[("provider", "gitea"), ("result", "too_large")],
         0.0,
     );
+    for result in ["delivered", "retried", "failed", "dropped"] {
+        expect("convoy_notifications_total", &[("result", result)], 0.0);
+    }
     for name in [
         "convoy_passes_total",
         "convoy_quarantined_specs",
@@ -835,6 +838,7 @@ async fn metrics_parse_with_the_prometheus_parser() {
         "convoy_replicas",
         "convoy_hosts",
         "convoy_webhooks_total",
+        "convoy_notifications_total",
     ] {
         assert!(a.body.contains(&format!("# HELP {name} ")), "{name}");
         assert!(a.body.contains(&format!("# TYPE {name} ")), "{name}");

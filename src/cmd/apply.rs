@@ -108,6 +108,7 @@ pub async fn run(
         })
     };
     let started = now();
+    let notify_dir = source.local_dir().map(Path::to_path_buf);
     let run = with_fleet(&loaded, state_dir, async |fleet| {
         run_pass(
             fleet,
@@ -129,6 +130,7 @@ pub async fn run(
             eprintln!("held: {}", h.line());
         }
     }
+    let job_runs = run.jobs;
     let report = run.report;
     if let Some(entry) =
         crate::model::history::entry_from_report(&report, &report.result, started, now())
@@ -140,6 +142,8 @@ pub async fn run(
         Output::Text => emit(&render::apply_text(&report, style())),
         Output::Json => emit_line(&render::apply_json(&report)),
     }
+    // After the report is out: at most a few seconds for the endpoints (`notify_once`).
+    crate::daemon::notify_once(&loaded, notify_dir, &report, &job_runs, started).await;
     Ok(if report.converged {
         Outcome::Converged
     } else {

@@ -92,7 +92,9 @@ pub async fn run(args: DaemonArgs, state_dir: Option<PathBuf>) -> Result<Outcome
         locked_fleet,
         poll: cfg.poll_interval,
     };
+    let repo_dir = notify_repo_dir(&cfg, source.as_ref());
     let mut daemon = Daemon::new(source, opts)?;
+    daemon.set_notifications(cfg.notifications.clone(), repo_dir);
     if let Some(history) = super::history::open_for_daemon(&state_dir).await {
         daemon.set_history(history);
     }
@@ -107,6 +109,22 @@ pub async fn run(args: DaemonArgs, state_dir: Option<PathBuf>) -> Result<Outcome
     stop_api.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), background.join_all()).await;
     Ok(Outcome::Stopped)
+}
+
+/// Where `convoy.yaml`'s relative notification paths start: the folder of `convoy.yaml` on this
+/// machine (a working directory, or a local repository's work tree); none for a remote.
+fn notify_repo_dir(cfg: &DaemonConfig, source: &dyn Source) -> Option<PathBuf> {
+    if let Some(dir) = source.local_dir() {
+        return Some(dir.to_path_buf());
+    }
+    let repo = Path::new(&cfg.repo);
+    if source.is_remote() || cfg.repo.contains("://") || !repo.is_dir() {
+        return None;
+    }
+    Some(match &cfg.path {
+        Some(p) => repo.join(p),
+        None => repo.to_path_buf(),
+    })
 }
 
 /// `--repo` as the config resolved it: a working directory, or a branch to follow.

@@ -32,7 +32,7 @@ use crate::manifest::suggest;
 pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 
 /// Every key a config file may have, in the order `systemd/daemon.yaml.example` documents them.
-pub const KEYS: [&str; 21] = [
+pub const KEYS: [&str; 22] = [
     "repo",
     "branch",
     "path",
@@ -54,6 +54,7 @@ pub const KEYS: [&str; 21] = [
     "gpg-keyring",
     "age-key-file",
     "state-dir",
+    "notifications",
 ];
 
 /// The default API address.
@@ -101,6 +102,10 @@ pub struct DaemonConfig {
     /// age identities for the stacks' SOPS-encrypted files; the global `--age-key-file` (or
     /// `SOPS_AGE_KEY_FILE`) wins over it.
     pub age_key_file: Option<PathBuf>,
+    /// `notifications:`, the same list as `convoy.yaml`'s (`manifest::read_config_notifications`),
+    /// its relative file paths resolved against the config file's folder. Told besides those of
+    /// the commit in force.
+    pub notifications: Vec<crate::model::notify::NotificationSpec>,
 }
 
 /// One problem with the daemon's settings.
@@ -178,8 +183,10 @@ pub fn resolve_bytes(
         dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         entries: Vec::new(),
         issues: Vec::new(),
+        notifications: Vec::new(),
     };
     parse_into(&mut file, bytes);
+    read_notifications(&mut file, bytes);
     merge(cli, state_dir, Some(file))
 }
 
@@ -248,6 +255,45 @@ struct FileValues {
     dir: PathBuf,
     entries: Vec<Entry>,
     issues: Vec<ConfigIssue>,
+    notifications: Vec<crate::model::notify::NotificationSpec>,
+}
+
+/// `notifications:` is a list of maps, which the flat reader keeps as its kind only: the
+/// manifest's reader reads it (its errors located the same way), once the file parses.
+fn read_notifications(file: &mut FileValues, bytes: &[u8]) {
+    if !file.issues.is_empty() || !file.entries.iter().any(|e| e.key == "notifications") {
+        return;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let name = file.path.display().to_string();
+    match crate::manifest::read_config_notifications(&name, &text) {
+        Ok(list) => {
+            let dir = file.dir.clone();
+            let resolve = |p: &mut Option<String>| {
+                if let Some(s) = p.as_mut() {
+                    if Path::new(s.as_str()).is_relative() {
+                        *s = dir.join(s.as_str()).to_string_lossy().into_owned();
+                    }
+                }
+            };
+            file.notifications = list
+                .into_iter()
+                .map(|mut n| {
+                    resolve(&mut n.url_file);
+                    resolve(&mut n.secret_file);
+                    resolve(&mut n.token_file);
+                    n
+                })
+                .collect();
+        }
+        Err(errors) => file.issues.extend(errors.into_iter().map(|e| ConfigIssue {
+            file: Some(file.path.clone()),
+            line: e.line,
+            column: e.column,
+            key: e.key,
+            message: e.message,
+        })),
+    }
 }
 
 impl FileValues {
@@ -714,6 +760,7 @@ fn merge(
         dir: PathBuf::new(),
         entries: Vec::new(),
         issues: Vec::new(),
+        notifications: Vec::new(),
     });
 
     let file_repo = match f.string("repo") {
@@ -820,6 +867,8 @@ fn merge(
     let gpg_keyring = pick(cli.gpg_keyring, f.path("gpg-keyring"));
     let state_dir = pick(state_dir, f.path("state-dir"));
     let age_key_file = f.path("age-key-file");
+    let _ = f.take("notifications");
+    let notifications = std::mem::take(&mut f.notifications);
 
     if let Some((true, at)) = require_signed {
         if allowed_signers.is_none() && gpg_keyring.is_none() {
@@ -861,5 +910,6 @@ fn merge(
         gpg_keyring: value(gpg_keyring),
         state_dir: value(state_dir),
         age_key_file: value(age_key_file),
+        notifications,
     })
 }

@@ -309,6 +309,12 @@ impl Daemon {
             .is_none_or(|p| p.commit != pending.commit || p.reason != pending.reason);
         if new {
             self.record_hold(&pending);
+            self.notifications.held(
+                self.loaded.as_ref(),
+                &pending.commit,
+                pending.reason,
+                &pending.message,
+            );
         }
         self.intake.pending = Some(pending.clone());
         let counters = self.counters.clone();

@@ -192,6 +192,7 @@ impl Daemon {
         let Some(loaded) = self.loaded.clone() else {
             return;
         };
+        self.job_notifier().job_outcome(&out, &loaded.commit);
         let ended = unix_now();
         let started = out.run.started.map_or(ended, |s| s as f64);
         self.record_history(

@@ -23,6 +23,7 @@ mod history;
 mod hosts;
 mod intake;
 mod jobs;
+mod notifications;
 mod notify;
 mod pass;
 mod policy;
@@ -51,6 +52,7 @@ use crate::reconcile::{Loaded, PassObserver};
 
 pub use facts::{HostFact, ReplicaFact, StepFact};
 pub use history::HistoryReader;
+pub use notifications::{notify_once, JobNotifier};
 pub use policy::requeue;
 pub use status::{
     ApiRequest, CommitError, Counters, DaemonHandle, DaemonStatus, FetchCause, Histogram,
@@ -78,6 +80,9 @@ const FILE_QUIET: Duration = Duration::from_millis(300);
 
 /// How often a parked host (a failure that waiting does not heal) is tried again.
 const PARKED_RETRY: Duration = Duration::from_secs(60);
+
+/// How long shutdown gives queued notifications to be delivered.
+const NOTIFY_GRACE: Duration = Duration::from_secs(2);
 
 /// How long shutdown waits for the watchers and reconnects to end after cancellation.
 const TASKS_GRACE: Duration = Duration::from_secs(2);
@@ -168,6 +173,8 @@ pub struct Daemon {
     windows: windows::Windows,
     /// The job timer (`jobs`).
     jobs: jobs::JobTimer,
+    /// Notification endpoints, what was said, and the delivery (`notifications`).
+    notifications: notifications::Notifications,
 }
 
 impl Daemon {
@@ -182,7 +189,9 @@ impl Daemon {
         };
         // Credentials are masked in every line the process writes from here on.
         crate::reconcile::register_secrets(&source.secrets().into_iter().collect());
+        let notify_counts = crate::infra::notify::NotifyCounts::default();
         let (status, _) = status_watch::channel(DaemonStatus {
+            notifications: notify_counts.clone(),
             phase: "starting",
             source: source.describe(),
             branch: source.followed_branch(),
@@ -216,6 +225,7 @@ impl Daemon {
             history_tx: None,
             windows: Default::default(),
             jobs: jobs::JobTimer::new(),
+            notifications: notifications::Notifications::new(notify_counts),
         })
     }
 
@@ -313,6 +323,7 @@ impl Daemon {
         signal.abort();
         // The history writer ends once what is queued is stored.
         self.history_tx = None;
+        self.notifications.flush(NOTIFY_GRACE).await;
         let tasks = std::mem::take(&mut self.tasks);
         if tokio::time::timeout(TASKS_GRACE, tasks.join_all())
             .await

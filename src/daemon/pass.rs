@@ -53,6 +53,9 @@ impl Daemon {
         for name in &memory.down {
             tracing::warn!(host = %name, "host is down (unreachable past host_down_after): its replicas are placed elsewhere");
         }
+        if let Some(loaded) = &self.loaded {
+            self.notifications.pass_started(loaded, &memory.down);
+        }
         self.publish(|s| s.phase = "passing");
         let pass_cancel = self.cancel.child_token();
         let mut superseded = false;
@@ -120,6 +123,9 @@ impl Daemon {
                 "one pass answered several requests"
             );
         }
+        if let Some(l) = &self.loaded {
+            self.tell_pass_jobs(&run.jobs, &l.commit);
+        }
         let mut report = run.report;
         if superseded && !self.cancel.is_cancelled() {
             report.result = PassResult::Superseded;
@@ -161,6 +167,7 @@ impl Daemon {
             // A failed observation or a superseded pass says nothing about its commit.
             _ => None,
         };
+        self.notifications.pass_ended(self.loaded.as_ref(), &entry);
         if let Some(dedup) = dedup {
             self.record_history(entry, dedup);
         }

@@ -65,6 +65,9 @@ pub struct DaemonStatus {
     pub sync_windows: Vec<crate::core::windows::WindowHold>,
     /// Every job with its next run and last runs (`daemon::jobs`).
     pub jobs: Vec<crate::model::job::JobStatus>,
+    /// Notifications by delivery result, counted by the delivery tasks as they go.
+    #[serde(skip)]
+    pub notifications: crate::infra::notify::NotifyCounts,
 }
 
 /// A commit that is not (yet) in force.

@@ -195,8 +195,8 @@ async fn ensure_networks(
     Ok(())
 }
 
-/// The one point where a finished run is announced: logged here.
-// TODO(notify): the lead wires `notify` here (`job_succeeded` / `job_failed` events).
+/// The one point where a finished run is logged; the daemon and `apply` tell the notification
+/// endpoints from the outcome this module returns (`daemon::notifications`).
 pub fn job_finished(outcome: &JobOutcome) {
     if outcome.succeeded() {
         tracing::info!(job = %format!("{}/{}", outcome.stack, outcome.service), exit_code = 0, "{}", outcome.line());

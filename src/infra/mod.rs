@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod history;
 pub mod images;
 pub mod lock;
+pub mod notify;
 pub mod probe;
 pub mod sops_keys;
 pub mod source;

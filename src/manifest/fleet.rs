@@ -46,6 +46,7 @@ const TOP: Keys = Keys {
         "history_limit",
         "adopt",
         "sync_windows",
+        "notifications",
     ],
     unsupported: &[],
     extensions: false,
@@ -143,6 +144,7 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
                 (settings.sync_windows, window_stacks) = super::sync_windows::read(d, v, &path)
             }
             "adopt" => adopted = super::adopt::read(d, v, &path),
+            "notifications" => settings.notifications = super::notify::read(d, v, &path),
             "files_dir" | "secrets_dir" | "secrets_on_disk" => {
                 read_files_setting(d, name, v, &path, &mut fleet_files)
             }

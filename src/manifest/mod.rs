@@ -11,9 +11,11 @@ mod adopt;
 mod compose;
 mod fleet;
 pub use fleet::FLEET_FILE;
+pub use notify::read_config_notifications;
 pub use values::suggest;
 mod fleetwide;
 mod interpolate;
+mod notify;
 pub mod sops;
 mod sync_windows;
 #[cfg(test)]

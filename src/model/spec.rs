@@ -92,6 +92,10 @@ pub struct FleetSettings {
     /// (`model::sync_window`; evaluated by `core::windows`). Not part of any hash.
     #[serde(skip)]
     pub sync_windows: Vec<crate::model::sync_window::SyncWindow>,
+    /// `notifications:`: where passes, holds, hosts and jobs are told (`model::notify`).
+    /// Never serialised: a chat URL is a credential.
+    #[serde(skip)]
+    pub notifications: Vec<crate::model::notify_spec::NotificationSpec>,
 }
 
 impl Default for FleetSettings {
@@ -105,6 +109,7 @@ impl Default for FleetSettings {
             history_limit: DEFAULT_HISTORY_LIMIT,
             adopted: Vec::new(),
             sync_windows: Vec::new(),
+            notifications: Vec::new(),
         }
     }
 }

@@ -19,7 +19,8 @@ use crate::model::plan::Plan;
 use crate::model::rollout::RolloutReport;
 
 /// Runs `plan`'s due jobs after `done` (the outcomes and rollouts of its steps), then the
-/// services they released; returns every outcome, the jobs' numbered after the plan's steps.
+/// services they released; returns every outcome, the jobs' numbered after the plan's steps,
+/// and the jobs' runs themselves (for `job_succeeded`/`job_failed` notifications).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run_due(
     fleet: &Fleet,
@@ -30,10 +31,15 @@ pub(super) async fn run_due(
     images: &ImageSource,
     shells: &BTreeMap<String, crate::infra::files::HostShell>,
     cancel: &CancellationToken,
-) -> (Vec<StepOutcome>, Vec<RolloutReport>) {
+) -> (
+    Vec<StepOutcome>,
+    Vec<RolloutReport>,
+    Vec<exec::jobs::JobOutcome>,
+) {
     let (mut outcomes, mut rollouts) = done;
+    let mut runs = Vec::new();
     if plan.jobs.is_empty() || cancel.is_cancelled() {
-        return (outcomes, rollouts);
+        return (outcomes, rollouts, runs);
     }
     // What the fleet runs now: the networks this pass created, the hosts' state.
     let now = observe_and_plan(fleet, loaded, memory).await;
@@ -84,16 +90,17 @@ pub(super) async fn run_due(
             error,
         });
         next_id += 1;
+        runs.push(out);
     }
     if !released || cancel.is_cancelled() {
-        return (outcomes, rollouts);
+        return (outcomes, rollouts, runs);
     }
     // What the jobs held goes now, in this pass.
     let again = observe_and_plan(fleet, loaded, memory).await;
     let mut plan2 = again.pass.plan.clone();
     plan2.jobs.clear();
     if plan2.steps.is_empty() && plan2.rollouts.is_empty() {
-        return (outcomes, rollouts);
+        return (outcomes, rollouts, runs);
     }
     let shells = shells.clone();
     let failures =
@@ -118,7 +125,7 @@ pub(super) async fn run_due(
         outcomes.push(o);
     }
     rollouts.extend(report.rollouts);
-    (outcomes, rollouts)
+    (outcomes, rollouts, runs)
 }
 
 fn short(hash: &str) -> &str {

@@ -169,6 +169,8 @@ pub struct PassRun {
     pub decided: PassPlan,
     /// Stacks whose changes a sync window held in this pass (`Loaded::frozen`).
     pub held: BTreeSet<String>,
+    /// The run-once jobs this pass ran, as they ended.
+    pub jobs: Vec<exec::jobs::JobOutcome>,
 }
 
 /// One pass: observe, plan, execute; with `verify`, observe and plan again. Cancelling `cancel`
@@ -228,7 +230,7 @@ pub async fn run_pass(
                 (report.outcomes, report.rollouts)
             };
         // Run-once jobs after the pass's steps, then what their `before:` held (`jobs`).
-        let (outcomes, rollouts) = jobs::run_due(
+        let (outcomes, rollouts, job_runs) = jobs::run_due(
             fleet,
             loaded,
             memory,
@@ -258,8 +260,11 @@ pub async fn run_pass(
         let remaining = after.map(|a| a.pass.plan);
         let verify_ms = ms(verify_started.elapsed());
         let failed = outcomes.iter().any(|o| o.error.is_some()) || !pull_failures.is_empty();
+        // A run-once job that failed leaves nothing to do (it runs again only for a new spec),
+        // but the state the commit asks for was not reached: not converged.
         let converged = planned.held.is_empty()
             && pull_failures.is_empty()
+            && job_runs.iter().all(|j| j.succeeded())
             && remaining
                 .as_ref()
                 .unwrap_or(&planned.pass.plan)
@@ -318,6 +323,7 @@ pub async fn run_pass(
             observed: planned.observed,
             decided: planned.pass,
             held: planned.held,
+            jobs: job_runs,
         }
     }
     .instrument(span)

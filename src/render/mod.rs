@@ -10,6 +10,7 @@ pub mod export;
 pub mod history;
 pub mod hosts;
 pub mod jobs;
+pub mod notify;
 pub mod plan;
 pub mod status;
 

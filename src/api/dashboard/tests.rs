@@ -524,30 +524,32 @@ fn jobs_show_their_schedule_next_run_and_a_failed_runs_last_lines_escaped() {
         manual: false,
         last_lines: lines.iter().map(|l| l.to_string()).collect(),
     };
-    let mut status = DaemonStatus::default();
-    status.jobs = vec![
-        JobStatus {
-            stack: "s".into(),
-            name: "backup<script>".into(),
-            schedule: Some("0 3 * * *".into()),
-            timezone: "Europe/Berlin".into(),
-            concurrency: Concurrency::Forbid,
-            next_run: Some("2023-11-15T02:00:00Z".into()),
-            last_runs: vec![
-                run(RunPhase::Failed, Some(3), &["disk <full>"]),
-                run(RunPhase::Succeeded, Some(0), &[]),
-            ],
-        },
-        JobStatus {
-            stack: "s".into(),
-            name: "migrate".into(),
-            schedule: None,
-            timezone: "UTC".into(),
-            concurrency: Concurrency::Forbid,
-            next_run: None,
-            last_runs: Vec::new(),
-        },
-    ];
+    let status = DaemonStatus {
+        jobs: vec![
+            JobStatus {
+                stack: "s".into(),
+                name: "backup<script>".into(),
+                schedule: Some("0 3 * * *".into()),
+                timezone: "Europe/Berlin".into(),
+                concurrency: Concurrency::Forbid,
+                next_run: Some("2023-11-15T02:00:00Z".into()),
+                last_runs: vec![
+                    run(RunPhase::Failed, Some(3), &["disk <full>"]),
+                    run(RunPhase::Succeeded, Some(0), &[]),
+                ],
+            },
+            JobStatus {
+                stack: "s".into(),
+                name: "migrate".into(),
+                schedule: None,
+                timezone: "UTC".into(),
+                concurrency: Concurrency::Forbid,
+                next_run: None,
+                last_runs: Vec::new(),
+            },
+        ],
+        ..DaemonStatus::default()
+    };
     let page = view::live(&view::Live {
         status: &status,
         history: Ok(&[]),
