@@ -244,6 +244,14 @@ fn corpus_repo() -> tempfile::TempDir {
             assert!(ok, "cp {}", from.display());
         }
     }
+    // Jobs: CronJobs and a Job in the Kubernetes export, checked against the schemas too.
+    let jobs = dir.path().join("stacks/jobs");
+    std::fs::create_dir(&jobs).unwrap();
+    std::fs::write(
+        jobs.join("compose.yaml"),
+        "services:\n  backup:\n    image: busybox\n    x-convoy:\n      job: {schedule: \"0 3 * * *\", timezone: Europe/Berlin, concurrency: replace, deadline: 10m, history: 3}\n  tick:\n    image: busybox\n    x-convoy:\n      job: {schedule: \"@every 15m\"}\n  migrate:\n    image: busybox\n    x-convoy:\n      job: {before: [web]}\n  web:\n    image: busybox\n    command: sleep 3600\n",
+    )
+    .unwrap();
     dir
 }
 
@@ -299,6 +307,9 @@ fn the_kubernetes_export_of_the_corpus_passes_the_openapi_schemas() {
         );
         let files = yaml_files(out.path());
         assert!(files.len() >= 20, "{files:?}");
+        let jobs = std::fs::read_to_string(out.path().join("jobs.yaml")).unwrap();
+        assert_eq!(jobs.matches("kind: CronJob").count(), 2, "{jobs}");
+        assert!(jobs.contains("timeZone: Europe/Berlin"), "{jobs}");
         // A real YAML parser reads every document, and each is an object Kubernetes knows.
         let mut parse = vec![
             "-c",

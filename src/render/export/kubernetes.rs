@@ -1,7 +1,8 @@
 //! `convoy export --to kubernetes`: one multi-document file per stack (`<stack>.yaml`) holding
 //! a Namespace named after the stack and, per service, its workload (a Deployment; a
 //! StatefulSet for one replica with named volumes; a DaemonSet for `mode: global`; a Job for a
-//! one-shot `restart: "no"` or `on-failure` service), a Service when it has ports or
+//! one-shot `restart: "no"` or `on-failure` service or a run-once job; a CronJob for a
+//! scheduled job), a Service when it has ports or
 //! dependents, ConfigMaps for configs and repository files, PersistentVolumeClaims for named
 //! volumes, and Secrets only when their values are asked for.
 //!
@@ -20,6 +21,7 @@ use super::{
     Unexpressed,
 };
 use crate::model::files::{FileKind, FileMount, FilePayload};
+use crate::model::job::Concurrency;
 use crate::model::rollout::{FailureAction, UpdateOrder};
 use crate::model::spec::{
     ConstraintAttribute, DeployMode, DesiredState, Healthcheck, MountKind, RestartName,
@@ -220,10 +222,27 @@ impl Ctx<'_> {
             self.note(&svc.name, format!("named `{name}` (a DNS-1123 label)"));
         }
         let c = &svc.container;
-        let one_shot = matches!(c.restart.name, RestartName::No | RestartName::OnFailure)
-            && svc.mode == DeployMode::Replicated;
+        let job = svc.job.as_ref();
+        let one_shot = job.is_some()
+            || matches!(c.restart.name, RestartName::No | RestartName::OnFailure)
+                && svc.mode == DeployMode::Replicated;
         let named_volumes = c.mounts.iter().any(|m| m.kind == MountKind::Volume);
-        let (api, kind) = if one_shot {
+        let cron = match job.and_then(|j| j.schedule.as_deref()) {
+            Some(expr) => match cron_schedule(expr) {
+                Some(cron) => Some(cron),
+                None => {
+                    self.note(
+                        &svc.name,
+                        format!("x-convoy.job schedule `{expr}`: a CronJob's schedule has minutes at the finest and no `@every` of this interval; no workload is written"),
+                    );
+                    return;
+                }
+            },
+            None => None,
+        };
+        let (api, kind) = if cron.is_some() {
+            ("batch/v1", "CronJob")
+        } else if one_shot {
             ("batch/v1", "Job")
         } else if svc.mode == DeployMode::Global {
             ("apps/v1", "DaemonSet")
@@ -251,6 +270,57 @@ impl Ctx<'_> {
         template.put_map("metadata", tmeta);
         template.put_map("spec", pod);
         match kind {
+            "CronJob" => {
+                let j = job.expect("a CronJob is a job");
+                // Convoy's default deadline is the schedule's period: say it in full.
+                let deadline = j.deadline_secs.or_else(|| {
+                    let expr = j.schedule.as_deref()?;
+                    let period = crate::model::schedule::Schedule::parse(expr, Some(&j.timezone))
+                        .ok()?
+                        .period(0)?;
+                    u64::try_from(period).ok()
+                });
+                spec.put_str("schedule", cron.as_deref().unwrap_or_default());
+                spec.put_str("timeZone", &j.timezone);
+                spec.put_str(
+                    "concurrencyPolicy",
+                    match j.concurrency {
+                        Concurrency::Forbid => "Forbid",
+                        Concurrency::Allow => "Allow",
+                        Concurrency::Replace => "Replace",
+                    },
+                );
+                if let Some(d) = deadline {
+                    spec.put("startingDeadlineSeconds", int(d as i64));
+                }
+                spec.put("successfulJobsHistoryLimit", int(j.history.into()));
+                spec.put("failedJobsHistoryLimit", int(j.history.into()));
+                let mut jspec = Map::new();
+                jspec.put("backoffLimit", int(0));
+                if let Some(d) = deadline {
+                    jspec.put("activeDeadlineSeconds", int(d as i64));
+                }
+                jspec.put_map("template", template);
+                let mut jt = Map::new();
+                jt.put_map("spec", jspec);
+                spec.put_map("jobTemplate", jt);
+                w.put_map("spec", spec);
+                self.docs.push(w.into_yaml());
+                return;
+            }
+            "Job" if job.is_some() => {
+                let j = job.expect("checked");
+                spec.put("backoffLimit", int(0));
+                if let Some(d) = j.deadline_secs {
+                    spec.put("activeDeadlineSeconds", int(d as i64));
+                }
+                if !j.before.is_empty() {
+                    self.note(
+                        &svc.name,
+                        format!("x-convoy.job before: [{}]: Kubernetes starts the Job and those workloads together; make them wait for it (an init container, or your deploy tool's pre-sync hook)", j.before.join(", ")),
+                    );
+                }
+            }
             "Job" => {
                 spec.put("completions", int(svc.replicas.max(1).into()));
                 spec.put("parallelism", int(svc.replicas.max(1).into()));
@@ -961,6 +1031,29 @@ impl Ctx<'_> {
 
 /// A value as Kubernetes reads it: `$(VAR)` is a reference there, so a literal `$(` is
 /// written `$$(`; a `$` alone is kept.
+/// A CronJob schedule for a job's: a 5-field expression or a macro as written (Kubernetes
+/// reads both), and `@every` where whole minutes or hours divide the hour or the day evenly
+/// (`@every 15m` is `*/15 * * * *`, both counted from the hour as Convoy counts from the epoch);
+/// `None` where no schedule says the same.
+fn cron_schedule(expr: &str) -> Option<String> {
+    if !expr.starts_with("@every") {
+        return Some(expr.to_string());
+    }
+    let secs = crate::model::schedule::Schedule::parse(expr, None)
+        .ok()?
+        .period(0)?;
+    match secs {
+        60 => Some("* * * * *".into()),
+        s if s % 60 == 0 && s < 3600 && 3600 % s == 0 => Some(format!("*/{} * * * *", s / 60)),
+        3600 => Some("0 * * * *".into()),
+        s if s % 3600 == 0 && s < 86_400 && 86_400 % s == 0 => {
+            Some(format!("0 */{} * * *", s / 3600))
+        }
+        86_400 => Some("0 0 * * *".into()),
+        _ => None,
+    }
+}
+
 fn raw(v: &str) -> Yaml {
     interpolated(&v.replace("$(", "$$("))
 }

@@ -7,6 +7,8 @@
 //! target is dropped silently: each is an `Unexpressed` note, service by service. A secret's
 //! value is only ever in `files` when the caller asked for secrets to be included.
 
+#[cfg(test)]
+mod jobs_tests;
 pub mod kubernetes;
 pub mod swarm;
 #[cfg(test)]

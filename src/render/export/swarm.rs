@@ -519,10 +519,25 @@ impl Ctx<'_> {
         d.put_map("resources", resources);
         let mut restart = Map::new();
         let condition = match c.restart.name {
+            // A job runs to completion: never restarted by the swarm.
+            _ if svc.job.is_some() => "none",
             RestartName::No => "none",
             RestartName::OnFailure => "on-failure",
             RestartName::Always | RestartName::UnlessStopped => "any",
         };
+        if let Some(j) = &svc.job {
+            match &j.schedule {
+                Some(expr) => self.note(
+                    &svc.name,
+                    format!("x-convoy.job schedule `{expr}`: Swarm has no schedule; the service runs once at deploy (restart_policy none); run it at its times from outside, e.g. `docker service update --force`"),
+                ),
+                None if !j.before.is_empty() => self.note(
+                    &svc.name,
+                    format!("x-convoy.job before: [{}]: Swarm starts the job and those services together", j.before.join(", ")),
+                ),
+                None => {}
+            }
+        }
         restart.put_str("condition", condition);
         if let Some(n) = c.restart.max_attempts {
             restart.put("max_attempts", int(n));
