@@ -579,3 +579,37 @@ fn jobs_show_their_schedule_next_run_and_a_failed_runs_last_lines_escaped() {
     });
     assert!(empty.contains("No job in the commit in force."), "{empty}");
 }
+
+#[test]
+fn a_commit_held_by_a_sync_window_says_which_window_holds_which_stack_until_when() {
+    use crate::model::sync_window::{WindowHold, WindowKind};
+    let status = DaemonStatus {
+        pending: Some(Pending {
+            commit: "c0ffee".into(),
+            reason: HoldReason::SyncWindow,
+            message: "held by a sync window".into(),
+            errors: Vec::new(),
+        }),
+        sync_windows: vec![WindowHold {
+            stack: "web<b>".into(),
+            window: 0,
+            kind: WindowKind::Deny,
+            schedule: "0 22 * * 5".into(),
+            timezone: "UTC".into(),
+            manual_sync: true,
+            opens_at: Some(1_700_000_000),
+        }],
+        ..DaemonStatus::default()
+    };
+    let page = view::live(&view::Live {
+        status: &status,
+        history: Ok(&[]),
+        csrf: "x",
+        now: 0.0,
+    });
+    assert!(page.contains("sync_window"), "{page}");
+    assert!(page.contains("web&lt;b&gt;"), "{page}");
+    assert!(!page.contains("web<b>"), "{page}");
+    assert!(page.contains("2023-11-14T22:13:20Z"), "{page}");
+    assert!(page.contains("href=\"/diff\""), "{page}");
+}

@@ -175,7 +175,15 @@ fn pending(out: &mut String, s: &DaemonStatus) {
         }
         out.push_str("</ul>");
     }
-    if p.reason == HoldReason::DeletionGuard {
+    // Which sync window holds which stack, and until when (the other stacks' changes apply).
+    if !s.sync_windows.is_empty() {
+        out.push_str("<ul class=\"windows\">");
+        for h in &s.sync_windows {
+            let _ = write!(out, "<li>{}</li>", esc(&h.line()));
+        }
+        out.push_str("</ul>");
+    }
+    if matches!(p.reason, HoldReason::DeletionGuard | HoldReason::SyncWindow) {
         out.push_str("<p><a href=\"/diff\">See the plan it holds</a></p>");
     }
     out.push_str("</section>");
