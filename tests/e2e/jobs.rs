@@ -131,7 +131,12 @@ fn a_run_once_job_gates_its_service_and_runs_once_per_spec() {
     let stack = format!("{}mig/migrate", t.id);
     let logs = t.convoy(&["logs", &stack]).outcome(Outcome::AllReachable);
     assert!(logs.stdout.contains("boom-from-the-job"), "{}", logs.stdout);
-    assert_eq!(logs.stdout.matches("-migrate-job-once-").count(), 2, "{}", logs.stdout);
+    assert_eq!(
+        logs.stdout.matches("-migrate-job-once-").count(),
+        2,
+        "{}",
+        logs.stdout
+    );
 }
 
 #[test]
