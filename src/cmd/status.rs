@@ -19,7 +19,7 @@ use crate::cli::{Output, RepoArgs};
 use crate::core::pass::HostMemory;
 use crate::core::schedule::Assignment;
 use crate::infra::fleet::Fleet;
-use crate::model::observed::{ObservedHost, RunState};
+use crate::model::observed::{ObservedContainer, ObservedHost, RunState};
 use crate::model::spec::mask_secrets;
 use crate::reconcile::{observe_and_plan, Loaded, Planned};
 use crate::render::status::{
@@ -312,18 +312,8 @@ async fn services(fleet: &Fleet, loaded: &Loaded, planned: &Planned) -> Vec<Serv
             state: observed.map(|c| c.state),
             health: observed.and_then(|c| c.health),
             restarts: observed.map(|c| c.restart_count).unwrap_or(0),
-            exit_code: observed
-                // The engine resets the exit code to 0 when it starts a container again, so a
-                // running container's last exit code is unknown, not 0.
-                .filter(|c| {
-                    matches!(
-                        c.state,
-                        RunState::Exited | RunState::Restarting | RunState::Dead
-                    )
-                })
-                .map(|c| c.exit_code),
-            crash_loop: observed
-                .is_some_and(|c| c.state == RunState::Restarting || c.restart_count >= 3),
+            exit_code: observed.and_then(ObservedContainer::reported_exit_code),
+            crash_loop: observed.is_some_and(ObservedContainer::crash_looping),
             last_logs: Vec::new(),
         });
     }

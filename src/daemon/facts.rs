@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::Daemon;
 use crate::core::schedule::{Assignment, Placement};
-use crate::model::observed::{Health, ObservedHost, ObservedState, RunState};
+use crate::model::observed::{Health, ObservedContainer, ObservedHost, ObservedState, RunState};
 use crate::model::outcome::{PassReport, StepOutcome};
 use crate::model::plan::{short_id, Action, Plan};
 use crate::model::spec::mask_secrets;
@@ -216,15 +216,8 @@ pub(super) fn replica_facts(
             state: c.map(|c| c.state),
             health: c.and_then(|c| c.health),
             restarts: c.map(|c| c.restart_count).unwrap_or(0),
-            exit_code: c
-                .filter(|c| {
-                    matches!(
-                        c.state,
-                        RunState::Exited | RunState::Restarting | RunState::Dead
-                    )
-                })
-                .map(|c| c.exit_code),
-            crash_loop: c.is_some_and(|c| c.state == RunState::Restarting || c.restart_count >= 3),
+            exit_code: c.and_then(ObservedContainer::reported_exit_code),
+            crash_loop: c.is_some_and(ObservedContainer::crash_looping),
             image: c
                 .map(|c| c.actual.image.clone())
                 .filter(|i| !i.is_empty())

@@ -139,6 +139,25 @@ pub struct ObservedContainer {
     pub image_defaults: ImageDefaults,
 }
 
+impl ObservedContainer {
+    /// The last exit code as status reports it: known for a container that exited, restarts
+    /// or is dead. The engine resets it to 0 when it starts a container again, so a running
+    /// container's last exit code is unknown, not 0.
+    pub fn reported_exit_code(&self) -> Option<i64> {
+        matches!(
+            self.state,
+            RunState::Exited | RunState::Restarting | RunState::Dead
+        )
+        .then_some(self.exit_code)
+    }
+
+    /// Restarting, or restarted three times or more: the engine keeps restarting it and it
+    /// keeps failing.
+    pub fn crash_looping(&self) -> bool {
+        self.state == RunState::Restarting || self.restart_count >= 3
+    }
+}
+
 /// The parts of an image's config that the engine applies to a container by default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ImageDefaults {
