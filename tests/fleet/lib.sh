@@ -17,7 +17,9 @@ FLEET_NET=${FLEET_NET:-10.231.0}
 FLEET_BRIDGE="cvy${FLEET_ID}-br"
 FLEET_GATEWAY="${FLEET_NET}.1"
 FLEET_ROOT_DOCKER=${FLEET_ROOT_DOCKER:-unix:///var/run/docker.sock}
-FLEET_IMAGES=${FLEET_IMAGES:-"convoy-test/busybox:1 convoy-test/busybox:2"}
+# The proxy (HAProxy) and web server (nginx) images are real Debian software for the proxy's
+# tests (scripts/test-image builds them; scripts/ensure-docker does that before the fleet).
+FLEET_IMAGES=${FLEET_IMAGES:-"convoy-test/busybox:1 convoy-test/busybox:2 convoy-test/proxy:1 convoy-test/nginx:1"}
 # Seconds to wait for a condition (an engine answering, a process exiting) before giving up.
 FLEET_WAIT_SECS=${FLEET_WAIT_SECS:-60}
 
