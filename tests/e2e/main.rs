@@ -16,6 +16,7 @@ mod concurrency;
 mod corpus;
 mod daemon;
 mod dashboard;
+mod examples;
 mod export;
 mod fleet;
 mod git_rev;
