@@ -97,6 +97,10 @@ pub struct Endpoint {
     url: String,
     secret: Option<Vec<u8>>,
     token: Option<String>,
+    /// Where the token was read from: read again for every commit status, so that a token a
+    /// sidecar or a secret manager rotates (short-lived forge tokens) is used without a
+    /// configuration change. `token` is the fallback while the file cannot be read.
+    token_path: Option<PathBuf>,
     /// The forges: the API base and the repository path.
     api: Option<(String, String)>,
 }
@@ -109,6 +113,17 @@ impl std::fmt::Debug for Endpoint {
 
 impl Endpoint {
     /// The values that must never be shown: the URL of a chat endpoint, the token, the secret.
+    /// The token to send now: the file's current text, or the one read at configuration when
+    /// it cannot be read at this moment (a rotation half done). A token only ever goes into an
+    /// `Authorization` header: no message, log line or error holds one (`send` builds its
+    /// errors without the request), so a rotated value needs no new mask.
+    fn current_token(&self) -> Option<String> {
+        self.token_path
+            .as_deref()
+            .and_then(|p| read_small(p).ok())
+            .or_else(|| self.token.clone())
+    }
+
     pub fn secrets(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.spec.kind.url_is_secret() {
@@ -132,7 +147,7 @@ pub fn resolve(
     name: String,
     base: Option<&Path>,
 ) -> Result<Endpoint, String> {
-    let read = |what: &str, p: &str| -> Result<String, String> {
+    let full_path = |what: &str, p: &str| -> Result<PathBuf, String> {
         let path = Path::new(p);
         let full: PathBuf = if path.is_absolute() {
             path.to_path_buf()
@@ -146,6 +161,10 @@ pub fn resolve(
                 }
             }
         };
+        Ok(full)
+    };
+    let read = |what: &str, p: &str| -> Result<String, String> {
+        let full = full_path(what, p)?;
         read_small(&full)
             .map_err(|e| format!("{name}: cannot read `{what}` {}: {e}", full.display()))
     };
@@ -168,9 +187,12 @@ pub fn resolve(
         Some(f) => Some(read("secret_file", f)?.into_bytes()),
         None => None,
     };
-    let token = match &spec.token_file {
-        Some(f) => Some(read("token_file", f)?),
-        None => None,
+    let (token, token_path) = match &spec.token_file {
+        Some(f) => (
+            Some(read("token_file", f)?),
+            Some(full_path("token_file", f)?),
+        ),
+        None => (None, None),
     };
     let api = if spec.kind.is_forge() {
         let repo = crate::model::notify::repo_path(&url)
@@ -189,6 +211,7 @@ pub fn resolve(
         url,
         secret,
         token,
+        token_path,
         api,
     })
 }
@@ -280,7 +303,7 @@ fn request(e: &Endpoint, n: &Notification) -> Option<Outgoing> {
         NotifyKind::GitHub | NotifyKind::Gitea | NotifyKind::GitLab => {
             let status = commit_status(&n.fleet, &n.event)?;
             let (api, repo) = e.api.as_ref()?;
-            let token = e.token.clone().unwrap_or_default();
+            let token = e.current_token().unwrap_or_default();
             let (url, auth, b) = match e.spec.kind {
                 NotifyKind::GitLab => (
                     format!(

@@ -173,7 +173,8 @@ async fn commit_statuses_go_to_each_forges_api_with_its_token() {
     // Nothing for an event that sets no status.
     n.notify(Event::HostDown { host: "h1".into() });
     assert_eq!(n.flush(Duration::from_secs(10)).await, 0);
-    let mut got = got.lock().unwrap().clone();
+    let got_all = got;
+    let mut got = got_all.lock().unwrap().clone();
     got.sort_by(|a, b| a.path.cmp(&b.path));
     let paths: Vec<&str> = got.iter().map(|g| g.path.as_str()).collect();
     assert_eq!(
@@ -187,6 +188,31 @@ async fn commit_statuses_go_to_each_forges_api_with_its_token() {
     assert_eq!(got[0].header("authorization"), Some("Bearer t0ken"));
     assert_eq!(got[1].header("authorization"), Some("token t0ken"));
     assert_eq!(got[2].header("authorization"), Some("Bearer t0ken"));
+    // A token rotated in its file is used from the next status on, with no new configuration;
+    // while the file is missing (a rotation half done) the last one read is sent.
+    std::fs::write(dir.path().join("token"), "r0tated\n").unwrap();
+    n.notify(applied(SHA));
+    std::fs::remove_file(dir.path().join("token")).unwrap();
+    n.notify(applied(SHA));
+    assert_eq!(n.flush(Duration::from_secs(10)).await, 0);
+    let later = got_all.lock().unwrap().clone();
+    let auth: Vec<Option<&str>> = later[3..]
+        .iter()
+        .map(|g| g.header("authorization"))
+        .collect();
+    assert_eq!(auth.len(), 6, "two statuses to three forges");
+    assert_eq!(
+        auth.iter()
+            .filter(|a| a.is_some_and(|a| a.ends_with(" r0tated")))
+            .count(),
+        3
+    );
+    assert_eq!(
+        auth.iter()
+            .filter(|a| a.is_some_and(|a| a.ends_with(" t0ken")))
+            .count(),
+        3
+    );
     let gh: serde_json::Value = serde_json::from_str(&got[0].body).unwrap();
     assert_eq!(gh["state"], "success");
     assert_eq!(gh["description"], "applied: 3/4 hosts");
