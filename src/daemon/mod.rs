@@ -281,6 +281,7 @@ impl Daemon {
         } else {
             self.reload();
         }
+        self.resume_notifications();
         if let Some(l) = &self.candidate {
             let opts = self.opts.connect.clone();
             self.fleet = tokio::select! {

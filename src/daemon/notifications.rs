@@ -278,6 +278,20 @@ impl super::Daemon {
         }
     }
 
+    /// After a restart: the commit the history's newest entry of this fleet applied cleanly
+    /// was already said started and applied, so the first passes of that same commit say
+    /// nothing again (a heal still says healed). Nothing without a history or a loaded commit.
+    pub(super) fn resume_notifications(&mut self) {
+        let (Some(history), Some(l)) = (&self.history, &self.candidate) else {
+            return;
+        };
+        match history.latest(&l.desired.fleet) {
+            Ok(Some(e)) if e.is_good() => self.notifications.coalescer.resume(&e.commit),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "the history cannot say what was applied"),
+        }
+    }
+
     /// Notification endpoints from the daemon's config (told besides those of the commit in
     /// force), and where the repository's relative paths start when it is on this machine.
     pub fn set_notifications(&mut self, specs: Vec<NotificationSpec>, repo_dir: Option<PathBuf>) {

@@ -187,6 +187,13 @@ pub struct Coalescer {
 }
 
 impl Coalescer {
+    /// `commit` was said started and applied before this process began (the history says
+    /// it applied cleanly last): a restart does not say it again.
+    pub fn resume(&mut self, commit: &str) {
+        self.started = Some(commit.to_string());
+        self.applied = Some(commit.to_string());
+    }
+
     /// A pass of `commit` begins (`hosts`: the fleet's hosts). `started` once per commit.
     pub fn pass_started(&mut self, commit: &str, hosts: usize) -> Vec<Event> {
         if self.started.as_deref() == Some(commit) || self.applied.as_deref() == Some(commit) {

@@ -81,6 +81,23 @@ fn a_commit_is_started_once_and_applied_once() {
 }
 
 #[test]
+fn a_restart_resumed_at_an_applied_commit_says_nothing_again_but_heals_and_news() {
+    let mut c = Coalescer::default();
+    c.resume(A);
+    assert!(c.pass_started(A, 4).is_empty());
+    assert!(c
+        .pass_ended(&entry(A, PassResult::Converged), 4, 0)
+        .is_empty());
+    assert_eq!(kinds(&c.pass_ended(&healed(A, 2), 4, 5)), ["healed"]);
+    // A new commit after the restart is news as ever.
+    assert_eq!(kinds(&c.pass_started(B, 4)), ["started"]);
+    assert_eq!(
+        kinds(&c.pass_ended(&entry(B, PassResult::Applied), 4, 10)),
+        ["applied"]
+    );
+}
+
+#[test]
 fn a_pass_that_healed_twenty_replicas_is_one_message() {
     let mut c = Coalescer::default();
     c.pass_started(A, 2);

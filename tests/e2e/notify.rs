@@ -4,7 +4,8 @@
 //! order and without duplicates across a push, a broken commit, a fix and a heal; no secret,
 //! environment value or chat URL in any body or log line; and a receiver that accepts
 //! connections and never answers, while passes go on and complete and the daemon still stops
-//! cleanly.
+//! cleanly. A forge token rotated in its file is used from the next status on, and a restart
+//! at the applied commit says nothing again.
 //!
 //! The local engine only.
 
@@ -151,13 +152,13 @@ fn generic_events(r: &Receiver, key: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-/// (commit, state) of the commit statuses received, in order.
+/// (commit, state) of the commit statuses received, in order (their tokens are checked
+/// where the test rotates one).
 fn statuses(r: &Receiver) -> Vec<(String, String)> {
     r.got()
         .into_iter()
         .filter_map(|g| {
             let sha = g.path.strip_prefix("/gh/repos/acme/fleet/statuses/")?;
-            assert_eq!(g.header("authorization"), Some("Bearer gh-t0ken"));
             let v: Value = serde_json::from_str(&g.body).unwrap();
             Some((sha.to_string(), v["state"].as_str().unwrap().to_string()))
         })
@@ -214,6 +215,10 @@ fn signed_notifications_and_commit_statuses_follow_push_break_fix_and_heal() {
             .iter()
             .any(|v| event_of(v) == ("applied".into(), c1.clone()))
     });
+
+    // The forge token is rotated in its file (a short-lived token): the next statuses carry
+    // the new one, with no configuration change.
+    std::fs::write(&token_file, "gh-r0tated\n").unwrap();
 
     // A broken commit: held, said once.
     repo.write(
@@ -306,6 +311,22 @@ fn signed_notifications_and_commit_statuses_follow_push_break_fix_and_heal() {
             s(&c3, "success"),
         ]
     );
+    let auth: Vec<String> = r
+        .got()
+        .into_iter()
+        .filter(|g| g.path.starts_with("/gh/"))
+        .map(|g| g.header("authorization").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        auth,
+        [
+            "Bearer gh-t0ken",
+            "Bearer gh-t0ken",
+            "Bearer gh-r0tated",
+            "Bearer gh-r0tated",
+            "Bearer gh-r0tated"
+        ]
+    );
     // The chat endpoint wants failures and holds only: the hold.
     let slack: Vec<Got> = r
         .got()
@@ -319,8 +340,56 @@ fn signed_notifications_and_commit_statuses_follow_push_break_fix_and_heal() {
         metrics.contains("convoy_notifications_total{result=\"delivered\"}"),
         "{metrics}"
     );
-    let log = d.log();
+    let mut log = d.log();
     assert_eq!(d.stop(), 0);
+
+    // A restart at the applied commit says nothing again (no second started or applied, no
+    // second pending or success status): the history says it was applied. A commit after it
+    // is news as ever, and its events come after everything the restart's passes queued.
+    let (api_token, api_header) = crate::gitops::token(&t);
+    let d = Daemon::follow(&t, &repo.url(), &["--api-token-file", &api_token], &[]);
+    crate::gitops::wait_status(
+        &d.api(),
+        &api_header,
+        "the restarted daemon in sync at v2",
+        Duration::from_secs(40),
+        |s| crate::gitops::applied(s) == c3 && s["last_pass"]["converged"] == true,
+    );
+    repo.write(
+        &format!("stacks/{stack}/compose.yaml"),
+        &app("3", &secret, &plain),
+    );
+    let c4 = repo.push("v3", &[]);
+    wait_for("v3 applied and said", Duration::from_secs(40), || {
+        generic_events(&r, key.as_bytes())
+            .iter()
+            .any(|v| event_of(v) == ("applied".into(), c4.clone()))
+    });
+    let after: Vec<(String, String)> = generic_events(&r, key.as_bytes())
+        .iter()
+        .map(event_of)
+        .skip(said.len())
+        .collect();
+    assert_eq!(
+        after,
+        [
+            ("started".to_string(), c4.clone()),
+            ("applied".to_string(), c4.clone())
+        ],
+        "nothing said again after the restart: {after:?}\n{}",
+        d.log()
+    );
+    wait_for("seven commit statuses", Duration::from_secs(10), || {
+        statuses(&r).len() >= 7
+    });
+    assert_eq!(
+        statuses(&r)[5..],
+        [s(&c4, "pending"), s(&c4, "success")],
+        "no status said again after the restart"
+    );
+    log.push_str(&d.log());
+    assert_eq!(d.stop(), 0);
+
     // No secret, environment value, token or chat URL in any body or log line.
     let mut bodies: String = r.got().iter().map(|g| g.body.clone() + "\n").collect();
     bodies.push_str(&log);
@@ -330,6 +399,7 @@ fn signed_notifications_and_commit_statuses_follow_push_break_fix_and_heal() {
         &slack_secret,
         &key,
         &"gh-t0ken".to_string(),
+        &"gh-r0tated".to_string(),
     ] {
         assert!(!bodies.contains(hidden.as_str()), "`{hidden}` was shown");
     }
