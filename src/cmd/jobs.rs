@@ -115,8 +115,11 @@ pub async fn run(
     };
     let out = with_fleet(&loaded, state_dir, async |fleet| {
         let planned = observe_and_plan(fleet, &loaded, &HostMemory::default()).await;
+        let images = crate::reconcile::image_source(&loaded.desired).await;
         crate::exec::jobs::run_job(
             &fleet.engines,
+            &images,
+            &fleet.shells(&loaded.desired),
             &loaded.desired,
             &planned.observed,
             &planned.pass.plan.network_ids,

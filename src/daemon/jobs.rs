@@ -158,6 +158,7 @@ impl Daemon {
         .plan
         .network_ids;
         let engines = self.fleet.engines.clone();
+        let shells = self.fleet.shells(&loaded.desired);
         let desired = loaded.desired.clone();
         let commit = loaded.commit.clone();
         let observed = observed.clone();
@@ -166,8 +167,11 @@ impl Daemon {
         let cancel = self.cancel.child_token();
         tracing::info!(job = %format!("{stack}/{service}"), ?trigger, "job run starts");
         self.tasks.spawn(async move {
+            let images = crate::reconcile::image_source(&desired).await;
             let out = crate::exec::jobs::run_job(
                 &engines,
+                &images,
+                &shells,
                 &desired,
                 &observed,
                 &network_ids,

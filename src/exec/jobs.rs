@@ -1,8 +1,10 @@
-//! Runs one job: the host the scheduler chooses (`core::jobs::choose_host`), its image and
-//! networks there, its container created with the run's labels (`core::jobs::job_replica`),
-//! waited for with the job's deadline, and its exit code, duration and last log lines (masked)
-//! as a `JobOutcome`. Also stops runs (`concurrency: replace`) and removes the finished runs
-//! beyond `history`.
+//! Runs one job: the host the scheduler chooses (`core::jobs::choose_host`), its container
+//! made as a replica's on that host is (`core::jobs::job_replica` and `job_on_host`: shared
+//! namespaces, links, file mounts), given what a replica's create step gets first through the
+//! same code (its files and secrets shipped by `exec::files::prepare_replicas`, its image pulled,
+//! pushed or built by the executor's `ensure_image`, its networks), waited for with the job's
+//! deadline, and its exit code, duration and last log lines (masked) as a `JobOutcome`. Also
+//! stops runs (`concurrency: replace`) and removes the finished runs beyond `history`.
 //!
 //! When a job runs is not decided here (`core::jobs`, the daemon's timer, `reconcile`), and
 //! nothing here prints. `job_finished` is the one point where a finished run is announced.
@@ -12,7 +14,7 @@ use std::collections::BTreeMap;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::core::jobs::{beyond_history, choose_host, job_replica, SeenRun, Trigger};
+use crate::core::jobs::{beyond_history, choose_host, job_on_host, job_replica, SeenRun, Trigger};
 use crate::infra::docker::Engine;
 use crate::model::job::{JobRun, RunPhase};
 use crate::model::observed::ObservedState;
@@ -64,6 +66,8 @@ impl JobOutcome {
 #[allow(clippy::too_many_arguments)]
 pub async fn run_job(
     engines: &BTreeMap<String, Engine>,
+    images: &super::ImageSource,
+    shells: &BTreeMap<String, crate::infra::files::HostShell>,
     desired: &DesiredState,
     observed: &ObservedState,
     network_ids: &BTreeMap<String, BTreeMap<String, String>>,
@@ -104,7 +108,7 @@ pub async fn run_job(
         timed_out: false,
     };
     let secrets = &desired.secret_values;
-    let Some(replica) = job_replica(desired, stack, service, trigger, commit) else {
+    let Some(mut replica) = job_replica(desired, stack, service, trigger, commit) else {
         out.error = Some(format!("no job `{stack}/{service}` in the desired state"));
         return out;
     };
@@ -122,13 +126,22 @@ pub async fn run_job(
         out.error = Some(format!("host `{host}` is not connected"));
         return out;
     };
+    job_on_host(desired, observed, &host, &mut replica);
     let deadline = crate::core::jobs::deadline_of(desired, stack, service, trigger);
     let span = tracing::info_span!("job", stack, service, host = %host, run = %replica.name);
     let result = async {
-        engine
-            .ensure_image(&replica.image, false)
-            .await
-            .map_err(|e| e.to_string())?;
+        // What a replica's create step has before it: its files on the host, its image.
+        let failed = super::files::prepare_replicas(
+            vec![(host.as_str(), &mut replica)],
+            desired,
+            observed,
+            shells,
+        )
+        .await;
+        if !failed.is_empty() {
+            return Err(failed.join("; "));
+        }
+        super::ensure_image_alone(engines, &host, &replica, images, cancel).await?;
         let mut ids = network_ids.get(&host).cloned().unwrap_or_default();
         ensure_networks(engine, desired, stack, &replica.spec, &mut ids).await?;
         tracing::info!("job run starts");
