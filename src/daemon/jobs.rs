@@ -197,18 +197,8 @@ impl Daemon {
             return;
         };
         self.job_notifier().job_outcome(&out, &loaded.commit);
-        let ended = unix_now();
-        let started = out.run.started.map_or(ended, |s| s as f64);
         self.record_history(
-            crate::model::job_history::entry_from_run(
-                &loaded.desired.fleet,
-                &out.stack,
-                &out.service,
-                &out.run,
-                out.error.as_deref(),
-                started,
-                ended,
-            ),
+            out.history_entry(&loaded.desired.fleet, unix_now()),
             super::history::Dedup::Never,
         );
         if self.cancel.is_cancelled() {

@@ -171,6 +171,12 @@ impl Daemon {
         if let Some(dedup) = dedup {
             self.record_history(entry, dedup);
         }
+        // The pass's run-once jobs, each a job entry as a scheduled run is, after the pass's
+        // own (whose dedup by commit they must not answer).
+        for out in &run.jobs {
+            let job = out.history_entry(&report.plan.fleet, super::history::now());
+            self.record_history(job, Dedup::Never);
+        }
         for t in later {
             self.handle(t).await;
         }

@@ -62,6 +62,25 @@ impl JobOutcome {
     }
 }
 
+impl JobOutcome {
+    /// This run as a deploy history entry (`model::job_history::entry_from_run`), the one form
+    /// of every run: scheduled, by hand, or a pass's run-once job. `now` (Unix seconds) stands
+    /// in for an end or a start the engine did not report.
+    pub fn history_entry(&self, fleet: &str, now: f64) -> crate::model::history::HistoryEntry {
+        let ended = self.run.finished.map_or(now, |f| f as f64);
+        let started = self.run.started.map_or(ended, |s| s as f64);
+        crate::model::job_history::entry_from_run(
+            fleet,
+            &self.stack,
+            &self.service,
+            &self.run,
+            self.error.as_deref(),
+            started,
+            ended,
+        )
+    }
+}
+
 /// Runs `stack/service` once for `trigger` and waits for it (see the module).
 #[allow(clippy::too_many_arguments)]
 pub async fn run_job(
@@ -286,4 +305,66 @@ pub async fn read_runs(
         out.insert(key, list);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::outcome::{PassReason, PassResult};
+
+    fn outcome(trigger: Trigger, exit_code: Option<i64>, error: Option<&str>) -> JobOutcome {
+        JobOutcome {
+            stack: "s".into(),
+            service: "migrate".into(),
+            trigger,
+            run: JobRun {
+                host: "a".into(),
+                container: "s-migrate-job-once-0123".into(),
+                scheduled: None,
+                scheduled_at: None,
+                phase: RunPhase::Succeeded,
+                exit_code,
+                started: Some(100),
+                finished: Some(103),
+                duration_secs: Some(3),
+                spec_hash: "0123".into(),
+                commit: "c1".into(),
+                manual: false,
+                last_lines: vec!["done".into()],
+            },
+            error: error.map(str::to_string),
+            timed_out: false,
+        }
+    }
+
+    #[test]
+    fn a_run_once_jobs_run_is_a_job_entry_of_the_history_like_a_scheduled_one() {
+        let e = outcome(Trigger::Once, Some(0), None).history_entry("f", 999.0);
+        assert_eq!(
+            e.trigger,
+            PassReason::Job {
+                job: "s/migrate".into(),
+                scheduled: None
+            }
+        );
+        assert_eq!(e.result, PassResult::Applied);
+        assert_eq!(e.commit, "c1");
+        // The engine's times, not the time it was recorded.
+        assert_eq!(e.started_at, crate::model::time::rfc3339(100.0));
+        assert_eq!(e.ended_at, crate::model::time::rfc3339(103.0));
+        assert_eq!(e.jobs.len(), 1);
+        assert_eq!(e.jobs[0].run.container, "s-migrate-job-once-0123");
+        // One that could not run: failed, with why, at `now`.
+        let mut failed = outcome(Trigger::Once, None, Some("no host to run it: none"));
+        failed.run.started = None;
+        failed.run.finished = None;
+        let e = failed.history_entry("f", 999.0);
+        assert_eq!(e.result, PassResult::Failed);
+        assert_eq!(e.started_at, crate::model::time::rfc3339(999.0));
+        assert!(
+            e.failures[0].error.contains("no host to run it"),
+            "{:?}",
+            e.failures
+        );
+    }
 }

@@ -317,6 +317,28 @@ fn a_jobs_files_and_secret_reach_its_host_and_the_secret_stays_out_of_output() {
     assert!(lines.contains(&format!("conf-line-{}", t.id)), "{report}");
     assert!(lines.contains(&format!("note-line-{}", t.id)), "{report}");
     assert_eq!(report["last_runs"][0]["exit_code"], 0, "{report}");
+    // The deploy history has the run as a job entry, as it has a scheduled run.
+    let history = |outputs: &mut Vec<String>| {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_convoy"))
+            .args(["--state-dir", &state, "history", "--output", "json"])
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run convoy history");
+        let run = Run::from(run).outcome(Outcome::AllReachable);
+        outputs.push(run.stdout.clone());
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("history json");
+        doc["entries"].as_array().cloned().unwrap_or_default()
+    };
+    let entries = history(&mut outputs);
+    let doc = serde_json::Value::Array(entries.clone());
+    let job = entries
+        .iter()
+        .find(|e| e["trigger"]["kind"] == "job")
+        .unwrap_or_else(|| panic!("a job entry: {doc}"));
+    assert_eq!(job["trigger"]["job"], format!("{stack}/report"), "{job}");
+    assert!(job["trigger"].get("scheduled").is_none(), "{job}");
+    assert_eq!(job["result"], "applied", "{job}");
+    assert_eq!(job["jobs"][0]["exit_code"], 0, "{job}");
     let logs = t
         .convoy(&["logs", &format!("{stack}/report"), "--state-dir", &state])
         .outcome(Outcome::AllReachable);
@@ -326,6 +348,26 @@ fn a_jobs_files_and_secret_reach_its_host_and_the_secret_stays_out_of_output() {
         "{}",
         logs.stdout
     );
+
+    // `convoy status` lists both jobs, with the last run's result and exit code.
+    let st = t
+        .convoy(&["status", "--state-dir", &state])
+        .outcome(Outcome::AllReachable);
+    outputs.push(st.stdout.clone());
+    for want in [
+        "\njobs\n".to_string(),
+        format!("  {stack}/report: runs once per spec\n    last: once on "),
+        format!("  {stack}/nightly: `@yearly` (UTC), next run "),
+        "succeeded, exit code 0".to_string(),
+    ] {
+        assert!(st.stdout.contains(&want), "{want:?} in\n{}", st.stdout);
+    }
+    let sj = t
+        .convoy(&["status", "--output", "json", "--state-dir", &state])
+        .outcome(Outcome::AllReachable);
+    let sdoc: serde_json::Value = serde_json::from_str(&sj.stdout).expect("status json");
+    assert_eq!(sdoc["version"], 1);
+    assert_eq!(sdoc["jobs"].as_array().map(Vec::len), Some(2), "{sdoc}");
 
     // The scheduled job, by hand: the same files on the host it is given, twice.
     let first = t
@@ -355,6 +397,13 @@ fn a_jobs_files_and_secret_reach_its_host_and_the_secret_stays_out_of_output() {
             .count(),
         2
     );
+    // Both runs by hand are in the history too.
+    let manual = history(&mut outputs)
+        .into_iter()
+        .filter(|e| e["trigger"]["job"] == format!("{stack}/nightly"))
+        .filter(|e| e["jobs"][0]["manual"] == true && e["result"] == "applied")
+        .count();
+    assert_eq!(manual, 2);
     for o in &outputs {
         assert!(!o.contains(JOB_SECRET), "{o}");
     }
