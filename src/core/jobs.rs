@@ -692,6 +692,28 @@ fn running_placement(observed: &ObservedState, stack: &str) -> crate::core::sche
     placement
 }
 
+/// Whether a job that comes due while a pass runs waits for the pass to end: when it joins
+/// another service's containers (a `service:` namespace, `volumes_from`, `links`), which the
+/// pass may be replacing, or binds a secret, whose fresh generation the pass's clean-up of
+/// unbound secrets could remove before the job's container binds it. Any other job runs on its
+/// own container and starts on time.
+pub fn waits_for_pass(desired: &DesiredState, stack: &str, service: &str) -> bool {
+    let Some(svc) = desired
+        .stacks
+        .get(stack)
+        .and_then(|s| s.services.get(service))
+    else {
+        return false;
+    };
+    let spec = &svc.container;
+    !crate::core::schedule::colocate::sources(spec).is_empty()
+        || !spec.share.links.is_empty()
+        || spec
+            .files
+            .iter()
+            .any(|f| f.kind == crate::model::files::FileKind::Secret)
+}
+
 /// How long a run of `stack/service` may take (`deadline`, else the schedule's period at its
 /// time); `None` for a run-once job without a deadline.
 pub fn deadline_of(

@@ -533,3 +533,46 @@ fn a_jobs_files_are_binds_of_its_hosts_copies_and_a_current_secret_is_reused() {
     // One file mount each, no more.
     assert_eq!(r.spec.mounts.len(), 3);
 }
+
+#[test]
+fn only_a_job_that_joins_other_containers_or_binds_a_secret_waits_for_a_pass() {
+    use crate::model::files::{FileKind, FileMount};
+    use crate::model::share::Link;
+    let plain = job_service("plain", job(Some("@hourly"), "UTC"));
+    let mut beside = job_service("beside", job(Some("@hourly"), "UTC"));
+    beside.container.network_mode = Some("service:web".into());
+    let mut linked = job_service("linked", job(Some("@hourly"), "UTC"));
+    linked.container.share.links = vec![Link {
+        service: "web".into(),
+        alias: "web".into(),
+    }];
+    let file = |kind| FileMount {
+        kind,
+        name: "x".into(),
+        address: "aa".into(),
+        target: "/x".into(),
+        read_only: true,
+        uid: None,
+        gid: None,
+        mode: None,
+    };
+    let mut secret = job_service("secret", job(Some("@hourly"), "UTC"));
+    secret.container.files = vec![file(FileKind::Secret)];
+    let mut config = job_service("config", job(Some("@hourly"), "UTC"));
+    config.container.files = vec![file(FileKind::Config), file(FileKind::Bind)];
+    let d = desired(
+        &["a"],
+        vec![stack(
+            "s",
+            vec![service("web", 1), plain, beside, linked, secret, config],
+        )],
+    );
+    let waits = |n: &str| waits_for_pass(&d, "s", n);
+    assert!(!waits("plain"));
+    // Content-addressed files are never collected while the commit has them.
+    assert!(!waits("config"));
+    assert!(waits("beside"));
+    assert!(waits("linked"));
+    assert!(waits("secret"));
+    assert!(!waits("nope"));
+}

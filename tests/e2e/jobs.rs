@@ -458,3 +458,55 @@ fn a_jobs_built_image_is_shipped_and_it_runs_beside_the_service_it_shares_volume
     assert!(logs.contains("from-web"), "{logs}");
     assert!(r.stderr.contains("shipped built image"), "{}", r.stderr);
 }
+
+/// The job timer ticks while a pass runs: a pass that waits at a dependency gate (up to
+/// `dependency_timeout`, 60 s here) does not hold back a scheduled job, whose runs happen while
+/// the gated replica is still not created. On the local engine.
+#[test]
+fn a_due_job_runs_while_a_long_pass_waits_at_a_gate() {
+    if !docker_available() {
+        return;
+    }
+    let t = TestFleet::new();
+    t.write(
+        "convoy.yaml",
+        &format!("fleet: {}\ndependency_timeout: 60s\n", t.id),
+    );
+    gated_stack(&t, "web");
+    t.compose(
+        "cron",
+        &format!(
+            "services:\n  tick:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo tick\"]\n    x-convoy:\n      job: {{schedule: \"@every 2s\"}}\n"
+        ),
+    );
+    let d = Daemon::start(&t, &[]);
+    wait_for_the_gate(&t, &d, "web");
+    let app = t.cname("web", "app", 1);
+    let runs = || {
+        docker(&[
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            &format!("label=convoy.fleet={}", t.id),
+            "--filter",
+            "label=convoy.job",
+        ])
+        .lines()
+        .filter(|l| !l.is_empty())
+        .count()
+    };
+    wait_for(
+        "two runs of the job during the pass",
+        Duration::from_secs(20),
+        || runs() >= 2,
+    );
+    // The pass is still at its gate: the runs did not wait for it.
+    assert!(
+        docker_try(&["inspect", &app]).is_none(),
+        "the gate opened: the test proves nothing\n{}",
+        d.log()
+    );
+    assert!(d.log().contains("job run starts"), "{}", d.log());
+    d.stop();
+}
