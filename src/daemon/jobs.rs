@@ -203,9 +203,10 @@ pub(super) async fn tick_during_pass(mut tick: Tick<'_>) {
 }
 
 impl JobTimer {
-    /// A pass ended: a job it kept waiting is looked at now.
-    pub(super) fn after_pass(&mut self) {
-        if std::mem::take(&mut self.deferred) {
+    /// A pass ended: a job it kept waiting is looked at now, and so are the jobs in the status
+    /// when the pass ran some (`ran_jobs`: its run-once jobs).
+    pub(super) fn after_pass(&mut self, ran_jobs: bool) {
+        if std::mem::take(&mut self.deferred) || ran_jobs {
             self.next_at = Some(Instant::now());
         }
     }

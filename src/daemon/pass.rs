@@ -128,7 +128,7 @@ impl Daemon {
                 }
             }
         };
-        self.jobs.after_pass();
+        self.jobs.after_pass(!run.jobs.is_empty());
         if requests.len() > 1 {
             tracing::debug!(
                 coalesced = requests.len(),

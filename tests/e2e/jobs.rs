@@ -510,3 +510,75 @@ fn a_due_job_runs_while_a_long_pass_waits_at_a_gate() {
     assert!(d.log().contains("job run starts"), "{}", d.log());
     d.stop();
 }
+
+/// Under the daemon, a pass's run-once job is a job entry of the deploy history, as a
+/// scheduled run is, and `status --daemon` lists the job with its run. On the local engine.
+#[test]
+fn a_run_once_job_under_the_daemon_is_in_the_history_and_the_status() {
+    if !docker_available() {
+        return;
+    }
+    let t = TestFleet::new();
+    t.write("convoy.yaml", &format!("fleet: {}\n", t.id));
+    t.compose(
+        "once",
+        &format!(
+            "services:\n  migrate:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo migrated-{}\"]\n    x-convoy:\n      job: {{}}\n",
+            t.id
+        ),
+    );
+    let token_file = t.path().join("api-token");
+    std::fs::write(&token_file, "jobs-e2e-token-9876543210\n").expect("token file");
+    let token = token_file.to_string_lossy().to_string();
+    let d = Daemon::start(&t, &["--api-token-file", &token]);
+    let api = d.api();
+    let state = t.path().join("state").to_string_lossy().into_owned();
+    let stack = t.stack("once");
+    let mut entry = serde_json::Value::Null;
+    wait_for(
+        "the run's job entry in the history",
+        Duration::from_secs(30),
+        || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_convoy"))
+                .args(["--state-dir", &state, "history", "--output", "json"])
+                .env_remove("RUST_LOG")
+                .output()
+                .expect("run convoy history");
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let found = doc["entries"].as_array().and_then(|a| {
+                a.iter()
+                    .find(|e| e["trigger"]["job"] == format!("{stack}/migrate"))
+                    .cloned()
+            });
+            match found {
+                Some(e) => {
+                    entry = e;
+                    true
+                }
+                None => false,
+            }
+        },
+    );
+    assert_eq!(entry["trigger"]["kind"], "job", "{entry}");
+    assert!(entry["trigger"].get("scheduled").is_none(), "{entry}");
+    assert_eq!(entry["result"], "applied", "{entry}");
+    assert_eq!(entry["jobs"][0]["exit_code"], 0, "{entry}");
+    assert!(
+        entry["jobs"][0]["container"]
+            .as_str()
+            .is_some_and(|c| c.contains("-migrate-job-once-")),
+        "{entry}"
+    );
+    // Right after the pass (the status is not left to the idle check, 30 s away).
+    wait_for(
+        "the daemon's status lists the job's run",
+        Duration::from_secs(10),
+        || {
+            let r = t.convoy(&["status", "--daemon", &api, "--api-token-file", &token]);
+            r.stdout.contains(&format!(
+                "  {stack}/migrate: runs once per spec\n    last: once on "
+            )) && r.stdout.contains("succeeded, exit code 0")
+        },
+    );
+    d.stop();
+}
