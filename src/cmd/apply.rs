@@ -132,11 +132,19 @@ pub async fn run(
     }
     let job_runs = run.jobs;
     let report = run.report;
-    if let Some(entry) =
+    // The pass, then its run-once jobs' runs, each a job entry (as the daemon records them).
+    let mut entries: Vec<_> =
         crate::model::history::entry_from_report(&report, &report.result, started, now())
-    {
+            .into_iter()
+            .collect();
+    entries.extend(
+        job_runs
+            .iter()
+            .map(|j| j.history_entry(&loaded.desired.fleet, now())),
+    );
+    if !entries.is_empty() {
         let limit = loaded.desired.settings.history_limit;
-        super::history::record(state_dir, limit, entry, source).await;
+        super::history::record_all(state_dir, limit, entries, source).await;
     }
     match output {
         Output::Text => emit(&render::apply_text(&report, style())),

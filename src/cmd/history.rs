@@ -67,14 +67,28 @@ pub async fn open_for_daemon(state_dir: &Path) -> Option<Arc<History>> {
 /// Stores a one-shot command's `entry` (with the commit's author and message from `source`,
 /// masked), keeping `limit` entries of its fleet. Failures are warnings.
 pub async fn record(state_dir: &Path, limit: u32, entry: HistoryEntry, source: Box<dyn Source>) {
+    record_all(state_dir, limit, vec![entry], source).await
+}
+
+/// `record` for several entries, stored in their order.
+pub async fn record_all(
+    state_dir: &Path,
+    limit: u32,
+    entries: Vec<HistoryEntry>,
+    source: Box<dyn Source>,
+) {
     let dir = state_dir.to_path_buf();
     let done = tokio::task::spawn_blocking(move || {
-        let mut entry = entry;
-        if let Some(meta) = source.commit_meta(&entry.commit) {
-            entry.set_meta(meta);
+        let history = History::open(&dir, limit)?;
+        let mut last = 0;
+        for mut entry in entries {
+            if let Some(meta) = source.commit_meta(&entry.commit) {
+                entry.set_meta(meta);
+            }
+            entry.mask(&crate::reconcile::known_secrets());
+            last = history.record(&entry)?;
         }
-        entry.mask(&crate::reconcile::known_secrets());
-        History::open(&dir, limit)?.record(&entry)
+        Ok::<_, crate::infra::history::HistoryError>(last)
     })
     .await;
     match done {

@@ -1,7 +1,8 @@
 //! `convoy jobs [--output json]` lists every job with its next run and last runs, read from
 //! the job containers' labels on the engines (or, with `--daemon URL`, from the daemon's
 //! status); `convoy jobs run NAME` starts one run now, directly on the fleet or through the
-//! daemon's API (`POST /api/v1/jobs/{name}/run`). Exit 0 listed or the run succeeded, 1 a
+//! daemon's API (`POST /api/v1/jobs/{name}/run`); a run started here is recorded in the
+//! deploy history as the daemon records one. Exit 0 listed or the run succeeded, 1 a
 //! host could not be read or the run failed, 2 invalid input or daemon unavailable.
 //!
 //! It decides nothing about when jobs run (`core::jobs`); it prints through `emit` only.
@@ -28,6 +29,17 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Every job of `desired` with its next time and its runs as `observed` records them (their
+/// times and masked last lines read from the engines): `convoy jobs` and `convoy status`.
+pub(super) async fn job_statuses(
+    fleet: &crate::infra::fleet::Fleet,
+    desired: &crate::model::spec::DesiredState,
+    observed: &crate::model::observed::ObservedState,
+) -> Vec<crate::model::job::JobStatus> {
+    let runs = crate::exec::jobs::read_runs(&fleet.engines, observed, &desired.secret_values).await;
+    statuses(desired, runs, now())
+}
+
 /// `convoy jobs`: every job, its next run and last runs.
 pub async fn list(
     repo: &RepoArgs,
@@ -43,11 +55,11 @@ pub async fn list(
     };
     let (jobs, unreachable) = with_fleet(&loaded, state_dir, async |fleet| {
         let observed = fleet.observe(&loaded.desired).await;
-        let runs =
-            crate::exec::jobs::read_runs(&fleet.engines, &observed, &loaded.desired.secret_values)
-                .await;
         let unreachable = observed.hosts.values().any(|h| h.snapshot().is_none());
-        (statuses(&loaded.desired, runs, now()), unreachable)
+        (
+            job_statuses(fleet, &loaded.desired, &observed).await,
+            unreachable,
+        )
     })
     .await;
     match output {
@@ -103,7 +115,8 @@ pub async fn run(
     if let Some(url) = &client.daemon {
         return run_daemon(url, client, name).await;
     }
-    let Some(loaded) = load_repo(repo)? else {
+    let source = super::open_source(repo)?;
+    let Some(loaded) = super::load(source.as_ref(), None)? else {
         return Ok(Outcome::Invalid);
     };
     let (stack, service) = match find_job(&loaded.desired, name) {
@@ -115,8 +128,11 @@ pub async fn run(
     };
     let out = with_fleet(&loaded, state_dir, async |fleet| {
         let planned = observe_and_plan(fleet, &loaded, &HostMemory::default()).await;
+        let images = crate::reconcile::image_source(&loaded.desired).await;
         crate::exec::jobs::run_job(
             &fleet.engines,
+            &images,
+            &fleet.shells(&loaded.desired),
             &loaded.desired,
             &planned.observed,
             &planned.pass.plan.network_ids,
@@ -129,6 +145,10 @@ pub async fn run(
         .await
     })
     .await;
+    // In the deploy history as the daemon records a run by hand.
+    let entry = out.history_entry(&loaded.desired.fleet, now() as f64);
+    let limit = loaded.desired.settings.history_limit;
+    super::history::record(state_dir, limit, entry, source).await;
     emit_line(&out.line());
     if out.error.is_none() {
         emit_line(&format!("  {}", run_line(&out.run)));

@@ -31,10 +31,11 @@ pub async fn run(repo: &RepoArgs, output: Output, state_dir: &Path) -> Result<Ou
     let Some(loaded) = load_repo(repo)? else {
         return Ok(Outcome::Invalid);
     };
-    let (planned, services) = with_fleet(&loaded, state_dir, async |fleet| {
+    let (planned, services, jobs) = with_fleet(&loaded, state_dir, async |fleet| {
         let planned = observe_and_plan(fleet, &loaded, &HostMemory::default()).await;
         let services = services(fleet, &loaded, &planned).await;
-        (planned, services)
+        let jobs = jobs(fleet, &loaded, &planned).await;
+        (planned, services, jobs)
     })
     .await;
     let plan = &planned.pass.plan;
@@ -45,6 +46,7 @@ pub async fn run(repo: &RepoArgs, output: Output, state_dir: &Path) -> Result<Ou
         unreachable: &plan.unreachable,
         orphan_volumes: &plan.orphan_volumes,
         quarantined: &plan.quarantined,
+        jobs: &jobs,
     };
     match output {
         Output::Json => emit_line(&status_json(&status)),
@@ -246,6 +248,7 @@ fn daemon_text(d: &StatusDoc) -> String {
             );
         }
     }
+    out.push_str(&crate::render::jobs::jobs_summary(&d.jobs));
     if !d.hosts.is_empty() {
         let w = d
             .hosts
@@ -264,6 +267,19 @@ fn daemon_text(d: &StatusDoc) -> String {
         }
     }
     out
+}
+
+/// The jobs with their runs (`convoy jobs`'s view); nothing is read when the repository has
+/// no job.
+async fn jobs(
+    fleet: &Fleet,
+    loaded: &Loaded,
+    planned: &Planned,
+) -> Vec<crate::model::job::JobStatus> {
+    if crate::core::jobs::jobs(&loaded.desired).is_empty() {
+        return Vec::new();
+    }
+    super::jobs::job_statuses(fleet, &loaded.desired, &planned.observed).await
 }
 
 async fn services(fleet: &Fleet, loaded: &Loaded, planned: &Planned) -> Vec<ServiceStatus> {
@@ -345,7 +361,15 @@ mod tests {
     #[test]
     fn a_daemons_status_reads_as_text() {
         let doc = StatusDoc {
-            jobs: Vec::new(),
+            jobs: vec![crate::model::job::JobStatus {
+                stack: "web".into(),
+                name: "migrate".into(),
+                schedule: None,
+                timezone: "UTC".into(),
+                concurrency: Default::default(),
+                next_run: None,
+                last_runs: Vec::new(),
+            }],
             version: 1,
             applied_commit: Some("0123456789abcdef0123".into()),
             applied_commit_time: Some("2024-03-01T12:00:05Z".into()),
@@ -433,6 +457,7 @@ mod tests {
         for want in [
             "  window: stack `web` held by sync window 0 (deny `0 22 * * 5` Europe/Berlin) until 2024-03-04T09:00:00Z (manual_sync: false)",
             "daemon     idle, ready",
+            "\njobs\n  web/migrate: runs once per spec\n    no run yet\n",
             "applied    0123456789ab (2024-03-01T12:00:05Z)",
             "pending    fedcba987654 held (invalid_commit): 1 error",
             "  error: convoy.yaml:3:5: hosts.a: unknown key",

@@ -525,9 +525,15 @@ pub fn job_replica(
     })
 }
 
-/// The host a job's run goes to: the scheduler's choice for the service as if it were a
-/// service of one replica (constraints, `x-convoy.hosts`, cordon, drain, reservations), or
-/// why there is none.
+/// The slot of its sources a job runs beside (`network_mode: service:<x>`, `volumes_from`):
+/// a job is a service of one replica, and the manifest gives its sources one replica too
+/// (`compose::share`: the same replicas on both sides), so it is their slot `1`.
+pub const SOURCE_SLOT: &str = "1";
+
+/// The host a job's run goes to: the host of its sources' slot `1` when it shares one's
+/// namespace or volumes (as a replica goes beside its sources, `schedule::colocate`), else the
+/// scheduler's choice for the service as if it were a service of one replica (constraints,
+/// `x-convoy.hosts`, cordon, drain, reservations); or why there is none.
 pub fn choose_host(
     desired: &DesiredState,
     observed: &ObservedState,
@@ -540,6 +546,9 @@ pub fn choose_host(
         .get(stack)
         .and_then(|s| s.services.get(service))
         .ok_or_else(|| format!("no service `{stack}/{service}`"))?;
+    if let Some(beside) = beside_sources(desired, observed, stack, &svc.container)? {
+        return Ok(beside);
+    }
     let mut alone = svc.clone();
     alone.job = None;
     alone.replicas = 1;
@@ -563,6 +572,146 @@ pub fn choose_host(
         Some(Assignment::Pending { reason }) => Err(reason.clone()),
         _ => Err("no host can run it".into()),
     }
+}
+
+/// The host where the replicas a job's spec shares a namespace or volumes with run (their
+/// slot `SOURCE_SLOT`, as observed), `None` when it shares nothing of a service.
+fn beside_sources(
+    desired: &DesiredState,
+    observed: &ObservedState,
+    stack: &str,
+    spec: &crate::model::spec::ContainerSpec,
+) -> Result<Option<String>, String> {
+    let mut host: Option<&str> = None;
+    for src in crate::core::schedule::colocate::sources(spec) {
+        let name = desired.replica_name(stack, src, SOURCE_SLOT);
+        let found = observed.hosts.iter().find_map(|(h, o)| {
+            o.snapshot()?
+                .containers
+                .get(&name)
+                .filter(|c| !c.actual.labels.contains_key(LABEL_JOB))
+                .map(|_| h.as_str())
+        });
+        match (found, host) {
+            (None, _) => {
+                return Err(format!(
+                    "it runs beside `{src}` (its namespace or volumes), and `{name}` runs on no \
+                     host that answers"
+                ))
+            }
+            (Some(h), Some(other)) if h != other => {
+                return Err(format!(
+                    "its sources run on different hosts (`{other}` and `{h}`)"
+                ))
+            }
+            (Some(h), _) => host = Some(h),
+        }
+    }
+    Ok(host.map(str::to_string))
+}
+
+/// Gives a job's container on `host` what the planner gives a replica there before it starts,
+/// through the planner's own functions: `service:` sources named to the engine (their slot
+/// `SOURCE_SLOT`, `colocate::resolve`), `links` resolved to the linked services' replicas
+/// running on that host (`colocate::resolve_links`, from observation: the job runs after the
+/// pass placed them), and file mounts made binds of the host's copies (`core::files::for_host`;
+/// a secret keeps the generation the newest earlier run there binds while the host holds the
+/// desired value, so runs do not leave one secret file each). What these binds need on the
+/// host is shipped by `exec::files` before the run.
+pub fn job_on_host(
+    desired: &DesiredState,
+    observed: &ObservedState,
+    host: &str,
+    replica: &mut crate::model::plan::Replica,
+) {
+    use crate::core::schedule::colocate;
+    let stack = replica.stack.clone();
+    colocate::resolve(desired, &stack, SOURCE_SLOT, &mut replica.spec);
+    colocate::resolve_links(
+        desired,
+        &running_placement(observed, &stack),
+        &stack,
+        Some(host),
+        &mut replica.spec,
+    );
+    if replica.spec.files.is_empty() {
+        return;
+    }
+    let snap = observed.hosts.get(host).and_then(|o| o.snapshot());
+    let previous = snap.and_then(|s| {
+        s.containers
+            .values()
+            .filter(|c| {
+                c.stack == stack
+                    && c.service == replica.service
+                    && c.actual.labels.contains_key(LABEL_JOB)
+            })
+            .max_by(|a, b| (&a.created, &a.name).cmp(&(&b.created, &b.name)))
+    });
+    let host_files = desired
+        .hosts
+        .get(host)
+        .map(|h| h.files.clone())
+        .unwrap_or_default();
+    replica.spec = crate::core::files::for_host(
+        &replica.spec,
+        &host_files,
+        &desired.fleet,
+        &stack,
+        previous,
+        snap.and_then(|s| s.files.as_deref()),
+    );
+}
+
+/// Where the replicas of `stack` run now, as a placement: the running, non-job containers
+/// observed (a link names a running container; the engine refuses a stopped one).
+fn running_placement(observed: &ObservedState, stack: &str) -> crate::core::schedule::Placement {
+    use crate::core::schedule::{Assignment, Placement, ReplicaKey};
+    let mut placement = Placement {
+        replicas: BTreeMap::new(),
+    };
+    for (host, obs) in &observed.hosts {
+        let Some(snap) = obs.snapshot() else { continue };
+        for c in snap.containers.values() {
+            if c.stack != stack
+                || c.actual.labels.contains_key(LABEL_JOB)
+                || c.state != RunState::Running
+            {
+                continue;
+            }
+            placement.replicas.insert(
+                ReplicaKey {
+                    stack: c.stack.clone(),
+                    service: c.service.clone(),
+                    slot: c.slot.clone(),
+                },
+                Assignment::Host { host: host.clone() },
+            );
+        }
+    }
+    placement
+}
+
+/// Whether a job that comes due while a pass runs waits for the pass to end: when it joins
+/// another service's containers (a `service:` namespace, `volumes_from`, `links`), which the
+/// pass may be replacing, or binds a secret, whose fresh generation the pass's clean-up of
+/// unbound secrets could remove before the job's container binds it. Any other job runs on its
+/// own container and starts on time.
+pub fn waits_for_pass(desired: &DesiredState, stack: &str, service: &str) -> bool {
+    let Some(svc) = desired
+        .stacks
+        .get(stack)
+        .and_then(|s| s.services.get(service))
+    else {
+        return false;
+    };
+    let spec = &svc.container;
+    !crate::core::schedule::colocate::sources(spec).is_empty()
+        || !spec.share.links.is_empty()
+        || spec
+            .files
+            .iter()
+            .any(|f| f.kind == crate::model::files::FileKind::Secret)
 }
 
 /// How long a run of `stack/service` may take (`deadline`, else the schedule's period at its

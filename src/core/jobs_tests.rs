@@ -386,3 +386,193 @@ fn job_names_resolve_by_service_or_stack_and_service() {
         "no job `x` (jobs: s/nightly)"
     );
 }
+
+/// A running replica `s-<service>-<slot>` of `svc` on `host`.
+fn replica_on(o: &mut ObservedState, host: &str, svc: &ServiceSpec, slot: &str) {
+    let name = crate::model::spec::container_name("s", &svc.name, slot);
+    let Some(ObservedHost::Reachable(snap)) = o.hosts.get_mut(host) else {
+        panic!("host {host}")
+    };
+    snap.containers.insert(
+        name.clone(),
+        ObservedContainer {
+            id: format!("id-{name}"),
+            name,
+            stack: "s".into(),
+            service: svc.name.clone(),
+            slot: slot.into(),
+            spec_hash: svc.container.hash(),
+            commit: "c1".into(),
+            created: String::new(),
+            image_id: String::new(),
+            state: RunState::Running,
+            exit_code: 0,
+            health: None,
+            restart_count: 0,
+            actual: svc.container.clone(),
+            image_defaults: Default::default(),
+        },
+    );
+}
+
+#[test]
+fn a_job_runs_beside_its_sources_and_links_to_the_replicas_on_its_host() {
+    use crate::model::share::{Link, ShareSource, VolumesFrom};
+    let db = service("db", 1);
+    let web = service("web", 2);
+    let mut backup = job_service("backup", job(Some("@daily"), "UTC"));
+    backup.container.network_mode = Some("service:db".into());
+    backup.container.share.volumes_from = vec![VolumesFrom {
+        source: ShareSource::Service("db".into()),
+        read_only: true,
+    }];
+    backup.container.share.links = vec![Link {
+        service: "web".into(),
+        alias: "front".into(),
+    }];
+    let d = desired(
+        &["a", "b"],
+        vec![stack("s", vec![db.clone(), web.clone(), backup])],
+    );
+    let mut o = crate::core::testkit::empty_observed(&d);
+    // Nothing of `db` runs: the job has nowhere to go, and says why.
+    let err = choose_host(&d, &o, "s", "backup").unwrap_err();
+    assert!(err.contains("beside `db`"), "{err}");
+    replica_on(&mut o, "b", &db, "1");
+    replica_on(&mut o, "a", &web, "1");
+    replica_on(&mut o, "b", &web, "2");
+    // Whatever the scheduler would pick, the job goes where `db` slot 1 runs.
+    assert_eq!(choose_host(&d, &o, "s", "backup"), Ok("b".to_string()));
+    let mut r = job_replica(&d, "s", "backup", Trigger::Scheduled(86_400), "c2").unwrap();
+    let hash = r.spec_hash.clone();
+    job_on_host(&d, &o, "b", &mut r);
+    assert_eq!(r.spec.network_mode.as_deref(), Some("container:s-db-1"));
+    assert_eq!(
+        r.spec.share.engine_volumes_from,
+        vec!["s-db-1:ro".to_string()]
+    );
+    // The link reaches the replica of `web` on this host only, as a replica's does.
+    assert_eq!(r.spec.share.engine_links, vec!["s-web-2:front".to_string()]);
+    // The run keeps the service's hash and its record labels.
+    assert_eq!(r.spec_hash, hash);
+    assert_eq!(r.labels.get(LABEL_JOB).map(String::as_str), Some("86400"));
+    // A stopped replica is no link target (the engine refuses one).
+    if let Some(ObservedHost::Reachable(snap)) = o.hosts.get_mut("b") {
+        snap.containers.get_mut("s-web-2").unwrap().state = RunState::Exited;
+    }
+    let mut r = job_replica(&d, "s", "backup", Trigger::Scheduled(86_400), "c2").unwrap();
+    job_on_host(&d, &o, "b", &mut r);
+    assert!(r.spec.share.engine_links.is_empty());
+}
+
+#[test]
+fn a_jobs_files_are_binds_of_its_hosts_copies_and_a_current_secret_is_reused() {
+    use crate::model::files::{FileKind, FileMount, FilesSeen};
+    let mut j = job_service("report", job(Some("@hourly"), "UTC"));
+    let file = |kind, name: &str, address: &str, target: &str| FileMount {
+        kind,
+        name: name.into(),
+        address: address.into(),
+        target: target.into(),
+        read_only: true,
+        uid: None,
+        gid: None,
+        mode: None,
+    };
+    j.container.files = vec![
+        file(FileKind::Config, "app", "c0ffee", "/etc/app.conf"),
+        file(FileKind::Secret, "token", "", "/run/secrets/token"),
+        file(FileKind::Bind, "./data", "da7a", "/data"),
+    ];
+    let d = desired(&["a"], vec![stack("s", vec![j.clone()])]);
+    let mut o = crate::core::testkit::empty_observed(&d);
+    let mut r = job_replica(&d, "s", "report", Trigger::Scheduled(3600), "c1").unwrap();
+    job_on_host(&d, &o, "a", &mut r);
+    let source = |r: &crate::model::plan::Replica, target: &str| {
+        r.spec
+            .mounts
+            .iter()
+            .find(|m| m.target == target)
+            .map(|m| m.source.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        source(&r, "/etc/app.conf"),
+        "/var/lib/convoy/files/t/c0ffee/f"
+    );
+    assert_eq!(source(&r, "/data"), "/var/lib/convoy/files/t/da7a/f");
+    // No earlier run: a new secret generation, written by the executor before the run.
+    assert_eq!(
+        source(&r, "/run/secrets/token"),
+        "/run/convoy/secrets/t/s/token.pending"
+    );
+    // An earlier run on the host binds a generation that holds the desired value: reused.
+    let mut earlier = job_container(&j, "0", RunState::Exited, 0);
+    earlier.actual = r.spec.clone();
+    earlier.actual.files.clear();
+    for m in &mut earlier.actual.mounts {
+        if m.target == "/run/secrets/token" {
+            m.source = "/run/convoy/secrets/t/s/token.0123".into();
+        }
+    }
+    earlier.actual.labels.insert(LABEL_JOB.into(), "0".into());
+    with(&mut o, vec![earlier]);
+    let seen = FilesSeen {
+        present: ["c0ffee".to_string()].into(),
+        secrets_current: ["/run/convoy/secrets/t/s/token.0123".to_string()].into(),
+    };
+    if let Some(ObservedHost::Reachable(snap)) = o.hosts.get_mut("a") {
+        snap.files = Some(Box::new(seen));
+    }
+    let mut r = job_replica(&d, "s", "report", Trigger::Scheduled(7200), "c1").unwrap();
+    job_on_host(&d, &o, "a", &mut r);
+    assert_eq!(
+        source(&r, "/run/secrets/token"),
+        "/run/convoy/secrets/t/s/token.0123"
+    );
+    // One file mount each, no more.
+    assert_eq!(r.spec.mounts.len(), 3);
+}
+
+#[test]
+fn only_a_job_that_joins_other_containers_or_binds_a_secret_waits_for_a_pass() {
+    use crate::model::files::{FileKind, FileMount};
+    use crate::model::share::Link;
+    let plain = job_service("plain", job(Some("@hourly"), "UTC"));
+    let mut beside = job_service("beside", job(Some("@hourly"), "UTC"));
+    beside.container.network_mode = Some("service:web".into());
+    let mut linked = job_service("linked", job(Some("@hourly"), "UTC"));
+    linked.container.share.links = vec![Link {
+        service: "web".into(),
+        alias: "web".into(),
+    }];
+    let file = |kind| FileMount {
+        kind,
+        name: "x".into(),
+        address: "aa".into(),
+        target: "/x".into(),
+        read_only: true,
+        uid: None,
+        gid: None,
+        mode: None,
+    };
+    let mut secret = job_service("secret", job(Some("@hourly"), "UTC"));
+    secret.container.files = vec![file(FileKind::Secret)];
+    let mut config = job_service("config", job(Some("@hourly"), "UTC"));
+    config.container.files = vec![file(FileKind::Config), file(FileKind::Bind)];
+    let d = desired(
+        &["a"],
+        vec![stack(
+            "s",
+            vec![service("web", 1), plain, beside, linked, secret, config],
+        )],
+    );
+    let waits = |n: &str| waits_for_pass(&d, "s", n);
+    assert!(!waits("plain"));
+    // Content-addressed files are never collected while the commit has them.
+    assert!(!waits("config"));
+    assert!(waits("beside"));
+    assert!(waits("linked"));
+    assert!(waits("secret"));
+    assert!(!waits("nope"));
+}

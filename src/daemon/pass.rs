@@ -108,6 +108,17 @@ impl Daemon {
                             other => later_api.push(other),
                         }
                     }
+                    _ = sleep_until_poll(self.jobs.next_at) => {
+                        // Jobs run on their own containers: a due one starts now (`jobs`).
+                        super::jobs::tick_during_pass(super::jobs::Tick {
+                            fleet: &self.fleet,
+                            loaded,
+                            timer: &mut self.jobs,
+                            tasks: &mut self.tasks,
+                            cancel: &self.cancel,
+                        })
+                        .await;
+                    }
                     _ = sleep_until_poll(self.intake.next_poll) => {
                         // Polling goes on during a pass, so a polled remote's fix lands too.
                         let next = self.intake.jittered(self.opts.poll);
@@ -117,6 +128,7 @@ impl Daemon {
                 }
             }
         };
+        self.jobs.after_pass(!run.jobs.is_empty());
         if requests.len() > 1 {
             tracing::debug!(
                 coalesced = requests.len(),
@@ -170,6 +182,12 @@ impl Daemon {
         self.notifications.pass_ended(self.loaded.as_ref(), &entry);
         if let Some(dedup) = dedup {
             self.record_history(entry, dedup);
+        }
+        // The pass's run-once jobs, each a job entry as a scheduled run is, after the pass's
+        // own (whose dedup by commit they must not answer).
+        for out in &run.jobs {
+            let job = out.history_entry(&report.plan.fleet, super::history::now());
+            self.record_history(job, Dedup::Never);
         }
         for t in later {
             self.handle(t).await;

@@ -40,6 +40,27 @@ pub async fn prepare(
     observed: &ObservedState,
     shells: &BTreeMap<String, HostShell>,
 ) -> Vec<String> {
+    let replicas = plan
+        .steps
+        .iter_mut()
+        .filter_map(|step| match &mut step.action {
+            Action::Create { replica, .. } | Action::Replace { replica, .. } => {
+                Some((step.host.as_str(), &mut **replica))
+            }
+            _ => None,
+        })
+        .collect();
+    prepare_replicas(replicas, desired, observed, shells).await
+}
+
+/// `prepare` for replicas that are not steps of a plan (a job's run, `exec::jobs`): ships
+/// what each `(host, replica)` binds there, and substitutes its fresh secret generations.
+pub async fn prepare_replicas(
+    replicas: Vec<(&str, &mut crate::model::plan::Replica)>,
+    desired: &DesiredState,
+    observed: &ObservedState,
+    shells: &BTreeMap<String, HostShell>,
+) -> Vec<String> {
     if desired.files.is_empty() {
         return Vec::new();
     }
@@ -47,15 +68,11 @@ pub async fn prepare(
     // Per host: the addresses needed, and the pending secret paths with the fresh one each gets.
     let mut needs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for step in &mut plan.steps {
-        let (Action::Create { replica, .. } | Action::Replace { replica, .. }) = &mut step.action
-        else {
-            continue;
-        };
+    for (host, replica) in replicas {
         if replica.spec.files.is_empty() {
             continue;
         }
-        needs.entry(step.host.clone()).or_default().extend(
+        needs.entry(host.to_string()).or_default().extend(
             replica
                 .spec
                 .files
@@ -63,7 +80,7 @@ pub async fn prepare(
                 .filter(|f| f.kind != FileKind::Secret)
                 .map(|f| f.address.clone()),
         );
-        let fresh = secrets.entry(step.host.clone()).or_default();
+        let fresh = secrets.entry(host.to_string()).or_default();
         for m in &mut replica.spec.mounts {
             if let Some(base) = m.source.strip_suffix(&pending) {
                 let path = fresh

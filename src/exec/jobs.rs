@@ -1,8 +1,10 @@
-//! Runs one job: the host the scheduler chooses (`core::jobs::choose_host`), its image and
-//! networks there, its container created with the run's labels (`core::jobs::job_replica`),
-//! waited for with the job's deadline, and its exit code, duration and last log lines (masked)
-//! as a `JobOutcome`. Also stops runs (`concurrency: replace`) and removes the finished runs
-//! beyond `history`.
+//! Runs one job: the host the scheduler chooses (`core::jobs::choose_host`), its container
+//! made as a replica's on that host is (`core::jobs::job_replica` and `job_on_host`: shared
+//! namespaces, links, file mounts), given what a replica's create step gets first through the
+//! same code (its files and secrets shipped by `exec::files::prepare_replicas`, its image pulled,
+//! pushed or built by the executor's `ensure_image`, its networks), waited for with the job's
+//! deadline, and its exit code, duration and last log lines (masked) as a `JobOutcome`. Also
+//! stops runs (`concurrency: replace`) and removes the finished runs beyond `history`.
 //!
 //! When a job runs is not decided here (`core::jobs`, the daemon's timer, `reconcile`), and
 //! nothing here prints. `job_finished` is the one point where a finished run is announced.
@@ -12,7 +14,7 @@ use std::collections::BTreeMap;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::core::jobs::{beyond_history, choose_host, job_replica, SeenRun, Trigger};
+use crate::core::jobs::{beyond_history, choose_host, job_on_host, job_replica, SeenRun, Trigger};
 use crate::infra::docker::Engine;
 use crate::model::job::{JobRun, RunPhase};
 use crate::model::observed::ObservedState;
@@ -60,10 +62,31 @@ impl JobOutcome {
     }
 }
 
+impl JobOutcome {
+    /// This run as a deploy history entry (`model::job_history::entry_from_run`), the one form
+    /// of every run: scheduled, by hand, or a pass's run-once job. `now` (Unix seconds) stands
+    /// in for an end or a start the engine did not report.
+    pub fn history_entry(&self, fleet: &str, now: f64) -> crate::model::history::HistoryEntry {
+        let ended = self.run.finished.map_or(now, |f| f as f64);
+        let started = self.run.started.map_or(ended, |s| s as f64);
+        crate::model::job_history::entry_from_run(
+            fleet,
+            &self.stack,
+            &self.service,
+            &self.run,
+            self.error.as_deref(),
+            started,
+            ended,
+        )
+    }
+}
+
 /// Runs `stack/service` once for `trigger` and waits for it (see the module).
 #[allow(clippy::too_many_arguments)]
 pub async fn run_job(
     engines: &BTreeMap<String, Engine>,
+    images: &super::ImageSource,
+    shells: &BTreeMap<String, crate::infra::files::HostShell>,
     desired: &DesiredState,
     observed: &ObservedState,
     network_ids: &BTreeMap<String, BTreeMap<String, String>>,
@@ -104,7 +127,7 @@ pub async fn run_job(
         timed_out: false,
     };
     let secrets = &desired.secret_values;
-    let Some(replica) = job_replica(desired, stack, service, trigger, commit) else {
+    let Some(mut replica) = job_replica(desired, stack, service, trigger, commit) else {
         out.error = Some(format!("no job `{stack}/{service}` in the desired state"));
         return out;
     };
@@ -122,13 +145,22 @@ pub async fn run_job(
         out.error = Some(format!("host `{host}` is not connected"));
         return out;
     };
+    job_on_host(desired, observed, &host, &mut replica);
     let deadline = crate::core::jobs::deadline_of(desired, stack, service, trigger);
     let span = tracing::info_span!("job", stack, service, host = %host, run = %replica.name);
     let result = async {
-        engine
-            .ensure_image(&replica.image, false)
-            .await
-            .map_err(|e| e.to_string())?;
+        // What a replica's create step has before it: its files on the host, its image.
+        let failed = super::files::prepare_replicas(
+            vec![(host.as_str(), &mut replica)],
+            desired,
+            observed,
+            shells,
+        )
+        .await;
+        if !failed.is_empty() {
+            return Err(failed.join("; "));
+        }
+        super::ensure_image_alone(engines, &host, &replica, images, cancel).await?;
         let mut ids = network_ids.get(&host).cloned().unwrap_or_default();
         ensure_networks(engine, desired, stack, &replica.spec, &mut ids).await?;
         tracing::info!("job run starts");
@@ -273,4 +305,66 @@ pub async fn read_runs(
         out.insert(key, list);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::outcome::{PassReason, PassResult};
+
+    fn outcome(trigger: Trigger, exit_code: Option<i64>, error: Option<&str>) -> JobOutcome {
+        JobOutcome {
+            stack: "s".into(),
+            service: "migrate".into(),
+            trigger,
+            run: JobRun {
+                host: "a".into(),
+                container: "s-migrate-job-once-0123".into(),
+                scheduled: None,
+                scheduled_at: None,
+                phase: RunPhase::Succeeded,
+                exit_code,
+                started: Some(100),
+                finished: Some(103),
+                duration_secs: Some(3),
+                spec_hash: "0123".into(),
+                commit: "c1".into(),
+                manual: false,
+                last_lines: vec!["done".into()],
+            },
+            error: error.map(str::to_string),
+            timed_out: false,
+        }
+    }
+
+    #[test]
+    fn a_run_once_jobs_run_is_a_job_entry_of_the_history_like_a_scheduled_one() {
+        let e = outcome(Trigger::Once, Some(0), None).history_entry("f", 999.0);
+        assert_eq!(
+            e.trigger,
+            PassReason::Job {
+                job: "s/migrate".into(),
+                scheduled: None
+            }
+        );
+        assert_eq!(e.result, PassResult::Applied);
+        assert_eq!(e.commit, "c1");
+        // The engine's times, not the time it was recorded.
+        assert_eq!(e.started_at, crate::model::time::rfc3339(100.0));
+        assert_eq!(e.ended_at, crate::model::time::rfc3339(103.0));
+        assert_eq!(e.jobs.len(), 1);
+        assert_eq!(e.jobs[0].run.container, "s-migrate-job-once-0123");
+        // One that could not run: failed, with why, at `now`.
+        let mut failed = outcome(Trigger::Once, None, Some("no host to run it: none"));
+        failed.run.started = None;
+        failed.run.finished = None;
+        let e = failed.history_entry("f", 999.0);
+        assert_eq!(e.result, PassResult::Failed);
+        assert_eq!(e.started_at, crate::model::time::rfc3339(999.0));
+        assert!(
+            e.failures[0].error.contains("no host to run it"),
+            "{:?}",
+            e.failures
+        );
+    }
 }

@@ -492,6 +492,53 @@ async fn ensure_image(
     .clone()
 }
 
+/// Makes `replica`'s image present on `host` as a create step's would be (`ensure_image`:
+/// `pull_policy`, `images: push`, `build:` built and shipped), for a container outside a plan:
+/// a job's run (`jobs`). A shutdown abandons it, as it does a step's pull.
+async fn ensure_image_alone(
+    engines: &BTreeMap<String, Engine>,
+    host: &str,
+    replica: &Replica,
+    images: &ImageSource,
+    cancel: &CancellationToken,
+) -> Result<(), String> {
+    let engine = engines
+        .get(host)
+        .ok_or_else(|| format!("host `{host}` is not connected"))?;
+    let engines = Arc::new(engines.clone());
+    let mut pulls: Pulls = BTreeMap::new();
+    if replica.spec.pull_policy != PullPolicy::Never {
+        pulls.insert(
+            (host.to_string(), replica.spec.image.clone()),
+            Pull {
+                always: replica.spec.pull_policy == PullPolicy::Always,
+                cell: Default::default(),
+            },
+        );
+    }
+    let ctx = StepContext {
+        engines: engines.clone(),
+        global: Arc::new(Semaphore::new(1)),
+        host_limit: None,
+        pulls: Arc::new(pulls),
+        network_ids: Arc::default(),
+        images: images.clone(),
+        fleet: String::new(),
+        opts: ExecOptions::default(),
+        cancel: cancel.clone(),
+        builds: Arc::new(build::Builds::new(
+            images.builder.clone(),
+            engines,
+            images.push_hosts.clone(),
+        )),
+        member: None,
+    };
+    tokio::select! {
+        r = ensure_image(&ctx, engine, host, replica) => r,
+        _ = cancel.cancelled() => Err(NOT_STARTED.into()),
+    }
+}
+
 /// Creates and starts a replica on the networks the plan keeps (by ID), taking over a name a
 /// killed process left taken (`names`).
 async fn create_and_start(

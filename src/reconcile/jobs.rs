@@ -48,6 +48,8 @@ pub(super) async fn run_due(
     for due in &plan.jobs {
         let out = exec::jobs::run_job(
             &fleet.engines,
+            images,
+            shells,
             &loaded.desired,
             &now.observed,
             &now.pass.plan.network_ids,

@@ -51,6 +51,9 @@ pub struct FleetStatus<'a> {
     pub orphan_volumes: &'a [OrphanVolume],
     /// Services whose desired spec failed a rollout and is not tried again.
     pub quarantined: &'a [QuarantineRecord],
+    /// Jobs with their next time and last runs, as `convoy jobs` and the daemon's status show
+    /// them.
+    pub jobs: &'a [crate::model::job::JobStatus],
 }
 
 pub fn status_json(s: &FleetStatus) -> String {
@@ -63,6 +66,7 @@ pub fn status_json(s: &FleetStatus) -> String {
         unreachable: &'a BTreeMap<String, String>,
         orphan_volumes: &'a [OrphanVolume],
         quarantined: &'a [QuarantineRecord],
+        jobs: &'a [crate::model::job::JobStatus],
     }
     let doc = Doc {
         version: JSON_VERSION,
@@ -72,6 +76,7 @@ pub fn status_json(s: &FleetStatus) -> String {
         unreachable: s.unreachable,
         orphan_volumes: s.orphan_volumes,
         quarantined: s.quarantined,
+        jobs: s.jobs,
     };
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
@@ -119,6 +124,7 @@ pub fn status_text(s: &FleetStatus) -> String {
             }
         }
     }
+    out.push_str(&crate::render::jobs::jobs_summary(s.jobs));
     for (host, reason) in s.unreachable {
         let _ = writeln!(out, "\n! host {host} is unreachable: {reason}");
     }
@@ -296,6 +302,7 @@ mod tests {
             unreachable: &unreachable,
             orphan_volumes: &[],
             quarantined: &quarantined,
+            jobs: &[],
         };
         let text = status_text(&s);
         assert!(
@@ -317,5 +324,73 @@ mod tests {
             ..s
         };
         assert!(!status_text(&s).contains("quarantined"));
+        // No job: no jobs section, and an empty list in JSON.
+        assert!(!status_text(&s).contains("jobs"));
+        let v: serde_json::Value = serde_json::from_str(&status_json(&s)).unwrap();
+        assert_eq!(v["jobs"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn fleet_status_lists_jobs_with_their_last_run_and_next_time() {
+        use crate::model::job::{Concurrency, JobRun, JobStatus, RunPhase};
+        let unreachable = BTreeMap::new();
+        let jobs = [
+            JobStatus {
+                stack: "shop".into(),
+                name: "nightly".into(),
+                schedule: Some("@daily".into()),
+                timezone: "UTC".into(),
+                concurrency: Concurrency::Forbid,
+                next_run: Some("2024-03-02T00:00:00Z".into()),
+                last_runs: vec![JobRun {
+                    host: "host1".into(),
+                    container: "shop-nightly-job-1709251200".into(),
+                    scheduled: Some(1_709_251_200),
+                    scheduled_at: Some("2024-03-01T00:00:00Z".into()),
+                    phase: RunPhase::Failed,
+                    exit_code: Some(2),
+                    started: Some(1_709_251_201),
+                    finished: Some(1_709_251_205),
+                    duration_secs: Some(4),
+                    spec_hash: "h".into(),
+                    commit: "c1".into(),
+                    manual: false,
+                    last_lines: vec!["no space left".into()],
+                }],
+            },
+            JobStatus {
+                stack: "shop".into(),
+                name: "migrate".into(),
+                schedule: None,
+                timezone: "UTC".into(),
+                concurrency: Concurrency::Forbid,
+                next_run: None,
+                last_runs: Vec::new(),
+            },
+        ];
+        let s = FleetStatus {
+            fleet: "prod",
+            commit: "c1",
+            services: Vec::new(),
+            unreachable: &unreachable,
+            orphan_volumes: &[],
+            quarantined: &[],
+            jobs: &jobs,
+        };
+        let text = status_text(&s);
+        assert!(
+            text.ends_with(
+                "\njobs\n  shop/nightly: `@daily` (UTC), next run 2024-03-02T00:00:00Z\n    last: \
+                 2024-03-01T00:00:00Z on host1: failed, exit code 2, 4s \
+                 (shop-nightly-job-1709251200)\n  shop/migrate: runs once per spec\n    no run \
+                 yet\n"
+            ),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&status_json(&s)).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["jobs"][0]["name"], "nightly");
+        assert_eq!(v["jobs"][0]["last_runs"][0]["exit_code"], 2);
+        assert_eq!(v["jobs"][1]["schedule"], serde_json::Value::Null);
     }
 }

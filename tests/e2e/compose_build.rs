@@ -14,7 +14,7 @@ use crate::harness::*;
 
 /// Removes the images of a repository (`convoy-build/<stack>-<context folder>`) locally and on every
 /// host; declared before `HostCleanup`, so that it drops after it.
-struct RemoveImages<'a>(&'a Hosts, Vec<String>);
+pub(crate) struct RemoveImages<'a>(pub(crate) &'a Hosts, pub(crate) Vec<String>);
 
 impl Drop for RemoveImages<'_> {
     fn drop(&mut self) {

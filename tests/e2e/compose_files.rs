@@ -13,7 +13,12 @@ use crate::harness::*;
 
 /// `convoy.yaml` over all hosts, each with its own files and secrets folders under `dir` and
 /// `shm`.
-fn fleet_file(hosts: &Hosts, t: &TestFleet, dir: &std::path::Path, shm: &std::path::Path) {
+pub(crate) fn fleet_file(
+    hosts: &Hosts,
+    t: &TestFleet,
+    dir: &std::path::Path,
+    shm: &std::path::Path,
+) {
     let mut y = format!(
         "fleet: {}\nssh:\n  user: root\n  identity_file: {}\n  known_hosts: {}\nhosts:\n",
         t.id,
