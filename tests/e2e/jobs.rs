@@ -186,6 +186,19 @@ fn a_run_once_job_gates_its_service_and_runs_once_per_spec() {
         "{}",
         logs.stdout
     );
+    // Back to the first commit (its job succeeded, so nothing is gated): the replica made
+    // from the running spec is that spec to the engine too, so nothing is replaced.
+    let web2_id = id_anywhere(&hosts, &web2).expect("web-2");
+    gated(&t, "echo migrated", "sleep 3600");
+    let back = t.convoy(&["diff"]).outcome(Outcome::InSync);
+    assert!(
+        !back.stdout.contains("stays on its running spec"),
+        "{}",
+        back.stdout
+    );
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    assert_eq!(id_anywhere(&hosts, &web2), Some(web2_id));
+    assert_eq!(job_runs(&hosts, &t).len(), 2);
 }
 
 #[test]
