@@ -18,6 +18,7 @@ mod daemon;
 mod dashboard;
 mod export;
 mod fleet;
+mod frozen;
 mod git_rev;
 mod gitops;
 mod gitserver;
