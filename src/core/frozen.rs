@@ -232,25 +232,27 @@ fn frozen_step(
             if old.spec_hash == replica.spec_hash {
                 return Some(a);
             }
-            let reason = match (old.state, old.health) {
+            // Made anew from its own config, in its own slot: a copy that changes nothing.
+            let remake = |plan: &mut Plan, reason: Reason| {
+                let again = from_running(replica, old, &plan.fleet).ok()?;
+                absorb_secrets(&again, plan);
+                Some(Action::Replace {
+                    replica: Box::new(again),
+                    old_id: old.id.clone(),
+                    old_grace_secs,
+                    changes: Vec::new(),
+                    reason,
+                })
+            };
+            let start = match (old.state, old.health) {
                 (RunState::Exited, _) => Reason::Stopped {
                     exit_code: old.exit_code,
                 },
                 (RunState::Created, _) => Reason::NeverStarted,
                 (RunState::Paused, _) => Reason::Paused,
                 (RunState::Running, Some(Health::Unhealthy)) => Reason::Unhealthy,
-                // A dead container cannot start again: made anew from its own config.
-                (RunState::Dead, _) => {
-                    let again = from_running(replica, old, &plan.fleet).ok()?;
-                    absorb_secrets(&again, plan);
-                    return Some(Action::Replace {
-                        replica: Box::new(again),
-                        old_id: old.id.clone(),
-                        old_grace_secs,
-                        changes: Vec::new(),
-                        reason: Reason::Dead,
-                    });
-                }
+                // A dead container cannot start again.
+                (RunState::Dead, _) => return remake(plan, Reason::Dead),
                 _ => return None,
             };
             Some(Action::Start {
@@ -258,7 +260,7 @@ fn frozen_step(
                 service: replica.service.clone(),
                 name: old.name.clone(),
                 id: old.id.clone(),
-                reason,
+                reason: start,
             })
         }
         Action::Start { .. } | Action::Restore { .. } => Some(a),

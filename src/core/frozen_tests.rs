@@ -215,6 +215,36 @@ fn a_dead_replica_of_a_gated_service_is_made_anew_from_its_own_config() {
 }
 
 #[test]
+fn a_dependent_is_not_restarted_after_a_frozen_service_that_is_not() {
+    let with_worker = |migrate: &str, image: &str| {
+        let mut d = gated(migrate, image, 1);
+        let mut worker = service("worker", 1);
+        worker.depends_on.insert(
+            "web".into(),
+            crate::model::spec::DependsCondition::ServiceStarted,
+        );
+        worker.restart_with.insert("web".into());
+        let s = d.stacks.get_mut("s").unwrap();
+        s.services.insert("worker".into(), worker);
+        d
+    };
+    let old = with_worker("m1", "busybox:1");
+    let new = with_worker("m2", "busybox:2");
+    // Ungated, `web` is replaced and `worker` restarted after it.
+    let o = running_old(&old, &new, Some(0));
+    let p = plan_pass(&new, &o, &HostMemory::default(), "c2").plan;
+    let lines: Vec<String> = p.steps.iter().map(|s| s.action.line()).collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("~ s-worker-1")),
+        "{lines:?}"
+    );
+    // Frozen behind the failed job, `web` stays, and so does `worker`.
+    let o = running_old(&old, &new, Some(3));
+    let p = plan_pass(&new, &o, &HostMemory::default(), "c2").plan;
+    assert!(p.steps.is_empty(), "{:?}", p.steps);
+}
+
+#[test]
 fn once_the_job_succeeded_the_new_spec_rolls_out() {
     let old = gated("m1", "busybox:1", 2);
     let new = gated("m2", "busybox:2", 2);
