@@ -32,26 +32,15 @@ fn svc<'d>(d: &'d DesiredState, name: &str) -> &'d ServiceSpec {
 /// The run-once container of `d`'s `migrate` on host `a`, ended with `exit`.
 fn job_run(d: &DesiredState, exit: i64) -> ObservedContainer {
     let job = svc(d, "migrate");
-    let mut actual = job.container.clone();
-    actual.labels.insert(LABEL_JOB.into(), "once".into());
-    let name = crate::model::job::job_container_name("s", "migrate", "once-x");
-    ObservedContainer {
-        id: format!("id-{name}-{exit}"),
-        name,
-        stack: "s".into(),
-        service: "migrate".into(),
-        slot: "job".into(),
-        spec_hash: job.container.hash(),
-        commit: "c".into(),
-        created: String::new(),
-        image_id: String::new(),
-        state: RunState::Exited,
-        exit_code: exit,
-        health: None,
-        restart_count: 0,
-        actual,
-        image_defaults: Default::default(),
-    }
+    let mut c = running("job", job.container.clone());
+    c.actual.labels.insert(LABEL_JOB.into(), "once".into());
+    c.name = crate::model::job::job_container_name("s", "migrate", "once-x");
+    c.id = format!("id-{}-{exit}", c.name);
+    c.service = "migrate".into();
+    c.spec_hash = job.container.hash();
+    c.state = RunState::Exited;
+    c.exit_code = exit;
+    c
 }
 
 fn containers<'o>(
@@ -62,6 +51,15 @@ fn containers<'o>(
         ObservedHost::Reachable(s) => &mut s.containers,
         _ => unreachable!(),
     }
+}
+
+/// The container `name` on whichever host runs it.
+fn replica<'o>(o: &'o mut ObservedState, name: &str) -> &'o mut ObservedContainer {
+    let host = ["a", "b"]
+        .into_iter()
+        .find(|h| containers(o, h).contains_key(name))
+        .unwrap();
+    containers(o, host).get_mut(name).unwrap()
 }
 
 /// `old` converged (its job succeeded) on the fleet, with `new`'s job run ended with `exit`.
@@ -106,11 +104,9 @@ fn a_removed_replica_of_a_gated_service_is_made_again_with_its_running_spec() {
     for exit in [Some(3), None] {
         let mut o = running_old(&old, &new, exit);
         // `docker rm -f` of `s-web-1`, wherever it runs.
-        let host = ["a", "b"]
-            .into_iter()
-            .find(|h| containers(&mut o, h).contains_key("s-web-1"))
-            .unwrap();
-        containers(&mut o, host).remove("s-web-1");
+        for h in ["a", "b"] {
+            containers(&mut o, h).remove("s-web-1");
+        }
         let p = plan_pass(&new, &o, &HostMemory::default(), "c2").plan;
         // Made again with the old spec (hash, image, labels), nothing with the new one.
         let m = made(&p);
@@ -161,11 +157,7 @@ fn nothing_of_a_gated_service_takes_the_new_spec_and_what_stopped_starts_in_plac
     let old = gated("m1", "busybox:1", 2);
     let new = gated("m2", "busybox:2", 3);
     let mut o = running_old(&old, &new, Some(3));
-    let host = ["a", "b"]
-        .into_iter()
-        .find(|h| containers(&mut o, h).contains_key("s-web-2"))
-        .unwrap();
-    let c = containers(&mut o, host).get_mut("s-web-2").unwrap();
+    let c = replica(&mut o, "s-web-2");
     c.state = RunState::Exited;
     c.exit_code = 137;
     let p = plan_pass(&new, &o, &HostMemory::default(), "c2").plan;
@@ -186,15 +178,46 @@ fn nothing_of_a_gated_service_takes_the_new_spec_and_what_stopped_starts_in_plac
 }
 
 #[test]
+fn a_replica_on_a_lost_host_moves_with_the_running_spec() {
+    let old = gated("m1", "busybox:1", 2);
+    let new = gated("m2", "busybox:2", 2);
+    let mut o = running_old(&old, &new, Some(3));
+    let lost = ["a", "b"]
+        .into_iter()
+        .find(|h| containers(&mut o, h).contains_key("s-web-1"))
+        .unwrap();
+    let other = if lost == "a" { "b" } else { "a" };
+    o.hosts.insert(
+        lost.into(),
+        ObservedHost::Unreachable {
+            reason: "gone".into(),
+        },
+    );
+    let memory = HostMemory {
+        down: [lost.to_string()].into(),
+        ..Default::default()
+    };
+    let p = plan_pass(&new, &o, &memory, "c2").plan;
+    let created: Vec<(&str, &Replica)> = p
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::Create { replica, .. } => Some((s.host.as_str(), replica.as_ref())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(created.len(), 1, "{:?}", p.steps);
+    assert_eq!(created[0].0, other);
+    assert_eq!(created[0].1.name, "s-web-1");
+    assert_eq!(created[0].1.spec_hash, svc(&old, "web").container.hash());
+}
+
+#[test]
 fn a_dead_replica_of_a_gated_service_is_made_anew_from_its_own_config() {
     let old = gated("m1", "busybox:1", 1);
     let new = gated("m2", "busybox:2", 1);
     let mut o = running_old(&old, &new, Some(1));
-    let host = ["a", "b"]
-        .into_iter()
-        .find(|h| containers(&mut o, h).contains_key("s-web-1"))
-        .unwrap();
-    containers(&mut o, host).get_mut("s-web-1").unwrap().state = RunState::Dead;
+    replica(&mut o, "s-web-1").state = RunState::Dead;
     let p = plan_pass(&new, &o, &HostMemory::default(), "c2").plan;
     let replaced: Vec<&Action> = p
         .steps
