@@ -9,8 +9,9 @@
 //! whose spec its siblings still run, a removed copy of a slot that runs elsewhere), an exited,
 //! paused or unhealthy container started again from its own config, and a missing (or dead)
 //! replica made again from the spec read back from a running replica of its service (its
-//! inspected config, labels and spec hash: `from_running`). No removal, no spec change, no
-//! rollout. A replica that cannot be made from what runs is reported pending with why.
+//! inspected config, labels and spec hash: `from_running`). No removal (not even of a network
+//! its replicas are on), no spec change, no rollout, no restart of a dependent after it. A
+//! replica that cannot be made from what runs is reported pending with why.
 //!
 //! It must not decide who is frozen (the holders do), and it does no I/O ("the planning core is
 //! pure").
@@ -83,6 +84,16 @@ pub fn freeze(plan: &mut Plan, observed: &ObservedState, frozen: &Frozen) -> BTr
         return touched;
     }
     let steps = std::mem::take(&mut plan.steps);
+    // The networks this plan creates, by host: a replica made from a running one may join them.
+    let nets: Nets = steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::CreateNetwork { network, .. } => {
+                Some((s.host.clone(), network.engine_name.clone()))
+            }
+            _ => None,
+        })
+        .collect();
     let mut kept = Vec::with_capacity(steps.len());
     let mut resources = Vec::new();
     for mut step in steps {
@@ -96,7 +107,7 @@ pub fn freeze(plan: &mut Plan, observed: &ObservedState, frozen: &Frozen) -> BTr
             .map(|(s, _)| s.to_string())
             .unwrap_or_default();
         let before = step.action.clone();
-        match frozen_step(step.action, &step.host, observed, &holder, plan) {
+        match frozen_step(step.action, &step.host, observed, &nets, &holder, plan) {
             Some(a) => {
                 if a != before {
                     touched.insert(stack);
@@ -127,6 +138,11 @@ pub fn freeze(plan: &mut Plan, observed: &ObservedState, frozen: &Frozen) -> BTr
         }
     }
     drop_restarts_after_frozen(&mut kept, frozen);
+    // A network the frozen replicas are still attached to stays, though the new spec leaves it.
+    kept.retain(|s| match &s.action {
+        Action::RemoveNetwork { id, .. } => !frozen_attached(observed, &s.host, id, frozen),
+        _ => true,
+    });
     kept.sort_by_key(|s| s.id);
     let ids: BTreeSet<usize> = kept.iter().map(|s| s.id).collect();
     for s in &mut kept {
@@ -141,6 +157,20 @@ pub fn freeze(plan: &mut Plan, observed: &ObservedState, frozen: &Frozen) -> BTr
         keep
     });
     touched
+}
+
+/// Whether a container of a frozen scope is attached to the network `id` on `host`.
+fn frozen_attached(observed: &ObservedState, host: &str, id: &str, frozen: &Frozen) -> bool {
+    let Some(snap) = observed.hosts.get(host).and_then(|h| h.snapshot()) else {
+        return false;
+    };
+    snap.networks
+        .values()
+        .flatten()
+        .filter(|n| n.id == id)
+        .flat_map(|n| &n.containers)
+        .filter_map(|name| snap.containers.get(name))
+        .any(|c| frozen.holder(&c.stack, Some(&c.service)).is_some())
 }
 
 /// `depends_on.<x>.restart` replaces a dependent after `x` is replaced or started again: when
@@ -171,6 +201,7 @@ fn frozen_step(
     a: Action,
     host: &str,
     observed: &ObservedState,
+    nets: &Nets,
     holder: &Holder,
     plan: &mut Plan,
 ) -> Option<Action> {
@@ -199,7 +230,7 @@ fn frozen_step(
             {
                 return Some(a);
             }
-            match rebuild(replica, host, observed, plan) {
+            match rebuild(replica, host, observed, nets, plan) {
                 Ok(r) => Some(Action::Create {
                     replica: Box::new(r),
                     reason: reason.clone(),
@@ -317,6 +348,7 @@ fn rebuild(
     wanted: &Replica,
     host: &str,
     observed: &ObservedState,
+    nets: &Nets,
     plan: &mut Plan,
 ) -> Result<Replica, Option<String>> {
     let all = replicas_of(observed, &wanted.stack, &wanted.service);
@@ -350,6 +382,17 @@ fn rebuild(
             });
             continue;
         }
+        if let Some(n) = c
+            .actual
+            .networks
+            .keys()
+            .find(|n| !network_on(observed, nets, host, n))
+        {
+            why.get_or_insert_with(|| {
+                format!("its running spec joins network `{n}`, which host `{host}` has not")
+            });
+            continue;
+        }
         match from_running(wanted, c, &plan.fleet) {
             Ok(r) => {
                 absorb_secrets(&r, plan);
@@ -361,6 +404,23 @@ fn rebuild(
         }
     }
     Err(why)
+}
+
+/// (host, network) pairs: the networks a plan creates.
+type Nets = BTreeSet<(String, String)>;
+
+/// Whether `host` has the network `name` (the engine's own, one it holds, or one the plan
+/// creates there: `nets`) for a replica to join.
+fn network_on(observed: &ObservedState, nets: &Nets, host: &str, name: &str) -> bool {
+    if matches!(name, "bridge" | "host" | "none") {
+        return true;
+    }
+    observed
+        .hosts
+        .get(host)
+        .and_then(|h| h.snapshot())
+        .is_some_and(|s| s.networks.contains_key(name) || s.foreign_networks.contains(name))
+        || nets.contains(&(host.to_string(), name.to_string()))
 }
 
 /// The values of secret-looking variables of a read-back replica: masked like the commit's.

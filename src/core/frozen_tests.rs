@@ -213,6 +213,52 @@ fn a_replica_on_a_lost_host_moves_with_the_running_spec() {
 }
 
 #[test]
+fn a_network_the_frozen_replicas_are_on_stays() {
+    let on = |migrate: &str, net: &str| {
+        let mut d = gated(migrate, "busybox:1", 2);
+        let s = d.stacks.get_mut("s").unwrap();
+        let engine_name = format!("s_{net}");
+        s.networks = [(
+            net.to_string(),
+            crate::model::spec::NetworkSpec {
+                engine_name: engine_name.clone(),
+                driver: "bridge".into(),
+                ..Default::default()
+            },
+        )]
+        .into();
+        let web = s.services.get_mut("web").unwrap();
+        web.container.networks = [(engine_name, Default::default())].into();
+        d
+    };
+    let old = on("m1", "front");
+    let new = on("m2", "back");
+    let removes_front = |p: &Plan| {
+        p.steps
+            .iter()
+            .any(|s| matches!(&s.action, Action::RemoveNetwork { name, .. } if name == "s_front"))
+    };
+    // Ungated, `web` moves to `back` and `front` goes.
+    let p = plan_pass(
+        &new,
+        &running_old(&old, &new, Some(0)),
+        &HostMemory::default(),
+        "c2",
+    )
+    .plan;
+    assert!(removes_front(&p), "{:?}", p.steps);
+    // Frozen, `web` stays on `front`, which stays.
+    let p = plan_pass(
+        &new,
+        &running_old(&old, &new, Some(3)),
+        &HostMemory::default(),
+        "c2",
+    )
+    .plan;
+    assert!(!removes_front(&p), "{:?}", p.steps);
+}
+
+#[test]
 fn a_dead_replica_of_a_gated_service_is_made_anew_from_its_own_config() {
     let old = gated("m1", "busybox:1", 1);
     let new = gated("m2", "busybox:2", 1);
@@ -432,16 +478,30 @@ fn a_spec_that_names_other_slots_or_binds_host_paths_is_not_copied_across() {
         "c",
     )
     .plan;
-    let e = rebuild(&wanted("1"), "a", &o, &mut plan).unwrap_err();
+    let e = rebuild(&wanted("1"), "a", &o, &Nets::new(), &mut plan).unwrap_err();
     assert!(
         e.as_deref()
             .is_some_and(|e| e.contains("binds paths of host `b`")),
         "{e:?}"
     );
-    assert!(rebuild(&wanted("1"), "b", &o, &mut plan).is_ok());
+    assert!(rebuild(&wanted("1"), "b", &o, &Nets::new(), &mut plan).is_ok());
+    // A network the source joins must be on the host, or made there by the plan.
+    let mut actual = service("web", 2).container;
+    actual.networks.insert("s_front".into(), Default::default());
+    let c = running("2", actual);
+    containers(&mut o, "b").clear();
+    containers(&mut o, "b").insert(c.name.clone(), c);
+    let e = rebuild(&wanted("1"), "a", &o, &Nets::new(), &mut plan).unwrap_err();
+    assert!(
+        e.as_deref()
+            .is_some_and(|e| e.contains("joins network `s_front`")),
+        "{e:?}"
+    );
+    let nets: Nets = [("a".to_string(), "s_front".to_string())].into();
+    assert!(rebuild(&wanted("1"), "a", &o, &nets, &mut plan).is_ok());
     // Nothing runs: no source, no reason of its own (the holder says why).
     assert_eq!(
-        rebuild(&wanted("1"), "a", &empty_of(), &mut plan),
+        rebuild(&wanted("1"), "a", &empty_of(), &Nets::new(), &mut plan),
         Err(None)
     );
 }
