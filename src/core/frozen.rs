@@ -382,6 +382,21 @@ fn rebuild(
             });
             continue;
         }
+        if let Some(port) = c
+            .actual
+            .ports
+            .iter()
+            .filter_map(|p| p.host_port.filter(|n| *n != 0).map(|n| (n, &p.protocol)))
+            .find(|(n, proto)| port_taken(observed, host, *n, proto))
+        {
+            why.get_or_insert_with(|| {
+                format!(
+                    "its running spec publishes host port {}, which host `{host}` has taken",
+                    port.0
+                )
+            });
+            continue;
+        }
         if let Some(n) = c
             .actual
             .networks
@@ -404,6 +419,20 @@ fn rebuild(
         }
     }
     Err(why)
+}
+
+/// Whether a container of the fleet on `host` publishes `port`/`protocol`.
+fn port_taken(observed: &ObservedState, host: &str, port: u16, protocol: &str) -> bool {
+    observed
+        .hosts
+        .get(host)
+        .and_then(|h| h.snapshot())
+        .is_some_and(|s| {
+            s.containers
+                .values()
+                .flat_map(|c| &c.actual.ports)
+                .any(|p| p.host_port == Some(port) && p.protocol == protocol)
+        })
 }
 
 /// (host, network) pairs: the networks a plan creates.

@@ -499,6 +499,23 @@ fn a_spec_that_names_other_slots_or_binds_host_paths_is_not_copied_across() {
     );
     let nets: Nets = [("a".to_string(), "s_front".to_string())].into();
     assert!(rebuild(&wanted("1"), "a", &o, &nets, &mut plan).is_ok());
+    // A fixed host port the target host has taken: not made there.
+    let mut actual = service("web", 2).container;
+    actual.ports.push(crate::model::spec::PortBinding {
+        host_ip: String::new(),
+        host_port: Some(8080),
+        container_port: 80,
+        protocol: "tcp".into(),
+    });
+    let c = running("2", actual);
+    containers(&mut o, "b").clear();
+    containers(&mut o, "b").insert(c.name.clone(), c);
+    let e = rebuild(&wanted("1"), "b", &o, &Nets::new(), &mut plan).unwrap_err();
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("host port 8080")),
+        "{e:?}"
+    );
+    assert!(rebuild(&wanted("1"), "a", &o, &Nets::new(), &mut plan).is_ok());
     // Nothing runs: no source, no reason of its own (the holder says why).
     assert_eq!(
         rebuild(&wanted("1"), "a", &empty_of(), &Nets::new(), &mut plan),
