@@ -159,6 +159,14 @@ fn a_run_once_job_gates_its_service_and_runs_once_per_spec() {
         "the failed job is not run again"
     );
     assert_eq!(id_anywhere(&hosts, &web).as_deref(), Some(web_id.as_str()));
+    // A killed one is started again in place.
+    let host1 = spec_hash_anywhere(&hosts, &web).expect("web-1").0;
+    hosts.docker(&host1, &["kill", &web]);
+    t.convoy(&["apply"]).outcome(Outcome::NotConverged);
+    let running = hosts.docker(&host1, &["inspect", "-f", "{{.State.Running}}", &web]);
+    assert_eq!(running.trim(), "true");
+    assert_eq!(id_anywhere(&hosts, &web).as_deref(), Some(web_id.as_str()));
+    assert_eq!(job_runs(&hosts, &t).len(), 2);
     // `convoy jobs` reports the failure with its exit code and lines.
     let j = t
         .convoy(&["jobs", "--output", "json"])
