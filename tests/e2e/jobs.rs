@@ -159,6 +159,14 @@ fn a_run_once_job_gates_its_service_and_runs_once_per_spec() {
         "the failed job is not run again"
     );
     assert_eq!(id_anywhere(&hosts, &web).as_deref(), Some(web_id.as_str()));
+    // `convoy status` lists `web` as it runs, and says what holds it.
+    let st = t.convoy(&["status"]).outcome(Outcome::AllReachable);
+    assert!(
+        st.stdout.contains("/web  2/2 running")
+            && st.stdout.contains("/web` stays on its running spec: job `"),
+        "{}",
+        st.stdout
+    );
     // A killed one is started again in place.
     let host1 = spec_hash_anywhere(&hosts, &web).expect("web-1").0;
     hosts.docker(&host1, &["kill", &web]);
