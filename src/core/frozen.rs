@@ -11,7 +11,10 @@
 //! replica made again from the spec read back from a running replica of its service (its
 //! inspected config, labels and spec hash: `from_running`). No removal (not even of a network
 //! its replicas are on), no spec change, no rollout, no restart of a dependent after it. A
-//! replica that cannot be made from what runs is reported pending with why.
+//! replica that cannot be made from what runs is reported pending with why. A copy goes to
+//! another host than its source's only when it binds no host path, joins networks that host
+//! has (or the plan makes), and its fixed host ports are free there; it runs no hooks (an
+//! engine does not report them) and keeps its source's commit label.
 //!
 //! It must not decide who is frozen (the holders do), and it does no I/O ("the planning core is
 //! pure").
@@ -29,7 +32,7 @@ use crate::model::spec::{
 /// Who holds a frozen scope, as its pending lines say it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
-    /// `held by a sync window`, `frozen behind job `s/migrate``: the start of a pending line.
+    /// The start of a pending line: "held by a sync window", "frozen behind job `s/migrate`".
     pub by: String,
     /// Whether a replica whose service runs nothing to make it from is reported pending one
     /// by one (a sync window), or the holder reports the whole service itself (a job's `*`).
