@@ -57,6 +57,13 @@ pub async fn run(repo: &RepoArgs, output: Output, state_dir: &Path) -> Result<Ou
             for line in super::windows::held_lines(plan, &holds) {
                 emit(&format!("held: {line}\n"));
             }
+            // Services a `before:` job holds on the spec they run (`core::jobs`, slot `*`).
+            for p in plan.pending.iter().filter(|p| p.slot == "*") {
+                emit(&format!(
+                    "held: service `{}/{}` stays on its running spec: {}\n",
+                    p.stack, p.service, p.reason
+                ));
+            }
         }
     }
     Ok(if plan.unreachable.is_empty() {

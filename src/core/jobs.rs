@@ -5,11 +5,13 @@
 //! beyond `history`, whether a run-once job's current spec has run, and which services its
 //! `before:` holds.
 //!
-//! It also gives the planner its view of a fleet with jobs (`planning_view`): job services and
-//! the services a run-once job holds are left out of placement and planning (never healed,
-//! never counted, never "not converged" while a job waits for its time), their containers are
-//! not strays, and their networks are kept. Pure: no I/O, no clock ("the planning core is
-//! pure"); it starts nothing (the daemon and `exec::jobs` do).
+//! It also gives the planner its view of a fleet with jobs (`planning_view`): job services are
+//! left out of placement and planning (never healed, never counted, never "not converged"
+//! while a job waits for its time), their containers are not strays, and their networks are
+//! kept. The services a run-once job holds are planned, then frozen on the spec they run
+//! (`core::frozen`): healed with it, never given the new spec until the job succeeds. Pure: no
+//! I/O, no clock ("the planning core is pure"); it starts nothing (the daemon and `exec::jobs`
+//! do).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -277,8 +279,9 @@ pub struct View {
     pub runs: BTreeMap<(String, String), Vec<SeenRun>>,
 }
 
-/// Leaves job services and held services out of `desired`, and their containers out of
-/// `observed`; their networks are kept (`DesiredState::kept_networks`).
+/// Leaves job services out of `desired`, and job containers out of `observed`; their networks
+/// are kept (`DesiredState::kept_networks`). The services a job holds stay in both: they are
+/// planned, then frozen on the spec they run (`complete_plan`), so they are still healed.
 pub fn planning_view(desired: &DesiredState, observed: &ObservedState) -> Option<View> {
     let has_jobs = desired
         .stacks
@@ -290,13 +293,11 @@ pub fn planning_view(desired: &DesiredState, observed: &ObservedState) -> Option
     }
     let held = held(desired, observed, &runs);
     let mut d = desired.clone();
-    for (stack_name, stack) in &mut d.stacks {
+    for stack in d.stacks.values_mut() {
         let out: Vec<String> = stack
             .services
             .iter()
-            .filter(|(n, s)| {
-                s.job.is_some() || held.contains_key(&(stack_name.clone(), (*n).clone()))
-            })
+            .filter(|(_, s)| s.job.is_some())
             .map(|(n, _)| n.clone())
             .collect();
         for n in out {
@@ -308,10 +309,8 @@ pub fn planning_view(desired: &DesiredState, observed: &ObservedState) -> Option
     let mut o = observed.clone();
     for obs in o.hosts.values_mut() {
         if let ObservedHost::Reachable(snap) = obs {
-            snap.containers.retain(|_, c| {
-                !c.actual.labels.contains_key(LABEL_JOB)
-                    && !held.contains_key(&(c.stack.clone(), c.service.clone()))
-            });
+            snap.containers
+                .retain(|_, c| !c.actual.labels.contains_key(LABEL_JOB));
         }
     }
     Some(View {
@@ -322,9 +321,10 @@ pub fn planning_view(desired: &DesiredState, observed: &ObservedState) -> Option
     })
 }
 
-/// Adds to `plan` what jobs ask of a pass: the run-once jobs due, the held services as
-/// pending, and the removal of finished runs beyond `history` (of a job the commit still has;
-/// a removed job's containers go as its service does, all of them).
+/// Adds to `plan` what jobs ask of a pass: the run-once jobs due, the held services frozen on
+/// the spec they run and reported pending, and the removal of finished runs beyond `history`
+/// (of a job the commit still has; a removed job's containers go as its service does, all of
+/// them).
 pub fn complete_plan(plan: &mut Plan, desired: &DesiredState, view: &View) {
     let none = Vec::new();
     for (stack_name, stack) in &desired.stacks {
@@ -380,6 +380,8 @@ pub fn complete_plan(plan: &mut Plan, desired: &DesiredState, view: &View) {
             }
         }
     }
+    // Last, so that the steps above were numbered in the uncut plan.
+    freeze_held(plan, desired, view);
     for ((stack, service), why) in &view.held {
         plan.pending.push(PendingReplica {
             stack: stack.clone(),
@@ -388,6 +390,50 @@ pub fn complete_plan(plan: &mut Plan, desired: &DesiredState, view: &View) {
             reason: why.clone(),
         });
     }
+}
+
+/// The services a `before:` job holds, kept as they run (`core::frozen`): nothing takes the
+/// new spec, what broke is healed with the running spec, and a plan note says so. A held
+/// service that runs nothing waits whole, under the job's `*` pending line.
+fn freeze_held(plan: &mut Plan, desired: &DesiredState, view: &View) {
+    use crate::core::frozen::{self, Frozen, Holder};
+    let mut services = BTreeMap::new();
+    for (stack, service) in view.held.keys() {
+        let job = gating_job(desired, stack, service).unwrap_or_default();
+        services.insert(
+            (stack.clone(), service.clone()),
+            Holder {
+                by: format!("frozen behind job `{stack}/{job}`"),
+                report_unmade: false,
+            },
+        );
+        if let Some(hash) = frozen::running_hashes(&view.observed, stack, service).first() {
+            plan.notes.push(format!(
+                "service `{stack}/{service}` stays on its running spec {} until job \
+                 `{stack}/{job}` succeeds for the new one",
+                &hash[..hash.len().min(12)]
+            ));
+        }
+    }
+    let frozen = Frozen {
+        stacks: BTreeMap::new(),
+        services,
+    };
+    frozen::freeze(plan, &view.observed, &frozen);
+}
+
+/// The run-once job whose `before:` names `stack/service` (the first by name).
+fn gating_job<'d>(desired: &'d DesiredState, stack: &str, service: &str) -> Option<&'d str> {
+    desired
+        .stacks
+        .get(stack)?
+        .services
+        .iter()
+        .find_map(|(n, s)| {
+            let job = s.job.as_ref()?;
+            (job.schedule.is_none() && job.before.iter().any(|b| b == service))
+                .then_some(n.as_str())
+        })
 }
 
 fn push_removal(plan: &mut Plan, r: &SeenRun, stack: &str, service: &str, reason: Reason) {

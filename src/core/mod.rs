@@ -9,6 +9,7 @@
 pub mod drift;
 mod drift_more;
 pub mod files;
+pub mod frozen;
 pub mod guard;
 pub mod jobs;
 pub mod pass;

@@ -11,16 +11,18 @@
 //! - `merge_held`: the daemon knows the desired state in force, and a held stack keeps that
 //!   state's spec (a removed container is created again from it);
 //! - `freeze`: with no earlier state (a one-shot `apply`, a daemon's first commit), the plan of
-//!   the new commit is cut down for held stacks: no spec changes, no removals; an exited,
-//!   paused or unhealthy container is started again from its own config, and a missing one is
-//!   created only when its service's spec is unchanged (a sibling runs the same spec hash).
+//!   the new commit is cut down for held stacks (`core::frozen`): no spec changes, no removals;
+//!   an exited, paused or unhealthy container is started again from its own config, and a
+//!   missing one is created with its service's spec when a sibling runs that spec hash, else
+//!   from the spec a running sibling carries (read back from the engine), else reported
+//!   pending.
 //!
 //! Pure: no clock, no I/O ("the planning core is pure").
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::observed::{Health, ObservedContainer, ObservedState, RunState};
-use crate::model::plan::{Action, PendingReplica, Plan, Reason};
+use crate::model::observed::ObservedState;
+use crate::model::plan::{Action, Plan};
 use crate::model::spec::DesiredState;
 pub use crate::model::sync_window::WindowHold;
 use crate::model::sync_window::{SyncWindow, WindowKind};
@@ -206,161 +208,33 @@ pub fn merge_held(
 
 /// The stack a step acts on, when it acts on one.
 pub fn step_stack(a: &Action) -> Option<&str> {
-    match a {
-        Action::Create { replica, .. } | Action::Replace { replica, .. } => Some(&replica.stack),
-        Action::Start { stack, .. }
-        | Action::Remove { stack, .. }
-        | Action::CreateNetwork { stack, .. }
-        | Action::CreateVolume { stack, .. }
-        | Action::Restore { stack, .. } => Some(stack),
-        Action::RemoveNetwork { .. } | Action::RecordQuarantine { .. } => None,
-    }
+    crate::core::frozen::step_scope(a).map(|(stack, _)| stack)
 }
 
-/// What a held stack may still do of a step: the step itself when it changes no spec (a heal
-/// with the spec that runs), a start of the container in place from its own config, or
-/// nothing.
-fn held_step(a: Action, host: &str, observed: &ObservedState) -> Option<Action> {
-    let find = |id: &str| -> Option<&ObservedContainer> {
-        observed
-            .hosts
-            .get(host)?
-            .snapshot()?
-            .containers
-            .values()
-            .find(|c| c.id == id)
-    };
-    let runs_hash = |stack: &str, service: &str, hash: &str| {
-        observed
-            .hosts
-            .values()
-            .filter_map(|h| h.snapshot())
-            .flat_map(|s| s.containers.values())
-            .any(|c| c.stack == stack && c.service == service && c.spec_hash == hash)
-    };
-    match a {
-        // A missing replica: made again only when its service still runs this very spec.
-        Action::Create { ref replica, .. } => {
-            runs_hash(&replica.stack, &replica.service, &replica.spec_hash).then_some(a)
-        }
-        Action::Replace {
-            ref replica,
-            ref old_id,
-            ..
-        } => {
-            let old = find(old_id)?;
-            if old.spec_hash == replica.spec_hash {
-                return Some(a);
-            }
-            let reason = match (old.state, old.health) {
-                (RunState::Exited, _) => Reason::Stopped {
-                    exit_code: old.exit_code,
-                },
-                (RunState::Created, _) => Reason::NeverStarted,
-                (RunState::Paused, _) => Reason::Paused,
-                (RunState::Running, Some(Health::Unhealthy)) => Reason::Unhealthy,
-                _ => return None,
-            };
-            Some(Action::Start {
-                stack: replica.stack.clone(),
-                service: replica.service.clone(),
-                name: old.name.clone(),
-                id: old.id.clone(),
-                reason,
-            })
-        }
-        Action::Start { .. } | Action::Restore { .. } => Some(a),
-        // A copy of a slot that also runs elsewhere is a heal; every other removal is a change.
-        Action::Remove {
-            reason: Reason::Fenced { .. },
-            ..
-        } => Some(a),
-        Action::Remove { .. } => None,
-        // Networks and volumes of a held stack: only those its kept steps need (below).
-        other => Some(other),
-    }
-}
-
-/// Cuts `plan` down for the held stacks (see the module's paragraph) and returns the stacks
-/// of which something was held back. Rollouts of held stacks are dropped (a start in place is
-/// no rollout), and a held replica that cannot be made from what runs is reported pending.
+/// Cuts `plan` down for the held stacks (see the module's paragraph; the cut itself is
+/// `core::frozen::freeze`, shared with the services a `before:` job holds) and returns the
+/// stacks of which something was held back. Rollouts of held stacks are dropped (a start in
+/// place is no rollout); a missing replica whose spec runs nowhere is made from the spec a
+/// running sibling carries, read back from the engine, and reported pending when none runs.
 pub fn freeze(
     plan: &mut Plan,
     observed: &ObservedState,
     held: &BTreeMap<String, WindowHold>,
 ) -> BTreeSet<String> {
-    let mut touched = BTreeSet::new();
-    if held.is_empty() {
-        return touched;
-    }
-    let steps = std::mem::take(&mut plan.steps);
-    let mut kept = Vec::with_capacity(steps.len());
-    let mut resources = Vec::new();
-    for mut step in steps {
-        let Some(stack) = step_stack(&step.action).map(str::to_string) else {
-            kept.push(step);
-            continue;
-        };
-        if !held.contains_key(&stack) {
-            kept.push(step);
-            continue;
-        }
-        let before = step.action.clone();
-        let pending = match &before {
-            Action::Create { replica, .. } => Some(PendingReplica {
-                stack: replica.stack.clone(),
-                service: replica.service.clone(),
-                slot: replica.slot.clone(),
-                reason: "held by a sync window: its spec runs nowhere to be made from".into(),
-            }),
-            _ => None,
-        };
-        match held_step(step.action, &step.host, observed) {
-            Some(a) => {
-                if a != before {
-                    touched.insert(stack.clone());
-                }
-                let resource = matches!(
-                    a,
-                    Action::CreateNetwork { .. } | Action::CreateVolume { .. }
-                );
-                step.action = a;
-                if resource {
-                    resources.push(step);
-                } else {
-                    kept.push(step);
-                }
-            }
-            None => {
-                touched.insert(stack.clone());
-                if let Some(p) = pending {
-                    plan.pending.push(p);
-                }
-            }
-        }
-    }
-    // A held stack's network or volume is made only when a kept step needs it.
-    let needed: BTreeSet<usize> = kept.iter().flat_map(|s| s.after.iter().copied()).collect();
-    for r in resources {
-        if needed.contains(&r.id) {
-            kept.push(r);
-        } else if let Some(s) = step_stack(&r.action) {
-            touched.insert(s.to_string());
-        }
-    }
-    kept.sort_by_key(|s| s.id);
-    let ids: BTreeSet<usize> = kept.iter().map(|s| s.id).collect();
-    for s in &mut kept {
-        s.after.retain(|id| ids.contains(id));
-    }
-    plan.steps = kept;
-    plan.rollouts.retain(|r| {
-        let keep = !held.contains_key(&r.stack);
-        if !keep {
-            touched.insert(r.stack.clone());
-        }
-        keep
-    });
+    let frozen = crate::core::frozen::Frozen {
+        stacks: held
+            .keys()
+            .map(|s| {
+                let holder = crate::core::frozen::Holder {
+                    by: "held by a sync window".into(),
+                    report_unmade: true,
+                };
+                (s.clone(), holder)
+            })
+            .collect(),
+        services: BTreeMap::new(),
+    };
+    let touched = crate::core::frozen::freeze(plan, observed, &frozen);
     for stack in &touched {
         if let Some(h) = held.get(stack) {
             plan.notes.push(h.line());

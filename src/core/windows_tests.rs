@@ -4,7 +4,7 @@
 use super::*;
 use crate::core::pass::{assume_observed, plan_pass, HostMemory};
 use crate::core::testkit::{desired, service, stack};
-use crate::model::observed::ObservedHost;
+use crate::model::observed::{ObservedContainer, ObservedHost, RunState};
 use crate::model::schedule::Schedule;
 use chrono::{TimeZone, Utc};
 
@@ -304,20 +304,43 @@ fn freeze_makes_a_removed_replica_again_only_from_a_spec_that_runs() {
     assert!(lines(&plan)
         .iter()
         .any(|s| s.starts_with(&format!("+ {first}"))));
-    // The held commit changes its image: nothing runs that spec, so the replica waits.
+    // The held commit changes its image: nothing runs that spec, so the replica is made
+    // again from the spec its sibling runs, read back from the engine.
     let new = with_image("busybox:2", 2);
     let mut plan = plan_pass(&new, &observed, &HostMemory::default(), "c2").plan;
     let touched = freeze(&mut plan, &observed, &held_web(0));
     assert!(touched.contains("web"));
+    let old_hash = base.stacks["web"].services["app"].container.hash();
+    let made: Vec<(String, String, String)> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::Create { replica, .. } => Some((
+                replica.name.clone(),
+                replica.spec_hash.clone(),
+                replica.spec.image.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        made,
+        vec![(first.clone(), old_hash, "busybox:1".to_string())],
+        "{:?}",
+        lines(&plan)
+    );
+    assert!(plan.pending.is_empty(), "{:?}", plan.pending);
+    // With no replica left to read it from, the replica waits, and says why.
+    containers(&mut observed).retain(|n, _| !n.starts_with("web-"));
+    let mut plan = plan_pass(&new, &observed, &HostMemory::default(), "c2").plan;
+    freeze(&mut plan, &observed, &held_web(0));
     assert!(
         lines(&plan).iter().all(|s| !s.contains("web-")),
         "{:?}",
         lines(&plan)
     );
-    assert!(plan
-        .pending
-        .iter()
-        .any(|p| p.stack == "web" && p.reason.contains("sync window")));
+    assert!(plan.pending.iter().any(|p| p.stack == "web"
+        && p.reason == "held by a sync window: its spec runs nowhere to be made from"));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Jobs on the SSH test fleet (issue 12): a run-once job under `convoy apply` runs once per
 //! spec and gates the service of its `before:` (success lets it roll out; failure stops it,
 //! reported with the exit code and the job's last lines, the service left on its running
-//! spec); a scheduled job under the daemon runs at its `@every` times (counted from the epoch)
+//! spec, and still healed with that spec); a scheduled job under the daemon runs at its `@every` times (counted from the epoch)
 //! and only its `history` newest runs remain.
 //!
 //! Every container is this test's fleet's; `HostCleanup` removes them from every host.
@@ -53,11 +53,31 @@ fn id_anywhere(hosts: &Hosts, name: &str) -> Option<String> {
     })
 }
 
+/// The host of the container of `t`'s fleet named `name` and its `convoy.spec-hash` label.
+fn spec_hash_anywhere(hosts: &Hosts, name: &str) -> Option<(String, String)> {
+    let host = hosts.names.iter().find(|h| {
+        !hosts
+            .docker(h, &["ps", "-aq", "--filter", &format!("name=^{name}$")])
+            .trim()
+            .is_empty()
+    })?;
+    let label = hosts.docker(
+        host,
+        &[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"convoy.spec-hash\"}}",
+            name,
+        ],
+    );
+    Some((host.clone(), label.trim().to_string()))
+}
+
 fn gated(t: &TestFleet, job_cmd: &str, web_cmd: &str) {
     t.compose(
         "mig",
         &format!(
-            "services:\n  migrate:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"{job_cmd}\"]\n    x-convoy:\n      job: {{before: [web]}}\n  web:\n    image: {IMAGE}\n    command: {web_cmd}\n"
+            "services:\n  migrate:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"{job_cmd}\"]\n    x-convoy:\n      job: {{before: [web]}}\n  web:\n    image: {IMAGE}\n    command: {web_cmd}\n    deploy:\n      replicas: 2\n"
         ),
     );
 }
@@ -110,6 +130,51 @@ fn a_run_once_job_gates_its_service_and_runs_once_per_spec() {
     );
     assert_eq!(job_runs(&hosts, &t).len(), 2);
     assert_eq!(id_anywhere(&hosts, &web).as_deref(), Some(web_id.as_str()));
+    // Frozen, not forgotten: the plan says `web` stays on the spec it runs.
+    let diff = t.convoy(&["diff"]).outcome(Outcome::Differs);
+    assert!(
+        diff.stdout.contains("stays on its running spec"),
+        "{}",
+        diff.stdout
+    );
+    // A `web` replica removed by hand while the job stays failed is made again, with the
+    // spec `web` runs (its spec-hash label and command as before), and the job is not run.
+    let web2 = t.cname("mig", "web", 2);
+    let (host2, old_hash) = spec_hash_anywhere(&hosts, &web2).expect("web-2 runs");
+    assert_eq!(
+        spec_hash_anywhere(&hosts, &web).map(|w| w.1),
+        Some(old_hash.clone())
+    );
+    hosts.docker(&host2, &["rm", "-f", &web2]);
+    assert!(id_anywhere(&hosts, &web2).is_none());
+    let healed = t.convoy(&["apply"]).outcome(Outcome::NotConverged);
+    let (host, hash) = spec_hash_anywhere(&hosts, &web2)
+        .unwrap_or_else(|| panic!("web-2 made again: {}{}", healed.stdout, healed.stderr));
+    assert_eq!(hash, old_hash, "{}", healed.stdout);
+    let cmd = hosts.docker(&host, &["inspect", "-f", "{{json .Config.Cmd}}", &web2]);
+    assert_eq!(cmd.trim(), r#"["sleep","3600"]"#);
+    assert_eq!(
+        job_runs(&hosts, &t).len(),
+        2,
+        "the failed job is not run again"
+    );
+    assert_eq!(id_anywhere(&hosts, &web).as_deref(), Some(web_id.as_str()));
+    // `convoy status` lists `web` as it runs, and says what holds it.
+    let st = t.convoy(&["status"]).outcome(Outcome::AllReachable);
+    assert!(
+        st.stdout.contains("/web  2/2 running")
+            && st.stdout.contains("/web` stays on its running spec: job `"),
+        "{}",
+        st.stdout
+    );
+    // A killed one is started again in place.
+    let host1 = spec_hash_anywhere(&hosts, &web).expect("web-1").0;
+    hosts.docker(&host1, &["kill", &web]);
+    t.convoy(&["apply"]).outcome(Outcome::NotConverged);
+    let running = hosts.docker(&host1, &["inspect", "-f", "{{.State.Running}}", &web]);
+    assert_eq!(running.trim(), "true");
+    assert_eq!(id_anywhere(&hosts, &web).as_deref(), Some(web_id.as_str()));
+    assert_eq!(job_runs(&hosts, &t).len(), 2);
     // `convoy jobs` reports the failure with its exit code and lines.
     let j = t
         .convoy(&["jobs", "--output", "json"])
@@ -137,6 +202,19 @@ fn a_run_once_job_gates_its_service_and_runs_once_per_spec() {
         "{}",
         logs.stdout
     );
+    // Back to the first commit (its job succeeded, so nothing is gated): the replica made
+    // from the running spec is that spec to the engine too, so nothing is replaced.
+    let web2_id = id_anywhere(&hosts, &web2).expect("web-2");
+    gated(&t, "echo migrated", "sleep 3600");
+    let back = t.convoy(&["diff"]).outcome(Outcome::InSync);
+    assert!(
+        !back.stdout.contains("stays on its running spec"),
+        "{}",
+        back.stdout
+    );
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    assert_eq!(id_anywhere(&hosts, &web2), Some(web2_id));
+    assert_eq!(job_runs(&hosts, &t).len(), 2);
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod dashboard;
 mod examples;
 mod export;
 mod fleet;
+mod frozen;
 mod git_rev;
 mod gitops;
 mod gitserver;

@@ -24,7 +24,7 @@ fn app(version: &str) -> String {
 
 /// A deny window that opened at the current UTC minute and stays open ten minutes, on
 /// `stack`: the YAML, and when it closes (RFC 3339).
-fn deny_now(stack: &str, manual_sync: bool) -> (String, String) {
+pub(crate) fn deny_now(stack: &str, manual_sync: bool) -> (String, String) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
