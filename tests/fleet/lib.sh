@@ -13,6 +13,11 @@
 FLEET_DIR=${FLEET_DIR:-/var/tmp/convoy-fleet}
 FLEET_DIR=${FLEET_DIR%/}
 FLEET_ID=${FLEET_ID:-$(printf '%s' "$FLEET_DIR" | sha1sum | cut -c1-4)}
+# A fleet brought up with its own FLEET_NET keeps it: host-stop/host-start rewrite fleet.env, and
+# the tests run them with FLEET_DIR alone.
+if [[ -z ${FLEET_NET:-} && -f $FLEET_DIR/fleet.env ]]; then
+  FLEET_NET=$(sed -n 's/^FLEET_NET=//p' "$FLEET_DIR/fleet.env")
+fi
 FLEET_NET=${FLEET_NET:-10.231.0}
 FLEET_BRIDGE="cvy${FLEET_ID}-br"
 FLEET_GATEWAY="${FLEET_NET}.1"
