@@ -138,14 +138,25 @@ pub(super) fn read_job<'n>(
     (d.errors.len() == errors).then_some(job)
 }
 
-/// What a job cannot be beside: several replicas, a global service (one host runs one run).
+/// What a job cannot be beside: several replicas, a global service (one host runs one run),
+/// lifecycle hooks (the executor runs them around a replica's start and stop, which a run to
+/// completion does not have: refused rather than silently skipped).
 pub(super) fn check_service(
     d: &mut Diag,
     svc: &ServiceSpec,
+    hooks: &crate::model::hooks::Hooks,
     g: &Gathered<'_>,
     at: &Option<JobAt<'_>>,
 ) {
     let Some(at) = at else { return };
+    if !hooks.is_empty() {
+        d.at(
+            at.node,
+            &at.path,
+            "a job runs no lifecycle hooks: remove `post_start`, `pre_stop` and `pre_start`, \
+             and put that work in the job's command",
+        );
+    }
     if svc.mode == DeployMode::Global {
         d.at(
             at.node,

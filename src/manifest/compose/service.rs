@@ -250,7 +250,7 @@ impl Stack<'_> {
 
         legacy.apply(d, &mut c, &mut svc);
         more.apply(d, &mut c, &mut svc, &mut g.place.replicas);
-        super::job::check_service(d, &svc, g, &g.job);
+        super::job::check_service(d, &svc, &c.hooks, g, &g.job);
         self.warn_pre_start_per_replica(d, pre_start_at, &svc);
 
         // One name holds one container per engine: a second replica, or a global service's

@@ -80,6 +80,15 @@ fn bad_job_values_are_located() {
 }
 
 #[test]
+fn a_job_with_lifecycle_hooks_is_refused_rather_than_run_without_them() {
+    let e = web_errs("services:\n  j:\n    image: x\n    post_start:\n      - command: [\"true\"]\n    x-convoy: {job: {schedule: \"@daily\"}}\n");
+    assert_eq!(
+        e,
+        vec![format!("{P}:6:22: services.j.x-convoy.job: a job runs no lifecycle hooks: remove `post_start`, `pre_stop` and `pre_start`, and put that work in the job's command")]
+    );
+}
+
+#[test]
 fn before_and_what_a_job_cannot_be_beside_are_checked() {
     let e = web_errs("services:\n  j:\n    image: x\n    deploy: {replicas: 2}\n    x-convoy:\n      job: {before: [j, k, nope]}\n  k:\n    image: x\n    x-convoy: {job: {schedule: \"@daily\", before: [web]}}\n  web:\n    image: x\n    depends_on: [j]\n  g:\n    image: x\n    deploy: {mode: global}\n    x-convoy: {job: {timezone: UTC}}\n");
     assert_eq!(
