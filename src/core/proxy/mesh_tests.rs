@@ -1,0 +1,372 @@
+//! Tests of the mesh decision and its HAProxy configuration: which hosts get a mesh, under which
+//! aliases, forwarding where; the golden text; same input, same bytes. Pure, like the module.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::core::testkit::{desired, service as svc, stack};
+use crate::model::spec::{NetworkSpec, PortBinding};
+
+const NET: &str = "shop_default";
+
+/// A service on the stack's default network (its name an alias, as the manifest makes it).
+fn on_net(name: &str, replicas: u32, nets: &[&str]) -> ServiceSpec {
+    let mut s = svc(name, replicas);
+    for n in nets {
+        s.container.networks.insert(
+            n.to_string(),
+            NetworkAttachment {
+                aliases: vec![name.to_string()],
+                ..Default::default()
+            },
+        );
+    }
+    s
+}
+
+fn with_expose(mut s: ServiceSpec, ports: &[u16]) -> ServiceSpec {
+    s.container.expose = ports.iter().map(|p| format!("{p}/tcp")).collect();
+    s
+}
+
+fn shop(services: Vec<ServiceSpec>) -> DesiredState {
+    let mut st = stack("shop", services);
+    st.networks.insert(
+        "default".into(),
+        NetworkSpec {
+            engine_name: NET.into(),
+            driver: "bridge".into(),
+            ..Default::default()
+        },
+    );
+    desired(&["h1", "h2", "h3"], vec![st])
+}
+
+/// Placement from (service, slot, host) triples of stack `shop`.
+fn placed(entries: &[(&str, &str, &str)]) -> Placement {
+    let mut p = Placement::default();
+    for (service, slot, host) in entries {
+        p.replicas.insert(
+            ReplicaKey {
+                stack: "shop".into(),
+                service: service.to_string(),
+                slot: slot.to_string(),
+            },
+            Assignment::Host {
+                host: host.to_string(),
+            },
+        );
+    }
+    p
+}
+
+fn inputs(d: &DesiredState) -> MeshInputs {
+    let mut addresses = BTreeMap::new();
+    for (i, h) in ["h1", "h2", "h3"].iter().enumerate() {
+        addresses.insert(h.to_string(), format!("10.0.0.{}", i + 1));
+    }
+    let mut ports = BTreeMap::new();
+    let mut next = 39000;
+    for (stack_name, st) in &d.stacks {
+        for (name, s) in &st.services {
+            for p in declared_tcp_ports(&s.container) {
+                ports.insert((stack_name.clone(), name.clone(), p), next);
+                next += 1;
+            }
+        }
+    }
+    MeshInputs { addresses, ports }
+}
+
+fn decide(d: &DesiredState, p: &Placement) -> Vec<Mesh> {
+    meshes(d, p, &inputs(d), |s| declared_tcp_ports(&s.container))
+}
+
+/// The issue's case: a frontend on h1, `api` on h2 and h3. h1 gets a mesh under `api`
+/// forwarding to both; h2 and h3 run `api` themselves and call nothing remote that declares a
+/// port (the frontend declares none), so they get none.
+#[test]
+fn a_remote_only_service_gets_a_mesh_where_its_callers_run() {
+    let d = shop(vec![
+        on_net("frontend", 1, &[NET]),
+        with_expose(on_net("api", 2, &[NET]), &[8080]),
+    ]);
+    let p = placed(&[
+        ("frontend", "1", "h1"),
+        ("api", "1", "h2"),
+        ("api", "2", "h3"),
+    ]);
+    let m = decide(&d, &p);
+    assert_eq!(m.len(), 1, "{m:#?}");
+    let m = &m[0];
+    assert_eq!((m.host.as_str(), m.stack.as_str()), ("h1", "shop"));
+    assert_eq!(m.service, "convoy-mesh.h1");
+    assert_eq!(m.container, "convoy-mesh-shop");
+    assert_eq!(m.aliases[NET], vec!["api".to_string()]);
+    assert_eq!(m.routes.len(), 1);
+    let r = &m.routes[0];
+    assert_eq!((r.service.as_str(), r.port), ("api", 8080));
+    let eps: Vec<(&str, &str, u16, u32)> = r
+        .endpoints
+        .iter()
+        .map(|e| (e.host.as_str(), e.address.as_str(), e.port, e.weight))
+        .collect();
+    assert_eq!(
+        eps,
+        vec![("h2", "10.0.0.2", 39000, 1), ("h3", "10.0.0.3", 39000, 1)]
+    );
+}
+
+/// A local replica is preferred: Docker's DNS answers with it, so no alias and no mesh.
+#[test]
+fn a_local_replica_means_no_alias() {
+    let d = shop(vec![
+        on_net("frontend", 1, &[NET]),
+        with_expose(on_net("api", 2, &[NET]), &[8080]),
+    ]);
+    let p = placed(&[
+        ("frontend", "1", "h1"),
+        ("api", "1", "h1"),
+        ("api", "2", "h3"),
+    ]);
+    assert!(decide(&d, &p).is_empty());
+}
+
+/// Weights are the replicas per host; the container side of `ports` counts as declared, UDP
+/// does not.
+#[test]
+fn endpoints_are_weighted_by_replicas_and_ports_include_published_ones() {
+    let mut api = with_expose(on_net("api", 3, &[NET]), &[8080]);
+    api.container.ports = vec![
+        PortBinding {
+            host_ip: String::new(),
+            host_port: Some(80),
+            container_port: 80,
+            protocol: "tcp".into(),
+        },
+        PortBinding {
+            host_ip: String::new(),
+            host_port: Some(53),
+            container_port: 53,
+            protocol: "udp".into(),
+        },
+    ];
+    let d = shop(vec![on_net("frontend", 1, &[NET]), api]);
+    let p = placed(&[
+        ("frontend", "1", "h1"),
+        ("api", "1", "h2"),
+        ("api", "2", "h2"),
+        ("api", "3", "h3"),
+    ]);
+    let m = decide(&d, &p);
+    let ports: Vec<u16> = m[0].routes.iter().map(|r| r.port).collect();
+    assert_eq!(ports, vec![80, 8080]);
+    let weights: Vec<u32> = m[0].routes[1].endpoints.iter().map(|e| e.weight).collect();
+    assert_eq!(weights, vec![2, 1]);
+}
+
+/// Two remote-only services on the same port cannot share one address: two meshes, stable.
+#[test]
+fn services_sharing_a_port_get_a_mesh_each() {
+    let d = shop(vec![
+        on_net("frontend", 1, &[NET]),
+        with_expose(on_net("api", 1, &[NET]), &[8080]),
+        with_expose(on_net("auth", 1, &[NET]), &[8080, 9000]),
+        with_expose(on_net("cache", 1, &[NET]), &[6379]),
+    ]);
+    let p = placed(&[
+        ("frontend", "1", "h1"),
+        ("api", "1", "h2"),
+        ("auth", "1", "h2"),
+        ("cache", "1", "h3"),
+    ]);
+    let m = decide(&d, &p);
+    let got: Vec<(&str, &str, Vec<String>)> = m
+        .iter()
+        .filter(|m| m.host == "h1")
+        .map(|m| {
+            (
+                m.service.as_str(),
+                m.container.as_str(),
+                m.aliases[NET].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "convoy-mesh.h1",
+                "convoy-mesh-shop",
+                vec!["api".to_string(), "cache".to_string()]
+            ),
+            (
+                "convoy-mesh-2.h1",
+                "convoy-mesh-shop-2",
+                vec!["auth".to_string()]
+            ),
+        ]
+    );
+    // h2 runs api and auth, and calls cache on h3; h3 calls api and auth on h2.
+    let h2: Vec<&Mesh> = m.iter().filter(|m| m.host == "h2").collect();
+    assert_eq!(h2.len(), 1);
+    assert_eq!(h2[0].aliases[NET], vec!["cache".to_string()]);
+    let h3: Vec<&Mesh> = m.iter().filter(|m| m.host == "h3").collect();
+    assert_eq!(h3.len(), 2);
+}
+
+/// A name is looked up on the networks the callers are on: a service on another network of
+/// the stack is not reachable from them in Compose either, so it gets no alias; a service
+/// without a declared port gets none either.
+#[test]
+fn no_alias_off_the_callers_networks_or_without_ports() {
+    let d = shop(vec![
+        on_net("frontend", 1, &["shop_front"]),
+        with_expose(on_net("api", 1, &["shop_back"]), &[8080]),
+        on_net("worker", 1, &["shop_front"]),
+    ]);
+    let p = placed(&[
+        ("frontend", "1", "h1"),
+        ("api", "1", "h2"),
+        ("worker", "1", "h2"),
+    ]);
+    assert!(decide(&d, &p).is_empty());
+}
+
+/// A host with no internal address, or a pending replica, gives no endpoint.
+#[test]
+fn pending_replicas_and_unaddressed_hosts_give_no_endpoint() {
+    let d = shop(vec![
+        on_net("frontend", 1, &[NET]),
+        with_expose(on_net("api", 2, &[NET]), &[8080]),
+    ]);
+    let mut p = placed(&[("frontend", "1", "h1"), ("api", "1", "h2")]);
+    p.replicas.insert(
+        ReplicaKey {
+            stack: "shop".into(),
+            service: "api".into(),
+            slot: "2".into(),
+        },
+        Assignment::Pending {
+            reason: "no room".into(),
+        },
+    );
+    let mut i = inputs(&d);
+    let m = meshes(&d, &p, &i, |s| declared_tcp_ports(&s.container));
+    assert_eq!(m[0].routes[0].endpoints.len(), 1);
+    i.addresses.remove("h2");
+    let m = meshes(&d, &p, &i, |s| declared_tcp_ports(&s.container));
+    assert!(m[0].routes[0].endpoints.is_empty());
+}
+
+#[test]
+fn rendering_golden_text() {
+    let d = shop(vec![
+        on_net("frontend", 1, &[NET]),
+        with_expose(on_net("api", 3, &[NET]), &[8080]),
+    ]);
+    let p = placed(&[
+        ("frontend", "1", "h1"),
+        ("api", "1", "h2"),
+        ("api", "2", "h2"),
+        ("api", "3", "h3"),
+    ]);
+    let text = render(&decide(&d, &p)[0]);
+    let body = "\
+# Convoy mesh of stack `shop` on host `h1`: generated, do not edit.
+global
+    maxconn 4096
+    hard-stop-after 30s
+
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 1h
+    timeout server 1h
+    retries 2
+    option redispatch
+    default-server inter 1s fall 2 rise 1 observe layer4 error-limit 1 on-error mark-down
+
+listen api_8080
+    bind :8080
+    balance roundrobin
+    server h2 10.0.0.2:39000 weight 2 check
+    server h3 10.0.0.3:39000 weight 1 check
+";
+    let expected = format!(
+        "{body}\nfrontend convoy_control\n    mode http\n    bind :61999\n    \
+         http-request return status 200 content-type text/plain string {}\n",
+        config_hash(body)
+    );
+    assert_eq!(text, expected);
+    assert_eq!(announced_hash(&text), Some(config_hash(body)));
+}
+
+/// Same input, same bytes; a changed endpoint changes the hash; a hand edit announces nothing.
+#[test]
+fn same_input_same_bytes() {
+    let d = shop(vec![
+        on_net("frontend", 1, &[NET]),
+        with_expose(on_net("api", 2, &[NET]), &[8080, 9090]),
+    ]);
+    let p = placed(&[
+        ("frontend", "1", "h1"),
+        ("api", "1", "h2"),
+        ("api", "2", "h3"),
+    ]);
+    let a = decide(&d, &p);
+    let b = decide(&d.clone(), &p.clone());
+    assert_eq!(a, b);
+    assert_eq!(render(&a[0]), render(&b[0]));
+    let mut moved = a[0].clone();
+    moved.routes[0].endpoints.pop();
+    assert_ne!(
+        announced_hash(&render(&a[0])),
+        announced_hash(&render(&moved))
+    );
+    let edited = render(&a[0]).replace("weight 1", "weight 9");
+    assert_eq!(announced_hash(&edited), None);
+}
+
+/// The planner sees each mesh as a service of its stack placed on its host; without meshes
+/// nothing is cloned.
+#[test]
+fn meshes_join_the_desired_state_as_services_placed_on_their_hosts() {
+    let d = shop(vec![
+        on_net("frontend", 1, &[NET]),
+        with_expose(on_net("api", 2, &[NET]), &[8080]),
+    ]);
+    let p = placed(&[
+        ("frontend", "1", "h1"),
+        ("api", "1", "h2"),
+        ("api", "2", "h3"),
+    ]);
+    let m = decide(&d, &p);
+    let (d2, p2) = with_meshes(&d, &p, &m, "proxy:1").expect("a mesh");
+    let s = &d2.stacks["shop"].services["convoy-mesh.h1"];
+    assert_eq!(s.container.image, "proxy:1");
+    assert_eq!(
+        s.container.container_name.as_deref(),
+        Some("convoy-mesh-shop")
+    );
+    assert_eq!(s.container.networks[NET].aliases, vec!["api".to_string()]);
+    assert_eq!(s.container.labels[LABEL_MESH], "1");
+    let key = ReplicaKey {
+        stack: "shop".into(),
+        service: "convoy-mesh.h1".into(),
+        slot: "h1".into(),
+    };
+    assert_eq!(p2.host_of(&key), Some("h1"));
+    // Meshes are not callers nor targets of meshes: deciding again gives the same.
+    assert_eq!(decide(&d2, &p2), m);
+    assert!(with_meshes(&d, &p, &[], "proxy:1").is_none());
+}
+
+#[test]
+fn mesh_service_names() {
+    assert!(is_mesh_service("convoy-mesh.h1"));
+    assert!(is_mesh_service("convoy-mesh-2.h1"));
+    assert!(!is_mesh_service("convoy-mesh"));
+    assert!(!is_mesh_service("convoy-mesh-x.h1"));
+    assert!(!is_mesh_service("api"));
+}
