@@ -371,10 +371,15 @@ pub fn config_hash(body: &str) -> String {
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The marker between a configuration's body and its control section.
+const CONTROL_SECTION: &str = "\nfrontend convoy_control\n";
+
 /// The mesh's HAProxy configuration. TCP listeners on every address of the container (it is a
 /// container of its own on the stack's networks), each forwarding to the hosts that run the
 /// service, weighted by their replicas and health-checked (a host that stops answering drops
-/// out within two seconds; a refused connection is retried on another host).
+/// out within two seconds; a refused connection is retried on another host). The control
+/// listener answers `GET /<hash>` with 200 and anything else with 404, so a probe of the new
+/// hash's path succeeds exactly when the new configuration is in force: the reload is complete.
 pub fn render(mesh: &Mesh) -> String {
     let mut body = String::new();
     body.push_str(&format!(
@@ -402,8 +407,9 @@ pub fn render(mesh: &Mesh) -> String {
     }
     let hash = config_hash(&body);
     format!(
-        "{body}\nfrontend convoy_control\n    mode http\n    bind :{}\n    \
-         http-request return status 200 content-type text/plain string {hash}\n",
+        "{body}{CONTROL_SECTION}    mode http\n    timeout client 5s\n    bind :{}\n    \
+         http-request return status 200 content-type text/plain string {hash} if {{ path /{hash} }}\n    \
+         http-request return status 404\n",
         mesh.control_port
     )
 }
@@ -411,9 +417,11 @@ pub fn render(mesh: &Mesh) -> String {
 /// The hash a rendered configuration announces on its control port (`None` for text that is
 /// not one of ours, a hand edit included).
 pub fn announced_hash(config: &str) -> Option<String> {
-    let (body, control) = config.split_once("\nfrontend convoy_control\n")?;
-    let hash = control.trim_end().rsplit(' ').next()?.to_string();
-    (config_hash(body) == hash).then_some(hash)
+    let (body, control) = config.split_once(CONTROL_SECTION)?;
+    let hash = config_hash(body);
+    control
+        .contains(&format!("string {hash} if {{ path /{hash} }}"))
+        .then_some(hash)
 }
 
 #[cfg(test)]

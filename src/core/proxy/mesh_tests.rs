@@ -293,10 +293,16 @@ listen api_8080
     server h2 10.0.0.2:39000 weight 2 check
     server h3 10.0.0.3:39000 weight 1 check
 ";
+    let h = config_hash(body);
     let expected = format!(
-        "{body}\nfrontend convoy_control\n    mode http\n    bind :61999\n    \
-         http-request return status 200 content-type text/plain string {}\n",
-        config_hash(body)
+        "{body}
+frontend convoy_control
+    mode http
+    timeout client 5s
+    bind :61999
+    http-request return status 200 content-type text/plain string {h} if {{ path /{h} }}
+    http-request return status 404
+"
     );
     assert_eq!(text, expected);
     assert_eq!(announced_hash(&text), Some(config_hash(body)));
@@ -369,4 +375,74 @@ fn mesh_service_names() {
     assert!(!is_mesh_service("convoy-mesh"));
     assert!(!is_mesh_service("convoy-mesh-x.h1"));
     assert!(!is_mesh_service("api"));
+}
+
+/// The planner runs a mesh like any replica: created where it is needed, in sync once it runs,
+/// removed when no longer needed.
+#[test]
+fn the_planner_creates_keeps_and_removes_a_mesh() {
+    use crate::core::plan::{assume_converged, plan, Action};
+    let d = shop(vec![
+        on_net("frontend", 1, &[NET]),
+        with_expose(on_net("api", 2, &[NET]), &[8080]),
+    ]);
+    let p = placed(&[
+        ("frontend", "1", "h1"),
+        ("api", "1", "h2"),
+        ("api", "2", "h3"),
+    ]);
+    let m = decide(&d, &p);
+    let (d2, p2) = with_meshes(&d, &p, &m, "proxy:1").expect("a mesh");
+    let first = plan(&d2, &p2, &crate::core::testkit::empty_observed(&d2), "c1");
+    let creates: Vec<(&str, &str)> = first
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::Create { replica, .. } => Some((s.host.as_str(), replica.name.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert!(creates.contains(&("h1", "convoy-mesh-shop")), "{creates:?}");
+    assert_eq!(
+        creates
+            .iter()
+            .filter(|(_, n)| n.starts_with("convoy-mesh"))
+            .count(),
+        1
+    );
+    let running = assume_converged(&d2, &p2, "c1");
+    let again = plan(&d2, &p2, &running, "c1");
+    assert!(again.steps.is_empty(), "{:#?}", again.steps);
+    // `api` now runs on h1 too: the mesh goes.
+    let p3 = placed(&[
+        ("frontend", "1", "h1"),
+        ("api", "1", "h1"),
+        ("api", "2", "h3"),
+    ]);
+    assert!(decide(&d, &p3).is_empty());
+    let after = plan(&d, &p3, &running, "c1");
+    assert!(
+        after.steps.iter().any(|s| matches!(&s.action,
+            Action::Remove { name, .. } if name == "convoy-mesh-shop" && s.host == "h1")),
+        "{:#?}",
+        after.steps
+    );
+}
+
+/// The rendered text is a configuration HAProxy accepts (run by hand: `haproxy -c` in the
+/// proxy image; the e2e test runs it for real). Printed so `--nocapture` shows it.
+#[test]
+fn rendered_config_prints() {
+    let d = shop(vec![
+        on_net("frontend", 1, &[NET]),
+        with_expose(on_net("api", 2, &[NET]), &[8080]),
+    ]);
+    let p = placed(&[
+        ("frontend", "1", "h1"),
+        ("api", "1", "h2"),
+        ("api", "2", "h3"),
+    ]);
+    let text = render(&decide(&d, &p)[0]);
+    println!("{text}");
+    assert!(text.ends_with("http-request return status 404\n"));
 }
