@@ -26,6 +26,7 @@ mod harness;
 mod history;
 mod jobs;
 mod logs;
+mod mesh;
 mod notify;
 mod probe;
 mod rollback;
