@@ -22,6 +22,7 @@ mod build;
 pub mod files;
 mod hooks;
 pub mod jobs;
+pub mod mesh;
 mod names;
 mod prestart;
 mod rollout;

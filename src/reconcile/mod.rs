@@ -241,6 +241,10 @@ pub async fn run_pass(
             cancel,
         )
         .await;
+        // The mesh containers' configuration, once their containers run (`exec::mesh`).
+        pull_failures.extend(exec::mesh::failures(
+            &exec::mesh::sync(&planned.pass.meshes, &fleet.engines, &shells, cancel).await,
+        ));
         let execute_ms = ms(exec_started.elapsed());
         let verify_started = Instant::now();
         let after = if opts.verify {

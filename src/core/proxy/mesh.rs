@@ -88,26 +88,6 @@ pub struct MeshInputs {
     pub ports: BTreeMap<(String, String, u16), u16>,
 }
 
-/// The TCP container ports a service declares: `expose` and the container side of `ports`,
-/// sorted, without duplicates. UDP and SCTP are left out: HAProxy forwards TCP only.
-pub fn declared_tcp_ports(spec: &ContainerSpec) -> Vec<u16> {
-    let mut out = BTreeSet::new();
-    for e in &spec.expose {
-        let (port, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
-        if proto == "tcp" {
-            if let Ok(p) = port.parse::<u16>() {
-                out.insert(p);
-            }
-        }
-    }
-    for p in &spec.ports {
-        if p.protocol == "tcp" {
-            out.insert(p.container_port);
-        }
-    }
-    out.into_iter().collect()
-}
-
 /// Every mesh the fleet needs, in (host, stack, service) order.
 ///
 /// `declared` gives a service's declared TCP ports (the manifest's list once the proxy holds
@@ -257,6 +237,48 @@ pub fn meshes(
     out
 }
 
+/// The meshes of a pass: none without `proxy:`. `full` is the whole desired state (the
+/// cross-host listener ports are assigned over it, as the host proxies assign them), `view`
+/// the one placed (jobs aside) and `placement` where its replicas go.
+pub fn for_pass(full: &DesiredState, view: &DesiredState, placement: &Placement) -> Vec<Mesh> {
+    if full.settings.proxy.is_none() {
+        return Vec::new();
+    }
+    // A range too small is the manifest's error to report; no listener, no mesh route.
+    let ports = crate::core::proxy::ports::listener_ports(full).unwrap_or_default();
+    let addresses = full
+        .hosts
+        .iter()
+        .filter_map(|(name, h)| Some((name.clone(), h.internal_address.clone()?)))
+        .collect();
+    meshes(
+        view,
+        placement,
+        &MeshInputs { addresses, ports },
+        ServiceSpec::declared_tcp_ports,
+    )
+}
+
+/// What `diff` says of a mesh the plan replaces: its aliases change with a new container, and
+/// name lookups of the stack's remote services on that host find nothing for a moment.
+pub fn replacement_notes(plan: &crate::model::plan::Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            crate::model::plan::Action::Replace { replica, .. }
+                if is_mesh_service(&replica.service) =>
+            {
+                Some(format!(
+                    "mesh `{}` on host `{}` is replaced (its aliases change): calls from that \
+                     host to services of stack `{}` on other hosts pause briefly",
+                    replica.name, s.host, replica.stack
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Whether a service label names a mesh container (`convoy-mesh.<host>`,
 /// `convoy-mesh-2.<host>`, ...).
 pub fn is_mesh_service(service: &str) -> bool {
@@ -325,6 +347,7 @@ pub fn service(mesh: &Mesh, image: &str) -> ServiceSpec {
         restart_with: BTreeSet::new(),
         rollout: Default::default(),
         job: None,
+        ingress: None,
     }
 }
 

@@ -69,7 +69,7 @@ fn inputs(d: &DesiredState) -> MeshInputs {
     let mut next = 39000;
     for (stack_name, st) in &d.stacks {
         for (name, s) in &st.services {
-            for p in declared_tcp_ports(&s.container) {
+            for p in s.declared_tcp_ports() {
                 ports.insert((stack_name.clone(), name.clone(), p), next);
                 next += 1;
             }
@@ -79,7 +79,7 @@ fn inputs(d: &DesiredState) -> MeshInputs {
 }
 
 fn decide(d: &DesiredState, p: &Placement) -> Vec<Mesh> {
-    meshes(d, p, &inputs(d), |s| declared_tcp_ports(&s.container))
+    meshes(d, p, &inputs(d), ServiceSpec::declared_tcp_ports)
 }
 
 /// The case: a frontend on h1, `api` on h2 and h3. h1 gets a mesh under `api`
@@ -252,10 +252,10 @@ fn pending_replicas_and_unaddressed_hosts_give_no_endpoint() {
         },
     );
     let mut i = inputs(&d);
-    let m = meshes(&d, &p, &i, |s| declared_tcp_ports(&s.container));
+    let m = meshes(&d, &p, &i, ServiceSpec::declared_tcp_ports);
     assert_eq!(m[0].routes[0].endpoints.len(), 1);
     i.addresses.remove("h2");
-    let m = meshes(&d, &p, &i, |s| declared_tcp_ports(&s.container));
+    let m = meshes(&d, &p, &i, ServiceSpec::declared_tcp_ports);
     assert!(m[0].routes[0].endpoints.is_empty());
 }
 
@@ -445,4 +445,72 @@ fn rendered_config_prints() {
     let text = render(&decide(&d, &p)[0]);
     println!("{text}");
     assert!(text.ends_with("http-request return status 404\n"));
+}
+
+/// Through the whole planning pass: a fleet without `proxy:` gets no mesh and no step for one;
+/// with it, the mesh is planned from the placement and the hosts' internal addresses, and the
+/// fleet it leaves is in sync (as `diff --base` assumes it).
+#[test]
+fn plan_pass_plans_meshes_only_with_a_proxy() {
+    use crate::core::pass::{assume_observed, plan_pass, HostMemory};
+    use crate::core::plan::Action;
+    use crate::model::proxy::{ProxySettings, DEFAULT_PORT_RANGE};
+    let mut frontend = on_net("frontend", 1, &[NET]);
+    frontend.placement.hosts = Some(vec!["h1".into()]);
+    let mut api = with_expose(on_net("api", 2, &[NET]), &[8080]);
+    api.placement.hosts = Some(vec!["h2".into(), "h3".into()]);
+    let mut d = shop(vec![frontend, api]);
+    for (i, h) in d.hosts.values_mut().enumerate() {
+        h.internal_address = Some(format!("10.0.0.{}", i + 1));
+    }
+    let mesh_steps = |d: &DesiredState| {
+        let pass = plan_pass(
+            d,
+            &crate::core::testkit::empty_observed(d),
+            &HostMemory::default(),
+            "c1",
+        );
+        let names: Vec<(String, String)> = pass
+            .plan
+            .steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Create { replica, .. } if replica.name.starts_with("convoy-mesh") => {
+                    Some((s.host.clone(), replica.name.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        (pass.meshes, names)
+    };
+    let (meshes, steps) = mesh_steps(&d);
+    assert!(meshes.is_empty() && steps.is_empty(), "{steps:?}");
+
+    d.settings.proxy = Some(ProxySettings {
+        image: "proxy:1".into(),
+        ingress: false,
+        ports: DEFAULT_PORT_RANGE,
+    });
+    let (meshes, steps) = mesh_steps(&d);
+    assert_eq!(
+        steps,
+        vec![("h1".to_string(), "convoy-mesh-shop".to_string())]
+    );
+    assert_eq!(meshes.len(), 1);
+    let port = crate::core::proxy::ports::listener_port(&d, "shop", "api", 8080).unwrap();
+    let eps: Vec<(String, u16)> = meshes[0].routes[0]
+        .endpoints
+        .iter()
+        .map(|e| (e.address.clone(), e.port))
+        .collect();
+    assert_eq!(
+        eps,
+        vec![
+            ("10.0.0.2".to_string(), port),
+            ("10.0.0.3".to_string(), port)
+        ]
+    );
+    let running = assume_observed(&d, "c1");
+    let again = plan_pass(&d, &running, &HostMemory::default(), "c1");
+    assert!(again.plan.steps.is_empty(), "{:#?}", again.plan.steps);
 }
