@@ -88,6 +88,9 @@ pub struct MeshInputs {
     pub ports: BTreeMap<(String, String, u16), u16>,
 }
 
+/// What one mesh container carries: aliases per engine network, and its routes.
+type Group = (BTreeMap<String, Vec<String>>, Vec<Route>);
+
 /// Every mesh the fleet needs, in (host, stack, service) order.
 ///
 /// `declared` gives a service's declared TCP ports (the manifest's list once the proxy holds
@@ -132,7 +135,7 @@ pub fn meshes(
             .flat_map(|s| s.container.networks.keys().map(String::as_str))
             .collect();
         // Remote-only services, name order, each with its aliases, ports and endpoints.
-        let mut wanted: Vec<(BTreeMap<String, Vec<String>>, Vec<Route>)> = Vec::new();
+        let mut wanted: Vec<Group> = Vec::new();
         for (name, svc) in &stack.services {
             if here.contains(name.as_str()) || is_mesh_service(name) {
                 continue;
@@ -184,9 +187,9 @@ pub fn meshes(
         }
         // Two services on one port cannot share an address: the first mesh whose ports are
         // free takes each, in name order, so the grouping is stable.
-        let mut groups: Vec<(BTreeMap<String, Vec<String>>, Vec<Route>)> = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
         for (aliases, routes) in wanted {
-            let fits = |g: &(BTreeMap<String, Vec<String>>, Vec<Route>)| {
+            let fits = |g: &Group| {
                 routes
                     .iter()
                     .all(|r| g.1.iter().all(|taken| taken.port != r.port))
