@@ -51,7 +51,9 @@ pub async fn sync(
     shells: &BTreeMap<String, HostShell>,
     cancel: &CancellationToken,
 ) -> Vec<MeshOutcome> {
-    let work = meshes.iter().map(|m| async move {
+    // A host that is not connected is reported by the plan already (nothing is planned there).
+    let connected = meshes.iter().filter(|m| engines.contains_key(&m.host));
+    let work = connected.map(|m| async move {
         let started = Instant::now();
         let result = match (engines.get(&m.host), shells.get(&m.host)) {
             _ if cancel.is_cancelled() => Err("the pass was cancelled".to_string()),
