@@ -13,8 +13,12 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
+use std::collections::BTreeMap;
+
 use super::build::tar_header;
 use super::{DockerError, Engine};
+use crate::model::proxy::{ObservedProxy, LABEL_ROLE, ROLE_PROXY};
+use crate::model::spec::LABEL_SPEC_HASH;
 
 /// The most output [`Engine::exec_output`] keeps (the end of it): enough for a config check's
 /// messages, bounded whatever the command prints.
@@ -189,6 +193,45 @@ impl Engine {
             output: String::from_utf8_lossy(&out).into_owned(),
         })
     }
+}
+
+/// The proxy container of a fleet's listing, when these labels say it is one.
+pub(super) fn observed_proxy(
+    id: &Option<String>,
+    image: &Option<String>,
+    state: &Option<bollard::models::ContainerSummaryStateEnum>,
+    labels: &std::collections::HashMap<String, String>,
+) -> Option<ObservedProxy> {
+    if labels.get(LABEL_ROLE).map(String::as_str) != Some(ROLE_PROXY) {
+        return None;
+    }
+    Some(ObservedProxy {
+        id: id.clone().unwrap_or_default(),
+        image: image.clone().unwrap_or_default(),
+        spec_hash: labels.get(LABEL_SPEC_HASH).cloned().unwrap_or_default(),
+        running: matches!(
+            state,
+            Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+        ),
+    })
+}
+
+/// A container's IPv4 address on each network it is attached to, by network name.
+pub(super) fn container_ips(
+    i: &bollard::models::ContainerInspectResponse,
+) -> BTreeMap<String, String> {
+    i.network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .map(|nets| {
+            nets.iter()
+                .filter_map(|(name, ep)| {
+                    let ip = ep.ip_address.clone().filter(|ip| !ip.is_empty())?;
+                    Some((name.clone(), ip))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
