@@ -127,6 +127,50 @@ pub struct ObservedProxy {
     pub running: bool,
 }
 
+/// What a host's proxy container needs, as `diff` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProxyChange {
+    pub host: String,
+    pub kind: ProxyChangeKind,
+    pub image: String,
+    /// The published ports it will hold (`ip:port` or `:port`), for a new proxy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyChangeKind {
+    Create,
+    /// A new image: stop-first (host ports cannot be bound twice), so connections through it
+    /// may drop.
+    Replace,
+    Start,
+}
+
+impl ProxyChange {
+    /// The `diff` line.
+    pub fn line(&self) -> String {
+        let held = if self.listeners.is_empty() {
+            String::new()
+        } else {
+            format!(", holding {}", self.listeners.join(" "))
+        };
+        match self.kind {
+            ProxyChangeKind::Create => {
+                format!("+ proxy on host {}  ({}{held})", self.host, self.image)
+            }
+            ProxyChangeKind::Replace => format!(
+                "~ proxy on host {}  (new image {}: stop-first, connections through it may drop)",
+                self.host, self.image
+            ),
+            ProxyChangeKind::Start => {
+                format!("> proxy on host {}  (start: not running)", self.host)
+            }
+        }
+    }
+}
+
 /// The command the proxy runs: HAProxy in master-worker mode (SIGUSR2 reloads gracefully), in
 /// the foreground, with the master CLI on the host's loopback (`show proc`: the workers still
 /// draining), reading the configuration Convoy uploads.

@@ -28,6 +28,7 @@ mod jobs;
 mod logs;
 mod notify;
 mod probe;
+mod proxy;
 mod rollback;
 mod rollout;
 mod scheduling;

@@ -109,7 +109,8 @@ fn local_backends(
         .containers
         .values()
         .filter(|c| c.stack == stack && c.service == svc.name)
-        .filter(|c| in_service(c.state, c.health) && !leave_out.contains(&c.name))
+        .filter(|c| in_service(c.state, c.health))
+        .filter(|c| !leave_out.contains(&c.name) && !leave_out.contains(&c.id))
         .filter_map(|c| {
             let ip = snap.container_ips.get(&c.name)?.get(network)?;
             Some(Backend {
@@ -134,8 +135,8 @@ fn may_run_on(svc: &ServiceSpec, host: &str) -> bool {
         .is_none_or(|h| h.iter().any(|n| n == host))
 }
 
-/// What `host`'s proxy does, given its observation; the replicas in `leave_out` (names) are
-/// left out, as if stopped. Jobs take no traffic.
+/// What `host`'s proxy does, given its observation; the replicas in `leave_out` (names or
+/// container IDs) are left out, as if stopped. Jobs take no traffic.
 pub fn model(
     state: &DesiredState,
     host: &str,
@@ -250,7 +251,6 @@ pub fn render(m: &ProxyModel) -> String {
     line(w, "global");
     line(w, "    master-worker");
     line(w, &format!("    hard-stop-after {HARD_STOP_AFTER_SECS}s"));
-    line(w, "    maxconn 20000");
     line(w, "");
     line(w, "defaults");
     line(w, "    timeout connect 1s");

@@ -149,7 +149,6 @@ const GOLDEN: &str = "\
 global
     master-worker
     hard-stop-after 60s
-    maxconn 20000
 
 defaults
     timeout connect 1s

@@ -195,6 +195,60 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Creates (not starts) the host's proxy container: `image` running `command` in the
+    /// host's network namespace (it binds published ports and cross-host listeners by a
+    /// reload, never a new container), restarted by the engine unless stopped, labelled with
+    /// the fleet, its role and `spec_hash`. Returns its ID.
+    pub async fn create_proxy(
+        &self,
+        fleet: &str,
+        image: &str,
+        command: Vec<String>,
+        spec_hash: &str,
+    ) -> Result<String, DockerError> {
+        use bollard::models::{
+            ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum,
+        };
+        use bollard::query_parameters::CreateContainerOptions;
+        let labels = std::collections::HashMap::from([
+            (
+                crate::model::spec::LABEL_FLEET.to_string(),
+                fleet.to_string(),
+            ),
+            (LABEL_ROLE.to_string(), ROLE_PROXY.to_string()),
+            (LABEL_SPEC_HASH.to_string(), spec_hash.to_string()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(command),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                network_mode: Some("host".into()),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let name = crate::model::proxy::PROXY_CONTAINER;
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.to_string()),
+                    platform: String::new(),
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| self.err(format!("create container `{name}`"), e))?;
+        Ok(created.id)
+    }
+}
+
 /// The proxy container of a fleet's listing, when these labels say it is one.
 pub(super) fn observed_proxy(
     id: &Option<String>,
