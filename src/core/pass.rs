@@ -66,6 +66,7 @@ pub fn plan_pass(
     if let Some(v) = &view {
         crate::core::jobs::complete_plan(&mut plan, desired, v);
     }
+    plan.proxy = crate::core::proxy::changes(desired, observed);
     PassPlan {
         snapshot,
         placement,

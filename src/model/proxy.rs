@@ -115,6 +115,102 @@ pub fn protocol_name(p: &str) -> &'static str {
     }
 }
 
+/// The proxy container as a host's observation reads it from its labels and state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObservedProxy {
+    pub id: String,
+    /// The image reference it was created from.
+    pub image: String,
+    /// Its `convoy.spec-hash` label: [`proxy_spec_hash`] of what it was created with.
+    pub spec_hash: String,
+    /// Running now (a proxy that is not is started or replaced).
+    pub running: bool,
+}
+
+/// What a host's proxy container needs, as `diff` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProxyChange {
+    pub host: String,
+    pub kind: ProxyChangeKind,
+    pub image: String,
+    /// The published ports it will hold (`ip:port` or `:port`), for a new proxy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyChangeKind {
+    Create,
+    /// A new image: stop-first (host ports cannot be bound twice), so connections through it
+    /// may drop.
+    Replace,
+    Start,
+}
+
+impl ProxyChange {
+    /// The `diff` line.
+    pub fn line(&self) -> String {
+        let held = if self.listeners.is_empty() {
+            String::new()
+        } else {
+            format!(", holding {}", self.listeners.join(" "))
+        };
+        match self.kind {
+            ProxyChangeKind::Create => {
+                format!("+ proxy on host {}  ({}{held})", self.host, self.image)
+            }
+            ProxyChangeKind::Replace => format!(
+                "~ proxy on host {}  (new image {}: stop-first, connections through it may drop)",
+                self.host, self.image
+            ),
+            ProxyChangeKind::Start => {
+                format!("> proxy on host {}  (start: not running)", self.host)
+            }
+        }
+    }
+}
+
+/// The command the proxy runs: HAProxy in master-worker mode (SIGUSR2 reloads gracefully), in
+/// the foreground, with the master CLI on the host's loopback (`show proc`: the workers still
+/// draining), reading the configuration Convoy uploads.
+pub fn proxy_command() -> Vec<String> {
+    [
+        "haproxy",
+        "-W",
+        "-db",
+        "-S",
+        &format!("ipv4@127.0.0.1:{MASTER_CLI_PORT}"),
+        "-f",
+        PROXY_CONFIG_PATH,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The port of the control listener on the host's loopback: it answers 200 to
+/// `/convoy/<config hash>` for the configuration the proxy runs, so a reload is seen complete.
+pub const CONTROL_PORT: u16 = 38999;
+/// The port of HAProxy's master CLI on the host's loopback.
+pub const MASTER_CLI_PORT: u16 = 38998;
+
+/// The spec hash of the proxy container: its image and command. A new image replaces it; a
+/// new configuration never does (it is reloaded).
+pub fn proxy_spec_hash(image: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(image.as_bytes());
+    for part in proxy_command() {
+        h.update([0]);
+        h.update(part.as_bytes());
+    }
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

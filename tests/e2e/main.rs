@@ -29,6 +29,7 @@ mod logs;
 mod mesh;
 mod notify;
 mod probe;
+mod proxy;
 mod rollback;
 mod rollout;
 mod scheduling;

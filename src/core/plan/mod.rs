@@ -57,6 +57,7 @@ pub fn plan(
             rollouts: Vec::new(),
             quarantined: Vec::new(),
             jobs: Vec::new(),
+            proxy: Vec::new(),
         },
         replica_steps: BTreeMap::new(),
         created_at: BTreeMap::new(),

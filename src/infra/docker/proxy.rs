@@ -13,8 +13,12 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
+use std::collections::BTreeMap;
+
 use super::build::tar_header;
 use super::{DockerError, Engine};
+use crate::model::proxy::{ObservedProxy, LABEL_ROLE, ROLE_PROXY};
+use crate::model::spec::LABEL_SPEC_HASH;
 
 /// The most output [`Engine::exec_output`] keeps (the end of it): enough for a config check's
 /// messages, bounded whatever the command prints.
@@ -189,6 +193,99 @@ impl Engine {
             output: String::from_utf8_lossy(&out).into_owned(),
         })
     }
+}
+
+impl Engine {
+    /// Creates (not starts) the host's proxy container: `image` running `command` in the
+    /// host's network namespace (it binds published ports and cross-host listeners by a
+    /// reload, never a new container), restarted by the engine unless stopped, labelled with
+    /// the fleet, its role and `spec_hash`. Returns its ID.
+    pub async fn create_proxy(
+        &self,
+        fleet: &str,
+        image: &str,
+        command: Vec<String>,
+        spec_hash: &str,
+    ) -> Result<String, DockerError> {
+        use bollard::models::{
+            ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum,
+        };
+        use bollard::query_parameters::CreateContainerOptions;
+        let labels = std::collections::HashMap::from([
+            (
+                crate::model::spec::LABEL_FLEET.to_string(),
+                fleet.to_string(),
+            ),
+            (LABEL_ROLE.to_string(), ROLE_PROXY.to_string()),
+            (LABEL_SPEC_HASH.to_string(), spec_hash.to_string()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(command),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                network_mode: Some("host".into()),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let name = crate::model::proxy::PROXY_CONTAINER;
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.to_string()),
+                    platform: String::new(),
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| self.err(format!("create container `{name}`"), e))?;
+        Ok(created.id)
+    }
+}
+
+/// The proxy container of a fleet's listing, when these labels say it is one.
+pub(super) fn observed_proxy(
+    id: &Option<String>,
+    image: &Option<String>,
+    state: &Option<bollard::models::ContainerSummaryStateEnum>,
+    labels: &std::collections::HashMap<String, String>,
+) -> Option<ObservedProxy> {
+    if labels.get(LABEL_ROLE).map(String::as_str) != Some(ROLE_PROXY) {
+        return None;
+    }
+    Some(ObservedProxy {
+        id: id.clone().unwrap_or_default(),
+        image: image.clone().unwrap_or_default(),
+        spec_hash: labels.get(LABEL_SPEC_HASH).cloned().unwrap_or_default(),
+        running: matches!(
+            state,
+            Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+        ),
+    })
+}
+
+/// A container's IPv4 address on each network it is attached to, by network name.
+pub(super) fn container_ips(
+    i: &bollard::models::ContainerInspectResponse,
+) -> BTreeMap<String, String> {
+    i.network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .map(|nets| {
+            nets.iter()
+                .filter_map(|(name, ep)| {
+                    let ip = ep.ip_address.clone().filter(|ip| !ip.is_empty())?;
+                    Some((name.clone(), ip))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
