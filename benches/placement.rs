@@ -91,6 +91,7 @@ fn service(i: usize) -> ServiceSpec {
         restart_with: BTreeSet::new(),
         rollout: Default::default(),
         job: None,
+        ingress: None,
     }
 }
 

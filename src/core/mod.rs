@@ -14,6 +14,7 @@ pub mod guard;
 pub mod jobs;
 pub mod pass;
 pub mod plan;
+pub mod proxy;
 pub mod schedule;
 #[cfg(test)]
 pub mod testkit;

@@ -29,6 +29,9 @@ pub struct PassPlan {
     pub snapshot: Snapshot,
     pub placement: Placement,
     pub plan: Plan,
+    /// The mesh containers of cross-host discovery (`core::proxy::mesh`), planned in `plan`
+    /// like replicas; the executor ships their configuration after the steps.
+    pub meshes: Vec<crate::core::proxy::mesh::Mesh>,
 }
 
 /// Places and plans `desired` against `observed`.
@@ -46,14 +49,29 @@ pub fn plan_pass(
     };
     let snapshot = schedule::snapshot(d, o, &memory.down, &memory.last_known);
     let placement = schedule::place(d, &snapshot);
-    let mut plan = plan::plan(d, &placement, o, commit);
+    // Cross-host discovery (issue 13): each mesh a service of its stack, placed on its host.
+    let meshes = crate::core::proxy::mesh::for_pass(desired, d, &placement);
+    let with_meshes = desired
+        .settings
+        .proxy
+        .as_ref()
+        .and_then(|p| crate::core::proxy::mesh::with_meshes(d, &placement, &meshes, &p.image));
+    let (d, planned) = match &with_meshes {
+        Some((wd, wp)) => (wd, wp),
+        None => (d, &placement),
+    };
+    let mut plan = plan::plan(d, planned, o, commit);
+    plan.notes
+        .extend(crate::core::proxy::mesh::replacement_notes(&plan));
     if let Some(v) = &view {
         crate::core::jobs::complete_plan(&mut plan, desired, v);
     }
+    plan.proxy = crate::core::proxy::changes(desired, observed);
     PassPlan {
         snapshot,
         placement,
         plan,
+        meshes,
     }
 }
 
@@ -61,6 +79,13 @@ pub fn plan_pass(
 /// converged: the observation `diff --base` plans against, with no engine contacted.
 pub fn assume_observed(base: &DesiredState, commit: &str) -> ObservedState {
     let empty = assume_converged(base, &Placement::default(), "");
-    let placement = plan_pass(base, &empty, &HostMemory::default(), "").placement;
-    assume_converged(base, &placement, commit)
+    let pass = plan_pass(base, &empty, &HostMemory::default(), "");
+    // The meshes run too, as the services they are planned as.
+    let with_meshes = base.settings.proxy.as_ref().and_then(|p| {
+        crate::core::proxy::mesh::with_meshes(base, &pass.placement, &pass.meshes, &p.image)
+    });
+    match &with_meshes {
+        Some((d, placement)) => assume_converged(d, placement, commit),
+        None => assume_converged(base, &pass.placement, commit),
+    }
 }

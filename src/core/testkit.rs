@@ -33,6 +33,7 @@ pub fn host(name: &str) -> HostSpec {
         cordon: false,
         drain: false,
         files: Default::default(),
+        internal_address: None,
     }
 }
 
@@ -55,6 +56,7 @@ pub fn service(name: &str, replicas: u32) -> ServiceSpec {
         restart_with: BTreeSet::new(),
         rollout: Default::default(),
         job: None,
+        ingress: None,
     }
 }
 

@@ -22,8 +22,10 @@ mod build;
 pub mod files;
 mod hooks;
 pub mod jobs;
+pub mod mesh;
 mod names;
 mod prestart;
+pub mod proxy;
 mod rollout;
 #[cfg(test)]
 mod rollout_progress_tests;
@@ -74,6 +76,8 @@ pub struct ExecOptions {
     pub shells: BTreeMap<String, crate::infra::files::HostShell>,
     /// Told where each rollout is (batch k of n, replicas updated), for the daemon's status.
     pub rollout_progress: Option<ProgressHook>,
+    /// The per-host proxy (issue 13): replicas are taken out of it before they stop.
+    pub proxy: Option<Arc<proxy::ProxyCtx>>,
 }
 
 impl Default for ExecOptions {
@@ -86,6 +90,7 @@ impl Default for ExecOptions {
             dependency_timeout: Duration::from_secs(120),
             shells: BTreeMap::new(),
             rollout_progress: None,
+            proxy: None,
         }
     }
 }
@@ -189,6 +194,7 @@ pub async fn execute(
             cancel: cancel.clone(),
             progress: opts.rollout_progress.clone(),
             stopping: Default::default(),
+            proxy: opts.proxy.clone(),
         });
     }
     let members = Arc::new(members);
@@ -359,6 +365,13 @@ async fn run_step(
             }
             // In a rollout, the old container is kept as `<name>.prev` for the way back.
             if let Some((member, _)) = &ctx.member {
+                // Stopped here (not kept running for a start-first batch): out of the proxy
+                // first. A kept one is taken out when the driver stops it.
+                let stops_here = !member.keep_prev
+                    || member.order == crate::model::rollout::UpdateOrder::StopFirst;
+                if let (Some(p), true) = (&ctx.opts.proxy, stops_here) {
+                    proxy::drain(p, engine, old_id).await;
+                }
                 rollout::replace_member(
                     engine,
                     replica,
@@ -375,6 +388,9 @@ async fn run_step(
             }
             // Stop-first: the old container frees its name and host ports before the new one
             // is created.
+            if let Some(p) = &ctx.opts.proxy {
+                proxy::drain(p, engine, old_id).await;
+            }
             let pre_stop = &replica.spec.hooks.pre_stop;
             hooks::pre_stop(
                 engine,
@@ -409,6 +425,9 @@ async fn run_step(
             pre_stop,
             ..
         } => {
+            if let Some(p) = &ctx.opts.proxy {
+                proxy::drain(p, engine, id).await;
+            }
             hooks::pre_stop(engine, id, name, pre_stop, *grace_secs, &ctx.cancel).await;
             names::remove(engine, id, name, *grace_secs, &ctx.cancel).await
         }

@@ -119,6 +119,8 @@ pub struct Driver {
     pub progress: Option<ProgressHook>,
     /// Stops of kept replicas still running (`start-first`).
     pub stopping: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The per-host proxy (issue 13): a kept replica is taken out of it before it stops.
+    pub proxy: Option<Arc<super::proxy::ProxyCtx>>,
 }
 
 /// A replica changed by the rollout, as the driver follows it.
@@ -194,7 +196,11 @@ impl Driver {
                 m.grace_secs,
                 m.host.clone(),
             );
+            let proxy = self.proxy.clone();
             handles.push(tokio::spawn(async move {
+                if let Some(p) = &proxy {
+                    super::proxy::drain(p, &engine, &prev).await;
+                }
                 if let Err(e) = engine.stop(&prev, &prev, grace).await {
                     tracing::warn!(host = %host, container = %prev, error = %e, "stopping the previous replica failed");
                 }

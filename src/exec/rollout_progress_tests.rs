@@ -65,6 +65,7 @@ async fn the_hook_hears_each_batch_open_and_the_end() {
             sink.lock().unwrap().push(p.clone())
         }))),
         stopping: Default::default(),
+        proxy: None,
     };
     let run = tokio::spawn(driver.run());
     // The first batch opens; its step fails: the rollout rolls back (no engine to restore on,

@@ -47,6 +47,7 @@ const TOP: Keys = Keys {
         "adopt",
         "sync_windows",
         "notifications",
+        "proxy",
     ],
     unsupported: &[],
     extensions: false,
@@ -64,6 +65,7 @@ const HOST: Keys = Keys {
         "files_dir",
         "secrets_dir",
         "secrets_on_disk",
+        "internal_address",
     ],
     unsupported: &[],
     extensions: false,
@@ -145,6 +147,7 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
             }
             "adopt" => adopted = super::adopt::read(d, v, &path),
             "notifications" => settings.notifications = super::notify::read(d, v, &path),
+            "proxy" => settings.proxy = super::proxy::read_settings(d, v, &path),
             "files_dir" | "secrets_dir" | "secrets_on_disk" => {
                 read_files_setting(d, name, v, &path, &mut fleet_files)
             }
@@ -239,6 +242,7 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
     let mut hosts = BTreeMap::new();
     // Engine identity → the first host written with it.
     let mut engines: BTreeMap<String, String> = BTreeMap::new();
+    let hosts_at = hosts_node.as_ref().map(|(n, p)| (*n, p.clone()));
     match hosts_node {
         Some((node, path)) => {
             if let Some(entries) = d.map(node, &path) {
@@ -305,10 +309,17 @@ pub fn read(d: &mut Diag, root: &Node, env: &BTreeMap<String, String>) -> Option
                     cordon: false,
                     drain: false,
                     files: fleet_files.clone(),
+                    internal_address: None,
                 },
             );
         }
     }
+    super::proxy::settle_internal_addresses(
+        d,
+        &mut hosts,
+        hosts_at.as_ref().map(|(n, p)| (*n, p.as_str())),
+        settings.proxy.is_some(),
+    );
     // `builder:` names a host of the fleet, or `local` (the engine of the machine Convoy runs on).
     if let Some((v, name)) = builder {
         if name != "local" && !hosts.contains_key(&name) {
@@ -556,6 +567,7 @@ fn read_host(
         cordon: false,
         drain: false,
         files: Default::default(),
+        internal_address: None,
     };
     host.files = fleet_files.clone();
     let mut ssh = fleet_ssh.clone();
@@ -596,6 +608,9 @@ fn read_host(
             "drain" => host.drain = d.bool(v, &kpath).unwrap_or(false),
             "files_dir" | "secrets_dir" | "secrets_on_disk" => {
                 read_files_setting(d, field, v, &kpath, &mut host.files)
+            }
+            "internal_address" => {
+                host.internal_address = super::proxy::read_internal_address(d, v, &kpath)
             }
             _ => {}
         }

@@ -16,6 +16,7 @@ pub use values::suggest;
 mod fleetwide;
 mod interpolate;
 mod notify;
+mod proxy;
 pub mod sops;
 mod sync_windows;
 #[cfg(test)]
@@ -141,6 +142,7 @@ pub fn load_with_keys(
     let mut files = crate::model::files::FilePayload::default();
     let no_profiles = BTreeMap::new();
     let profiles = fleet.as_ref().map_or(&no_profiles, |f| &f.profiles);
+    let proxy = fleet.as_ref().and_then(|f| f.settings.proxy.as_ref());
     for folder in &folders {
         if let Some(compose::Read {
             spec: stack,
@@ -152,6 +154,7 @@ pub fn load_with_keys(
             folder,
             host_names.as_ref(),
             profiles,
+            proxy,
             &mut errors,
             &mut secret_values,
         ) {
@@ -202,6 +205,12 @@ pub fn load_with_keys(
             &folders,
             &mut errors,
         );
+    }
+    if let Some(m) = proxy::check_range(
+        &stacks,
+        fleet.as_ref().and_then(|f| f.settings.proxy.as_ref()),
+    ) {
+        errors.push(file_error(fleet::FLEET_FILE, m));
     }
     fleetwide::check(
         &stacks,
@@ -339,12 +348,14 @@ fn read_fleet(
     fleet
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_stack(
     tree: &dyn RepoTree,
     env: &BTreeMap<String, String>,
     folder: &str,
     hosts: Option<&BTreeSet<String>>,
     profiles: &BTreeMap<String, BTreeSet<String>>,
+    proxy: Option<&crate::model::proxy::ProxySettings>,
     errors: &mut Vec<ManifestError>,
     secrets: &mut BTreeSet<String>,
 ) -> Option<compose::Read> {
@@ -481,6 +492,7 @@ fn read_stack(
         tree,
         hosts,
         profiles,
+        proxy,
     };
     let stack = compose::read(&mut d, &root, &input);
     secrets.append(&mut d.secrets);

@@ -485,6 +485,7 @@ mod tests {
             rollouts: Vec::new(),
             quarantined: Vec::new(),
             jobs: Vec::new(),
+            proxy: Vec::new(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod notify_spec;
 pub mod observed;
 pub mod outcome;
 pub mod plan;
+pub mod proxy;
 pub mod rollout;
 pub mod schedule;
 pub mod share;

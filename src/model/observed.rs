@@ -19,6 +19,9 @@ pub struct ObservedState {
 /// One host: either what its engine reported, or why it could not be observed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
+// One value per host, and most hosts are reachable: the unreachable variant being small saves
+// nothing worth a box around every snapshot (the proxy's fields of issue 13 crossed the line).
+#[allow(clippy::large_enum_variant)]
 pub enum ObservedHost {
     Reachable(HostSnapshot),
     Unreachable { reason: String },
@@ -68,6 +71,14 @@ pub struct HostSnapshot {
     /// Boxed: most snapshots have none, and `ObservedHost` stays small.
     #[serde(default, skip_serializing_if = "no_adoptions")]
     pub adopted: Box<BTreeMap<String, String>>,
+    /// The host's proxy container (issue 13), read from its labels: not a replica, so not in
+    /// `containers`. `None` when the host has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<Box<crate::model::proxy::ObservedProxy>>,
+    /// Container name → engine network name → its IPv4 address there, for the containers in
+    /// `containers` (issue 13: the proxy's backends are addressed by IP).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub container_ips: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 fn no_adoptions(adopted: &BTreeMap<String, String>) -> bool {

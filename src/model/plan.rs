@@ -178,6 +178,10 @@ pub struct Plan {
     /// the services in their `before:` after them (`core::jobs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs: Vec<crate::model::job::JobDue>,
+    /// What the per-host proxies need (issue 13): made, replaced for a new image, started.
+    /// The executor's proxy sync does it; `diff` shows it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy: Vec<crate::model::proxy::ProxyChange>,
 }
 
 impl Plan {
@@ -190,6 +194,7 @@ impl Plan {
             && self.unreachable.is_empty()
             && self.pending.is_empty()
             && self.jobs.is_empty()
+            && self.proxy.is_empty()
     }
 
     pub fn summary(&self) -> Summary {

@@ -96,6 +96,10 @@ pub struct FleetSettings {
     /// Never serialised: a chat URL is a credential.
     #[serde(skip)]
     pub notifications: Vec<crate::model::notify_spec::NotificationSpec>,
+    /// `proxy:`: the per-host proxy (`model::proxy`, issue 13). `None`: no proxy container
+    /// anywhere, and no service has ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<crate::model::proxy::ProxySettings>,
 }
 
 impl Default for FleetSettings {
@@ -110,6 +114,7 @@ impl Default for FleetSettings {
             adopted: Vec::new(),
             sync_windows: Vec::new(),
             notifications: Vec::new(),
+            proxy: None,
         }
     }
 }
@@ -129,6 +134,11 @@ pub struct HostSpec {
     pub drain: bool,
     /// `files_dir`, `secrets_dir`, `secrets_on_disk`: where shipped files and secrets go.
     pub files: crate::model::files::HostFiles,
+    /// `internal_address`: the address other hosts' proxies reach this host's cross-host
+    /// listeners at (issue 13), written or taken from the SSH address; `None` where neither
+    /// gives one (the manifest requires it there when `proxy:` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_address: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -317,12 +327,58 @@ pub struct ServiceSpec {
     /// spec (`model::job`). Not in the spec hash; out of the serialised form while none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<crate::model::job::JobSpec>,
+    /// `x-convoy.ingress` (or `proxy.ingress`): the published ports the host's proxy holds for
+    /// this service (taken out of `container.ports`) and their routing (`model::proxy`). Not in
+    /// the spec hash; out of the serialised form while none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<crate::model::proxy::IngressSpec>,
 }
 
 impl ServiceSpec {
     /// A service that runs to completion: its container having exited 0 is converged.
     pub fn is_one_shot(&self) -> bool {
         self.container.restart.name == RestartName::No
+    }
+
+    /// The container ports the service declares, for discovery and the proxy's cross-host
+    /// listeners (issue 13): `expose`, the container side of `ports`, and the container side of
+    /// the ports its ingress holds. Sorted, each once.
+    pub fn declared_ports(&self) -> Vec<crate::model::proxy::DeclaredPort> {
+        use crate::model::proxy::{protocol_name, DeclaredPort};
+        let mut out: Vec<DeclaredPort> = Vec::new();
+        for e in &self.container.expose {
+            let (port, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+            if let Ok(port) = port.parse::<u16>() {
+                out.push(DeclaredPort {
+                    port,
+                    protocol: protocol_name(proto),
+                });
+            }
+        }
+        for p in &self.container.ports {
+            out.push(DeclaredPort {
+                port: p.container_port,
+                protocol: protocol_name(&p.protocol),
+            });
+        }
+        for p in self.ingress.iter().flat_map(|i| &i.ports) {
+            out.push(DeclaredPort {
+                port: p.container_port,
+                protocol: "tcp",
+            });
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The TCP ports of [`ServiceSpec::declared_ports`]: the ones a proxy can carry.
+    pub fn declared_tcp_ports(&self) -> Vec<u16> {
+        self.declared_ports()
+            .into_iter()
+            .filter(|p| p.protocol == "tcp")
+            .map(|p| p.port)
+            .collect()
     }
 }
 
@@ -853,6 +909,7 @@ mod tests {
             restart_with: BTreeSet::new(),
             rollout: Default::default(),
             job: None,
+            ingress: None,
         };
         assert_eq!(replica_name("web", &svc, "1"), "web-app-1");
         svc.container.container_name = Some("my-app".into());

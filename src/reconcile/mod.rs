@@ -204,6 +204,9 @@ pub async fn run_pass(
             exec::files::prepare(&mut plan, &loaded.desired, &planned.observed, &shells).await,
         );
         let exec_started = Instant::now();
+        // The per-host proxy (issue 13), when the fleet has one: replicas leave it before they
+        // stop, and every host's is synced once the steps are done.
+        let proxy = exec::proxy::ProxyCtx::new(&loaded.desired, &shells);
         let (outcomes, rollouts) =
             if planned.pass.plan.steps.is_empty() && planned.pass.plan.rollouts.is_empty() {
                 (Vec::new(), Vec::new())
@@ -213,6 +216,7 @@ pub async fn run_pass(
                         loaded.desired.settings.dependency_timeout_secs,
                     ),
                     shells: shells.clone(),
+                    proxy: proxy.clone(),
                     ..Default::default()
                 };
                 let observer = std::sync::Arc::new(observer);
@@ -241,6 +245,15 @@ pub async fn run_pass(
             cancel,
         )
         .await;
+        if let Some(p) = &proxy {
+            for e in exec::proxy::sync_all(p, &fleet.engines).await {
+                tracing::warn!(host = %e.host, error = %e.message, "proxy not in sync");
+            }
+        }
+        // The mesh containers' configuration, once their containers run (`exec::mesh`).
+        pull_failures.extend(exec::mesh::failures(
+            &exec::mesh::sync(&planned.pass.meshes, &fleet.engines, &shells, cancel).await,
+        ));
         let execute_ms = ms(exec_started.elapsed());
         let verify_started = Instant::now();
         let after = if opts.verify {

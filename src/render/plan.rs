@@ -90,6 +90,9 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
             crate::model::plan::short_id(&j.spec_hash)
         );
     }
+    for change in &plan.proxy {
+        let _ = writeln!(out, "{}", change.line());
+    }
     for note in &plan.notes {
         let _ = writeln!(out, "note: {note}");
     }

@@ -57,6 +57,7 @@ pub fn plan(
             rollouts: Vec::new(),
             quarantined: Vec::new(),
             jobs: Vec::new(),
+            proxy: Vec::new(),
         },
         replica_steps: BTreeMap::new(),
         created_at: BTreeMap::new(),
@@ -987,7 +988,8 @@ impl<'a> Planner<'a> {
             }
         }
         for (stack, hosts) in hosts_of {
-            if hosts.len() > 1 {
+            // With `proxy:`, the meshes carry names across hosts (`core::proxy::mesh`).
+            if hosts.len() > 1 && self.desired.settings.proxy.is_none() {
                 self.plan.notes.push(format!(
                     "stack `{stack}` spans {} hosts: its services reach each other by name only on the same host",
                     hosts.len()

@@ -43,6 +43,8 @@ mod observe;
 mod observe_more;
 mod prestart;
 mod probe_addr;
+mod proxy;
+pub use proxy::{ExecOutput, EXEC_OUTPUT_BYTES};
 mod rollout;
 mod streams;
 

@@ -67,6 +67,11 @@ impl Engine {
                 .map(|n| n.trim_start_matches('/').to_string())
                 .collect();
             if labels.get(LABEL_FLEET).map(String::as_str) == Some(fleet) {
+                // The host's proxy (issue 13) is read from its labels alone: no replica.
+                if let Some(p) = super::proxy::observed_proxy(&c.id, &c.image, &c.state, &labels) {
+                    snap.proxy = Some(Box::new(p));
+                    continue;
+                }
                 // A quarantine record is read from its labels alone: no replica, never inspected.
                 if let Some(r) =
                     super::rollout::quarantine_record(c.id.as_deref().unwrap_or(""), &labels)
@@ -112,7 +117,11 @@ impl Engine {
                 image_cache.insert(image_id.clone(), defaults);
             }
             let defaults = image_cache[&image_id].clone();
+            let ips = super::proxy::container_ips(&inspect);
             if let Some(c) = observed_container(inspect, defaults) {
+                if !ips.is_empty() {
+                    snap.container_ips.insert(c.name.clone(), ips);
+                }
                 snap.containers.insert(c.name.clone(), c);
             }
         }

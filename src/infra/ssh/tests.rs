@@ -207,6 +207,7 @@ impl TestSshd {
             cordon: false,
             drain: false,
             files: Default::default(),
+            internal_address: None,
         }
     }
 
@@ -681,6 +682,7 @@ async fn connects_to_the_namespace_fleet_at_once() {
                 cordon: false,
                 drain: false,
                 files: Default::default(),
+                internal_address: None,
             }
         })
         .collect();
@@ -740,6 +742,7 @@ fn generated_config_puts_convoy_settings_before_the_include() {
         cordon: false,
         drain: false,
         files: Default::default(),
+        internal_address: None,
     };
     let timeouts = SshTimeouts {
         connect: Duration::from_millis(1500),

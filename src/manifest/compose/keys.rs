@@ -388,7 +388,7 @@ pub(super) const NETWORK: Keys = Keys {
     extensions: true,
 };
 pub(super) const X_CONVOY: Keys = Keys {
-    supported: &["hosts", "progress_deadline", "readiness", "job"],
+    supported: &["hosts", "progress_deadline", "readiness", "job", "ingress"],
     unsupported: &[],
     extensions: false,
 };
@@ -528,6 +528,12 @@ pub(super) const UPDATE_CONFIG: Keys = Keys {
 /// `x-convoy: {readiness: ...}` (`rollout.rs`): Convoy's own, read strictly as `X_CONVOY`.
 pub(super) const READINESS: Keys = Keys {
     supported: &["port", "path", "expect"],
+    unsupported: &[],
+    extensions: false,
+};
+/// `x-convoy: {ingress: {...}}` (`ingress.rs`): Convoy's own, read strictly as `X_CONVOY`.
+pub(super) const INGRESS: Keys = Keys {
+    supported: &["hosts", "path"],
     unsupported: &[],
     extensions: false,
 };

@@ -29,6 +29,7 @@ mod files;
 pub(super) use env_file::resolve;
 mod healthcheck;
 mod hooks;
+mod ingress;
 mod job;
 mod keys;
 mod networks;
@@ -76,6 +77,8 @@ pub struct Input<'a> {
     pub hosts: Option<&'a BTreeSet<String>>,
     /// The profiles enabled for each stack (`profiles:` in `convoy.yaml`), by stack name.
     pub profiles: &'a BTreeMap<String, BTreeSet<String>>,
+    /// `proxy:` in `convoy.yaml`, when set (`x-convoy.ingress` needs it).
+    pub proxy: Option<&'a crate::model::proxy::ProxySettings>,
 }
 
 struct Stack<'a> {
@@ -116,6 +119,8 @@ struct Gathered<'n> {
     shares: Vec<Dependency<'n>>,
     /// `x-convoy.job` as written (`job`).
     job: Option<job::JobAt<'n>>,
+    /// `x-convoy.ingress` as written (`ingress`).
+    ingress: Option<ingress::IngressAt<'n>>,
 }
 
 /// One `depends_on` entry as written.
@@ -286,6 +291,7 @@ fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
                         },
                         shares: Vec::new(),
                         job: None,
+                        ingress: None,
                     };
                     if let Some(s) = stack.read_service(d, &sname, k, v, &spath, &mut g) {
                         services.insert(sname.clone(), s);
@@ -312,10 +318,11 @@ fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
             }
         }
         for (p, node, path) in &g.ports {
-            if let Some((_, other)) = seen_ports
-                .iter()
-                .find(|(q, o)| o != sname && ports_clash(p, q))
-            {
+            if let Some((_, other)) = seen_ports.iter().find(|(q, o)| {
+                o != sname
+                    && ports_clash(p, q)
+                    && !ingress::share_port(services.get(sname), services.get(o))
+            }) {
                 d.at(
                     node,
                     path,

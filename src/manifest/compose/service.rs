@@ -58,6 +58,7 @@ impl Stack<'_> {
             restart_with: BTreeSet::new(),
             rollout: Default::default(),
             job: None,
+            ingress: None,
         };
         let mut image = None;
         let mut env_file_env: BTreeMap<String, String> = BTreeMap::new();
@@ -399,6 +400,14 @@ impl Stack<'_> {
             g.networks.push(a.name);
         }
 
+        super::ingress::settle(
+            d,
+            g.ingress.take(),
+            self.input.proxy,
+            self.input.hosts.is_some(),
+            &mut svc,
+            &mut c,
+        );
         c.ports.sort();
         c.mounts
             .sort_by(|a, b| a.target.cmp(&b.target).then_with(|| a.cmp(b)));
@@ -421,6 +430,10 @@ impl Stack<'_> {
         for (field, _k, v, fpath) in d.fields(entries, path, &X_CONVOY) {
             if field == "job" {
                 *job = super::job::read_job(d, v, &fpath, &mut g.job);
+                continue;
+            }
+            if field == "ingress" {
+                g.ingress = super::ingress::read_ingress(d, v, &fpath);
                 continue;
             }
             if field != "hosts" {

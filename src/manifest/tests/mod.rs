@@ -21,6 +21,7 @@ mod fleet_sync_windows;
 mod fuzz;
 mod interpolation;
 mod limits;
+mod proxy;
 mod repository;
 mod services;
 

@@ -1,0 +1,112 @@
+//! The per-host proxy's pure side (issue 13): the ports of the cross-host listeners (`ports`),
+//! the configuration of each host's proxy (`render`), what the proxy containers need, for
+//! `diff` (`changes`), and the discovery mesh of each (host, stack) (`mesh`).
+//!
+//! Nothing here does I/O; the executor ships what this decides.
+
+pub mod mesh;
+pub mod ports;
+pub mod render;
+#[cfg(test)]
+mod render_tests;
+
+use crate::model::observed::ObservedState;
+use crate::model::proxy::{proxy_spec_hash, ProxyChange, ProxyChangeKind};
+use crate::model::spec::DesiredState;
+
+/// Per reachable host: the proxy to make (none yet), replace (another image) or start (not
+/// running). Nothing without `proxy:` in `convoy.yaml`.
+pub fn changes(desired: &DesiredState, observed: &ObservedState) -> Vec<ProxyChange> {
+    let Some(settings) = &desired.settings.proxy else {
+        return Vec::new();
+    };
+    let want = proxy_spec_hash(&settings.image);
+    let mut out = Vec::new();
+    for (host, h) in &observed.hosts {
+        let Some(snap) = h.snapshot() else { continue };
+        if !desired.hosts.contains_key(host) {
+            continue;
+        }
+        let kind = match snap.proxy.as_deref() {
+            None => ProxyChangeKind::Create,
+            Some(p) if p.spec_hash != want => ProxyChangeKind::Replace,
+            Some(p) if !p.running => ProxyChangeKind::Start,
+            Some(_) => continue,
+        };
+        let mut listeners = Vec::new();
+        if kind == ProxyChangeKind::Create {
+            for stack in desired.stacks.values() {
+                for svc in stack.services.values() {
+                    let may_run = svc
+                        .placement
+                        .hosts
+                        .as_ref()
+                        .is_none_or(|hs| hs.iter().any(|n| n == host));
+                    for p in svc
+                        .ingress
+                        .iter()
+                        .flat_map(|i| &i.ports)
+                        .filter(|_| may_run)
+                    {
+                        listeners.push(format!("{}:{}", p.host_ip, p.host_port));
+                    }
+                }
+            }
+            listeners.sort();
+            listeners.dedup();
+        }
+        out.push(ProxyChange {
+            host: host.clone(),
+            kind,
+            image: settings.image.clone(),
+            listeners,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testkit;
+    use crate::model::observed::ObservedHost;
+    use crate::model::proxy::{ObservedProxy, ProxySettings, DEFAULT_PORT_RANGE};
+
+    #[test]
+    fn proxies_are_made_replaced_and_started_only_with_a_proxy_section() {
+        let mut d = testkit::desired(&["a", "b", "c"], vec![]);
+        let mut o = testkit::empty_observed(&d);
+        assert!(changes(&d, &o).is_empty(), "no proxy: section, no change");
+        d.settings.proxy = Some(ProxySettings {
+            image: "haproxy:2.8".into(),
+            ingress: false,
+            ports: DEFAULT_PORT_RANGE,
+        });
+        let set = |o: &mut ObservedState, host: &str, p: ObservedProxy| {
+            if let Some(ObservedHost::Reachable(s)) = o.hosts.get_mut(host) {
+                s.proxy = Some(Box::new(p));
+            }
+        };
+        let p = |hash: String, running: bool| ObservedProxy {
+            id: "x".into(),
+            image: String::new(),
+            spec_hash: hash,
+            running,
+        };
+        set(&mut o, "b", p("old".into(), true));
+        set(&mut o, "c", p(proxy_spec_hash("haproxy:2.8"), false));
+        let lines: Vec<String> = changes(&d, &o).iter().map(ProxyChange::line).collect();
+        assert_eq!(
+            lines,
+            [
+                "+ proxy on host a  (haproxy:2.8)",
+                "~ proxy on host b  (new image haproxy:2.8: stop-first, connections through it may drop)",
+                "> proxy on host c  (start: not running)",
+            ]
+        );
+        set(&mut o, "a", p(proxy_spec_hash("haproxy:2.8"), true));
+        set(&mut o, "b", p(proxy_spec_hash("haproxy:2.8"), true));
+        set(&mut o, "c", p(proxy_spec_hash("haproxy:2.8"), true));
+        assert!(changes(&d, &o).is_empty());
+    }
+}

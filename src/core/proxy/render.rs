@@ -1,0 +1,423 @@
+//! The configuration of one host's proxy (issue 13), HAProxy's `haproxy.cfg`: from the
+//! desired state and the host's observation (its replicas, their health and addresses), what
+//! the proxy listens on and where it sends, then the text.
+//!
+//! Two stages, both pure: [`model`] decides (the listeners, their backends, which replicas are
+//! in), [`render`] writes; same input, same bytes. Listeners: (a) each ingress port on its
+//! `host_ip` (or all addresses), TCP when one service holds it, HTTP with host and path rules
+//! when several share it; (b) for every service with declared ports and a replica here, a
+//! cross-host listener on the host's `internal_address` only, never on every address, at the
+//! port `ports` assigns; (c) a control listener on the loopback that answers 200 to
+//! `/convoy/<hash>` of the configuration in force. A replica is a backend while it runs and,
+//! when it has a healthcheck, is healthy; the executor leaves out the ones it is about to stop.
+//! Ingress ports also send to the service on the other hosts (their cross-host listeners), as
+//! backups used when no replica here is up.
+//!
+//! It does not ship, reload or check anything: that is `exec::proxy`'s.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::model::observed::{Health, HostSnapshot, RunState};
+use crate::model::proxy::CONTROL_PORT;
+use crate::model::spec::{DesiredState, ServiceSpec};
+
+/// What one host's proxy does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProxyModel {
+    pub host: String,
+    /// Published ports held for ingress services, by (bind address, port).
+    pub ingress: Vec<IngressListener>,
+    /// Cross-host listeners, one per (stack, service, container port) with a replica here.
+    pub cross: Vec<CrossListener>,
+}
+
+/// One published port the proxy holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IngressListener {
+    /// Empty: every address of the host.
+    pub bind_ip: String,
+    pub port: u16,
+    /// One route (TCP) or several told apart by host name and path (HTTP), most specific
+    /// first.
+    pub routes: Vec<Route>,
+}
+
+impl IngressListener {
+    /// HTTP when the port's routes need the request to choose.
+    pub fn is_http(&self) -> bool {
+        self.routes.len() > 1
+            || self
+                .routes
+                .iter()
+                .any(|r| !r.hosts.is_empty() || r.path.is_some())
+    }
+}
+
+/// Requests for one service on an ingress port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    pub stack: String,
+    pub service: String,
+    pub hosts: Vec<String>,
+    pub path: Option<String>,
+    pub backends: Vec<Backend>,
+}
+
+/// A cross-host listener: `internal_address:port` → the service's replicas here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CrossListener {
+    pub stack: String,
+    pub service: String,
+    pub container_port: u16,
+    pub address: String,
+    pub port: u16,
+    pub backends: Vec<Backend>,
+}
+
+/// Where a listener sends.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Backend {
+    /// The replica's container name, or `host:<name>` for another host's listener.
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    /// Used only when no other backend is up (another host's listener).
+    pub backup: bool,
+}
+
+/// A replica sends traffic while it runs and, when it has a healthcheck, is healthy.
+fn in_service(state: RunState, health: Option<Health>) -> bool {
+    state == RunState::Running && matches!(health, None | Some(Health::Healthy))
+}
+
+/// The replicas of `svc` on this host that take traffic on `port`: (name, address).
+fn local_backends(
+    stack: &str,
+    svc: &ServiceSpec,
+    snap: &HostSnapshot,
+    leave_out: &BTreeSet<String>,
+    port: u16,
+) -> Vec<Backend> {
+    // The address on the service's first network, in name order, as the probe reads it.
+    let Some(network) = svc.container.networks.keys().next() else {
+        return Vec::new();
+    };
+    let mut out: Vec<Backend> = snap
+        .containers
+        .values()
+        .filter(|c| c.stack == stack && c.service == svc.name)
+        .filter(|c| in_service(c.state, c.health))
+        .filter(|c| !leave_out.contains(&c.name) && !leave_out.contains(&c.id))
+        .filter_map(|c| {
+            let ip = snap.container_ips.get(&c.name)?.get(network)?;
+            Some(Backend {
+                name: c.name.clone(),
+                address: ip.clone(),
+                port,
+                backup: false,
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Whether the service may run on `host` as far as `x-convoy.hosts` says (the scheduler's
+/// other rules are not repeated here: a host with no replica has no listener, and a backup
+/// that does not answer is marked down by its check).
+fn may_run_on(svc: &ServiceSpec, host: &str) -> bool {
+    svc.placement
+        .hosts
+        .as_ref()
+        .is_none_or(|h| h.iter().any(|n| n == host))
+}
+
+/// What `host`'s proxy does, given its observation; the replicas in `leave_out` (names or
+/// container IDs) are left out, as if stopped. Jobs take no traffic.
+pub fn model(
+    state: &DesiredState,
+    host: &str,
+    snap: &HostSnapshot,
+    leave_out: &BTreeSet<String>,
+    listener_ports: &BTreeMap<super::ports::ServicePort, u16>,
+) -> ProxyModel {
+    let internal = state
+        .hosts
+        .get(host)
+        .and_then(|h| h.internal_address.clone());
+    let mut cross = Vec::new();
+    let mut ingress: BTreeMap<(String, u16), Vec<Route>> = BTreeMap::new();
+    for (sname, stack) in &state.stacks {
+        for (vname, svc) in &stack.services {
+            if svc.job.is_some() {
+                continue;
+            }
+            for port in svc.declared_tcp_ports() {
+                let key = (sname.clone(), vname.clone(), port);
+                let (Some(address), Some(&lport)) = (&internal, listener_ports.get(&key)) else {
+                    continue;
+                };
+                let backends = local_backends(sname, svc, snap, leave_out, port);
+                if backends.is_empty() {
+                    continue;
+                }
+                cross.push(CrossListener {
+                    stack: sname.clone(),
+                    service: vname.clone(),
+                    container_port: port,
+                    address: address.clone(),
+                    port: lport,
+                    backends,
+                });
+            }
+            let Some(spec) = &svc.ingress else { continue };
+            if !may_run_on(svc, host) {
+                continue;
+            }
+            for p in &spec.ports {
+                let mut backends = local_backends(sname, svc, snap, leave_out, p.container_port);
+                // The service on the other hosts, through their cross-host listeners.
+                let key = (sname.clone(), vname.clone(), p.container_port);
+                if let Some(&lport) = listener_ports.get(&key) {
+                    for (other, h) in &state.hosts {
+                        let Some(addr) = &h.internal_address else {
+                            continue;
+                        };
+                        if other != host && may_run_on(svc, other) {
+                            backends.push(Backend {
+                                name: format!("host:{other}"),
+                                address: addr.clone(),
+                                port: lport,
+                                backup: true,
+                            });
+                        }
+                    }
+                }
+                ingress
+                    .entry((p.host_ip.clone(), p.host_port))
+                    .or_default()
+                    .push(Route {
+                        stack: sname.clone(),
+                        service: vname.clone(),
+                        hosts: spec.hosts.clone(),
+                        path: spec.path.clone(),
+                        backends,
+                    });
+            }
+        }
+    }
+    let ingress = ingress
+        .into_iter()
+        .map(|((bind_ip, port), mut routes)| {
+            // Most specific first: a longer path, then routes with host names, then the name.
+            routes.sort_by(|a, b| {
+                let len = |r: &Route| r.path.as_ref().map_or(0, String::len);
+                len(b)
+                    .cmp(&len(a))
+                    .then(b.hosts.is_empty().cmp(&a.hosts.is_empty()).reverse())
+                    .then((&a.stack, &a.service).cmp(&(&b.stack, &b.service)))
+            });
+            IngressListener {
+                bind_ip,
+                port,
+                routes,
+            }
+        })
+        .collect();
+    ProxyModel {
+        host: host.to_string(),
+        ingress,
+        cross,
+    }
+}
+
+/// How long an old worker may keep draining connections after a reload.
+pub const HARD_STOP_AFTER_SECS: u64 = 60;
+
+/// The configuration text, ending with the control listener that answers for its hash.
+pub fn render(m: &ProxyModel) -> String {
+    let mut body = String::new();
+    let w = &mut body;
+    line(
+        w,
+        &format!(
+            "# convoy-proxy of host `{}`: written by Convoy, edits are undone",
+            m.host
+        ),
+    );
+    line(w, "global");
+    line(w, "    master-worker");
+    line(w, &format!("    hard-stop-after {HARD_STOP_AFTER_SECS}s"));
+    line(w, "");
+    line(w, "defaults");
+    line(w, "    timeout connect 1s");
+    line(w, "    timeout client 60s");
+    line(w, "    timeout server 60s");
+    line(w, "    timeout http-request 10s");
+    // A connection refused by a replica that just went away is tried on another one.
+    line(w, "    retries 3");
+    line(w, "    option redispatch 1");
+    line(w, "    default-server inter 1s fall 2 rise 1");
+    for l in &m.ingress {
+        line(w, "");
+        let bind = if l.bind_ip.is_empty() {
+            format!(":{}", l.port)
+        } else if l.bind_ip.contains(':') {
+            format!("[{}]:{}", l.bind_ip, l.port)
+        } else {
+            format!("{}:{}", l.bind_ip, l.port)
+        };
+        let id = format!("in_{}_{}", ident(&l.bind_ip), l.port);
+        if !l.is_http() {
+            let r = &l.routes[0];
+            line(w, &format!("listen {id}"));
+            line(w, &format!("    bind {bind}"));
+            line(w, "    mode tcp");
+            line(w, &format!("    # {}/{}", r.stack, r.service));
+            servers(w, &r.backends);
+            continue;
+        }
+        line(w, &format!("frontend {id}"));
+        line(w, &format!("    bind {bind}"));
+        line(w, "    mode http");
+        for (i, r) in l.routes.iter().enumerate() {
+            let mut cond = Vec::new();
+            let exact: Vec<&str> = r
+                .hosts
+                .iter()
+                .filter(|h| !h.starts_with("*."))
+                .map(String::as_str)
+                .collect();
+            let wild: Vec<&str> = r.hosts.iter().filter_map(|h| h.strip_prefix('*')).collect();
+            if !exact.is_empty() {
+                line(
+                    w,
+                    &format!(
+                        "    acl host_{i} hdr(host),field(1,:) -i {}",
+                        exact.join(" ")
+                    ),
+                );
+            }
+            if !wild.is_empty() {
+                line(
+                    w,
+                    &format!(
+                        "    acl host_{i} hdr(host),field(1,:) -i -m end {}",
+                        wild.join(" ")
+                    ),
+                );
+            }
+            if !r.hosts.is_empty() {
+                cond.push(format!("host_{i}"));
+            }
+            if let Some(p) = &r.path {
+                line(w, &format!("    acl path_{i} path {p}"));
+                line(w, &format!("    acl path_{i} path_beg {p}/"));
+                cond.push(format!("path_{i}"));
+            }
+            let backend = format!("{id}_{}_{}", r.stack, r.service);
+            if cond.is_empty() {
+                line(w, &format!("    default_backend {backend}"));
+            } else {
+                line(
+                    w,
+                    &format!("    use_backend {backend} if {}", cond.join(" ")),
+                );
+            }
+        }
+        for r in &l.routes {
+            line(w, "");
+            line(w, &format!("backend {id}_{}_{}", r.stack, r.service));
+            line(w, "    mode http");
+            servers(w, &r.backends);
+        }
+    }
+    for c in &m.cross {
+        line(w, "");
+        line(
+            w,
+            &format!("listen x_{}_{}_{}", c.stack, c.service, c.container_port),
+        );
+        let bind = if c.address.contains(':') {
+            format!("[{}]:{}", c.address, c.port)
+        } else {
+            format!("{}:{}", c.address, c.port)
+        };
+        line(w, &format!("    bind {bind}"));
+        line(w, "    mode tcp");
+        servers(w, &c.backends);
+    }
+    let hash = config_hash(w);
+    line(w, "");
+    line(w, "frontend convoy_control");
+    line(w, &format!("    bind 127.0.0.1:{CONTROL_PORT}"));
+    line(w, "    mode http");
+    line(
+        w,
+        &format!("    http-request return status 200 if {{ path /convoy/{hash} }}"),
+    );
+    line(w, "    http-request return status 404");
+    body
+}
+
+/// The hash a rendered configuration answers for on its control listener: of everything
+/// above that listener.
+pub fn config_hash(body: &str) -> String {
+    let digest = Sha256::digest(body.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The hash [`render`] wrote into a configuration, read back from its control listener.
+pub fn hash_of(config: &str) -> Option<&str> {
+    config
+        .lines()
+        .rev()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("http-request return status 200 if { path /convoy/")
+        })
+        .and_then(|rest| rest.strip_suffix(" }"))
+}
+
+fn servers(w: &mut String, backends: &[Backend]) {
+    if backends.is_empty() {
+        // A listener with no replica answers with a refusal, not with a hang.
+        line(w, "    # no replica takes traffic here now");
+    }
+    for b in backends {
+        let addr = if b.address.contains(':') {
+            format!("[{}]:{}", b.address, b.port)
+        } else {
+            format!("{}:{}", b.address, b.port)
+        };
+        let backup = if b.backup { " backup" } else { "" };
+        line(
+            w,
+            &format!("    server {} {addr} check{backup}", ident(&b.name)),
+        );
+    }
+}
+
+/// A name HAProxy takes as an identifier: letters, digits, `-`, `_`, `.`, `:`.
+fn ident(s: &str) -> String {
+    if s.is_empty() {
+        return "any".into();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn line(w: &mut String, l: &str) {
+    w.push_str(l);
+    w.push('\n');
+}

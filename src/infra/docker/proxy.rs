@@ -1,0 +1,309 @@
+//! Engine calls for the per-host proxy (issue 13), usable on any container: put one file into
+//! a container (the archive API with a tar built in memory, so a created container can get its
+//! configuration before it starts), read one file back (to see a hand edit), send a signal (a
+//! graceful reload), and run a command to its end with its exit code and output (`haproxy -c`).
+//!
+//! One call each, no retries and no policy: what the files say, when to reload and how long to
+//! wait are the executor's. File contents are never logged.
+
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::query_parameters::{
+    DownloadFromContainerOptions, KillContainerOptions, UploadToContainerOptions,
+};
+use futures_util::StreamExt;
+
+use std::collections::BTreeMap;
+
+use super::build::tar_header;
+use super::{DockerError, Engine};
+use crate::model::proxy::{ObservedProxy, LABEL_ROLE, ROLE_PROXY};
+use crate::model::spec::LABEL_SPEC_HASH;
+
+/// The most output [`Engine::exec_output`] keeps (the end of it): enough for a config check's
+/// messages, bounded whatever the command prints.
+pub const EXEC_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// How a command run with [`Engine::exec_output`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// `None` when the engine did not report one.
+    pub exit_code: Option<i64>,
+    /// Stdout and stderr as they came, at most [`EXEC_OUTPUT_BYTES`] (the end).
+    pub output: String,
+}
+
+/// A tar archive of one regular file at `path` (relative inside the archive), mode 0644.
+pub fn one_file_tar(path: &str, content: &[u8]) -> Vec<u8> {
+    let mut out = tar_header(path.trim_start_matches('/'), content.len() as u64);
+    out.extend_from_slice(content);
+    let pad = (512 - content.len() % 512) % 512;
+    out.resize(out.len() + pad, 0);
+    // Two empty blocks end the archive.
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+/// The content of the first regular file in a tar archive; PAX and GNU long-name records
+/// before it are skipped.
+pub fn first_file_of_tar(tar: &[u8]) -> Option<Vec<u8>> {
+    let mut at = 0;
+    while at + 512 <= tar.len() {
+        let h = &tar[at..at + 512];
+        if h.iter().all(|&b| b == 0) {
+            return None;
+        }
+        let size_field = std::str::from_utf8(&h[124..136]).ok()?;
+        let size = u64::from_str_radix(size_field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+            .ok()? as usize;
+        let data = at + 512;
+        match h[156] {
+            b'0' | 0 => return tar.get(data..data + size).map(<[u8]>::to_vec),
+            _ => at = data + size.div_ceil(512) * 512,
+        }
+    }
+    None
+}
+
+impl Engine {
+    /// Writes `content` to `path` (absolute) in container `container` (ID or name), created or
+    /// running, making its parent folders. Replaces what was there.
+    pub async fn upload_file(
+        &self,
+        container: &str,
+        path: &str,
+        content: &[u8],
+    ) -> Result<(), DockerError> {
+        let tar = one_file_tar(path, content);
+        self.docker
+            .upload_to_container(
+                container,
+                Some(UploadToContainerOptions {
+                    path: "/".into(),
+                    ..Default::default()
+                }),
+                bollard::body_full(tar.into()),
+            )
+            .await
+            .map_err(|e| self.err(format!("upload `{path}` to `{container}`"), e))
+    }
+
+    /// The content of the file at `path` in container `container`; `None` when there is none.
+    pub async fn download_file(
+        &self,
+        container: &str,
+        path: &str,
+    ) -> Result<Option<Vec<u8>>, DockerError> {
+        let mut stream = self.docker.download_from_container(
+            container,
+            Some(DownloadFromContainerOptions { path: path.into() }),
+        );
+        let mut tar = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(b) => tar.extend_from_slice(&b),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(None),
+                Err(e) => return Err(self.err(format!("read `{path}` from `{container}`"), e)),
+            }
+        }
+        Ok(first_file_of_tar(&tar))
+    }
+
+    /// Sends `signal` (`SIGUSR2`, `SIGHUP`, ...) to the main process of `container`.
+    pub async fn signal(&self, container: &str, signal: &str) -> Result<(), DockerError> {
+        self.docker
+            .kill_container(
+                container,
+                Some(KillContainerOptions {
+                    signal: signal.into(),
+                }),
+            )
+            .await
+            .map_err(|e| self.err(format!("send {signal} to `{container}`"), e))
+    }
+
+    /// Runs `cmd` in `container` as its default user and waits for it to end.
+    pub async fn exec_output(
+        &self,
+        container: &str,
+        cmd: &[&str],
+    ) -> Result<ExecOutput, DockerError> {
+        let created = self
+            .docker
+            .create_exec(
+                container,
+                CreateExecOptions {
+                    attach_stdin: Some(false),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(false),
+                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| self.err("create exec", e))?;
+        let started = self
+            .docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: false,
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(|e| self.err("start exec", e))?;
+        let mut out: Vec<u8> = Vec::new();
+        if let StartExecResults::Attached { mut output, .. } = started {
+            while let Some(item) = output.next().await {
+                let bytes = match item {
+                    Ok(LogOutput::StdOut { message })
+                    | Ok(LogOutput::StdErr { message })
+                    | Ok(LogOutput::Console { message }) => message,
+                    Ok(LogOutput::StdIn { .. }) => continue,
+                    Err(e) => return Err(self.err("read exec output", e)),
+                };
+                out.extend_from_slice(&bytes);
+                if out.len() > EXEC_OUTPUT_BYTES {
+                    out.drain(..out.len() - EXEC_OUTPUT_BYTES);
+                }
+            }
+        }
+        // The output ends with the process; the engine may record the exit code a moment
+        // later, so it is asked a few times (as for hooks).
+        let mut exit_code = None;
+        for _ in 0..50 {
+            let i = self
+                .docker
+                .inspect_exec(&created.id)
+                .await
+                .map_err(|e| self.err("inspect exec", e))?;
+            if !i.running.unwrap_or(false) {
+                exit_code = i.exit_code;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(ExecOutput {
+            exit_code,
+            output: String::from_utf8_lossy(&out).into_owned(),
+        })
+    }
+}
+
+impl Engine {
+    /// Creates (not starts) the host's proxy container: `image` running `command` in the
+    /// host's network namespace (it binds published ports and cross-host listeners by a
+    /// reload, never a new container), restarted by the engine unless stopped, labelled with
+    /// the fleet, its role and `spec_hash`. Returns its ID.
+    pub async fn create_proxy(
+        &self,
+        fleet: &str,
+        image: &str,
+        command: Vec<String>,
+        spec_hash: &str,
+    ) -> Result<String, DockerError> {
+        use bollard::models::{
+            ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum,
+        };
+        use bollard::query_parameters::CreateContainerOptions;
+        let labels = std::collections::HashMap::from([
+            (
+                crate::model::spec::LABEL_FLEET.to_string(),
+                fleet.to_string(),
+            ),
+            (LABEL_ROLE.to_string(), ROLE_PROXY.to_string()),
+            (LABEL_SPEC_HASH.to_string(), spec_hash.to_string()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(command),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                network_mode: Some("host".into()),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let name = crate::model::proxy::PROXY_CONTAINER;
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.to_string()),
+                    platform: String::new(),
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| self.err(format!("create container `{name}`"), e))?;
+        Ok(created.id)
+    }
+}
+
+/// The proxy container of a fleet's listing, when these labels say it is one.
+pub(super) fn observed_proxy(
+    id: &Option<String>,
+    image: &Option<String>,
+    state: &Option<bollard::models::ContainerSummaryStateEnum>,
+    labels: &std::collections::HashMap<String, String>,
+) -> Option<ObservedProxy> {
+    if labels.get(LABEL_ROLE).map(String::as_str) != Some(ROLE_PROXY) {
+        return None;
+    }
+    Some(ObservedProxy {
+        id: id.clone().unwrap_or_default(),
+        image: image.clone().unwrap_or_default(),
+        spec_hash: labels.get(LABEL_SPEC_HASH).cloned().unwrap_or_default(),
+        running: matches!(
+            state,
+            Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+        ),
+    })
+}
+
+/// A container's IPv4 address on each network it is attached to, by network name.
+pub(super) fn container_ips(
+    i: &bollard::models::ContainerInspectResponse,
+) -> BTreeMap<String, String> {
+    i.network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .map(|nets| {
+            nets.iter()
+                .filter_map(|(name, ep)| {
+                    let ip = ep.ip_address.clone().filter(|ip| !ip.is_empty())?;
+                    Some((name.clone(), ip))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_file_round_trips_through_tar() {
+        let content = b"global\n  maxconn 100\n";
+        let tar = one_file_tar("/etc/convoy-proxy/haproxy.cfg", content);
+        assert_eq!(tar.len() % 512, 0);
+        assert_eq!(&tar[..28], b"etc/convoy-proxy/haproxy.cfg");
+        assert_eq!(first_file_of_tar(&tar).unwrap(), content);
+        // A long path gets a PAX record first, which the reader skips.
+        let long = format!("/{}/x.cfg", "d".repeat(120));
+        let tar = one_file_tar(&long, b"x");
+        assert_eq!(first_file_of_tar(&tar).unwrap(), b"x");
+        assert_eq!(first_file_of_tar(&[0u8; 1024]), None);
+        assert_eq!(first_file_of_tar(b"short"), None);
+    }
+}

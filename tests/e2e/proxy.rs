@@ -1,0 +1,259 @@
+//! The per-host proxy (issue 13) on the 3-host SSH fleet, with real HAProxy and nginx: a web
+//! service whose published port the proxies hold (`x-convoy: {ingress: true}`) keeps answering
+//! a steady load from the test machine through a start-first rolling update, a failed update
+//! rolled back, and a `docker rm -f` of a replica; the same scenario without the proxy (today's
+//! stop-first on a fixed port) is run for the figure to compare with. The cross-host listeners
+//! listen on each host's internal address only (`ss` in each host's namespace).
+//!
+//! The load client is this file's own: one request at a time over a fresh TCP connection, at a
+//! fixed pace, counting answers that are not `200` with the expected body, for a bounded time.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::fleet::{HostCleanup, Hosts};
+use crate::harness::*;
+
+const NGINX: &str = "convoy-test/nginx:1";
+const PROXY: &str = "convoy-test/proxy:1";
+
+/// Requests at a fixed pace against one address until stopped (or `MAX` passes).
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    thread: Option<JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    const MAX: Duration = Duration::from_secs(240);
+
+    fn start(addr: SocketAddr, per_second: u32) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let (s, o, f) = (stop.clone(), ok.clone(), failed.clone());
+        let pace = Duration::from_secs(1) / per_second;
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut errors = Vec::new();
+            let mut next = Instant::now();
+            while !s.load(Ordering::SeqCst) && started.elapsed() < Self::MAX {
+                match request(addr) {
+                    Ok(()) => o.fetch_add(1, Ordering::SeqCst),
+                    Err(e) => {
+                        if errors.len() < 20 {
+                            errors.push(e);
+                        }
+                        f.fetch_add(1, Ordering::SeqCst)
+                    }
+                };
+                next += pace;
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait); // the load's pace, not a wait for a condition
+                }
+            }
+            errors
+        });
+        Load {
+            stop,
+            ok,
+            failed,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the load: (successes, failures, the first errors).
+    fn finish(mut self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        let errors = self.thread.take().unwrap().join().unwrap();
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+            errors,
+        )
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One `GET /` over a fresh connection: `Ok` for a 200 whose body says a version.
+fn request(addr: SocketAddr) -> Result<(), String> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&answer);
+    if text.starts_with("HTTP/1.1 200") && text.contains("version v") {
+        Ok(())
+    } else {
+        Err(format!(
+            "answer: {:?}",
+            text.lines().next().unwrap_or("(empty)")
+        ))
+    }
+}
+
+/// The body a host's port answers with now, if any.
+fn body_at(addr: SocketAddr) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .map(|b| b.trim().to_string())
+}
+
+/// The web stack: 4 replicas (3 without the proxy) of nginx saying `version <v>`, start-first updates one at a
+/// time, gated by a readiness probe; `ingress` on or off; `health` a healthcheck line.
+fn web(t: &TestFleet, version: &str, port: u16, bind: &str, ingress: bool, healthy: bool) {
+    let check = if healthy { "true" } else { "false" };
+    // Without the proxy a fixed port holds one replica per host.
+    let replicas = if ingress { 4 } else { 3 };
+    let (order, x) = if ingress {
+        (
+            "start-first",
+            "    x-convoy:\n      ingress: true\n      readiness: {port: 80, path: /}\n",
+        )
+    } else {
+        // Without the proxy a fixed host port cannot be bound twice: stop-first (today).
+        (
+            "stop-first",
+            "    x-convoy:\n      readiness: {port: 80, path: /}\n",
+        )
+    };
+    t.compose(
+        "web",
+        &format!(
+            "services:\n  web:\n    image: {NGINX}\n    command: [\"sh\", \"-c\", \"echo 'version {version}' > /var/www/html/index.html && exec nginx -g 'daemon off;'\"]\n    stop_signal: SIGQUIT\n    stop_grace_period: 5s\n    ports: [\"{bind}:{port}:80\"]\n    healthcheck:\n      test: [\"CMD\", \"{check}\"]\n      interval: 1s\n      timeout: 1s\n      retries: 2\n    deploy:\n      replicas: {replicas}\n      update_config:\n        parallelism: 1\n        order: {order}\n        monitor: 2s\n        failure_action: rollback\n{x}"
+        ),
+    );
+}
+
+fn ss_listeners(hosts: &Hosts, host: &str) -> Vec<String> {
+    let ns = hosts.env[&format!("{}_NETNS", host.to_uppercase())].clone();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns, "ss", "-ltnH"])
+        .output()
+        .expect("ss");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
+        .collect()
+}
+
+/// One scenario over a host's port: the rolling update to v2, a v3 rolled back, and a
+/// replica of the host removed by hand. Returns (ok, failed) of the load.
+fn scenario(hosts: &Hosts, t: &TestFleet, port: u16, ingress: bool) -> (u64, u64, Vec<String>) {
+    let h1 = hosts.names[0].clone();
+    let addr_ip = hosts.env[&format!("{}_ADDR", h1.to_uppercase())].clone();
+    // Without the proxy each replica publishes the port on its own host: bound on all
+    // addresses, as the host's address differs per host. With it, the proxies bind it.
+    let bind = "0.0.0.0";
+    web(t, "v1", port, bind, ingress, true);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    let addr: SocketAddr = format!("{addr_ip}:{port}").parse().unwrap();
+    wait_for("the web page on host 1", Duration::from_secs(60), || {
+        body_at(addr).as_deref() == Some("version v1")
+    });
+    let load = Load::start(addr, 50);
+    // (1) a rolling update.
+    web(t, "v2", port, bind, ingress, true);
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    wait_for("v2 on host 1", Duration::from_secs(60), || {
+        body_at(addr).as_deref() == Some("version v2")
+    });
+    // (2) an update that fails its healthcheck, rolled back.
+    web(t, "v3", port, bind, ingress, false);
+    let _ = t.convoy(&["apply"]);
+    wait_for("v2 back on host 1", Duration::from_secs(60), || {
+        body_at(addr).as_deref() == Some("version v2")
+    });
+    web(t, "v2", port, bind, ingress, true);
+    // (3) a replica on host 1 removed by hand, then healed.
+    let on_h1: Vec<String> = hosts
+        .fleet_containers(&h1, &t.id)
+        .into_iter()
+        .filter(|n| n.contains("-web-") && !n.ends_with(".prev"))
+        .collect();
+    if let Some(victim) = on_h1.first() {
+        hosts.docker(&h1, &["rm", "-f", victim]);
+    }
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    wait_for(
+        "v2 on host 1 after the heal",
+        Duration::from_secs(60),
+        || body_at(addr).as_deref() == Some("version v2"),
+    );
+    load.finish()
+}
+
+#[test]
+fn published_ports_survive_rollouts_rollbacks_and_kills_through_the_proxy() {
+    let Some(hosts) = Hosts::get() else { return };
+    // Without the proxy first (the figure to compare with), in a fleet of its own.
+    let base = TestFleet::new();
+    let _base_cleanup = HostCleanup(&hosts, base.id.clone());
+    hosts.write_fleet_file(&base, &hosts.known_hosts(), "");
+    let (ok, failed, errors) = scenario(&hosts, &base, 18080, false);
+    eprintln!("WITHOUT the proxy (stop-first on a fixed port): {ok} ok, {failed} failed; first errors: {errors:?}");
+    drop(_base_cleanup);
+
+    let t = TestFleet::new();
+    let _cleanup = HostCleanup(&hosts, t.id.clone());
+    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
+    let fleet = std::fs::read_to_string(t.path().join("convoy.yaml")).unwrap();
+    t.write(
+        "convoy.yaml",
+        &format!("{fleet}proxy:\n  image: {PROXY}\n  ports: 39000-39999\n"),
+    );
+    let (ok, failed, errors) = scenario(&hosts, &t, 18081, true);
+    eprintln!("WITH the proxy (start-first): {ok} ok, {failed} failed; first errors: {errors:?}");
+
+    // Every host runs one proxy; the cross-host listeners are on its address only.
+    for h in &hosts.names {
+        let names = hosts.fleet_containers(h, &t.id);
+        assert!(names.iter().any(|n| n == "convoy-proxy"), "{h}: {names:?}");
+        let ip = hosts.env[&format!("{}_ADDR", h.to_uppercase())].clone();
+        let listeners = ss_listeners(&hosts, h);
+        let cross: Vec<&String> = listeners
+            .iter()
+            .filter(|l| {
+                l.rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok())
+                    .is_some_and(|p| (39000..=39999).contains(&p))
+            })
+            .collect();
+        assert!(
+            !cross.is_empty(),
+            "{h}: no cross-host listener in {listeners:?}"
+        );
+        for l in cross {
+            assert_eq!(
+                l,
+                &format!("{ip}:{}", l.rsplit_once(':').unwrap().1),
+                "{h}: {l} is not on the internal address only"
+            );
+        }
+    }
+    assert!(ok > 100, "the load ran ({ok} ok)");
+    assert_eq!(failed, 0, "requests failed through the proxy: {errors:?}");
+}
