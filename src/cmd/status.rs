@@ -300,6 +300,7 @@ async fn services(fleet: &Fleet, loaded: &Loaded, planned: &Planned) -> Vec<Serv
                 desired: 0,
                 running: 0,
                 replicas: Vec::new(),
+                endpoints: Vec::new(),
             });
         entry.desired += 1;
         let name = loaded
@@ -356,7 +357,62 @@ async fn services(fleet: &Fleet, loaded: &Loaded, planned: &Planned) -> Vec<Serv
             }
         }
     }
+    endpoints(loaded, planned, &mut services);
     services.into_values().collect()
+}
+
+/// Each service's listeners in the per-host proxies (issue 13), from what each host runs now.
+fn endpoints(
+    loaded: &Loaded,
+    planned: &Planned,
+    services: &mut BTreeMap<(String, String), ServiceStatus>,
+) {
+    use crate::core::proxy::{ports, render};
+    if loaded.desired.settings.proxy.is_none() {
+        return;
+    }
+    let listener_ports = ports::listener_ports(&loaded.desired).unwrap_or_default();
+    for (host, h) in &planned.observed.hosts {
+        let Some(snap) = h.snapshot() else { continue };
+        let m = render::model(
+            &loaded.desired,
+            host,
+            snap,
+            &Default::default(),
+            &listener_ports,
+        );
+        let mut add = |stack: &str, service: &str, kind, address: String, replicas| {
+            if let Some(s) = services.get_mut(&(stack.to_string(), service.to_string())) {
+                s.endpoints.push(crate::render::status::Endpoint {
+                    host: host.clone(),
+                    kind,
+                    address,
+                    replicas,
+                });
+            }
+        };
+        for l in &m.ingress {
+            for r in &l.routes {
+                let local = r.backends.iter().filter(|b| !b.backup).count();
+                add(
+                    &r.stack,
+                    &r.service,
+                    "ingress",
+                    format!("{}:{}", l.bind_ip, l.port),
+                    local,
+                );
+            }
+        }
+        for c in &m.cross {
+            add(
+                &c.stack,
+                &c.service,
+                "cross-host",
+                format!("{}:{}", c.address, c.port),
+                c.backends.len(),
+            );
+        }
+    }
 }
 
 #[cfg(test)]

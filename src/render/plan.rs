@@ -97,12 +97,18 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
         let _ = writeln!(out, "note: {note}");
     }
     let s = plan.summary();
-    if plan.steps.is_empty() {
+    if plan.steps.is_empty() && plan.proxy.is_empty() {
         let _ = writeln!(out, "\nNo changes. {}", in_sync_line(plan));
     } else {
+        // The proxies' count only when there is one, so a fleet without them reads as before.
+        let proxies = if plan.proxy.is_empty() {
+            String::new()
+        } else {
+            format!(", {} proxy change(s)", plan.proxy.len())
+        };
         let _ = writeln!(
             out,
-            "\nPlan: {} to create, {} to replace, {} to start, {} to remove, {} network/volume change(s).",
+            "\nPlan: {} to create, {} to replace, {} to start, {} to remove, {} network/volume change(s){proxies}.",
             s.create, s.replace, s.start, s.remove, s.resources
         );
     }

@@ -19,6 +19,21 @@ pub struct ServiceStatus {
     pub desired: usize,
     pub running: usize,
     pub replicas: Vec<ReplicaStatus>,
+    /// Where the per-host proxies take the service's traffic (issue 13), per host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One listener of a host's proxy for a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    pub host: String,
+    /// `ingress` (a published port) or `cross-host` (on the host's internal address).
+    pub kind: &'static str,
+    /// `ip:port`, or `:port` for every address of the host.
+    pub address: String,
+    /// The replicas it sends to on this host now.
+    pub replicas: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -122,6 +137,13 @@ pub fn status_text(s: &FleetStatus) -> String {
             for line in &r.last_logs {
                 let _ = writeln!(out, "      | {line}");
             }
+        }
+        for e in &svc.endpoints {
+            let _ = writeln!(
+                out,
+                "  endpoint {:<21} {:<12} {}, {} replica(s) here",
+                e.address, e.host, e.kind, e.replicas
+            );
         }
     }
     out.push_str(&crate::render::jobs::jobs_summary(s.jobs));

@@ -169,7 +169,21 @@ fn scenario(hosts: &Hosts, t: &TestFleet, port: u16, ingress: bool) -> (u64, u64
     // addresses, as the host's address differs per host. With it, the proxies bind it.
     let bind = "0.0.0.0";
     web(t, "v1", port, bind, ingress, true);
+    // `diff` shows the proxies as their own lines (none without a `proxy:` section).
+    let diff = t.convoy(&["diff"]).outcome(Outcome::Differs);
+    let proxy_lines = diff
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("+ proxy on host"))
+        .count();
+    assert_eq!(
+        proxy_lines,
+        if ingress { hosts.names.len() } else { 0 },
+        "{}",
+        diff.stdout
+    );
     t.convoy(&["apply"]).outcome(Outcome::Converged);
+    t.convoy(&["diff"]).outcome(Outcome::InSync);
     let addr: SocketAddr = format!("{addr_ip}:{port}").parse().unwrap();
     wait_for("the web page on host 1", Duration::from_secs(60), || {
         body_at(addr).as_deref() == Some("version v1")
@@ -253,6 +267,20 @@ fn published_ports_survive_rollouts_rollbacks_and_kills_through_the_proxy() {
                 "{h}: {l} is not on the internal address only"
             );
         }
+    }
+    // `status` shows the service's endpoints per host.
+    let status = t.convoy(&["status", "--output", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).expect(&status.stdout);
+    let endpoints = doc["services"][0]["endpoints"]
+        .as_array()
+        .expect(&status.stdout);
+    for h in &hosts.names {
+        assert!(
+            endpoints.iter().any(|e| e["host"] == h.as_str()
+                && e["kind"] == "ingress"
+                && e["address"] == "0.0.0.0:18081"),
+            "{h}: {endpoints:?}"
+        );
     }
     assert!(ok > 100, "the load ran ({ok} ok)");
     assert_eq!(failed, 0, "requests failed through the proxy: {errors:?}");
