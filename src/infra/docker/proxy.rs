@@ -223,6 +223,10 @@ impl Engine {
             image: Some(image.to_string()),
             cmd: Some(command),
             labels: Some(labels),
+            // The official image runs as `haproxy`, which cannot bind a port below 1024 in the
+            // host's network namespace (the engine's unprivileged-port sysctl applies to a
+            // container's own namespace only): ingress on 80/443 needs root here.
+            user: Some("root".into()),
             host_config: Some(HostConfig {
                 network_mode: Some("host".into()),
                 restart_policy: Some(RestartPolicy {
