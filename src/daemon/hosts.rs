@@ -146,6 +146,7 @@ impl Daemon {
                 t.retry_at = None;
                 t.parked = None;
                 t.down_requested = false;
+                self.notifications.host_back(&host);
                 // Observe it before anything else there (fencing happens in this pass).
                 self.request(PassReason::HostBack { host });
             }

@@ -141,6 +141,12 @@ impl Notifications {
         self.send(events);
     }
 
+    /// `host` is connected again.
+    pub(super) fn host_back(&mut self, host: &str) {
+        let events = self.coalescer.host_back(host);
+        self.send(events);
+    }
+
     /// A commit is held (`loaded`: the state still in force).
     pub(super) fn held(
         &mut self,

@@ -41,7 +41,14 @@ impl Daemon {
             return;
         }
         let requests = std::mem::take(&mut self.requests);
-        let reason = requests.first().cloned().unwrap_or(PassReason::Resync);
+        // A pass that runs a new commit says so, whatever was queued before it (a confirm
+        // the last pass asked for): the status, history and notifications name the push.
+        let reason = requests
+            .iter()
+            .find(|r| matches!(r, PassReason::NewCommit { .. }))
+            .or(requests.first())
+            .cloned()
+            .unwrap_or(PassReason::Resync);
         let started = super::history::now();
         self.requeued = None;
         self.next_resync = Instant::now() + self.opts.resync;

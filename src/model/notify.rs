@@ -297,6 +297,18 @@ impl Coalescer {
         }]
     }
 
+    /// `host` answers again: `host_up` at once when it was said down (not at the next pass's
+    /// start, which may be a resync away), and nothing more when that pass comes.
+    pub fn host_back(&mut self, host: &str) -> Vec<Event> {
+        if self.down.remove(host) {
+            vec![Event::HostUp {
+                host: host.to_string(),
+            }]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The hosts that are down now (past `host_down_after`): `host_down` for each new one,
     /// `host_up` for each back.
     pub fn hosts_down(&mut self, down: &BTreeSet<String>) -> Vec<Event> {

@@ -98,6 +98,18 @@ fn a_restart_resumed_at_an_applied_commit_says_nothing_again_but_heals_and_news(
 }
 
 #[test]
+fn a_host_back_is_said_up_at_once_and_not_again_at_the_next_pass() {
+    let mut c = Coalescer::default();
+    let down: BTreeSet<String> = ["h1".to_string()].into();
+    assert_eq!(kinds(&c.hosts_down(&down)), ["host_down"]);
+    assert_eq!(kinds(&c.host_back("h1")), ["host_up"]);
+    assert!(c.host_back("h1").is_empty(), "said once");
+    assert!(c.hosts_down(&BTreeSet::new()).is_empty());
+    // A host that was never said down says nothing when it connects.
+    assert!(c.host_back("h2").is_empty());
+}
+
+#[test]
 fn a_pass_that_healed_twenty_replicas_is_one_message() {
     let mut c = Coalescer::default();
     c.pass_started(A, 2);
