@@ -8,7 +8,8 @@
 //! out, each in the file of the service it is about. The names are those of
 //! `model::spec::replica_name`, so the check is exact: a service's `container_name` is its one
 //! name; otherwise a replicated service's slots are `1..=replicas`, a global one's are the
-//! names of the hosts it may run on.
+//! names of the hosts it may run on. A host port the proxy holds for an ingress service is not
+//! published by another service.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -68,6 +69,47 @@ pub fn check(
     }
 
     check_resources(stacks, errors);
+
+    // A port the proxy holds for an ingress service is bound on every host the proxy runs
+    // on: a service that publishes the same host port itself would fail to start there (or
+    // take it from the proxy), so that is refused here, in the file of the publisher.
+    let mut ingress: BTreeMap<u16, Vec<(&str, &str, &str)>> = BTreeMap::new();
+    for stack in stacks.values() {
+        for svc in stack.services.values() {
+            for p in svc.ingress.iter().flat_map(|i| &i.ports) {
+                ingress
+                    .entry(p.host_port)
+                    .or_default()
+                    .push((&stack.name, &svc.name, &p.host_ip));
+            }
+        }
+    }
+    for stack in stacks.values() {
+        for svc in stack.services.values() {
+            let held = svc.container.ports.iter().find_map(|p| {
+                // The proxy holds TCP ports only; the same number in UDP is another socket.
+                let port = p.host_port.filter(|_| p.protocol == "tcp")?;
+                ingress.get(&port)?.iter().find_map(|(st, sv, ip)| {
+                    let all = |a: &str| a.is_empty() || a == "0.0.0.0" || a == "::";
+                    (all(ip) || all(&p.host_ip) || *ip == p.host_ip).then_some((port, *st, *sv))
+                })
+            });
+            if let Some((port, st, sv)) = held {
+                let mut e = at(
+                    stack,
+                    &svc.name,
+                    false,
+                    format!(
+                        "host port {port} is held by the proxy for the ingress service `{sv}` of \
+                         stack `{st}`: publish another port, or give this service \
+                         `x-convoy: {{ingress: ...}}` with its own host name or path"
+                    ),
+                );
+                e.key = format!("services.{}.ports", svc.name);
+                errors.push(e);
+            }
+        }
+    }
 
     // Equal prefixes share every slot; otherwise names can still meet through a global
     // service's host names (`a` on host `b-1` and `a-b` slot 1), so those are compared whole,

@@ -256,3 +256,24 @@ fn a_range_too_small_for_the_services_is_an_error() {
         vec!["convoy.yaml: proxy.ports: 17 service ports need a cross-host listener each, and the range 40000-40015 holds 16: widen it".to_string()]
     );
 }
+
+#[test]
+fn a_port_the_proxy_holds_is_not_published_by_another_service() {
+    let e = errs(&files(&[
+        ("convoy.yaml", PROXIED.to_string()),
+        (
+            "stacks/web/compose.yaml",
+            "services:\n  web:\n    image: x\n    ports: [\"8080:80\"]\n    x-convoy: {ingress: true}\n"
+                .to_string(),
+        ),
+        (
+            "stacks/other/compose.yaml",
+            "services:\n  side:\n    image: x\n    ports: [\"127.0.0.1:8080:80\"]\n  fine:\n    image: x\n    ports: [\"8081:80\", \"8080:53/udp\"]\n"
+                .to_string(),
+        ),
+    ]));
+    assert_eq!(
+        e,
+        vec!["stacks/other/compose.yaml:2:3: services.side.ports: host port 8080 is held by the proxy for the ingress service `web` of stack `web`: publish another port, or give this service `x-convoy: {ingress: ...}` with its own host name or path".to_string()]
+    );
+}
