@@ -41,13 +41,13 @@ impl Got {
 
 /// An HTTP receiver on a loopback port: records every request and answers 200, or (`hang`)
 /// accepts connections and never answers. Its thread ends with the process.
-pub(crate) struct Receiver {
-    pub(crate) addr: String,
+struct Receiver {
+    addr: String,
     got: Arc<Mutex<Vec<Got>>>,
 }
 
 impl Receiver {
-    pub(crate) fn start(hang: bool) -> Receiver {
+    fn start(hang: bool) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -134,7 +134,7 @@ fn hmac_hex(key: &[u8], body: &[u8]) -> String {
 }
 
 /// The generic bodies received (path `/hook`), each signature checked.
-pub(crate) fn generic_events(r: &Receiver, key: &[u8]) -> Vec<Value> {
+fn generic_events(r: &Receiver, key: &[u8]) -> Vec<Value> {
     r.got()
         .into_iter()
         .filter(|g| g.path == "/hook")
