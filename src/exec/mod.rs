@@ -370,7 +370,7 @@ async fn run_step(
                 let stops_here = !member.keep_prev
                     || member.order == crate::model::rollout::UpdateOrder::StopFirst;
                 if let (Some(p), true) = (&ctx.opts.proxy, stops_here) {
-                    proxy::drain(p, engine, old_id).await;
+                    proxy::drain(p, engine, old_id, *old_grace_secs).await;
                 }
                 rollout::replace_member(
                     engine,
@@ -389,7 +389,7 @@ async fn run_step(
             // Stop-first: the old container frees its name and host ports before the new one
             // is created.
             if let Some(p) = &ctx.opts.proxy {
-                proxy::drain(p, engine, old_id).await;
+                proxy::drain(p, engine, old_id, *old_grace_secs).await;
             }
             let pre_stop = &replica.spec.hooks.pre_stop;
             hooks::pre_stop(
@@ -426,7 +426,7 @@ async fn run_step(
             ..
         } => {
             if let Some(p) = &ctx.opts.proxy {
-                proxy::drain(p, engine, id).await;
+                proxy::drain(p, engine, id, *grace_secs).await;
             }
             hooks::pre_stop(engine, id, name, pre_stop, *grace_secs, &ctx.cancel).await;
             names::remove(engine, id, name, *grace_secs, &ctx.cancel).await

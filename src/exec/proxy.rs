@@ -11,7 +11,10 @@
 //! per host), so two steps never ship over each other.
 //!
 //! The executor calls [`drain`] before it stops a replica of the fleet and [`sync_all`] once
-//! the pass's steps are done, which adds the replicas that became healthy. A drain that fails
+//! the pass's steps are done, which adds the replicas that became healthy. A drain also waits,
+//! up to the replica's stop grace period, until the old workers of earlier configurations
+//! have no connection left to the replica (HAProxy's master CLI, `infra::haproxy_cli`): a
+//! request under way through the proxy ends before its replica is stopped. A drain that fails
 //! is logged and the stop goes on: the proxy's health checks and retries then cover the gap.
 //! It never touches a replica and decides nothing about the plan.
 
@@ -94,10 +97,75 @@ pub struct ProxyError {
 }
 
 /// Takes replica `id` out of its host's proxy before it is stopped: the new configuration is
-/// in force (the reload answered) when this returns. Never fails; a failure is logged.
-pub async fn drain(ctx: &ProxyCtx, engine: &Engine, id: &str) {
+/// in force (the reload answered) when this returns, and the connections the old workers
+/// still had to it have ended, or `grace_secs` (its stop grace period, 10 s when unset) went
+/// by. Never fails; a failure is logged and the stop goes on.
+pub async fn drain(ctx: &ProxyCtx, engine: &Engine, id: &str, grace_secs: Option<i64>) {
+    // Read before the reload: the replica's addresses are what the old workers' servers name.
+    let addresses = match engine.container_addresses(id).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!(host = %engine.host(), container = id, error = %e, "no addresses to drain");
+            Vec::new()
+        }
+    };
     if let Err(e) = sync_host(ctx, engine, Some(id)).await {
         tracing::warn!(host = %engine.host(), container = id, error = %e, "could not take the replica out of the proxy first; stopping anyway");
+        return;
+    }
+    if addresses.is_empty() {
+        return;
+    }
+    let budget = Duration::from_secs(
+        grace_secs
+            .unwrap_or(DEFAULT_GRACE_SECS)
+            .clamp(0, render::HARD_STOP_AFTER_SECS as i64) as u64,
+    );
+    wait_old_connections(ctx, engine.host(), id, &addresses, budget).await;
+}
+
+/// Docker's stop grace period when a service sets none.
+const DEFAULT_GRACE_SECS: i64 = 10;
+/// How often the old workers are asked while connections to a leaving replica remain.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+
+/// Waits until the proxy's old workers have no connection left to `addresses`, within
+/// `budget`: a request under way through a worker of the configuration before the drain ends
+/// before the replica is stopped.
+async fn wait_old_connections(
+    ctx: &ProxyCtx,
+    host: &str,
+    id: &str,
+    addresses: &[String],
+    budget: Duration,
+) {
+    let shell = ctx.shells.get(host).cloned().unwrap_or(HostShell::Local);
+    let started = tokio::time::Instant::now();
+    let deadline = started + budget;
+    loop {
+        match crate::infra::haproxy_cli::old_connections(&shell, addresses).await {
+            Ok(0) => {
+                if started.elapsed() >= DRAIN_POLL {
+                    tracing::info!(
+                        host,
+                        container = id,
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "connections through the proxy's old workers ended"
+                    );
+                }
+                return;
+            }
+            Ok(n) if tokio::time::Instant::now() >= deadline => {
+                tracing::info!(host, container = id, connections = n, budget_s = budget.as_secs(), "connections through the proxy's old workers remain after the grace period; stopping anyway");
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(host, container = id, error = %e, "cannot ask the proxy's master which connections remain; stopping now");
+                return;
+            }
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
     }
 }
 

@@ -199,7 +199,7 @@ impl Driver {
             let proxy = self.proxy.clone();
             handles.push(tokio::spawn(async move {
                 if let Some(p) = &proxy {
-                    super::proxy::drain(p, &engine, &prev).await;
+                    super::proxy::drain(p, &engine, &prev, grace).await;
                 }
                 if let Err(e) = engine.stop(&prev, &prev, grace).await {
                     tracing::warn!(host = %host, container = %prev, error = %e, "stopping the previous replica failed");

@@ -137,20 +137,81 @@ pub async fn status_at(
     timeout: Duration,
 ) -> Result<u16, ProbeFailure> {
     let request = request(target, path)?;
+    connect_and(shell, target, timeout, |s| exchange(s, &request)).await
+}
+
+/// Sends `request` to `target` as seen from the shell's host and reads the answer to its end
+/// (at most `limit` bytes: more is an error), within `timeout`: for line protocols such as
+/// HAProxy's master CLI, which answers one command and closes.
+pub async fn converse_at(
+    shell: &HostShell,
+    target: SocketAddr,
+    request: &[u8],
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, ProbeFailure> {
+    connect_and(shell, target, timeout, |s| read_to_end(s, request, limit)).await
+}
+
+/// Runs `talk` on a connection to `target` from the shell's host, within `timeout`.
+async fn connect_and<T, F, Fut>(
+    shell: &HostShell,
+    target: SocketAddr,
+    timeout: Duration,
+    talk: F,
+) -> Result<T, ProbeFailure>
+where
+    F: FnOnce(Box<dyn Stream>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProbeFailure>>,
+{
     let work = async {
         match shell {
             HostShell::Local | HostShell::LocalWith(_) => {
                 let stream = tokio::net::TcpStream::connect(target)
                     .await
                     .map_err(connect_failure)?;
-                exchange(stream, &request).await
+                talk(Box::new(stream)).await
             }
-            HostShell::Ssh(t) => through_ssh(t, target, &request).await,
+            HostShell::Ssh(t) => through_ssh(t, target, talk).await,
         }
     };
     tokio::time::timeout(timeout, work)
         .await
         .map_err(|_| ProbeFailure::Timeout(timeout))?
+}
+
+/// A connection, direct or through `ssh -W`.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
+/// Sends `request` and reads until the far end closes, at most `limit` bytes.
+async fn read_to_end<S>(
+    mut stream: S,
+    request: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, ProbeFailure>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    stream.write_all(request).await.map_err(io_failure)?;
+    // The far end answers and closes once it sees the end of the request (through `ssh -W`,
+    // the channel stays open while ssh's stdin does).
+    stream.shutdown().await.map_err(io_failure)?;
+    let mut out = Vec::new();
+    let n = (&mut stream)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .await
+        .map_err(io_failure)?;
+    if n > limit {
+        return Err(ProbeFailure::Malformed(
+            "the answer is longer than the limit",
+        ));
+    }
+    if n == 0 {
+        return Err(ProbeFailure::EarlyEof);
+    }
+    Ok(out)
 }
 
 /// The request: HTTP/1.0, one connection per probe, nothing kept open.
@@ -249,11 +310,15 @@ pub fn parse_status_line(line: &[u8]) -> Result<u16, ProbeFailure> {
 /// The exchange over `ssh -W <ip>:<port>` through the host's master: ssh's stdin and stdout
 /// are the connection. When it ends early, ssh's own message says why (a refused connection
 /// is `open failed: connect failed: Connection refused`).
-async fn through_ssh(
+async fn through_ssh<T, F, Fut>(
     t: &ShellTarget,
     target: SocketAddr,
-    request: &[u8],
-) -> Result<u16, ProbeFailure> {
+    talk: F,
+) -> Result<T, ProbeFailure>
+where
+    F: FnOnce(Box<dyn Stream>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProbeFailure>>,
+{
     let mut child = tokio::process::Command::new("ssh")
         .arg("-F")
         .arg(&t.config)
@@ -277,9 +342,13 @@ async fn through_ssh(
     let input = child.stdin.take().expect("piped");
     let output = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
-    let result = exchange(tokio::io::join(output, input), request).await;
+    let result = talk(Box::new(SshStdio {
+        output,
+        input: Some(input),
+    }))
+    .await;
     match result {
-        Err(ProbeFailure::EarlyEof | ProbeFailure::Io(_)) => {
+        Err(e @ (ProbeFailure::EarlyEof | ProbeFailure::Io(_))) => {
             // ssh exits once its channel failed; its message is short (the caller's timeout
             // bounds the wait all the same).
             let mut text = Vec::new();
@@ -288,10 +357,61 @@ async fn through_ssh(
                 .read_to_end(&mut text)
                 .await;
             let status = child.wait().await.ok();
-            Err(ssh_failure(&String::from_utf8_lossy(&text), status, result))
+            Err(ssh_failure(&String::from_utf8_lossy(&text), status, e))
         }
         // Done: dropping the child kills ssh, which closes the channel.
         other => other,
+    }
+}
+
+/// ssh's stdout and stdin as one connection; shutting it down closes stdin, which is how the
+/// far end learns the request ended.
+struct SshStdio {
+    output: tokio::process::ChildStdout,
+    input: Option<tokio::process::ChildStdin>,
+}
+
+impl AsyncRead for SshStdio {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.output).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SshStdio {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.input.as_mut() {
+            Some(i) => std::pin::Pin::new(i).poll_write(cx, buf),
+            None => std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into())),
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.input.as_mut() {
+            Some(i) => std::pin::Pin::new(i).poll_flush(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(i) = self.input.as_mut() {
+            std::task::ready!(std::pin::Pin::new(i).poll_flush(cx))?;
+        }
+        self.input = None;
+        std::task::Poll::Ready(Ok(()))
     }
 }
 
@@ -299,12 +419,8 @@ async fn through_ssh(
 fn ssh_failure(
     stderr: &str,
     status: Option<std::process::ExitStatus>,
-    result: Result<u16, ProbeFailure>,
+    fallback: ProbeFailure,
 ) -> ProbeFailure {
-    let fallback = match result {
-        Err(f) => f,
-        Ok(_) => ProbeFailure::EarlyEof,
-    };
     if stderr.contains("Connection refused") && stderr.contains("open failed") {
         return ProbeFailure::Refused;
     }
@@ -527,25 +643,25 @@ mod tests {
         let refused =
             "channel 0: open failed: connect failed: Connection refused\nstdio forwarding failed\n";
         assert_eq!(
-            ssh_failure(refused, None, Err(ProbeFailure::EarlyEof)),
+            ssh_failure(refused, None, ProbeFailure::EarlyEof),
             ProbeFailure::Refused
         );
         let no_route =
             "channel 0: open failed: connect failed: No route to host\nstdio forwarding failed\n";
         assert_eq!(
-            ssh_failure(no_route, None, Err(ProbeFailure::EarlyEof)),
+            ssh_failure(no_route, None, ProbeFailure::EarlyEof),
             ProbeFailure::Connect("open failed: connect failed: No route to host".into())
         );
         // Through a master, the reason stays in the master.
         let muxed = "Stdio forwarding request failed: Session open refused by peer\n";
         assert_eq!(
-            ssh_failure(muxed, None, Err(ProbeFailure::EarlyEof)),
+            ssh_failure(muxed, None, ProbeFailure::EarlyEof),
             ProbeFailure::ForwardRefused
         );
         assert!(ProbeFailure::ForwardRefused.is_refused() && ProbeFailure::Refused.is_refused());
         // Nothing from ssh: the exchange's own finding stands.
         assert_eq!(
-            ssh_failure("", None, Err(ProbeFailure::EarlyEof)),
+            ssh_failure("", None, ProbeFailure::EarlyEof),
             ProbeFailure::EarlyEof
         );
     }

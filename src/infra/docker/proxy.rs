@@ -253,6 +253,21 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The IPv4 addresses of `container` (ID or name) on its networks, in network name order.
+    pub async fn container_addresses(&self, container: &str) -> Result<Vec<String>, DockerError> {
+        let i = self
+            .docker
+            .inspect_container(
+                container,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .map_err(|e| self.err(format!("inspect `{container}`"), e))?;
+        Ok(container_ips(&i).into_values().collect())
+    }
+}
+
 /// The proxy container of a fleet's listing, when these labels say it is one.
 pub(super) fn observed_proxy(
     id: &Option<String>,
