@@ -413,6 +413,20 @@ fn endpoints(
             );
         }
     }
+    // Discovery: on a host without a replica of a service, its stack's mesh answers for it.
+    for mesh in &planned.pass.meshes {
+        for r in &mesh.routes {
+            let weight: u32 = r.endpoints.iter().map(|e| e.weight).sum();
+            if let Some(s) = services.get_mut(&(mesh.stack.clone(), r.service.clone())) {
+                s.endpoints.push(crate::render::status::Endpoint {
+                    host: mesh.host.clone(),
+                    kind: "mesh",
+                    address: format!("{}:{}", r.service, r.port),
+                    replicas: weight as usize,
+                });
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -28,11 +28,14 @@ pub struct ServiceStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Endpoint {
     pub host: String,
-    /// `ingress` (a published port) or `cross-host` (on the host's internal address).
+    /// `ingress` (a published port), `cross-host` (on the host's internal address) or `mesh`
+    /// (the stack's mesh container on a host without a replica of the service: discovery).
     pub kind: &'static str,
-    /// `ip:port`, or `:port` for every address of the host.
+    /// `ip:port`, or `:port` for every address of the host; for `mesh`, `service:port` as the
+    /// stack's containers on that host call it.
     pub address: String,
-    /// The replicas it sends to on this host now.
+    /// The replicas it sends to on this host now; for `mesh`, the replicas placed on the
+    /// other hosts it sends to.
     pub replicas: usize,
 }
 
@@ -139,9 +142,14 @@ pub fn status_text(s: &FleetStatus) -> String {
             }
         }
         for e in &svc.endpoints {
+            let whose = if e.kind == "mesh" {
+                "on other hosts"
+            } else {
+                "here"
+            };
             let _ = writeln!(
                 out,
-                "  endpoint {:<21} {:<12} {}, {} replica(s) here",
+                "  endpoint {:<21} {:<12} {}, {} replica(s) {whose}",
                 e.address, e.host, e.kind, e.replicas
             );
         }
