@@ -183,7 +183,7 @@ impl ProxyChange {
             ),
             ProxyChangeKind::Finish => format!(
                 "~ proxy on host {}  (an interrupted replacement is finished: the proxy of {} \
-                 kept, the other one drained and removed)",
+                 kept as convoy-proxy, any other drained and removed)",
                 self.host, self.image
             ),
             ProxyChangeKind::Start => {

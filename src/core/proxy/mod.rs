@@ -126,7 +126,7 @@ mod tests {
             lines,
             [
                 "~ proxy on host a  (an interrupted replacement is finished: the proxy of \
-                 haproxy:2.8 kept, the other one drained and removed)",
+                 haproxy:2.8 kept as convoy-proxy, any other drained and removed)",
                 "+ proxy on host c  (haproxy:2.8)",
             ]
         );
