@@ -26,6 +26,7 @@ pub mod mesh;
 mod names;
 mod prestart;
 pub mod proxy;
+mod proxy_replace;
 mod rollout;
 #[cfg(test)]
 mod rollout_progress_tests;

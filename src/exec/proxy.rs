@@ -26,9 +26,7 @@ use std::time::Duration;
 use crate::core::proxy::{ports, render};
 use crate::infra::docker::Engine;
 use crate::infra::files::HostShell;
-use crate::model::proxy::{
-    proxy_command, proxy_spec_hash, ProxySettings, CONTROL_PORT, PROXY_CONFIG_PATH,
-};
+use crate::model::proxy::{proxy_spec_hash, ProxySettings, CONTROL_PORT, PROXY_CONFIG_PATH};
 use crate::model::spec::DesiredState;
 
 /// How long a reload may take to be answered for by the control listener.
@@ -221,40 +219,27 @@ pub async fn sync_host(
     let text = render::render(&model);
     let hash = render::hash_of(&text).unwrap_or_default().to_string();
     let want = proxy_spec_hash(&ctx.settings.image);
-    let current = snap.proxy.as_deref();
-    let id = match current {
-        Some(p) if p.spec_hash == want => p.id.clone(),
-        other => {
-            if let Some(old) = other {
-                // Host ports cannot be bound twice: the old proxy goes first, and connections
-                // through it may drop (`diff` says so).
-                tracing::warn!(host = %host, "replacing the proxy for a new image: connections through it may drop");
-                engine
-                    .remove(&old.id, crate::model::proxy::PROXY_CONTAINER, Some(10))
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
-            }
-            engine
-                .ensure_image(&ctx.settings.image, false)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            let id = engine
-                .create_proxy(&ctx.fleet, &ctx.settings.image, proxy_command(), &want)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            engine
-                .upload_file(&id, PROXY_CONFIG_PATH, text.as_bytes())
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            engine
-                .start(&id, crate::model::proxy::PROXY_CONTAINER)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            tracing::info!(host = %host, hash = %hash, "proxy started");
-            return wait_applied(ctx, &host, &hash).await.map_err(fail);
-        }
+    // The container itself: made, kept, or replaced start-first (`proxy_replace`).
+    let made = super::proxy_replace::ensure(
+        &super::proxy_replace::HostProxy {
+            fleet: &ctx.fleet,
+            image: &ctx.settings.image,
+            want: &want,
+            shell: ctx.shells.get(&host).cloned().unwrap_or(HostShell::Local),
+            text: &text,
+            hash: &hash,
+        },
+        engine,
+        snap.proxy.as_deref(),
+    )
+    .await
+    .map_err(fail)?;
+    let current = match made {
+        super::proxy_replace::Ensured::Made => return Ok(()),
+        super::proxy_replace::Ensured::Keep(p) => p,
     };
-    let running = current.is_some_and(|p| p.running);
+    let id = current.id.clone();
+    let running = current.running;
     let shipped = engine
         .download_file(&id, PROXY_CONFIG_PATH)
         .await

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 /// The engine name of the proxy container on every host.
 pub const PROXY_CONTAINER: &str = "convoy-proxy";
+/// The engine name of a new proxy started beside the one in service during a start-first
+/// replacement (or of the old one, when it kept that name from an interrupted replacement):
+/// whichever of the two names the old one does not hold, see [`spare_name`].
+pub const PROXY_NEXT_CONTAINER: &str = "convoy-proxy-next";
 /// The label that says what a fleet container is for when it is not a replica; the proxy's
 /// value is [`ROLE_PROXY`]. Replicas do not carry it.
 pub const LABEL_ROLE: &str = "convoy.role";
@@ -125,6 +129,14 @@ pub struct ObservedProxy {
     pub spec_hash: String,
     /// Running now (a proxy that is not is started or replaced).
     pub running: bool,
+    /// Its engine name ([`PROXY_CONTAINER`], or [`PROXY_NEXT_CONTAINER`] while a start-first
+    /// replacement is under way).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The host's other proxy containers of the fleet: a replacement was interrupted between
+    /// the new one's start and the old one's removal. The next sync keeps one ([`settle`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<ObservedProxy>,
 }
 
 /// What a host's proxy container needs, as `diff` shows it.
@@ -142,10 +154,14 @@ pub struct ProxyChange {
 #[serde(rename_all = "lowercase")]
 pub enum ProxyChangeKind {
     Create,
-    /// A new image: stop-first (host ports cannot be bound twice), so connections through it
-    /// may drop.
+    /// A new image: start-first (the new proxy beside the old one, both bound with
+    /// SO_REUSEPORT; the old one then stops accepting and finishes its connections), stop-first
+    /// when the host refuses the second one (connections through it may drop then).
     Replace,
     Start,
+    /// A replacement that was interrupted (two proxy containers on the host): the one of the
+    /// wanted image is kept, the other drained and removed.
+    Finish,
 }
 
 impl ProxyChange {
@@ -161,7 +177,13 @@ impl ProxyChange {
                 format!("+ proxy on host {}  ({}{held})", self.host, self.image)
             }
             ProxyChangeKind::Replace => format!(
-                "~ proxy on host {}  (new image {}: stop-first, connections through it may drop)",
+                "~ proxy on host {}  (new image {}: replaced start-first, connections drained; \
+                 stop-first if the host refuses a second proxy, connections through it may drop then)",
+                self.host, self.image
+            ),
+            ProxyChangeKind::Finish => format!(
+                "~ proxy on host {}  (an interrupted replacement is finished: the proxy of {} \
+                 kept as convoy-proxy, any other drained and removed)",
                 self.host, self.image
             ),
             ProxyChangeKind::Start => {
@@ -211,9 +233,200 @@ pub fn proxy_spec_hash(image: &str) -> String {
         .collect()
 }
 
+/// What a host's proxy containers need before its configuration is synced, from all of them
+/// (the observed one and its `others`) and the wanted spec hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxySettle {
+    /// No proxy of the wanted spec and none running to keep serving: remove `remove` (stopped
+    /// or of another spec), then make one as [`PROXY_CONTAINER`].
+    Create { remove: Vec<ObservedProxy> },
+    /// `old` serves with another spec: remove `remove`, start a new one beside it under
+    /// [`spare_name`]`(old)`, and once the new one answers, drain and remove `old`.
+    StartFirst {
+        old: ObservedProxy,
+        remove: Vec<ObservedProxy>,
+    },
+    /// `keep` has the wanted spec: drain and remove `remove`, then name it [`PROXY_CONTAINER`]
+    /// when it is not (`rename`). A stopped `keep` is started by the sync.
+    Keep {
+        keep: ObservedProxy,
+        remove: Vec<ObservedProxy>,
+        rename: bool,
+    },
+}
+
+/// Decides [`ProxySettle`]. A running proxy of the wanted spec is kept; else a running one of
+/// another spec is replaced start-first (a stopped proxy of the wanted spec beside it is
+/// removed: starting it would be a stop-first replacement); else a stopped one of the wanted
+/// spec is kept; else one is made. Among equals, the one named [`PROXY_CONTAINER`], then the
+/// lowest ID, so two syncs decide alike.
+pub fn settle(observed: Option<&ObservedProxy>, want: &str) -> Option<ProxySettle> {
+    let first = observed?;
+    let mut all: Vec<ObservedProxy> = std::iter::once(first)
+        .chain(first.others.iter())
+        .map(|p| ObservedProxy {
+            others: Vec::new(),
+            ..p.clone()
+        })
+        .collect();
+    all.sort_by(|a, b| {
+        (b.running, b.name == PROXY_CONTAINER, &a.id).cmp(&(
+            a.running,
+            a.name == PROXY_CONTAINER,
+            &b.id,
+        ))
+    });
+    let take = |all: &mut Vec<ObservedProxy>, i: usize| {
+        let chosen = all.remove(i);
+        (chosen, std::mem::take(all))
+    };
+    // `all` is sorted running first, then by name and ID: the first match is the best.
+    if let Some(i) = all.iter().position(|p| p.running && p.spec_hash == want) {
+        let (keep, remove) = take(&mut all, i);
+        let rename = keep.name != PROXY_CONTAINER;
+        return Some(ProxySettle::Keep {
+            keep,
+            remove,
+            rename,
+        });
+    }
+    if let Some(i) = all.iter().position(|p| p.running) {
+        let (old, remove) = take(&mut all, i);
+        return Some(ProxySettle::StartFirst { old, remove });
+    }
+    if let Some(i) = all.iter().position(|p| p.spec_hash == want) {
+        let (keep, remove) = take(&mut all, i);
+        let rename = keep.name != PROXY_CONTAINER;
+        return Some(ProxySettle::Keep {
+            keep,
+            remove,
+            rename,
+        });
+    }
+    Some(ProxySettle::Create { remove: all })
+}
+
+/// The name a new proxy takes beside `old`: the one of [`PROXY_CONTAINER`] and
+/// [`PROXY_NEXT_CONTAINER`] that `old` does not hold.
+pub fn spare_name(old: &ObservedProxy) -> &'static str {
+    if old.name == PROXY_NEXT_CONTAINER {
+        PROXY_CONTAINER
+    } else {
+        PROXY_NEXT_CONTAINER
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn proxy(id: &str, name: &str, spec: &str, running: bool) -> ObservedProxy {
+        ObservedProxy {
+            id: id.into(),
+            image: String::new(),
+            spec_hash: spec.into(),
+            running,
+            name: name.into(),
+            others: Vec::new(),
+        }
+    }
+
+    fn with_others(mut first: ObservedProxy, other: &ObservedProxy) -> ObservedProxy {
+        first.others = vec![other.clone()];
+        first
+    }
+
+    #[test]
+    fn one_proxy_of_the_wanted_spec_is_kept_as_it_is() {
+        let p = proxy("a", PROXY_CONTAINER, "new", true);
+        assert_eq!(settle(None, "new"), None);
+        assert_eq!(
+            settle(Some(&p), "new"),
+            Some(ProxySettle::Keep {
+                keep: p.clone(),
+                remove: vec![],
+                rename: false
+            })
+        );
+        let stopped = proxy("a", PROXY_CONTAINER, "new", false);
+        assert_eq!(
+            settle(Some(&stopped), "new"),
+            Some(ProxySettle::Keep {
+                keep: stopped.clone(),
+                remove: vec![],
+                rename: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_running_proxy_of_another_image_is_replaced_start_first_a_stopped_one_is_not() {
+        let old = proxy("a", PROXY_CONTAINER, "old", true);
+        assert_eq!(
+            settle(Some(&old), "new"),
+            Some(ProxySettle::StartFirst {
+                old: old.clone(),
+                remove: vec![]
+            })
+        );
+        assert_eq!(spare_name(&old), PROXY_NEXT_CONTAINER);
+        let stopped = proxy("a", PROXY_CONTAINER, "old", false);
+        assert_eq!(
+            settle(Some(&stopped), "new"),
+            Some(ProxySettle::Create {
+                remove: vec![stopped.clone()]
+            })
+        );
+    }
+
+    #[test]
+    fn an_interrupted_replacement_keeps_the_wanted_proxy_and_drains_the_other() {
+        let old = proxy("b", PROXY_CONTAINER, "old", true);
+        let new = proxy("a", PROXY_NEXT_CONTAINER, "new", true);
+        // Whichever of the two the observation listed first.
+        for seen in [
+            with_others(old.clone(), &new),
+            with_others(new.clone(), &old),
+        ] {
+            assert_eq!(
+                settle(Some(&seen), "new"),
+                Some(ProxySettle::Keep {
+                    keep: new.clone(),
+                    remove: vec![old.clone()],
+                    rename: true
+                })
+            );
+        }
+        // The old one removed, the new one not renamed yet.
+        assert_eq!(
+            settle(Some(&new), "new"),
+            Some(ProxySettle::Keep {
+                keep: new.clone(),
+                remove: vec![],
+                rename: true
+            })
+        );
+        // The new one made but not started: the old one still serves, so start-first again.
+        let made = proxy("a", PROXY_NEXT_CONTAINER, "new", false);
+        assert_eq!(
+            settle(Some(&with_others(old.clone(), &made)), "new"),
+            Some(ProxySettle::StartFirst {
+                old: old.clone(),
+                remove: vec![made]
+            })
+        );
+        // The image changed again meanwhile: the one in service is replaced, under the name
+        // the other does not hold.
+        let seen = with_others(old.clone(), &new);
+        assert_eq!(
+            settle(Some(&seen), "newer"),
+            Some(ProxySettle::StartFirst {
+                old: old.clone(),
+                remove: vec![new.clone()]
+            })
+        );
+        assert_eq!(spare_name(&new), PROXY_CONTAINER);
+    }
 
     #[test]
     fn ranges_count_their_ports() {

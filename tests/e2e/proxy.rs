@@ -1,7 +1,9 @@
 //! The per-host proxy (issue 13) on the 3-host SSH fleet, with real HAProxy and nginx: a web
 //! service whose published port the proxies hold (`x-convoy: {ingress: true}`) keeps answering
 //! a steady load from the test machine through a start-first rolling update, a failed update
-//! rolled back, and a `docker rm -f` of a replica; the same scenario without the proxy (today's
+//! rolled back, a `docker rm -f` of a replica, and a new proxy image (the proxies themselves
+//! replaced start-first; then a second proxy container left on a host, as by an interrupted
+//! replacement, removed by the next pass); the same scenario without the proxy (today's
 //! stop-first on a fixed port) is run for the figure to compare with. The cross-host listeners
 //! listen on each host's internal address only (`ss` in each host's namespace).
 //!
@@ -21,6 +23,8 @@ use crate::harness::*;
 
 const NGINX: &str = "convoy-test/nginx:1";
 const PROXY: &str = "convoy-test/proxy:1";
+/// The same image under a second name, tagged on the hosts by the test: a new `proxy.image`.
+const PROXY2: &str = "convoy-test/proxy:2";
 
 /// Requests at a fixed pace against one address until stopped (or `MAX` passes).
 struct Load {
@@ -217,7 +221,119 @@ fn scenario(hosts: &Hosts, t: &TestFleet, port: u16, ingress: bool) -> (u64, u64
         Duration::from_secs(60),
         || body_at(addr).as_deref() == Some("version v2"),
     );
+    if ingress {
+        let before = load.failed.load(Ordering::SeqCst);
+        let started = Instant::now();
+        new_proxy_image(hosts, t, addr);
+        eprintln!(
+            "new proxy image: {} failed in {:?}",
+            load.failed.load(Ordering::SeqCst) - before,
+            started.elapsed()
+        );
+    }
     load.finish()
+}
+
+/// [`PROXY2`] on every host while it lives: tagged, then taken off again whatever happens.
+struct Untag<'a>(&'a Hosts);
+
+impl<'a> Untag<'a> {
+    fn tag(hosts: &'a Hosts) -> Untag<'a> {
+        for h in &hosts.names {
+            hosts.docker(h, &["tag", PROXY, PROXY2]);
+        }
+        Untag(hosts)
+    }
+}
+
+impl Drop for Untag<'_> {
+    fn drop(&mut self) {
+        for h in &self.0.names {
+            let sock = format!("unix://{}", self.0.sock(h));
+            let _ = docker_try(&["-H", &sock, "rmi", PROXY2]);
+        }
+    }
+}
+
+/// (4) A new proxy image under the load: replaced start-first on every host (`diff` says so),
+/// one `convoy-proxy` of the new image left on each.
+fn new_proxy_image(hosts: &Hosts, t: &TestFleet, addr: SocketAddr) {
+    let _untag = Untag::tag(hosts);
+    let fleet = std::fs::read_to_string(t.path().join("convoy.yaml")).unwrap();
+    assert!(fleet.contains(PROXY), "{fleet}");
+    t.write("convoy.yaml", &fleet.replace(PROXY, PROXY2));
+    let diff = t.convoy(&["diff"]).outcome(Outcome::Differs);
+    let replaced = diff
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("~ proxy on host") && l.contains("replaced start-first"))
+        .count();
+    assert_eq!(replaced, hosts.names.len(), "{}", diff.stdout);
+    // `-v`: the log says how each proxy was replaced (start-first, not the fallback).
+    let apply = t.convoy(&["apply", "-v"]).outcome(Outcome::Converged);
+    assert_eq!(
+        apply.stderr.matches("proxy replaced start-first").count(),
+        hosts.names.len(),
+        "{}",
+        apply.stderr
+    );
+    assert!(!apply.stderr.contains("refused"), "{}", apply.stderr);
+    t.convoy(&["diff"]).outcome(Outcome::InSync);
+    for h in &hosts.names {
+        let proxies = hosts.docker(
+            h,
+            &[
+                "ps",
+                "-a",
+                "--filter",
+                &format!("label=convoy.fleet={}", t.id),
+                "--filter",
+                "label=convoy.role=proxy",
+                "--format",
+                "{{.Names}} {{.Image}} {{.State}}",
+            ],
+        );
+        assert_eq!(
+            proxies.trim(),
+            format!("convoy-proxy {PROXY2} running"),
+            "{h}"
+        );
+    }
+    assert_eq!(body_at(addr).as_deref(), Some("version v2"));
+    // An interrupted replacement (a second proxy container left on a host) is finished by the
+    // next pass: the one of the wanted image kept, the other removed.
+    let h2 = &hosts.names[1];
+    hosts.docker(
+        h2,
+        &[
+            "create",
+            "--name",
+            "convoy-proxy-next",
+            "--label",
+            &format!("convoy.fleet={}", t.id),
+            "--label",
+            "convoy.role=proxy",
+            "--label",
+            "convoy.spec-hash=0000000000000000",
+            PROXY,
+        ],
+    );
+    let diff = t.convoy(&["diff"]).outcome(Outcome::Differs);
+    assert!(
+        diff.stdout.lines().any(|l| l.starts_with(&format!(
+            "~ proxy on host {h2}  (an interrupted replacement"
+        ))),
+        "{}",
+        diff.stdout
+    );
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    t.convoy(&["diff"]).outcome(Outcome::InSync);
+    let names = hosts.fleet_containers(h2, &t.id);
+    assert!(
+        names.iter().any(|n| n == "convoy-proxy")
+            && !names.iter().any(|n| n == "convoy-proxy-next"),
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -284,4 +400,113 @@ fn published_ports_survive_rollouts_rollbacks_and_kills_through_the_proxy() {
     }
     assert!(ok > 100, "the load ran ({ok} ok)");
     assert_eq!(failed, 0, "requests failed through the proxy: {errors:?}");
+}
+
+/// Where the host refuses a second proxy beside the old one (here the old one was restarted by
+/// hand with `noreuseport`, so the new one cannot bind its ports), the replacement falls back
+/// to stop-first, says so in the log, and still ends with one `convoy-proxy` of the new image;
+/// the other hosts are replaced start-first.
+#[test]
+fn a_proxy_the_host_refuses_beside_the_old_one_is_replaced_stop_first() {
+    let Some(hosts) = Hosts::get() else { return };
+    let t = TestFleet::new();
+    let _cleanup = HostCleanup(&hosts, t.id.clone());
+    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
+    let fleet = std::fs::read_to_string(t.path().join("convoy.yaml")).unwrap();
+    t.write(
+        "convoy.yaml",
+        &format!("{fleet}proxy:\n  image: {PROXY}\n  ports: 39000-39999\n"),
+    );
+    t.compose(
+        "web",
+        &format!(
+            "services:\n  web:\n    image: {NGINX}\n    command: [\"sh\", \"-c\", \"echo 'version v1' > /var/www/html/index.html && exec nginx -g 'daemon off;'\"]\n    ports: [\"18083:80\"]\n    deploy:\n      replicas: 1\n    x-convoy:\n      ingress: true\n"
+        ),
+    );
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    let h1 = hosts.names[0].clone();
+    let addr: SocketAddr = format!(
+        "{}:18083",
+        hosts.env[&format!("{}_ADDR", h1.to_uppercase())]
+    )
+    .parse()
+    .unwrap();
+    wait_for("the web page on host 1", Duration::from_secs(60), || {
+        body_at(addr).as_deref() == Some("version v1")
+    });
+    // The old proxy on host 1 holds its ports without SO_REUSEPORT from now on.
+    hosts.docker(
+        &h1,
+        &[
+            "exec",
+            "convoy-proxy",
+            "sed",
+            "-i",
+            "s/^    master-worker$/    master-worker\\n    noreuseport/",
+            "/etc/convoy-proxy/haproxy.cfg",
+        ],
+    );
+    let cfg = hosts.docker(
+        &h1,
+        &[
+            "exec",
+            "convoy-proxy",
+            "cat",
+            "/etc/convoy-proxy/haproxy.cfg",
+        ],
+    );
+    assert!(cfg.contains("    noreuseport\n"), "{cfg}");
+    hosts.docker(&h1, &["restart", "convoy-proxy"]);
+    wait_for(
+        "the web page on host 1 again",
+        Duration::from_secs(60),
+        || body_at(addr).as_deref() == Some("version v1"),
+    );
+    let _untag = Untag::tag(&hosts);
+    t.write(
+        "convoy.yaml",
+        &std::fs::read_to_string(t.path().join("convoy.yaml"))
+            .unwrap()
+            .replace(PROXY, PROXY2),
+    );
+    let apply = t.convoy(&["apply", "-v"]).outcome(Outcome::Converged);
+    let refused: Vec<&str> = apply
+        .stderr
+        .lines()
+        .filter(|l| l.contains("refused a second proxy"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{}", apply.stderr);
+    assert!(refused[0].contains(&h1), "{}", apply.stderr);
+    assert_eq!(
+        apply.stderr.matches("proxy replaced start-first").count(),
+        hosts.names.len() - 1,
+        "{}",
+        apply.stderr
+    );
+    t.convoy(&["diff"]).outcome(Outcome::InSync);
+    for h in &hosts.names {
+        let proxies = hosts.docker(
+            h,
+            &[
+                "ps",
+                "-a",
+                "--filter",
+                &format!("label=convoy.fleet={}", t.id),
+                "--filter",
+                "label=convoy.role=proxy",
+                "--format",
+                "{{.Names}} {{.Image}} {{.State}}",
+            ],
+        );
+        assert_eq!(
+            proxies.trim(),
+            format!("convoy-proxy {PROXY2} running"),
+            "{h}"
+        );
+    }
+    wait_for(
+        "the web page on host 1 through the new proxy",
+        Duration::from_secs(30),
+        || body_at(addr).as_deref() == Some("version v1"),
+    );
 }

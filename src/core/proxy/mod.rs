@@ -11,7 +11,7 @@ pub mod render;
 mod render_tests;
 
 use crate::model::observed::ObservedState;
-use crate::model::proxy::{proxy_spec_hash, ProxyChange, ProxyChangeKind};
+use crate::model::proxy::{proxy_spec_hash, settle, ProxyChange, ProxyChangeKind, ProxySettle};
 use crate::model::spec::DesiredState;
 
 /// Per reachable host: the proxy to make (none yet), replace (another image) or start (not
@@ -27,11 +27,15 @@ pub fn changes(desired: &DesiredState, observed: &ObservedState) -> Vec<ProxyCha
         if !desired.hosts.contains_key(host) {
             continue;
         }
-        let kind = match snap.proxy.as_deref() {
-            None => ProxyChangeKind::Create,
-            Some(p) if p.spec_hash != want => ProxyChangeKind::Replace,
-            Some(p) if !p.running => ProxyChangeKind::Start,
-            Some(_) => continue,
+        // As the executor decides it (`model::proxy::settle`, `exec::proxy_replace`).
+        let kind = match settle(snap.proxy.as_deref(), &want) {
+            None | Some(ProxySettle::Create { .. }) => ProxyChangeKind::Create,
+            Some(ProxySettle::StartFirst { .. }) => ProxyChangeKind::Replace,
+            Some(ProxySettle::Keep { remove, rename, .. }) if !remove.is_empty() || rename => {
+                ProxyChangeKind::Finish
+            }
+            Some(ProxySettle::Keep { keep, .. }) if !keep.running => ProxyChangeKind::Start,
+            Some(ProxySettle::Keep { .. }) => continue,
         };
         let mut listeners = Vec::new();
         if kind == ProxyChangeKind::Create {
@@ -92,6 +96,8 @@ mod tests {
             image: String::new(),
             spec_hash: hash,
             running,
+            name: crate::model::proxy::PROXY_CONTAINER.into(),
+            others: Vec::new(),
         };
         set(&mut o, "b", p("old".into(), true));
         set(&mut o, "c", p(proxy_spec_hash("haproxy:2.8"), false));
@@ -100,7 +106,8 @@ mod tests {
             lines,
             [
                 "+ proxy on host a  (haproxy:2.8)",
-                "~ proxy on host b  (new image haproxy:2.8: stop-first, connections through it may drop)",
+                "~ proxy on host b  (new image haproxy:2.8: replaced start-first, connections drained; \
+                 stop-first if the host refuses a second proxy, connections through it may drop then)",
                 "> proxy on host c  (start: not running)",
             ]
         );
@@ -108,5 +115,20 @@ mod tests {
         set(&mut o, "b", p(proxy_spec_hash("haproxy:2.8"), true));
         set(&mut o, "c", p(proxy_spec_hash("haproxy:2.8"), true));
         assert!(changes(&d, &o).is_empty());
+        // An interrupted replacement: the old proxy still beside the new one.
+        let mut both = p(proxy_spec_hash("haproxy:2.8"), true);
+        both.others.push(p("old".into(), true));
+        set(&mut o, "a", both);
+        // A stopped proxy of another image is removed and made again.
+        set(&mut o, "c", p("old".into(), false));
+        let lines: Vec<String> = changes(&d, &o).iter().map(ProxyChange::line).collect();
+        assert_eq!(
+            lines,
+            [
+                "~ proxy on host a  (an interrupted replacement is finished: the proxy of \
+                 haproxy:2.8 kept as convoy-proxy, any other drained and removed)",
+                "+ proxy on host c  (haproxy:2.8)",
+            ]
+        );
     }
 }

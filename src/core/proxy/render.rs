@@ -32,6 +32,12 @@ pub struct ProxyModel {
     pub ingress: Vec<IngressListener>,
     /// Cross-host listeners, one per (stack, service, container port) with a replica here.
     pub cross: Vec<CrossListener>,
+    /// The spec hash of the proxy container it is for (`model::proxy::proxy_spec_hash`),
+    /// written into the text so that a new proxy started beside the old one during a
+    /// start-first replacement answers for another hash than the old one: its answer on the
+    /// shared control port tells that it serves. Empty: not written.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub spec: String,
 }
 
 /// One published port the proxy holds.
@@ -231,6 +237,12 @@ pub fn model(
         host: host.to_string(),
         ingress,
         cross,
+        spec: state
+            .settings
+            .proxy
+            .as_ref()
+            .map(|p| crate::model::proxy::proxy_spec_hash(&p.image))
+            .unwrap_or_default(),
     }
 }
 
@@ -248,6 +260,9 @@ pub fn render(m: &ProxyModel) -> String {
             m.host
         ),
     );
+    if !m.spec.is_empty() {
+        line(w, &format!("# for the proxy container of spec {}", m.spec));
+    }
     line(w, "global");
     line(w, "    master-worker");
     line(w, &format!("    hard-stop-after {HARD_STOP_AFTER_SECS}s"));

@@ -146,6 +146,7 @@ fn host_a(d: &DesiredState) -> crate::model::observed::HostSnapshot {
 
 const GOLDEN: &str = "\
 # convoy-proxy of host `a`: written by Convoy, edits are undone
+# for the proxy container of spec SPEC
 global
     master-worker
     hard-stop-after 60s
@@ -199,7 +200,8 @@ fn golden_config_of_a_small_fleet() {
             "APIPORT",
             &ports[&("s".into(), "api".into(), 9000)].to_string(),
         )
-        .replace("HASH", &hash);
+        .replace("HASH", &hash)
+        .replace("SPEC", &crate::model::proxy::proxy_spec_hash("haproxy:2.8"));
     assert_eq!(text, expected);
     // The hash is of everything above the control listener.
     let above = &text[..text.find("\nfrontend convoy_control").unwrap()];
@@ -219,6 +221,12 @@ fn same_input_same_bytes_and_a_change_moves_the_hash() {
     let c = render(&model(&d, "a", &snap, &out, &ports));
     assert!(!c.contains("s-web-1"), "{c}");
     assert_ne!(hash_of(&a), hash_of(&c));
+    // A new proxy image moves the hash too: a new proxy started beside the old one answers
+    // for another hash than the old one (`exec::proxy_replace`).
+    let mut newer = d.clone();
+    newer.settings.proxy.as_mut().unwrap().image = "haproxy:3.0".into();
+    let e = render(&model(&newer, "a", &snap, &BTreeSet::new(), &ports));
+    assert_ne!(hash_of(&a), hash_of(&e));
 }
 
 #[test]

@@ -68,8 +68,10 @@ impl Engine {
                 .collect();
             if labels.get(LABEL_FLEET).map(String::as_str) == Some(fleet) {
                 // The host's proxy (issue 13) is read from its labels alone: no replica.
-                if let Some(p) = super::proxy::observed_proxy(&c.id, &c.image, &c.state, &labels) {
-                    snap.proxy = Some(Box::new(p));
+                if let Some(p) =
+                    super::proxy::observed_proxy(&c.id, &c.image, &c.state, &labels, &names)
+                {
+                    super::proxy::add_proxy(&mut snap.proxy, p);
                     continue;
                 }
                 // A quarantine record is read from its labels alone: no replica, never inspected.

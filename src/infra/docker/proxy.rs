@@ -199,9 +199,14 @@ impl Engine {
     /// Creates (not starts) the host's proxy container: `image` running `command` in the
     /// host's network namespace (it binds published ports and cross-host listeners by a
     /// reload, never a new container), restarted by the engine unless stopped, labelled with
-    /// the fleet, its role and `spec_hash`. Returns its ID.
+    /// the fleet, its role and `spec_hash`, named `name` ([`PROXY_CONTAINER`], or
+    /// [`PROXY_NEXT_CONTAINER`] beside the one in service). Returns its ID.
+    ///
+    /// [`PROXY_CONTAINER`]: crate::model::proxy::PROXY_CONTAINER
+    /// [`PROXY_NEXT_CONTAINER`]: crate::model::proxy::PROXY_NEXT_CONTAINER
     pub async fn create_proxy(
         &self,
+        name: &str,
         fleet: &str,
         image: &str,
         command: Vec<String>,
@@ -237,7 +242,6 @@ impl Engine {
             }),
             ..Default::default()
         };
-        let name = crate::model::proxy::PROXY_CONTAINER;
         let created = self
             .docker
             .create_container(
@@ -266,6 +270,107 @@ impl Engine {
             .map_err(|e| self.err(format!("inspect `{container}`"), e))?;
         Ok(container_ips(&i).into_values().collect())
     }
+
+    /// Takes proxy container `id` (named `name`) out of service gracefully and removes it: the
+    /// engine no longer restarts it, SIGUSR1 makes HAProxy's master stop its listeners and its
+    /// workers finish their connections (a soft stop; the master exits after the last one),
+    /// then the container is removed once it exited, or after `bound` at the latest. A
+    /// container already gone is fine.
+    pub async fn drain_proxy(
+        &self,
+        id: &str,
+        name: &str,
+        bound: std::time::Duration,
+    ) -> Result<(), DockerError> {
+        use bollard::models::{ContainerUpdateBody, RestartPolicy, RestartPolicyNameEnum};
+        // Without this the engine starts it again the moment its master exits.
+        let update = self
+            .docker
+            .update_container(
+                id,
+                ContainerUpdateBody {
+                    restart_policy: Some(RestartPolicy {
+                        name: Some(RestartPolicyNameEnum::NO),
+                        maximum_retry_count: None,
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await;
+        match update {
+            Ok(_) => {}
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(()),
+            Err(e) => return Err(self.err(format!("update container `{name}`"), e)),
+        }
+        if self.proxy_state(id).await?.is_some_and(|s| s.running) {
+            match self
+                .docker
+                .kill_container(
+                    id,
+                    Some(KillContainerOptions {
+                        signal: "SIGUSR1".into(),
+                    }),
+                )
+                .await
+            {
+                // 409: it stopped meanwhile; 404: it is gone.
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404 | 409,
+                    ..
+                }) => {}
+                Err(e) => return Err(self.err(format!("send SIGUSR1 to `{name}`"), e)),
+            }
+            let deadline = tokio::time::Instant::now() + bound;
+            while self.proxy_state(id).await?.is_some_and(|s| s.running) {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(host = %self.host(), container = name, bound_s = bound.as_secs(), "the old proxy still had connections at the bound: removed");
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        self.remove(id, name, Some(0)).await
+    }
+
+    /// Whether container `id` runs and how often the engine restarted it; `None` when it
+    /// does not exist. A proxy that cannot bind exits at once and is restarted by its policy.
+    pub async fn proxy_state(&self, id: &str) -> Result<Option<ProxyState>, DockerError> {
+        match self.docker.inspect_container(id, None).await {
+            Ok(i) => {
+                let state = i.state.unwrap_or_default();
+                Ok(Some(ProxyState {
+                    running: state.running.unwrap_or(false) && !state.restarting.unwrap_or(false),
+                    restarts: i.restart_count.unwrap_or(0),
+                }))
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(self.err(format!("inspect container `{id}`"), e)),
+        }
+    }
+}
+
+/// A proxy container's state, as [`Engine::proxy_state`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyState {
+    /// Running and not being restarted.
+    pub running: bool,
+    /// How often the engine restarted it (its policy, after an exit).
+    pub restarts: i64,
+}
+
+/// Puts proxy container `p` into a host's observation: the first is `slot` itself, any
+/// further one goes to its `others` (an interrupted replacement; `model::proxy::settle`
+/// decides which stays).
+pub(super) fn add_proxy(slot: &mut Option<Box<ObservedProxy>>, p: ObservedProxy) {
+    match slot {
+        None => *slot = Some(Box::new(p)),
+        Some(first) => first.others.push(p),
+    }
 }
 
 /// The proxy container of a fleet's listing, when these labels say it is one.
@@ -274,6 +379,7 @@ pub(super) fn observed_proxy(
     image: &Option<String>,
     state: &Option<bollard::models::ContainerSummaryStateEnum>,
     labels: &std::collections::HashMap<String, String>,
+    names: &[String],
 ) -> Option<ObservedProxy> {
     if labels.get(LABEL_ROLE).map(String::as_str) != Some(ROLE_PROXY) {
         return None;
@@ -286,6 +392,8 @@ pub(super) fn observed_proxy(
             state,
             Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
         ),
+        name: names.first().cloned().unwrap_or_default(),
+        others: Vec::new(),
     })
 }
 
