@@ -316,6 +316,25 @@ pub fn spare_name(old: &ObservedProxy) -> &'static str {
     }
 }
 
+/// The prefix of a mesh container's service label: `convoy-mesh.<host>` for the first mesh of
+/// a (host, stack), `convoy-mesh-2.<host>`, ... for the next ones (two remote-only services
+/// that declare the same port cannot share one address). One label per host, because the
+/// aliases, and so the container's spec, differ from host to host.
+pub const MESH_SERVICE: &str = "convoy-mesh";
+
+/// Whether a service label names a mesh container (`convoy-mesh.<host>`,
+/// `convoy-mesh-2.<host>`, ...).
+pub fn is_mesh_service(service: &str) -> bool {
+    let Some(rest) = service.strip_prefix(MESH_SERVICE) else {
+        return false;
+    };
+    let rest = rest
+        .strip_prefix('-')
+        .map(|r| r.trim_start_matches(|c: char| c.is_ascii_digit()))
+        .unwrap_or(rest);
+    rest.starts_with('.') && rest.len() > 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

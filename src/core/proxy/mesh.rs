@@ -23,11 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::core::schedule::{Assignment, Placement, ReplicaKey};
 use crate::model::spec::{ContainerSpec, DesiredState, NetworkAttachment, ServiceSpec};
 
-/// The prefix of a mesh container's service label: `convoy-mesh.<host>` for the first mesh of
-/// a (host, stack), `convoy-mesh-2.<host>`, ... for the next ones (two remote-only services
-/// that declare the same port cannot share one address). One label per host, because the
-/// aliases, and so the container's spec, differ from host to host.
-pub const MESH_SERVICE: &str = "convoy-mesh";
+pub use crate::model::proxy::{is_mesh_service, MESH_SERVICE};
 
 /// Where the configuration lives in the mesh container: `/tmp` exists in every image, and the
 /// official HAProxy image's own folder is not writable by its default user.
@@ -280,19 +276,6 @@ pub fn replacement_notes(plan: &crate::model::plan::Plan) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-/// Whether a service label names a mesh container (`convoy-mesh.<host>`,
-/// `convoy-mesh-2.<host>`, ...).
-pub fn is_mesh_service(service: &str) -> bool {
-    let Some(rest) = service.strip_prefix(MESH_SERVICE) else {
-        return false;
-    };
-    let rest = rest
-        .strip_prefix('-')
-        .map(|r| r.trim_start_matches(|c: char| c.is_ascii_digit()))
-        .unwrap_or(rest);
-    rest.starts_with('.') && rest.len() > 1
 }
 
 /// The command of a mesh container: wait for the configuration the executor uploads after the

@@ -280,6 +280,14 @@ fn read_stack(d: &mut Diag, root: &Node, input: &Input<'_>) -> Option<Read> {
                         );
                         continue;
                     }
+                    if crate::model::proxy::is_mesh_service(&sname) {
+                        d.at(
+                            k,
+                            &spath,
+                            "`convoy-mesh.<host>` names Convoy's discovery mesh of the stack on that host; rename the service",
+                        );
+                        continue;
+                    }
                     let mut g = Gathered {
                         ports: Vec::new(),
                         depends: Vec::new(),

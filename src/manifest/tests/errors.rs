@@ -170,3 +170,15 @@ fn aliases_that_multiply_text_are_refused() {
         "{e:?}"
     );
 }
+
+#[test]
+fn a_service_may_not_take_a_mesh_name() {
+    let e = web_errs("services:\n  convoy-mesh.h1:\n    image: x\n  convoy-mesh-2.local:\n    image: x\n  convoy-mesh:\n    image: x\n");
+    assert_eq!(
+        e,
+        vec![
+            "stacks/web/compose.yaml:2:3: services.convoy-mesh.h1: `convoy-mesh.<host>` names Convoy's discovery mesh of the stack on that host; rename the service",
+            "stacks/web/compose.yaml:4:3: services.convoy-mesh-2.local: `convoy-mesh.<host>` names Convoy's discovery mesh of the stack on that host; rename the service",
+        ]
+    );
+}
