@@ -32,6 +32,7 @@ mod mesh;
 mod notify;
 mod probe;
 mod proxy;
+mod proxy_backup;
 mod proxy_drain;
 mod rollback;
 mod rollout;

@@ -1,0 +1,75 @@
+//! Ingress on a host without a replica (issue 13): a service allowed on two hosts, with one
+//! replica, has its published port held by the proxies of both; the host without the replica
+//! sends to the other's cross-host listener (the backup servers of `core::proxy::render`), so
+//! the port answers on both hosts, and on neither of the others (the service may not run
+//! there, so their proxies do not hold it). Real nginx behind real HAProxy.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::fleet::{HostCleanup, Hosts};
+use crate::harness::*;
+
+const NGINX: &str = "convoy-test/nginx:1";
+const PROXY: &str = "convoy-test/proxy:1";
+const PORT: u16 = 18483;
+
+/// The body `GET /` answers with at `addr`, if it answers.
+fn body_at(addr: SocketAddr) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .map(|b| b.trim().to_string())
+}
+
+#[test]
+fn a_host_without_a_replica_sends_its_ingress_to_the_host_with_one() {
+    let Some(hosts) = Hosts::get() else { return };
+    let t = TestFleet::new();
+    let _cleanup = HostCleanup(&hosts, t.id.clone());
+    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
+    let fleet = std::fs::read_to_string(t.path().join("convoy.yaml")).unwrap();
+    t.write("convoy.yaml", &format!("{fleet}proxy:\n  image: {PROXY}\n"));
+    let (h1, h2, h3) = (&hosts.names[0], &hosts.names[1], &hosts.names[2]);
+    t.compose(
+        "lone",
+        &format!(
+            "services:\n  web:\n    image: {NGINX}\n    command: [\"sh\", \"-c\", \"echo lone > /var/www/html/index.html && exec nginx -g 'daemon off;'\"]\n    \
+             ports: [\"{PORT}:80\"]\n    x-convoy:\n      ingress: true\n      hosts: [{h1}, {h2}]\n"
+        ),
+    );
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    let addr = |h: &str| -> SocketAddr {
+        format!(
+            "{}:{PORT}",
+            hosts.env[&format!("{}_ADDR", h.to_uppercase())]
+        )
+        .parse()
+        .unwrap()
+    };
+    let with: Vec<&String> = [h1, h2]
+        .into_iter()
+        .filter(|h| {
+            hosts
+                .fleet_containers(h, &t.id)
+                .iter()
+                .any(|n| n.contains("-web-"))
+        })
+        .collect();
+    assert_eq!(with.len(), 1, "one replica, on {h1} or {h2}: {with:?}");
+    for h in [h1, h2] {
+        wait_for(
+            &format!("the page through {h}'s proxy"),
+            Duration::from_secs(30),
+            || body_at(addr(h)).as_deref() == Some("lone"),
+        );
+    }
+    // The third host's proxy holds nothing for a service that may not run there.
+    assert_eq!(body_at(addr(h3)), None, "{h3} answers on {PORT}");
+}
