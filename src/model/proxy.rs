@@ -120,7 +120,7 @@ pub fn protocol_name(p: &str) -> &'static str {
 }
 
 /// The proxy container as a host's observation reads it from its labels and state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ObservedProxy {
     pub id: String,
     /// The image reference it was created from.
@@ -137,6 +137,40 @@ pub struct ObservedProxy {
     /// the new one's start and the old one's removal. The next sync keeps one ([`settle`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub others: Vec<ObservedProxy>,
+    /// The published ports its configuration in force holds (`ip:port`, `:port` for every
+    /// address, sorted), read from the file in the running container; `None` when it was not
+    /// read (not running, or no file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Vec<String>>,
+}
+
+/// The published ports a configuration `core::proxy::render` wrote holds: the `bind` lines of
+/// its ingress sections (`listen in_...`, `frontend in_...`), as `ip:port` (an IPv6 address
+/// without its brackets) or `:port`, sorted and without repeats.
+pub fn held_listeners(config: &str) -> Vec<String> {
+    let mut ingress = false;
+    let mut out = Vec::new();
+    for line in config.lines() {
+        if !line.starts_with(char::is_whitespace) {
+            ingress = line.starts_with("listen in_") || line.starts_with("frontend in_");
+            continue;
+        }
+        if !ingress {
+            continue;
+        }
+        if let Some(bind) = line.trim().strip_prefix("bind ") {
+            let addr = bind.split_whitespace().next().unwrap_or("");
+            out.push(
+                match addr.strip_prefix('[').and_then(|r| r.split_once("]:")) {
+                    Some((ip, port)) => format!("{ip}:{port}"),
+                    None => addr.to_string(),
+                },
+            );
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// What a host's proxy container needs, as `diff` shows it.
@@ -148,6 +182,9 @@ pub struct ProxyChange {
     /// The published ports it will hold (`ip:port` or `:port`), for a new proxy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listeners: Vec<String>,
+    /// The published ports a running proxy will let go of (a [`ProxyChangeKind::Listeners`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -162,6 +199,9 @@ pub enum ProxyChangeKind {
     /// A replacement that was interrupted (two proxy containers on the host): the one of the
     /// wanted image is kept, the other drained and removed.
     Finish,
+    /// A running proxy of the wanted image whose configuration holds other published ports
+    /// than the desired state gives its host: a reload binds the new ones and lets the old go.
+    Listeners,
 }
 
 impl ProxyChange {
@@ -188,6 +228,16 @@ impl ProxyChange {
             ),
             ProxyChangeKind::Start => {
                 format!("> proxy on host {}  (start: not running)", self.host)
+            }
+            ProxyChangeKind::Listeners => {
+                let mut parts: Vec<String> =
+                    self.listeners.iter().map(|l| format!("+ {l}")).collect();
+                parts.extend(self.released.iter().map(|l| format!("- {l}")));
+                format!(
+                    "~ proxy on host {}  (reload: {})",
+                    self.host,
+                    parts.join(", ")
+                )
             }
         }
     }
@@ -347,6 +397,7 @@ mod tests {
             running,
             name: name.into(),
             others: Vec::new(),
+            held: None,
         }
     }
 

@@ -27,6 +27,7 @@ pub fn changes(desired: &DesiredState, observed: &ObservedState) -> Vec<ProxyCha
         if !desired.hosts.contains_key(host) {
             continue;
         }
+        let wanted = ingress_listeners(desired, host);
         // As the executor decides it (`model::proxy::settle`, `exec::proxy_replace`).
         let kind = match settle(snap.proxy.as_deref(), &want) {
             None | Some(ProxySettle::Create { .. }) => ProxyChangeKind::Create,
@@ -35,38 +36,70 @@ pub fn changes(desired: &DesiredState, observed: &ObservedState) -> Vec<ProxyCha
                 ProxyChangeKind::Finish
             }
             Some(ProxySettle::Keep { keep, .. }) if !keep.running => ProxyChangeKind::Start,
-            Some(ProxySettle::Keep { .. }) => continue,
-        };
-        let mut listeners = Vec::new();
-        if kind == ProxyChangeKind::Create {
-            for stack in desired.stacks.values() {
-                for svc in stack.services.values() {
-                    let may_run = svc
-                        .placement
-                        .hosts
-                        .as_ref()
-                        .is_none_or(|hs| hs.iter().any(|n| n == host));
-                    for p in svc
-                        .ingress
-                        .iter()
-                        .flat_map(|i| &i.ports)
-                        .filter(|_| may_run)
-                    {
-                        listeners.push(format!("{}:{}", p.host_ip, p.host_port));
-                    }
+            Some(ProxySettle::Keep { keep, .. }) => {
+                // Running as wanted: what its configuration holds against what it should.
+                let Some(held) = &keep.held else { continue };
+                if *held == wanted {
+                    continue;
                 }
+                out.push(ProxyChange {
+                    host: host.clone(),
+                    kind: ProxyChangeKind::Listeners,
+                    image: settings.image.clone(),
+                    listeners: wanted
+                        .iter()
+                        .filter(|l| !held.contains(l))
+                        .cloned()
+                        .collect(),
+                    released: held
+                        .iter()
+                        .filter(|l| !wanted.contains(l))
+                        .cloned()
+                        .collect(),
+                });
+                continue;
             }
-            listeners.sort();
-            listeners.dedup();
-        }
+        };
         out.push(ProxyChange {
             host: host.clone(),
             kind,
             image: settings.image.clone(),
-            listeners,
+            listeners: if kind == ProxyChangeKind::Create {
+                wanted
+            } else {
+                Vec::new()
+            },
+            released: Vec::new(),
         });
     }
     out
+}
+
+/// The published ports `host`'s proxy holds for the desired state, as
+/// [`crate::model::proxy::held_listeners`] reads them back from its configuration: those of
+/// every ingress service that may run there (jobs take no traffic).
+pub fn ingress_listeners(desired: &DesiredState, host: &str) -> Vec<String> {
+    let mut listeners = Vec::new();
+    for stack in desired.stacks.values() {
+        for svc in stack.services.values().filter(|s| s.job.is_none()) {
+            let may_run = svc
+                .placement
+                .hosts
+                .as_ref()
+                .is_none_or(|hs| hs.iter().any(|n| n == host));
+            for p in svc
+                .ingress
+                .iter()
+                .flat_map(|i| &i.ports)
+                .filter(|_| may_run)
+            {
+                listeners.push(format!("{}:{}", p.host_ip, p.host_port));
+            }
+        }
+    }
+    listeners.sort();
+    listeners.dedup();
+    listeners
 }
 
 #[cfg(test)]
@@ -97,7 +130,7 @@ mod tests {
             spec_hash: hash,
             running,
             name: crate::model::proxy::PROXY_CONTAINER.into(),
-            others: Vec::new(),
+            ..Default::default()
         };
         set(&mut o, "b", p("old".into(), true));
         set(&mut o, "c", p(proxy_spec_hash("haproxy:2.8"), false));
@@ -130,5 +163,70 @@ mod tests {
                 "+ proxy on host c  (haproxy:2.8)",
             ]
         );
+    }
+
+    #[test]
+    fn a_running_proxy_whose_configuration_holds_other_ports_is_a_reload_line() {
+        use crate::model::proxy::{IngressPort, IngressSpec};
+        let port = |ip: &str, p: u16| IngressPort {
+            host_ip: ip.into(),
+            host_port: p,
+            container_port: 80,
+        };
+        let mut web = testkit::service("web", 2);
+        web.ingress = Some(IngressSpec {
+            ports: vec![port("", 80), port("::1", 443)],
+            ..Default::default()
+        });
+        let mut admin = testkit::service("admin", 1);
+        admin.placement.hosts = Some(vec!["b".into()]);
+        admin.ingress = Some(IngressSpec {
+            ports: vec![port("10.0.0.2", 8080)],
+            ..Default::default()
+        });
+        let mut d = testkit::desired(&["a", "b"], vec![testkit::stack("s", vec![web, admin])]);
+        d.settings.proxy = Some(ProxySettings {
+            image: "haproxy:2.8".into(),
+            ingress: false,
+            ports: DEFAULT_PORT_RANGE,
+        });
+        // What the renderer writes is what the observation reads back: no line once applied.
+        let mut o = testkit::empty_observed(&d);
+        for host in ["a", "b"] {
+            let snap = o.hosts[host].snapshot().unwrap().clone();
+            let m = render::model(&d, host, &snap, &Default::default(), &Default::default());
+            let held = crate::model::proxy::held_listeners(&render::render(&m));
+            assert_eq!(held, ingress_listeners(&d, host), "{host}");
+            if let Some(ObservedHost::Reachable(s)) = o.hosts.get_mut(host) {
+                s.proxy = Some(Box::new(ObservedProxy {
+                    spec_hash: proxy_spec_hash("haproxy:2.8"),
+                    running: true,
+                    name: crate::model::proxy::PROXY_CONTAINER.into(),
+                    held: Some(held),
+                    ..Default::default()
+                }));
+            }
+        }
+        assert_eq!(ingress_listeners(&d, "a"), [":80", "::1:443"]);
+        assert_eq!(
+            ingress_listeners(&d, "b"),
+            ["10.0.0.2:8080", ":80", "::1:443"]
+        );
+        assert!(changes(&d, &o).is_empty());
+        // Host b's proxy still holds 8080 for a service that left, and not 80 yet.
+        if let Some(ObservedHost::Reachable(s)) = o.hosts.get_mut("b") {
+            s.proxy.as_mut().unwrap().held = Some(vec![
+                "10.0.0.2:8080".into(),
+                "::1:443".into(),
+                ":9090".into(),
+            ]);
+        }
+        let lines: Vec<String> = changes(&d, &o).iter().map(ProxyChange::line).collect();
+        assert_eq!(lines, ["~ proxy on host b  (reload: + :80, - :9090)"]);
+        // Not read (no file yet): nothing is said.
+        if let Some(ObservedHost::Reachable(s)) = o.hosts.get_mut("b") {
+            s.proxy.as_mut().unwrap().held = None;
+        }
+        assert!(changes(&d, &o).is_empty());
     }
 }

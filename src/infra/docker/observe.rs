@@ -88,6 +88,23 @@ impl Engine {
                 snap.foreign_names.extend(names);
             }
         }
+        // What the running proxy's configuration holds, for `diff` (`core::proxy::changes`).
+        if let Some(p) = snap.proxy.as_deref_mut().filter(|p| p.running) {
+            let config = self
+                .download_file(&p.id, crate::model::proxy::PROXY_CONFIG_PATH)
+                .await;
+            p.held = match config {
+                Ok(Some(bytes)) => Some(crate::model::proxy::held_listeners(
+                    &String::from_utf8_lossy(&bytes),
+                )),
+                // Not there yet, or gone since the listing: nothing known, nothing said.
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::debug!(host = %self.host(), error = %e, "cannot read the proxy's configuration");
+                    None
+                }
+            };
+        }
         // Inspect owned containers concurrently: one request each over the same socket.
         let inspected = futures_util::future::join_all(
             owned_ids

@@ -24,6 +24,9 @@ use crate::model::spec::LABEL_SPEC_HASH;
 /// messages, bounded whatever the command prints.
 pub const EXEC_OUTPUT_BYTES: usize = 64 * 1024;
 
+/// The most of a container's file [`Engine::download_file`] reads (as a tar archive).
+pub const MAX_DOWNLOAD: usize = 16 << 20;
+
 /// How a command run with [`Engine::exec_output`] ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -101,6 +104,18 @@ impl Engine {
         let mut tar = Vec::new();
         while let Some(chunk) = stream.next().await {
             match chunk {
+                // A file edited by hand may be anything: what is read stays bounded.
+                Ok(_) if tar.len() > MAX_DOWNLOAD => {
+                    return Err(self.err(
+                        format!("read `{path}` from `{container}`"),
+                        bollard::errors::Error::IOError {
+                            err: std::io::Error::other(format!(
+                                "larger than {} MiB",
+                                MAX_DOWNLOAD >> 20
+                            )),
+                        },
+                    ))
+                }
                 Ok(b) => tar.extend_from_slice(&b),
                 Err(bollard::errors::Error::DockerResponseServerError {
                     status_code: 404, ..
@@ -394,6 +409,8 @@ pub(super) fn observed_proxy(
         ),
         name: names.first().cloned().unwrap_or_default(),
         others: Vec::new(),
+        // Read by the observation for the running one only.
+        held: None,
     })
 }
 
