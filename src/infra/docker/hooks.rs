@@ -30,6 +30,44 @@ impl Engine {
     /// Runs `hook` in container `container` (ID or name) and waits for it to end.
     pub async fn run_hook(&self, container: &str, hook: &Hook) -> Result<HookRun, DockerError> {
         let env = hook.env_list();
+        let options = CreateExecOptions {
+            cmd: Some(hook.command.clone()),
+            user: hook.user.clone(),
+            privileged: Some(hook.privileged),
+            working_dir: hook.working_dir.clone(),
+            env: (!env.is_empty()).then_some(env),
+            ..Default::default()
+        };
+        let mut lines: VecDeque<String> = VecDeque::new();
+        let mut partial = String::new();
+        let exit_code = self
+            .exec_to_end(container, options, "hook exec", |bytes| {
+                partial.push_str(&String::from_utf8_lossy(bytes));
+                while let Some(nl) = partial.find('\n') {
+                    let line: String = partial.drain(..=nl).collect();
+                    keep(&mut lines, line.trim_end().to_string());
+                }
+            })
+            .await?;
+        if !partial.trim().is_empty() {
+            keep(&mut lines, partial.trim_end().to_string());
+        }
+        Ok(HookRun {
+            exit_code,
+            last_lines: lines.into(),
+        })
+    }
+
+    /// Runs one exec (`options`, with stdout and stderr attached and no TTY) in `container`
+    /// and waits for it to end, handing each piece of its output to `output` as it comes: its
+    /// exit code, `None` when the engine did not report one. `what` names it in errors.
+    pub(super) async fn exec_to_end(
+        &self,
+        container: &str,
+        options: CreateExecOptions<String>,
+        what: &str,
+        mut output: impl FnMut(&[u8]),
+    ) -> Result<Option<i64>, DockerError> {
         let created = self
             .docker
             .create_exec(
@@ -39,16 +77,11 @@ impl Engine {
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     tty: Some(false),
-                    cmd: Some(hook.command.clone()),
-                    user: hook.user.clone(),
-                    privileged: Some(hook.privileged),
-                    working_dir: hook.working_dir.clone(),
-                    env: (!env.is_empty()).then_some(env),
-                    ..Default::default()
+                    ..options
                 },
             )
             .await
-            .map_err(|e| self.err("create hook exec", e))?;
+            .map_err(|e| self.err(format!("create {what}"), e))?;
         let started = self
             .docker
             .start_exec(
@@ -60,47 +93,35 @@ impl Engine {
                 }),
             )
             .await
-            .map_err(|e| self.err("start hook exec", e))?;
-        let mut lines: VecDeque<String> = VecDeque::new();
-        if let StartExecResults::Attached { mut output, .. } = started {
-            let mut partial = String::new();
-            while let Some(item) = output.next().await {
-                let bytes = match item {
+            .map_err(|e| self.err(format!("start {what}"), e))?;
+        if let StartExecResults::Attached {
+            output: mut stream, ..
+        } = started
+        {
+            while let Some(item) = stream.next().await {
+                match item {
                     Ok(LogOutput::StdOut { message })
                     | Ok(LogOutput::StdErr { message })
-                    | Ok(LogOutput::Console { message }) => message,
-                    Ok(LogOutput::StdIn { .. }) => continue,
-                    Err(e) => return Err(self.err("read hook output", e)),
-                };
-                partial.push_str(&String::from_utf8_lossy(&bytes));
-                while let Some(nl) = partial.find('\n') {
-                    let line: String = partial.drain(..=nl).collect();
-                    keep(&mut lines, line.trim_end().to_string());
+                    | Ok(LogOutput::Console { message }) => output(&message),
+                    Ok(LogOutput::StdIn { .. }) => {}
+                    Err(e) => return Err(self.err(format!("read {what} output"), e)),
                 }
-            }
-            if !partial.trim().is_empty() {
-                keep(&mut lines, partial.trim_end().to_string());
             }
         }
         // The output ends with the process; the engine may record the exit code a moment
         // later, so it is asked a few times.
-        let mut exit_code = None;
         for _ in 0..50 {
             let i = self
                 .docker
                 .inspect_exec(&created.id)
                 .await
-                .map_err(|e| self.err("inspect hook exec", e))?;
+                .map_err(|e| self.err(format!("inspect {what}"), e))?;
             if !i.running.unwrap_or(false) {
-                exit_code = i.exit_code;
-                break;
+                return Ok(i.exit_code);
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        Ok(HookRun {
-            exit_code,
-            last_lines: lines.into(),
-        })
+        Ok(None)
     }
 }
 

@@ -6,8 +6,6 @@
 //! One call each, no retries and no policy: what the files say, when to reload and how long to
 //! wait are the executor's. File contents are never logged.
 
-use bollard::container::LogOutput;
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::query_parameters::{
     DownloadFromContainerOptions, KillContainerOptions, UploadToContainerOptions,
 };
@@ -145,64 +143,19 @@ impl Engine {
         container: &str,
         cmd: &[&str],
     ) -> Result<ExecOutput, DockerError> {
-        let created = self
-            .docker
-            .create_exec(
-                container,
-                CreateExecOptions {
-                    attach_stdin: Some(false),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    tty: Some(false),
-                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| self.err("create exec", e))?;
-        let started = self
-            .docker
-            .start_exec(
-                &created.id,
-                Some(StartExecOptions {
-                    detach: false,
-                    tty: false,
-                    output_capacity: None,
-                }),
-            )
-            .await
-            .map_err(|e| self.err("start exec", e))?;
+        let options = bollard::exec::CreateExecOptions {
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
         let mut out: Vec<u8> = Vec::new();
-        if let StartExecResults::Attached { mut output, .. } = started {
-            while let Some(item) = output.next().await {
-                let bytes = match item {
-                    Ok(LogOutput::StdOut { message })
-                    | Ok(LogOutput::StdErr { message })
-                    | Ok(LogOutput::Console { message }) => message,
-                    Ok(LogOutput::StdIn { .. }) => continue,
-                    Err(e) => return Err(self.err("read exec output", e)),
-                };
-                out.extend_from_slice(&bytes);
+        let exit_code = self
+            .exec_to_end(container, options, "exec", |bytes| {
+                out.extend_from_slice(bytes);
                 if out.len() > EXEC_OUTPUT_BYTES {
                     out.drain(..out.len() - EXEC_OUTPUT_BYTES);
                 }
-            }
-        }
-        // The output ends with the process; the engine may record the exit code a moment
-        // later, so it is asked a few times (as for hooks).
-        let mut exit_code = None;
-        for _ in 0..50 {
-            let i = self
-                .docker
-                .inspect_exec(&created.id)
-                .await
-                .map_err(|e| self.err("inspect exec", e))?;
-            if !i.running.unwrap_or(false) {
-                exit_code = i.exit_code;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+            })
+            .await?;
         Ok(ExecOutput {
             exit_code,
             output: String::from_utf8_lossy(&out).into_owned(),
