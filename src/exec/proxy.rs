@@ -28,6 +28,10 @@ use crate::model::proxy::{
 };
 use crate::model::spec::DesiredState;
 
+#[path = "proxy_admit.rs"]
+mod admit;
+pub use admit::admit;
+
 /// How long a reload may take to be answered for by the control listener.
 const RELOAD_DEADLINE: Duration = Duration::from_secs(15);
 /// How often the control listener is asked while a reload is under way.
@@ -43,6 +47,11 @@ pub struct ProxyCtx {
     /// Per host: the replicas (container IDs) this pass stops, left out of every config; the
     /// lock makes one host's syncs take turns.
     hosts: BTreeMap<String, tokio::sync::Mutex<BTreeSet<String>>>,
+    /// Per host: the admissions of new replicas under way (`proxy_admit`).
+    admitting: std::sync::Mutex<BTreeMap<String, Vec<tokio::task::JoinHandle<()>>>>,
+    /// Per host: the model of the configuration last shipped, whose disabled servers an
+    /// admission puts into service.
+    in_force: std::sync::Mutex<BTreeMap<String, render::ProxyModel>>,
 }
 
 impl ProxyCtx {
@@ -72,6 +81,8 @@ impl ProxyCtx {
                 .map(|h| (h.clone(), tokio::sync::Mutex::new(BTreeSet::new())))
                 .collect(),
             desired: desired.clone(),
+            admitting: Default::default(),
+            in_force: Default::default(),
         }))
     }
 }
@@ -129,6 +140,11 @@ pub async fn sync_host(
     let Some(lock) = ctx.hosts.get(&host) else {
         return Ok(());
     };
+    // New replicas are admitted by their own tasks: the pass's sync comes after them.
+    let admitting = admit::in_admission();
+    if leaving.is_none() && !admitting {
+        admit::settle(ctx, &host).await;
+    }
     let mut left_out = lock.lock().await;
     if let Some(id) = leaving {
         left_out.insert(id.to_string());
@@ -139,7 +155,7 @@ pub async fn sync_host(
         .map_err(|e| fail(e.to_string()))?;
     // After the steps, a replica still starting is added once healthy: wait for it (bounded by
     // the latest its healthcheck can pass), so the pass ends with it in the proxy.
-    if leaving.is_none() {
+    if leaving.is_none() && !admitting {
         let deadline = tokio::time::Instant::now() + starting_budget(ctx, &snap);
         while still_starting(ctx, &snap) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(STARTING_POLL).await;
@@ -152,6 +168,10 @@ pub async fn sync_host(
     let model = render::model(&ctx.desired, &host, &snap, &left_out, &ctx.listener_ports);
     let text = render::render(&model);
     let hash = render::hash_of(&text).unwrap_or_default().to_string();
+    ctx.in_force
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(host.clone(), model);
     let want = proxy_spec_hash(&ctx.settings.image);
     let current = snap.proxy.as_deref();
     let id = match current {

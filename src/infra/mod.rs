@@ -8,6 +8,7 @@
 pub mod docker;
 pub mod files;
 pub mod fleet;
+pub mod haproxy_cli;
 pub mod history;
 pub mod images;
 pub mod lock;
