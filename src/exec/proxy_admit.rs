@@ -5,7 +5,8 @@
 //! sync of the host's proxy ships, checks (`haproxy -c`) and reloads into a configuration that
 //! carries the replica as a `disabled` server (`core::proxy::render`), while its healthcheck
 //! runs; (2) the master CLI session is opened and the engine's events for that container are
-//! watched (no polling); (3) on `health_status: healthy`, its servers are put into service with
+//! watched (no polling); (3) on `health_status: healthy` (and its readiness probe answering,
+//! where it has one, as a rollout counts it up), its servers are put into service with
 //! `set server <section>/<server> state ready` on the open session: one line, no reload, no new
 //! connection; (4) a last sync reloads into the configuration where it is plainly in service,
 //! so the file says what runs. A replica that dies, turns unhealthy or outlives its
@@ -24,6 +25,7 @@ use crate::infra::docker::{Engine, HealthWait};
 use crate::infra::files::HostShell;
 use crate::infra::haproxy_cli::MasterCli;
 use crate::model::proxy::MASTER_CLI_PORT;
+use crate::model::rollout::Readiness;
 
 tokio::task_local! {
     /// Set inside an admission task: its syncs neither wait for admissions nor for starting
@@ -31,6 +33,9 @@ tokio::task_local! {
     static ADMITTING: ();
 }
 
+/// How often, and how long at most, a healthy replica's readiness probe is asked.
+const READY_POLL: Duration = Duration::from_millis(25);
+const READY_LIMIT: Duration = Duration::from_secs(30);
 /// The longest a master CLI session may take to open.
 const CLI_OPEN: Duration = Duration::from_secs(5);
 
@@ -64,9 +69,16 @@ pub fn admit(ctx: &Arc<ProxyCtx>, engine: &Engine, stack: &str, service: &str, n
         .map(|h| Duration::from_millis(h.latest_healthy_ms()))
         .unwrap_or_default()
         .min(super::STARTING_CAP);
+    let readiness = svc.rollout.readiness.clone();
     let task = tokio::spawn(ADMITTING.scope(
         (),
-        run(ctx.clone(), engine.clone(), name.to_string(), budget),
+        run(
+            ctx.clone(),
+            engine.clone(),
+            name.to_string(),
+            budget,
+            readiness,
+        ),
     ));
     ctx.admitting
         .lock()
@@ -89,7 +101,13 @@ pub async fn settle(ctx: &ProxyCtx, host: &str) {
     }
 }
 
-async fn run(ctx: Arc<ProxyCtx>, engine: Engine, name: String, budget: Duration) {
+async fn run(
+    ctx: Arc<ProxyCtx>,
+    engine: Engine,
+    name: String,
+    budget: Duration,
+    readiness: Option<Readiness>,
+) {
     let host = engine.host().to_string();
     // (1) In the configuration, disabled, while its healthcheck runs.
     if let Err(e) = sync_host(&ctx, &engine, None).await {
@@ -102,7 +120,7 @@ async fn run(ctx: Arc<ProxyCtx>, engine: Engine, name: String, budget: Duration)
         engine.wait_healthy(&name, budget + Duration::from_secs(1))
     );
     match health {
-        Ok(HealthWait::Healthy { at_nanos }) => {
+        Ok(HealthWait::Healthy { at_nanos }) if ready(&engine, &shell, &name, &readiness).await => {
             // (3) Into service at once, in the configuration in force.
             let servers = ctx
                 .in_force
@@ -135,6 +153,32 @@ async fn run(ctx: Arc<ProxyCtx>, engine: Engine, name: String, budget: Duration)
     // (4) The file says what runs.
     if let Err(e) = sync_host(&ctx, &engine, None).await {
         tracing::warn!(host = %host, container = %name, error = %e, "proxy: sync after the replica's health failed");
+    }
+}
+
+/// Whether the replica answers its readiness probe (`x-convoy.readiness`), when it has one:
+/// a rollout counts it up only then, and so does the proxy. Probed every [`READY_POLL`] within
+/// [`READY_LIMIT`].
+async fn ready(engine: &Engine, shell: &HostShell, name: &str, probe: &Option<Readiness>) -> bool {
+    let Some(p) = probe else { return true };
+    let until = tokio::time::Instant::now() + READY_LIMIT;
+    loop {
+        let answer = crate::infra::probe::http_status(
+            shell,
+            engine,
+            name,
+            p.port,
+            &p.path,
+            Duration::from_secs(2),
+        )
+        .await;
+        if answer.as_ref().ok() == Some(&p.expect) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(READY_POLL).await;
     }
 }
 
