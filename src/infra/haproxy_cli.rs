@@ -128,3 +128,99 @@ impl MasterCli {
         Ok(body.trim().to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    /// A stand-in for HAProxy's master CLI on the loopback: answers `prompt` with the prompt,
+    /// each later line with `answer(line)` and the prompt, and records the lines.
+    async fn fake_cli(answer: fn(&str) -> String) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let (r, mut w) = s.into_split();
+            let mut lines = BufReader::new(r).lines();
+            let mut seen = Vec::new();
+            while let Ok(Some(l)) = lines.next_line().await {
+                let out = if l == "prompt" {
+                    "master> ".to_string()
+                } else {
+                    format!("{}\nmaster> ", answer(&l))
+                };
+                seen.push(l);
+                if w.write_all(out.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+            seen
+        });
+        (port, task)
+    }
+
+    #[tokio::test]
+    async fn a_session_sends_lines_and_reads_each_answer_up_to_the_prompt() {
+        let (port, server) = fake_cli(|l| {
+            if l.ends_with("a/b state ready") {
+                String::new()
+            } else {
+                "No such server.".into()
+            }
+        })
+        .await;
+        let mut cli = MasterCli::open(&HostShell::Local, port, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            cli.command("@1 set server a/b state ready").await.unwrap(),
+            ""
+        );
+        assert_eq!(
+            cli.command("@1 set server a/c state ready").await.unwrap(),
+            "No such server."
+        );
+        assert!(cli.command("two\nlines").await.is_err());
+        drop(cli);
+        assert_eq!(
+            server.await.unwrap(),
+            [
+                "prompt",
+                "@1 set server a/b state ready",
+                "@1 set server a/c state ready"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_session_is_an_error_not_a_hang() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Accepts, answers the prompt, then closes: what a master that re-executes does.
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 64];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"master> ").await.unwrap();
+        });
+        let mut cli = MasterCli::open(&HostShell::Local, port, Duration::from_secs(5))
+            .await
+            .unwrap();
+        server.await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(5), cli.command("@1 show info")).await;
+        assert!(r.expect("no hang").is_err());
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_fails_to_open() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        assert!(
+            MasterCli::open(&HostShell::Local, port, Duration::from_secs(5))
+                .await
+                .is_err()
+        );
+    }
+}
