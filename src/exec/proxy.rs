@@ -10,8 +10,11 @@
 //! deadline. Never a restart for a configuration change. Syncs of one host take turns (a lock
 //! per host), so two steps never ship over each other.
 //!
-//! The executor calls [`drain`] before it stops a replica of the fleet and [`sync_all`] once
-//! the pass's steps are done, which adds the replicas that became healthy. A drain that fails
+//! The executor calls [`drain`] before it stops a replica of the fleet, [`admit`] after it
+//! starts one (`proxy_admit`: the replica is in the configuration, disabled, while it starts,
+//! and put into service through the master CLI when the engine's event says it is healthy, no
+//! reload on that path), and [`sync_all`] once the pass's steps are done, which waits for the
+//! admissions and adds the replicas that became healthy. A drain that fails
 //! is logged and the stop goes on: the proxy's health checks and retries then cover the gap.
 //! It never touches a replica and decides nothing about the plan.
 
@@ -154,7 +157,8 @@ pub async fn sync_host(
         .await
         .map_err(|e| fail(e.to_string()))?;
     // After the steps, a replica still starting is added once healthy: wait for it (bounded by
-    // the latest its healthcheck can pass), so the pass ends with it in the proxy.
+    // the latest its healthcheck can pass), so the pass ends with it in the proxy. The ones
+    // this pass started had their admissions (awaited above); this covers the others.
     if leaving.is_none() && !admitting {
         let deadline = tokio::time::Instant::now() + starting_budget(ctx, &snap);
         while still_starting(ctx, &snap) && tokio::time::Instant::now() < deadline {
