@@ -583,6 +583,10 @@ async fn create_and_start(
         ctx.opts.dependency_timeout,
     )
     .await?;
+    // Into the host's proxy as soon as the engine says it is healthy (in the background).
+    if let Some(p) = &ctx.opts.proxy {
+        proxy::admit(p, engine, &replica.stack, &replica.service, &replica.name);
+    }
     hooks::after_start(engine, replica, ctx.opts.dependency_timeout, &ctx.cancel).await
 }
 

@@ -10,11 +10,14 @@
 //! deadline. Never a restart for a configuration change. Syncs of one host take turns (a lock
 //! per host), so two steps never ship over each other.
 //!
-//! The executor calls [`drain`] before it stops a replica of the fleet and [`sync_all`] once
-//! the pass's steps are done, which adds the replicas that became healthy. A drain also waits,
-//! up to the replica's stop grace period, until the old workers of earlier configurations
-//! have no connection left to the replica (HAProxy's master CLI, `infra::haproxy_cli`): a
-//! request under way through the proxy ends before its replica is stopped. A drain that fails
+//! The executor calls [`drain`] before it stops a replica of the fleet, [`admit`] after it
+//! starts one (`proxy_admit`: the replica is in the configuration, disabled, while it starts,
+//! and put into service through the master CLI when the engine's event says it is healthy, no
+//! reload on that path), and [`sync_all`] once the pass's steps are done, which waits for the
+//! admissions and adds the replicas that became healthy. A drain also waits, up to the
+//! replica's stop grace period, until the old workers of earlier configurations have no
+//! connection left to the replica (`infra::haproxy_cli`): a request under way through the
+//! proxy ends before its replica is stopped. A drain that fails
 //! is logged and the stop goes on: the proxy's health checks and retries then cover the gap.
 //! It never touches a replica and decides nothing about the plan.
 
@@ -28,6 +31,10 @@ use crate::infra::docker::Engine;
 use crate::infra::files::HostShell;
 use crate::model::proxy::{proxy_spec_hash, ProxySettings, CONTROL_PORT, PROXY_CONFIG_PATH};
 use crate::model::spec::DesiredState;
+
+#[path = "proxy_admit.rs"]
+mod admit;
+pub use admit::admit;
 
 /// How long a reload may take to be answered for by the control listener.
 const RELOAD_DEADLINE: Duration = Duration::from_secs(15);
@@ -44,6 +51,11 @@ pub struct ProxyCtx {
     /// Per host: the replicas (container IDs) this pass stops, left out of every config; the
     /// lock makes one host's syncs take turns.
     hosts: BTreeMap<String, tokio::sync::Mutex<BTreeSet<String>>>,
+    /// Per host: the admissions of new replicas under way (`proxy_admit`).
+    admitting: std::sync::Mutex<BTreeMap<String, Vec<tokio::task::JoinHandle<()>>>>,
+    /// Per host: the model of the configuration last shipped, whose disabled servers an
+    /// admission puts into service.
+    in_force: std::sync::Mutex<BTreeMap<String, render::ProxyModel>>,
 }
 
 impl ProxyCtx {
@@ -73,6 +85,8 @@ impl ProxyCtx {
                 .map(|h| (h.clone(), tokio::sync::Mutex::new(BTreeSet::new())))
                 .collect(),
             desired: desired.clone(),
+            admitting: Default::default(),
+            in_force: Default::default(),
         }))
     }
 }
@@ -195,6 +209,11 @@ pub async fn sync_host(
     let Some(lock) = ctx.hosts.get(&host) else {
         return Ok(());
     };
+    // New replicas are admitted by their own tasks: the pass's sync comes after them.
+    let admitting = admit::in_admission();
+    if leaving.is_none() && !admitting {
+        admit::settle(ctx, &host).await;
+    }
     let mut left_out = lock.lock().await;
     if let Some(id) = leaving {
         left_out.insert(id.to_string());
@@ -204,8 +223,9 @@ pub async fn sync_host(
         .await
         .map_err(|e| fail(e.to_string()))?;
     // After the steps, a replica still starting is added once healthy: wait for it (bounded by
-    // the latest its healthcheck can pass), so the pass ends with it in the proxy.
-    if leaving.is_none() {
+    // the latest its healthcheck can pass), so the pass ends with it in the proxy. The ones
+    // this pass started had their admissions (awaited above); this covers the others.
+    if leaving.is_none() && !admitting {
         let deadline = tokio::time::Instant::now() + starting_budget(ctx, &snap);
         while still_starting(ctx, &snap) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(STARTING_POLL).await;
@@ -218,6 +238,10 @@ pub async fn sync_host(
     let model = render::model(&ctx.desired, &host, &snap, &left_out, &ctx.listener_ports);
     let text = render::render(&model);
     let hash = render::hash_of(&text).unwrap_or_default().to_string();
+    ctx.in_force
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(host.clone(), model);
     let want = proxy_spec_hash(&ctx.settings.image);
     // The container itself: made, kept, or replaced start-first (`proxy_replace`).
     let made = super::proxy_replace::ensure(

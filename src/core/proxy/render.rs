@@ -10,6 +10,10 @@
 //! port `ports` assigns; (c) a control listener on the loopback that answers 200 to
 //! `/convoy/<hash>` of the configuration in force. A replica is a backend while it runs and,
 //! when it has a healthcheck, is healthy; the executor leaves out the ones it is about to stop.
+//! A replica whose healthcheck is still starting is a backend too, `disabled` (in maintenance,
+//! no traffic): the configuration that will carry it is shipped and checked while it starts,
+//! and the executor puts it into service through HAProxy's runtime API the moment the engine
+//! says it is healthy, with no reload on that path ([`servers_of`] names its entries).
 //! Ingress ports also send to the service on the other hosts (their cross-host listeners), as
 //! backups used when no replica here is up.
 //!
@@ -92,6 +96,8 @@ pub struct Backend {
     pub port: u16,
     /// Used only when no other backend is up (another host's listener).
     pub backup: bool,
+    /// A replica still starting: present, in maintenance until it is put into service.
+    pub disabled: bool,
 }
 
 /// A replica sends traffic while it runs and, when it has a healthcheck, is healthy.
@@ -99,7 +105,13 @@ fn in_service(state: RunState, health: Option<Health>) -> bool {
     state == RunState::Running && matches!(health, None | Some(Health::Healthy))
 }
 
-/// The replicas of `svc` on this host that take traffic on `port`: (name, address).
+/// A running replica whose healthcheck has not passed yet.
+fn starting(state: RunState, health: Option<Health>) -> bool {
+    state == RunState::Running && health == Some(Health::Starting)
+}
+
+/// The replicas of `svc` on this host that take traffic on `port`, and the ones starting
+/// (disabled).
 fn local_backends(
     stack: &str,
     svc: &ServiceSpec,
@@ -115,7 +127,7 @@ fn local_backends(
         .containers
         .values()
         .filter(|c| c.stack == stack && c.service == svc.name)
-        .filter(|c| in_service(c.state, c.health))
+        .filter(|c| in_service(c.state, c.health) || starting(c.state, c.health))
         .filter(|c| !leave_out.contains(&c.name) && !leave_out.contains(&c.id))
         .filter_map(|c| {
             let ip = snap.container_ips.get(&c.name)?.get(network)?;
@@ -124,6 +136,7 @@ fn local_backends(
                 address: ip.clone(),
                 port,
                 backup: false,
+                disabled: starting(c.state, c.health),
             })
         })
         .collect();
@@ -167,7 +180,9 @@ pub fn model(
                     continue;
                 };
                 let backends = local_backends(sname, svc, snap, leave_out, port);
-                if backends.is_empty() {
+                // Only starting replicas: no listener yet (another host's mesh would take an
+                // accepted connection for a replica); the reload after their start adds it.
+                if backends.iter().all(|b| b.disabled) {
                     continue;
                 }
                 cross.push(CrossListener {
@@ -198,6 +213,7 @@ pub fn model(
                                 address: addr.clone(),
                                 port: lport,
                                 backup: true,
+                                disabled: false,
                             });
                         }
                     }
@@ -378,6 +394,35 @@ pub fn render(m: &ProxyModel) -> String {
     body
 }
 
+/// Where replica `name` is a disabled server in `m`: (proxy section, server name) as HAProxy's
+/// runtime API names them (`set server <section>/<server> state ready`).
+pub fn servers_of(m: &ProxyModel, name: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mine = |b: &Backend| b.disabled && b.name == name;
+    for l in &m.ingress {
+        let id = format!("in_{}_{}", ident(&l.bind_ip), l.port);
+        for r in &l.routes {
+            let section = if l.is_http() {
+                format!("{id}_{}_{}", r.stack, r.service)
+            } else {
+                id.clone()
+            };
+            if r.backends.iter().any(mine) {
+                out.push((section, ident(name)));
+            }
+        }
+    }
+    for c in &m.cross {
+        if c.backends.iter().any(mine) {
+            out.push((
+                format!("x_{}_{}_{}", c.stack, c.service, c.container_port),
+                ident(name),
+            ));
+        }
+    }
+    out
+}
+
 /// The hash a rendered configuration answers for on its control listener: of everything
 /// above that listener.
 pub fn config_hash(body: &str) -> String {
@@ -409,9 +454,13 @@ fn servers(w: &mut String, backends: &[Backend]) {
             format!("{}:{}", b.address, b.port)
         };
         let backup = if b.backup { " backup" } else { "" };
+        let disabled = if b.disabled { " disabled" } else { "" };
         line(
             w,
-            &format!("    server {} {addr} check{backup}", ident(&b.name)),
+            &format!(
+                "    server {} {addr} check{backup}{disabled}",
+                ident(&b.name)
+            ),
         );
     }
 }

@@ -1,5 +1,5 @@
 //! Tests of the proxy's configuration (`render`): a golden text for a small fleet, same input
-//! same bytes, only running and healthy replicas as backends, the cross-host listener bound to
+//! same bytes, only running and healthy replicas in service (starting ones disabled), the cross-host listener bound to
 //! the internal address only, routes by host and path, and the hash read back.
 //!
 //! Tests only; pure, like the code they test.
@@ -165,6 +165,7 @@ listen in_10.0.0.1_8080
     mode tcp
     # s/web
     server s-web-1 172.18.0.2:80 check
+    server s-web-2 172.18.0.3:80 check disabled
     server host:b 10.0.0.2:WEBPORT check backup
 
 listen x_s_api_9000
@@ -176,6 +177,7 @@ listen x_s_web_80
     bind 10.0.0.1:WEBPORT
     mode tcp
     server s-web-1 172.18.0.2:80 check
+    server s-web-2 172.18.0.3:80 check disabled
 
 frontend convoy_control
     bind 127.0.0.1:38999
@@ -235,24 +237,72 @@ fn only_running_healthy_replicas_are_backends() {
     let ports = listener_ports(&d).unwrap();
     let mut snap = host_a(&d);
     let m = model(&d, "a", &snap, &BTreeSet::new(), &ports);
-    let names: Vec<&str> = m.ingress[0].routes[0]
-        .backends
-        .iter()
-        .filter(|b| !b.backup)
-        .map(|b| b.name.as_str())
-        .collect();
-    // Starting (not yet healthy) and exited replicas take nothing.
-    assert_eq!(names, ["s-web-1"]);
-    snap.containers.get_mut("s-web-2").unwrap().health = Some(Health::Healthy);
-    let m = model(&d, "a", &snap, &BTreeSet::new(), &ports);
-    assert_eq!(
+    let live = |m: &ProxyModel| -> Vec<String> {
         m.ingress[0].routes[0]
             .backends
             .iter()
-            .filter(|b| !b.backup)
-            .count(),
-        2
+            .filter(|b| !b.backup && !b.disabled)
+            .map(|b| b.name.clone())
+            .collect()
+    };
+    // Starting (not yet healthy) and exited replicas take nothing.
+    assert_eq!(live(&m), ["s-web-1"]);
+    snap.containers.get_mut("s-web-2").unwrap().health = Some(Health::Healthy);
+    let m = model(&d, "a", &snap, &BTreeSet::new(), &ports);
+    assert_eq!(live(&m), ["s-web-1", "s-web-2"]);
+}
+
+#[test]
+fn a_starting_replica_is_a_disabled_server_named_for_the_runtime_api() {
+    let d = state();
+    let ports = listener_ports(&d).unwrap();
+    let mut snap = host_a(&d);
+    let m = model(&d, "a", &snap, &BTreeSet::new(), &ports);
+    let text = render(&m);
+    let line = text
+        .lines()
+        .find(|l| l.contains("server s-web-2 "))
+        .expect("the starting replica is in the configuration");
+    assert!(line.ends_with(" check disabled"), "{line}");
+    let healthy = text
+        .lines()
+        .find(|l| l.contains("server s-web-1 "))
+        .unwrap();
+    assert!(!healthy.contains("disabled"), "{healthy}");
+    // Every section that carries it, as `set server <section>/<server>` names them.
+    let at = servers_of(&m, "s-web-2");
+    assert!(!at.is_empty());
+    for (section, server) in &at {
+        assert_eq!(server, "s-web-2");
+        assert!(
+            text.lines()
+                .any(|l| l == format!("listen {section}") || l == format!("backend {section}")),
+            "no section {section} in:\n{text}"
+        );
+    }
+    assert!(
+        servers_of(&m, "s-web-1").is_empty(),
+        "a healthy one is in service already"
     );
+    // Healthy now: the same server without `disabled`, and nothing left to put into service.
+    snap.containers.get_mut("s-web-2").unwrap().health = Some(Health::Healthy);
+    let m2 = model(&d, "a", &snap, &BTreeSet::new(), &ports);
+    assert!(servers_of(&m2, "s-web-2").is_empty());
+    assert!(!render(&m2).contains("disabled"));
+}
+
+#[test]
+fn a_cross_host_listener_with_only_starting_replicas_is_not_opened() {
+    let d = state();
+    let ports = listener_ports(&d).unwrap();
+    let mut snap = host_a(&d);
+    let with = model(&d, "a", &snap, &BTreeSet::new(), &ports);
+    snap.containers.get_mut("s-web-1").unwrap().health = Some(Health::Starting);
+    let without = model(&d, "a", &snap, &BTreeSet::new(), &ports);
+    let web = |m: &ProxyModel| m.cross.iter().filter(|c| c.service == "web").count();
+    assert!(web(&with) > 0);
+    // Another host's mesh would send to an accepted connection with no replica behind it.
+    assert_eq!(web(&without), 0);
 }
 
 #[test]

@@ -36,6 +36,7 @@ mod adopt;
 mod build;
 mod create;
 mod create_more;
+mod health_wait;
 mod hooks;
 mod jobs;
 pub use jobs::JobExit;
@@ -49,6 +50,7 @@ mod rollout;
 mod streams;
 
 pub use build::{BuildError, BUILD_ERROR_LINES};
+pub use health_wait::HealthWait;
 pub use hooks::{HookRun, HOOK_OUTPUT_LINES};
 pub use probe_addr::ProbeAddr;
 pub use streams::{
