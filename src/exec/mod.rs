@@ -408,16 +408,25 @@ async fn run_step(
             }
         }
         Action::Start {
-            id, name, reason, ..
+            stack,
+            service,
+            id,
+            name,
+            reason,
         } => {
-            if *reason == Reason::Paused {
+            let started = if *reason == Reason::Paused {
                 engine.unpause(id, name).await
             } else if *reason == Reason::Unhealthy {
                 // A kept version under quarantine: restarted in place (`core::plan::rollout`).
                 engine.restart(id, name).await
             } else {
                 engine.start(id, name).await
+            };
+            // Into the host's proxy once healthy, as for a replica just made.
+            if let (Ok(()), Some(p)) = (&started, &ctx.opts.proxy) {
+                proxy::admit(p, engine, stack, service, name);
             }
+            started
         }
         Action::Remove {
             id,

@@ -140,6 +140,9 @@ pub async fn drain(ctx: &ProxyCtx, engine: &Engine, id: &str, grace_secs: Option
 const DEFAULT_GRACE_SECS: i64 = 10;
 /// How often the old workers are asked while connections to a leaving replica remain.
 const DRAIN_POLL: Duration = Duration::from_millis(100);
+/// How long the master CLI may fail to answer (a reload re-executes the master) before a drain
+/// stops waiting for it.
+const MASTER_CLI_PATIENCE: Duration = Duration::from_secs(3);
 
 /// Waits until the proxy's old workers have no connection left to `addresses`, within
 /// `budget`: a request under way through a worker of the configuration before the drain ends
@@ -154,6 +157,7 @@ async fn wait_old_connections(
     let shell = ctx.shells.get(host).cloned().unwrap_or(HostShell::Local);
     let started = tokio::time::Instant::now();
     let deadline = started + budget;
+    let mut failing_since = None;
     loop {
         match crate::infra::haproxy_cli::old_connections(&shell, addresses).await {
             Ok(0) => {
@@ -171,10 +175,16 @@ async fn wait_old_connections(
                 tracing::info!(host, container = id, connections = n, budget_s = budget.as_secs(), "connections through the proxy's old workers remain after the grace period; stopping anyway");
                 return;
             }
-            Ok(_) => {}
+            Ok(_) => failing_since = None,
+            // The master re-executes itself on a reload and listens again a moment later:
+            // asked again for a short while, then the stop goes on.
             Err(e) => {
-                tracing::warn!(host, container = id, error = %e, "cannot ask the proxy's master which connections remain; stopping now");
-                return;
+                let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= MASTER_CLI_PATIENCE || tokio::time::Instant::now() >= deadline
+                {
+                    tracing::warn!(host, container = id, error = %e, "cannot ask the proxy's master which connections remain; stopping now");
+                    return;
+                }
             }
         }
         tokio::time::sleep(DRAIN_POLL).await;
