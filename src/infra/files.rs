@@ -66,18 +66,8 @@ impl HostShell {
                 c
             }
             HostShell::Ssh(t) => {
-                let mut c = tokio::process::Command::new("ssh");
-                c.arg("-F")
-                    .arg(&t.config)
-                    .arg("-S")
-                    .arg(&t.control)
-                    .args([
-                        "-o",
-                        "ControlMaster=no",
-                        "-o",
-                        "StrictHostKeyChecking=yes",
-                        "-T",
-                    ])
+                let mut c = t.muxed_ssh();
+                c.arg("-T")
                     .arg(&t.destination)
                     .arg("--")
                     .arg(format!("sh -c {}", quote(script)));

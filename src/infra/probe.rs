@@ -319,24 +319,9 @@ where
     F: FnOnce(Box<dyn Stream>) -> Fut,
     Fut: std::future::Future<Output = Result<T, ProbeFailure>>,
 {
-    let mut child = tokio::process::Command::new("ssh")
-        .arg("-F")
-        .arg(&t.config)
-        .arg("-S")
-        .arg(&t.control)
-        .args([
-            "-o",
-            "ControlMaster=no",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-W",
-        ])
-        .arg(target.to_string())
-        .arg(&t.destination)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+    let mut child = t
+        .forward(target)
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .map_err(|e| ProbeFailure::Connect(format!("cannot start ssh: {e}")))?;
     let input = child.stdin.take().expect("piped");

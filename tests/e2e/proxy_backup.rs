@@ -5,29 +5,16 @@
 //! there, so their proxies do not hold it). When the port moves, `diff` says the proxies
 //! reload with it, from what their configurations hold. Real nginx behind real HAProxy.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::fleet::{HostCleanup, Hosts};
 use crate::harness::*;
+use crate::proxy::body_at;
 
 const NGINX: &str = "convoy-test/nginx:1";
 const PROXY: &str = "convoy-test/proxy:1";
 const PORT: u16 = 18483;
-
-/// The body `GET /` answers with at `addr`, if it answers.
-fn body_at(addr: SocketAddr) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).ok()?;
-    answer
-        .split("\r\n\r\n")
-        .nth(1)
-        .map(|b| b.trim().to_string())
-}
 
 /// Stack `lone`: one nginx replica allowed on `h1` and `h2`, its `port` held by the proxies.
 fn lone(t: &TestFleet, h1: &str, h2: &str, port: u16) {

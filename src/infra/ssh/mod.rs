@@ -111,6 +111,34 @@ pub struct ShellTarget {
     pub destination: String,
 }
 
+impl ShellTarget {
+    /// `ssh` through the host's existing master (no new authentication, strict host keys),
+    /// options set; the caller adds what to do (`-T <destination> -- <command>`, `-W ...`).
+    pub fn muxed_ssh(&self) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new("ssh");
+        c.arg("-F")
+            .arg(&self.config)
+            .arg("-S")
+            .arg(&self.control)
+            .args(["-o", "ControlMaster=no", "-o", "StrictHostKeyChecking=yes"]);
+        c
+    }
+
+    /// `ssh -W <target>` through the host's master: its stdin and stdout are a TCP connection
+    /// to `target` as seen from the host (piped; ssh is killed when dropped). The caller
+    /// chooses what becomes of its stderr.
+    pub fn forward(&self, target: std::net::SocketAddr) -> tokio::process::Command {
+        let mut c = self.muxed_ssh();
+        c.arg("-W")
+            .arg(target.to_string())
+            .arg(&self.destination)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        c
+    }
+}
+
 impl SshTransport {
     /// Sets up this process's control folder under `state_dir` and cleans up after dead processes.
     ///
