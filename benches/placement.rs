@@ -92,6 +92,7 @@ fn service(i: usize) -> ServiceSpec {
         rollout: Default::default(),
         job: None,
         ingress: None,
+        http_ports: BTreeSet::new(),
     }
 }
 

@@ -57,6 +57,7 @@ pub fn service(name: &str, replicas: u32) -> ServiceSpec {
         rollout: Default::default(),
         job: None,
         ingress: None,
+        http_ports: BTreeSet::new(),
     }
 }
 

@@ -332,6 +332,12 @@ pub struct ServiceSpec {
     /// the spec hash; out of the serialised form while none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<crate::model::proxy::IngressSpec>,
+    /// Container ports a `ports` entry marks `app_protocol: http`: the proxy and the meshes
+    /// carry them as HTTP/1 (connections to the next hop kept and reused, a request the
+    /// replica dropped unanswered retried on another one) instead of as bytes. Not in the
+    /// spec hash (the engine never sees it); out of the serialised form while empty.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub http_ports: BTreeSet<u16>,
 }
 
 impl ServiceSpec {
@@ -910,6 +916,7 @@ mod tests {
             rollout: Default::default(),
             job: None,
             ingress: None,
+            http_ports: BTreeSet::new(),
         };
         assert_eq!(replica_name("web", &svc, "1"), "web-app-1");
         svc.container.container_name = Some("my-app".into());

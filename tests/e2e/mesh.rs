@@ -13,15 +13,16 @@ use crate::fleet::{HostCleanup, Hosts};
 use crate::harness::*;
 
 /// A stack of a frontend pinned to `front` and `api` (2 replicas, pinned to `back`), each
-/// replica answering its own container name on 8080.
+/// replica answering its own container name on 8080 (a byte stream to the proxies) and on 8081
+/// (`app_protocol: http`: carried as HTTP).
 fn shop(t: &TestFleet, front: &str, back: [&str; 2]) {
     t.compose(
         "shop",
         &format!(
             "services:\n  frontend:\n    image: {IMAGE}\n    command: sleep 3600\n    \
              x-convoy:\n      hosts: [{front}]\n  api:\n    image: {IMAGE}\n    \
-             command: [\"sh\", \"-c\", \"mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www\"]\n    \
-             expose: [\"8080\"]\n    deploy:\n      replicas: 2\n    \
+             command: [\"sh\", \"-c\", \"mkdir -p /www && hostname > /www/index.html && httpd -p 8081 -h /www && exec httpd -f -p 8080 -h /www\"]\n    \
+             expose: [\"8080\"]\n    ports:\n      - {{target: 8081, app_protocol: http}}\n    deploy:\n      replicas: 2\n    \
              x-convoy:\n      hosts: [{}, {}]\n",
             back[0], back[1]
         ),
@@ -42,10 +43,15 @@ fn fleet_file(hosts: &Hosts, t: &TestFleet, drained: Option<&str>) {
 /// `n` requests to `http://api:8080/` from the frontend: the body of each (the replica's
 /// container ID) or `FAIL`.
 fn call_api(hosts: &Hosts, host: &str, frontend: &str, n: u32) -> Vec<String> {
+    call_api_on(hosts, host, frontend, 8080, n)
+}
+
+/// The same on `port`.
+fn call_api_on(hosts: &Hosts, host: &str, frontend: &str, port: u16, n: u32) -> Vec<String> {
     // busybox `nc`, not `wget`: the static busybox's `wget` dies in glibc's resolver inside the
     // fleet's engines, and a raw HTTP/1.0 request shows the same thing (the body's last line).
     let script = format!(
-        "for i in $(seq {n}); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 api 8080 2>/dev/null \\
+        "for i in $(seq {n}); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 api {port} 2>/dev/null \\
          | tail -n1 | grep . || echo FAIL; done"
     );
     hosts
@@ -149,6 +155,22 @@ fn a_frontend_reaches_api_on_other_hosts_through_the_mesh() {
             "replica {id} answered too few: {counts:?}"
         );
     }
+
+    // The HTTP port too, through HTTP listeners on both sides (kept connections between them).
+    let counts = count(&call_api_on(&hosts, &h1, &frontend, 8081, 40));
+    eprintln!("40 calls on the HTTP port from {h1}: {counts:?}");
+    assert_eq!(counts.get("FAIL"), None, "{counts:?}");
+    for id in on2.iter().chain(&on3) {
+        assert!(
+            counts.get(id).copied().unwrap_or(0) >= 5,
+            "replica {id} answered too few on the HTTP port: {counts:?}"
+        );
+    }
+    let mesh_cfg = hosts.docker(&h1, &["exec", &mesh, "cat", "/tmp/convoy-mesh.cfg"]);
+    assert!(
+        mesh_cfg.contains("listen api_8081\n    bind :8081\n    balance roundrobin\n    mode http\n"),
+        "{mesh_cfg}"
+    );
 
     // A replica killed: the calls keep working once healed.
     hosts.docker(&h3, &["rm", "-f", &on3[0]]);

@@ -62,6 +62,9 @@ pub struct Route {
     pub port: u16,
     /// One per host that runs replicas of the service, in host name order.
     pub endpoints: Vec<Endpoint>,
+    /// The port is `app_protocol: http`: carried as HTTP, connections to the endpoints kept.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub http: bool,
 }
 
 /// A host's cross-host listener for one (stack, service, port).
@@ -174,6 +177,7 @@ pub fn meshes(
                             })
                         })
                         .collect(),
+                    http: svc.http_ports.contains(&port),
                 })
                 .collect();
             if routes.is_empty() {
@@ -334,6 +338,7 @@ pub fn service(mesh: &Mesh, image: &str) -> ServiceSpec {
         rollout: Default::default(),
         job: None,
         ingress: None,
+        http_ports: BTreeSet::new(),
     }
 }
 
@@ -383,8 +388,9 @@ pub fn config_hash(body: &str) -> String {
 /// The marker between a configuration's body and its control section.
 const CONTROL_SECTION: &str = "\nfrontend convoy_control\n";
 
-/// The mesh's HAProxy configuration. TCP listeners on every address of the container (it is a
-/// container of its own on the stack's networks), each forwarding to the hosts that run the
+/// The mesh's HAProxy configuration. TCP listeners (HTTP for `app_protocol: http` ports) on
+/// every address of the container (it is a container of its own on the stack's networks), each
+/// forwarding to the hosts that run the
 /// service, weighted by their replicas and health-checked (a host that stops answering drops
 /// out within two seconds; a refused connection is retried on another host). The control
 /// listener answers `GET /<hash>` with 200 and anything else with 404, so a probe of the new
@@ -407,6 +413,12 @@ pub fn render(mesh: &Mesh) -> String {
             "\nlisten {name}\n    bind :{}\n    balance roundrobin\n",
             r.port
         ));
+        if r.http {
+            // The endpoint is another host's proxy, which keeps its connections: a new call
+            // from a caller here reuses one instead of a handshake across hosts.
+            body.push_str("    mode http\n");
+            crate::core::proxy::render::http_forwarding(&mut body);
+        }
         for e in &r.endpoints {
             body.push_str(&format!(
                 "    server {} {}:{} weight {} check\n",

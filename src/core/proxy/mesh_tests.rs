@@ -308,6 +308,30 @@ frontend convoy_control
     assert_eq!(announced_hash(&text), Some(config_hash(body)));
 }
 
+/// An `app_protocol: http` port is an HTTP listener that keeps its connections to the other
+/// hosts' proxies; the service's other ports stay TCP.
+#[test]
+fn an_http_port_is_an_http_listener() {
+    let mut api = with_expose(on_net("api", 1, &[NET]), &[8080, 9000]);
+    api.http_ports = BTreeSet::from([8080]);
+    let d = shop(vec![on_net("frontend", 1, &[NET]), api]);
+    let p = placed(&[("frontend", "1", "h1"), ("api", "1", "h2")]);
+    let m = decide(&d, &p);
+    let http: Vec<(u16, bool)> = m[0].routes.iter().map(|r| (r.port, r.http)).collect();
+    assert_eq!(http, [(8080, true), (9000, false)]);
+    let text = render(&m[0]);
+    assert!(
+        text.contains(
+            "listen api_8080\n    bind :8080\n    balance roundrobin\n    mode http\n    http-reuse aggressive\n    retry-on conn-failure empty-response junk-response\n    http-request disable-l7-retry unless METH_GET\n    server h2 "
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("listen api_9000\n    bind :9000\n    balance roundrobin\n    server h2 "),
+        "{text}"
+    );
+}
+
 /// Same input, same bytes; a changed endpoint changes the hash; a hand edit announces nothing.
 #[test]
 fn same_input_same_bytes() {

@@ -50,19 +50,20 @@ pub struct IngressListener {
     /// Empty: every address of the host.
     pub bind_ip: String,
     pub port: u16,
-    /// One route (TCP) or several told apart by host name and path (HTTP), most specific
-    /// first.
+    /// One route (TCP, or HTTP when its port is `app_protocol: http`) or several told apart
+    /// by host name and path (HTTP), most specific first.
     pub routes: Vec<Route>,
 }
 
 impl IngressListener {
-    /// HTTP when the port's routes need the request to choose.
+    /// HTTP when the port's routes need the request to choose, or its service says the port
+    /// speaks HTTP.
     pub fn is_http(&self) -> bool {
         self.routes.len() > 1
             || self
                 .routes
                 .iter()
-                .any(|r| !r.hosts.is_empty() || r.path.is_some())
+                .any(|r| !r.hosts.is_empty() || r.path.is_some() || r.http)
     }
 }
 
@@ -74,6 +75,9 @@ pub struct Route {
     pub hosts: Vec<String>,
     pub path: Option<String>,
     pub backends: Vec<Backend>,
+    /// The replicas' port is `app_protocol: http`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub http: bool,
 }
 
 /// A cross-host listener: `internal_address:port` → the service's replicas here.
@@ -85,6 +89,9 @@ pub struct CrossListener {
     pub address: String,
     pub port: u16,
     pub backends: Vec<Backend>,
+    /// The port is `app_protocol: http`: carried as HTTP, the meshes' pooled connections kept.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub http: bool,
 }
 
 /// Where a listener sends.
@@ -192,6 +199,7 @@ pub fn model(
                     address: address.clone(),
                     port: lport,
                     backends,
+                    http: svc.http_ports.contains(&port),
                 });
             }
             let Some(spec) = &svc.ingress else { continue };
@@ -227,6 +235,7 @@ pub fn model(
                         hosts: spec.hosts.clone(),
                         path: spec.path.clone(),
                         backends,
+                        http: svc.http_ports.contains(&p.container_port),
                     });
             }
         }
@@ -363,6 +372,7 @@ pub fn render(m: &ProxyModel) -> String {
             line(w, "");
             line(w, &format!("backend {id}_{}_{}", r.stack, r.service));
             line(w, "    mode http");
+            http_forwarding(w);
             servers(w, &r.backends);
         }
     }
@@ -378,7 +388,12 @@ pub fn render(m: &ProxyModel) -> String {
             format!("{}:{}", c.address, c.port)
         };
         line(w, &format!("    bind {bind}"));
-        line(w, "    mode tcp");
+        if c.http {
+            line(w, "    mode http");
+            http_forwarding(w);
+        } else {
+            line(w, "    mode tcp");
+        }
         servers(w, &c.backends);
     }
     let hash = config_hash(w);
@@ -440,6 +455,18 @@ pub fn hash_of(config: &str) -> Option<&str> {
                 .strip_prefix("http-request return status 200 if { path /convoy/")
         })
         .and_then(|rest| rest.strip_suffix(" }"))
+}
+
+/// What an HTTP section does beyond a TCP one, the same in the meshes (`mesh::render`):
+/// server connections kept after a request and lent to the next one once the server has shown
+/// it keeps them (`aggressive`: never a first request on a connection not yet proven), and a
+/// GET or HEAD whose server closed or failed the connection before any answer (a replica
+/// killed mid-request, a kept connection it had just closed) sent again to another server.
+/// Other methods are never sent twice: they may not be idempotent.
+pub fn http_forwarding(w: &mut String) {
+    line(w, "    http-reuse aggressive");
+    line(w, "    retry-on conn-failure empty-response junk-response");
+    line(w, "    http-request disable-l7-retry unless METH_GET");
 }
 
 fn servers(w: &mut String, backends: &[Backend]) {

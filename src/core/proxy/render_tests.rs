@@ -371,3 +371,60 @@ fn shared_ports_route_by_host_and_path() {
         "{text}"
     );
 }
+
+#[test]
+fn an_http_port_is_carried_as_http_with_kept_connections_and_safe_retries() {
+    let mut d = state();
+    d.stacks
+        .get_mut("s")
+        .unwrap()
+        .services
+        .get_mut("web")
+        .unwrap()
+        .http_ports = BTreeSet::from([80]);
+    let ports = listener_ports(&d).unwrap();
+    let snap = host_a(&d);
+    let m = model(&d, "a", &snap, &BTreeSet::new(), &ports);
+    assert!(m.ingress[0].is_http());
+    let text = render(&m);
+    let section = |name: &str| -> String {
+        let start = text
+            .find(name)
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        let rest = &text[start..];
+        rest[..rest.find("\n\n").unwrap_or(rest.len())].to_string()
+    };
+    // One service on the port: still HTTP, through its backend, with no rule to choose.
+    let front = section("frontend in_10.0.0.1_8080\n");
+    assert!(front.contains("    mode http\n"), "{front}");
+    assert!(
+        front.contains("    default_backend in_10.0.0.1_8080_s_web"),
+        "{front}"
+    );
+    let http_lines = "    http-reuse aggressive\n    retry-on conn-failure empty-response junk-response\n    http-request disable-l7-retry unless METH_GET\n";
+    let back = section("\nbackend in_10.0.0.1_8080_s_web\n");
+    assert!(back.contains(http_lines), "{back}");
+    assert!(back.contains("server host:b 10.0.0.2:"), "{back}");
+    let cross = section("listen x_s_web_80\n");
+    assert!(
+        cross.contains(&format!("    mode http\n{http_lines}")),
+        "{cross}"
+    );
+    // The other service's port stays a byte stream.
+    let api = section("listen x_s_api_9000\n");
+    assert!(
+        api.contains("    mode tcp\n") && !api.contains("http"),
+        "{api}"
+    );
+    // The runtime API names the backend section for the starting replica.
+    assert_eq!(
+        servers_of(&m, "s-web-2"),
+        [
+            ("in_10.0.0.1_8080_s_web".to_string(), "s-web-2".to_string()),
+            ("x_s_web_80".to_string(), "s-web-2".to_string()),
+        ]
+    );
+    // Marking a port HTTP is a new configuration (a reload), its own hash.
+    let plain = render(&model(&state(), "a", &snap, &BTreeSet::new(), &ports));
+    assert_ne!(hash_of(&plain), hash_of(&text));
+}

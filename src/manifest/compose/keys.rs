@@ -243,17 +243,18 @@ pub(super) const LOGGING: Keys = Keys {
     extensions: true,
 };
 pub(super) const PORT: Keys = Keys {
-    supported: &["target", "published", "host_ip", "protocol", "mode"],
-    unsupported: &[
-        (
-            "name",
-            "a port's name is metadata for tools Convoy does not run; remove it",
-        ),
-        (
-            "app_protocol",
-            "a port's protocol name is metadata for tools Convoy does not run; remove it",
-        ),
+    supported: &[
+        "target",
+        "published",
+        "host_ip",
+        "protocol",
+        "mode",
+        "app_protocol",
     ],
+    unsupported: &[(
+        "name",
+        "a port's name is metadata for tools Convoy does not run; remove it",
+    )],
     extensions: true,
 };
 pub(super) const MOUNT: Keys = Keys {

@@ -4,6 +4,8 @@
 //! Reads only the node handed in; no I/O. A clash inside one service is reported here; a clash
 //! between services is gathered and reported once every service is read.
 
+use std::collections::BTreeSet;
+
 use super::engine_rules::is_ip;
 use super::keys::PORT;
 use super::{Gathered, Stack};
@@ -18,6 +20,7 @@ impl Stack<'_> {
         v: &'n Node,
         path: &str,
         c: &mut ContainerSpec,
+        http: &mut BTreeSet<u16>,
         g: &mut Gathered<'n>,
     ) {
         let Kind::Seq(items) = &v.kind else {
@@ -27,7 +30,12 @@ impl Stack<'_> {
         for (i, item) in items.iter().enumerate() {
             let ipath = format!("{path}[{i}]");
             let bindings = match &item.kind {
-                Kind::Map(entries) => read_long_port(d, entries, &ipath),
+                Kind::Map(entries) => read_long_port(d, entries, &ipath).map(|(b, is_http)| {
+                    if is_http {
+                        http.extend(b.iter().map(|p| p.container_port));
+                    }
+                    b
+                }),
                 _ => match d.string(item, &ipath) {
                     Some(s) => match parse_port(&s) {
                         Ok(b) => Some(b),
@@ -156,9 +164,15 @@ pub fn parse_port(s: &str) -> Result<Vec<PortBinding>, String> {
         .collect())
 }
 
-fn read_long_port(d: &mut Diag, entries: &[(Node, Node)], path: &str) -> Option<Vec<PortBinding>> {
+/// The port's bindings, and whether `app_protocol` says it speaks HTTP.
+fn read_long_port(
+    d: &mut Diag,
+    entries: &[(Node, Node)],
+    path: &str,
+) -> Option<(Vec<PortBinding>, bool)> {
     let before = d.errors.len();
     let mut target = None;
+    let mut http_at: Option<(&Node, String)> = None;
     let mut published = None;
     let mut host_ip = String::new();
     let mut protocol = "tcp".to_string();
@@ -205,6 +219,16 @@ fn read_long_port(d: &mut Diag, entries: &[(Node, Node)], path: &str) -> Option<
                 ),
                 None => {}
             },
+            // Free text in the Compose spec. `http` (HTTP/1) is the one value that changes what
+            // Convoy's proxy does; any other (`https`, `grpc`, ...) stays a byte stream, which
+            // is right for TLS and HTTP/2 passed through.
+            "app_protocol" => {
+                if let Some(p) = d.string(v, &fpath) {
+                    if p.eq_ignore_ascii_case("http") {
+                        http_at = Some((v, fpath.clone()));
+                    }
+                }
+            }
             "mode" => match d.string(v, &fpath).as_deref() {
                 // Without a routing mesh both publish on the host that runs the replica.
                 Some("host" | "ingress") | None => {}
@@ -217,6 +241,15 @@ fn read_long_port(d: &mut Diag, entries: &[(Node, Node)], path: &str) -> Option<
             _ => {}
         }
     }
+    if let Some((v, fpath)) = &http_at {
+        if protocol != "tcp" {
+            d.at(
+                v,
+                fpath,
+                format!("`app_protocol: http` needs a TCP port, and this one is {protocol}"),
+            );
+        }
+    }
     if d.errors.len() > before {
         return None;
     }
@@ -226,10 +259,11 @@ fn read_long_port(d: &mut Diag, entries: &[(Node, Node)], path: &str) -> Option<
         }
         return None;
     };
-    Some(vec![PortBinding {
+    let binding = PortBinding {
         host_ip,
         host_port: published,
         container_port: target,
         protocol,
-    }])
+    };
+    Some((vec![binding], http_at.is_some()))
 }

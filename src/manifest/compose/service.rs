@@ -59,6 +59,7 @@ impl Stack<'_> {
             rollout: Default::default(),
             job: None,
             ingress: None,
+            http_ports: BTreeSet::new(),
         };
         let mut image = None;
         let mut env_file_env: BTreeMap<String, String> = BTreeMap::new();
@@ -99,7 +100,7 @@ impl Stack<'_> {
                 "env_file" => {
                     env_file_env = self.read_env_files(d, v, &fpath, &mut svc.secret_env);
                 }
-                "ports" => self.read_ports(d, v, &fpath, &mut c, g),
+                "ports" => self.read_ports(d, v, &fpath, &mut c, &mut svc.http_ports, g),
                 "volumes" => self.read_mounts(d, v, &fpath, &mut c),
                 "configs" => self.read_service_files(
                     d,

@@ -30,7 +30,7 @@ fn unknown_keys_suggest_the_nearest() {
 
 #[test]
 fn unsupported_keys_at_every_level() {
-    let e = web_errs("secrets: {}\nconfigs: {}\ninclude: []\nx-convoy: {}\nservices:\n  a:\n    image: x\n    container_name: a\n    scale: 2\n    privileged: true\n    deploy:\n      endpoint_mode: vip\n      restart_policy:\n        delay: 5s\n    healthcheck:\n      test: x\n    volumes:\n      - type: bind\n        source: /x\n        target: /y\n        bind:\n          propagation: rshared\n    ports:\n      - target: 80\n        app_protocol: http\n    depends_on:\n      b:\n        condition: service_started\n        restart: true\n  b:\n    image: x\n    x-convoy:\n      hosts: [local]\n      zone: a\n");
+    let e = web_errs("secrets: {}\nconfigs: {}\ninclude: []\nx-convoy: {}\nservices:\n  a:\n    image: x\n    container_name: a\n    scale: 2\n    privileged: true\n    deploy:\n      endpoint_mode: vip\n      restart_policy:\n        delay: 5s\n    healthcheck:\n      test: x\n    volumes:\n      - type: bind\n        source: /x\n        target: /y\n        bind:\n          propagation: rshared\n    ports:\n      - target: 80\n        name: web\n    depends_on:\n      b:\n        condition: service_started\n        restart: true\n  b:\n    image: x\n    x-convoy:\n      hosts: [local]\n      zone: a\n");
     assert_eq!(
         e,
         vec![
@@ -38,7 +38,7 @@ fn unsupported_keys_at_every_level() {
             "stacks/web/compose.yaml:8:21: services.a.container_name: invalid container name `a`: Docker names start with a letter or digit and go on with letters, digits, `_`, `.` or `-` (two characters at least)",
             "stacks/web/compose.yaml:12:7: services.a.deploy.endpoint_mode: `endpoint_mode` is not supported yet: a Swarm load-balancing mode: on a network the service name resolves to every replica, which is what `dnsrr` means; remove it",
             "stacks/web/compose.yaml:22:11: services.a.volumes[0].bind.propagation: `propagation` is not supported yet: bind mounts use the engine's default propagation (rprivate)",
-            "stacks/web/compose.yaml:25:9: services.a.ports[0].app_protocol: `app_protocol` is not supported yet: a port's protocol name is metadata for tools Convoy does not run; remove it",
+            "stacks/web/compose.yaml:25:9: services.a.ports[0].name: `name` is not supported yet: a port's name is metadata for tools Convoy does not run; remove it",
             "stacks/web/compose.yaml:34:7: services.b.x-convoy.zone: unknown key",
         ]
     );

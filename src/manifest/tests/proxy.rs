@@ -193,6 +193,36 @@ fn ingress_changes_the_hash_through_the_ports_only() {
 }
 
 #[test]
+fn app_protocol_http_marks_the_port_for_the_proxy_and_leaves_the_container_alone() {
+    let svc = |compose: &str| load_ok(PROXIED, compose).stacks["web"].services["web"].clone();
+    let http = svc(
+        "services:\n  web:\n    image: x\n    ports:\n      - {target: 80, published: 8080, app_protocol: HTTP}\n      - {target: 9000, app_protocol: grpc}\n      - {target: 9100}\n    x-convoy: {ingress: true}\n",
+    );
+    // Only `http` changes what the proxy does; `grpc` (HTTP/2) stays a byte stream.
+    assert_eq!(http.http_ports, BTreeSet::from([80]));
+    let plain = svc(
+        "services:\n  web:\n    image: x\n    ports:\n      - {target: 80, published: 8080}\n      - {target: 9000}\n      - {target: 9100}\n    x-convoy: {ingress: true}\n",
+    );
+    assert!(plain.http_ports.is_empty());
+    // The engine never sees it: the same containers, the same hash.
+    assert_eq!(http.container, plain.container);
+    assert_eq!(http.container.hash(), plain.container.hash());
+    assert_eq!(http.ingress, plain.ingress);
+    // And the serialised service of a fleet that does not use it is what it was.
+    assert!(!serde_json::to_string(&plain)
+        .unwrap()
+        .contains("http_ports"));
+    let e = load_errs(
+        PROXIED,
+        "services:\n  web:\n    image: x\n    ports:\n      - {target: 53, protocol: udp, app_protocol: http}\n",
+    );
+    assert_eq!(
+        e,
+        vec!["stacks/web/compose.yaml:5:51: services.web.ports[0].app_protocol: `app_protocol: http` needs a TCP port, and this one is udp".to_string()]
+    );
+}
+
+#[test]
 fn bad_ingress_values_are_located() {
     let e = load_errs(
         FLEET,
