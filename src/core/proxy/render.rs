@@ -372,7 +372,7 @@ pub fn render(m: &ProxyModel) -> String {
             line(w, "");
             line(w, &format!("backend {id}_{}_{}", r.stack, r.service));
             line(w, "    mode http");
-            http_forwarding(w);
+            http_forwarding(w, Reuse::Aggressive);
             servers(w, &r.backends);
         }
     }
@@ -390,7 +390,11 @@ pub fn render(m: &ProxyModel) -> String {
         line(w, &format!("    bind {bind}"));
         if c.http {
             line(w, "    mode http");
-            http_forwarding(w);
+            line(
+                w,
+                &format!("    timeout http-keep-alive {CROSS_KEEP_ALIVE}"),
+            );
+            http_forwarding(w, Reuse::Aggressive);
         } else {
             line(w, "    mode tcp");
         }
@@ -457,14 +461,36 @@ pub fn hash_of(config: &str) -> Option<&str> {
         .and_then(|rest| rest.strip_suffix(" }"))
 }
 
+/// How an HTTP section lends its kept server connections to new requests (HAProxy's
+/// `http-reuse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Only connections the server has shown it keeps, and not for the first request of a
+    /// client connection on one not yet proven: for the user's servers, whose keep-alive
+    /// timeout Convoy does not know.
+    Aggressive,
+    /// Any idle connection, the first request of a client connection included: for a mesh,
+    /// whose next hop is a host proxy that keeps them ([`CROSS_KEEP_ALIVE`]). This is what
+    /// saves a caller's fresh connection the handshake across hosts.
+    Always,
+}
+
+/// How long a cross-host listener keeps an idle connection of a mesh (or of another host's
+/// ingress): far longer than a mesh keeps one idle (HAProxy closes half of its idle server
+/// connections every 5 s), so a mesh does not send on a connection being closed under it.
+pub const CROSS_KEEP_ALIVE: &str = "10m";
+
 /// What an HTTP section does beyond a TCP one, the same in the meshes (`mesh::render`):
-/// server connections kept after a request and lent to the next one once the server has shown
-/// it keeps them (`aggressive`: never a first request on a connection not yet proven), and a
-/// GET or HEAD whose server closed or failed the connection before any answer (a replica
-/// killed mid-request, a kept connection it had just closed) sent again to another server.
-/// Other methods are never sent twice: they may not be idempotent.
-pub fn http_forwarding(w: &mut String) {
-    line(w, "    http-reuse aggressive");
+/// server connections kept after a request and lent to the next one ([`Reuse`]), and a GET or
+/// HEAD whose server closed or failed the connection before any answer (a replica killed
+/// mid-request, a kept connection it had just closed, a proxy reloading) sent again to another
+/// server. Other methods are never sent twice: they may not be idempotent.
+pub fn http_forwarding(w: &mut String, reuse: Reuse) {
+    let mode = match reuse {
+        Reuse::Aggressive => "aggressive",
+        Reuse::Always => "always",
+    };
+    line(w, &format!("    http-reuse {mode}"));
     line(w, "    retry-on conn-failure empty-response junk-response");
     line(w, "    http-request disable-l7-retry unless METH_GET");
 }

@@ -407,7 +407,9 @@ fn an_http_port_is_carried_as_http_with_kept_connections_and_safe_retries() {
     assert!(back.contains("server host:b 10.0.0.2:"), "{back}");
     let cross = section("listen x_s_web_80\n");
     assert!(
-        cross.contains(&format!("    mode http\n{http_lines}")),
+        cross.contains(&format!(
+            "    mode http\n    timeout http-keep-alive 10m\n{http_lines}"
+        )),
         "{cross}"
     );
     // The other service's port stays a byte stream.
