@@ -168,7 +168,8 @@ fn a_frontend_reaches_api_on_other_hosts_through_the_mesh() {
     }
     let mesh_cfg = hosts.docker(&h1, &["exec", &mesh, "cat", "/tmp/convoy-mesh.cfg"]);
     assert!(
-        mesh_cfg.contains("listen api_8081\n    bind :8081\n    balance roundrobin\n    mode http\n"),
+        mesh_cfg
+            .contains("listen api_8081\n    bind :8081\n    balance roundrobin\n    mode http\n"),
         "{mesh_cfg}"
     );
 
