@@ -1,5 +1,6 @@
-//! Ships each mesh container's HAProxy configuration (`core::proxy::mesh`) after a pass's
-//! steps: read back what the container holds, and where it differs (a new endpoint, a changed
+//! Ships each mesh container's HAProxy configuration (`core::proxy::mesh`): to a mesh a step
+//! just made, within that step ([`ship_new`]: its callers' names answer as soon as it runs,
+//! not once the pass is over), and to every mesh after a pass's steps: read back what the container holds, and where it differs (a new endpoint, a changed
 //! weight, a fresh container, a hand edit) upload the new text beside it, validate it with
 //! `haproxy -c`, put it in place, send SIGUSR2 (master-worker: a graceful reload, never a
 //! restart) and poll the control listener until it answers the new hash: the reload is then
@@ -78,6 +79,23 @@ pub async fn sync(
         }
     });
     futures_util::future::join_all(work).await
+}
+
+/// Ships the configuration of a mesh a step has just made and started, so that it answers
+/// before the step ends. A failure is logged, not the step's: the end-of-pass [`sync`] ships
+/// again and reports it.
+pub async fn ship_new(m: &Mesh, engine: &Engine, shell: &HostShell) {
+    let started = Instant::now();
+    match ship(m, engine, shell).await {
+        Ok(change) => tracing::info!(
+            host = %m.host, container = %m.container, change = ?change,
+            ms = started.elapsed().as_millis() as u64, "new mesh configured"
+        ),
+        Err(e) => tracing::warn!(
+            host = %m.host, container = %m.container, error = %e,
+            "new mesh not configured yet; the end of the pass tries again"
+        ),
+    }
 }
 
 /// The failures of `outcomes` as the pass reports them (beside failed pulls).

@@ -592,9 +592,13 @@ async fn create_and_start(
         ctx.opts.dependency_timeout,
     )
     .await?;
-    // Into the host's proxy as soon as the engine says it is healthy (in the background).
+    // Into the host's proxy as soon as the engine says it is healthy (in the background); a
+    // mesh gets its configuration now, so that the names it answers work from this step on.
     if let Some(p) = &ctx.opts.proxy {
         proxy::admit(p, engine, &replica.stack, &replica.service, &replica.name);
+        if let Some((m, shell)) = p.mesh(host, &replica.name) {
+            mesh::ship_new(m, engine, shell).await;
+        }
     }
     hooks::after_start(engine, replica, ctx.opts.dependency_timeout, &ctx.cancel).await
 }

@@ -56,6 +56,9 @@ pub struct ProxyCtx {
     /// Per host: the model of the configuration last shipped, whose disabled servers an
     /// admission puts into service.
     in_force: std::sync::Mutex<BTreeMap<String, render::ProxyModel>>,
+    /// The pass's meshes: one made by a step gets its configuration in that step
+    /// (`exec::mesh::ship_new`), not only at the end of the pass.
+    meshes: Vec<crate::core::proxy::mesh::Mesh>,
 }
 
 impl ProxyCtx {
@@ -64,6 +67,7 @@ impl ProxyCtx {
     pub fn new(
         desired: &DesiredState,
         shells: &BTreeMap<String, HostShell>,
+        meshes: &[crate::core::proxy::mesh::Mesh],
     ) -> Option<Arc<ProxyCtx>> {
         let settings = desired.settings.proxy.clone()?;
         let listener_ports = match ports::listener_ports(desired) {
@@ -87,7 +91,21 @@ impl ProxyCtx {
             desired: desired.clone(),
             admitting: Default::default(),
             in_force: Default::default(),
+            meshes: meshes.to_vec(),
         }))
+    }
+
+    /// The mesh container `name` on `host` is, with the host's shell, when this pass runs one.
+    pub fn mesh(
+        &self,
+        host: &str,
+        name: &str,
+    ) -> Option<(&crate::core::proxy::mesh::Mesh, &HostShell)> {
+        let m = self
+            .meshes
+            .iter()
+            .find(|m| m.host == host && m.container == name)?;
+        Some((m, self.shells.get(host)?))
     }
 }
 

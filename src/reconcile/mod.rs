@@ -206,7 +206,7 @@ pub async fn run_pass(
         let exec_started = Instant::now();
         // The per-host proxy (issue 13), when the fleet has one: replicas leave it before they
         // stop, and every host's is synced once the steps are done.
-        let proxy = exec::proxy::ProxyCtx::new(&loaded.desired, &shells);
+        let proxy = exec::proxy::ProxyCtx::new(&loaded.desired, &shells, &planned.pass.meshes);
         let (outcomes, rollouts) =
             if planned.pass.plan.steps.is_empty() && planned.pass.plan.rollouts.is_empty() {
                 (Vec::new(), Vec::new())

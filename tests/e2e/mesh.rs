@@ -199,3 +199,66 @@ fn a_frontend_reaches_api_on_other_hosts_through_the_mesh() {
     t.convoy(&["diff", "--state-dir", &state])
         .outcome(Outcome::InSync);
 }
+
+/// A mesh made by a pass answers from its own step on, not once the pass is over: here a
+/// service on the caller's host holds the pass for 30 s (a `post_start` hook), and `api` on
+/// the other hosts answers through the new mesh well before that, while `apply` still runs.
+#[test]
+fn a_new_mesh_answers_before_the_pass_ends() {
+    let Some(hosts) = Hosts::get() else { return };
+    let t = TestFleet::new();
+    let _cleanup = HostCleanup(&hosts, t.id.clone());
+    let (h1, h2, h3) = (
+        hosts.names[0].clone(),
+        hosts.names[1].clone(),
+        hosts.names[2].clone(),
+    );
+    fleet_file(&hosts, &t, None);
+    shop(&t, &h1, [&h2, &h3]);
+    let file = format!("stacks/{}/compose.yaml", t.stack("shop"));
+    let mut y = std::fs::read_to_string(t.path().join(&file)).unwrap();
+    y.push_str(&format!(
+        "  slow:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_signal: SIGKILL\n    \
+         post_start:\n      - command: [\"sleep\", \"30\"]\n    x-convoy:\n      hosts: [{h1}]\n"
+    ));
+    t.write(&file, &y);
+    let state = t.path().join("state").to_string_lossy().into_owned();
+    let started = std::time::Instant::now();
+    let mut apply = std::process::Command::new(env!("CARGO_BIN_EXE_convoy"))
+        .args(["apply", "--state-dir", &state, "--repo"])
+        .arg(t.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn apply");
+    let frontend = t.cname("shop", "frontend", 1);
+    let sock = format!("unix://{}", hosts.sock(&h1));
+    let call = || {
+        docker_try(&[
+            "-H",
+            &sock,
+            "exec",
+            &frontend,
+            "sh",
+            "-c",
+            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 api 8080 | tail -n1",
+        ])
+        .is_some_and(|body| body.len() == 12)
+    };
+    wait_for(
+        "api answers through the new mesh",
+        Duration::from_secs(60),
+        call,
+    );
+    let answered_after = started.elapsed();
+    let still_running = apply.try_wait().expect("poll apply").is_none();
+    let out = apply.wait_with_output().expect("apply ends");
+    Run::from(out).outcome(Outcome::Converged);
+    eprintln!("api answered {answered_after:?} after the apply began");
+    assert!(
+        still_running && answered_after < Duration::from_secs(25),
+        "the new mesh answered only {answered_after:?} after the apply began (apply still \
+         running: {still_running}); the slow service's hook holds the pass for 30 s"
+    );
+}
