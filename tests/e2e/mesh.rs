@@ -201,7 +201,7 @@ fn a_frontend_reaches_api_on_other_hosts_through_the_mesh() {
 }
 
 /// A mesh made by a pass answers from its own step on, not once the pass is over: here a
-/// service on the caller's host holds the pass for 30 s (a `post_start` hook), and `api` on
+/// service on the caller's host holds the pass for 20 s (a `post_start` hook), and `api` on
 /// the other hosts answers through the new mesh well before that, while `apply` still runs.
 #[test]
 fn a_new_mesh_answers_before_the_pass_ends() {
@@ -219,7 +219,7 @@ fn a_new_mesh_answers_before_the_pass_ends() {
     let mut y = std::fs::read_to_string(t.path().join(&file)).unwrap();
     y.push_str(&format!(
         "  slow:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_signal: SIGKILL\n    \
-         post_start:\n      - command: [\"sleep\", \"30\"]\n    x-convoy:\n      hosts: [{h1}]\n"
+         post_start:\n      - command: [\"sleep\", \"20\"]\n    x-convoy:\n      hosts: [{h1}]\n"
     ));
     t.write(&file, &y);
     let state = t.path().join("state").to_string_lossy().into_owned();
@@ -257,8 +257,8 @@ fn a_new_mesh_answers_before_the_pass_ends() {
     Run::from(out).outcome(Outcome::Converged);
     eprintln!("api answered {answered_after:?} after the apply began");
     assert!(
-        still_running && answered_after < Duration::from_secs(25),
+        still_running && answered_after < Duration::from_secs(15),
         "the new mesh answered only {answered_after:?} after the apply began (apply still \
-         running: {still_running}); the slow service's hook holds the pass for 30 s"
+         running: {still_running}); the slow service's hook holds the pass for 20 s"
     );
 }
