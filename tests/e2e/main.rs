@@ -34,6 +34,7 @@ mod probe;
 mod proxy;
 mod proxy_backup;
 mod proxy_drain;
+mod proxy_routes;
 mod rollback;
 mod rollout;
 mod scheduling;
