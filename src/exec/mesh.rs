@@ -7,7 +7,8 @@
 //! complete.
 //!
 //! It must not create, replace or remove containers (the plan does, like any replica's), and
-//! it never blocks another host: each mesh is shipped on its own, bounded by a deadline, and a
+//! it never blocks another host: each mesh is shipped on its own, its probe bounded by a
+//! deadline (and a new mesh's whole shipping by [`SHIP_NEW_BOUND`]), and a
 //! failure is reported for the pass, not retried here (the next pass reads the container again).
 
 use std::collections::BTreeMap;
@@ -51,6 +52,7 @@ pub async fn sync(
     engines: &BTreeMap<String, Engine>,
     shells: &BTreeMap<String, HostShell>,
     cancel: &CancellationToken,
+    unconfirmed: &std::collections::BTreeSet<(String, String)>,
 ) -> Vec<MeshOutcome> {
     // A host that is not connected is reported by the plan already (nothing is planned there).
     let connected = meshes.iter().filter(|m| engines.contains_key(&m.host));
@@ -58,7 +60,10 @@ pub async fn sync(
         let started = Instant::now();
         let result = match (engines.get(&m.host), shells.get(&m.host)) {
             _ if cancel.is_cancelled() => Err("the pass was cancelled".to_string()),
-            (Some(engine), Some(shell)) => ship(m, engine, shell).await,
+            (Some(engine), Some(shell)) => {
+                let confirm = unconfirmed.contains(&(m.host.clone(), m.container.clone()));
+                ship(m, engine, shell, confirm).await
+            }
             _ => Err(format!("host `{}` is not connected", m.host)),
         };
         let elapsed = started.elapsed();
@@ -81,20 +86,43 @@ pub async fn sync(
     futures_util::future::join_all(work).await
 }
 
+/// The longest a step waits for the configuration of the mesh it made: the engine calls of
+/// [`ship`] have their own timeouts, this bounds them together.
+const SHIP_NEW_BOUND: Duration = Duration::from_secs(20);
+
 /// Ships the configuration of a mesh a step has just made and started, so that it answers
-/// before the step ends. A failure is logged, not the step's: the end-of-pass [`sync`] ships
-/// again and reports it.
-pub async fn ship_new(m: &Mesh, engine: &Engine, shell: &HostShell) {
+/// before the step ends; `false` when it is not known to be in force (a failure, the bound, a
+/// cancelled pass). Such a mesh is not the step's failure: the end-of-pass [`sync`] ships it
+/// again, probing it even when the text is already there, and reports it.
+pub async fn ship_new(
+    m: &Mesh,
+    engine: &Engine,
+    shell: &HostShell,
+    cancel: &CancellationToken,
+) -> bool {
     let started = Instant::now();
-    match ship(m, engine, shell).await {
-        Ok(change) => tracing::info!(
-            host = %m.host, container = %m.container, change = ?change,
-            ms = started.elapsed().as_millis() as u64, "new mesh configured"
-        ),
-        Err(e) => tracing::warn!(
-            host = %m.host, container = %m.container, error = %e,
-            "new mesh not configured yet; the end of the pass tries again"
-        ),
+    let result = tokio::select! {
+        r = tokio::time::timeout(SHIP_NEW_BOUND, ship(m, engine, shell, false)) => match r {
+            Ok(r) => r,
+            Err(_) => Err(format!("not in force within {SHIP_NEW_BOUND:?}")),
+        },
+        _ = cancel.cancelled() => Err("the pass was cancelled".to_string()),
+    };
+    match result {
+        Ok(change) => {
+            tracing::info!(
+                host = %m.host, container = %m.container, change = ?change,
+                ms = started.elapsed().as_millis() as u64, "new mesh configured"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(
+                host = %m.host, container = %m.container, error = %e,
+                "new mesh not configured yet; the end of the pass tries again"
+            );
+            false
+        }
     }
 }
 
@@ -113,8 +141,15 @@ pub fn failures(outcomes: &[MeshOutcome]) -> Vec<String> {
         .collect()
 }
 
-/// Ships one mesh's configuration (see the module comment).
-async fn ship(m: &Mesh, engine: &Engine, shell: &HostShell) -> Result<MeshChange, String> {
+/// Ships one mesh's configuration (see the module comment). With `confirm`, a container that
+/// holds the text already is probed all the same (an earlier attempt uploaded it but did not
+/// see it in force).
+async fn ship(
+    m: &Mesh,
+    engine: &Engine,
+    shell: &HostShell,
+    confirm: bool,
+) -> Result<MeshChange, String> {
     let want = mesh::render(m);
     let hash = mesh::announced_hash(&want).expect("a rendered configuration announces its hash");
     let path = format!("{CONFIG_DIR}/{CONFIG_FILE}");
@@ -124,6 +159,9 @@ async fn ship(m: &Mesh, engine: &Engine, shell: &HostShell) -> Result<MeshChange
         .map_err(|e| e.to_string())?;
     let running = held.as_ref().is_some_and(|b| !b.is_empty());
     if held.as_deref() == Some(want.as_bytes()) {
+        if confirm {
+            wait_in_force(m, engine, shell, &hash).await?;
+        }
         return Ok(MeshChange::Unchanged);
     }
     // Validated beside the file in force, so a text HAProxy refuses never replaces it.

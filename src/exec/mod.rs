@@ -597,7 +597,9 @@ async fn create_and_start(
     if let Some(p) = &ctx.opts.proxy {
         proxy::admit(p, engine, &replica.stack, &replica.service, &replica.name);
         if let Some((m, shell)) = p.mesh(host, &replica.name) {
-            mesh::ship_new(m, engine, shell).await;
+            if !mesh::ship_new(m, engine, shell, &ctx.cancel).await {
+                p.mesh_unconfirmed(host, &replica.name);
+            }
         }
     }
     hooks::after_start(engine, replica, ctx.opts.dependency_timeout, &ctx.cancel).await

@@ -59,6 +59,9 @@ pub struct ProxyCtx {
     /// The pass's meshes: one made by a step gets its configuration in that step
     /// (`exec::mesh::ship_new`), not only at the end of the pass.
     meshes: Vec<crate::core::proxy::mesh::Mesh>,
+    /// (host, container) of new meshes whose configuration was not seen in force in their
+    /// step: the end-of-pass sync probes them even where the text is there.
+    unconfirmed: std::sync::Mutex<BTreeSet<(String, String)>>,
 }
 
 impl ProxyCtx {
@@ -92,7 +95,24 @@ impl ProxyCtx {
             admitting: Default::default(),
             in_force: Default::default(),
             meshes: meshes.to_vec(),
+            unconfirmed: Default::default(),
         }))
+    }
+
+    /// Records a new mesh whose configuration its step did not see in force.
+    pub fn mesh_unconfirmed(&self, host: &str, name: &str) {
+        self.unconfirmed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((host.to_string(), name.to_string()));
+    }
+
+    /// The new meshes recorded by [`ProxyCtx::mesh_unconfirmed`].
+    pub fn unconfirmed_meshes(&self) -> BTreeSet<(String, String)> {
+        self.unconfirmed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The mesh container `name` on `host` is, with the host's shell, when this pass runs one.

@@ -252,7 +252,17 @@ pub async fn run_pass(
         }
         // The mesh containers' configuration, once their containers run (`exec::mesh`).
         pull_failures.extend(exec::mesh::failures(
-            &exec::mesh::sync(&planned.pass.meshes, &fleet.engines, &shells, cancel).await,
+            &exec::mesh::sync(
+                &planned.pass.meshes,
+                &fleet.engines,
+                &shells,
+                cancel,
+                &proxy
+                    .as_ref()
+                    .map(|p| p.unconfirmed_meshes())
+                    .unwrap_or_default(),
+            )
+            .await,
         ));
         let execute_ms = ms(exec_started.elapsed());
         let verify_started = Instant::now();

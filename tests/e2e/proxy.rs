@@ -150,6 +150,19 @@ pub(crate) fn body_at(addr: SocketAddr) -> Option<String> {
 /// time, gated by a readiness probe; `ingress` on or off; `health` a healthcheck line. The port
 /// is `app_protocol: http`, so the proxy carries it as HTTP (nothing changes without the proxy).
 fn web(t: &TestFleet, version: &str, port: u16, bind: &str, ingress: bool, healthy: bool) {
+    web_as(t, version, port, bind, ingress, healthy, "http");
+}
+
+/// [`web`] with the port's `app_protocol` (`tcp`: passed as bytes by the proxies).
+fn web_as(
+    t: &TestFleet,
+    version: &str,
+    port: u16,
+    bind: &str,
+    ingress: bool,
+    healthy: bool,
+    app_protocol: &str,
+) {
     let check = if healthy { "true" } else { "false" };
     // Without the proxy a fixed port holds one replica per host.
     let replicas = if ingress { 4 } else { 3 };
@@ -168,7 +181,7 @@ fn web(t: &TestFleet, version: &str, port: u16, bind: &str, ingress: bool, healt
     t.compose(
         "web",
         &format!(
-            "services:\n  web:\n    image: {NGINX}\n    command: [\"sh\", \"-c\", \"echo 'version {version}' > /var/www/html/index.html && exec nginx -g 'daemon off;'\"]\n    stop_signal: SIGQUIT\n    stop_grace_period: 5s\n    ports:\n      - {{target: 80, published: {port}, host_ip: \"{bind}\", app_protocol: http}}\n    healthcheck:\n      test: [\"CMD\", \"{check}\"]\n      interval: 1s\n      timeout: 1s\n      retries: 2\n    deploy:\n      replicas: {replicas}\n      update_config:\n        parallelism: 1\n        order: {order}\n        monitor: 2s\n        failure_action: rollback\n{x}"
+            "services:\n  web:\n    image: {NGINX}\n    command: [\"sh\", \"-c\", \"echo 'version {version}' > /var/www/html/index.html && exec nginx -g 'daemon off;'\"]\n    stop_signal: SIGQUIT\n    stop_grace_period: 5s\n    ports:\n      - {{target: 80, published: {port}, host_ip: \"{bind}\", app_protocol: {app_protocol}}}\n    healthcheck:\n      test: [\"CMD\", \"{check}\"]\n      interval: 1s\n      timeout: 1s\n      retries: 2\n    deploy:\n      replicas: {replicas}\n      update_config:\n        parallelism: 1\n        order: {order}\n        monitor: 2s\n        failure_action: rollback\n{x}"
         ),
     );
 }
@@ -438,6 +451,39 @@ fn published_ports_survive_rollouts_rollbacks_and_kills_through_the_proxy() {
         (0, 0),
         "requests failed through the proxy: {errors:?}"
     );
+
+    // (5) The port as a plain byte stream (the proxies back in TCP mode: a reload), rolled
+    // out under the load: the drain and the admission lose nothing there either.
+    let h1 = &hosts.names[0];
+    let addr: SocketAddr = format!(
+        "{}:18081",
+        hosts.env[&format!("{}_ADDR", h1.to_uppercase())]
+    )
+    .parse()
+    .unwrap();
+    let load = Load::start(addr, 50);
+    web_as(&t, "v4", 18081, "0.0.0.0", true, true, "tcp");
+    t.convoy(&["apply"]).outcome(Outcome::Converged);
+    wait_for("v4 on host 1", Duration::from_secs(60), || {
+        body_at(addr).as_deref() == Some("version v4")
+    });
+    let (ok, failed, errors) = load.finish();
+    eprintln!("TCP port, rolling update: {ok} ok, {failed} failed; first errors: {errors:?}");
+    let cfg = hosts.docker(
+        h1,
+        &[
+            "exec",
+            "convoy-proxy",
+            "cat",
+            "/etc/convoy-proxy/haproxy.cfg",
+        ],
+    );
+    assert!(
+        cfg.contains("_18081\n    bind 0.0.0.0:18081\n    mode tcp\n"),
+        "the proxy does not carry the port as TCP:\n{cfg}"
+    );
+    assert!(ok > 50, "the load ran ({ok} ok)");
+    assert_eq!(failed, 0, "requests failed on the TCP port: {errors:?}");
 }
 
 /// Where the host refuses a second proxy beside the old one (here the old one was restarted by

@@ -417,7 +417,8 @@ pub fn render(mesh: &Mesh) -> String {
             // The endpoint is another host's proxy, which keeps its connections: a new call
             // from a caller here reuses one instead of a handshake across hosts.
             body.push_str("    mode http\n");
-            use crate::core::proxy::render::{http_forwarding, Reuse};
+            use crate::core::proxy::render::{http_forwarding, http_front, Reuse};
+            http_front(&mut body);
             http_forwarding(&mut body, Reuse::Always);
         }
         for e in &r.endpoints {

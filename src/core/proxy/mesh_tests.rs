@@ -322,7 +322,7 @@ fn an_http_port_is_an_http_listener() {
     let text = render(&m[0]);
     assert!(
         text.contains(
-            "listen api_8080\n    bind :8080\n    balance roundrobin\n    mode http\n    http-reuse always\n    retry-on conn-failure empty-response junk-response\n    http-request disable-l7-retry unless METH_GET\n    server h2 "
+            "listen api_8080\n    bind :8080\n    balance roundrobin\n    mode http\n    option idle-close-on-response\n    http-reuse always\n    retry-on conn-failure empty-response junk-response\n    http-request disable-l7-retry unless METH_GET\n    server h2 "
         ),
         "{text}"
     );

@@ -323,6 +323,9 @@ pub fn render(m: &ProxyModel) -> String {
         line(w, &format!("frontend {id}"));
         line(w, &format!("    bind {bind}"));
         line(w, "    mode http");
+        if l.routes.iter().any(|r| r.http) {
+            http_front(w);
+        }
         for (i, r) in l.routes.iter().enumerate() {
             let mut cond = Vec::new();
             let exact: Vec<&str> = r
@@ -372,7 +375,10 @@ pub fn render(m: &ProxyModel) -> String {
             line(w, "");
             line(w, &format!("backend {id}_{}_{}", r.stack, r.service));
             line(w, "    mode http");
-            http_forwarding(w, Reuse::Aggressive);
+            // Routing alone reads the request; reuse and replays are for ports marked HTTP.
+            if r.http {
+                http_forwarding(w, Reuse::Safe);
+            }
             servers(w, &r.backends);
         }
     }
@@ -390,11 +396,15 @@ pub fn render(m: &ProxyModel) -> String {
         line(w, &format!("    bind {bind}"));
         if c.http {
             line(w, "    mode http");
+            // A mesh's kept connections stay open as long as it may lend them (an idle
+            // client connection is also bounded by `timeout client`).
+            line(w, &format!("    timeout client {CROSS_KEEP_ALIVE}"));
             line(
                 w,
                 &format!("    timeout http-keep-alive {CROSS_KEEP_ALIVE}"),
             );
-            http_forwarding(w, Reuse::Aggressive);
+            http_front(w);
+            http_forwarding(w, Reuse::Safe);
         } else {
             line(w, "    mode tcp");
         }
@@ -465,10 +475,11 @@ pub fn hash_of(config: &str) -> Option<&str> {
 /// `http-reuse`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reuse {
-    /// Only connections the server has shown it keeps, and not for the first request of a
-    /// client connection on one not yet proven: for the user's servers, whose keep-alive
-    /// timeout Convoy does not know.
-    Aggressive,
+    /// HAProxy's default: a kept connection serves later requests of the client connection
+    /// that opened it, never a first request: for the user's servers, whose keep-alive timeout
+    /// Convoy does not know (a server closing an idle connection as a POST is sent on it
+    /// would fail that POST).
+    Safe,
     /// Any idle connection, the first request of a client connection included: for a mesh,
     /// whose next hop is a host proxy that keeps them ([`CROSS_KEEP_ALIVE`]). This is what
     /// saves a caller's fresh connection the handshake across hosts.
@@ -480,6 +491,15 @@ pub enum Reuse {
 /// connections every 5 s), so a mesh does not send on a connection being closed under it.
 pub const CROSS_KEEP_ALIVE: &str = "10m";
 
+/// What an HTTP section that accepts connections does: when a reload retires the worker that
+/// holds an idle kept connection (a mesh's, a caller's), it answers one more request on it,
+/// with `connection: close`, instead of closing it under a request that may be on its way
+/// (HAProxy 2.6+). Without it, a POST sent at that moment would fail, as it is never sent
+/// twice.
+pub fn http_front(w: &mut String) {
+    line(w, "    option idle-close-on-response");
+}
+
 /// What an HTTP section does beyond a TCP one, the same in the meshes (`mesh::render`):
 /// server connections kept after a request and lent to the next one ([`Reuse`]), and a GET or
 /// HEAD whose server closed or failed the connection before any answer (a replica killed
@@ -487,7 +507,7 @@ pub const CROSS_KEEP_ALIVE: &str = "10m";
 /// server. Other methods are never sent twice: they may not be idempotent.
 pub fn http_forwarding(w: &mut String, reuse: Reuse) {
     let mode = match reuse {
-        Reuse::Aggressive => "aggressive",
+        Reuse::Safe => "safe",
         Reuse::Always => "always",
     };
     line(w, &format!("    http-reuse {mode}"));

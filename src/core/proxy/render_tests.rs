@@ -366,8 +366,14 @@ fn shared_ports_route_by_host_and_path() {
     use_backend in_any_80_s_site if host_1
 ";
     assert!(front.starts_with(expected), "{front}");
+    // Routing reads requests, but reuse and replays are only for ports marked HTTP: the
+    // backend is the bare one, and the configuration of such a fleet stays what it was.
     assert!(
-        text.contains("\nbackend in_any_80_s_site\n    mode http\n"),
+        text.contains("\nbackend in_any_80_s_site\n    mode http\n    server "),
+        "{text}"
+    );
+    assert!(
+        !text.contains("http-reuse") && !text.contains("idle-close"),
         "{text}"
     );
 }
@@ -396,19 +402,22 @@ fn an_http_port_is_carried_as_http_with_kept_connections_and_safe_retries() {
     };
     // One service on the port: still HTTP, through its backend, with no rule to choose.
     let front = section("frontend in_10.0.0.1_8080\n");
-    assert!(front.contains("    mode http\n"), "{front}");
+    assert!(
+        front.contains("    mode http\n    option idle-close-on-response\n"),
+        "{front}"
+    );
     assert!(
         front.contains("    default_backend in_10.0.0.1_8080_s_web"),
         "{front}"
     );
-    let http_lines = "    http-reuse aggressive\n    retry-on conn-failure empty-response junk-response\n    http-request disable-l7-retry unless METH_GET\n";
+    let http_lines = "    http-reuse safe\n    retry-on conn-failure empty-response junk-response\n    http-request disable-l7-retry unless METH_GET\n";
     let back = section("\nbackend in_10.0.0.1_8080_s_web\n");
     assert!(back.contains(http_lines), "{back}");
     assert!(back.contains("server host:b 10.0.0.2:"), "{back}");
     let cross = section("listen x_s_web_80\n");
     assert!(
         cross.contains(&format!(
-            "    mode http\n    timeout http-keep-alive 10m\n{http_lines}"
+            "    mode http\n    timeout client 10m\n    timeout http-keep-alive 10m\n    option idle-close-on-response\n{http_lines}"
         )),
         "{cross}"
     );
