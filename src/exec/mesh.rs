@@ -1,17 +1,17 @@
 //! Ships each mesh container's HAProxy configuration (`core::proxy::mesh`): to a mesh a step
-//! just made, within that step ([`ship_new`]: its callers' names answer as soon as it runs,
-//! not once the pass is over), and to every mesh after a pass's steps: read back what the container holds, and where it differs (a new endpoint, a changed
-//! weight, a fresh container, a hand edit) upload the new text beside it, validate it with
-//! `haproxy -c`, put it in place, send SIGUSR2 (master-worker: a graceful reload, never a
-//! restart) and poll the control listener until it answers the new hash: the reload is then
-//! complete.
+//! just made, within that step ([`ship_new`]: its callers' names answer as soon as it runs, not
+//! once the pass is over), and to every mesh after a pass's steps. Read back what the container
+//! holds, and where it differs (a new endpoint, a changed weight, a fresh container, a hand
+//! edit) upload the new text beside it, validate it with `haproxy -c`, put it in place, send
+//! SIGUSR2 (master-worker: a graceful reload, never a restart) and poll the control listener
+//! until it answers the new hash: the reload is then complete.
 //!
 //! It must not create, replace or remove containers (the plan does, like any replica's), and
 //! it never blocks another host: each mesh is shipped on its own, its probe bounded by a
-//! deadline (and a new mesh's whole shipping by [`SHIP_NEW_BOUND`]), and a
-//! failure is reported for the pass, not retried here (the next pass reads the container again).
+//! deadline (and a new mesh's whole shipping by [`SHIP_NEW_BOUND`]), and a failure is reported
+//! for the pass, not retried here (the next pass reads the container again).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -52,7 +52,7 @@ pub async fn sync(
     engines: &BTreeMap<String, Engine>,
     shells: &BTreeMap<String, HostShell>,
     cancel: &CancellationToken,
-    unconfirmed: &std::collections::BTreeSet<(String, String)>,
+    unconfirmed: &BTreeSet<(String, String)>,
 ) -> Vec<MeshOutcome> {
     // A host that is not connected is reported by the plan already (nothing is planned there).
     let connected = meshes.iter().filter(|m| engines.contains_key(&m.host));

@@ -115,7 +115,8 @@ impl ProxyCtx {
             .clone()
     }
 
-    /// The mesh container `name` on `host` is, with the host's shell, when this pass runs one.
+    /// The pass's mesh whose container is `name` on `host`, with the host's shell; `None` for
+    /// any other container.
     pub fn mesh(
         &self,
         host: &str,

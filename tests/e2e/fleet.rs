@@ -117,6 +117,14 @@ impl Hosts {
         t.write("convoy.yaml", &y);
     }
 
+    /// [`Hosts::write_fleet_file`] with no host extra and a `proxy:` section of `proxy` (its
+    /// indented lines).
+    pub fn write_proxy_fleet_file(&self, t: &TestFleet, proxy: &str) {
+        self.write_fleet_file(t, &self.known_hosts(), "");
+        let fleet = std::fs::read_to_string(t.path().join("convoy.yaml")).unwrap();
+        t.write("convoy.yaml", &format!("{fleet}proxy:\n{proxy}"));
+    }
+
     pub fn known_hosts(&self) -> String {
         self.env["FLEET_KNOWN_HOSTS"].clone()
     }

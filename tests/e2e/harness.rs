@@ -238,6 +238,23 @@ impl TestFleet {
         Run::from(cmd.output().expect("run convoy"))
     }
 
+    /// Starts `convoy <args> --repo <dir>` in the background, its output piped (read it with
+    /// `wait_with_output`).
+    pub fn spawn_convoy(&self, args: &[&str]) -> std::process::Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_convoy"));
+        cmd.args(args)
+            .arg("--repo")
+            .arg(self.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("spawn convoy")
+    }
+
     /// Names of this fleet's containers, as the engine reports them, sorted.
     pub fn containers(&self) -> Vec<String> {
         self.names(&["-a"])

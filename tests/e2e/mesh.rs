@@ -31,13 +31,14 @@ fn shop(t: &TestFleet, front: &str, back: [&str; 2]) {
 
 /// `convoy.yaml` over the fleet with the proxy, `drain: true` on `drained` if any.
 fn fleet_file(hosts: &Hosts, t: &TestFleet, drained: Option<&str>) {
-    hosts.write_fleet_file(t, &hosts.known_hosts(), "");
-    let mut y = std::fs::read_to_string(t.path().join("convoy.yaml")).unwrap();
+    hosts.write_proxy_fleet_file(t, "  image: convoy-test/proxy:1\n");
     if let Some(h) = drained {
-        y = y.replace(&format!("  {h}:\n"), &format!("  {h}:\n    drain: true\n"));
+        let y = std::fs::read_to_string(t.path().join("convoy.yaml")).unwrap();
+        t.write(
+            "convoy.yaml",
+            &y.replace(&format!("  {h}:\n"), &format!("  {h}:\n    drain: true\n")),
+        );
     }
-    y.push_str("proxy:\n  image: convoy-test/proxy:1\n");
-    t.write("convoy.yaml", &y);
 }
 
 /// `n` requests to `http://api:8080/` from the frontend: the body of each (the replica's
@@ -224,14 +225,7 @@ fn a_new_mesh_answers_before_the_pass_ends() {
     t.write(&file, &y);
     let state = t.path().join("state").to_string_lossy().into_owned();
     let started = std::time::Instant::now();
-    let mut apply = std::process::Command::new(env!("CARGO_BIN_EXE_convoy"))
-        .args(["apply", "--state-dir", &state, "--repo"])
-        .arg(t.path())
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn apply");
+    let mut apply = t.spawn_convoy(&["apply", "--state-dir", &state]);
     let frontend = t.cname("shop", "frontend", 1);
     let sock = format!("unix://{}", hosts.sock(&h1));
     let call = || {

@@ -389,12 +389,7 @@ fn published_ports_survive_rollouts_rollbacks_and_kills_through_the_proxy() {
 
     let t = TestFleet::new();
     let _cleanup = HostCleanup(&hosts, t.id.clone());
-    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
-    let fleet = std::fs::read_to_string(t.path().join("convoy.yaml")).unwrap();
-    t.write(
-        "convoy.yaml",
-        &format!("{fleet}proxy:\n  image: {PROXY}\n  ports: 39000-39999\n"),
-    );
+    hosts.write_proxy_fleet_file(&t, &format!("  image: {PROXY}\n  ports: 39000-39999\n"));
     let Tally {
         ok,
         failed,
@@ -495,12 +490,7 @@ fn a_proxy_the_host_refuses_beside_the_old_one_is_replaced_stop_first() {
     let Some(hosts) = Hosts::get() else { return };
     let t = TestFleet::new();
     let _cleanup = HostCleanup(&hosts, t.id.clone());
-    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
-    let fleet = std::fs::read_to_string(t.path().join("convoy.yaml")).unwrap();
-    t.write(
-        "convoy.yaml",
-        &format!("{fleet}proxy:\n  image: {PROXY}\n  ports: 39000-39999\n"),
-    );
+    hosts.write_proxy_fleet_file(&t, &format!("  image: {PROXY}\n  ports: 39000-39999\n"));
     t.compose(
         "web",
         &format!(

@@ -32,9 +32,7 @@ fn a_host_without_a_replica_sends_its_ingress_to_the_host_with_one() {
     let Some(hosts) = Hosts::get() else { return };
     let t = TestFleet::new();
     let _cleanup = HostCleanup(&hosts, t.id.clone());
-    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
-    let fleet = std::fs::read_to_string(t.path().join("convoy.yaml")).unwrap();
-    t.write("convoy.yaml", &format!("{fleet}proxy:\n  image: {PROXY}\n"));
+    hosts.write_proxy_fleet_file(&t, &format!("  image: {PROXY}\n"));
     let (h1, h2, h3) = (&hosts.names[0], &hosts.names[1], &hosts.names[2]);
     lone(&t, h1, h2, PORT);
     t.convoy(&["apply"]).outcome(Outcome::Converged);

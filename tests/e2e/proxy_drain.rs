@@ -51,9 +51,7 @@ fn a_drain_lets_a_request_under_way_finish_before_the_replica_stops() {
     let Some(hosts) = Hosts::get() else { return };
     let t = TestFleet::new();
     let _cleanup = HostCleanup(&hosts, t.id.clone());
-    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
-    let fleet = std::fs::read_to_string(t.path().join("convoy.yaml")).unwrap();
-    t.write("convoy.yaml", &format!("{fleet}proxy:\n  image: {PROXY}\n"));
+    hosts.write_proxy_fleet_file(&t, &format!("  image: {PROXY}\n"));
     let h1 = hosts.names[0].clone();
     let ip = hosts.env[&format!("{}_ADDR", h1.to_uppercase())].clone();
     let addr: SocketAddr = format!("{ip}:{PORT}").parse().unwrap();

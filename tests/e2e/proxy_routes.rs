@@ -37,9 +37,7 @@ fn services_share_a_port_by_host_name_and_path() {
     let Some(hosts) = Hosts::get() else { return };
     let t = TestFleet::new();
     let _cleanup = HostCleanup(&hosts, t.id.clone());
-    hosts.write_fleet_file(&t, &hosts.known_hosts(), "");
-    let fleet = std::fs::read_to_string(t.path().join("convoy.yaml")).unwrap();
-    t.write("convoy.yaml", &format!("{fleet}proxy:\n  image: {PROXY}\n"));
+    hosts.write_proxy_fleet_file(&t, &format!("  image: {PROXY}\n"));
     let h1 = &hosts.names[0];
     // `api` answers for shop.example under /api, `site` for shop.example and any name under
     // site.example; both on the same published port of the same host.

@@ -461,14 +461,7 @@ fn an_interrupted_apply_stops_after_the_batch_in_flight_and_the_next_continues()
     stack("v1", 0);
     t.convoy(&["apply"]).outcome(Outcome::Converged);
     stack("v2", 3);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_convoy"))
-        .args(["apply", "--repo"])
-        .arg(t.path())
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn apply");
+    let child = t.spawn_convoy(&["apply"]);
     wait_for("the first batch", Duration::from_secs(30), || {
         t.containers().iter().any(|n| n.ends_with(".prev"))
     });
